@@ -1,0 +1,113 @@
+# libuffd: build, test and install.
+#
+#   make              build build/libuffd.so.1.x.y (+ symlinks), build/libuffd.a, build/uffd.pc
+#   make test         every test: Rust, C, ABI, install, unprivileged, example
+#   make example      build and run c-examples/userfaultfd_demo
+#   make install      PREFIX, LIBDIR, INCLUDEDIR, PKGCONFIGDIR, DESTDIR honoured
+#   make header       regenerate include/uffd.h with cbindgen
+
+VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+MAJOR     := $(firstword $(subst ., ,$(VERSION)))
+
+PREFIX       ?= /usr/local
+LIBDIR       ?= $(PREFIX)/lib
+INCLUDEDIR   ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+DESTDIR      ?=
+
+CARGO  ?= cargo
+CC     ?= cc
+CFLAGS ?= -O2 -g
+WARN   := -std=c11 -Wall -Wextra -Werror
+BUILD  := build
+
+SONAME    := libuffd.so.$(MAJOR)
+REALNAME  := libuffd.so.$(VERSION)
+STATICLIB := target/release/libuffd.a
+MAPFILE   := src/ffi/libuffd.map
+SHLIB     := $(BUILD)/$(REALNAME)
+NATIVE    := $(BUILD)/native-static-libs.txt
+
+EXAMPLES  := $(BUILD)/userfaultfd_demo
+
+.PHONY: all lib cargo header example test test-rust test-c test-abi test-install \
+        test-unprivileged install uninstall clean
+
+all: lib $(EXAMPLES)
+
+lib: $(SHLIB) $(BUILD)/libuffd.a $(BUILD)/uffd.pc
+
+# Cargo decides whether anything changed; rustc prints the native libraries
+# a static link needs only when it actually compiles, so keep the last list.
+cargo:
+	@mkdir -p $(BUILD)
+	$(CARGO) rustc --release --locked --lib -- --print native-static-libs 2> $(BUILD)/cargo.log \
+	  || { cat $(BUILD)/cargo.log; exit 1; }
+	@sed -n 's/.*native-static-libs: //p' $(BUILD)/cargo.log | tail -n 1 > $(NATIVE).new
+	@if [ -s $(NATIVE).new ]; then mv $(NATIVE).new $(NATIVE); else rm -f $(NATIVE).new; fi
+	@test -s $(NATIVE) || echo "-lgcc_s -lutil -lrt -lpthread -lm -ldl -lc" > $(NATIVE)
+
+$(STATICLIB): cargo
+
+# rustc's own version script cannot carry named version nodes, so the
+# shared library is linked here from the static archive.
+$(SHLIB): cargo $(MAPFILE)
+	$(CC) -shared -o $@ \
+	  -Wl,--whole-archive $(STATICLIB) -Wl,--no-whole-archive \
+	  -Wl,--version-script=$(MAPFILE) -Wl,--no-undefined-version \
+	  -Wl,-soname,$(SONAME) -Wl,-z,defs -Wl,--gc-sections \
+	  $$(cat $(NATIVE))
+	ln -sf $(REALNAME) $(BUILD)/$(SONAME)
+	ln -sf $(SONAME) $(BUILD)/libuffd.so
+
+$(BUILD)/libuffd.a: cargo
+	cp $(STATICLIB) $@
+
+$(BUILD)/uffd.pc: pkgconfig/uffd.pc.in Cargo.toml cargo
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	    -e "s|@NATIVE_LIBS@|$$(cat $(NATIVE))|g" $< > $@
+
+header:
+	LIBUFFD_BLESS=1 $(CARGO) test --locked --test header_fresh
+
+$(BUILD)/userfaultfd_demo: c-examples/userfaultfd_demo.c include/uffd.h $(SHLIB)
+	$(CC) $(WARN) $(CFLAGS) -Iinclude -o $@ $< -L$(BUILD) -luffd -Wl,-rpath,$(abspath $(BUILD)) -lpthread
+
+example: $(BUILD)/userfaultfd_demo
+	timeout 60 $(BUILD)/userfaultfd_demo 3
+
+test: test-rust test-c test-abi test-install test-unprivileged example
+
+test-rust:
+	timeout 1200 $(CARGO) test --locked -- --test-threads=2
+
+test-c: lib
+	BUILD=$(abspath $(BUILD)) CC="$(CC)" bash tests/c/run.sh
+
+test-abi: lib
+	BUILD=$(abspath $(BUILD)) bash tests/abi.sh
+
+test-install: lib
+	BUILD=$(abspath $(BUILD)) MAKE="$(MAKE)" bash tests/install.sh
+
+test-unprivileged: lib
+	BUILD=$(abspath $(BUILD)) CC="$(CC)" bash tests/unprivileged.sh
+
+install: lib
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 0755 $(SHLIB) $(DESTDIR)$(LIBDIR)/$(REALNAME)
+	ln -sf $(REALNAME) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libuffd.so
+	install -m 0644 $(BUILD)/libuffd.a $(DESTDIR)$(LIBDIR)/libuffd.a
+	install -m 0644 include/uffd.h $(DESTDIR)$(INCLUDEDIR)/uffd.h
+	install -m 0644 $(BUILD)/uffd.pc $(DESTDIR)$(PKGCONFIGDIR)/uffd.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/$(REALNAME) $(DESTDIR)$(LIBDIR)/$(SONAME) \
+	      $(DESTDIR)$(LIBDIR)/libuffd.so $(DESTDIR)$(LIBDIR)/libuffd.a \
+	      $(DESTDIR)$(INCLUDEDIR)/uffd.h $(DESTDIR)$(PKGCONFIGDIR)/uffd.pc
+
+clean:
+	rm -rf $(BUILD)
+	$(CARGO) clean

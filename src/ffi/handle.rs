@@ -1,0 +1,62 @@
+//! The Rust object behind `uffd_handle *`, and checked conversions from
+//! the pointers C passes in.
+
+use super::types::uffd_handle;
+use crate::uffd::{Error, Uffd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// What a `uffd_handle *` points to: an `Arc` so that later objects (the
+/// monitor) can share it; C holds one reference.
+pub(crate) struct Handle {
+    pub uffd: Uffd,
+    /// Set when a panic escaped an operation on this handle; every later
+    /// call fails with -ENOTRECOVERABLE.
+    poisoned: AtomicBool,
+}
+
+impl Handle {
+    pub fn new(uffd: Uffd) -> Arc<Handle> {
+        Arc::new(Handle {
+            uffd,
+            poisoned: AtomicBool::new(false),
+        })
+    }
+
+    pub fn poison(&self) {
+        self.poisoned.store(true, Ordering::Release);
+    }
+}
+
+/// Give one reference to C.
+pub(crate) fn into_c(h: Arc<Handle>) -> *mut uffd_handle {
+    Arc::into_raw(h) as *mut uffd_handle
+}
+
+/// Borrow the handle behind a C pointer, rejecting NULL and poisoned ones.
+///
+/// # Safety
+/// `ptr` is NULL or a pointer returned by `into_c` and not yet freed.
+pub(crate) unsafe fn borrow<'a>(ptr: *const uffd_handle) -> Result<&'a Handle, Error> {
+    if ptr.is_null() {
+        return Err(Error::invalid("handle is NULL"));
+    }
+    // SAFETY: per the contract, ptr came from Arc::into_raw of a Handle
+    // and C still holds that reference, so it points to a live Handle.
+    let h = unsafe { &*(ptr as *const Handle) };
+    if h.poisoned.load(Ordering::Acquire) {
+        return Err(Error::Internal(
+            "this handle was poisoned by an earlier internal error; free it".into(),
+        ));
+    }
+    Ok(h)
+}
+
+/// Take C's reference back (for uffd_handle_free).
+///
+/// # Safety
+/// `ptr` is a pointer returned by `into_c`, freed at most once.
+pub(crate) unsafe fn release(ptr: *mut uffd_handle) {
+    // SAFETY: per the contract, this reverses exactly one Arc::into_raw.
+    drop(unsafe { Arc::from_raw(ptr as *const Handle) });
+}

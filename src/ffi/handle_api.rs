@@ -1,0 +1,266 @@
+//! Creating, adopting, inspecting and freeing handles; probing the kernel.
+
+use super::boundary::{guard, guard_with};
+use super::ext::copy_opts;
+use super::handle::{borrow, into_c, release, Handle};
+use super::types::*;
+use crate::uffd::{self, Error, Features, OpenFlags, OpenOptions, Uffd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+const KNOWN_OPEN_FLAGS: u32 = LIBUFFD_OPEN_NONBLOCK
+    | LIBUFFD_OPEN_KERNEL_FAULTS
+    | LIBUFFD_OPEN_NO_CLOEXEC
+    | LIBUFFD_OPEN_NO_SYSCALL
+    | LIBUFFD_OPEN_NO_DEV;
+
+fn options_from_c(o: &uffd_open_opts) -> Result<OpenOptions, Error> {
+    let unknown = o.flags & !KNOWN_OPEN_FLAGS;
+    if unknown != 0 {
+        return Err(Error::invalid(format!(
+            "uffd_open_opts: unknown flags {unknown:#x}"
+        )));
+    }
+    if o.reserved != 0 {
+        return Err(Error::invalid("uffd_open_opts: reserved must be 0"));
+    }
+    Ok(OpenOptions {
+        flags: OpenFlags::from_bits_truncate(o.flags),
+        features: Features::from_bits_retain(o.features),
+        required: Features::from_bits_retain(o.required_features),
+    })
+}
+
+fn write_out<T>(out: *mut T, value: T) {
+    // SAFETY: every caller checked `out` for NULL first, and C promised it
+    // points to writable storage for a T.
+    unsafe { out.write(value) };
+}
+
+fn check_out<T>(func: &str, out: *mut T) -> Result<(), Error> {
+    if out.is_null() {
+        return Err(Error::invalid(format!("{func}: output pointer is NULL")));
+    }
+    Ok(())
+}
+
+/// Create a userfaultfd and negotiate its features.
+///
+/// Tries the userfaultfd(2) system call, then /dev/userfaultfd (unless
+/// opts->flags excludes one of them). By default the fd is close-on-exec,
+/// blocking and user-mode-only (see LIBUFFD_OPEN_KERNEL_FAULTS).
+/// `opts->features` are enabled where the kernel offers them;
+/// `opts->required_features` must all be offered.
+///
+/// Ownership: on success `*out` is a new handle that the caller frees with
+/// uffd_handle_free(); on failure `*out` is not written.
+///
+/// Thread safety: may be called from any thread.
+///
+/// Returns: 0, or a negative errno:
+/// -EINVAL (NULL out, bad opts, unknown flags), -E2BIG (opts from a newer
+/// libuffd set fields this one lacks), -EOPNOTSUPP (a required feature is
+/// missing; uffd_last_error() names it), -EPERM / -EACCES (no path allowed
+/// this process to create a userfaultfd; uffd_last_error() lists each path
+/// tried and why), -ENOSYS, -EMFILE, -ENOMEM.
+///
+/// # Safety
+/// `opts` is NULL or a valid uffd_open_opts of `opts->sz` bytes; `out` is
+/// NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn uffd_open(opts: *const uffd_open_opts, out: *mut *mut uffd_handle) -> i32 {
+    guard("uffd_open", || {
+        check_out("uffd_open", out)?;
+        // SAFETY: contract above.
+        let o = unsafe { copy_opts("uffd_open_opts", opts) }?;
+        let uffd = Uffd::open(&options_from_c(&o)?)?;
+        write_out(out, into_c(Handle::new(uffd)));
+        Ok(0)
+    })
+}
+
+/// Adopt an existing userfaultfd descriptor, taking ownership of it.
+///
+/// For a descriptor received from another process or carried by a
+/// LIBUFFD_EVENT_FORK event. If its API handshake was already done, its
+/// negotiated features are read from /proc/self/fdinfo and checked against
+/// `opts->required_features`; otherwise the handshake is done here with
+/// `opts` (features and required_features). `opts->flags` must be 0: the
+/// descriptor keeps its own flags.
+///
+/// Ownership: on success the handle owns `fd` and closes it when freed; on
+/// failure `fd` stays the caller's (it is not closed) and `*out` is not
+/// written.
+///
+/// Thread safety: may be called from any thread.
+///
+/// Returns: 0, or -EINVAL (negative fd, not a userfaultfd, NULL out,
+/// non-zero opts->flags), -EBADF, -E2BIG, -EOPNOTSUPP (a required feature
+/// is not enabled on this fd).
+///
+/// # Safety
+/// `opts` is NULL or a valid uffd_open_opts; `out` is NULL or writable;
+/// `fd` is not used by anyone else once this returns 0.
+#[no_mangle]
+pub unsafe extern "C" fn uffd_handle_from_fd(
+    fd: i32,
+    opts: *const uffd_open_opts,
+    out: *mut *mut uffd_handle,
+) -> i32 {
+    guard("uffd_handle_from_fd", || {
+        check_out("uffd_handle_from_fd", out)?;
+        if fd < 0 {
+            return Err(Error::invalid(format!("uffd_handle_from_fd: fd {fd} is negative")));
+        }
+        // SAFETY: contract above.
+        let o = unsafe { copy_opts("uffd_open_opts", opts) }?;
+        let opts = options_from_c(&o)?;
+        if !opts.flags.is_empty() {
+            return Err(Error::invalid(
+                "uffd_handle_from_fd: opts->flags must be 0 (an adopted fd keeps its own flags)",
+            ));
+        }
+        // SAFETY: F_GETFD only checks that the descriptor is open.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            return Err(Error::os("uffd_handle_from_fd", libc::EBADF, format!("fd {fd} is not open")));
+        }
+        // SAFETY: the caller hands over `fd`, which is open (checked).
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        match Uffd::adopt(owned, &opts) {
+            Ok(uffd) => {
+                write_out(out, into_c(Handle::new(uffd)));
+                Ok(0)
+            }
+            Err((e, owned)) => {
+                // Give the descriptor back: on failure it stays the caller's.
+                let _ = std::os::fd::IntoRawFd::into_raw_fd(owned);
+                Err(e)
+            }
+        }
+    })
+}
+
+/// Free a handle, closing its descriptor (faulting threads then resume
+/// without userfaultfd and registrations vanish, as on close()).
+///
+/// NULL is accepted and ignored. Call it exactly once per handle, when no
+/// other thread is using it.
+///
+/// # Safety
+/// `h` is NULL or a handle not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn uffd_handle_free(h: *mut uffd_handle) {
+    if h.is_null() {
+        return;
+    }
+    let _ = std::panic::catch_unwind(|| {
+        // SAFETY: contract above.
+        unsafe { release(h) }
+    });
+}
+
+/// The handle's file descriptor, borrowed: valid until uffd_handle_free();
+/// do not close it. Use it with poll/epoll (open with LIBUFFD_OPEN_NONBLOCK).
+///
+/// Thread safety: may be called from any thread.
+///
+/// Returns: the descriptor (>= 0), or -EINVAL for a NULL handle.
+///
+/// # Safety
+/// `h` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn uffd_handle_fd(h: *const uffd_handle) -> i32 {
+    guard("uffd_handle_fd", || {
+        // SAFETY: contract above.
+        let h = unsafe { borrow(h) }?;
+        Ok(h.uffd.as_raw_fd())
+    })
+}
+
+/// The features negotiated for this handle (LIBUFFD_FEATURE_* bits plus
+/// any newer bits the kernel enabled), written to `*features`.
+///
+/// Thread safety: may be called from any thread.
+///
+/// Returns: 0, or -EINVAL (NULL handle or pointer).
+///
+/// # Safety
+/// `h` is NULL or a live handle; `features` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn uffd_handle_features(h: *const uffd_handle, features: *mut u64) -> i32 {
+    guard("uffd_handle_features", || {
+        // SAFETY: contract above.
+        let h = unsafe { borrow(h) }?;
+        check_out("uffd_handle_features", features)?;
+        write_out(features, h.uffd.features().bits());
+        Ok(0)
+    })
+}
+
+/// Report every feature the running kernel offers, without spending a
+/// caller's descriptor.
+///
+/// The first call creates a throwaway user-mode-only userfaultfd, does the
+/// API handshake on it and closes it (the handshake can be done only once
+/// per descriptor); the answer is cached for the process.
+///
+/// Thread safety: may be called from any thread.
+///
+/// Returns: 0 with `*features` written, or -EINVAL (NULL pointer), or the
+/// error uffd_open() would give (-EPERM, -EACCES, -ENOSYS ...).
+///
+/// # Safety
+/// `features` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn uffd_probe_features(features: *mut u64) -> i32 {
+    guard("uffd_probe_features", || {
+        check_out("uffd_probe_features", features)?;
+        let p = uffd::probe()?;
+        write_out(features, p.features.bits());
+        Ok(0)
+    })
+}
+
+/// Whether the running kernel offers every feature in `mask`.
+///
+/// Thread safety: may be called from any thread.
+///
+/// Returns: 1 (all offered), 0 (some missing; uffd_last_error() is not
+/// set), -EINVAL (mask is 0), or a probing error as uffd_probe_features().
+#[no_mangle]
+pub extern "C" fn uffd_feature_supported(mask: u64) -> i32 {
+    guard("uffd_feature_supported", || {
+        if mask == 0 {
+            return Err(Error::invalid("uffd_feature_supported: mask is 0"));
+        }
+        let p = uffd::probe()?;
+        Ok(i32::from(p.features.bits() & mask == mask))
+    })
+}
+
+/// The page size of the memory mapped at `addr` in this process: 4096, or
+/// the huge-page size of a hugetlb mapping. Registration and resolving
+/// operations on hugetlb memory must be aligned to it.
+///
+/// Thread safety: may be called from any thread.
+///
+/// Returns: the page size in bytes, or -ENOMEM (nothing mapped at addr).
+#[no_mangle]
+pub extern "C" fn uffd_page_size(addr: *const libc::c_void) -> i64 {
+    guard("uffd_page_size", || {
+        Ok(uffd::mappings::page_size_at(addr as u64)? as i64)
+    })
+}
+
+/// Panic-guarded access for operations on a handle: a panic poisons it.
+pub(crate) fn with_handle<R: super::boundary::FromErrno>(
+    func: &'static str,
+    h: *const uffd_handle,
+    body: impl FnOnce(&Uffd) -> Result<R, Error>,
+) -> R {
+    // SAFETY: every exported caller has `h` NULL or live by contract.
+    let handle = unsafe { borrow(h) };
+    match handle {
+        Err(e) => guard(func, || Err(e)),
+        Ok(handle) => guard_with(func, || handle.poison(), || body(&handle.uffd)),
+    }
+}

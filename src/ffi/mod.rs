@@ -1,0 +1,32 @@
+//! The C ABI of libuffd (`include/uffd.h`, generated from this module by
+//! cbindgen).
+//!
+//! Conventions, for every exported function:
+//! - functions are `uffd_*`; macros and constants `LIBUFFD_*`; nothing
+//!   collides with `<linux/userfaultfd.h>`;
+//! - success is 0 or a non-negative count, failure `-errno` (errno is set
+//!   too); `uffd_last_error()` gives the detail;
+//! - NULL handles and pointers are -EINVAL, never a crash; a Rust panic is
+//!   caught and returned as -ENOTRECOVERABLE, and poisons the handle;
+//! - out-parameters are written only on success;
+//! - option structs start with `size_t sz` so later versions can grow.
+#![allow(unsafe_code)]
+#![allow(non_camel_case_types)]
+#![allow(clippy::missing_safety_doc)]
+
+mod boundary;
+pub mod error_api;
+pub mod event_api;
+mod ext;
+mod handle;
+pub mod handle_api;
+pub mod ops_api;
+pub mod types;
+pub mod version;
+
+pub use error_api::*;
+pub use event_api::*;
+pub use handle_api::*;
+pub use ops_api::*;
+pub use types::*;
+pub use version::*;

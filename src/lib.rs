@@ -1,0 +1,14 @@
+//! libuffd: Linux userfaultfd, safely, for Rust and (through `libuffd.so.1`
+//! and `include/uffd.h`) for C and C++.
+//!
+//! Layers: `sys` is the raw kernel interface, `uffd` the safe core, `ffi`
+//! the C ABI. Only `sys` and `ffi` may contain `unsafe`.
+#![deny(unsafe_code)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+pub mod ffi;
+pub mod sys;
+pub mod uffd;
+
+pub use uffd::*;

@@ -1,0 +1,211 @@
+//! The one error type of libuffd. Every variant maps to exactly one errno
+//! (`Error::errno`), which is what the C ABI returns negated; `Display`
+//! gives the readable detail behind `uffd_last_error()`.
+//!
+//! Kernel errors carry only plain values (no `String`), so that the hot
+//! paths that meet them routinely (EEXIST, EAGAIN) never allocate.
+
+use super::features::feature_names;
+use std::fmt;
+
+/// The userfaultfd operation an error came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Api,
+    Register,
+    Unregister,
+    Wake,
+    Copy,
+    Zeropage,
+    Writeprotect,
+    Continue,
+    Poison,
+    Move,
+    Read,
+    Poll,
+    Adopt,
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Op {
+    /// The kernel's name for the operation.
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Api => "UFFDIO_API",
+            Op::Register => "UFFDIO_REGISTER",
+            Op::Unregister => "UFFDIO_UNREGISTER",
+            Op::Wake => "UFFDIO_WAKE",
+            Op::Copy => "UFFDIO_COPY",
+            Op::Zeropage => "UFFDIO_ZEROPAGE",
+            Op::Writeprotect => "UFFDIO_WRITEPROTECT",
+            Op::Continue => "UFFDIO_CONTINUE",
+            Op::Poison => "UFFDIO_POISON",
+            Op::Move => "UFFDIO_MOVE",
+            Op::Read => "read",
+            Op::Poll => "poll",
+            Op::Adopt => "adopt fd",
+        }
+    }
+}
+
+/// Every failure libuffd reports.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An argument was rejected before the kernel was asked.
+    #[error("{0}")]
+    InvalidArgument(String),
+
+    /// The kernel refused an operation on a range.
+    #[error("{op} [{addr:#x}, +{len:#x}): {} ({})", strerror(*errno), hint(*op, *errno))]
+    Kernel {
+        op: Op,
+        errno: i32,
+        addr: u64,
+        len: u64,
+    },
+
+    /// A system call without a range failed.
+    #[error("{op}: {}{}", strerror(*errno), if detail.is_empty() { String::new() } else { format!(" ({detail})") })]
+    Os {
+        op: &'static str,
+        errno: i32,
+        detail: String,
+    },
+
+    /// Features the caller required are not offered by this kernel.
+    #[error("required userfaultfd features missing from this kernel: {} (mask {missing:#x}; kernel offers {offered:#x})", feature_names(*missing))]
+    MissingFeatures { missing: u64, offered: u64 },
+
+    /// No way of creating a userfaultfd worked; `attempts` names each path
+    /// tried and why it failed.
+    #[error("could not create a userfaultfd: {attempts}")]
+    Open { errno: i32, attempts: String },
+
+    /// A Rust panic was caught at the C boundary, or the object was
+    /// poisoned by an earlier one.
+    #[error("internal error (libuffd bug): {0}")]
+    Internal(String),
+}
+
+/// Shorthand for results in this crate.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// The errno this error stands for (positive).
+    pub fn errno(&self) -> i32 {
+        match self {
+            Error::InvalidArgument(_) => libc::EINVAL,
+            Error::Kernel { errno, .. } | Error::Os { errno, .. } | Error::Open { errno, .. } => {
+                *errno
+            }
+            Error::MissingFeatures { .. } => libc::EOPNOTSUPP,
+            Error::Internal(_) => libc::ENOTRECOVERABLE,
+        }
+    }
+
+    /// True when the kernel said the destination was already populated:
+    /// someone else resolved the fault. The waiter still needs a wake.
+    pub fn is_exists(&self) -> bool {
+        matches!(self, Error::Kernel { errno, .. } if *errno == libc::EEXIST)
+    }
+
+    /// True when the kernel refused because a non-cooperative event is
+    /// queued but unread (retry after reading events).
+    pub fn is_again(&self) -> bool {
+        matches!(self, Error::Kernel { errno, .. } if *errno == libc::EAGAIN)
+    }
+
+    pub(crate) fn invalid(msg: impl Into<String>) -> Error {
+        Error::InvalidArgument(msg.into())
+    }
+
+    pub(crate) fn os(op: &'static str, errno: i32, detail: impl Into<String>) -> Error {
+        Error::Os {
+            op,
+            errno,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The C library's text for an errno, without allocation when possible.
+pub fn strerror(errno: i32) -> StrError {
+    StrError(errno)
+}
+
+/// Display adapter for an errno: "EEXIST: File exists".
+pub struct StrError(pub i32);
+
+impl fmt::Display for StrError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = errno_name(self.0);
+        let text = std::io::Error::from_raw_os_error(self.0);
+        // io::Error's Display appends " (os error N)"; keep only the text.
+        let text = text.to_string();
+        let text = text.split(" (os error").next().unwrap_or("");
+        write!(f, "{name}: {text}")
+    }
+}
+
+/// The symbolic name of the errnos userfaultfd produces.
+pub fn errno_name(errno: i32) -> &'static str {
+    match errno {
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::ESRCH => "ESRCH",
+        libc::EINTR => "EINTR",
+        libc::EIO => "EIO",
+        libc::EBADF => "EBADF",
+        libc::EAGAIN => "EAGAIN",
+        libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::EFAULT => "EFAULT",
+        libc::EBUSY => "EBUSY",
+        libc::EEXIST => "EEXIST",
+        libc::ENODEV => "ENODEV",
+        libc::EINVAL => "EINVAL",
+        libc::ENOTTY => "ENOTTY",
+        libc::ENOSPC => "ENOSPC",
+        libc::ERANGE => "ERANGE",
+        libc::ENOSYS => "ENOSYS",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::E2BIG => "E2BIG",
+        libc::EPROTO => "EPROTO",
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        libc::ENOTRECOVERABLE => "ENOTRECOVERABLE",
+        libc::EOVERFLOW => "EOVERFLOW",
+        _ => "E?",
+    }
+}
+
+/// What an errno usually means for a given userfaultfd operation.
+fn hint(op: Op, errno: i32) -> &'static str {
+    match (op, errno) {
+        (_, libc::EEXIST) => "the range is already populated: another thread or an earlier call resolved it; wake the waiter",
+        (_, libc::EAGAIN) => "a non-cooperative event (fork, mremap, munmap, madvise) is queued but unread, or the kernel made partial progress: read events, then retry",
+        (_, libc::ESRCH) => "the process owning the registered memory has exited",
+        (Op::Register, libc::EBUSY) => "part of the range is registered with another userfaultfd",
+        (Op::Register, libc::EPERM) => "the mapping cannot be written (read-only file mapping or write-sealed memfd)",
+        (Op::Register, libc::EINVAL) => "mode not supported on this memory (MINOR needs shmem or hugetlb, WP on shmem/hugetlb needs WP_HUGETLBFS_SHMEM), or the range is not fully mapped",
+        (Op::Register, libc::ENOMEM) => "nothing is mapped in the range",
+        (Op::Writeprotect, libc::ENOENT) => "part of the range is not registered with MODE_WP on this userfaultfd",
+        (Op::Move, libc::ENOENT) => "a source page is missing (use ALLOW_SRC_HOLES) or the destination is not registered",
+        (Op::Move, libc::EBUSY) => "a source page is shared (after fork or KSM) or pinned",
+        (Op::Move, libc::EINVAL) => "MOVE needs anonymous private memory at both ends, in this process, with equal protections",
+        (_, libc::ENOENT) => "no mapping registered with this userfaultfd at the destination (unmapped, unregistered, or the range crosses its end)",
+        (Op::Copy, libc::EFAULT) => "the source buffer is not readable, or the destination lies beyond the end of the shmem file",
+        (Op::Continue, libc::EFAULT) => "no page-cache page exists at this offset to map",
+        (Op::Zeropage, libc::EINVAL) => "bad alignment, or a hugetlb range (ZEROPAGE does not support hugetlb)",
+        (Op::Continue, libc::EINVAL) => "bad alignment, a mode the registration does not allow (CONTINUE_MODE_WP needs MODE_WP), or memory that is not shmem/hugetlb",
+        (_, libc::EINVAL) => "bad alignment (hugetlb needs huge-page alignment), a mode the registration does not allow (MODE_WP needs a MODE_WP registration), or the operation is not supported on this memory",
+        (_, libc::EPERM) => "permission denied",
+        (_, libc::ENOMEM) => "out of memory",
+        (_, libc::EINTR) => "interrupted by a signal",
+        _ => "see ioctl_userfaultfd(2)",
+    }
+}

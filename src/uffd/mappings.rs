@@ -1,0 +1,107 @@
+//! The page size of the memory mapped at an address, read from
+//! `/proc/self/smaps` ("KernelPageSize"), so that a hugetlb range is checked
+//! against its real huge-page size before UFFDIO_REGISTER.
+
+use super::error::{Error, Result};
+
+/// One mapping of the calling process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mapping {
+    pub start: u64,
+    pub end: u64,
+    /// Page size the kernel uses for this mapping (4 KiB, or hugetlb's).
+    pub page_size: u64,
+}
+
+/// The mappings of this process that intersect `[start, end)`, in order.
+pub fn mappings_in(start: u64, end: u64) -> Result<Vec<Mapping>> {
+    let text = std::fs::read_to_string("/proc/self/smaps").map_err(|e| {
+        Error::os(
+            "read /proc/self/smaps",
+            e.raw_os_error().unwrap_or(libc::EIO),
+            "",
+        )
+    })?;
+    Ok(parse_smaps(&text)
+        .into_iter()
+        .filter(|m| m.start < end && m.end > start)
+        .collect())
+}
+
+/// Parse smaps text into mappings (header line, then "KernelPageSize:").
+pub fn parse_smaps(text: &str) -> Vec<Mapping> {
+    let mut out: Vec<Mapping> = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("KernelPageSize:") {
+            let kb: u64 = rest.trim().trim_end_matches("kB").trim().parse().unwrap_or(4);
+            if let Some(last) = out.last_mut() {
+                last.page_size = kb * 1024;
+            }
+            continue;
+        }
+        // Header lines look like "7f00-7f10 rw-p ...": a hex range first.
+        let first = line.split(' ').next().unwrap_or("");
+        if let Some((a, b)) = first.split_once('-') {
+            if let (Ok(s), Ok(e)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) {
+                out.push(Mapping {
+                    start: s,
+                    end: e,
+                    page_size: crate::sys::base_page_size(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The page size of the mapping containing `addr`.
+pub fn page_size_at(addr: u64) -> Result<u64> {
+    let maps = mappings_in(addr, addr.saturating_add(1))?;
+    maps.first().map(|m| m.page_size).ok_or_else(|| {
+        Error::os("page size lookup", libc::ENOMEM, format!("nothing is mapped at {addr:#x}"))
+    })
+}
+
+/// Check `[start, start+len)` against the page size of each mapping it
+/// touches: every end that falls inside a mapping must be aligned to that
+/// mapping's page size (hugetlb ranges to their huge-page size).
+pub fn check_alignment(op: &str, start: u64, len: u64) -> Result<()> {
+    let end = start + len;
+    let maps = mappings_in(start, end)?;
+    if maps.is_empty() {
+        return Err(Error::os(
+            "UFFDIO_REGISTER",
+            libc::ENOMEM,
+            format!("nothing is mapped in [{start:#x}, {end:#x})"),
+        ));
+    }
+    for m in &maps {
+        let ps = m.page_size;
+        let start_inside = m.start <= start && start < m.end;
+        let end_inside = m.start < end && end <= m.end;
+        if (start_inside && start % ps != 0) || (end_inside && end % ps != 0) {
+            return Err(Error::invalid(format!(
+                "{op}: range [{start:#x}, {end:#x}) is not aligned to the {} KiB pages of the mapping [{:#x}, {:#x})",
+                ps / 1024,
+                m.start,
+                m.end
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_page_sizes() {
+        let text = "7f0000000000-7f0000400000 rw-s 00000000 00:10 1 /anon_hugepage (deleted)\nSize: 4096 kB\nKernelPageSize:     2048 kB\n7f0000400000-7f0000401000 rw-p 00000000 00:00 0\nKernelPageSize:        4 kB\n";
+        let m = parse_smaps(text);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].page_size, 2 << 20);
+        assert_eq!(m[1].page_size, 4096);
+        assert_eq!(m[1].start, 0x7f0000400000);
+    }
+}

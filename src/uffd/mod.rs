@@ -1,0 +1,17 @@
+//! The safe core: one userfaultfd (`Uffd`), its operations and events.
+//! No `unsafe` here; everything that touches the kernel goes through
+//! `crate::sys`.
+
+pub mod error;
+pub mod event;
+pub mod features;
+pub mod handle;
+pub mod mappings;
+pub mod ops;
+pub mod range;
+
+pub use error::{Error, Op, Result};
+pub use event::{Event, Fault, Msg};
+pub use features::{FaultFlags, Features, Ioctls, RegisterMode};
+pub use handle::{create_fd, probe, OpenFlags, OpenOptions, Probe, Uffd};
+pub use ops::Progress;
