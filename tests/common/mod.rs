@@ -1,0 +1,227 @@
+//! Helpers shared by the integration tests: real memory of each kind, a
+//! watchdog that turns a hang into a loud failure, and threads that fault.
+#![allow(dead_code)]
+#![allow(unsafe_code)]
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+use uffd::{Event, Fault, Features, Msg, OpenFlags, OpenOptions, Uffd};
+
+pub const PAGE: usize = 4096;
+pub const HUGE: usize = 2 << 20;
+
+/// Aborts the whole test process if not dropped within `secs`: a fault
+/// nobody resolves must fail the run, not hang it.
+pub struct Watchdog(Option<mpsc::Sender<()>>);
+
+impl Watchdog {
+    pub fn new(name: &'static str, secs: u64) -> Watchdog {
+        let (tx, rx) = mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(secs)) {
+                eprintln!("WATCHDOG: test `{name}` still running after {secs}s: aborting");
+                std::process::abort();
+            }
+        });
+        Watchdog(Some(tx))
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// The kinds of memory the tests run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// MAP_PRIVATE | MAP_ANONYMOUS.
+    Anon,
+    /// memfd, MAP_SHARED.
+    ShmemShared,
+    /// memfd, MAP_PRIVATE.
+    ShmemPrivate,
+    /// memfd with MFD_HUGETLB (2 MiB), MAP_SHARED.
+    Hugetlb,
+    /// MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB (2 MiB).
+    HugetlbPrivate,
+}
+
+impl Kind {
+    pub fn page(self) -> usize {
+        match self {
+            Kind::Hugetlb | Kind::HugetlbPrivate => HUGE,
+            _ => PAGE,
+        }
+    }
+    pub fn is_hugetlb(self) -> bool {
+        matches!(self, Kind::Hugetlb | Kind::HugetlbPrivate)
+    }
+}
+
+/// An mmapped region, unmapped (and its memfd closed) on drop.
+pub struct Mem {
+    pub addr: *mut u8,
+    pub len: usize,
+    pub kind: Kind,
+    /// The memfd behind shmem/hugetlb kinds (-1 for anonymous memory).
+    pub memfd: i32,
+    unmapped: bool,
+}
+
+// SAFETY: the region is plain memory; tests coordinate access themselves.
+unsafe impl Send for Mem {}
+// SAFETY: as above.
+unsafe impl Sync for Mem {}
+
+impl Mem {
+    /// Map `pages` pages of `kind`. Panics (fails the test) if the memory
+    /// cannot be had, e.g. no huge pages reserved: never a silent skip.
+    pub fn new(kind: Kind, pages: usize) -> Mem {
+        let len = pages * kind.page();
+        let prot = libc::PROT_READ | libc::PROT_WRITE;
+        // SAFETY: plain mmap/memfd calls; results are checked.
+        unsafe {
+            let (fd, flags) = match kind {
+                Kind::Anon => (-1, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS),
+                Kind::HugetlbPrivate => (-1, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_HUGETLB),
+                Kind::ShmemShared | Kind::ShmemPrivate | Kind::Hugetlb => {
+                    let mut mflags = libc::MFD_CLOEXEC;
+                    if kind == Kind::Hugetlb {
+                        mflags |= libc::MFD_HUGETLB;
+                    }
+                    let fd = libc::memfd_create(c"libuffd-test".as_ptr(), mflags);
+                    assert!(fd >= 0, "memfd_create({kind:?}): {}", std::io::Error::last_os_error());
+                    assert_eq!(libc::ftruncate(fd, len as i64), 0, "ftruncate: {}", std::io::Error::last_os_error());
+                    let f = if kind == Kind::ShmemPrivate { libc::MAP_PRIVATE } else { libc::MAP_SHARED };
+                    (fd, f)
+                }
+            };
+            let addr = libc::mmap(std::ptr::null_mut(), len, prot, flags, fd, 0);
+            assert!(
+                addr != libc::MAP_FAILED,
+                "mmap {kind:?} x{pages}: {} (hugetlb needs `echo 64 > /proc/sys/vm/nr_hugepages`)",
+                std::io::Error::last_os_error()
+            );
+            Mem { addr: addr.cast(), len, kind, memfd: fd, unmapped: false }
+        }
+    }
+
+    pub fn start(&self) -> u64 {
+        self.addr as u64
+    }
+
+    /// Address of page `i`.
+    pub fn page_addr(&self, i: usize) -> u64 {
+        self.start() + (i * self.kind.page()) as u64
+    }
+
+    /// Read one byte (may fault).
+    pub fn read(&self, off: usize) -> u8 {
+        assert!(off < self.len);
+        // SAFETY: in bounds of a live mapping.
+        unsafe { std::ptr::read_volatile(self.addr.add(off)) }
+    }
+
+    /// Write one byte (may fault).
+    pub fn write(&self, off: usize, v: u8) {
+        assert!(off < self.len);
+        // SAFETY: in bounds of a live, writable mapping.
+        unsafe { std::ptr::write_volatile(self.addr.add(off), v) }
+    }
+
+    /// The whole region as a slice (touches every page: may fault).
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: live mapping of `len` bytes.
+        unsafe { std::slice::from_raw_parts(self.addr, self.len) }
+    }
+
+    /// Write `data` at `off` through the memfd (fills the page cache
+    /// without touching the mapping: what MINOR faults need).
+    pub fn pwrite_memfd(&self, off: usize, data: &[u8]) {
+        assert!(self.memfd >= 0, "{:?} has no memfd", self.kind);
+        // SAFETY: valid buffer and fd.
+        let n = unsafe { libc::pwrite(self.memfd, data.as_ptr().cast(), data.len(), off as i64) };
+        assert_eq!(n as usize, data.len(), "pwrite: {}", std::io::Error::last_os_error());
+    }
+
+    /// For hugetlb memfds (no pwrite): fill the page cache through a
+    /// second, unregistered shared mapping of the same memfd.
+    pub fn fill_via_alias(&self, off: usize, data: &[u8]) {
+        assert!(self.memfd >= 0);
+        // SAFETY: a new shared mapping of the same file, unmapped below.
+        unsafe {
+            let alias = libc::mmap(std::ptr::null_mut(), self.len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, self.memfd, 0);
+            assert!(alias != libc::MAP_FAILED, "alias mmap: {}", std::io::Error::last_os_error());
+            std::ptr::copy_nonoverlapping(data.as_ptr(), (alias as *mut u8).add(off), data.len());
+            libc::munmap(alias, self.len);
+        }
+    }
+
+    /// munmap now (later drop does nothing).
+    pub fn unmap(&mut self) {
+        if !self.unmapped {
+            // SAFETY: our own mapping.
+            unsafe { libc::munmap(self.addr.cast(), self.len) };
+            self.unmapped = true;
+        }
+    }
+}
+
+impl Drop for Mem {
+    fn drop(&mut self) {
+        self.unmap();
+        if self.memfd >= 0 {
+            // SAFETY: our own fd.
+            unsafe { libc::close(self.memfd) };
+        }
+    }
+}
+
+/// A non-blocking uffd with `features` wanted and required.
+pub fn open_uffd(features: Features) -> Uffd {
+    Uffd::open(&OpenOptions {
+        flags: OpenFlags::NONBLOCK,
+        features,
+        required: features,
+    })
+    .expect("open userfaultfd")
+}
+
+/// Read one event, waiting up to `ms` (fails the test on timeout).
+pub fn next_event(u: &Uffd, ms: i32) -> Event {
+    let mut buf = [Msg::default()];
+    let n = u.read_msgs(&mut buf, ms).expect("read events");
+    assert_eq!(n, 1, "no event within {ms} ms");
+    buf[0].take_event(u.features()).expect("decodable event")
+}
+
+/// Read one event and require a page fault.
+pub fn next_fault(u: &Uffd, ms: i32) -> Fault {
+    match next_event(u, ms) {
+        Event::Pagefault(f) => f,
+        other => panic!("expected a page fault, got {other:?}"),
+    }
+}
+
+/// Start a thread that reads byte `off` of `mem` (faulting) and returns it.
+pub fn reader(mem: &std::sync::Arc<Mem>, off: usize) -> JoinHandle<u8> {
+    let mem = mem.clone();
+    std::thread::spawn(move || mem.read(off))
+}
+
+/// Start a thread that writes `v` at byte `off` of `mem` (faulting).
+pub fn writer(mem: &std::sync::Arc<Mem>, off: usize, v: u8) -> JoinHandle<()> {
+    let mem = mem.clone();
+    std::thread::spawn(move || mem.write(off, v))
+}
+
+/// Whether a byte of a region can be read without a fault hanging: used
+/// after close/unregister checks.
+pub fn pattern(page: usize, seed: u8) -> Vec<u8> {
+    (0..page).map(|i| seed.wrapping_add((i % 251) as u8)).collect()
+}
