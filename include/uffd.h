@@ -304,12 +304,149 @@
 #define LIBUFFD_FAULT_MINOR 4
 
 /**
+ * uffd_monitor_opts.flags: keep the fault-around window fixed at
+ * window_min instead of adapting it to the access pattern.
+ */
+#define LIBUFFD_MONITOR_FIXED_WINDOW 1
+
+/**
+ * uffd_monitor_opts.flags: do not serve forked children (their
+ * userfaultfds are closed unless on_fork takes them).
+ */
+#define LIBUFFD_MONITOR_NO_FORK_SERVE 2
+
+/**
+ * uffd_monitor_opts.flags: on stop, leave regions registered (threads
+ * still blocked in faults stay blocked until the handles are freed).
+ */
+#define LIBUFFD_MONITOR_NO_RELEASE_ON_STOP 4
+
+/**
+ * Error policy: poison the page, so the faulting thread gets SIGBUS.
+ */
+#define LIBUFFD_ON_ERROR_SIGBUS 0
+
+/**
+ * Error policy: wake the thread unresolved, so it faults again.
+ */
+#define LIBUFFD_ON_ERROR_RETRY 1
+
+/**
+ * Error policy: poison the page and stop the monitor with the error.
+ */
+#define LIBUFFD_ON_ERROR_STOP 2
+
+/**
+ * REMOVE policy: later faults in the removed range get zero pages.
+ */
+#define LIBUFFD_ON_REMOVE_ZERO 0
+
+/**
+ * REMOVE policy: unregister the removed range.
+ */
+#define LIBUFFD_ON_REMOVE_UNREGISTER 1
+
+/**
+ * Region source: zero-filled pages.
+ */
+#define LIBUFFD_SOURCE_ZERO 0
+
+/**
+ * Region source: a buffer of this process (`buffer`, `buffer_len`).
+ */
+#define LIBUFFD_SOURCE_BUFFER 1
+
+/**
+ * Region source: pread() from `fd` at `fd_offset`.
+ */
+#define LIBUFFD_SOURCE_FD 2
+
+/**
+ * Region source: the on_fault callback resolves every fault.
+ */
+#define LIBUFFD_SOURCE_CALLBACK 3
+
+/**
+ * Region source: the page cache (MINOR faults, resolved by CONTINUE).
+ */
+#define LIBUFFD_SOURCE_PAGE_CACHE 4
+
+/**
+ * uffd_region_opts.flags: populate the region in the background.
+ */
+#define LIBUFFD_REGION_PREFETCH 1
+
+/**
+ * on_fault return: the callback resolved the fault (uffd_monitor_copy()
+ * and friends).
+ */
+#define LIBUFFD_FAULT_HANDLED 0
+
+/**
+ * on_fault return: serve the fault from the region's source.
+ */
+#define LIBUFFD_FAULT_USE_SOURCE 1
+
+/**
+ * on_fault return: the callback kept a copy of the fault and will resolve
+ * it later, from any thread.
+ */
+#define LIBUFFD_FAULT_DEFER 2
+
+/**
+ * on_fault return: stop the monitor.
+ */
+#define LIBUFFD_FAULT_STOP 3
+
+/**
+ * on_fork return: serve the child with the parent's regions.
+ */
+#define LIBUFFD_FORK_SERVE 0
+
+/**
+ * on_fork return: the callback took ownership of the descriptor.
+ */
+#define LIBUFFD_FORK_TAKEN 1
+
+/**
+ * on_fork return: close the child's descriptor.
+ */
+#define LIBUFFD_FORK_CLOSE 2
+
+/**
+ * Resolution result: resolved now.
+ */
+#define LIBUFFD_RESOLVED 0
+
+/**
+ * Resolution result: it had been resolved by someone else; the waiter was
+ * woken.
+ */
+#define LIBUFFD_ALREADY_RESOLVED 1
+
+/**
+ * Resolution result: the range or the process went away.
+ */
+#define LIBUFFD_GONE 2
+
+/**
+ * Number of buckets of uffd_monitor_stats.latency_log2_ns.
+ */
+#define LIBUFFD_LATENCY_BUCKETS 32
+
+/**
  * A userfaultfd: the descriptor, its negotiated features, and nothing
  * else. Create with uffd_open() or uffd_handle_from_fd(); release with
  * uffd_handle_free(). Every function taking a handle may be called from
  * several threads at once.
  */
 typedef struct uffd_handle uffd_handle;
+
+/**
+ * A fault-handling engine over one or more handles. Create with
+ * uffd_monitor_new(); free with uffd_monitor_free().
+ */
+typedef struct uffd_monitor uffd_monitor;
 
 /**
  * A page fault (event kind LIBUFFD_EVENT_PAGEFAULT).
@@ -459,6 +596,269 @@ typedef struct uffd_open_opts {
    */
   uint64_t required_features;
 } uffd_open_opts;
+
+/**
+ * Monitor options (all zero: the defaults). Set `sz` to the struct's size.
+ */
+typedef struct uffd_monitor_opts {
+  /**
+   * `sizeof(struct uffd_monitor_opts)`.
+   */
+  size_t sz;
+  /**
+   * Worker threads resolving faults in parallel (0: the reader does).
+   */
+  uint32_t workers;
+  /**
+   * Busy-poll this many microseconds before sleeping (0: never).
+   */
+  uint32_t spin_us;
+  /**
+   * Fault-around window in pages, minimum (0: 1).
+   */
+  uint32_t window_min;
+  /**
+   * Fault-around window in pages, maximum (0: 64).
+   */
+  uint32_t window_max;
+  /**
+   * LIBUFFD_MONITOR_* flags.
+   */
+  uint32_t flags;
+  /**
+   * LIBUFFD_ON_ERROR_*.
+   */
+  uint32_t error_policy;
+  /**
+   * LIBUFFD_ON_REMOVE_*.
+   */
+  uint32_t remove_policy;
+  /**
+   * Messages per read (0: 64; at most 4096).
+   */
+  uint32_t batch;
+  /**
+   * EAGAIN retries before a thread is woken to fault afresh (0: 1000).
+   */
+  uint32_t max_retries;
+  /**
+   * Must be zero.
+   */
+  uint32_t reserved;
+} uffd_monitor_opts;
+
+/**
+ * A fault handed to on_fault. Copy it to defer the fault; the copy is
+ * what uffd_monitor_copy() and friends take.
+ */
+typedef struct uffd_fault {
+  /**
+   * The faulting address as reported (page-aligned).
+   */
+  uint64_t address;
+  /**
+   * The exact address with LIBUFFD_FEATURE_EXACT_ADDRESS, else `address`.
+   */
+  uint64_t exact_address;
+  /**
+   * LIBUFFD_FAULT_* bits.
+   */
+  uint32_t flags;
+  /**
+   * Faulting thread id with LIBUFFD_FEATURE_THREAD_ID, else 0.
+   */
+  uint32_t thread_id;
+  /**
+   * The faulting page, aligned to `page_size`.
+   */
+  uint64_t page;
+  /**
+   * The region's page size (4096, or the hugetlb size).
+   */
+  uint64_t page_size;
+  /**
+   * Start of the region the fault is in (0 if in none).
+   */
+  uint64_t region_start;
+  /**
+   * Offset of `page` in the region's source.
+   */
+  uint64_t region_offset;
+  /**
+   * The region's `data` pointer.
+   */
+  void *region_data;
+  /**
+   * Which of the monitor's handles the fault came from.
+   */
+  uint32_t handle_id;
+  /**
+   * Zero.
+   */
+  uint32_t reserved;
+} uffd_fault;
+
+/**
+ * Monitor callbacks. Every member may be NULL. Pass the table's size to
+ * uffd_monitor_new(); members are only ever appended.
+ *
+ * Callbacks run on the monitor's threads (faults on workers, when there
+ * are workers): they must be thread-safe, must not throw C++ exceptions
+ * or longjmp, and must not fork, mremap, munmap or madvise registered
+ * memory (the kernel would wait on the monitor: deadlock).
+ */
+typedef struct uffd_monitor_ops {
+  /**
+   * A fault in a LIBUFFD_SOURCE_CALLBACK region, or in no region.
+   * Returns LIBUFFD_FAULT_* or a negative errno (the error policy then
+   * releases the thread). NULL: such faults fall to the error policy.
+   */
+  int32_t (*on_fault)(void *user_data, struct uffd_monitor *m, const struct uffd_fault *f);
+  /**
+   * The monitored process forked; `fd` is the child's userfaultfd.
+   * Returns LIBUFFD_FORK_*. NULL: serve the child.
+   */
+  int32_t (*on_fork)(void *user_data, struct uffd_monitor *m, uint32_t handle_id, int32_t fd);
+  /**
+   * A registered range moved (its regions moved with it).
+   */
+  void (*on_remap)(void *user_data, uint32_t handle_id, uint64_t from, uint64_t to, uint64_t len);
+  /**
+   * A registered range's pages are being dropped by madvise().
+   */
+  void (*on_remove)(void *user_data, uint32_t handle_id, uint64_t start, uint64_t end);
+  /**
+   * A registered range was unmapped (its regions are gone).
+   */
+  void (*on_unmap)(void *user_data, uint32_t handle_id, uint64_t start, uint64_t end);
+  /**
+   * An error the monitor handled, as text valid during the call.
+   */
+  void (*on_log)(void *user_data, const char *msg);
+} uffd_monitor_ops;
+
+/**
+ * How a region is served (uffd_monitor_add_region()). Set `sz`.
+ */
+typedef struct uffd_region_opts {
+  /**
+   * `sizeof(struct uffd_region_opts)`.
+   */
+  size_t sz;
+  /**
+   * LIBUFFD_SOURCE_*.
+   */
+  uint32_t source;
+  /**
+   * LIBUFFD_REGION_* flags.
+   */
+  uint32_t flags;
+  /**
+   * Register the range with these LIBUFFD_REGISTER_* modes first; 0 if
+   * the caller registered it already.
+   */
+  uint64_t register_mode;
+  /**
+   * LIBUFFD_SOURCE_BUFFER: the first byte of the region's contents.
+   */
+  const void *buffer;
+  /**
+   * LIBUFFD_SOURCE_BUFFER: bytes available at `buffer` (pages past them
+   * are zero-filled).
+   */
+  uint64_t buffer_len;
+  /**
+   * LIBUFFD_SOURCE_FD: the file to pread (kept open by the caller).
+   */
+  int32_t fd;
+  /**
+   * Must be zero.
+   */
+  uint32_t reserved;
+  /**
+   * LIBUFFD_SOURCE_FD: file offset of the region's first byte.
+   */
+  uint64_t fd_offset;
+  /**
+   * Handed to on_fault as `region_data`.
+   */
+  void *data;
+} uffd_region_opts;
+
+/**
+ * Monitor counters (uffd_monitor_get_stats()). Set `sz` before the call.
+ */
+typedef struct uffd_monitor_stats {
+  /**
+   * `sizeof(struct uffd_monitor_stats)`.
+   */
+  size_t sz;
+  /**
+   * Page-fault messages read.
+   */
+  uint64_t faults;
+  /**
+   * FORK events.
+   */
+  uint64_t forks;
+  /**
+   * REMAP events.
+   */
+  uint64_t remaps;
+  /**
+   * REMOVE events.
+   */
+  uint64_t removes;
+  /**
+   * UNMAP events.
+   */
+  uint64_t unmaps;
+  /**
+   * Faults resolved.
+   */
+  uint64_t resolved;
+  /**
+   * Faults found already resolved (EEXIST) and woken.
+   */
+  uint64_t eexist;
+  /**
+   * EAGAIN retries.
+   */
+  uint64_t retried;
+  /**
+   * Faults deferred by the callback.
+   */
+  uint64_t deferred;
+  /**
+   * Faults that failed (the error policy released the thread).
+   */
+  uint64_t failed;
+  /**
+   * Faults dropped: their range went away or their process exited.
+   */
+  uint64_t dropped;
+  /**
+   * Duplicate messages for a page already handled in the same batch.
+   */
+  uint64_t coalesced;
+  /**
+   * Bytes placed by fault handling (fault-around included).
+   */
+  uint64_t bytes;
+  /**
+   * Bytes placed by the background prefetcher.
+   */
+  uint64_t prefetched_bytes;
+  /**
+   * read() calls that returned messages.
+   */
+  uint64_t reads;
+  /**
+   * Fault latency (message read to resolved): bucket i counts latencies
+   * in [2^i, 2^(i+1)) nanoseconds; the last bucket holds the rest.
+   */
+  uint64_t latency_log2_ns[32];
+} uffd_monitor_stats;
 
 #ifdef __cplusplus
 extern "C" {
@@ -642,6 +1042,219 @@ int32_t uffd_feature_supported(uint64_t mask);
  * Returns: the page size in bytes, or -ENOMEM (nothing mapped at addr).
  */
 int64_t uffd_page_size(const void *addr);
+
+/**
+ * Create a monitor.
+ *
+ * `opts` may be NULL (defaults: the reader resolves faults itself, an
+ * adaptive 1..64-page fault-around window, SIGBUS on errors, zero-fill
+ * after REMOVE, forked children served, regions released on stop).
+ * `ops` (with `ops_size` = sizeof(struct uffd_monitor_ops)) may be NULL
+ * when every region has a page source. `user_data` is passed to every
+ * callback; `user_data_free`, if not NULL, is called with it exactly once,
+ * by uffd_monitor_free(). On failure it is not called (the caller keeps
+ * ownership) and `*out` is not written.
+ *
+ * Thread safety: may be called from any thread.
+ *
+ * Returns: 0, or -EINVAL (NULL out, bad opts or ops_size), -E2BIG, -EMFILE.
+ *
+ * # Safety
+ * Pointers are NULL or valid as described.
+ */
+int32_t uffd_monitor_new(const struct uffd_monitor_opts *opts, const struct uffd_monitor_ops *ops, size_t ops_size, void *user_data, void (*user_data_free)(void*), struct uffd_monitor **out);
+
+/**
+ * Serve a handle's faults and events with this monitor (the monitor
+ * keeps its own reference: the handle may be freed by the caller
+ * afterwards). The handle must be non-blocking (LIBUFFD_OPEN_NONBLOCK).
+ * `*id` (may be NULL) receives the handle's id, used by regions, faults
+ * and events.
+ *
+ * Thread safety: may be called from any thread, also while running.
+ *
+ * Returns: 0, or -EINVAL (NULL monitor or handle, blocking handle).
+ *
+ * # Safety
+ * Pointers are NULL or live objects; `id` NULL or writable.
+ */
+int32_t uffd_monitor_add_handle(struct uffd_monitor *m, struct uffd_handle *h, uint32_t *id);
+
+/**
+ * Serve `[start, start+len)` of handle `handle_id` as `opts` says
+ * (NULL: zero-fill, already registered). With `opts->register_mode` the
+ * range is registered first. Regions of one handle may not overlap.
+ *
+ * Thread safety: may be called from any thread, also while running.
+ *
+ * Returns: 0, or -EINVAL (NULL monitor, unknown handle id, bad range,
+ * misaligned for the mapping's page size, overlap, unknown source or
+ * flags, NULL buffer, negative fd), and uffd_register()'s errors.
+ *
+ * # Safety
+ * `opts` NULL or valid; `opts->buffer` readable for `buffer_len` bytes
+ * and `opts->fd` open for as long as the monitor serves the region.
+ */
+int32_t uffd_monitor_add_region(struct uffd_monitor *m, uint32_t handle_id, void *start, size_t len, const struct uffd_region_opts *opts);
+
+/**
+ * Run the monitor on the calling thread until uffd_monitor_stop().
+ *
+ * Thread safety: one run (or start) at a time per monitor.
+ *
+ * Returns: 0 when stopped, -EBUSY if already running, or the errno that
+ * stopped it (LIBUFFD_ON_ERROR_STOP, or a failure reading events).
+ *
+ * # Safety
+ * `m` is NULL or a live monitor.
+ */
+int32_t uffd_monitor_run(struct uffd_monitor *m);
+
+/**
+ * Run the monitor on a thread of its own (plus its workers); returns at
+ * once. uffd_monitor_wait() joins it.
+ *
+ * Thread safety: any thread; one run (or start) at a time.
+ *
+ * Returns: 0, -EBUSY (already running), -EAGAIN (no thread).
+ *
+ * # Safety
+ * `m` is NULL or a live monitor.
+ */
+int32_t uffd_monitor_start(struct uffd_monitor *m);
+
+/**
+ * Ask the monitor to stop; returns at once. Safe from any thread,
+ * including from inside a callback; calling it again does nothing more.
+ * With the default release-on-stop, threads still blocked in faults are
+ * released (their regions are unregistered) when the loop ends.
+ *
+ * Returns: 0, or -EINVAL for NULL.
+ *
+ * # Safety
+ * `m` is NULL or a live monitor.
+ */
+int32_t uffd_monitor_stop(struct uffd_monitor *m);
+
+/**
+ * Wait for a monitor started with uffd_monitor_start() to stop.
+ *
+ * Thread safety: any thread but the monitor's own (not from a callback).
+ *
+ * Returns: what the run returned (0 or -errno), or -EINVAL if it was not
+ * started.
+ *
+ * # Safety
+ * `m` is NULL or a live monitor.
+ */
+int32_t uffd_monitor_wait(struct uffd_monitor *m);
+
+/**
+ * The monitor's descriptor, for callers with their own event loop: it
+ * becomes readable when uffd_monitor_dispatch() has work. Borrowed: do not
+ * close it.
+ *
+ * Returns: the descriptor, or -EINVAL for NULL.
+ *
+ * # Safety
+ * `m` is NULL or a live monitor.
+ */
+int32_t uffd_monitor_fd(const struct uffd_monitor *m);
+
+/**
+ * Handle whatever is ready, waiting up to `timeout_ms` (0: do not wait;
+ * -1: wait). For callers that poll uffd_monitor_fd() themselves; workers
+ * and prefetch run only under uffd_monitor_run()/start().
+ *
+ * Thread safety: one dispatcher at a time; not while running.
+ *
+ * Returns: the number of ready sources handled (0 on timeout), -EBUSY
+ * (running, or another thread dispatching), -EINTR.
+ *
+ * # Safety
+ * `m` is NULL or a live monitor.
+ */
+int32_t uffd_monitor_dispatch(struct uffd_monitor *m, int32_t timeout_ms);
+
+/**
+ * Resolve a fault by copying `f->page_size` bytes from `src`. From the
+ * on_fault callback, or later from any thread for a deferred fault.
+ *
+ * Returns: LIBUFFD_RESOLVED, LIBUFFD_ALREADY_RESOLVED (someone had; the
+ * waiter was woken), LIBUFFD_GONE (range or process gone), or -EINVAL,
+ * -EFAULT (bad src), -EAGAIN (an event is pending: inside on_fault the
+ * monitor retries the fault and calls the callback again; elsewhere it
+ * was retried for 2 s first), and the kernel's other errors.
+ *
+ * # Safety
+ * `m` NULL or live; `f` NULL or a fault from this monitor.
+ */
+int32_t uffd_monitor_copy(struct uffd_monitor *m, const struct uffd_fault *f, const void *src);
+
+/**
+ * Resolve a fault with zeros (hugetlb too). Returns as uffd_monitor_copy().
+ *
+ * # Safety
+ * `m` NULL or live; `f` NULL or a fault from this monitor.
+ */
+int32_t uffd_monitor_zero(struct uffd_monitor *m, const struct uffd_fault *f);
+
+/**
+ * Resolve a minor fault by mapping the page-cache page. Returns as
+ * uffd_monitor_copy().
+ *
+ * # Safety
+ * `m` NULL or live; `f` NULL or a fault from this monitor.
+ */
+int32_t uffd_monitor_continue(struct uffd_monitor *m, const struct uffd_fault *f);
+
+/**
+ * Resolve a write-protect fault by removing the protection from the page.
+ * Returns as uffd_monitor_copy().
+ *
+ * # Safety
+ * `m` NULL or live; `f` NULL or a fault from this monitor.
+ */
+int32_t uffd_monitor_unprotect(struct uffd_monitor *m, const struct uffd_fault *f);
+
+/**
+ * Resolve a fault by poisoning the page: the thread gets SIGBUS. Returns
+ * as uffd_monitor_copy().
+ *
+ * # Safety
+ * `m` NULL or live; `f` NULL or a fault from this monitor.
+ */
+int32_t uffd_monitor_poison(struct uffd_monitor *m, const struct uffd_fault *f);
+
+/**
+ * Resolve a fault by moving the page at `src` (anonymous private memory
+ * of this process) into place. Returns as uffd_monitor_copy().
+ *
+ * # Safety
+ * `m` NULL or live; `f` NULL or a fault from this monitor.
+ */
+int32_t uffd_monitor_move(struct uffd_monitor *m, const struct uffd_fault *f, void *src);
+
+/**
+ * Copy the monitor's counters into `*stats` (set `stats->sz` first; a
+ * smaller, older struct gets the members it has). Readable at any time.
+ *
+ * Returns: 0, or -EINVAL (NULL, or sz smaller than sizeof(size_t)).
+ *
+ * # Safety
+ * `m` NULL or live; `stats` NULL or writable for `stats->sz` bytes.
+ */
+int32_t uffd_monitor_get_stats(const struct uffd_monitor *m, struct uffd_monitor_stats *stats);
+
+/**
+ * Stop the monitor, wait for its threads, release its regions (unless
+ * LIBUFFD_MONITOR_NO_RELEASE_ON_STOP), call `user_data_free`, and free
+ * it. NULL is ignored. Not from inside a callback.
+ *
+ * # Safety
+ * `m` is NULL or a live monitor, freed at most once.
+ */
+void uffd_monitor_free(struct uffd_monitor *m);
 
 /**
  * Register `[start, start+len)` with this userfaultfd.

@@ -8,7 +8,8 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod ffi;
+pub mod monitor;
 pub mod sys;
-pub mod uffd;
+mod uffd;
 
 pub use uffd::*;

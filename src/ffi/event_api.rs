@@ -47,7 +47,11 @@ fn to_c(ev: Event) -> uffd_event {
         ),
         Event::Unknown { code, args } => (code as u32, uffd_event_data { raw: args }),
     };
-    uffd_event { kind, reserved: 0, u }
+    uffd_event {
+        kind,
+        reserved: 0,
+        u,
+    }
 }
 
 /// Read up to `max` events into `events`, decoded.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 /// What a `uffd_handle *` points to: an `Arc` so that later objects (the
 /// monitor) can share it; C holds one reference.
 pub(crate) struct Handle {
-    pub uffd: Uffd,
+    pub uffd: Arc<Uffd>,
     /// Set when a panic escaped an operation on this handle; every later
     /// call fails with -ENOTRECOVERABLE.
     poisoned: AtomicBool,
@@ -18,7 +18,7 @@ pub(crate) struct Handle {
 impl Handle {
     pub fn new(uffd: Uffd) -> Arc<Handle> {
         Arc::new(Handle {
-            uffd,
+            uffd: Arc::new(uffd),
             poisoned: AtomicBool::new(false),
         })
     }

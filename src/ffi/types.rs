@@ -257,3 +257,272 @@ const _: () = assert!(std::mem::size_of::<uffd_fault_info>() == 24);
 pub struct uffd_handle {
     _private: [u8; 0],
 }
+
+// ---------------------------------------------------------------- monitor
+
+/// uffd_monitor_opts.flags: keep the fault-around window fixed at
+/// window_min instead of adapting it to the access pattern.
+pub const LIBUFFD_MONITOR_FIXED_WINDOW: u32 = 0x1;
+/// uffd_monitor_opts.flags: do not serve forked children (their
+/// userfaultfds are closed unless on_fork takes them).
+pub const LIBUFFD_MONITOR_NO_FORK_SERVE: u32 = 0x2;
+/// uffd_monitor_opts.flags: on stop, leave regions registered (threads
+/// still blocked in faults stay blocked until the handles are freed).
+pub const LIBUFFD_MONITOR_NO_RELEASE_ON_STOP: u32 = 0x4;
+
+/// Error policy: poison the page, so the faulting thread gets SIGBUS.
+pub const LIBUFFD_ON_ERROR_SIGBUS: u32 = 0;
+/// Error policy: wake the thread unresolved, so it faults again.
+pub const LIBUFFD_ON_ERROR_RETRY: u32 = 1;
+/// Error policy: poison the page and stop the monitor with the error.
+pub const LIBUFFD_ON_ERROR_STOP: u32 = 2;
+
+/// REMOVE policy: later faults in the removed range get zero pages.
+pub const LIBUFFD_ON_REMOVE_ZERO: u32 = 0;
+/// REMOVE policy: unregister the removed range.
+pub const LIBUFFD_ON_REMOVE_UNREGISTER: u32 = 1;
+
+/// Region source: zero-filled pages.
+pub const LIBUFFD_SOURCE_ZERO: u32 = 0;
+/// Region source: a buffer of this process (`buffer`, `buffer_len`).
+pub const LIBUFFD_SOURCE_BUFFER: u32 = 1;
+/// Region source: pread() from `fd` at `fd_offset`.
+pub const LIBUFFD_SOURCE_FD: u32 = 2;
+/// Region source: the on_fault callback resolves every fault.
+pub const LIBUFFD_SOURCE_CALLBACK: u32 = 3;
+/// Region source: the page cache (MINOR faults, resolved by CONTINUE).
+pub const LIBUFFD_SOURCE_PAGE_CACHE: u32 = 4;
+
+/// uffd_region_opts.flags: populate the region in the background.
+pub const LIBUFFD_REGION_PREFETCH: u32 = 0x1;
+
+/// on_fault return: the callback resolved the fault (uffd_monitor_copy()
+/// and friends).
+pub const LIBUFFD_FAULT_HANDLED: i32 = 0;
+/// on_fault return: serve the fault from the region's source.
+pub const LIBUFFD_FAULT_USE_SOURCE: i32 = 1;
+/// on_fault return: the callback kept a copy of the fault and will resolve
+/// it later, from any thread.
+pub const LIBUFFD_FAULT_DEFER: i32 = 2;
+/// on_fault return: stop the monitor.
+pub const LIBUFFD_FAULT_STOP: i32 = 3;
+
+/// on_fork return: serve the child with the parent's regions.
+pub const LIBUFFD_FORK_SERVE: i32 = 0;
+/// on_fork return: the callback took ownership of the descriptor.
+pub const LIBUFFD_FORK_TAKEN: i32 = 1;
+/// on_fork return: close the child's descriptor.
+pub const LIBUFFD_FORK_CLOSE: i32 = 2;
+
+/// Resolution result: resolved now.
+pub const LIBUFFD_RESOLVED: i32 = 0;
+/// Resolution result: it had been resolved by someone else; the waiter was
+/// woken.
+pub const LIBUFFD_ALREADY_RESOLVED: i32 = 1;
+/// Resolution result: the range or the process went away.
+pub const LIBUFFD_GONE: i32 = 2;
+
+/// Number of buckets of uffd_monitor_stats.latency_log2_ns.
+pub const LIBUFFD_LATENCY_BUCKETS: u32 = 32;
+
+/// Monitor options (all zero: the defaults). Set `sz` to the struct's size.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct uffd_monitor_opts {
+    /// `sizeof(struct uffd_monitor_opts)`.
+    pub sz: usize,
+    /// Worker threads resolving faults in parallel (0: the reader does).
+    pub workers: u32,
+    /// Busy-poll this many microseconds before sleeping (0: never).
+    pub spin_us: u32,
+    /// Fault-around window in pages, minimum (0: 1).
+    pub window_min: u32,
+    /// Fault-around window in pages, maximum (0: 64).
+    pub window_max: u32,
+    /// LIBUFFD_MONITOR_* flags.
+    pub flags: u32,
+    /// LIBUFFD_ON_ERROR_*.
+    pub error_policy: u32,
+    /// LIBUFFD_ON_REMOVE_*.
+    pub remove_policy: u32,
+    /// Messages per read (0: 64; at most 4096).
+    pub batch: u32,
+    /// EAGAIN retries before a thread is woken to fault afresh (0: 1000).
+    pub max_retries: u32,
+    /// Must be zero.
+    pub reserved: u32,
+}
+
+/// How a region is served (uffd_monitor_add_region()). Set `sz`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct uffd_region_opts {
+    /// `sizeof(struct uffd_region_opts)`.
+    pub sz: usize,
+    /// LIBUFFD_SOURCE_*.
+    pub source: u32,
+    /// LIBUFFD_REGION_* flags.
+    pub flags: u32,
+    /// Register the range with these LIBUFFD_REGISTER_* modes first; 0 if
+    /// the caller registered it already.
+    pub register_mode: u64,
+    /// LIBUFFD_SOURCE_BUFFER: the first byte of the region's contents.
+    pub buffer: *const libc::c_void,
+    /// LIBUFFD_SOURCE_BUFFER: bytes available at `buffer` (pages past them
+    /// are zero-filled).
+    pub buffer_len: u64,
+    /// LIBUFFD_SOURCE_FD: the file to pread (kept open by the caller).
+    pub fd: i32,
+    /// Must be zero.
+    pub reserved: u32,
+    /// LIBUFFD_SOURCE_FD: file offset of the region's first byte.
+    pub fd_offset: u64,
+    /// Handed to on_fault as `region_data`.
+    pub data: *mut libc::c_void,
+}
+
+impl Default for uffd_region_opts {
+    fn default() -> Self {
+        uffd_region_opts {
+            sz: 0,
+            source: 0,
+            flags: 0,
+            register_mode: 0,
+            buffer: std::ptr::null(),
+            buffer_len: 0,
+            fd: -1,
+            reserved: 0,
+            fd_offset: 0,
+            data: std::ptr::null_mut(),
+        }
+    }
+}
+
+/// A fault handed to on_fault. Copy it to defer the fault; the copy is
+/// what uffd_monitor_copy() and friends take.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct uffd_fault {
+    /// The faulting address as reported (page-aligned).
+    pub address: u64,
+    /// The exact address with LIBUFFD_FEATURE_EXACT_ADDRESS, else `address`.
+    pub exact_address: u64,
+    /// LIBUFFD_FAULT_* bits.
+    pub flags: u32,
+    /// Faulting thread id with LIBUFFD_FEATURE_THREAD_ID, else 0.
+    pub thread_id: u32,
+    /// The faulting page, aligned to `page_size`.
+    pub page: u64,
+    /// The region's page size (4096, or the hugetlb size).
+    pub page_size: u64,
+    /// Start of the region the fault is in (0 if in none).
+    pub region_start: u64,
+    /// Offset of `page` in the region's source.
+    pub region_offset: u64,
+    /// The region's `data` pointer.
+    pub region_data: *mut libc::c_void,
+    /// Which of the monitor's handles the fault came from.
+    pub handle_id: u32,
+    /// Zero.
+    pub reserved: u32,
+}
+
+/// Monitor callbacks. Every member may be NULL. Pass the table's size to
+/// uffd_monitor_new(); members are only ever appended.
+///
+/// Callbacks run on the monitor's threads (faults on workers, when there
+/// are workers): they must be thread-safe, must not throw C++ exceptions
+/// or longjmp, and must not fork, mremap, munmap or madvise registered
+/// memory (the kernel would wait on the monitor: deadlock).
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+pub struct uffd_monitor_ops {
+    /// A fault in a LIBUFFD_SOURCE_CALLBACK region, or in no region.
+    /// Returns LIBUFFD_FAULT_* or a negative errno (the error policy then
+    /// releases the thread). NULL: such faults fall to the error policy.
+    pub on_fault: Option<
+        unsafe extern "C" fn(
+            user_data: *mut libc::c_void,
+            m: *mut uffd_monitor,
+            f: *const uffd_fault,
+        ) -> i32,
+    >,
+    /// The monitored process forked; `fd` is the child's userfaultfd.
+    /// Returns LIBUFFD_FORK_*. NULL: serve the child.
+    pub on_fork: Option<
+        unsafe extern "C" fn(
+            user_data: *mut libc::c_void,
+            m: *mut uffd_monitor,
+            handle_id: u32,
+            fd: i32,
+        ) -> i32,
+    >,
+    /// A registered range moved (its regions moved with it).
+    pub on_remap: Option<
+        unsafe extern "C" fn(
+            user_data: *mut libc::c_void,
+            handle_id: u32,
+            from: u64,
+            to: u64,
+            len: u64,
+        ),
+    >,
+    /// A registered range's pages are being dropped by madvise().
+    pub on_remove: Option<
+        unsafe extern "C" fn(user_data: *mut libc::c_void, handle_id: u32, start: u64, end: u64),
+    >,
+    /// A registered range was unmapped (its regions are gone).
+    pub on_unmap: Option<
+        unsafe extern "C" fn(user_data: *mut libc::c_void, handle_id: u32, start: u64, end: u64),
+    >,
+    /// An error the monitor handled, as text valid during the call.
+    pub on_log:
+        Option<unsafe extern "C" fn(user_data: *mut libc::c_void, msg: *const libc::c_char)>,
+}
+
+/// Monitor counters (uffd_monitor_get_stats()). Set `sz` before the call.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct uffd_monitor_stats {
+    /// `sizeof(struct uffd_monitor_stats)`.
+    pub sz: usize,
+    /// Page-fault messages read.
+    pub faults: u64,
+    /// FORK events.
+    pub forks: u64,
+    /// REMAP events.
+    pub remaps: u64,
+    /// REMOVE events.
+    pub removes: u64,
+    /// UNMAP events.
+    pub unmaps: u64,
+    /// Faults resolved.
+    pub resolved: u64,
+    /// Faults found already resolved (EEXIST) and woken.
+    pub eexist: u64,
+    /// EAGAIN retries.
+    pub retried: u64,
+    /// Faults deferred by the callback.
+    pub deferred: u64,
+    /// Faults that failed (the error policy released the thread).
+    pub failed: u64,
+    /// Faults dropped: their range went away or their process exited.
+    pub dropped: u64,
+    /// Duplicate messages for a page already handled in the same batch.
+    pub coalesced: u64,
+    /// Bytes placed by fault handling (fault-around included).
+    pub bytes: u64,
+    /// Bytes placed by the background prefetcher.
+    pub prefetched_bytes: u64,
+    /// read() calls that returned messages.
+    pub reads: u64,
+    /// Fault latency (message read to resolved): bucket i counts latencies
+    /// in [2^i, 2^(i+1)) nanoseconds; the last bucket holds the rest.
+    pub latency_log2_ns: [u64; 32],
+}
+
+/// A fault-handling engine over one or more handles. Create with
+/// uffd_monitor_new(); free with uffd_monitor_free().
+pub struct uffd_monitor {
+    _private: [u8; 0],
+}

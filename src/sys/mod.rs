@@ -12,10 +12,13 @@ pub mod ioctl;
 pub mod open;
 pub mod read;
 pub mod uapi;
+pub mod wait;
 
 /// The calling thread's current `errno`.
 pub fn last_errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 /// The system's base page size, read once.

@@ -1,0 +1,742 @@
+//! The monitor's C ABI: a C callback table behind the Rust `Handler`.
+
+use super::boundary::guard;
+use super::ext::copy_opts;
+use super::handle::borrow;
+use super::types::*;
+use crate::monitor::{
+    Action, Applied, Config, ErrorPolicy, FaultCtx, FaultToken, ForkVerdict, Handler, Monitor,
+    RegionOptions, RemovePolicy, Running, Source, Verdict,
+};
+use crate::uffd::{Error, RegisterMode};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// The callback table and user data, as the Rust engine sees them.
+struct CHandler {
+    ops: uffd_monitor_ops,
+    user: *mut libc::c_void,
+    me: Arc<AtomicPtr<uffd_monitor>>,
+}
+
+// SAFETY: the C contract of uffd_monitor_new says callbacks and user_data
+// may be used from the monitor's threads.
+unsafe impl Send for CHandler {}
+// SAFETY: as above.
+unsafe impl Sync for CHandler {}
+
+thread_local! {
+    /// The fault being handled by a C callback on this thread: the
+    /// `uffd_fault` handed to C, and its Rust context.
+    static CURRENT: Cell<(*const uffd_fault, *const ())> = const { Cell::new((std::ptr::null(), std::ptr::null())) };
+}
+
+impl Handler for CHandler {
+    fn on_fault(&self, ctx: &FaultCtx<'_>) -> Verdict {
+        let Some(cb) = self.ops.on_fault else {
+            return Verdict::UseSource;
+        };
+        let region = ctx.region;
+        let f = uffd_fault {
+            address: ctx.fault.address,
+            exact_address: ctx.fault.exact_address.unwrap_or(ctx.fault.address),
+            flags: ctx.fault.flags.bits() as u32,
+            thread_id: ctx.fault.thread_id,
+            page: ctx.token.page,
+            page_size: ctx.token.page_size,
+            region_start: region.map_or(0, |r| r.start),
+            region_offset: region.map_or(0, |r| r.source_offset),
+            region_data: region.map_or(std::ptr::null_mut(), |r| r.user_data as *mut libc::c_void),
+            handle_id: ctx.token.uffd_id,
+            reserved: 0,
+        };
+        let saved = CURRENT.with(|c| c.replace((&f, ctx as *const FaultCtx<'_> as *const ())));
+        // SAFETY: a C function pointer from the ops table, called with the
+        // user's pointer, the monitor and a fault valid during the call.
+        let rc = unsafe { cb(self.user, self.me.load(Ordering::Acquire), &f) };
+        CURRENT.with(|c| c.set(saved));
+        match rc {
+            LIBUFFD_FAULT_HANDLED => Verdict::Resolved,
+            LIBUFFD_FAULT_USE_SOURCE => Verdict::UseSource,
+            LIBUFFD_FAULT_DEFER => Verdict::Defer,
+            LIBUFFD_FAULT_STOP => Verdict::Stop,
+            e if e < 0 => Verdict::Error(-e),
+            _ => Verdict::Error(libc::EINVAL),
+        }
+    }
+
+    fn on_fork(&self, uffd_id: u32, fd: i32) -> ForkVerdict {
+        let Some(cb) = self.ops.on_fork else {
+            return ForkVerdict::Serve;
+        };
+        // SAFETY: C callback with the documented arguments.
+        match unsafe { cb(self.user, self.me.load(Ordering::Acquire), uffd_id, fd) } {
+            LIBUFFD_FORK_TAKEN => ForkVerdict::Taken,
+            LIBUFFD_FORK_CLOSE => ForkVerdict::Close,
+            _ => ForkVerdict::Serve,
+        }
+    }
+
+    fn on_remap(&self, id: u32, from: u64, to: u64, len: u64) {
+        if let Some(cb) = self.ops.on_remap {
+            // SAFETY: C callback with the documented arguments.
+            unsafe { cb(self.user, id, from, to, len) }
+        }
+    }
+
+    fn on_remove(&self, id: u32, start: u64, end: u64) {
+        if let Some(cb) = self.ops.on_remove {
+            // SAFETY: C callback with the documented arguments.
+            unsafe { cb(self.user, id, start, end) }
+        }
+    }
+
+    fn on_unmap(&self, id: u32, start: u64, end: u64) {
+        if let Some(cb) = self.ops.on_unmap {
+            // SAFETY: C callback with the documented arguments.
+            unsafe { cb(self.user, id, start, end) }
+        }
+    }
+
+    fn wants_log(&self) -> bool {
+        self.ops.on_log.is_some()
+    }
+
+    fn on_log(&self, msg: &str) {
+        if let Some(cb) = self.ops.on_log {
+            let mut text = msg.as_bytes().to_vec();
+            text.retain(|&b| b != 0);
+            text.push(0);
+            // SAFETY: C callback; the text is NUL-terminated and lives
+            // for the call.
+            unsafe { cb(self.user, text.as_ptr().cast()) }
+        }
+    }
+}
+
+/// What a `uffd_monitor *` points to.
+struct MonitorBox {
+    monitor: Monitor,
+    started: Mutex<Option<Running>>,
+    user: *mut libc::c_void,
+    user_free: Option<unsafe extern "C" fn(*mut libc::c_void)>,
+}
+
+impl Drop for MonitorBox {
+    fn drop(&mut self) {
+        self.monitor.stop();
+        if let Some(r) = self
+            .started
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            let _ = r.wait();
+        }
+        // uffd_monitor_run() on another thread: it returns promptly once
+        // stopped; wait for that before the user data goes.
+        while self.monitor.is_running() {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        if let Some(free) = self.user_free {
+            // SAFETY: the finaliser the caller gave for its own pointer,
+            // called exactly once, after the last callback.
+            unsafe { free(self.user) }
+        }
+    }
+}
+
+/// # Safety
+/// `m` is NULL or a live monitor.
+unsafe fn monitor_ref<'a>(m: *const uffd_monitor) -> Result<&'a MonitorBox, Error> {
+    if m.is_null() {
+        return Err(Error::invalid("monitor is NULL"));
+    }
+    // SAFETY: per the contract, a pointer from uffd_monitor_new, not freed.
+    Ok(unsafe { &*(m as *const MonitorBox) })
+}
+
+fn config_from_c(o: &uffd_monitor_opts) -> Result<Config, Error> {
+    let known = LIBUFFD_MONITOR_FIXED_WINDOW
+        | LIBUFFD_MONITOR_NO_FORK_SERVE
+        | LIBUFFD_MONITOR_NO_RELEASE_ON_STOP;
+    if o.flags & !known != 0 {
+        return Err(Error::invalid(format!(
+            "uffd_monitor_opts: unknown flags {:#x}",
+            o.flags & !known
+        )));
+    }
+    if o.reserved != 0 {
+        return Err(Error::invalid("uffd_monitor_opts: reserved must be 0"));
+    }
+    let d = Config::default();
+    Ok(Config {
+        workers: o.workers,
+        spin_us: o.spin_us,
+        window_min: if o.window_min == 0 {
+            d.window_min
+        } else {
+            o.window_min
+        },
+        window_max: if o.window_max == 0 {
+            d.window_max.max(o.window_min)
+        } else {
+            o.window_max
+        },
+        adaptive: o.flags & LIBUFFD_MONITOR_FIXED_WINDOW == 0,
+        batch: if o.batch == 0 { d.batch } else { o.batch },
+        max_retries: if o.max_retries == 0 {
+            d.max_retries
+        } else {
+            o.max_retries
+        },
+        error_policy: match o.error_policy {
+            LIBUFFD_ON_ERROR_SIGBUS => ErrorPolicy::Sigbus,
+            LIBUFFD_ON_ERROR_RETRY => ErrorPolicy::Retry,
+            LIBUFFD_ON_ERROR_STOP => ErrorPolicy::Stop,
+            p => {
+                return Err(Error::invalid(format!(
+                    "uffd_monitor_opts: unknown error_policy {p}"
+                )))
+            }
+        },
+        remove_policy: match o.remove_policy {
+            LIBUFFD_ON_REMOVE_ZERO => RemovePolicy::ZeroFill,
+            LIBUFFD_ON_REMOVE_UNREGISTER => RemovePolicy::Unregister,
+            p => {
+                return Err(Error::invalid(format!(
+                    "uffd_monitor_opts: unknown remove_policy {p}"
+                )))
+            }
+        },
+        serve_forks: o.flags & LIBUFFD_MONITOR_NO_FORK_SERVE == 0,
+        release_on_stop: o.flags & LIBUFFD_MONITOR_NO_RELEASE_ON_STOP == 0,
+    })
+}
+
+/// Copy a callback table of `size` bytes (older tables are shorter; a
+/// newer one's extra members must be NULL).
+///
+/// # Safety
+/// `ops` is NULL or points to `size` readable bytes.
+unsafe fn ops_from_c(ops: *const uffd_monitor_ops, size: usize) -> Result<uffd_monitor_ops, Error> {
+    let mut out = uffd_monitor_ops::default();
+    if ops.is_null() {
+        if size != 0 {
+            return Err(Error::invalid(
+                "uffd_monitor_new: ops is NULL but ops_size is not 0",
+            ));
+        }
+        return Ok(out);
+    }
+    let ours = std::mem::size_of::<uffd_monitor_ops>();
+    let ptr = std::mem::size_of::<usize>();
+    if size == 0 || size % ptr != 0 {
+        return Err(Error::invalid(format!(
+            "uffd_monitor_new: ops_size {size} is not a whole number of callbacks (pass sizeof(struct uffd_monitor_ops))"
+        )));
+    }
+    if size > ours {
+        // SAFETY: the caller says `size` bytes are readable.
+        let tail = unsafe { std::slice::from_raw_parts(ops.cast::<u8>().add(ours), size - ours) };
+        if tail.iter().any(|&b| b != 0) {
+            return Err(Error::Os {
+                op: "uffd_monitor_new",
+                errno: libc::E2BIG,
+                detail: "the ops table sets callbacks this libuffd does not know".into(),
+            });
+        }
+    }
+    // SAFETY: min(size, ours) bytes are readable at `ops` and writable in
+    // `out`; the members are nullable function pointers.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            ops.cast::<u8>(),
+            (&mut out as *mut uffd_monitor_ops).cast::<u8>(),
+            size.min(ours),
+        )
+    };
+    Ok(out)
+}
+
+/// Create a monitor.
+///
+/// `opts` may be NULL (defaults: the reader resolves faults itself, an
+/// adaptive 1..64-page fault-around window, SIGBUS on errors, zero-fill
+/// after REMOVE, forked children served, regions released on stop).
+/// `ops` (with `ops_size` = sizeof(struct uffd_monitor_ops)) may be NULL
+/// when every region has a page source. `user_data` is passed to every
+/// callback; `user_data_free`, if not NULL, is called with it exactly once,
+/// by uffd_monitor_free(). On failure it is not called (the caller keeps
+/// ownership) and `*out` is not written.
+///
+/// Thread safety: may be called from any thread.
+///
+/// Returns: 0, or -EINVAL (NULL out, bad opts or ops_size), -E2BIG, -EMFILE.
+///
+/// # Safety
+/// Pointers are NULL or valid as described.
+#[no_mangle]
+pub unsafe extern "C" fn uffd_monitor_new(
+    opts: *const uffd_monitor_opts,
+    ops: *const uffd_monitor_ops,
+    ops_size: usize,
+    user_data: *mut libc::c_void,
+    user_data_free: Option<unsafe extern "C" fn(*mut libc::c_void)>,
+    out: *mut *mut uffd_monitor,
+) -> i32 {
+    guard("uffd_monitor_new", || {
+        if out.is_null() {
+            return Err(Error::invalid("uffd_monitor_new: out is NULL"));
+        }
+        // SAFETY: contract above.
+        let o = unsafe { copy_opts("uffd_monitor_opts", opts) }?;
+        let config = config_from_c(&o)?;
+        // SAFETY: contract above.
+        let ops = unsafe { ops_from_c(ops, ops_size) }?;
+        let me = Arc::new(AtomicPtr::new(std::ptr::null_mut()));
+        let handler = CHandler {
+            ops,
+            user: user_data,
+            me: me.clone(),
+        };
+        let monitor = Monitor::new(config, Box::new(handler))?;
+        let boxed = Box::new(MonitorBox {
+            monitor,
+            started: Mutex::new(None),
+            user: user_data,
+            user_free: user_data_free,
+        });
+        let ptr = Box::into_raw(boxed) as *mut uffd_monitor;
+        me.store(ptr, Ordering::Release);
+        // SAFETY: checked non-NULL above.
+        unsafe { out.write(ptr) };
+        Ok(0)
+    })
+}
+
+/// Serve a handle's faults and events with this monitor (the monitor
+/// keeps its own reference: the handle may be freed by the caller
+/// afterwards). The handle must be non-blocking (LIBUFFD_OPEN_NONBLOCK).
+/// `*id` (may be NULL) receives the handle's id, used by regions, faults
+/// and events.
+///
+/// Thread safety: may be called from any thread, also while running.
+///
+/// Returns: 0, or -EINVAL (NULL monitor or handle, blocking handle).
+///
+/// # Safety
+/// Pointers are NULL or live objects; `id` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn uffd_monitor_add_handle(
+    m: *mut uffd_monitor,
+    h: *mut uffd_handle,
+    id: *mut u32,
+) -> i32 {
+    guard("uffd_monitor_add_handle", || {
+        // SAFETY: contract above.
+        let mb = unsafe { monitor_ref(m) }?;
+        // SAFETY: contract above.
+        let h = unsafe { borrow(h) }?;
+        let got = mb.monitor.add_uffd(h.uffd.clone())?;
+        if !id.is_null() {
+            // SAFETY: non-NULL and writable per the contract.
+            unsafe { id.write(got) };
+        }
+        Ok(0)
+    })
+}
+
+/// Serve `[start, start+len)` of handle `handle_id` as `opts` says
+/// (NULL: zero-fill, already registered). With `opts->register_mode` the
+/// range is registered first. Regions of one handle may not overlap.
+///
+/// Thread safety: may be called from any thread, also while running.
+///
+/// Returns: 0, or -EINVAL (NULL monitor, unknown handle id, bad range,
+/// misaligned for the mapping's page size, overlap, unknown source or
+/// flags, NULL buffer, negative fd), and uffd_register()'s errors.
+///
+/// # Safety
+/// `opts` NULL or valid; `opts->buffer` readable for `buffer_len` bytes
+/// and `opts->fd` open for as long as the monitor serves the region.
+#[no_mangle]
+pub unsafe extern "C" fn uffd_monitor_add_region(
+    m: *mut uffd_monitor,
+    handle_id: u32,
+    start: *mut libc::c_void,
+    len: usize,
+    opts: *const uffd_region_opts,
+) -> i32 {
+    guard("uffd_monitor_add_region", || {
+        // SAFETY: contract above.
+        let mb = unsafe { monitor_ref(m) }?;
+        // SAFETY: contract above.
+        let o = unsafe { copy_opts("uffd_region_opts", opts) }?;
+        if o.flags & !LIBUFFD_REGION_PREFETCH != 0 || o.reserved != 0 {
+            return Err(Error::invalid(
+                "uffd_region_opts: unknown flags or non-zero reserved",
+            ));
+        }
+        let source = match o.source {
+            LIBUFFD_SOURCE_ZERO => Source::Zero,
+            LIBUFFD_SOURCE_BUFFER => Source::Buffer {
+                addr: o.buffer as u64,
+                len: o.buffer_len,
+            },
+            LIBUFFD_SOURCE_FD => Source::Fd {
+                fd: o.fd,
+                offset: o.fd_offset,
+            },
+            LIBUFFD_SOURCE_CALLBACK => Source::Callback,
+            LIBUFFD_SOURCE_PAGE_CACHE => Source::PageCache,
+            s => {
+                return Err(Error::invalid(format!(
+                    "uffd_region_opts: unknown source {s}"
+                )))
+            }
+        };
+        mb.monitor.add_region(
+            handle_id,
+            start as u64,
+            len as u64,
+            RegionOptions {
+                source,
+                register: RegisterMode::from_bits_retain(o.register_mode),
+                prefetch: o.flags & LIBUFFD_REGION_PREFETCH != 0,
+                user_data: o.data as u64,
+            },
+        )?;
+        Ok(0)
+    })
+}
+
+/// Run the monitor on the calling thread until uffd_monitor_stop().
+///
+/// Thread safety: one run (or start) at a time per monitor.
+///
+/// Returns: 0 when stopped, -EBUSY if already running, or the errno that
+/// stopped it (LIBUFFD_ON_ERROR_STOP, or a failure reading events).
+///
+/// # Safety
+/// `m` is NULL or a live monitor.
+#[no_mangle]
+pub unsafe extern "C" fn uffd_monitor_run(m: *mut uffd_monitor) -> i32 {
+    guard("uffd_monitor_run", || {
+        // SAFETY: contract above.
+        let mb = unsafe { monitor_ref(m) }?;
+        mb.monitor.run()?;
+        Ok(0)
+    })
+}
+
+/// Run the monitor on a thread of its own (plus its workers); returns at
+/// once. uffd_monitor_wait() joins it.
+///
+/// Thread safety: any thread; one run (or start) at a time.
+///
+/// Returns: 0, -EBUSY (already running), -EAGAIN (no thread).
+///
+/// # Safety
+/// `m` is NULL or a live monitor.
+#[no_mangle]
+pub unsafe extern "C" fn uffd_monitor_start(m: *mut uffd_monitor) -> i32 {
+    guard("uffd_monitor_start", || {
+        // SAFETY: contract above.
+        let mb = unsafe { monitor_ref(m) }?;
+        let mut started = mb.started.lock().unwrap_or_else(|e| e.into_inner());
+        if started.is_some() {
+            return Err(Error::os(
+                "uffd_monitor_start",
+                libc::EBUSY,
+                "already started",
+            ));
+        }
+        *started = Some(mb.monitor.start()?);
+        Ok(0)
+    })
+}
+
+/// Ask the monitor to stop; returns at once. Safe from any thread,
+/// including from inside a callback; calling it again does nothing more.
+/// With the default release-on-stop, threads still blocked in faults are
+/// released (their regions are unregistered) when the loop ends.
+///
+/// Returns: 0, or -EINVAL for NULL.
+///
+/// # Safety
+/// `m` is NULL or a live monitor.
+#[no_mangle]
+pub unsafe extern "C" fn uffd_monitor_stop(m: *mut uffd_monitor) -> i32 {
+    guard("uffd_monitor_stop", || {
+        // SAFETY: contract above.
+        unsafe { monitor_ref(m) }?.monitor.stop();
+        Ok(0)
+    })
+}
+
+/// Wait for a monitor started with uffd_monitor_start() to stop.
+///
+/// Thread safety: any thread but the monitor's own (not from a callback).
+///
+/// Returns: what the run returned (0 or -errno), or -EINVAL if it was not
+/// started.
+///
+/// # Safety
+/// `m` is NULL or a live monitor.
+#[no_mangle]
+pub unsafe extern "C" fn uffd_monitor_wait(m: *mut uffd_monitor) -> i32 {
+    guard("uffd_monitor_wait", || {
+        // SAFETY: contract above.
+        let mb = unsafe { monitor_ref(m) }?;
+        let running = mb.started.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match running {
+            None => Err(Error::invalid(
+                "uffd_monitor_wait: the monitor was not started",
+            )),
+            Some(r) => r.wait().map(|()| 0),
+        }
+    })
+}
+
+/// The monitor's descriptor, for callers with their own event loop: it
+/// becomes readable when uffd_monitor_dispatch() has work. Borrowed: do not
+/// close it.
+///
+/// Returns: the descriptor, or -EINVAL for NULL.
+///
+/// # Safety
+/// `m` is NULL or a live monitor.
+#[no_mangle]
+pub unsafe extern "C" fn uffd_monitor_fd(m: *const uffd_monitor) -> i32 {
+    guard("uffd_monitor_fd", || {
+        // SAFETY: contract above.
+        Ok(unsafe { monitor_ref(m) }?.monitor.fd())
+    })
+}
+
+/// Handle whatever is ready, waiting up to `timeout_ms` (0: do not wait;
+/// -1: wait). For callers that poll uffd_monitor_fd() themselves; workers
+/// and prefetch run only under uffd_monitor_run()/start().
+///
+/// Thread safety: one dispatcher at a time; not while running.
+///
+/// Returns: the number of ready sources handled (0 on timeout), -EBUSY
+/// (running, or another thread dispatching), -EINTR.
+///
+/// # Safety
+/// `m` is NULL or a live monitor.
+#[no_mangle]
+pub unsafe extern "C" fn uffd_monitor_dispatch(m: *mut uffd_monitor, timeout_ms: i32) -> i32 {
+    guard("uffd_monitor_dispatch", || {
+        // SAFETY: contract above.
+        let mb = unsafe { monitor_ref(m) }?;
+        if timeout_ms < -1 {
+            return Err(Error::invalid("uffd_monitor_dispatch: timeout below -1"));
+        }
+        Ok(mb.monitor.dispatch(timeout_ms)?.min(i32::MAX as usize) as i32)
+    })
+}
+
+fn resolve_c(
+    func: &'static str,
+    m: *mut uffd_monitor,
+    f: *const uffd_fault,
+    action: Action,
+) -> i32 {
+    guard(func, || {
+        // SAFETY: the exported callers' contract: NULL or live.
+        let mb = unsafe { monitor_ref(m) }?;
+        if f.is_null() {
+            return Err(Error::invalid(format!("{func}: fault is NULL")));
+        }
+        // SAFETY: non-NULL, and the caller promised a valid uffd_fault.
+        let fault = unsafe { *f };
+        let ps = fault.page_size;
+        if !ps.is_power_of_two() || ps < crate::sys::base_page_size() || fault.page % ps != 0 {
+            return Err(Error::invalid(format!(
+                "{func}: not a fault from this monitor (page {:#x}, page size {ps})",
+                fault.page
+            )));
+        }
+        let token = FaultToken {
+            uffd_id: fault.handle_id,
+            page: fault.page,
+            page_size: ps,
+        };
+        let (cur_fault, cur_ctx) = CURRENT.with(|c| c.get());
+        let applied = if cur_fault == f && !cur_ctx.is_null() {
+            // SAFETY: CURRENT holds the context of the callback running on
+            // this thread for exactly this fault pointer.
+            let ctx = unsafe { &*(cur_ctx as *const FaultCtx<'_>) };
+            ctx.resolve(action)?
+        } else {
+            mb.monitor.complete(token, action)?
+        };
+        Ok(match applied {
+            Applied::Resolved(_) => LIBUFFD_RESOLVED,
+            Applied::AlreadyResolved => LIBUFFD_ALREADY_RESOLVED,
+            Applied::Gone => LIBUFFD_GONE,
+        })
+    })
+}
+
+/// Resolve a fault by copying `f->page_size` bytes from `src`. From the
+/// on_fault callback, or later from any thread for a deferred fault.
+///
+/// Returns: LIBUFFD_RESOLVED, LIBUFFD_ALREADY_RESOLVED (someone had; the
+/// waiter was woken), LIBUFFD_GONE (range or process gone), or -EINVAL,
+/// -EFAULT (bad src), -EAGAIN (an event is pending: inside on_fault the
+/// monitor retries the fault and calls the callback again; elsewhere it
+/// was retried for 2 s first), and the kernel's other errors.
+///
+/// # Safety
+/// `m` NULL or live; `f` NULL or a fault from this monitor.
+#[no_mangle]
+pub unsafe extern "C" fn uffd_monitor_copy(
+    m: *mut uffd_monitor,
+    f: *const uffd_fault,
+    src: *const libc::c_void,
+) -> i32 {
+    if src.is_null() {
+        return guard("uffd_monitor_copy", || {
+            Err(Error::invalid("uffd_monitor_copy: src is NULL"))
+        });
+    }
+    resolve_c("uffd_monitor_copy", m, f, Action::Copy(src as u64))
+}
+
+/// Resolve a fault with zeros (hugetlb too). Returns as uffd_monitor_copy().
+///
+/// # Safety
+/// `m` NULL or live; `f` NULL or a fault from this monitor.
+#[no_mangle]
+pub unsafe extern "C" fn uffd_monitor_zero(m: *mut uffd_monitor, f: *const uffd_fault) -> i32 {
+    resolve_c("uffd_monitor_zero", m, f, Action::Zero)
+}
+
+/// Resolve a minor fault by mapping the page-cache page. Returns as
+/// uffd_monitor_copy().
+///
+/// # Safety
+/// `m` NULL or live; `f` NULL or a fault from this monitor.
+#[no_mangle]
+pub unsafe extern "C" fn uffd_monitor_continue(m: *mut uffd_monitor, f: *const uffd_fault) -> i32 {
+    resolve_c("uffd_monitor_continue", m, f, Action::Continue)
+}
+
+/// Resolve a write-protect fault by removing the protection from the page.
+/// Returns as uffd_monitor_copy().
+///
+/// # Safety
+/// `m` NULL or live; `f` NULL or a fault from this monitor.
+#[no_mangle]
+pub unsafe extern "C" fn uffd_monitor_unprotect(m: *mut uffd_monitor, f: *const uffd_fault) -> i32 {
+    resolve_c("uffd_monitor_unprotect", m, f, Action::Unprotect)
+}
+
+/// Resolve a fault by poisoning the page: the thread gets SIGBUS. Returns
+/// as uffd_monitor_copy().
+///
+/// # Safety
+/// `m` NULL or live; `f` NULL or a fault from this monitor.
+#[no_mangle]
+pub unsafe extern "C" fn uffd_monitor_poison(m: *mut uffd_monitor, f: *const uffd_fault) -> i32 {
+    resolve_c("uffd_monitor_poison", m, f, Action::Poison)
+}
+
+/// Resolve a fault by moving the page at `src` (anonymous private memory
+/// of this process) into place. Returns as uffd_monitor_copy().
+///
+/// # Safety
+/// `m` NULL or live; `f` NULL or a fault from this monitor.
+#[no_mangle]
+pub unsafe extern "C" fn uffd_monitor_move(
+    m: *mut uffd_monitor,
+    f: *const uffd_fault,
+    src: *mut libc::c_void,
+) -> i32 {
+    if src.is_null() {
+        return guard("uffd_monitor_move", || {
+            Err(Error::invalid("uffd_monitor_move: src is NULL"))
+        });
+    }
+    resolve_c("uffd_monitor_move", m, f, Action::Move(src as u64))
+}
+
+/// Copy the monitor's counters into `*stats` (set `stats->sz` first; a
+/// smaller, older struct gets the members it has). Readable at any time.
+///
+/// Returns: 0, or -EINVAL (NULL, or sz smaller than sizeof(size_t)).
+///
+/// # Safety
+/// `m` NULL or live; `stats` NULL or writable for `stats->sz` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn uffd_monitor_get_stats(
+    m: *const uffd_monitor,
+    stats: *mut uffd_monitor_stats,
+) -> i32 {
+    guard("uffd_monitor_get_stats", || {
+        // SAFETY: contract above.
+        let mb = unsafe { monitor_ref(m) }?;
+        if stats.is_null() {
+            return Err(Error::invalid("uffd_monitor_get_stats: stats is NULL"));
+        }
+        // SAFETY: the first member is the caller's size_t.
+        let sz = unsafe { std::ptr::read_unaligned(stats.cast::<usize>()) };
+        if sz < std::mem::size_of::<usize>() {
+            return Err(Error::invalid(
+                "uffd_monitor_get_stats: set stats->sz = sizeof(struct uffd_monitor_stats)",
+            ));
+        }
+        let s = mb.monitor.stats();
+        let out = uffd_monitor_stats {
+            sz: sz.min(std::mem::size_of::<uffd_monitor_stats>()),
+            faults: s.faults,
+            forks: s.forks,
+            remaps: s.remaps,
+            removes: s.removes,
+            unmaps: s.unmaps,
+            resolved: s.resolved,
+            eexist: s.eexist,
+            retried: s.retried,
+            deferred: s.deferred,
+            failed: s.failed,
+            dropped: s.dropped,
+            coalesced: s.coalesced,
+            bytes: s.bytes,
+            prefetched_bytes: s.prefetched_bytes,
+            reads: s.reads,
+            latency_log2_ns: s.latency,
+        };
+        let n = sz.min(std::mem::size_of::<uffd_monitor_stats>());
+        // SAFETY: `n` bytes are writable at `stats` (the caller's size)
+        // and readable in `out`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                (&out as *const uffd_monitor_stats).cast::<u8>(),
+                stats.cast::<u8>(),
+                n,
+            )
+        };
+        Ok(0)
+    })
+}
+
+/// Stop the monitor, wait for its threads, release its regions (unless
+/// LIBUFFD_MONITOR_NO_RELEASE_ON_STOP), call `user_data_free`, and free
+/// it. NULL is ignored. Not from inside a callback.
+///
+/// # Safety
+/// `m` is NULL or a live monitor, freed at most once.
+#[no_mangle]
+pub unsafe extern "C" fn uffd_monitor_free(m: *mut uffd_monitor) {
+    if m.is_null() {
+        return;
+    }
+    let _ = std::panic::catch_unwind(|| {
+        // SAFETY: per the contract, the Box from uffd_monitor_new.
+        drop(unsafe { Box::from_raw(m as *mut MonitorBox) });
+    });
+}

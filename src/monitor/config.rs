@@ -1,0 +1,136 @@
+//! Monitor configuration and the callback interface.
+
+use super::resolve::FaultCtx;
+
+/// What to do when resolving a fault fails (a callback error, or an
+/// operation that fails for a reason other than the races the monitor
+/// handles itself). Every choice releases the faulting thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ErrorPolicy {
+    /// Poison the page: the faulting thread gets SIGBUS (the default).
+    #[default]
+    Sigbus,
+    /// Wake the thread without resolving: it faults again and the fault is
+    /// offered again (to the callback, for instance).
+    Retry,
+    /// Poison the page (as `Sigbus`) and stop the monitor with the error.
+    Stop,
+}
+
+/// What a REMOVE event (madvise DONTNEED/FREE/REMOVE) does to the range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RemovePolicy {
+    /// Later faults in the range get zero pages (what the application
+    /// would see without userfaultfd). The default.
+    #[default]
+    ZeroFill,
+    /// Unregister the range: later faults are ordinary kernel faults.
+    Unregister,
+}
+
+/// Tuning and policies.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    /// Worker threads resolving faults in parallel with the reader (0: the
+    /// reader resolves faults itself).
+    pub workers: u32,
+    /// Busy-poll the userfaultfds this long before sleeping (0: never).
+    pub spin_us: u32,
+    /// Fault-around window, in pages: a fault places at least `window_min`
+    /// and at most `window_max` pages starting at the faulting one.
+    pub window_min: u32,
+    pub window_max: u32,
+    /// Grow the window on sequential faults and shrink it on random ones;
+    /// without it the window stays at `window_min`.
+    pub adaptive: bool,
+    /// Messages read per read(2).
+    pub batch: u32,
+    /// EAGAIN retries before the faulting thread is woken to fault afresh.
+    pub max_retries: u32,
+    pub error_policy: ErrorPolicy,
+    pub remove_policy: RemovePolicy,
+    /// Serve a forked child's userfaultfd with its parent's regions.
+    pub serve_forks: bool,
+    /// When the monitor stops, unregister its regions so that threads still
+    /// blocked in faults are released (they then fault normally).
+    pub release_on_stop: bool,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            workers: 0,
+            spin_us: 0,
+            window_min: 1,
+            window_max: 64,
+            adaptive: true,
+            batch: 64,
+            max_retries: 1000,
+            error_policy: ErrorPolicy::Sigbus,
+            remove_policy: RemovePolicy::ZeroFill,
+            serve_forks: true,
+            release_on_stop: true,
+        }
+    }
+}
+
+/// What a fault callback decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The callback resolved the fault through its `FaultCtx`.
+    Resolved,
+    /// Serve the fault from the region's page source.
+    UseSource,
+    /// The callback kept the fault's token and will complete it later,
+    /// from any thread, with `Monitor::complete`.
+    Defer,
+    /// Stop the monitor.
+    Stop,
+    /// The callback failed with this errno: the error policy applies.
+    Error(i32),
+}
+
+/// What to do with a forked child's userfaultfd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForkVerdict {
+    /// Serve it with the parent's regions (if `Config::serve_forks`).
+    Serve,
+    /// The callback took ownership of the descriptor: the monitor neither
+    /// serves nor closes it.
+    Taken,
+    /// Close it (the child's registrations vanish).
+    Close,
+}
+
+/// Callbacks. Every method has a default, so an empty handler serves all
+/// regions from their sources. They run on the monitor's threads: the
+/// reader (events) and, with workers, the workers (faults), so they must
+/// be thread-safe. They must not fork, mremap, munmap or madvise memory
+/// registered with the monitored userfaultfds (the kernel would wait for
+/// the monitor to read the resulting event: a deadlock).
+pub trait Handler: Send + Sync + 'static {
+    /// A fault in a region whose source is `Callback` (or in no region).
+    fn on_fault(&self, _ctx: &FaultCtx<'_>) -> Verdict {
+        Verdict::UseSource
+    }
+    /// The monitored process forked; `fd` serves the child's memory.
+    fn on_fork(&self, _uffd_id: u32, _fd: i32) -> ForkVerdict {
+        ForkVerdict::Serve
+    }
+    /// A registered range moved.
+    fn on_remap(&self, _uffd_id: u32, _from: u64, _to: u64, _len: u64) {}
+    /// A registered range's pages are being dropped.
+    fn on_remove(&self, _uffd_id: u32, _start: u64, _end: u64) {}
+    /// A registered range was unmapped.
+    fn on_unmap(&self, _uffd_id: u32, _start: u64, _end: u64) {}
+    /// An error the monitor handled (the text says how).
+    fn on_log(&self, _msg: &str) {}
+    /// Whether `on_log` does anything (saves formatting when not).
+    fn wants_log(&self) -> bool {
+        false
+    }
+}
+
+/// A handler with every default: serve regions from their sources.
+pub struct DefaultHandler;
+impl Handler for DefaultHandler {}

@@ -1,0 +1,525 @@
+//! The reader loop and fault dispatch.
+//!
+//! One thread (the reader) waits on the monitor's epoll set, reads
+//! messages in batches and handles events itself, so that fork, mremap,
+//! munmap and madvise in the monitored program always make progress.
+//! Faults are resolved on the reader, or handed to workers. A fault that
+//! hits EAGAIN (an event pending) goes to a retry list that the reader
+//! works through after reading the events that caused it.
+
+use super::config::{ErrorPolicy, ForkVerdict, RemovePolicy, Verdict};
+use super::region::Source;
+use super::resolve::{Action, Applied, Failed, FaultCtx, FaultToken, RegionInfo};
+use super::stats::Stats;
+use super::Inner;
+use crate::sys::wait;
+use crate::uffd::{Error, Event, Fault, FaultFlags, Msg, Uffd};
+use std::cell::Cell;
+use std::os::fd::AsFd;
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
+use std::sync::Arc;
+
+/// epoll token of the monitor's own eventfd (stop and nudges); a uffd's
+/// token is its id + 1.
+pub(crate) const WAKE_TOKEN: u64 = 0;
+
+/// Page-aligned scratch memory for staging pages (pread, padding),
+/// allocated on first use and reused: no allocation per fault.
+#[derive(Default)]
+pub struct Scratch {
+    map: Option<wait::ScratchMap>,
+}
+
+impl Scratch {
+    /// At least `len` bytes (grown, rarely, by remapping).
+    pub fn get(&mut self, len: u64) -> Result<&mut [u8], Error> {
+        let len = (len as usize).max(4 << 20);
+        if self.map.as_ref().is_none_or(|m| m.len() < len) {
+            let m = wait::ScratchMap::new(len).map_err(|e| Error::os("mmap scratch", e, ""))?;
+            self.map = Some(m);
+        }
+        Ok(self
+            .map
+            .as_mut()
+            .map(|m| m.as_mut_slice())
+            .unwrap_or_default())
+    }
+}
+
+/// A fault waiting to be tried again.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pending {
+    pub uffd_id: u32,
+    pub fault: Fault,
+    pub attempts: u32,
+    pub t_read: u64,
+}
+
+/// What the reader keeps between iterations.
+pub(crate) struct ReaderState {
+    pub msgs: Vec<Msg>,
+    pub retry: Vec<Pending>,
+    pub retry_next: Vec<Pending>,
+    /// (uffd id, page, flags) resolved in the current batch.
+    pub seen: Vec<(u32, u64, u64)>,
+    pub scratch: Scratch,
+}
+
+impl ReaderState {
+    pub fn new(batch: usize) -> ReaderState {
+        ReaderState {
+            msgs: vec![Msg::default(); batch.max(1)],
+            retry: Vec::with_capacity(1024),
+            retry_next: Vec::with_capacity(1024),
+            seen: Vec::with_capacity(batch.max(1)),
+            scratch: Scratch::default(),
+        }
+    }
+}
+
+/// How the thread handling a fault deals with EAGAIN.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OnAgain {
+    /// The reader: queue the fault and read the pending event first.
+    Queue,
+    /// A worker: wait briefly and retry (the reader reads the event).
+    Backoff,
+}
+
+/// The end of one fault's handling.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Handled {
+    Done,
+    Retry,
+}
+
+impl Inner {
+    /// Handle one fault message.
+    pub(crate) fn handle_fault(
+        &self,
+        scratch: &mut Scratch,
+        p: Pending,
+        on_again: OnAgain,
+    ) -> Handled {
+        let f = p.fault;
+        // Find the region; copy out what is needed and drop the lock
+        // before any ioctl or callback.
+        let view = {
+            let table = self.regions.read().unwrap_or_else(|e| e.into_inner());
+            table.find(p.uffd_id, f.address).map(|r| {
+                let page = f.address & !(r.page_size - 1);
+                let index = (page - r.start) / r.page_size;
+                let left = (r.end() - page) / r.page_size;
+                let window = self.window_for(r, index).min(left).max(1);
+                (
+                    r.source,
+                    r.page_size,
+                    page,
+                    r.source_offset + (page - r.start),
+                    window,
+                    RegionInfo {
+                        start: r.start,
+                        len: r.len,
+                        source_offset: r.source_offset + (page - r.start),
+                        user_data: r.user_data,
+                    },
+                )
+            })
+        };
+        let base = crate::sys::base_page_size();
+        let (source, ps, page, offset, window, info) = match view {
+            Some((s, ps, page, off, w, info)) => (s, ps, page, off, w, Some(info)),
+            None => (Source::Callback, base, f.address & !(base - 1), 0, 1, None),
+        };
+        let token = FaultToken {
+            uffd_id: p.uffd_id,
+            page,
+            page_size: ps,
+        };
+        let outcome = if f.flags.contains(FaultFlags::WP) && source != Source::Callback {
+            self.apply(token, Action::Unprotect)
+        } else if f.flags.contains(FaultFlags::MINOR) && source != Source::Callback {
+            self.serve_source(scratch, token, Source::PageCache, offset, window)
+        } else if source == Source::Callback {
+            return self.run_callback(scratch, p, token, info, on_again);
+        } else {
+            self.serve_source(scratch, token, source, offset, window)
+        };
+        self.finish(p, token, outcome, on_again)
+    }
+
+    /// Count a fault's outcome, apply the retry rule or the error policy.
+    fn finish(
+        &self,
+        p: Pending,
+        token: FaultToken,
+        outcome: Result<Applied, Failed>,
+        on_again: OnAgain,
+    ) -> Handled {
+        match outcome {
+            Ok(a) => {
+                self.count_applied(a, token.page_size);
+                self.stats
+                    .record_latency(wait::now_ns().saturating_sub(p.t_read));
+                Handled::Done
+            }
+            Err(Failed::Again) => self.again(p, token, on_again),
+            Err(Failed::Error(e)) => {
+                self.fail(token, &e);
+                Handled::Done
+            }
+        }
+    }
+
+    fn again(&self, p: Pending, token: FaultToken, on_again: OnAgain) -> Handled {
+        Stats::add(&self.stats.retried, 1);
+        if p.attempts < self.config.max_retries {
+            if on_again == OnAgain::Backoff {
+                std::thread::sleep(std::time::Duration::from_micros(50));
+            }
+            return Handled::Retry;
+        }
+        // Bounded: wake the thread so that it faults afresh (a new message
+        // once the layout has settled) instead of spinning here.
+        self.log(format_args!(
+            "fault at {:#x}: still EAGAIN after {} retries; waking the thread to fault again",
+            token.page, p.attempts
+        ));
+        let _ = self.apply(token, Action::Wake);
+        Handled::Done
+    }
+
+    /// Apply the error policy: the faulting thread is always released.
+    pub(crate) fn fail(&self, token: FaultToken, e: &Error) {
+        Stats::add(&self.stats.failed, 1);
+        let policy = self.config.error_policy;
+        self.log(format_args!(
+            "fault at {:#x}: {e}; policy {:?}",
+            token.page, policy
+        ));
+        let released = match policy {
+            ErrorPolicy::Retry => self.apply(token, Action::Wake).is_ok(),
+            ErrorPolicy::Sigbus | ErrorPolicy::Stop => self.apply(token, Action::Poison).is_ok(),
+        };
+        if !released {
+            // Poison refused (memory without POISON support): wake, so the
+            // thread is never left blocked.
+            let _ = self.apply(token, Action::Wake);
+        }
+        if policy == ErrorPolicy::Stop {
+            self.request_stop(Some(e.errno()));
+        }
+    }
+
+    fn run_callback(
+        &self,
+        _scratch: &mut Scratch,
+        p: Pending,
+        token: FaultToken,
+        info: Option<RegionInfo>,
+        on_again: OnAgain,
+    ) -> Handled {
+        let ctx = FaultCtx {
+            inner: self,
+            fault: p.fault,
+            token,
+            region: info,
+            resolved: Cell::new(false),
+            again: Cell::new(false),
+        };
+        let verdict = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.handler.on_fault(&ctx)
+        })) {
+            Ok(v) => v,
+            Err(_) => Verdict::Error(libc::ENOTRECOVERABLE),
+        };
+        if ctx.again.get() {
+            return self.again(p, token, on_again);
+        }
+        match verdict {
+            Verdict::Resolved if ctx.resolved.get() => {
+                self.stats
+                    .record_latency(wait::now_ns().saturating_sub(p.t_read));
+                Handled::Done
+            }
+            Verdict::Resolved => {
+                self.fail(
+                    token,
+                    &Error::invalid("the fault callback said it resolved the fault but did not"),
+                );
+                Handled::Done
+            }
+            Verdict::UseSource => {
+                // Only a region with a page source can be served without
+                // the callback; a callback region or an unknown address
+                // falls to the error policy (the thread is released).
+                self.fail(
+                    token,
+                    &Error::invalid(format!(
+                        "fault at {:#x} has no page source: the callback must resolve or defer it",
+                        token.page
+                    )),
+                );
+                Handled::Done
+            }
+            Verdict::Defer => {
+                Stats::add(&self.stats.deferred, 1);
+                Handled::Done
+            }
+            Verdict::Stop => {
+                self.request_stop(None);
+                Handled::Done
+            }
+            Verdict::Error(errno) => {
+                let e = Error::os(
+                    "fault callback",
+                    errno.abs(),
+                    format!("for the fault at {:#x}", token.page),
+                );
+                if errno == libc::ENOTRECOVERABLE {
+                    self.log(format_args!("fault callback panicked at {:#x}", token.page));
+                }
+                self.fail(token, &e);
+                Handled::Done
+            }
+        }
+    }
+
+    /// The fault-around window for a fault at page `index` of `r`.
+    fn window_for(&self, r: &super::region::Region, index: u64) -> u64 {
+        let c = &self.config;
+        let (min, max) = (
+            c.window_min.max(1) as u64,
+            c.window_max.max(c.window_min).max(1) as u64,
+        );
+        if !c.adaptive {
+            return min;
+        }
+        let expected = r.next_page.load(Relaxed);
+        let cur = r.window.load(Relaxed).clamp(min, max);
+        let w = if index == expected {
+            (cur * 2).min(max)
+        } else {
+            (cur / 2).max(min)
+        };
+        r.window.store(w, Relaxed);
+        r.next_page.store(index + w, Relaxed);
+        w
+    }
+
+    /// Send a formatted message to the log callback, if there is one.
+    pub(crate) fn log(&self, args: std::fmt::Arguments<'_>) {
+        if self.handler.wants_log() {
+            self.handler.on_log(&args.to_string());
+        }
+    }
+
+    /// Read and handle everything ready on uffd `id`. Returns false when
+    /// the monitor should stop.
+    pub(crate) fn drain_uffd(&self, st: &mut ReaderState, id: u32) -> Result<(), Error> {
+        let Some(uffd) = self.uffd(id) else {
+            return Ok(());
+        };
+        loop {
+            let n = match uffd.read_msgs(&mut st.msgs, 0) {
+                Ok(n) => n,
+                Err(e) if e.errno() == libc::EAGAIN => 0,
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                return Ok(());
+            }
+            Stats::add(&self.stats.reads, 1);
+            let t_read = wait::now_ns();
+            st.seen.clear();
+            for i in 0..n {
+                let ev = st.msgs[i].take_event(uffd.features());
+                if let Some(ev) = ev {
+                    self.handle_event(st, &uffd, id, ev, t_read);
+                }
+            }
+            if n < st.msgs.len() {
+                return Ok(());
+            }
+        }
+    }
+
+    fn handle_event(
+        &self,
+        st: &mut ReaderState,
+        uffd: &Arc<Uffd>,
+        id: u32,
+        ev: Event,
+        t_read: u64,
+    ) {
+        match ev {
+            Event::Pagefault(fault) => {
+                Stats::add(&self.stats.faults, 1);
+                let key = (id, fault.address, fault.flags.bits());
+                if st.seen.contains(&key) {
+                    Stats::add(&self.stats.coalesced, 1);
+                    return;
+                }
+                if st.seen.len() < st.seen.capacity() {
+                    st.seen.push(key);
+                }
+                let p = Pending {
+                    uffd_id: id,
+                    fault,
+                    attempts: 0,
+                    t_read,
+                };
+                if self.dispatch_to_pool(p) {
+                    return;
+                }
+                if self.handle_fault(&mut st.scratch, p, OnAgain::Queue) == Handled::Retry {
+                    st.retry.push(Pending { attempts: 1, ..p });
+                }
+            }
+            Event::Fork(fd) => {
+                Stats::add(&self.stats.forks, 1);
+                let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+                let verdict = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.handler.on_fork(id, raw)
+                }))
+                .unwrap_or(ForkVerdict::Close);
+                match verdict {
+                    ForkVerdict::Taken => {
+                        let _ = std::os::fd::IntoRawFd::into_raw_fd(fd);
+                    }
+                    ForkVerdict::Serve if self.config.serve_forks => {
+                        let child = Arc::new(Uffd::from_fork(fd, uffd));
+                        match self.add_uffd(child, true) {
+                            Ok(child_id) => {
+                                let mut t = self.regions.write().unwrap_or_else(|e| e.into_inner());
+                                t.duplicate(id, child_id);
+                            }
+                            Err(e) => self.log(format_args!("cannot serve forked child: {e}")),
+                        }
+                    }
+                    _ => drop(fd),
+                }
+            }
+            Event::Remap { from, to, len } => {
+                Stats::add(&self.stats.remaps, 1);
+                self.regions
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remap(id, from, to, len);
+                self.call_quietly(|| self.handler.on_remap(id, from, to, len));
+            }
+            Event::Remove { start, end } => {
+                Stats::add(&self.stats.removes, 1);
+                match self.config.remove_policy {
+                    RemovePolicy::ZeroFill => {
+                        self.regions
+                            .write()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .zero_fill(id, start, end);
+                    }
+                    RemovePolicy::Unregister => {
+                        if let Err(e) = uffd.unregister(start, end - start) {
+                            self.log(format_args!("unregister after REMOVE: {e}"));
+                        }
+                        self.regions
+                            .write()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .unmap(id, start, end);
+                    }
+                }
+                self.call_quietly(|| self.handler.on_remove(id, start, end));
+            }
+            Event::Unmap { start, end } => {
+                Stats::add(&self.stats.unmaps, 1);
+                self.regions
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .unmap(id, start, end);
+                self.call_quietly(|| self.handler.on_unmap(id, start, end));
+            }
+            Event::Unknown { code, .. } => {
+                self.log(format_args!("unknown userfaultfd event {code:#x} ignored"));
+            }
+        }
+    }
+
+    fn call_quietly(&self, f: impl FnOnce()) {
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+            self.log(format_args!("an event callback panicked; ignored"));
+        }
+    }
+
+    /// Work through the retry list once (after events were read).
+    pub(crate) fn run_retries(&self, st: &mut ReaderState) {
+        if st.retry.is_empty() {
+            return;
+        }
+        std::mem::swap(&mut st.retry, &mut st.retry_next);
+        let mut list = std::mem::take(&mut st.retry_next);
+        for p in list.drain(..) {
+            if self.stop.load(Acquire) && self.uffd(p.uffd_id).is_none() {
+                continue;
+            }
+            if self.handle_fault(&mut st.scratch, p, OnAgain::Queue) == Handled::Retry {
+                st.retry.push(Pending {
+                    attempts: p.attempts + 1,
+                    ..p
+                });
+            }
+        }
+        st.retry_next = list;
+    }
+
+    /// One round of the loop: wait up to `timeout_ms` for input, read and
+    /// handle it, retry what waits. Returns the number of ready sources.
+    pub(crate) fn iterate(&self, st: &mut ReaderState, timeout_ms: i32) -> Result<usize, Error> {
+        // While faults wait for a retry, wake up at least every millisecond.
+        let timeout = if st.retry.is_empty() {
+            timeout_ms
+        } else if timeout_ms < 0 {
+            1
+        } else {
+            timeout_ms.min(1)
+        };
+        if self.config.spin_us > 0 && timeout != 0 {
+            if let Some(n) = self.spin(st)? {
+                self.run_retries(st);
+                return Ok(n);
+            }
+        }
+        let mut tokens = [0u64; 16];
+        let n = match wait::epoll_wait(self.epoll.as_fd(), &mut tokens, timeout) {
+            Ok(n) => n,
+            Err(libc::EINTR) => 0,
+            Err(e) => return Err(Error::os("epoll_wait", e, "")),
+        };
+        for &t in &tokens[..n] {
+            if t == WAKE_TOKEN {
+                wait::eventfd_drain(self.wake_fd.as_fd());
+            } else {
+                self.drain_uffd(st, (t - 1) as u32)?;
+            }
+        }
+        self.run_retries(st);
+        Ok(n)
+    }
+
+    /// Busy-poll every uffd for up to `spin_us`; `Some` if anything came.
+    fn spin(&self, st: &mut ReaderState) -> Result<Option<usize>, Error> {
+        let deadline = wait::now_ns() + self.config.spin_us as u64 * 1000;
+        let count = self.uffds.read().unwrap_or_else(|e| e.into_inner()).len() as u32;
+        loop {
+            let before = self.stats.reads.load(Relaxed);
+            for id in 0..count {
+                self.drain_uffd(st, id)?;
+            }
+            if self.stats.reads.load(Relaxed) != before {
+                return Ok(Some(1));
+            }
+            if self.stop.load(Acquire) || wait::now_ns() >= deadline {
+                return Ok(None);
+            }
+            std::hint::spin_loop();
+        }
+    }
+}

@@ -1,0 +1,493 @@
+//! The monitor: a fault-handling engine over one or more userfaultfds.
+//!
+//! Give it regions (address ranges of a uffd and where their pages come
+//! from: a buffer, a file, zeros, or a callback) and run it, on the
+//! caller's thread (`run`), on its own threads (`start`), or step by step
+//! from the caller's own event loop (`fd` + `dispatch`). It reads events on
+//! its own thread, applies the kernel's race rules (EEXIST, EAGAIN, partial
+//! progress, ENOENT, ESRCH), keeps its region table right across fork,
+//! mremap, munmap and madvise, and never leaves a faulting thread blocked:
+//! a fault is resolved, or the thread gets SIGBUS (or, on stop, released).
+
+mod config;
+mod engine;
+mod pool;
+mod prefetch;
+pub mod region;
+pub mod resolve;
+pub mod stats;
+
+pub use config::{
+    Config, DefaultHandler, ErrorPolicy, ForkVerdict, Handler, RemovePolicy, Verdict,
+};
+pub use region::Source;
+pub use resolve::{Action, Applied, FaultCtx, FaultToken, RegionInfo};
+pub use stats::{StatsSnapshot, LATENCY_BUCKETS};
+
+use crate::sys::wait;
+use crate::uffd::{Error, RegisterMode, Result, Uffd};
+use engine::{ReaderState, WAKE_TOKEN};
+use once_cell::sync::OnceCell;
+use region::{Region, RegionTable};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::atomic::{
+    AtomicBool, AtomicU64,
+    Ordering::{AcqRel, Acquire, Release},
+};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Room reserved up front for uffds and regions, so that serving a fork
+/// (which adds both) does not allocate in the common case.
+const RESERVED: usize = 64;
+
+pub(crate) struct Served {
+    pub uffd: Arc<Uffd>,
+    /// The monitor created it (a forked child's): close it when retired.
+    pub owned: bool,
+}
+
+pub(crate) struct Inner {
+    pub config: Config,
+    pub handler: Box<dyn Handler>,
+    pub uffds: RwLock<Vec<Option<Served>>>,
+    pub regions: RwLock<RegionTable>,
+    pub wake_fd: OwnedFd,
+    pub epoll: OwnedFd,
+    pub stop: AtomicBool,
+    pub running: AtomicBool,
+    pub stop_errno: AtomicU64,
+    pub stats: stats::Stats,
+    pub zero_huge: OnceCell<wait::ScratchMap>,
+    pub reader: Mutex<ReaderState>,
+    pub pool: Mutex<Option<Arc<pool::Pool>>>,
+}
+
+/// Region options for `Monitor::add_region`.
+#[derive(Debug, Clone, Copy)]
+pub struct RegionOptions {
+    pub source: Source,
+    /// Register the range with this mode first (empty: the caller already
+    /// registered it).
+    pub register: RegisterMode,
+    /// Populate it in the background.
+    pub prefetch: bool,
+    /// Handed back to callbacks.
+    pub user_data: u64,
+}
+
+impl Default for RegionOptions {
+    fn default() -> RegionOptions {
+        RegionOptions {
+            source: Source::Zero,
+            register: RegisterMode::empty(),
+            prefetch: false,
+            user_data: 0,
+        }
+    }
+}
+
+/// A fault-handling engine. Cheap to share: clones refer to one engine.
+#[derive(Clone)]
+pub struct Monitor {
+    inner: Arc<Inner>,
+}
+
+/// The monitor's threads, while started.
+pub struct Running {
+    threads: Vec<JoinHandle<Result<()>>>,
+}
+
+impl Inner {
+    pub(crate) fn request_stop(&self, errno: Option<i32>) {
+        if let Some(e) = errno {
+            let _ = self
+                .stop_errno
+                .compare_exchange(0, e as u64, AcqRel, Acquire);
+        }
+        self.stop.store(true, Release);
+        wait::eventfd_signal(self.wake_fd.as_fd());
+    }
+
+    pub(crate) fn add_uffd(&self, uffd: Arc<Uffd>, owned: bool) -> Result<u32> {
+        if !uffd.is_nonblocking() {
+            return Err(Error::invalid(
+                "the monitor needs non-blocking userfaultfds (open them with the NONBLOCK flag)",
+            ));
+        }
+        let mut list = self.uffds.write().unwrap_or_else(|e| e.into_inner());
+        let id = list.len() as u32;
+        wait::epoll_add(self.epoll.as_fd(), uffd.as_fd(), id as u64 + 1)
+            .map_err(|e| Error::os("epoll_ctl", e, "adding a userfaultfd"))?;
+        list.push(Some(Served { uffd, owned }));
+        Ok(id)
+    }
+
+    /// Stop serving uffd `id` (its process exited, or it was closed).
+    pub(crate) fn retire(&self, id: u32) {
+        let served = {
+            let mut list = self.uffds.write().unwrap_or_else(|e| e.into_inner());
+            list.get_mut(id as usize).and_then(Option::take)
+        };
+        if let Some(s) = served {
+            wait::epoll_del(self.epoll.as_fd(), s.uffd.as_fd());
+            self.regions
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .retire(id);
+            // Dropping `s` closes an owned (forked child's) descriptor once
+            // no operation in flight holds it.
+        }
+    }
+
+    /// Address of a zeroed page of `ps` bytes (hugetlb zero-fill).
+    pub(crate) fn zero_source(&self, ps: u64) -> Result<u64> {
+        let m = self.zero_huge.get_or_try_init(|| {
+            wait::ScratchMap::new(ps.max(2 << 20) as usize)
+                .map_err(|e| Error::os("mmap", e, "zero page"))
+        })?;
+        if (m.len() as u64) < ps {
+            return Err(Error::invalid(format!(
+                "page size {ps} exceeds the zero buffer"
+            )));
+        }
+        Ok(m.addr())
+    }
+
+    /// Queue a fault for the workers, if there are any.
+    pub(crate) fn dispatch_to_pool(&self, p: engine::Pending) -> bool {
+        let pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        match pool.as_ref() {
+            Some(pool) => pool.push(p),
+            None => false,
+        }
+    }
+
+    /// Unregister every region (releasing blocked threads) and close the
+    /// descriptors of forked children.
+    fn release(&self) {
+        let regions: Vec<(u32, u64, u64)> = {
+            let t = self.regions.read().unwrap_or_else(|e| e.into_inner());
+            t.iter().map(|r| (r.uffd_id, r.start, r.len)).collect()
+        };
+        for (id, start, len) in regions {
+            if let Some(u) = self.uffd(id) {
+                let _ = u.unregister(start, len);
+            }
+        }
+        let owned: Vec<u32> = {
+            let list = self.uffds.read().unwrap_or_else(|e| e.into_inner());
+            list.iter()
+                .enumerate()
+                .filter(|(_, s)| s.as_ref().is_some_and(|s| s.owned))
+                .map(|(i, _)| i as u32)
+                .collect()
+        };
+        for id in owned {
+            self.retire(id);
+        }
+    }
+}
+
+impl Monitor {
+    /// A monitor with `config` and `handler` (use `DefaultHandler` when
+    /// every region has a page source).
+    pub fn new(config: Config, handler: Box<dyn Handler>) -> Result<Monitor> {
+        if config.window_min == 0 || config.window_max < config.window_min {
+            return Err(Error::invalid(format!(
+                "monitor: fault-around window must satisfy 1 <= min <= max (got {}..{})",
+                config.window_min, config.window_max
+            )));
+        }
+        if config.batch == 0 || config.batch > 4096 {
+            return Err(Error::invalid("monitor: batch must be 1..4096 messages"));
+        }
+        if config.workers > 256 {
+            return Err(Error::invalid("monitor: at most 256 workers"));
+        }
+        let wake_fd = wait::eventfd().map_err(|e| Error::os("eventfd", e, ""))?;
+        let epoll = wait::epoll_create().map_err(|e| Error::os("epoll_create1", e, ""))?;
+        wait::epoll_add(epoll.as_fd(), wake_fd.as_fd(), WAKE_TOKEN)
+            .map_err(|e| Error::os("epoll_ctl", e, ""))?;
+        Ok(Monitor {
+            inner: Arc::new(Inner {
+                config,
+                handler,
+                uffds: RwLock::new(Vec::with_capacity(RESERVED)),
+                regions: RwLock::new(RegionTable::with_capacity(RESERVED)),
+                wake_fd,
+                epoll,
+                stop: AtomicBool::new(false),
+                running: AtomicBool::new(false),
+                stop_errno: AtomicU64::new(0),
+                stats: stats::Stats::default(),
+                zero_huge: OnceCell::new(),
+                reader: Mutex::new(ReaderState::new(config.batch as usize)),
+                pool: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// Serve `uffd` (it must be non-blocking); returns its id, as seen in
+    /// faults and events.
+    pub fn add_uffd(&self, uffd: Arc<Uffd>) -> Result<u32> {
+        self.inner.add_uffd(uffd, false)
+    }
+
+    /// The uffd with this id (a forked child's too), if still served.
+    pub fn uffd(&self, id: u32) -> Option<Arc<Uffd>> {
+        self.inner.uffd(id)
+    }
+
+    /// Serve `[start, start+len)` of uffd `id` as `opts` says.
+    pub fn add_region(&self, id: u32, start: u64, len: u64, opts: RegionOptions) -> Result<()> {
+        let uffd = self
+            .inner
+            .uffd(id)
+            .ok_or_else(|| Error::invalid(format!("monitor: no userfaultfd with id {id}")))?;
+        crate::uffd::range::check_range("add region", "range", start, len)?;
+        let page_size = if uffd.serves_this_process() {
+            crate::uffd::mappings::page_size_at(start)?
+        } else {
+            crate::sys::base_page_size()
+        };
+        if start % page_size != 0 || len % page_size != 0 {
+            return Err(Error::invalid(format!(
+                "add region: [{start:#x}, +{len:#x}) is not aligned to the mapping's {} KiB pages",
+                page_size / 1024
+            )));
+        }
+        if let Source::Buffer { addr, .. } = opts.source {
+            if addr == 0 {
+                return Err(Error::invalid("add region: buffer source address is NULL"));
+            }
+        }
+        if let Source::Fd { fd, .. } = opts.source {
+            if fd < 0 {
+                return Err(Error::invalid(format!(
+                    "add region: source fd {fd} is negative"
+                )));
+            }
+        }
+        if self
+            .inner
+            .regions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .overlaps(id, start, len)
+        {
+            return Err(Error::invalid(format!(
+                "add region: [{start:#x}, +{len:#x}) overlaps a region of this userfaultfd"
+            )));
+        }
+        if !opts.register.is_empty() {
+            uffd.register(start, len, opts.register)?;
+        }
+        self.inner
+            .regions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(Region {
+                uffd_id: id,
+                start,
+                len,
+                page_size,
+                source: opts.source,
+                source_offset: 0,
+                prefetch: opts.prefetch,
+                user_data: opts.user_data,
+                window: AtomicU64::new(self.inner.config.window_min as u64),
+                next_page: AtomicU64::new(0),
+            });
+        Ok(())
+    }
+
+    /// Run on the calling thread until stopped. Returns the errno that
+    /// stopped it (an `ErrorPolicy::Stop` failure) as an error, else Ok.
+    pub fn run(&self) -> Result<()> {
+        if self.inner.running.swap(true, AcqRel) {
+            return Err(Error::os(
+                "monitor run",
+                libc::EBUSY,
+                "the monitor is already running",
+            ));
+        }
+        let result = self.run_inner();
+        self.inner.running.store(false, Release);
+        result
+    }
+
+    fn run_inner(&self) -> Result<()> {
+        let inner = &self.inner;
+        let mut helpers: Vec<JoinHandle<()>> = Vec::new();
+        if inner.config.workers > 0 {
+            let pool = Arc::new(pool::Pool::new(inner.config.spin_us));
+            helpers.extend(pool::start(inner, &pool, inner.config.workers));
+            *inner.pool.lock().unwrap_or_else(|e| e.into_inner()) = Some(pool);
+        }
+        let wants_prefetch = inner
+            .regions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|r| r.prefetch);
+        if wants_prefetch {
+            let i = inner.clone();
+            helpers.push(
+                std::thread::Builder::new()
+                    .name("uffd-prefetch".into())
+                    .spawn(move || prefetch::run(i))
+                    .map_err(|e| {
+                        Error::os(
+                            "spawn",
+                            e.raw_os_error().unwrap_or(libc::EAGAIN),
+                            "prefetch thread",
+                        )
+                    })?,
+            );
+        }
+        let mut result = Ok(());
+        {
+            let mut st = inner.reader.lock().unwrap_or_else(|e| e.into_inner());
+            while !inner.stop.load(Acquire) {
+                if let Err(e) = inner.iterate(&mut st, -1) {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        if let Some(pool) = inner.pool.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            pool.shut_down();
+        }
+        inner.stop.store(true, Release);
+        for h in helpers {
+            let _ = h.join();
+        }
+        if inner.config.release_on_stop {
+            inner.release();
+        }
+        let errno = inner.stop_errno.load(Acquire);
+        if result.is_ok() && errno != 0 {
+            result = Err(Error::os(
+                "monitor",
+                errno as i32,
+                "stopped by the error policy",
+            ));
+        }
+        result
+    }
+
+    /// Start the monitor on its own thread; `Running::wait` joins it.
+    pub fn start(&self) -> Result<Running> {
+        if self.inner.running.load(Acquire) {
+            return Err(Error::os(
+                "monitor start",
+                libc::EBUSY,
+                "the monitor is already running",
+            ));
+        }
+        let me = self.clone();
+        let t = std::thread::Builder::new()
+            .name("uffd-monitor".into())
+            .spawn(move || me.run())
+            .map_err(|e| {
+                Error::os(
+                    "spawn",
+                    e.raw_os_error().unwrap_or(libc::EAGAIN),
+                    "monitor thread",
+                )
+            })?;
+        // Wait until it runs, so that stop() right after start() is seen.
+        while !self.inner.running.load(Acquire) && !t.is_finished() {
+            std::thread::yield_now();
+        }
+        Ok(Running { threads: vec![t] })
+    }
+
+    /// Ask the monitor to stop. Any thread, inside callbacks too; repeat
+    /// calls do nothing more.
+    pub fn stop(&self) {
+        self.inner.request_stop(None);
+    }
+
+    /// Whether `run` is active (on any thread).
+    pub fn is_running(&self) -> bool {
+        self.inner.running.load(Acquire)
+    }
+
+    /// Whether stop was requested.
+    pub fn is_stopping(&self) -> bool {
+        self.inner.stop.load(Acquire)
+    }
+
+    /// The monitor's epoll descriptor: readable when something is ready
+    /// for `dispatch` (for callers with their own event loop).
+    pub fn fd(&self) -> i32 {
+        self.inner.epoll.as_raw_fd()
+    }
+
+    /// Handle what is ready, waiting up to `timeout_ms` (-1: forever).
+    /// Returns how many sources were ready. Not while `run` is active.
+    pub fn dispatch(&self, timeout_ms: i32) -> Result<usize> {
+        if self.inner.running.load(Acquire) {
+            return Err(Error::os(
+                "monitor dispatch",
+                libc::EBUSY,
+                "the monitor is running on its own",
+            ));
+        }
+        let mut st = self.inner.reader.try_lock().map_err(|_| {
+            Error::os(
+                "monitor dispatch",
+                libc::EBUSY,
+                "another thread is dispatching",
+            )
+        })?;
+        self.inner.iterate(&mut st, timeout_ms)
+    }
+
+    /// Complete a deferred fault from any thread. EAGAIN is retried for up
+    /// to two seconds while the reader reads the pending event.
+    pub fn complete(&self, token: FaultToken, action: Action) -> Result<Applied> {
+        match self
+            .inner
+            .apply_with_backoff(token, action, Duration::from_secs(2))
+        {
+            Ok(a) => {
+                self.inner.count_applied(a, token.page_size);
+                Ok(a)
+            }
+            Err(resolve::Failed::Again) => Err(Error::Kernel {
+                op: crate::uffd::Op::Copy,
+                errno: libc::EAGAIN,
+                addr: token.page,
+                len: token.page_size,
+            }),
+            Err(resolve::Failed::Error(e)) => Err(e),
+        }
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.inner.stats.snapshot()
+    }
+}
+
+impl Running {
+    /// Wait for the monitor to stop; its result.
+    pub fn wait(self) -> Result<()> {
+        let mut result = Ok(());
+        for t in self.threads {
+            match t.join() {
+                Ok(r) => {
+                    if result.is_ok() {
+                        result = r;
+                    }
+                }
+                Err(_) => result = Err(Error::Internal("monitor thread panicked".into())),
+            }
+        }
+        result
+    }
+}

@@ -1,0 +1,78 @@
+//! The background prefetcher: populates prefetch regions from their
+//! sources, chunk by chunk, while demand faults are served by the reader.
+//! It takes no lock that a demand fault needs while it copies (the kernel
+//! places each page atomically; a page a fault placed first comes back as
+//! EEXIST and is skipped), so it never delays a fault behind it.
+
+use super::engine::Scratch;
+use super::region::Source;
+use super::resolve::{Applied, Failed, FaultToken};
+use super::stats::Stats;
+use super::Inner;
+use std::sync::atomic::Ordering::Acquire;
+use std::sync::Arc;
+
+/// Run until every prefetch region is populated or the monitor stops.
+pub(crate) fn run(inner: Arc<Inner>) {
+    let mut scratch = Scratch::default();
+    let chunk_pages = (inner.config.window_max.max(1) as u64).max(16);
+    let mut cursor: Option<(u32, u64)> = None; // (uffd, next address)
+    loop {
+        if inner.stop.load(Acquire) {
+            return;
+        }
+        // The next prefetch region at or after the cursor.
+        let next = {
+            let t = inner.regions.read().unwrap_or_else(|e| e.into_inner());
+            let found = t
+                .iter()
+                .filter(|r| r.prefetch && r.source != Source::Callback)
+                .filter(|r| cursor.is_none_or(|(id, a)| (r.uffd_id, r.end()) > (id, a)))
+                .map(|r| {
+                    let from = match cursor {
+                        Some((id, a)) if id == r.uffd_id && a > r.start => a,
+                        _ => r.start,
+                    };
+                    (
+                        r.uffd_id,
+                        from,
+                        r.end(),
+                        r.page_size,
+                        r.source,
+                        r.source_offset + (from - r.start),
+                    )
+                })
+                .next();
+            found
+        };
+        let Some((id, from, end, ps, source, offset)) = next else {
+            return;
+        };
+        let pages = ((end - from) / ps).min(chunk_pages.max(1)).max(1);
+        let token = FaultToken {
+            uffd_id: id,
+            page: from,
+            page_size: ps,
+        };
+        let step = match inner.serve_source(&mut scratch, token, source, offset, pages) {
+            Ok(Applied::Resolved(n)) => {
+                Stats::add(&inner.stats.prefetched_bytes, n);
+                n.max(ps)
+            }
+            // A page already there (a fault got it first): skip it.
+            Ok(Applied::AlreadyResolved) => ps,
+            Ok(Applied::Gone) => end - from,
+            Err(Failed::Again) => {
+                std::thread::sleep(std::time::Duration::from_micros(100));
+                0
+            }
+            Err(Failed::Error(e)) => {
+                inner.log(format_args!(
+                    "prefetch at {from:#x}: {e}; skipping the rest of the region"
+                ));
+                end - from
+            }
+        };
+        cursor = Some((id, from + step));
+    }
+}

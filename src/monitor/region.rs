@@ -1,0 +1,270 @@
+//! The table of served regions: which uffd, which addresses, where their
+//! pages come from. REMAP, UNMAP and REMOVE events rewrite it so that later
+//! faults are served from the right place.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Where the pages of a region come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Zero-filled pages.
+    Zero,
+    /// Bytes of this process's memory at `addr` (e.g. an mmapped
+    /// snapshot), `len` long; pages past its end are zero-filled.
+    Buffer { addr: u64, len: u64 },
+    /// pread(2) from `fd` (borrowed: the caller keeps it open) at `offset`;
+    /// bytes past end-of-file are zero.
+    Fd { fd: i32, offset: u64 },
+    /// The monitor's fault callback decides.
+    Callback,
+    /// MINOR faults: map the page already in the page cache (CONTINUE).
+    PageCache,
+}
+
+/// One served range of one uffd.
+#[derive(Debug)]
+pub struct Region {
+    pub uffd_id: u32,
+    pub start: u64,
+    pub len: u64,
+    pub page_size: u64,
+    pub source: Source,
+    /// Offset into the source of `start` (changes when a region is split;
+    /// not when it is moved by mremap).
+    pub source_offset: u64,
+    /// Prefetch this region in the background.
+    pub prefetch: bool,
+    /// The caller's tag, handed back to callbacks.
+    pub user_data: u64,
+    /// Adaptive fault-around state: current window (pages) and the page
+    /// index a sequential reader would fault on next.
+    pub window: AtomicU64,
+    pub next_page: AtomicU64,
+}
+
+impl Clone for Region {
+    fn clone(&self) -> Region {
+        Region {
+            uffd_id: self.uffd_id,
+            start: self.start,
+            len: self.len,
+            page_size: self.page_size,
+            source: self.source,
+            source_offset: self.source_offset,
+            prefetch: self.prefetch,
+            user_data: self.user_data,
+            window: AtomicU64::new(self.window.load(Relaxed)),
+            next_page: AtomicU64::new(self.next_page.load(Relaxed)),
+        }
+    }
+}
+
+impl Region {
+    pub fn end(&self) -> u64 {
+        self.start + self.len
+    }
+
+    /// The piece `[a, b)` of this region (must lie inside it).
+    fn piece(&self, a: u64, b: u64) -> Region {
+        let mut r = self.clone();
+        r.start = a;
+        r.len = b - a;
+        r.source_offset = self.source_offset + (a - self.start);
+        r
+    }
+}
+
+/// Regions ordered by (uffd, start); they never overlap within a uffd.
+#[derive(Debug, Default)]
+pub struct RegionTable {
+    regions: Vec<Region>,
+}
+
+impl RegionTable {
+    pub fn with_capacity(n: usize) -> RegionTable {
+        RegionTable {
+            regions: Vec::with_capacity(n),
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Region> {
+        self.regions.iter()
+    }
+
+    /// Index of the region of `uffd_id` containing `addr`.
+    pub fn find(&self, uffd_id: u32, addr: u64) -> Option<&Region> {
+        let i = self
+            .regions
+            .partition_point(|r| (r.uffd_id, r.start) <= (uffd_id, addr));
+        let r = self.regions.get(i.checked_sub(1)?)?;
+        (r.uffd_id == uffd_id && addr < r.end()).then_some(r)
+    }
+
+    /// Whether `[start, start+len)` of `uffd_id` overlaps a region.
+    pub fn overlaps(&self, uffd_id: u32, start: u64, len: u64) -> bool {
+        self.regions
+            .iter()
+            .any(|r| r.uffd_id == uffd_id && r.start < start + len && start < r.end())
+    }
+
+    pub fn insert(&mut self, r: Region) {
+        let i = self
+            .regions
+            .partition_point(|x| (x.uffd_id, x.start) < (r.uffd_id, r.start));
+        self.regions.insert(i, r);
+    }
+
+    /// Cut `[start, end)` of `uffd_id` out of the table; the removed
+    /// pieces are handed to `take` (in address order).
+    fn cut(&mut self, uffd_id: u32, start: u64, end: u64, mut take: impl FnMut(Region)) {
+        let mut i = 0;
+        while i < self.regions.len() {
+            let r = &self.regions[i];
+            if r.uffd_id != uffd_id || r.end() <= start || r.start >= end {
+                i += 1;
+                continue;
+            }
+            let r = self.regions.remove(i);
+            let (a, b) = (r.start.max(start), r.end().min(end));
+            if r.start < a {
+                self.regions.insert(i, r.piece(r.start, a));
+                i += 1;
+            }
+            take(r.piece(a, b));
+            if b < r.end() {
+                self.regions.insert(i, r.piece(b, r.end()));
+                i += 1;
+            }
+        }
+    }
+
+    /// UNMAP: forget `[start, end)`.
+    pub fn unmap(&mut self, uffd_id: u32, start: u64, end: u64) {
+        self.cut(uffd_id, start, end, drop);
+    }
+
+    /// REMOVE with zero-fill: later faults in `[start, end)` get zeros.
+    pub fn zero_fill(&mut self, uffd_id: u32, start: u64, end: u64) {
+        let mut pieces: Vec<Region> = Vec::new();
+        self.cut(uffd_id, start, end, |mut p| {
+            if p.source != Source::PageCache {
+                p.source = Source::Zero;
+            }
+            p.prefetch = false;
+            pieces.push(p);
+        });
+        for p in pieces {
+            self.insert(p);
+        }
+    }
+
+    /// REMAP: `[from, from+len)` moved to `to`; pieces keep their sources.
+    pub fn remap(&mut self, uffd_id: u32, from: u64, to: u64, len: u64) {
+        let mut pieces: Vec<Region> = Vec::new();
+        self.cut(uffd_id, from, from + len, |mut p| {
+            p.start = to + (p.start - from);
+            pieces.push(p);
+        });
+        // The destination may have held other regions (MREMAP_FIXED).
+        if !pieces.is_empty() {
+            self.unmap(uffd_id, to, to + len);
+        }
+        for p in pieces {
+            self.insert(p);
+        }
+    }
+
+    /// Copy every region of `parent` for `child` (fork: same addresses).
+    pub fn duplicate(&mut self, parent: u32, child: u32) {
+        let copies: Vec<Region> = self
+            .regions
+            .iter()
+            .filter(|r| r.uffd_id == parent)
+            .map(|r| {
+                let mut c = r.clone();
+                c.uffd_id = child;
+                c.prefetch = false;
+                c
+            })
+            .collect();
+        for c in copies {
+            self.insert(c);
+        }
+    }
+
+    /// Drop every region of `uffd_id`.
+    pub fn retire(&mut self, uffd_id: u32) {
+        self.regions.retain(|r| r.uffd_id != uffd_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn region(id: u32, start: u64, len: u64) -> Region {
+        Region {
+            uffd_id: id,
+            start,
+            len,
+            page_size: 4096,
+            source: Source::Buffer {
+                addr: 0x10_0000,
+                len,
+            },
+            source_offset: 0,
+            prefetch: false,
+            user_data: 0,
+            window: AtomicU64::new(1),
+            next_page: AtomicU64::new(0),
+        }
+    }
+
+    #[test]
+    fn find_respects_bounds_and_uffd() {
+        let mut t = RegionTable::default();
+        t.insert(region(0, 0x1000, 0x3000));
+        t.insert(region(1, 0x1000, 0x1000));
+        assert!(t.find(0, 0x0fff).is_none());
+        assert_eq!(t.find(0, 0x3fff).unwrap().start, 0x1000);
+        assert!(t.find(0, 0x4000).is_none());
+        assert_eq!(t.find(1, 0x1000).unwrap().uffd_id, 1);
+        assert!(t.find(1, 0x2000).is_none());
+    }
+
+    #[test]
+    fn remap_moves_a_middle_piece_and_keeps_offsets() {
+        let mut t = RegionTable::default();
+        t.insert(region(0, 0x10000, 0x4000));
+        t.remap(0, 0x11000, 0x90000, 0x1000);
+        let moved = t.find(0, 0x90000).unwrap();
+        assert_eq!(moved.source_offset, 0x1000);
+        assert_eq!(moved.len, 0x1000);
+        assert!(t.find(0, 0x11000).is_none());
+        assert_eq!(t.find(0, 0x12000).unwrap().source_offset, 0x2000);
+        assert_eq!(t.find(0, 0x10000).unwrap().len, 0x1000);
+    }
+
+    #[test]
+    fn unmap_and_zero_fill_split() {
+        let mut t = RegionTable::default();
+        t.insert(region(0, 0x10000, 0x4000));
+        t.unmap(0, 0x10000, 0x11000);
+        assert!(t.find(0, 0x10000).is_none());
+        t.zero_fill(0, 0x12000, 0x13000);
+        assert_eq!(t.find(0, 0x12000).unwrap().source, Source::Zero);
+        assert_ne!(t.find(0, 0x13000).unwrap().source, Source::Zero);
+        assert_eq!(t.find(0, 0x13000).unwrap().source_offset, 0x3000);
+    }
+
+    #[test]
+    fn duplicate_for_fork() {
+        let mut t = RegionTable::default();
+        t.insert(region(0, 0x10000, 0x4000));
+        t.duplicate(0, 7);
+        assert_eq!(t.find(7, 0x11000).unwrap().source_offset, 0);
+        t.retire(0);
+        assert!(t.find(0, 0x11000).is_none());
+        assert!(t.find(7, 0x11000).is_some());
+    }
+}

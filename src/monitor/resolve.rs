@@ -1,0 +1,301 @@
+//! Resolving one fault: the actions a callback or a page source can take,
+//! and the race rules of kernel-semantics.md applied to each of them:
+//! EEXIST means "already resolved" (wake the waiter), partial progress is
+//! progress, EAGAIN means an event is pending (retry after it is read),
+//! ENOENT means the range went away (wake: the thread refaults and gets
+//! what the new layout gives), ESRCH means the process exited (retire).
+
+use super::region::Source;
+use super::Inner;
+use crate::uffd::{Error, Fault, Uffd};
+use std::cell::Cell;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Everything needed to resolve a fault later, from any thread. Plain
+/// data: copy it freely.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FaultToken {
+    /// Which of the monitor's userfaultfds the fault came from.
+    pub uffd_id: u32,
+    /// The faulting page (aligned to the region's page size).
+    pub page: u64,
+    /// The region's page size (4 KiB, or hugetlb's).
+    pub page_size: u64,
+}
+
+/// An action that resolves a fault.
+#[derive(Debug, Clone, Copy)]
+pub enum Action {
+    /// Copy `page_size` bytes from this address of the calling process.
+    Copy(u64),
+    /// Map zeros.
+    Zero,
+    /// Map the page-cache page (MINOR faults).
+    Continue,
+    /// Remove write protection (WP faults).
+    Unprotect,
+    /// Poison: the thread gets SIGBUS.
+    Poison,
+    /// Move the page at this address here (anonymous memory only).
+    Move(u64),
+    /// Wake without resolving: the thread faults again.
+    Wake,
+}
+
+/// How an action ended, when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Placed this many bytes (the faulting page and maybe neighbours).
+    Resolved(u64),
+    /// Someone else had resolved it; the waiter was woken.
+    AlreadyResolved,
+    /// The range or the process is gone; nothing left to do.
+    Gone,
+}
+
+/// Why an action did not end.
+#[derive(Debug)]
+pub enum Failed {
+    /// An event is pending: retry once it has been read.
+    Again,
+    /// A real error: the error policy applies.
+    Error(Error),
+}
+
+/// A fault being handled by a callback, with the means to resolve it.
+pub struct FaultCtx<'a> {
+    pub(crate) inner: &'a Inner,
+    /// The fault as the kernel reported it.
+    pub fault: Fault,
+    /// How to resolve it later (`Verdict::Defer`).
+    pub token: FaultToken,
+    /// The region the fault is in: its start, the offset of the faulting
+    /// page in the region's source, and the caller's tag; `None` for a
+    /// fault outside every region.
+    pub region: Option<RegionInfo>,
+    pub(crate) resolved: Cell<bool>,
+    pub(crate) again: Cell<bool>,
+}
+
+/// What a callback learns of the region a fault is in.
+#[derive(Debug, Clone, Copy)]
+pub struct RegionInfo {
+    pub start: u64,
+    pub len: u64,
+    /// Offset of the faulting page in the region's source.
+    pub source_offset: u64,
+    pub user_data: u64,
+}
+
+impl FaultCtx<'_> {
+    /// Resolve the fault with `action`: `Resolved`, `AlreadyResolved`
+    /// (someone else had; the waiter was woken) or `Gone` (the range or
+    /// process went away), or an error (`EAGAIN`: the monitor retries the
+    /// fault after reading the pending event, calling the callback again).
+    pub fn resolve(&self, action: Action) -> Result<Applied, Error> {
+        match self.inner.apply(self.token, action) {
+            Ok(a) => {
+                self.resolved.set(true);
+                self.inner.count_applied(a, self.token.page_size);
+                Ok(a)
+            }
+            Err(Failed::Again) => {
+                self.again.set(true);
+                Err(Error::Kernel {
+                    op: crate::uffd::Op::Copy,
+                    errno: libc::EAGAIN,
+                    addr: self.token.page,
+                    len: self.token.page_size,
+                })
+            }
+            Err(Failed::Error(e)) => Err(e),
+        }
+    }
+}
+
+fn classify(
+    inner: &Inner,
+    uffd: &Uffd,
+    id: u32,
+    page: u64,
+    ps: u64,
+    r: Result<u64, Error>,
+) -> Result<Applied, Failed> {
+    match r {
+        Ok(n) => Ok(Applied::Resolved(n)),
+        Err(e) => match e.errno() {
+            libc::EEXIST => {
+                let _ = uffd.wake(page, ps);
+                Ok(Applied::AlreadyResolved)
+            }
+            libc::EAGAIN => Err(Failed::Again),
+            libc::ENOENT => {
+                let _ = uffd.wake(page, ps);
+                Ok(Applied::Gone)
+            }
+            libc::ESRCH => {
+                inner.retire(id);
+                Ok(Applied::Gone)
+            }
+            _ => Err(Failed::Error(e)),
+        },
+    }
+}
+
+impl Inner {
+    /// The served uffd with this id, unless retired.
+    pub(crate) fn uffd(&self, id: u32) -> Option<Arc<Uffd>> {
+        let list = self.uffds.read().unwrap_or_else(|p| p.into_inner());
+        list.get(id as usize)?.as_ref().map(|s| s.uffd.clone())
+    }
+
+    pub(crate) fn count_applied(&self, a: Applied, _ps: u64) {
+        use super::stats::Stats;
+        match a {
+            Applied::Resolved(n) => {
+                Stats::add(&self.stats.resolved, 1);
+                Stats::add(&self.stats.bytes, n);
+            }
+            Applied::AlreadyResolved => Stats::add(&self.stats.eexist, 1),
+            Applied::Gone => Stats::add(&self.stats.dropped, 1),
+        }
+    }
+
+    /// Apply `action` to the token's page once.
+    pub(crate) fn apply(&self, t: FaultToken, action: Action) -> Result<Applied, Failed> {
+        let Some(uffd) = self.uffd(t.uffd_id) else {
+            return Ok(Applied::Gone);
+        };
+        let (page, ps) = (t.page, t.page_size);
+        let r = match action {
+            Action::Copy(src) => uffd.copy(page, src, ps, 0).map(|p| p.done),
+            Action::Zero => self.zero(&uffd, page, ps, 1),
+            Action::Continue => uffd.continue_range(page, ps, 0).map(|p| p.done),
+            Action::Unprotect => uffd.writeprotect(page, ps, 0).map(|()| ps),
+            Action::Poison => uffd.poison(page, ps, 0).map(|p| p.done),
+            Action::Move(src) => uffd.move_pages(page, src, ps, 0).map(|p| p.done),
+            Action::Wake => uffd.wake(page, ps).map(|()| 0),
+        };
+        classify(self, &uffd, t.uffd_id, page, ps, r)
+    }
+
+    /// Apply `action`, retrying EAGAIN with a short backoff for up to
+    /// `limit`: for threads other than the reader, which keeps reading
+    /// the pending event meanwhile.
+    pub(crate) fn apply_with_backoff(
+        &self,
+        t: FaultToken,
+        action: Action,
+        limit: Duration,
+    ) -> Result<Applied, Failed> {
+        let deadline = Instant::now() + limit;
+        let mut pause = Duration::from_micros(20);
+        loop {
+            match self.apply(t, action) {
+                Err(Failed::Again) if Instant::now() < deadline => {
+                    super::stats::Stats::add(&self.stats.retried, 1);
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(5));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Zero-fill `pages` pages at `page`: ZEROPAGE for base pages; hugetlb
+    /// has no ZEROPAGE, so copy from a zeroed huge page instead.
+    pub(crate) fn zero(&self, uffd: &Uffd, page: u64, ps: u64, pages: u64) -> Result<u64, Error> {
+        if ps == crate::sys::base_page_size() {
+            return uffd.zeropage(page, ps * pages, 0).map(|p| p.done);
+        }
+        let zero = self.zero_source(ps)?;
+        uffd.copy(page, zero, ps, 0).map(|p| p.done)
+    }
+
+    /// Serve a missing-page fault from a region's source, placing the
+    /// faulting page and up to `window - 1` following pages in one ioctl.
+    pub(crate) fn serve_source(
+        &self,
+        scratch: &mut super::engine::Scratch,
+        t: FaultToken,
+        source: Source,
+        source_offset: u64,
+        window: u64,
+    ) -> Result<Applied, Failed> {
+        let Some(uffd) = self.uffd(t.uffd_id) else {
+            return Ok(Applied::Gone);
+        };
+        let (page, ps) = (t.page, t.page_size);
+        let r = match source {
+            Source::Zero => self.zero(&uffd, page, ps, window),
+            Source::PageCache => uffd.continue_range(page, ps * window, 0).map(|p| p.done),
+            Source::Buffer { addr, len } => {
+                let avail = len.saturating_sub(source_offset);
+                let full = (avail / ps).min(window);
+                if full > 0 {
+                    uffd.copy(page, addr + source_offset, full * ps, 0)
+                        .map(|p| p.done)
+                } else if avail == 0 {
+                    // Past the buffer's end: zeros.
+                    self.zero(&uffd, page, ps, 1)
+                } else {
+                    // The page straddles the buffer's end: stage it in
+                    // scratch memory, padded with zeros.
+                    match scratch.get(ps) {
+                        Err(e) => Err(e),
+                        Ok(buf) => {
+                            return self.copy_partial(&uffd, t, addr + source_offset, avail, buf)
+                        }
+                    }
+                }
+            }
+            Source::Fd { fd, offset } => match scratch.get(ps * window) {
+                Err(e) => Err(e),
+                Ok(buf) => {
+                    let cap = (buf.len() as u64 / ps).clamp(1, window);
+                    let want = (cap * ps) as usize;
+                    let fd = crate::sys::wait::borrow_fd(fd);
+                    match crate::sys::wait::pread(fd, &mut buf[..want], offset + source_offset) {
+                        Err(e) => Err(Error::os(
+                            "pread",
+                            e,
+                            format!("page source fd at offset {:#x}", offset + source_offset),
+                        )),
+                        Ok(got) => {
+                            buf[got..want].fill(0);
+                            // Only whole pages that pread filled (or the
+                            // faulting page, padded) are placed.
+                            let pages = ((got as u64).div_ceil(ps)).clamp(1, cap);
+                            uffd.copy(page, buf.as_ptr() as u64, pages * ps, 0)
+                                .map(|p| p.done)
+                        }
+                    }
+                }
+            },
+            Source::Callback => Err(Error::invalid(
+                "region has no page source: the callback must resolve it",
+            )),
+        };
+        classify(self, &uffd, t.uffd_id, page, ps, r)
+    }
+
+    /// Copy a page whose source has only `avail` bytes: stage it through
+    /// scratch memory (the first `avail` bytes from `src`, zeros after).
+    fn copy_partial(
+        &self,
+        uffd: &Uffd,
+        t: FaultToken,
+        src: u64,
+        avail: u64,
+        buf: &mut [u8],
+    ) -> Result<Applied, Failed> {
+        let ps = t.page_size;
+        buf[..ps as usize].fill(0);
+        crate::sys::wait::copy_from_addr(&mut buf[..avail as usize], src);
+        let r = uffd
+            .copy(t.page, buf.as_ptr() as u64, ps, 0)
+            .map(|p| p.done);
+        classify(self, uffd, t.uffd_id, t.page, ps, r)
+    }
+}
