@@ -5,6 +5,8 @@
 #   make example      build and run c-examples/userfaultfd_demo
 #   make install      PREFIX, LIBDIR, INCLUDEDIR, PKGCONFIGDIR, DESTDIR honoured
 #   make header       regenerate include/uffd.h with cbindgen
+#   make bench        benchmark libuffd against the hand-rolled loop (about a minute)
+#   make bench-quick  the same as a smoke run (tiny sizes, one repetition)
 
 VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 MAJOR     := $(firstword $(subst ., ,$(VERSION)))
@@ -31,7 +33,7 @@ NATIVE    := $(BUILD)/native-static-libs.txt
 EXAMPLES  := $(BUILD)/userfaultfd_demo
 
 .PHONY: all lib cargo header example test test-rust test-c test-abi test-install \
-        test-unprivileged install uninstall clean
+        test-unprivileged install uninstall clean bench bench-quick
 
 all: lib $(EXAMPLES)
 
@@ -74,10 +76,19 @@ header:
 $(BUILD)/userfaultfd_demo: c-examples/userfaultfd_demo.c include/uffd.h $(SHLIB)
 	$(CC) $(WARN) $(CFLAGS) -Iinclude -o $@ $< -L$(BUILD) -luffd -Wl,-rpath,$(abspath $(BUILD)) -lpthread
 
+$(BUILD)/uffd_bench: bench/uffd_bench.c include/uffd.h $(SHLIB)
+	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -Werror -Iinclude -o $@ $< -L$(BUILD) -luffd -Wl,-rpath,$(abspath $(BUILD)) -lpthread
+
+bench: $(BUILD)/uffd_bench
+	$(BUILD)/uffd_bench $(BENCH_ARGS) --json $(BUILD)/bench.json
+
+bench-quick: $(BUILD)/uffd_bench
+	timeout 300 $(BUILD)/uffd_bench --quick --json $(BUILD)/bench-quick.json
+
 example: $(BUILD)/userfaultfd_demo
 	timeout 60 $(BUILD)/userfaultfd_demo 3
 
-test: test-rust test-c test-abi test-install test-unprivileged example
+test: test-rust test-c test-abi test-install test-unprivileged example bench-quick
 
 test-rust:
 	timeout 1200 $(CARGO) test --locked -- --test-threads=2

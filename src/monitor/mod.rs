@@ -57,6 +57,8 @@ pub(crate) struct Inner {
     pub epoll: OwnedFd,
     pub stop: AtomicBool,
     pub running: AtomicBool,
+    /// Set once workers and the prefetcher are up and the loop is entered.
+    pub ready: AtomicBool,
     pub stop_errno: AtomicU64,
     pub stats: stats::Stats,
     pub zero_huge: OnceCell<wait::ScratchMap>,
@@ -220,6 +222,7 @@ impl Monitor {
                 epoll,
                 stop: AtomicBool::new(false),
                 running: AtomicBool::new(false),
+                ready: AtomicBool::new(false),
                 stop_errno: AtomicU64::new(0),
                 stats: stats::Stats::default(),
                 zero_huge: OnceCell::new(),
@@ -350,6 +353,7 @@ impl Monitor {
         let mut result = Ok(());
         {
             let mut st = inner.reader.lock().unwrap_or_else(|e| e.into_inner());
+            inner.ready.store(true, Release);
             while !inner.stop.load(Acquire) {
                 if let Err(e) = inner.iterate(&mut st, -1) {
                     result = Err(e);
@@ -361,6 +365,7 @@ impl Monitor {
             pool.shut_down();
         }
         inner.stop.store(true, Release);
+        inner.ready.store(false, Release);
         for h in helpers {
             let _ = h.join();
         }
@@ -398,8 +403,9 @@ impl Monitor {
                     "monitor thread",
                 )
             })?;
-        // Wait until it runs, so that stop() right after start() is seen.
-        while !self.inner.running.load(Acquire) && !t.is_finished() {
+        // Wait until its threads are up and it reads events, so that the
+        // caller's first fault is served and stop() right after is seen.
+        while !self.inner.ready.load(Acquire) && !t.is_finished() {
             std::thread::yield_now();
         }
         Ok(Running { threads: vec![t] })

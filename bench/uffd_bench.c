@@ -1,0 +1,662 @@
+/*
+ * uffd_bench: libuffd against the hand-rolled userfaultfd loop and the
+ * physical floor, measured in one process, interleaved over repetitions.
+ *
+ * Every scenario maps fresh memory, registers it, and times how long the
+ * faulting thread(s) take to touch every page (one byte per page), with
+ * the faults served by:
+ *   hand-rolled   the loop users write today: poll, read ONE message,
+ *                 UFFDIO_COPY (or CONTINUE / unprotect / MOVE) ONE page,
+ *                 UFFDIO_WAKE on EEXIST;
+ *   libuffd ...   the monitor, serving the same region from a buffer page
+ *                 source, in its default configuration and with each
+ *                 speed option;
+ *   floor ...     no faults at all: one UFFDIO_COPY of the whole region,
+ *                 or plain first-touch of ordinary memory.
+ * Output: a table of medians, spreads (min..max) and ratios to the
+ * hand-rolled loop and to the floor, and optionally JSON.
+ *
+ * Usage: uffd_bench [--quick] [--mb N] [--reps N] [--json FILE] [--only SUBSTR]
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <uffd.h>
+
+/* Linux 6.1 headers lack these (the running kernel has them). */
+#ifndef UFFD_USER_MODE_ONLY
+#define UFFD_USER_MODE_ONLY 1
+#endif
+struct bench_uffdio_move { uint64_t dst, src, len, mode; int64_t move; };
+#define BENCH_UFFDIO_MOVE _IOWR(UFFDIO, 0x05, struct bench_uffdio_move)
+
+#define MAX_REPS 32
+#define MAX_VARIANTS 16
+#define MAX_THREADS 8
+#define PAGE 4096UL
+#define HUGE (2UL << 20)
+
+/* ------------------------------------------------------------------ */
+/* Allocation counting: every malloc in the process (libuffd's included)
+ * goes through these, so the bench can report allocations per fault. */
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void *__libc_memalign(size_t, size_t);
+static atomic_ulong n_allocs;
+void *malloc(size_t n) { atomic_fetch_add_explicit(&n_allocs, 1, memory_order_relaxed); return __libc_malloc(n); }
+void *calloc(size_t a, size_t b) { atomic_fetch_add_explicit(&n_allocs, 1, memory_order_relaxed); return __libc_calloc(a, b); }
+void *realloc(void *p, size_t n) { atomic_fetch_add_explicit(&n_allocs, 1, memory_order_relaxed); return __libc_realloc(p, n); }
+int posix_memalign(void **out, size_t al, size_t n)
+{
+	atomic_fetch_add_explicit(&n_allocs, 1, memory_order_relaxed);
+	void *p = __libc_memalign(al, n);
+	if (!p)
+		return ENOMEM;
+	*out = p;
+	return 0;
+}
+void *aligned_alloc(size_t al, size_t n) { atomic_fetch_add_explicit(&n_allocs, 1, memory_order_relaxed); return __libc_memalign(al, n); }
+void *memalign(size_t al, size_t n) { atomic_fetch_add_explicit(&n_allocs, 1, memory_order_relaxed); return __libc_memalign(al, n); }
+
+/* ------------------------------------------------------------------ */
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void die(const char *what, long err)
+{
+	fprintf(stderr, "uffd_bench: %s: %s\n  %s\n", what, strerror(err < 0 ? (int)-err : (int)err),
+		err < 0 ? uffd_last_error() : "");
+	exit(2);
+}
+
+enum mem_kind { MEM_ANON, MEM_HUGETLB, MEM_SHMEM };
+enum serve { SERVE_MISSING, SERVE_MINOR, SERVE_WP, SERVE_MOVE };
+
+struct scenario {
+	const char *name;
+	enum mem_kind mem;
+	enum serve serve;
+	size_t page;
+	size_t len;
+	int threads;
+	int random;
+};
+
+/* The memory under test and its backing. */
+struct region {
+	char *addr;
+	size_t len;
+	int memfd;
+	char *alias; /* shmem: a second, unregistered mapping (page cache) */
+};
+
+static char *source;      /* the bytes every region is filled from */
+static size_t source_len;
+
+static void region_map(const struct scenario *s, struct region *r)
+{
+	r->len = s->len;
+	r->memfd = -1;
+	r->alias = NULL;
+	int prot = PROT_READ | PROT_WRITE;
+	if (s->mem == MEM_ANON) {
+		r->addr = mmap(NULL, r->len, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	} else if (s->mem == MEM_HUGETLB) {
+		r->addr = mmap(NULL, r->len, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+	} else {
+		r->memfd = memfd_create("uffd-bench", MFD_CLOEXEC);
+		if (r->memfd < 0 || ftruncate(r->memfd, r->len) < 0)
+			die("memfd", errno);
+		/* Fill the page cache (what MINOR faults map). */
+		r->alias = mmap(NULL, r->len, prot, MAP_SHARED, r->memfd, 0);
+		if (r->alias == MAP_FAILED)
+			die("mmap alias", errno);
+		memcpy(r->alias, source, r->len);
+		r->addr = mmap(NULL, r->len, prot, MAP_SHARED, r->memfd, 0);
+	}
+	if (r->addr == MAP_FAILED) {
+		fprintf(stderr, "uffd_bench: mmap %zu bytes (%s) failed: %s%s\n", r->len,
+			s->mem == MEM_HUGETLB ? "hugetlb" : "anon", strerror(errno),
+			s->mem == MEM_HUGETLB ? " (reserve huge pages: echo 64 > /proc/sys/vm/nr_hugepages)" : "");
+		exit(2);
+	}
+	if (s->serve == SERVE_WP) {
+		memcpy(r->addr, source, r->len); /* populated, then protected */
+	}
+}
+
+static void region_unmap(struct region *r)
+{
+	munmap(r->addr, r->len);
+	if (r->alias)
+		munmap(r->alias, r->len);
+	if (r->memfd >= 0)
+		close(r->memfd);
+}
+
+/* ------------------------------------------------------------------ */
+/* The faulting side: T threads touch one byte of every page, each its own
+ * stripe, sequentially or in a shuffled order; writes for WP scenarios. */
+static atomic_ulong touch_allocs; /* allocations while pages were being touched */
+static atomic_int touching;
+
+struct toucher {
+	pthread_t tid;
+	char *base;
+	size_t page;
+	size_t *order;
+	size_t n;
+	int write;
+	pthread_barrier_t *start;
+	volatile unsigned long sum;
+};
+
+static void *touch_thread(void *arg)
+{
+	struct toucher *t = arg;
+	unsigned long sum = 0;
+	pthread_barrier_wait(t->start);
+	for (size_t i = 0; i < t->n; i++) {
+		char *p = t->base + t->order[i] * t->page;
+		if (t->write)
+			*(volatile char *)p = 1;
+		else
+			sum += *(volatile char *)p;
+	}
+	t->sum = sum;
+	/* The last thread to finish closes the measuring window. */
+	if (atomic_fetch_sub(&touching, 1) == 1)
+		atomic_fetch_add(&touch_allocs, atomic_load(&n_allocs));
+	return NULL;
+}
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ULL;
+static uint64_t rng(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return rng_state;
+}
+
+/* Page order for each thread's stripe. */
+static size_t *make_order(const struct scenario *s)
+{
+	size_t pages = s->len / s->page;
+	size_t *order = malloc(pages * sizeof *order);
+	for (size_t i = 0; i < pages; i++)
+		order[i] = i;
+	if (s->random) {
+		for (size_t i = pages - 1; i > 0; i--) {
+			size_t j = rng() % (i + 1);
+			size_t tmp = order[i];
+			order[i] = order[j];
+			order[j] = tmp;
+		}
+	}
+	return order;
+}
+
+/* Touch every page with s->threads threads; returns seconds. */
+static double touch_all(const struct scenario *s, struct region *r, size_t *order)
+{
+	struct toucher t[MAX_THREADS];
+	pthread_barrier_t start;
+	size_t pages = s->len / s->page, per = pages / s->threads;
+	pthread_barrier_init(&start, NULL, s->threads + 1);
+	for (int i = 0; i < s->threads; i++) {
+		t[i] = (struct toucher){ .base = r->addr, .page = s->page, .order = order + i * per,
+					 .n = (i == s->threads - 1) ? pages - i * per : per,
+					 .write = s->serve == SERVE_WP, .start = &start };
+		pthread_create(&t[i].tid, NULL, touch_thread, &t[i]);
+	}
+	atomic_store(&touching, s->threads);
+	atomic_fetch_sub(&touch_allocs, atomic_load(&n_allocs));
+	double t0 = now_s();
+	pthread_barrier_wait(&start);
+	for (int i = 0; i < s->threads; i++)
+		pthread_join(t[i].tid, NULL);
+	double dt = now_s() - t0;
+	pthread_barrier_destroy(&start);
+	return dt;
+}
+
+/* ------------------------------------------------------------------ */
+/* The hand-rolled loop, written the way a user writes it today. */
+struct handrolled {
+	int uffd, stopfd;
+	char *base;
+	char *src;       /* COPY / MOVE source for the region's first byte */
+	size_t page;
+	enum serve serve;
+	pthread_t tid;
+};
+
+static void *handrolled_loop(void *arg)
+{
+	struct handrolled *h = arg;
+	struct pollfd pfd[2] = { { .fd = h->uffd, .events = POLLIN }, { .fd = h->stopfd, .events = POLLIN } };
+	for (;;) {
+		if (poll(pfd, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			die("poll", errno);
+		}
+		if (pfd[1].revents)
+			return NULL;
+		struct uffd_msg msg;
+		ssize_t n = read(h->uffd, &msg, sizeof msg);
+		if (n < 0) {
+			if (errno == EAGAIN)
+				continue;
+			die("read", errno);
+		}
+		if (msg.event != UFFD_EVENT_PAGEFAULT)
+			continue;
+		uint64_t page = msg.arg.pagefault.address & ~(uint64_t)(h->page - 1);
+		uint64_t off = page - (uint64_t)(uintptr_t)h->base;
+		int rc;
+		if (h->serve == SERVE_MINOR) {
+			struct uffdio_continue c = { .range = { page, h->page } };
+			rc = ioctl(h->uffd, UFFDIO_CONTINUE, &c);
+		} else if (h->serve == SERVE_WP) {
+			struct uffdio_writeprotect w = { .range = { page, h->page }, .mode = 0 };
+			rc = ioctl(h->uffd, UFFDIO_WRITEPROTECT, &w);
+		} else if (h->serve == SERVE_MOVE) {
+			struct bench_uffdio_move mv = { .dst = page, .src = (uint64_t)(uintptr_t)(h->src + off), .len = h->page };
+			rc = ioctl(h->uffd, BENCH_UFFDIO_MOVE, &mv);
+		} else {
+			struct uffdio_copy c = { .dst = page, .src = (uint64_t)(uintptr_t)(h->src + off), .len = h->page };
+			rc = ioctl(h->uffd, UFFDIO_COPY, &c);
+		}
+		if (rc < 0 && errno == EEXIST) {
+			struct uffdio_range w = { page, h->page };
+			ioctl(h->uffd, UFFDIO_WAKE, &w);
+		} else if (rc < 0) {
+			die("hand-rolled resolve", errno);
+		}
+	}
+}
+
+static int raw_uffd(uint64_t features)
+{
+	int fd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+	if (fd < 0)
+		die("userfaultfd", errno);
+	struct uffdio_api api = { .api = UFFD_API, .features = features };
+	if (ioctl(fd, UFFDIO_API, &api) < 0)
+		die("UFFDIO_API", errno);
+	return fd;
+}
+
+static uint64_t reg_mode(enum serve s)
+{
+	return s == SERVE_MINOR ? UFFDIO_REGISTER_MODE_MINOR
+	       : s == SERVE_WP  ? UFFDIO_REGISTER_MODE_WP
+				: UFFDIO_REGISTER_MODE_MISSING;
+}
+
+static uint64_t features_for(const struct scenario *s)
+{
+	switch (s->serve) {
+	case SERVE_MINOR: return UFFD_FEATURE_MINOR_SHMEM;
+	case SERVE_WP: return UFFD_FEATURE_PAGEFAULT_FLAG_WP;
+	case SERVE_MOVE: return 0x10000; /* UFFD_FEATURE_MOVE */
+	default: return 0;
+	}
+}
+
+/* Prepare a source the MOVE ioctl may take pages from (fresh each run). */
+static char *move_source(size_t len)
+{
+	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		die("mmap move source", errno);
+	memcpy(p, source, len);
+	return p;
+}
+
+static double run_handrolled(const struct scenario *s, size_t *order)
+{
+	struct region r;
+	region_map(s, &r);
+	struct handrolled h = { .uffd = raw_uffd(features_for(s)), .base = r.addr, .page = s->page,
+				.serve = s->serve, .src = source };
+	h.stopfd = eventfd(0, EFD_CLOEXEC);
+	if (s->serve == SERVE_MOVE)
+		h.src = move_source(s->len);
+	struct uffdio_register reg = { .range = { (uint64_t)(uintptr_t)r.addr, r.len }, .mode = reg_mode(s->serve) };
+	if (ioctl(h.uffd, UFFDIO_REGISTER, &reg) < 0)
+		die("UFFDIO_REGISTER", errno);
+	if (s->serve == SERVE_WP) {
+		struct uffdio_writeprotect w = { .range = reg.range, .mode = UFFDIO_WRITEPROTECT_MODE_WP };
+		if (ioctl(h.uffd, UFFDIO_WRITEPROTECT, &w) < 0)
+			die("UFFDIO_WRITEPROTECT", errno);
+	}
+	pthread_create(&h.tid, NULL, handrolled_loop, &h);
+	double dt = touch_all(s, &r, order);
+	uint64_t one = 1;
+	if (write(h.stopfd, &one, 8) != 8)
+		die("eventfd", errno);
+	pthread_join(h.tid, NULL);
+	if (s->serve != SERVE_WP && memcmp(r.addr, source, r.len) != 0) {
+		fprintf(stderr, "uffd_bench: hand-rolled %s: data mismatch\n", s->name);
+		exit(2);
+	}
+	close(h.uffd);
+	close(h.stopfd);
+	if (s->serve == SERVE_MOVE)
+		munmap(h.src, s->len);
+	region_unmap(&r);
+	return dt;
+}
+
+/* ------------------------------------------------------------------ */
+/* libuffd's monitor. */
+struct lib_variant {
+	uint32_t workers, spin_us, window_min, window_max, flags;
+	int prefetch;
+};
+
+static char *move_src_for_cb;
+static int move_fault(void *ud, uffd_monitor *m, const struct uffd_fault *f)
+{
+	char *base = ud;
+	int rc = uffd_monitor_move(m, f, move_src_for_cb + (f->page - (uint64_t)(uintptr_t)base));
+	return rc < 0 ? rc : LIBUFFD_FAULT_HANDLED;
+}
+
+static unsigned long allocs_during, faults_during;
+
+static double run_libuffd(const struct scenario *s, size_t *order, const struct lib_variant *v)
+{
+	struct region r;
+	region_map(s, &r);
+	struct uffd_open_opts oo = LIBUFFD_OPTS_INIT(uffd_open_opts, .flags = LIBUFFD_OPEN_NONBLOCK,
+						     .required_features = features_for(s));
+	uffd_handle *h;
+	int rc = uffd_open(&oo, &h);
+	if (rc < 0)
+		die("uffd_open", rc);
+	struct uffd_monitor_opts mo = LIBUFFD_OPTS_INIT(uffd_monitor_opts, .workers = v->workers,
+							.spin_us = v->spin_us, .window_min = v->window_min,
+							.window_max = v->window_max, .flags = v->flags);
+	struct uffd_monitor_ops ops = { .on_fault = move_fault };
+	uffd_monitor *m;
+	rc = uffd_monitor_new(&mo, s->serve == SERVE_MOVE ? &ops : NULL, s->serve == SERVE_MOVE ? sizeof ops : 0,
+			      r.addr, NULL, &m);
+	if (rc < 0)
+		die("uffd_monitor_new", rc);
+	uint32_t id;
+	if ((rc = uffd_monitor_add_handle(m, h, &id)) < 0)
+		die("uffd_monitor_add_handle", rc);
+	struct uffd_region_opts ro = LIBUFFD_OPTS_INIT(uffd_region_opts, .register_mode = reg_mode(s->serve),
+						       .fd = -1);
+	if (s->serve == SERVE_MINOR) {
+		ro.source = LIBUFFD_SOURCE_PAGE_CACHE;
+	} else if (s->serve == SERVE_MOVE) {
+		ro.source = LIBUFFD_SOURCE_CALLBACK;
+		move_src_for_cb = move_source(s->len);
+	} else {
+		ro.source = LIBUFFD_SOURCE_BUFFER;
+		ro.buffer = source;
+		ro.buffer_len = s->len;
+	}
+	if (v->prefetch)
+		ro.flags |= LIBUFFD_REGION_PREFETCH;
+	if ((rc = uffd_monitor_add_region(m, id, r.addr, r.len, &ro)) < 0)
+		die("uffd_monitor_add_region", rc);
+	if (s->serve == SERVE_WP && (rc = uffd_writeprotect(h, r.addr, r.len, LIBUFFD_WRITEPROTECT_WP)) < 0)
+		die("uffd_writeprotect", rc);
+	if ((rc = uffd_monitor_start(m)) < 0)
+		die("uffd_monitor_start", rc);
+	struct uffd_monitor_stats st0 = { .sz = sizeof st0 }, st1 = { .sz = sizeof st1 };
+	uffd_monitor_get_stats(m, &st0);
+	atomic_store(&touch_allocs, 0);
+	double dt = touch_all(s, &r, order);
+	uffd_monitor_get_stats(m, &st1);
+	allocs_during += atomic_load(&touch_allocs);
+	faults_during += st1.faults - st0.faults;
+	uffd_monitor_stop(m);
+	if ((rc = uffd_monitor_wait(m)) < 0)
+		die("uffd_monitor_wait", rc);
+	if (s->serve != SERVE_WP && memcmp(r.addr, source, r.len) != 0) {
+		fprintf(stderr, "uffd_bench: libuffd %s: data mismatch\n", s->name);
+		exit(2);
+	}
+	uffd_monitor_free(m);
+	uffd_handle_free(h);
+	if (s->serve == SERVE_MOVE)
+		munmap(move_src_for_cb, s->len);
+	region_unmap(&r);
+	return dt;
+}
+
+/* ------------------------------------------------------------------ */
+/* Floors: no fault handling at all. */
+static double run_floor_copy(const struct scenario *s)
+{
+	struct region r;
+	region_map(s, &r);
+	int uffd = raw_uffd(0);
+	struct uffdio_register reg = { .range = { (uint64_t)(uintptr_t)r.addr, r.len }, .mode = UFFDIO_REGISTER_MODE_MISSING };
+	if (ioctl(uffd, UFFDIO_REGISTER, &reg) < 0)
+		die("UFFDIO_REGISTER", errno);
+	double t0 = now_s();
+	struct uffdio_copy c = { .dst = (uint64_t)(uintptr_t)r.addr, .src = (uint64_t)(uintptr_t)source, .len = r.len };
+	if (ioctl(uffd, UFFDIO_COPY, &c) < 0)
+		die("UFFDIO_COPY (floor)", errno);
+	double dt = now_s() - t0;
+	close(uffd);
+	region_unmap(&r);
+	return dt;
+}
+
+static double run_floor_touch(const struct scenario *s, size_t *order)
+{
+	struct scenario plain = *s;
+	plain.serve = SERVE_MISSING;
+	struct region r;
+	region_map(&plain, &r);
+	double dt = touch_all(s, &r, order);
+	region_unmap(&r);
+	return dt;
+}
+
+/* ------------------------------------------------------------------ */
+struct variant {
+	const char *name;
+	int kind; /* 0 hand-rolled, 1 libuffd, 2 floor copy, 3 floor touch */
+	struct lib_variant lib;
+};
+
+struct result {
+	double t[MAX_REPS];
+	int n;
+};
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+static double median(struct result *r)
+{
+	double tmp[MAX_REPS];
+	memcpy(tmp, r->t, r->n * sizeof(double));
+	qsort(tmp, r->n, sizeof(double), cmp_double);
+	return r->n % 2 ? tmp[r->n / 2] : (tmp[r->n / 2 - 1] + tmp[r->n / 2]) / 2;
+}
+
+static double minv(struct result *r) { double m = r->t[0]; for (int i = 1; i < r->n; i++) if (r->t[i] < m) m = r->t[i]; return m; }
+static double maxv(struct result *r) { double m = r->t[0]; for (int i = 1; i < r->n; i++) if (r->t[i] > m) m = r->t[i]; return m; }
+
+static FILE *json;
+static int json_first = 1;
+
+static void run_scenario(const struct scenario *s, const struct variant *vs, int nv, int reps)
+{
+	struct result res[MAX_VARIANTS] = { 0 };
+	size_t *order = make_order(s);
+	for (int rep = 0; rep < reps; rep++) {
+		/* Interleave: rotate the starting variant each repetition. */
+		for (int k = 0; k < nv; k++) {
+			int i = (k + rep) % nv;
+			const struct variant *v = &vs[i];
+			double dt;
+			if (v->kind == 0)
+				dt = run_handrolled(s, order);
+			else if (v->kind == 1)
+				dt = run_libuffd(s, order, &v->lib);
+			else if (v->kind == 2)
+				dt = run_floor_copy(s);
+			else
+				dt = run_floor_touch(s, order);
+			res[i].t[res[i].n++] = dt;
+		}
+	}
+	free(order);
+	double hand = 0, floor = 0;
+	for (int i = 0; i < nv; i++) {
+		if (vs[i].kind == 0)
+			hand = median(&res[i]);
+		if (vs[i].kind == 2 || (vs[i].kind == 3 && floor == 0))
+			floor = median(&res[i]);
+	}
+	size_t pages = s->len / s->page;
+	printf("\n%s  (%zu MiB, %zu pages of %zu KiB, %d thread%s, %s)\n", s->name, s->len >> 20, pages,
+	       s->page >> 10, s->threads, s->threads > 1 ? "s" : "", s->random ? "random" : "sequential");
+	printf("  %-34s %10s %21s %10s %9s %9s\n", "variant", "median ms", "spread ms (min..max)", "faults/s",
+	       "x hand", "x floor");
+	for (int i = 0; i < nv; i++) {
+		double med = median(&res[i]);
+		printf("  %-34s %10.2f %10.2f..%-10.2f %10.0f %9.3f %9.3f\n", vs[i].name, med * 1e3,
+		       minv(&res[i]) * 1e3, maxv(&res[i]) * 1e3, pages / med, hand > 0 ? med / hand : 0,
+		       floor > 0 ? med / floor : 0);
+		if (json) {
+			fprintf(json, "%s\n  {\"scenario\": \"%s\", \"variant\": \"%s\", \"pages\": %zu, \"page_size\": %zu, "
+				      "\"threads\": %d, \"random\": %d, \"median_s\": %.9f, \"min_s\": %.9f, \"max_s\": %.9f, "
+				      "\"reps\": %d, \"ratio_to_handrolled\": %.6f, \"ratio_to_floor\": %.6f}",
+				json_first ? "" : ",", s->name, vs[i].name, pages, s->page, s->threads, s->random, med,
+				minv(&res[i]), maxv(&res[i]), res[i].n, hand > 0 ? med / hand : 0, floor > 0 ? med / floor : 0);
+			json_first = 0;
+		}
+	}
+	fflush(stdout);
+}
+
+#define HAND { "hand-rolled (poll+read 1+COPY 1)", 0, { 0 } }
+#define LIB_DEFAULT { "libuffd default", 1, { 0 } }
+#define LIB_FIXED1 { "libuffd window 1 (no fault-around)", 1, { .window_min = 1, .window_max = 1, .flags = LIBUFFD_MONITOR_FIXED_WINDOW } }
+#define LIB_FIXED16 { "libuffd fault-around fixed 16", 1, { .window_min = 16, .window_max = 16, .flags = LIBUFFD_MONITOR_FIXED_WINDOW } }
+#define LIB_ADAPT { "libuffd fault-around adaptive 1..512", 1, { .window_min = 1, .window_max = 512 } }
+#define LIB_WORKERS { "libuffd workers=4", 1, { .workers = 4 } }
+#define LIB_SPIN { "libuffd low-latency (spin 50us)", 1, { .spin_us = 50 } }
+#define LIB_PREFETCH { "libuffd prefetch", 1, { .prefetch = 1 } }
+#define FLOOR_COPY { "floor: one COPY of the region", 2, { 0 } }
+#define FLOOR_TOUCH { "floor: first touch, no uffd", 3, { 0 } }
+
+int main(int argc, char **argv)
+{
+	size_t mb = 64;
+	int reps = 5, quick = 0;
+	const char *json_path = NULL, *only = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--quick"))
+			quick = 1;
+		else if (!strcmp(argv[i], "--mb") && i + 1 < argc)
+			mb = strtoul(argv[++i], NULL, 0);
+		else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
+			reps = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--json") && i + 1 < argc)
+			json_path = argv[++i];
+		else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+			only = argv[++i];
+		else {
+			fprintf(stderr, "usage: %s [--quick] [--mb N] [--reps N] [--json FILE] [--only SUBSTR]\n", argv[0]);
+			return 2;
+		}
+	}
+	if (quick) {
+		mb = 4;
+		reps = 1;
+	}
+	if (reps < 1 || reps > MAX_REPS || mb < 4) {
+		fprintf(stderr, "uffd_bench: need 1 <= reps <= %d and mb >= 4\n", MAX_REPS);
+		return 2;
+	}
+	size_t len = mb << 20;
+	size_t huge_len = (mb < 64 ? mb : 64) << 20; /* 64 reserved huge pages at most */
+	source_len = len;
+	source = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (source == MAP_FAILED)
+		die("mmap source", errno);
+	for (size_t i = 0; i < len; i++)
+		source[i] = (char)(i * 7 + (i >> 12));
+	if (json_path && !(json = fopen(json_path, "w")))
+		die("open json", errno);
+	if (json)
+		fprintf(json, "{\"libuffd\": \"%s\", \"mb\": %zu, \"reps\": %d, \"results\": [", uffd_version_string(), mb, reps);
+
+	printf("uffd_bench: libuffd %s, %zu MiB regions, %d repetition%s (medians; ratios are time / hand-rolled and time / floor: lower is better)\n",
+	       uffd_version_string(), mb, reps, reps > 1 ? "s" : "");
+
+	const struct variant seq[] = { HAND, LIB_DEFAULT, LIB_FIXED1, LIB_FIXED16, LIB_ADAPT, LIB_PREFETCH, FLOOR_COPY, FLOOR_TOUCH };
+	const struct variant rnd[] = { HAND, LIB_DEFAULT, LIB_FIXED1, LIB_SPIN, LIB_WORKERS, FLOOR_COPY, FLOOR_TOUCH };
+	const struct variant thr[] = { HAND, LIB_DEFAULT, LIB_WORKERS, LIB_SPIN, FLOOR_TOUCH };
+	const struct variant huge[] = { HAND, LIB_DEFAULT, LIB_WORKERS, FLOOR_COPY, FLOOR_TOUCH };
+	const struct variant minor[] = { HAND, LIB_DEFAULT, LIB_FIXED1, FLOOR_TOUCH };
+	const struct variant wp[] = { HAND, LIB_DEFAULT, LIB_SPIN, FLOOR_TOUCH };
+	const struct variant mv[] = { HAND, { "libuffd callback + uffd_monitor_move", 1, { 0 } }, FLOOR_TOUCH };
+
+	struct {
+		struct scenario s;
+		const struct variant *v;
+		int nv;
+	} plan[] = {
+		{ { "anon 4k sequential", MEM_ANON, SERVE_MISSING, PAGE, len, 1, 0 }, seq, 8 },
+		{ { "anon 4k random", MEM_ANON, SERVE_MISSING, PAGE, len, 1, 1 }, rnd, 7 },
+		{ { "anon 4k random x2 threads", MEM_ANON, SERVE_MISSING, PAGE, len, 2, 1 }, thr, 5 },
+		{ { "anon 4k random x4 threads", MEM_ANON, SERVE_MISSING, PAGE, len, 4, 1 }, thr, 5 },
+		{ { "hugetlb 2m sequential", MEM_HUGETLB, SERVE_MISSING, HUGE, huge_len, 1, 0 }, huge, 5 },
+		{ { "hugetlb 2m random", MEM_HUGETLB, SERVE_MISSING, HUGE, huge_len, 1, 1 }, huge, 5 },
+		{ { "shmem minor+continue sequential", MEM_SHMEM, SERVE_MINOR, PAGE, len, 1, 0 }, minor, 4 },
+		{ { "shmem minor+continue random", MEM_SHMEM, SERVE_MINOR, PAGE, len, 1, 1 }, minor, 4 },
+		{ { "anon write-protect round trips", MEM_ANON, SERVE_WP, PAGE, len, 1, 1 }, wp, 4 },
+		{ { "anon MOVE (vs COPY above)", MEM_ANON, SERVE_MOVE, PAGE, len, 1, 1 }, mv, 3 },
+	};
+	for (size_t i = 0; i < sizeof plan / sizeof plan[0]; i++) {
+		if (only && !strstr(plan[i].s.name, only))
+			continue;
+		allocs_during = faults_during = 0;
+		run_scenario(&plan[i].s, plan[i].v, plan[i].nv, reps);
+		printf("  heap allocations per fault while faulting (libuffd variants): %lu allocations / %lu faults = %.4f\n",
+		       allocs_during, faults_during, faults_during ? (double)allocs_during / faults_during : 0.0);
+	}
+	if (json) {
+		fprintf(json, "\n]}\n");
+		fclose(json);
+	}
+	return 0;
+}
