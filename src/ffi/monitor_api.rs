@@ -565,14 +565,16 @@ fn resolve_c(
             page: fault.page,
             page_size: ps,
         };
-        let (cur_fault, cur_ctx) = CURRENT.with(|c| c.get());
-        let applied = if cur_fault == f && !cur_ctx.is_null() {
-            // SAFETY: CURRENT holds the context of the callback running on
-            // this thread for exactly this fault pointer.
-            let ctx = unsafe { &*(cur_ctx as *const FaultCtx<'_>) };
-            ctx.resolve(action)?
-        } else {
-            mb.monitor.complete(token, action)?
+        let (_, cur_ctx) = CURRENT.with(|c| c.get());
+        // SAFETY: CURRENT holds the context of the callback running on this
+        // thread (null outside callbacks); it outlives the callback call.
+        let ctx = (!cur_ctx.is_null()).then(|| unsafe { &*(cur_ctx as *const FaultCtx<'_>) });
+        // Inside on_fault, resolving the fault being handled (through the
+        // pointer given or a copy of it) goes through its context, so the
+        // monitor knows it was resolved and retries it on EAGAIN.
+        let applied = match ctx {
+            Some(ctx) if ctx.token == token => ctx.resolve(action)?,
+            _ => mb.monitor.complete(token, action)?,
         };
         Ok(match applied {
             Applied::Resolved(_) => LIBUFFD_RESOLVED,
