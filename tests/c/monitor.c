@@ -1,0 +1,426 @@
+/*
+ * monitor.c: the monitor's C API on the real kernel: page sources, the
+ * callback table with user data and its finaliser, deferral completed
+ * from another thread, the error policy (SIGBUS), stop from a callback,
+ * the caller's own event loop (fd + dispatch), and bad input.
+ */
+#include "harness.h"
+
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+
+#define PAGE 4096UL
+#define PAGES 64UL
+
+static char *source;
+
+static char *map_anon(size_t len)
+{
+	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		FATAL("mmap: %s", strerror(errno));
+	return p;
+}
+
+static uffd_handle *open_nonblock(void)
+{
+	struct uffd_open_opts o = LIBUFFD_OPTS_INIT(uffd_open_opts, .flags = LIBUFFD_OPEN_NONBLOCK);
+	uffd_handle *h = NULL;
+	int rc = uffd_open(&o, &h);
+	if (rc < 0)
+		FATAL("uffd_open: %s", uffd_last_error());
+	return h;
+}
+
+struct reader_arg {
+	char *base;
+	size_t first, count;
+	unsigned long sum;
+};
+
+static void *read_pages(void *arg)
+{
+	struct reader_arg *r = arg;
+	for (size_t i = r->first; i < r->first + r->count; i++)
+		r->sum += (unsigned char)r->base[i * PAGE + 7];
+	return NULL;
+}
+
+/* Touch pages [0, PAGES) from `threads` threads and wait for them. */
+static void touch_all(char *base, int threads)
+{
+	pthread_t t[8];
+	struct reader_arg a[8];
+	size_t per = PAGES / threads;
+	for (int i = 0; i < threads; i++) {
+		a[i] = (struct reader_arg){ base, i * per, per, 0 };
+		pthread_create(&t[i], NULL, read_pages, &a[i]);
+	}
+	for (int i = 0; i < threads; i++)
+		pthread_join(t[i], NULL);
+}
+
+static void test_buffer_source(void)
+{
+	SECTION("buffer source, 4 faulting threads, stats");
+	char *mem = map_anon(PAGES * PAGE);
+	uffd_handle *h = open_nonblock();
+	uffd_monitor *m = NULL;
+	CHECK_OK(uffd_monitor_new(NULL, NULL, 0, NULL, NULL, &m));
+	uint32_t id = 99;
+	CHECK_OK(uffd_monitor_add_handle(m, h, &id));
+	CHECK_EQ(id, 0);
+	uffd_handle_free(h); /* the monitor keeps its own reference */
+	struct uffd_region_opts r = LIBUFFD_OPTS_INIT(uffd_region_opts, .source = LIBUFFD_SOURCE_BUFFER,
+						      .buffer = source, .buffer_len = PAGES * PAGE,
+						      .register_mode = LIBUFFD_REGISTER_MISSING, .fd = -1);
+	CHECK_OK(uffd_monitor_add_region(m, id, mem, PAGES * PAGE, &r));
+	CHECK_FAILS(uffd_monitor_add_region(m, id, mem, PAGE, &r), -EINVAL, "uffd_monitor_add_region");
+	CHECK_OK(uffd_monitor_start(m));
+	CHECK_FAILS(uffd_monitor_start(m), -EBUSY, "uffd_monitor_start");
+	touch_all(mem, 4);
+	CHECK(memcmp(mem, source, PAGES * PAGE) == 0);
+	struct uffd_monitor_stats st = { .sz = sizeof st };
+	CHECK_OK(uffd_monitor_get_stats(m, &st));
+	CHECK(st.faults >= 1);
+	CHECK(st.resolved >= 1);
+	CHECK_EQ(st.bytes, PAGES * PAGE);
+	uint64_t lat = 0;
+	for (unsigned i = 0; i < LIBUFFD_LATENCY_BUCKETS; i++)
+		lat += st.latency_log2_ns[i];
+	CHECK(lat >= st.resolved);
+	CHECK_OK(uffd_monitor_stop(m));
+	CHECK_OK(uffd_monitor_stop(m)); /* idempotent */
+	CHECK_RET(uffd_monitor_wait(m), 0);
+	CHECK_FAILS(uffd_monitor_wait(m), -EINVAL, "uffd_monitor_wait");
+	uffd_monitor_free(m);
+	munmap(mem, PAGES * PAGE);
+}
+
+/* Callback source with user data and a finaliser. */
+struct cb_state {
+	char *base;
+	atomic_int calls;
+	atomic_int freed;
+};
+
+static int copy_from_source(void *ud, uffd_monitor *m, const struct uffd_fault *f)
+{
+	struct cb_state *s = ud;
+	atomic_fetch_add(&s->calls, 1);
+	if (f->region_data != (void *)s)
+		return -EINVAL;
+	int rc = uffd_monitor_copy(m, f, source + f->region_offset);
+	return rc < 0 ? rc : LIBUFFD_FAULT_HANDLED;
+}
+
+static void free_state(void *ud)
+{
+	struct cb_state *s = ud;
+	atomic_fetch_add(&s->freed, 1);
+}
+
+static void test_callback_source(void)
+{
+	SECTION("callback source, user data, finaliser");
+	static struct cb_state s;
+	s.base = map_anon(PAGES * PAGE);
+	uffd_handle *h = open_nonblock();
+	struct uffd_monitor_ops ops = { .on_fault = copy_from_source };
+	uffd_monitor *m = NULL;
+	CHECK_OK(uffd_monitor_new(NULL, &ops, sizeof ops, &s, free_state, &m));
+	uint32_t id;
+	CHECK_OK(uffd_monitor_add_handle(m, h, &id));
+	struct uffd_region_opts r = LIBUFFD_OPTS_INIT(uffd_region_opts, .source = LIBUFFD_SOURCE_CALLBACK,
+						      .register_mode = LIBUFFD_REGISTER_MISSING, .fd = -1, .data = &s);
+	CHECK_OK(uffd_monitor_add_region(m, id, s.base, PAGES * PAGE, &r));
+	CHECK_OK(uffd_monitor_start(m));
+	touch_all(s.base, 2);
+	CHECK(memcmp(s.base, source, PAGES * PAGE) == 0);
+	CHECK(atomic_load(&s.calls) >= (int)PAGES);
+	CHECK_EQ(atomic_load(&s.freed), 0);
+	uffd_monitor_free(m);
+	CHECK_EQ(atomic_load(&s.freed), 1);
+	uffd_handle_free(h);
+	munmap(s.base, PAGES * PAGE);
+}
+
+/* Deferral: the callback queues the fault; another thread completes it. */
+static struct uffd_fault deferred[PAGES];
+static atomic_int n_deferred;
+
+static int defer_fault(void *ud, uffd_monitor *m, const struct uffd_fault *f)
+{
+	(void)ud;
+	(void)m;
+	int i = atomic_load(&n_deferred);
+	deferred[i] = *f;
+	atomic_store(&n_deferred, i + 1);
+	return LIBUFFD_FAULT_DEFER;
+}
+
+struct completer {
+	uffd_monitor *m;
+	int done;
+};
+
+static void *complete_later(void *arg)
+{
+	struct completer *c = arg;
+	int served = 0;
+	while (served < 1) {
+		int n = atomic_load(&n_deferred);
+		for (; served < n; served++) {
+			usleep(20000); /* "a page fetched over the network" */
+			int rc = uffd_monitor_copy(c->m, &deferred[served], source + deferred[served].region_offset);
+			if (rc == LIBUFFD_RESOLVED || rc == LIBUFFD_ALREADY_RESOLVED)
+				c->done++;
+		}
+		usleep(1000);
+	}
+	return NULL;
+}
+
+static void test_defer(void)
+{
+	SECTION("defer and complete from another thread");
+	char *mem = map_anon(PAGE);
+	uffd_handle *h = open_nonblock();
+	struct uffd_monitor_ops ops = { .on_fault = defer_fault };
+	uffd_monitor *m = NULL;
+	CHECK_OK(uffd_monitor_new(NULL, &ops, sizeof ops, NULL, NULL, &m));
+	uint32_t id;
+	CHECK_OK(uffd_monitor_add_handle(m, h, &id));
+	struct uffd_region_opts r = LIBUFFD_OPTS_INIT(uffd_region_opts, .source = LIBUFFD_SOURCE_CALLBACK,
+						      .register_mode = LIBUFFD_REGISTER_MISSING, .fd = -1);
+	CHECK_OK(uffd_monitor_add_region(m, id, mem, PAGE, &r));
+	CHECK_OK(uffd_monitor_start(m));
+	struct completer c = { m, 0 };
+	pthread_t t;
+	pthread_create(&t, NULL, complete_later, &c);
+	CHECK_EQ((unsigned char)mem[100], (unsigned char)source[100]);
+	pthread_join(t, NULL);
+	CHECK_EQ(c.done, 1);
+	struct uffd_monitor_stats st = { .sz = sizeof st };
+	CHECK_OK(uffd_monitor_get_stats(m, &st));
+	CHECK_EQ(st.deferred, 1);
+	uffd_monitor_free(m);
+	uffd_handle_free(h);
+	munmap(mem, PAGE);
+}
+
+/* A failing callback: the default policy poisons, the thread gets SIGBUS. */
+static int fail_eio(void *ud, uffd_monitor *m, const struct uffd_fault *f)
+{
+	(void)ud;
+	(void)m;
+	(void)f;
+	return -EIO;
+}
+
+static int log_pipe[2];
+static void count_log(void *ud, const char *msg)
+{
+	(void)ud;
+	/* The child dies of SIGBUS: tell the parent through a pipe. */
+	if (msg && strstr(msg, "fault callback") && strstr(msg, "EIO"))
+		(void)!write(log_pipe[1], "L", 1);
+}
+
+static void test_error_policy_sigbus(void)
+{
+	SECTION("callback error -> SIGBUS, logged");
+	fflush(stdout);
+	if (pipe(log_pipe) < 0)
+		FATAL("pipe: %s", strerror(errno));
+	pid_t pid = fork();
+	if (pid == 0) {
+		char *mem = map_anon(PAGE);
+		uffd_handle *h = open_nonblock();
+		struct uffd_monitor_ops ops = { .on_fault = fail_eio, .on_log = count_log };
+		uffd_monitor *m = NULL;
+		if (uffd_monitor_new(NULL, &ops, sizeof ops, NULL, NULL, &m) < 0)
+			_exit(10);
+		uint32_t id;
+		uffd_monitor_add_handle(m, h, &id);
+		struct uffd_region_opts r = LIBUFFD_OPTS_INIT(uffd_region_opts, .source = LIBUFFD_SOURCE_CALLBACK,
+							      .register_mode = LIBUFFD_REGISTER_MISSING, .fd = -1);
+		if (uffd_monitor_add_region(m, id, mem, PAGE, &r) < 0 || uffd_monitor_start(m) < 0)
+			_exit(11);
+		alarm(20); /* a hang fails by SIGALRM, not SIGBUS */
+		volatile char c = mem[0];
+		(void)c;
+		_exit(12); /* reached only if the access was resolved */
+	}
+	close(log_pipe[1]);
+	int status = 0;
+	waitpid(pid, &status, 0);
+	CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS, "child status %#x", status);
+	char c = 0;
+	CHECK_EQ(read(log_pipe[0], &c, 1), 1); /* on_log saw the callback's EIO */
+	CHECK_EQ(c, 'L');
+	close(log_pipe[0]);
+}
+
+/* Stop from inside a callback; the blocked thread is released. */
+static int stop_now(void *ud, uffd_monitor *m, const struct uffd_fault *f)
+{
+	(void)ud;
+	(void)f;
+	uffd_monitor_stop(m); /* allowed from a callback */
+	return LIBUFFD_FAULT_STOP;
+}
+
+static void *read_one(void *arg)
+{
+	char *p = arg;
+	return (void *)(uintptr_t)(unsigned char)p[0];
+}
+
+static void test_stop_from_callback(void)
+{
+	SECTION("stop from a callback releases the faulting thread");
+	char *mem = map_anon(PAGE);
+	uffd_handle *h = open_nonblock();
+	struct uffd_monitor_ops ops = { .on_fault = stop_now };
+	uffd_monitor *m = NULL;
+	CHECK_OK(uffd_monitor_new(NULL, &ops, sizeof ops, NULL, NULL, &m));
+	uint32_t id;
+	CHECK_OK(uffd_monitor_add_handle(m, h, &id));
+	struct uffd_region_opts r = LIBUFFD_OPTS_INIT(uffd_region_opts, .source = LIBUFFD_SOURCE_CALLBACK,
+						      .register_mode = LIBUFFD_REGISTER_MISSING, .fd = -1);
+	CHECK_OK(uffd_monitor_add_region(m, id, mem, PAGE, &r));
+	pthread_t t;
+	pthread_create(&t, NULL, read_one, mem);
+	CHECK_RET(uffd_monitor_run(m), 0); /* on this thread, until the callback stops it */
+	void *v;
+	pthread_join(t, &v);
+	CHECK_EQ((uintptr_t)v, 0); /* released: the region was unregistered, a zero page */
+	uffd_monitor_free(m);
+	uffd_handle_free(h);
+	munmap(mem, PAGE);
+}
+
+static void test_dispatch(void)
+{
+	SECTION("caller's event loop: uffd_monitor_fd + uffd_monitor_dispatch");
+	char *mem = map_anon(PAGES * PAGE);
+	uffd_handle *h = open_nonblock();
+	uffd_monitor *m = NULL;
+	struct uffd_monitor_opts mo = LIBUFFD_OPTS_INIT(uffd_monitor_opts, .flags = LIBUFFD_MONITOR_FIXED_WINDOW);
+	CHECK_OK(uffd_monitor_new(&mo, NULL, 0, NULL, NULL, &m));
+	uint32_t id;
+	CHECK_OK(uffd_monitor_add_handle(m, h, &id));
+	struct uffd_region_opts r = LIBUFFD_OPTS_INIT(uffd_region_opts, .source = LIBUFFD_SOURCE_ZERO,
+						      .register_mode = LIBUFFD_REGISTER_MISSING, .fd = -1);
+	CHECK_OK(uffd_monitor_add_region(m, id, mem, PAGES * PAGE, &r));
+	CHECK_RET(uffd_monitor_dispatch(m, 0), 0);
+	pthread_t t;
+	struct reader_arg a = { mem, 0, PAGES, 0 };
+	pthread_create(&t, NULL, read_pages, &a);
+	struct pollfd p = { .fd = uffd_monitor_fd(m), .events = POLLIN };
+	CHECK(p.fd >= 0);
+	struct uffd_monitor_stats st = { .sz = sizeof st };
+	for (int i = 0; i < 20000; i++) {
+		if (poll(&p, 1, 10) > 0)
+			CHECK_OK(uffd_monitor_dispatch(m, 0));
+		CHECK_OK(uffd_monitor_get_stats(m, &st));
+		if (st.bytes == PAGES * PAGE)
+			break;
+	}
+	pthread_join(t, NULL);
+	CHECK_EQ(a.sum, 0);
+	CHECK_EQ(st.bytes, PAGES * PAGE);
+	CHECK_EQ(st.resolved, PAGES); /* fixed window of 1: one page per fault */
+	uffd_monitor_free(m);
+	uffd_handle_free(h);
+	munmap(mem, PAGES * PAGE);
+}
+
+static void test_bad_input(void)
+{
+	SECTION("bad input");
+	uffd_monitor *m = (uffd_monitor *)0x1;
+	CHECK_FAILS(uffd_monitor_new(NULL, NULL, 0, NULL, NULL, NULL), -EINVAL, "uffd_monitor_new");
+	struct uffd_monitor_ops ops = { 0 };
+	CHECK_FAILS(uffd_monitor_new(NULL, &ops, 3, NULL, NULL, &m), -EINVAL, "uffd_monitor_new");
+	CHECK_FAILS(uffd_monitor_new(NULL, NULL, 8, NULL, NULL, &m), -EINVAL, "uffd_monitor_new");
+	CHECK(m == (uffd_monitor *)0x1); /* not written on failure */
+	char big[sizeof ops + 8];
+	memset(big, 0, sizeof big);
+	big[sizeof ops] = 1;
+	CHECK_FAILS(uffd_monitor_new(NULL, (struct uffd_monitor_ops *)big, sizeof big, NULL, NULL, &m), -E2BIG,
+		    "uffd_monitor_new");
+	struct uffd_monitor_opts bad = LIBUFFD_OPTS_INIT(uffd_monitor_opts, .error_policy = 9);
+	CHECK_FAILS(uffd_monitor_new(&bad, NULL, 0, NULL, NULL, &m), -EINVAL, "uffd_monitor_new");
+	bad = (struct uffd_monitor_opts)LIBUFFD_OPTS_INIT(uffd_monitor_opts, .window_min = 8, .window_max = 2);
+	CHECK_FAILS(uffd_monitor_new(&bad, NULL, 0, NULL, NULL, &m), -EINVAL, "uffd_monitor");
+	bad = (struct uffd_monitor_opts)LIBUFFD_OPTS_INIT(uffd_monitor_opts, .flags = 0x80);
+	CHECK_FAILS(uffd_monitor_new(&bad, NULL, 0, NULL, NULL, &m), -EINVAL, "uffd_monitor_new");
+
+	CHECK_FAILS(uffd_monitor_add_handle(NULL, NULL, NULL), -EINVAL, "uffd_monitor_add_handle");
+	CHECK_FAILS(uffd_monitor_add_region(NULL, 0, NULL, 0, NULL), -EINVAL, "uffd_monitor_add_region");
+	CHECK_FAILS(uffd_monitor_run(NULL), -EINVAL, "uffd_monitor_run");
+	CHECK_FAILS(uffd_monitor_start(NULL), -EINVAL, "uffd_monitor_start");
+	CHECK_FAILS(uffd_monitor_stop(NULL), -EINVAL, "uffd_monitor_stop");
+	CHECK_FAILS(uffd_monitor_wait(NULL), -EINVAL, "uffd_monitor_wait");
+	CHECK_FAILS(uffd_monitor_fd(NULL), -EINVAL, "uffd_monitor_fd");
+	CHECK_FAILS(uffd_monitor_dispatch(NULL, 0), -EINVAL, "uffd_monitor_dispatch");
+	CHECK_FAILS(uffd_monitor_get_stats(NULL, NULL), -EINVAL, "uffd_monitor_get_stats");
+	CHECK_FAILS(uffd_monitor_copy(NULL, NULL, source), -EINVAL, "uffd_monitor_copy");
+	CHECK_FAILS(uffd_monitor_zero(NULL, NULL), -EINVAL, "uffd_monitor_zero");
+	CHECK_FAILS(uffd_monitor_continue(NULL, NULL), -EINVAL, "uffd_monitor_continue");
+	CHECK_FAILS(uffd_monitor_unprotect(NULL, NULL), -EINVAL, "uffd_monitor_unprotect");
+	CHECK_FAILS(uffd_monitor_poison(NULL, NULL), -EINVAL, "uffd_monitor_poison");
+	CHECK_FAILS(uffd_monitor_move(NULL, NULL, source), -EINVAL, "uffd_monitor_move");
+	uffd_monitor_free(NULL);
+
+	CHECK_OK(uffd_monitor_new(NULL, NULL, 0, NULL, NULL, &m));
+	uffd_handle *blocking = NULL;
+	CHECK_OK(uffd_open(NULL, &blocking));
+	CHECK_FAILS(uffd_monitor_add_handle(m, blocking, NULL), -EINVAL, "uffd_monitor_add_handle");
+	uffd_handle_free(blocking);
+	char *mem = map_anon(PAGE);
+	CHECK_FAILS(uffd_monitor_add_region(m, 7, mem, PAGE, NULL), -EINVAL, "uffd_monitor_add_region");
+	uffd_handle *h = open_nonblock();
+	uint32_t id;
+	CHECK_OK(uffd_monitor_add_handle(m, h, &id));
+	CHECK_FAILS(uffd_monitor_add_region(m, id, mem + 1, PAGE, NULL), -EINVAL, "uffd_monitor_add_region");
+	struct uffd_region_opts ro = LIBUFFD_OPTS_INIT(uffd_region_opts, .source = 42, .fd = -1);
+	CHECK_FAILS(uffd_monitor_add_region(m, id, mem, PAGE, &ro), -EINVAL, "uffd_monitor_add_region");
+	ro = (struct uffd_region_opts)LIBUFFD_OPTS_INIT(uffd_region_opts, .source = LIBUFFD_SOURCE_BUFFER, .fd = -1);
+	CHECK_FAILS(uffd_monitor_add_region(m, id, mem, PAGE, &ro), -EINVAL, "uffd_monitor_add_region");
+	ro = (struct uffd_region_opts)LIBUFFD_OPTS_INIT(uffd_region_opts, .source = LIBUFFD_SOURCE_FD, .fd = -5);
+	CHECK_FAILS(uffd_monitor_add_region(m, id, mem, PAGE, &ro), -EINVAL, "uffd_monitor_add_region");
+	struct uffd_fault f = { .page = 0x1001, .page_size = 4096 };
+	CHECK_FAILS(uffd_monitor_zero(m, &f), -EINVAL, "uffd_monitor_zero");
+	struct uffd_monitor_stats st = { .sz = 2 };
+	CHECK_FAILS(uffd_monitor_get_stats(m, &st), -EINVAL, "uffd_monitor_get_stats");
+	/* An older, shorter stats struct gets what it has. */
+	struct { size_t sz; uint64_t faults; } old = { sizeof old, 12345 };
+	CHECK_OK(uffd_monitor_get_stats(m, (struct uffd_monitor_stats *)&old));
+	CHECK_EQ(old.faults, 0);
+	CHECK_FAILS(uffd_monitor_dispatch(m, -2), -EINVAL, "uffd_monitor_dispatch");
+	uffd_monitor_free(m);
+	uffd_handle_free(h);
+	munmap(mem, PAGE);
+}
+
+int main(void)
+{
+	source = malloc(PAGES * PAGE);
+	for (size_t i = 0; i < PAGES * PAGE; i++)
+		source[i] = (char)(i * 13 + (i >> 12) + 1);
+	test_error_policy_sigbus(); /* forks: first, before any thread exists */
+	test_buffer_source();
+	test_callback_source();
+	test_defer();
+	test_stop_from_callback();
+	test_dispatch();
+	test_bad_input();
+	free(source);
+	return h_finish();
+}
