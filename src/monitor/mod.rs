@@ -157,12 +157,22 @@ impl Inner {
         Ok(m.addr())
     }
 
-    /// Queue a fault for the workers, if there are any.
+    /// Queue a fault for the workers, if there are any (they are woken
+    /// by `wake_pool` once the batch is read).
     pub(crate) fn dispatch_to_pool(&self, p: engine::Pending) -> bool {
         let pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
         match pool.as_ref() {
             Some(pool) => pool.push(p),
             None => false,
+        }
+    }
+
+    /// Wake workers for `n` faults queued from one batch.
+    pub(crate) fn wake_pool(&self, n: usize) {
+        if n > 0 {
+            if let Some(pool) = self.pool.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                pool.wake(n);
+            }
         }
     }
 

@@ -32,16 +32,25 @@ impl Pool {
         }
     }
 
-    /// Queue a fault; false if the queue is full.
+    /// Queue a fault without waking a worker (see `wake`); false if the
+    /// queue is full.
     pub fn push(&self, p: Pending) -> bool {
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         if q.len() >= QUEUE_CAPACITY {
             return false;
         }
         q.push_back(p);
-        drop(q);
-        self.ready.notify_one();
         true
+    }
+
+    /// Wake up to `n` workers for faults just queued: one wakeup per batch
+    /// read, not per fault.
+    pub fn wake(&self, n: usize) {
+        if n >= 2 {
+            self.ready.notify_all();
+        } else if n == 1 {
+            self.ready.notify_one();
+        }
     }
 
     fn pop(&self) -> Option<Pending> {

@@ -194,3 +194,14 @@ pub fn copy_from_addr(dst: &mut [u8], src: u64) {
     // `remote` and returns an error instead of faulting.
     let _ = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
 }
+
+/// poll(2) a set of descriptors; returns how many have events.
+pub fn poll_fds(fds: &mut [libc::pollfd], timeout_ms: i32) -> Result<usize, i32> {
+    // SAFETY: `fds` is a valid, writable array of its length.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    if n < 0 {
+        Err(super::last_errno())
+    } else {
+        Ok(n as usize)
+    }
+}
