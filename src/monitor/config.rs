@@ -37,7 +37,8 @@ pub struct Config {
     /// Busy-poll the userfaultfds this long before sleeping (0: never).
     pub spin_us: u32,
     /// Fault-around window, in pages: a fault places at least `window_min`
-    /// and at most `window_max` pages starting at the faulting one.
+    /// and at most `window_max` pages starting at the faulting one, and
+    /// never more than 4 MiB (so two pages of 2 MiB hugetlb memory).
     pub window_min: u32,
     pub window_max: u32,
     /// Grow the window on sequential faults and shrink it on random ones;
@@ -62,7 +63,7 @@ impl Default for Config {
             workers: 0,
             spin_us: 0,
             window_min: 1,
-            window_max: 64,
+            window_max: 512,
             adaptive: true,
             batch: 64,
             max_retries: 1000,
