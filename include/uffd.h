@@ -618,7 +618,8 @@ typedef struct uffd_monitor_opts {
    */
   uint32_t window_min;
   /**
-   * Fault-around window in pages, maximum (0: 64).
+   * Fault-around window in pages, maximum (0: 512); a fault never places
+   * more than 4 MiB.
    */
   uint32_t window_max;
   /**
@@ -1047,7 +1048,7 @@ int64_t uffd_page_size(const void *addr);
  * Create a monitor.
  *
  * `opts` may be NULL (defaults: the reader resolves faults itself, an
- * adaptive 1..64-page fault-around window, SIGBUS on errors, zero-fill
+ * adaptive 1..512-page fault-around window, SIGBUS on errors, zero-fill
  * after REMOVE, forked children served, regions released on stop).
  * `ops` (with `ops_size` = sizeof(struct uffd_monitor_ops)) may be NULL
  * when every region has a page source. `user_data` is passed to every

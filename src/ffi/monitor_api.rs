@@ -263,7 +263,7 @@ unsafe fn ops_from_c(ops: *const uffd_monitor_ops, size: usize) -> Result<uffd_m
 /// Create a monitor.
 ///
 /// `opts` may be NULL (defaults: the reader resolves faults itself, an
-/// adaptive 1..64-page fault-around window, SIGBUS on errors, zero-fill
+/// adaptive 1..512-page fault-around window, SIGBUS on errors, zero-fill
 /// after REMOVE, forked children served, regions released on stop).
 /// `ops` (with `ops_size` = sizeof(struct uffd_monitor_ops)) may be NULL
 /// when every region has a page source. `user_data` is passed to every

@@ -337,7 +337,8 @@ pub struct uffd_monitor_opts {
     pub spin_us: u32,
     /// Fault-around window in pages, minimum (0: 1).
     pub window_min: u32,
-    /// Fault-around window in pages, maximum (0: 64).
+    /// Fault-around window in pages, maximum (0: 512); a fault never places
+    /// more than 4 MiB.
     pub window_max: u32,
     /// LIBUFFD_MONITOR_* flags.
     pub flags: u32,

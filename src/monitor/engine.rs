@@ -23,6 +23,9 @@ use std::sync::Arc;
 /// behind `Monitor::fd`; a uffd's token is its id + 1.
 pub(crate) const WAKE_TOKEN: u64 = 0;
 
+/// The most one fault places (fault-around), whatever the page size.
+const MAX_WINDOW_BYTES: u64 = 4 << 20;
+
 /// Page-aligned scratch memory for staging pages (pread, padding),
 /// allocated on first use and reused: no allocation per fault.
 #[derive(Default)]
@@ -300,10 +303,10 @@ impl Inner {
     /// The fault-around window for a fault at page `index` of `r`.
     fn window_for(&self, r: &super::region::Region, index: u64) -> u64 {
         let c = &self.config;
-        let (min, max) = (
-            c.window_min.max(1) as u64,
-            c.window_max.max(c.window_min).max(1) as u64,
-        );
+        let min = c.window_min.max(1) as u64;
+        let max = (c.window_max.max(c.window_min) as u64)
+            .min(MAX_WINDOW_BYTES / r.page_size)
+            .max(min);
         if !c.adaptive {
             return min;
         }
