@@ -12,10 +12,11 @@ use super::Inner;
 use std::sync::atomic::Ordering::Acquire;
 use std::sync::Arc;
 
+const CHUNK_BYTES: u64 = 4 << 20;
+
 /// Run until every prefetch region is populated or the monitor stops.
 pub(crate) fn run(inner: Arc<Inner>) {
     let mut scratch = Scratch::default();
-    let chunk_pages = (inner.config.window_max.max(1) as u64).max(16);
     let mut cursor: Option<(u32, u64)> = None; // (uffd, next address)
     loop {
         if inner.stop.load(Acquire) {
@@ -48,7 +49,9 @@ pub(crate) fn run(inner: Arc<Inner>) {
         let Some((id, from, end, ps, source, offset)) = next else {
             return;
         };
-        let pages = ((end - from) / ps).min(chunk_pages.max(1)).max(1);
+        // Chunks of 4 MiB (at least one page): big enough to amortise the
+        // ioctl, small enough that stop is prompt.
+        let pages = ((end - from) / ps).min((CHUNK_BYTES / ps).max(1)).max(1);
         let token = FaultToken {
             uffd_id: id,
             page: from,
