@@ -12,7 +12,9 @@ fn errno_text(errno: i32) -> &'static CStr {
         libc::EINTR => c"Interrupted system call",
         libc::EIO => c"Input/output error",
         libc::EBADF => c"Bad file descriptor",
-        libc::EAGAIN => c"Resource temporarily unavailable (an event is pending: read events, then retry)",
+        libc::EAGAIN => {
+            c"Resource temporarily unavailable (an event is pending: read events, then retry)"
+        }
         libc::ENOMEM => c"Cannot allocate memory (or nothing mapped in the range)",
         libc::EACCES => c"Permission denied",
         libc::EFAULT => c"Bad address",
@@ -24,7 +26,9 @@ fn errno_text(errno: i32) -> &'static CStr {
         libc::ENOSPC => c"No space left on device",
         libc::ENOSYS => c"Function not implemented",
         libc::EOPNOTSUPP => c"Operation not supported (a required userfaultfd feature is missing)",
-        libc::E2BIG => c"Argument list too long (options struct sets fields this libuffd does not know)",
+        libc::E2BIG => {
+            c"Argument list too long (options struct sets fields this libuffd does not know)"
+        }
         libc::EPROTO => c"Protocol error",
         libc::ETIMEDOUT => c"Connection timed out",
         libc::ENOTRECOVERABLE => c"State not recoverable (internal libuffd error)",
@@ -40,7 +44,9 @@ fn errno_text(errno: i32) -> &'static CStr {
 /// Returns: a static, NUL-terminated string; never NULL.
 #[no_mangle]
 pub extern "C" fn uffd_strerror(err: i32) -> *const libc::c_char {
-    errno_text(err.checked_abs().unwrap_or(0)).as_ptr()
+    err.checked_abs()
+        .map_or(c"Unknown error", errno_text)
+        .as_ptr()
 }
 
 /// The detail of the calling thread's most recent libuffd failure: the

@@ -19,7 +19,9 @@ fn progress(p: crate::uffd::Progress) -> i64 {
 
 fn check_len(op: &str, len: usize) -> Result<u64, Error> {
     if len as u64 > i64::MAX as u64 {
-        return Err(Error::invalid(format!("{op}: length {len:#x} exceeds INT64_MAX")));
+        return Err(Error::invalid(format!(
+            "{op}: length {len:#x} exceeds INT64_MAX"
+        )));
     }
     Ok(len as u64)
 }
@@ -51,7 +53,11 @@ pub unsafe extern "C" fn uffd_register(
     ioctls: *mut u64,
 ) -> i32 {
     with_handle("uffd_register", h, |u| {
-        let got = u.register(start as u64, len as u64, RegisterMode::from_bits_retain(mode))?;
+        let got = u.register(
+            start as u64,
+            len as u64,
+            RegisterMode::from_bits_retain(mode),
+        )?;
         if !ioctls.is_null() {
             // SAFETY: non-NULL, and the caller promised it is writable.
             unsafe { ioctls.write(got.bits()) };
@@ -66,12 +72,17 @@ pub unsafe extern "C" fn uffd_register(
 /// Thread safety: may be called from any thread.
 ///
 /// Returns: 0, or -EINVAL (NULL handle, len 0, misaligned or wrapping
-/// range), -ENOMEM (nothing mapped there).
+/// range, hugetlb range not aligned to its huge pages), -ENOMEM (nothing
+/// mapped there).
 ///
 /// # Safety
 /// `h` is NULL or a live handle.
 #[no_mangle]
-pub unsafe extern "C" fn uffd_unregister(h: *mut uffd_handle, start: *mut libc::c_void, len: usize) -> i32 {
+pub unsafe extern "C" fn uffd_unregister(
+    h: *mut uffd_handle,
+    start: *mut libc::c_void,
+    len: usize,
+) -> i32 {
     with_handle("uffd_unregister", h, |u| {
         u.unregister(start as u64, len as u64)?;
         Ok(0)
@@ -89,7 +100,11 @@ pub unsafe extern "C" fn uffd_unregister(h: *mut uffd_handle, start: *mut libc::
 /// # Safety
 /// `h` is NULL or a live handle.
 #[no_mangle]
-pub unsafe extern "C" fn uffd_wake(h: *mut uffd_handle, start: *mut libc::c_void, len: usize) -> i32 {
+pub unsafe extern "C" fn uffd_wake(
+    h: *mut uffd_handle,
+    start: *mut libc::c_void,
+    len: usize,
+) -> i32 {
     with_handle("uffd_wake", h, |u| {
         u.wake(start as u64, len as u64)?;
         Ok(0)
@@ -139,7 +154,12 @@ pub unsafe extern "C" fn uffd_copy(
 /// # Safety
 /// `h` is NULL or a live handle.
 #[no_mangle]
-pub unsafe extern "C" fn uffd_zeropage(h: *mut uffd_handle, start: *mut libc::c_void, len: usize, mode: u64) -> i64 {
+pub unsafe extern "C" fn uffd_zeropage(
+    h: *mut uffd_handle,
+    start: *mut libc::c_void,
+    len: usize,
+    mode: u64,
+) -> i64 {
     with_handle("uffd_zeropage", h, |u| {
         let len = check_len("uffd_zeropage", len)?;
         Ok(progress(u.zeropage(start as u64, len, mode)?))
@@ -160,7 +180,12 @@ pub unsafe extern "C" fn uffd_zeropage(h: *mut uffd_handle, start: *mut libc::c_
 /// # Safety
 /// `h` is NULL or a live handle.
 #[no_mangle]
-pub unsafe extern "C" fn uffd_writeprotect(h: *mut uffd_handle, start: *mut libc::c_void, len: usize, mode: u64) -> i32 {
+pub unsafe extern "C" fn uffd_writeprotect(
+    h: *mut uffd_handle,
+    start: *mut libc::c_void,
+    len: usize,
+    mode: u64,
+) -> i32 {
     with_handle("uffd_writeprotect", h, |u| {
         u.writeprotect(start as u64, len as u64, mode)?;
         Ok(0)
@@ -180,7 +205,12 @@ pub unsafe extern "C" fn uffd_writeprotect(h: *mut uffd_handle, start: *mut libc
 /// # Safety
 /// `h` is NULL or a live handle.
 #[no_mangle]
-pub unsafe extern "C" fn uffd_continue(h: *mut uffd_handle, start: *mut libc::c_void, len: usize, mode: u64) -> i64 {
+pub unsafe extern "C" fn uffd_continue(
+    h: *mut uffd_handle,
+    start: *mut libc::c_void,
+    len: usize,
+    mode: u64,
+) -> i64 {
     with_handle("uffd_continue", h, |u| {
         let len = check_len("uffd_continue", len)?;
         Ok(progress(u.continue_range(start as u64, len, mode)?))
@@ -199,7 +229,12 @@ pub unsafe extern "C" fn uffd_continue(h: *mut uffd_handle, start: *mut libc::c_
 /// # Safety
 /// `h` is NULL or a live handle.
 #[no_mangle]
-pub unsafe extern "C" fn uffd_poison(h: *mut uffd_handle, start: *mut libc::c_void, len: usize, mode: u64) -> i64 {
+pub unsafe extern "C" fn uffd_poison(
+    h: *mut uffd_handle,
+    start: *mut libc::c_void,
+    len: usize,
+    mode: u64,
+) -> i64 {
     with_handle("uffd_poison", h, |u| {
         let len = check_len("uffd_poison", len)?;
         Ok(progress(u.poison(start as u64, len, mode)?))
@@ -216,10 +251,10 @@ pub unsafe extern "C" fn uffd_poison(h: *mut uffd_handle, start: *mut libc::c_vo
 /// resolve a given address at a time.
 ///
 /// Returns: bytes done, as uffd_copy(), or -EEXIST (dst populated),
-/// -ENOENT (a src hole without ALLOW_SRC_HOLES, or dst not registered),
+/// -ENOENT (a src hole without ALLOW_SRC_HOLES, or nothing mapped at dst),
 /// -EBUSY (a src page is shared, e.g. after fork), -EAGAIN, -ESRCH,
-/// -EINVAL (not anonymous private memory, another process's uffd, bad
-/// range or mode).
+/// -EINVAL (dst not registered with this handle, not anonymous private
+/// memory, another process's uffd, bad range or mode).
 ///
 /// # Safety
 /// `h` is NULL or a live handle.

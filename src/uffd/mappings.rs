@@ -33,7 +33,12 @@ pub fn parse_smaps(text: &str) -> Vec<Mapping> {
     let mut out: Vec<Mapping> = Vec::new();
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("KernelPageSize:") {
-            let kb: u64 = rest.trim().trim_end_matches("kB").trim().parse().unwrap_or(4);
+            let kb: u64 = rest
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .unwrap_or(4);
             if let Some(last) = out.last_mut() {
                 last.page_size = kb * 1024;
             }
@@ -58,7 +63,11 @@ pub fn parse_smaps(text: &str) -> Vec<Mapping> {
 pub fn page_size_at(addr: u64) -> Result<u64> {
     let maps = mappings_in(addr, addr.saturating_add(1))?;
     maps.first().map(|m| m.page_size).ok_or_else(|| {
-        Error::os("page size lookup", libc::ENOMEM, format!("nothing is mapped at {addr:#x}"))
+        Error::os(
+            "page size lookup",
+            libc::ENOMEM,
+            format!("nothing is mapped at {addr:#x}"),
+        )
     })
 }
 
@@ -70,7 +79,11 @@ pub fn check_alignment(op: &str, start: u64, len: u64) -> Result<()> {
     let maps = mappings_in(start, end)?;
     if maps.is_empty() {
         return Err(Error::os(
-            "UFFDIO_REGISTER",
+            if op.contains("UNREGISTER") {
+                "UFFDIO_UNREGISTER"
+            } else {
+                "UFFDIO_REGISTER"
+            },
             libc::ENOMEM,
             format!("nothing is mapped in [{start:#x}, {end:#x})"),
         ));

@@ -32,7 +32,13 @@ impl Progress {
 }
 
 /// Decode the kernel's answer for a fill or move operation.
-fn decode(op: Op, rc: std::result::Result<(), i32>, field: i64, addr: u64, len: u64) -> Result<Progress> {
+fn decode(
+    op: Op,
+    rc: std::result::Result<(), i32>,
+    field: i64,
+    addr: u64,
+    len: u64,
+) -> Result<Progress> {
     match rc {
         Ok(()) => Ok(Progress { done: len, len }),
         Err(libc::EAGAIN) if field > 0 => Ok(Progress {
@@ -81,15 +87,22 @@ impl Uffd {
             mode: mode.bits(),
             ioctls: 0,
         };
-        ioctl::register(self.fd(), &mut arg).map_err(|e| kernel_err(Op::Register, e, start, len))?;
+        ioctl::register(self.fd(), &mut arg)
+            .map_err(|e| kernel_err(Op::Register, e, start, len))?;
         Ok(Ioctls::from_bits_retain(arg.ioctls))
     }
 
     /// UFFDIO_UNREGISTER `[start, start+len)`. Wakes pending MISSING faults.
     pub fn unregister(&self, start: u64, len: u64) -> Result<()> {
         check_range("UFFDIO_UNREGISTER", "range", start, len)?;
+        if self.serves_this_process() {
+            // Same checks as register: ENOMEM when nothing is mapped there
+            // (the kernel would say EINVAL), huge-page alignment.
+            mappings::check_alignment("UFFDIO_UNREGISTER", start, len)?;
+        }
         let mut arg = UffdioRange { start, len };
-        ioctl::unregister(self.fd(), &mut arg).map_err(|e| kernel_err(Op::Unregister, e, start, len))
+        ioctl::unregister(self.fd(), &mut arg)
+            .map_err(|e| kernel_err(Op::Unregister, e, start, len))
     }
 
     /// UFFDIO_WAKE: wake threads blocked on faults in the range.
@@ -125,7 +138,15 @@ impl Uffd {
         self.copy(dst, src.as_ptr() as u64, src.len() as u64, mode)
     }
 
-    fn range_op(&self, op: Op, kop: RangeOp, allowed: u64, start: u64, len: u64, mode: u64) -> Result<Progress> {
+    fn range_op(
+        &self,
+        op: Op,
+        kop: RangeOp,
+        allowed: u64,
+        start: u64,
+        len: u64,
+        mode: u64,
+    ) -> Result<Progress> {
         check_range(op.name(), "range", start, len)?;
         check_mode(op.name(), mode, allowed)?;
         let mut arg = UffdioRangeOp {
@@ -139,13 +160,27 @@ impl Uffd {
 
     /// UFFDIO_ZEROPAGE: map zero pages. Mode: DONTWAKE. Not for hugetlb.
     pub fn zeropage(&self, start: u64, len: u64, mode: u64) -> Result<Progress> {
-        self.range_op(Op::Zeropage, RangeOp::Zeropage, modes::ZEROPAGE, start, len, mode)
+        self.range_op(
+            Op::Zeropage,
+            RangeOp::Zeropage,
+            modes::ZEROPAGE,
+            start,
+            len,
+            mode,
+        )
     }
 
     /// UFFDIO_CONTINUE: map the existing page-cache pages (MINOR faults).
     /// Modes: DONTWAKE, WP.
     pub fn continue_range(&self, start: u64, len: u64, mode: u64) -> Result<Progress> {
-        self.range_op(Op::Continue, RangeOp::Continue, modes::CONTINUE, start, len, mode)
+        self.range_op(
+            Op::Continue,
+            RangeOp::Continue,
+            modes::CONTINUE,
+            start,
+            len,
+            mode,
+        )
     }
 
     /// UFFDIO_POISON: mark the range poisoned (later accesses get SIGBUS).
@@ -169,7 +204,8 @@ impl Uffd {
             range: UffdioRange { start, len },
             mode,
         };
-        ioctl::writeprotect(self.fd(), &mut arg).map_err(|e| kernel_err(Op::Writeprotect, e, start, len))
+        ioctl::writeprotect(self.fd(), &mut arg)
+            .map_err(|e| kernel_err(Op::Writeprotect, e, start, len))
     }
 
     /// UFFDIO_MOVE `len` bytes of pages from `src` to `dst` (both anonymous
@@ -201,12 +237,20 @@ mod tests {
         let partial = decode(Op::Copy, Err(libc::EAGAIN), 4096, 0x1000, 8192).unwrap();
         assert_eq!(partial.done, 4096);
         assert!(!partial.is_complete());
-        let exists = decode(Op::Copy, Err(libc::EEXIST), -(libc::EEXIST as i64), 0x1000, 4096).unwrap_err();
+        let exists = decode(
+            Op::Copy,
+            Err(libc::EEXIST),
+            -(libc::EEXIST as i64),
+            0x1000,
+            4096,
+        )
+        .unwrap_err();
         assert!(exists.is_exists());
         // ESRCH leaves the field unwritten.
         let gone = decode(Op::Copy, Err(libc::ESRCH), 0, 0x1000, 4096).unwrap_err();
         assert_eq!(gone.errno(), libc::ESRCH);
-        let again = decode(Op::Copy, Err(libc::EAGAIN), -(libc::EAGAIN as i64), 0, 4096).unwrap_err();
+        let again =
+            decode(Op::Copy, Err(libc::EAGAIN), -(libc::EAGAIN as i64), 0, 4096).unwrap_err();
         assert!(again.is_again());
     }
 }
