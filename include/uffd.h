@@ -20,6 +20,18 @@
 
 #include <stddef.h>
 #include <stdint.h>
+/** The header's version as one number, comparable with uffd_version(). */
+#define LIBUFFD_VERSION \
+  ((LIBUFFD_VERSION_MAJOR << 16) | (LIBUFFD_VERSION_MINOR << 8) | LIBUFFD_VERSION_PATCH)
+
+/**
+ * Initialise an options struct: sets .sz and zeroes every other field
+ * before applying the given designated initialisers, e.g.
+ * `struct uffd_open_opts o = LIBUFFD_OPTS_INIT(uffd_open_opts, .flags = LIBUFFD_OPEN_NONBLOCK);`
+ * (C only; in C++ zero the struct and set .sz = sizeof it.)
+ */
+#define LIBUFFD_OPTS_INIT(TYPE, ...) ((struct TYPE){ .sz = sizeof(struct TYPE), __VA_ARGS__ })
+
 
 /**
  * Major version of this header (the soname's number).
@@ -540,8 +552,9 @@ typedef union uffd_event_data {
    */
   struct uffd_range_info range;
   /**
-   * Any kind: the kernel's three argument words as they came (the only
-   * member to read for a kind this header does not know).
+   * For a kind this header does not know: the kernel's three argument
+   * words as they came. For known kinds: the decoded member's bytes,
+   * then zeros.
    */
   uint64_t raw[3];
 } uffd_event_data;
@@ -1286,7 +1299,8 @@ int32_t uffd_register(struct uffd_handle *h, void *start, size_t len, uint64_t m
  * Thread safety: may be called from any thread.
  *
  * Returns: 0, or -EINVAL (NULL handle, len 0, misaligned or wrapping
- * range), -ENOMEM (nothing mapped there).
+ * range, hugetlb range not aligned to its huge pages), -ENOMEM (nothing
+ * mapped there).
  *
  * # Safety
  * `h` is NULL or a live handle.
@@ -1402,10 +1416,10 @@ int64_t uffd_poison(struct uffd_handle *h, void *start, size_t len, uint64_t mod
  * resolve a given address at a time.
  *
  * Returns: bytes done, as uffd_copy(), or -EEXIST (dst populated),
- * -ENOENT (a src hole without ALLOW_SRC_HOLES, or dst not registered),
+ * -ENOENT (a src hole without ALLOW_SRC_HOLES, or nothing mapped at dst),
  * -EBUSY (a src page is shared, e.g. after fork), -EAGAIN, -ESRCH,
- * -EINVAL (not anonymous private memory, another process's uffd, bad
- * range or mode).
+ * -EINVAL (dst not registered with this handle, not anonymous private
+ * memory, another process's uffd, bad range or mode).
  *
  * # Safety
  * `h` is NULL or a live handle.
@@ -1432,15 +1446,3 @@ const char *uffd_version_string(void);
 #endif  // __cplusplus
 
 #endif  /* LIBUFFD_H */
-
-/** The header's version as one number, comparable with uffd_version(). */
-#define LIBUFFD_VERSION \
-  ((LIBUFFD_VERSION_MAJOR << 16) | (LIBUFFD_VERSION_MINOR << 8) | LIBUFFD_VERSION_PATCH)
-
-/**
- * Initialise an options struct: sets .sz and zeroes every other field
- * before applying the given designated initialisers, e.g.
- * `struct uffd_open_opts o = LIBUFFD_OPTS_INIT(uffd_open_opts, .flags = LIBUFFD_OPEN_NONBLOCK);`
- * (C only; in C++ zero the struct and set .sz = sizeof it.)
- */
-#define LIBUFFD_OPTS_INIT(TYPE, ...) ((struct TYPE){ .sz = sizeof(struct TYPE), __VA_ARGS__ })

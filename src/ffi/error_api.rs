@@ -44,7 +44,9 @@ fn errno_text(errno: i32) -> &'static CStr {
 /// Returns: a static, NUL-terminated string; never NULL.
 #[no_mangle]
 pub extern "C" fn uffd_strerror(err: i32) -> *const libc::c_char {
-    errno_text(err.checked_abs().unwrap_or(0)).as_ptr()
+    err.checked_abs()
+        .map_or(c"Unknown error", errno_text)
+        .as_ptr()
 }
 
 /// The detail of the calling thread's most recent libuffd failure: the

@@ -6,46 +6,42 @@ use crate::uffd::{Error, Event, Msg};
 use std::os::fd::IntoRawFd;
 
 fn to_c(ev: Event) -> uffd_event {
-    let (kind, u) = match ev {
-        Event::Pagefault(f) => (
-            LIBUFFD_EVENT_PAGEFAULT,
-            uffd_event_data {
-                fault: uffd_fault_info {
-                    address: f.address,
-                    exact_address: f.exact_address.unwrap_or(f.address),
-                    flags: f.flags.bits() as u32,
-                    thread_id: f.thread_id,
-                },
-            },
-        ),
-        Event::Fork(fd) => (
-            LIBUFFD_EVENT_FORK,
-            uffd_event_data {
-                fork: uffd_fork_info {
-                    fd: fd.into_raw_fd(),
-                    reserved: 0,
-                },
-            },
-        ),
-        Event::Remap { from, to, len } => (
-            LIBUFFD_EVENT_REMAP,
-            uffd_event_data {
-                remap: uffd_remap_info { from, to, len },
-            },
-        ),
-        Event::Remove { start, end } => (
-            LIBUFFD_EVENT_REMOVE,
-            uffd_event_data {
-                range: uffd_range_info { start, end },
-            },
-        ),
-        Event::Unmap { start, end } => (
-            LIBUFFD_EVENT_UNMAP,
-            uffd_event_data {
-                range: uffd_range_info { start, end },
-            },
-        ),
-        Event::Unknown { code, args } => (code as u32, uffd_event_data { raw: args }),
+    // Start from zeros so that every byte of the union is defined, whatever
+    // member the event fills (readers of `raw` see zeros past it).
+    let mut u = uffd_event_data { raw: [0; 3] };
+    let kind = match ev {
+        Event::Pagefault(f) => {
+            u.fault = uffd_fault_info {
+                address: f.address,
+                exact_address: f.exact_address.unwrap_or(f.address),
+                flags: f.flags.bits() as u32,
+                thread_id: f.thread_id,
+            };
+            LIBUFFD_EVENT_PAGEFAULT
+        }
+        Event::Fork(fd) => {
+            u.fork = uffd_fork_info {
+                fd: fd.into_raw_fd(),
+                reserved: 0,
+            };
+            LIBUFFD_EVENT_FORK
+        }
+        Event::Remap { from, to, len } => {
+            u.remap = uffd_remap_info { from, to, len };
+            LIBUFFD_EVENT_REMAP
+        }
+        Event::Remove { start, end } => {
+            u.range = uffd_range_info { start, end };
+            LIBUFFD_EVENT_REMOVE
+        }
+        Event::Unmap { start, end } => {
+            u.range = uffd_range_info { start, end };
+            LIBUFFD_EVENT_UNMAP
+        }
+        Event::Unknown { code, args } => {
+            u.raw = args;
+            code as u32
+        }
     };
     uffd_event {
         kind,

@@ -72,7 +72,8 @@ pub unsafe extern "C" fn uffd_register(
 /// Thread safety: may be called from any thread.
 ///
 /// Returns: 0, or -EINVAL (NULL handle, len 0, misaligned or wrapping
-/// range), -ENOMEM (nothing mapped there).
+/// range, hugetlb range not aligned to its huge pages), -ENOMEM (nothing
+/// mapped there).
 ///
 /// # Safety
 /// `h` is NULL or a live handle.
@@ -250,10 +251,10 @@ pub unsafe extern "C" fn uffd_poison(
 /// resolve a given address at a time.
 ///
 /// Returns: bytes done, as uffd_copy(), or -EEXIST (dst populated),
-/// -ENOENT (a src hole without ALLOW_SRC_HOLES, or dst not registered),
+/// -ENOENT (a src hole without ALLOW_SRC_HOLES, or nothing mapped at dst),
 /// -EBUSY (a src page is shared, e.g. after fork), -EAGAIN, -ESRCH,
-/// -EINVAL (not anonymous private memory, another process's uffd, bad
-/// range or mode).
+/// -EINVAL (dst not registered with this handle, not anonymous private
+/// memory, another process's uffd, bad range or mode).
 ///
 /// # Safety
 /// `h` is NULL or a live handle.

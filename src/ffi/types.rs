@@ -229,8 +229,9 @@ pub union uffd_event_data {
     pub remap: uffd_remap_info,
     /// LIBUFFD_EVENT_REMOVE and LIBUFFD_EVENT_UNMAP.
     pub range: uffd_range_info,
-    /// Any kind: the kernel's three argument words as they came (the only
-    /// member to read for a kind this header does not know).
+    /// For a kind this header does not know: the kernel's three argument
+    /// words as they came. For known kinds: the decoded member's bytes,
+    /// then zeros.
     pub raw: [u64; 3],
 }
 

@@ -79,7 +79,11 @@ pub fn check_alignment(op: &str, start: u64, len: u64) -> Result<()> {
     let maps = mappings_in(start, end)?;
     if maps.is_empty() {
         return Err(Error::os(
-            "UFFDIO_REGISTER",
+            if op.contains("UNREGISTER") {
+                "UFFDIO_UNREGISTER"
+            } else {
+                "UFFDIO_REGISTER"
+            },
             libc::ENOMEM,
             format!("nothing is mapped in [{start:#x}, {end:#x})"),
         ));

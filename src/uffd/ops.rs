@@ -95,6 +95,11 @@ impl Uffd {
     /// UFFDIO_UNREGISTER `[start, start+len)`. Wakes pending MISSING faults.
     pub fn unregister(&self, start: u64, len: u64) -> Result<()> {
         check_range("UFFDIO_UNREGISTER", "range", start, len)?;
+        if self.serves_this_process() {
+            // Same checks as register: ENOMEM when nothing is mapped there
+            // (the kernel would say EINVAL), huge-page alignment.
+            mappings::check_alignment("UFFDIO_UNREGISTER", start, len)?;
+        }
         let mut arg = UffdioRange { start, len };
         ioctl::unregister(self.fd(), &mut arg)
             .map_err(|e| kernel_err(Op::Unregister, e, start, len))

@@ -1,0 +1,36 @@
+/*
+ * hygiene_a: <uffd.h> first, then <linux/userfaultfd.h>. No name may
+ * clash; uffd.h may be included twice. Built as C11 (and run) and checked
+ * as C++17 by run.sh, so it sticks to the common subset of both.
+ */
+#include <uffd.h>
+#include <uffd.h>
+#include <linux/userfaultfd.h>
+
+#include <stdio.h>
+#include <string.h>
+
+int main(void)
+{
+	struct uffd_event ev;
+	struct uffd_msg msg;
+	struct uffdio_api api;
+	struct uffd_open_opts opts;
+
+	memset(&ev, 0, sizeof ev);
+	memset(&msg, 0, sizeof msg);
+	memset(&api, 0, sizeof api);
+	memset(&opts, 0, sizeof opts);
+	opts.sz = sizeof opts;
+	api.api = UFFD_API;
+	ev.kind = LIBUFFD_EVENT_PAGEFAULT;
+	msg.event = UFFD_EVENT_PAGEFAULT;
+
+	if (sizeof ev != sizeof msg || ev.kind != msg.event || api.api != 0xAA)
+		return 1;
+	if (uffd_version() != LIBUFFD_VERSION)
+		return 1;
+	printf("hygiene_a: uffd.h then linux/userfaultfd.h: ok (libuffd %s)\n",
+	       uffd_version_string());
+	return 0;
+}

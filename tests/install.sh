@@ -1,0 +1,287 @@
+#!/usr/bin/env bash
+# tests/install.sh: `make install` and `make uninstall` into a DESTDIR
+# (make test-install).
+#
+#   BUILD=<absolute build dir> MAKE=make bash tests/install.sh
+#
+# Installs twice: with PREFIX=/usr, and with PREFIX=/opt/x
+# LIBDIR=/opt/x/lib64 INCLUDEDIR=/opt/x/inc. Each time it checks every
+# file and symlink (place, target, mode, content), the paths in uffd.pc,
+# then builds a small consumer with `pkg-config --cflags --libs uffd`
+# (shared, run with LD_LIBRARY_PATH) and with `pkg-config --static --libs
+# uffd` against libuffd.a; the consumer opens a userfaultfd and resolves
+# one fault. Finally `make uninstall` must remove every installed file.
+# Prints "install: N passed, N failed"; exits 1 on any failure.
+set -u
+
+cd "$(dirname "$0")/.." || exit 2
+ROOT=$PWD
+BUILD=${BUILD:-$ROOT/build}
+MAKE=${MAKE:-make}
+CC=${CC:-cc}
+PKG_CONFIG=${PKG_CONFIG:-pkg-config}
+
+VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+MAJOR=${VERSION%%.*}
+REALNAME=libuffd.so.$VERSION
+SONAME=libuffd.so.$MAJOR
+
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); echo "ok      $*"; }
+notok() { failed=$((failed + 1)); echo "NOT OK  $*"; }
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+chmod 755 "$work"
+
+# The consumer: open a userfaultfd, let a thread fault, resolve the fault.
+cat > "$work/consumer.c" <<'EOF'
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <uffd.h>
+
+static volatile char *mem;
+static char seen;
+
+static void *toucher(void *arg)
+{
+	(void)arg;
+	seen = mem[100];
+	return NULL;
+}
+
+int main(void)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	struct uffd_open_opts o = LIBUFFD_OPTS_INIT(uffd_open_opts, .flags = LIBUFFD_OPEN_NONBLOCK);
+	uffd_handle *h = NULL;
+	int rc = uffd_open(&o, &h);
+	if (rc != 0) {
+		fprintf(stderr, "uffd_open: %s\n", uffd_last_error());
+		return 1;
+	}
+	mem = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *src = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED || src == MAP_FAILED)
+		return 1;
+	memset(src, 'Z', page);
+	if (uffd_register(h, (void *)mem, page, LIBUFFD_REGISTER_MISSING, NULL) != 0) {
+		fprintf(stderr, "uffd_register: %s\n", uffd_last_error());
+		return 1;
+	}
+	pthread_t t;
+	if (pthread_create(&t, NULL, toucher, NULL) != 0)
+		return 1;
+	struct uffd_event ev[1];
+	int n = 0;
+	for (int i = 0; i < 100 && n == 0; i++)
+		n = uffd_read_events(h, ev, 1, 100);
+	if (n != 1 || ev[0].kind != LIBUFFD_EVENT_PAGEFAULT ||
+	    ev[0].u.fault.address != (uintptr_t)mem) {
+		fprintf(stderr, "no fault event (%d): %s\n", n, uffd_last_error());
+		return 1;
+	}
+	if (uffd_copy(h, (void *)mem, src, page, 0) != page) {
+		fprintf(stderr, "uffd_copy: %s\n", uffd_last_error());
+		return 1;
+	}
+	pthread_join(t, NULL);
+	if (seen != 'Z')
+		return 1;
+	printf("consumer: libuffd %s resolved a fault at %p\n", uffd_version_string(), (void *)mem);
+	uffd_handle_free(h);
+	return 0;
+}
+EOF
+
+# mode FILE: the octal permission bits.
+mode() { stat -c '%a' "$1"; }
+
+check_file() { # check_file PATH MODE [SAME_AS]
+  local path=$1 want=$2 same=${3:-}
+  if [ ! -f "$path" ] || [ -L "$path" ]; then
+    notok "$path is a regular file"
+    return
+  fi
+  if [ "$(mode "$path")" != "$want" ]; then
+    notok "$path has mode $want (found $(mode "$path"))"
+    return
+  fi
+  if [ -n "$same" ] && ! cmp -s "$path" "$same"; then
+    notok "$path (mode $want) has the content of $same"
+    return
+  fi
+  ok "$path (mode $want${same:+, same as ${same#"$ROOT"/}})"
+}
+
+check_link() { # check_link PATH TARGET
+  local path=$1 want=$2
+  if [ -L "$path" ] && [ "$(readlink "$path")" = "$want" ] && [ -e "$path" ]; then
+    ok "$path -> $want"
+  else
+    notok "$path -> $want (found: $(readlink "$path" 2>/dev/null || echo 'not a symlink'))"
+  fi
+}
+
+# one_round NAME PREFIX LIBDIR INCLUDEDIR [extra make variables...]
+one_round() {
+  local name=$1 prefix=$2 libdir=$3 incdir=$4
+  shift 4
+  local dest=$work/$name
+  local pcdir=$libdir/pkgconfig
+  mkdir -p "$dest"
+  echo "== make install DESTDIR=$dest PREFIX=$prefix $*"
+  if timeout 1800 "$MAKE" -C "$ROOT" install DESTDIR="$dest" PREFIX="$prefix" "$@" \
+       >"$work/$name.install.log" 2>&1; then
+    ok "make install ($name)"
+  else
+    notok "make install ($name) failed"
+    sed 's/^/    | /' "$work/$name.install.log" | tail -n 40
+    return
+  fi
+
+  # Every file where it belongs, with the right mode and content.
+  check_file "$dest$libdir/$REALNAME" 755 "$BUILD/$REALNAME"
+  check_link "$dest$libdir/$SONAME" "$REALNAME"
+  check_link "$dest$libdir/libuffd.so" "$SONAME"
+  check_file "$dest$libdir/libuffd.a" 644 "$BUILD/libuffd.a"
+  check_file "$dest$incdir/uffd.h" 644 "$ROOT/include/uffd.h"
+  check_file "$dest$pcdir/uffd.pc" 644
+  for d in "$dest$libdir" "$dest$incdir" "$dest$pcdir"; do
+    if [ -d "$d" ] && [ "$(mode "$d")" = 755 ]; then ok "directory $d (mode 755)"; else notok "directory $d has mode 755"; fi
+  done
+  # Nothing else was installed.
+  local expected found
+  expected=$(printf '%s\n' "$dest$libdir/$REALNAME" "$dest$libdir/$SONAME" "$dest$libdir/libuffd.so" \
+    "$dest$libdir/libuffd.a" "$dest$incdir/uffd.h" "$dest$pcdir/uffd.pc" | sort)
+  found=$(find "$dest" \( -type f -o -type l \) | sort)
+  if [ "$expected" = "$found" ]; then
+    ok "exactly the 6 expected files and symlinks were installed"
+  else
+    notok "exactly the 6 expected files and symlinks were installed; found:"
+    printf '    %s\n' $found
+  fi
+  local so_soname
+  so_soname=$(readelf -d "$dest$libdir/$REALNAME" | sed -n 's/.*(SONAME).*\[\(.*\)\].*/\1/p')
+  [ "$so_soname" = "$SONAME" ] && ok "installed library's SONAME is $SONAME" \
+    || notok "installed library's SONAME is $SONAME (found '$so_soname')"
+
+  # uffd.pc names the final paths, never the DESTDIR.
+  local pc=$dest$pcdir/uffd.pc
+  if grep -q -x "prefix=$prefix" "$pc" && grep -q -x "libdir=$libdir" "$pc" \
+     && grep -q -x "includedir=$incdir" "$pc" && grep -q -x "Version: $VERSION" "$pc"; then
+    ok "uffd.pc: prefix=$prefix libdir=$libdir includedir=$incdir Version: $VERSION"
+  else
+    notok "uffd.pc has prefix=$prefix libdir=$libdir includedir=$incdir Version: $VERSION:"
+    sed 's/^/    | /' "$pc"
+  fi
+  if grep -q -F "$dest" "$pc" || grep -q -F "$BUILD" "$pc"; then
+    notok "uffd.pc does not mention the DESTDIR or the build directory"
+  else
+    ok "uffd.pc does not mention the DESTDIR or the build directory"
+  fi
+
+  # A consumer built with pkg-config, as a user of the installed tree would.
+  local pkg=(env PKG_CONFIG_SYSROOT_DIR="$dest" PKG_CONFIG_PATH="$dest$pcdir" PKG_CONFIG_LIBDIR="$dest$pcdir" "$PKG_CONFIG")
+  local modver cflags libs slibs cflags_libs out
+  modver=$("${pkg[@]}" --modversion uffd 2>&1)
+  [ "$modver" = "$VERSION" ] && ok "pkg-config --modversion uffd = $VERSION" \
+    || notok "pkg-config --modversion uffd = $VERSION (got '$modver')"
+  if ! cflags_libs=$("${pkg[@]}" --cflags --libs uffd 2>&1); then
+    notok "pkg-config --cflags --libs uffd: $cflags_libs"
+    return
+  fi
+  echo "   pkg-config --cflags --libs uffd: $cflags_libs"
+  case " $cflags_libs " in
+    *" -I$dest$incdir "*) ok "pkg-config --cflags points into the installed include directory" ;;
+    *) notok "pkg-config --cflags points into $dest$incdir" ;;
+  esac
+  # shellcheck disable=SC2086 # word splitting of compiler flags is wanted
+  if "$CC" -std=c11 -Wall -Wextra -Werror -O1 -o "$work/$name-shared" "$work/consumer.c" \
+       $cflags_libs -lpthread >"$work/$name-shared.log" 2>&1; then
+    ok "consumer builds with pkg-config --cflags --libs uffd (shared)"
+    if readelf -d "$work/$name-shared" | grep -q "NEEDED.*\[$SONAME\]"; then
+      ok "shared consumer needs $SONAME"
+    else
+      notok "shared consumer needs $SONAME"
+    fi
+    local lib_used
+    lib_used=$(LD_LIBRARY_PATH=$dest$libdir ldd "$work/$name-shared" | awk '$1 == "'"$SONAME"'" { print $3 }')
+    [ "$lib_used" = "$dest$libdir/$SONAME" ] && ok "shared consumer loads $lib_used" \
+      || notok "shared consumer loads $dest$libdir/$SONAME (ldd says '$lib_used')"
+    if out=$(LD_LIBRARY_PATH=$dest$libdir timeout 60 "$work/$name-shared" 2>&1); then
+      ok "shared consumer runs: $out"
+    else
+      notok "shared consumer runs: $out"
+    fi
+  else
+    notok "consumer builds with pkg-config --cflags --libs uffd (shared)"
+    sed 's/^/    | /' "$work/$name-shared.log"
+  fi
+
+  if ! slibs=$("${pkg[@]}" --static --libs uffd 2>&1); then
+    notok "pkg-config --static --libs uffd: $slibs"
+    return
+  fi
+  cflags=$("${pkg[@]}" --cflags uffd)
+  echo "   pkg-config --static --libs uffd: $slibs"
+  case " $slibs " in
+    *" -lpthread "* | *" -lgcc_s "*) ok "pkg-config --static --libs lists the native libraries" ;;
+    *) notok "pkg-config --static --libs lists the native libraries (Libs.private)" ;;
+  esac
+  # -l:libuffd.a picks the archive where -luffd would pick the .so.
+  libs=${slibs//-luffd/-l:libuffd.a}
+  # shellcheck disable=SC2086
+  if "$CC" -std=c11 -Wall -Wextra -Werror -O1 -o "$work/$name-static" "$work/consumer.c" \
+       $cflags $libs -lpthread >"$work/$name-static.log" 2>&1; then
+    ok "consumer builds against libuffd.a with pkg-config --static --libs uffd"
+    if readelf -d "$work/$name-static" | grep -q 'NEEDED.*libuffd'; then
+      notok "static consumer does not need libuffd.so"
+    else
+      ok "static consumer does not need libuffd.so"
+    fi
+    if out=$(env -u LD_LIBRARY_PATH timeout 60 "$work/$name-static" 2>&1); then
+      ok "static consumer runs: $out"
+    else
+      notok "static consumer runs: $out"
+    fi
+  else
+    notok "consumer builds against libuffd.a with pkg-config --static --libs uffd"
+    sed 's/^/    | /' "$work/$name-static.log"
+  fi
+
+  echo "== make uninstall DESTDIR=$dest PREFIX=$prefix $*"
+  if timeout 600 "$MAKE" -C "$ROOT" uninstall DESTDIR="$dest" PREFIX="$prefix" "$@" \
+       >"$work/$name.uninstall.log" 2>&1; then
+    ok "make uninstall ($name)"
+  else
+    notok "make uninstall ($name) failed"
+    sed 's/^/    | /' "$work/$name.uninstall.log"
+  fi
+  local left
+  left=$(find "$dest" \( -type f -o -type l \) | sort)
+  if [ -z "$left" ]; then
+    ok "make uninstall left no file or symlink behind"
+  else
+    notok "make uninstall left files behind:"
+    printf '    %s\n' $left
+  fi
+  local dirs
+  dirs=$(find "$dest" -mindepth 1 -type d | sort | tr '\n' ' ')
+  [ -n "$dirs" ] && echo "   (empty directories left, as usual for uninstall: $dirs)"
+}
+
+one_round usr /usr /usr/lib /usr/include
+one_round custom /opt/x /opt/x/lib64 /opt/x/inc LIBDIR=/opt/x/lib64 INCLUDEDIR=/opt/x/inc
+
+# Leave build/uffd.pc as a plain `make lib` makes it.
+timeout 1800 "$MAKE" -C "$ROOT" -s lib >/dev/null 2>&1 || true
+
+echo
+echo "install: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

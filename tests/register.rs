@@ -1,0 +1,480 @@
+//! UFFDIO_REGISTER and UNREGISTER on the real kernel: the ioctl mask each
+//! memory kind and mode combination returns (kernel-uapi.md §1.2), the
+//! argument checks done before the kernel is asked (mode 0, unknown mode
+//! bits, hugetlb misalignment, nothing mapped), the kernel's own refusals
+//! (EBUSY, MINOR on anonymous memory), and UNREGISTER waking a blocked
+//! fault.
+
+mod common;
+
+use ::uffd::sys::uapi::*;
+use ::uffd::{probe, Error, FaultFlags, Features, Ioctls, RegisterMode, Uffd};
+use common::*;
+use std::sync::Arc;
+use std::time::Duration;
+
+const M: RegisterMode = RegisterMode::MISSING;
+const WP: RegisterMode = RegisterMode::WP;
+const MINOR: RegisterMode = RegisterMode::MINOR;
+
+/// Everything registration may need on any kind.
+fn all_register_features() -> Features {
+    Features::PAGEFAULT_FLAG_WP
+        | Features::WP_HUGETLBFS_SHMEM
+        | Features::MISSING_SHMEM
+        | Features::MISSING_HUGETLBFS
+        | Features::MINOR_SHMEM
+        | Features::MINOR_HUGETLBFS
+        | Features::POISON
+        | Features::MOVE
+}
+
+/// Open with `f`, or None (skip, reason printed) if the kernel lacks some.
+fn uffd_with(f: Features, test: &str) -> Option<Uffd> {
+    let offered = probe().expect("probe userfaultfd features").features;
+    if !offered.contains(f) {
+        eprintln!("SKIP {test}: this kernel lacks {:?}", f - offered);
+        return None;
+    }
+    Some(open_uffd(f))
+}
+
+/// MAP_SHARED|MAP_ANONYMOUS: shmem without a memfd. Unmapped on drop.
+struct SharedAnon {
+    addr: *mut libc::c_void,
+    len: usize,
+}
+
+impl SharedAnon {
+    fn new(len: usize) -> SharedAnon {
+        // SAFETY: plain mmap, checked.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert!(
+            addr != libc::MAP_FAILED,
+            "mmap: {}",
+            std::io::Error::last_os_error()
+        );
+        SharedAnon { addr, len }
+    }
+}
+
+impl Drop for SharedAnon {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping.
+        unsafe { libc::munmap(self.addr, self.len) };
+    }
+}
+
+/// The kernel-uapi.md §1.2 table, by mode: MISSING, WP, MISSING|WP,
+/// MINOR, MINOR|MISSING, MINOR|WP, MINOR|WP|MISSING. None = EINVAL.
+type Row = [(RegisterMode, Option<u64>); 7];
+
+fn row(m: u64, wp: u64, minor: Option<u64>, minor_wp: Option<u64>) -> Row {
+    [
+        (M, Some(m)),
+        (WP, Some(wp)),
+        (M | WP, Some(wp)),
+        (MINOR, minor),
+        (MINOR | M, minor),
+        (MINOR | WP, minor_wp),
+        (MINOR | WP | M, minor_wp),
+    ]
+}
+
+/// Anonymous private memory: no MINOR mode at all.
+fn anon_row() -> Row {
+    row(0x13C, 0x17C, None, None)
+}
+
+/// shmem, however mapped.
+fn shmem_row() -> Row {
+    row(0x13C, 0x17C, Some(0x1BC), Some(0x1FC))
+}
+
+/// hugetlb: no ZEROPAGE, no MOVE.
+fn hugetlb_row() -> Row {
+    row(0x10C, 0x14C, Some(0x18C), Some(0x1CC))
+}
+
+/// Register a fresh mapping (from `map`) with each mode of `row` on a fresh
+/// uffd, and compare the mask (or the EINVAL) with the table.
+fn check_row(
+    name: &'static str,
+    what: &str,
+    map: &dyn Fn() -> (u64, u64, Box<dyn std::any::Any>),
+    row: Row,
+) {
+    let _w = Watchdog::new(name, 60);
+    if uffd_with(all_register_features(), name).is_none() {
+        return;
+    }
+    for (mode, expected) in row {
+        let u = open_uffd(all_register_features());
+        let (start, len, _keep) = map();
+        match (u.register(start, len, mode), expected) {
+            (Ok(io), Some(mask)) => {
+                assert_eq!(io.bits(), mask, "{what} {mode:?}: ioctls {io:?}");
+                // WAKE always; CONTINUE only with MINOR; WRITEPROTECT
+                // only with WP.
+                assert!(io.contains(Ioctls::WAKE));
+                assert_eq!(
+                    io.contains(Ioctls::CONTINUE),
+                    mode.contains(MINOR),
+                    "{what} {mode:?}"
+                );
+                assert_eq!(
+                    io.contains(Ioctls::WRITEPROTECT),
+                    mode.contains(WP),
+                    "{what} {mode:?}"
+                );
+                u.unregister(start, len).unwrap();
+            }
+            (Err(e), None) => {
+                assert_eq!(e.errno(), libc::EINVAL, "{what} {mode:?}: {e}");
+                assert!(
+                    matches!(e, Error::Kernel { .. }),
+                    "{what} {mode:?}: the kernel's refusal expected: {e:?}"
+                );
+            }
+            (got, want) => panic!("{what} {mode:?}: got {got:?}, table says {want:x?}"),
+        }
+    }
+}
+
+fn mem_map(kind: Kind) -> impl Fn() -> (u64, u64, Box<dyn std::any::Any>) {
+    move || {
+        let m = Mem::new(kind, 1);
+        (
+            m.start(),
+            m.len as u64,
+            Box::new(m) as Box<dyn std::any::Any>,
+        )
+    }
+}
+
+#[test]
+fn masks_anon_private() {
+    check_row(
+        "masks_anon_private",
+        "anon",
+        &mem_map(Kind::Anon),
+        anon_row(),
+    );
+}
+
+#[test]
+fn masks_shmem_memfd_shared() {
+    check_row(
+        "masks_shmem_memfd_shared",
+        "memfd shared",
+        &mem_map(Kind::ShmemShared),
+        shmem_row(),
+    );
+}
+
+#[test]
+fn masks_shmem_memfd_private() {
+    check_row(
+        "masks_shmem_memfd_private",
+        "memfd private",
+        &mem_map(Kind::ShmemPrivate),
+        shmem_row(),
+    );
+}
+
+#[test]
+fn masks_shmem_anon_shared() {
+    let map = || {
+        let m = SharedAnon::new(2 * PAGE);
+        (
+            m.addr as u64,
+            m.len as u64,
+            Box::new(m) as Box<dyn std::any::Any>,
+        )
+    };
+    check_row(
+        "masks_shmem_anon_shared",
+        "MAP_SHARED|MAP_ANONYMOUS",
+        &map,
+        shmem_row(),
+    );
+}
+
+#[test]
+fn masks_hugetlb_shared() {
+    check_row(
+        "masks_hugetlb_shared",
+        "hugetlb memfd",
+        &mem_map(Kind::Hugetlb),
+        hugetlb_row(),
+    );
+}
+
+#[test]
+fn masks_hugetlb_private() {
+    check_row(
+        "masks_hugetlb_private",
+        "hugetlb private",
+        &mem_map(Kind::HugetlbPrivate),
+        hugetlb_row(),
+    );
+}
+
+/// A range over two kinds gets the intersection: a hugetlb part drops
+/// ZEROPAGE and MOVE for the whole range. (Adjacent mappings of different
+/// kinds are made with MAP_FIXED inside one reservation.)
+#[test]
+fn mask_of_mixed_range_is_the_intersection() {
+    let name = "mask_of_mixed_range_is_the_intersection";
+    let _w = Watchdog::new(name, 60);
+    let Some(u) = uffd_with(Features::MISSING_HUGETLBFS, name) else {
+        return;
+    };
+    let total = 2 * HUGE;
+    // SAFETY: a PROT_NONE reservation, then two MAP_FIXED mappings inside
+    // it; all unmapped below.
+    unsafe {
+        let base = libc::mmap(
+            std::ptr::null_mut(),
+            total + HUGE,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        assert!(base != libc::MAP_FAILED);
+        let start = (base as usize + HUGE - 1) & !(HUGE - 1);
+        let rw = libc::PROT_READ | libc::PROT_WRITE;
+        let a = libc::mmap(
+            start as *mut _,
+            HUGE,
+            rw,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+            -1,
+            0,
+        );
+        assert_eq!(a as usize, start);
+        let h = libc::mmap(
+            (start + HUGE) as *mut _,
+            HUGE,
+            rw,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_HUGETLB | libc::MAP_FIXED,
+            -1,
+            0,
+        );
+        assert_eq!(
+            h as usize,
+            start + HUGE,
+            "MAP_HUGETLB: {}",
+            std::io::Error::last_os_error()
+        );
+        let io = u.register(start as u64, total as u64, M);
+        libc::munmap(base, total + HUGE);
+        assert_eq!(io.unwrap().bits(), 0x10C);
+    }
+}
+
+/// Mode 0 and unknown mode bits are refused before the kernel is asked:
+/// the range given is not even mapped, which the kernel would also
+/// complain about.
+#[test]
+fn bad_modes_rejected_before_kernel() {
+    let _w = Watchdog::new("bad_modes_rejected_before_kernel", 60);
+    let u = open_uffd(Features::empty());
+    // Page 0: never mapped (below vm.mmap_min_addr).
+    let (start, len) = (0u64, PAGE as u64);
+    let e = u.register(start, len, RegisterMode::empty()).unwrap_err();
+    assert_eq!(e.errno(), libc::EINVAL);
+    assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+    assert!(e.to_string().contains("mode is 0"), "{e}");
+    for bits in [1u64 << 3, M.bits() | 1 << 3, 1 << 63, 0xF0] {
+        let e = u
+            .register(start, len, RegisterMode::from_bits_retain(bits))
+            .unwrap_err();
+        assert_eq!(e.errno(), libc::EINVAL, "mode {bits:#x}");
+        assert!(
+            matches!(e, Error::InvalidArgument(_)),
+            "mode {bits:#x}: {e:?}"
+        );
+        assert!(e.to_string().contains("unknown mode bits"), "{e}");
+    }
+    // The kernel agrees about these modes (on a mapped range).
+    let mem = Mem::new(Kind::Anon, 1);
+    for bits in [0u64, 1 << 3] {
+        let mut arg = UffdioRegister {
+            range: UffdioRange {
+                start: mem.start(),
+                len,
+            },
+            mode: bits,
+            ioctls: 0,
+        };
+        assert_eq!(
+            ::uffd::sys::ioctl::register(u.fd(), &mut arg),
+            Err(libc::EINVAL),
+            "kernel, mode {bits:#x}"
+        );
+    }
+    // And a good mode on the same fd still works: nothing was spent.
+    assert_eq!(u.register(mem.start(), len, M).unwrap().bits(), 0x13C);
+    // Unaligned or empty ranges are refused too.
+    for (s, l) in [(mem.start() + 1, len), (mem.start(), 100), (mem.start(), 0)] {
+        let e = u.register(s, l, M).unwrap_err();
+        assert!(
+            matches!(e, Error::InvalidArgument(_)),
+            "[{s:#x}, +{l:#x}): {e:?}"
+        );
+    }
+}
+
+/// A hugetlb range not aligned to its 2 MiB pages: EINVAL whose message
+/// names the 2048 KiB pages; the kernel refuses it too.
+#[test]
+fn hugetlb_misaligned_range_is_einval() {
+    let _w = Watchdog::new("hugetlb_misaligned_range_is_einval", 60);
+    let u = open_uffd(Features::empty());
+    for kind in [Kind::Hugetlb, Kind::HugetlbPrivate] {
+        let mem = Mem::new(kind, 2);
+        let s = mem.start();
+        let h = HUGE as u64;
+        let p = PAGE as u64;
+        for (start, len) in [(s + p, h), (s, p), (s, h + p), (s + h - p, 2 * p)] {
+            let e = u.register(start, len, M).unwrap_err();
+            assert_eq!(e.errno(), libc::EINVAL, "{kind:?} [{start:#x}, +{len:#x})");
+            assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+            assert!(
+                e.to_string().contains("2048 KiB"),
+                "message should name the page size: {e}"
+            );
+            let mut arg = UffdioRegister {
+                range: UffdioRange { start, len },
+                mode: M.bits(),
+                ioctls: 0,
+            };
+            assert_eq!(
+                ::uffd::sys::ioctl::register(u.fd(), &mut arg),
+                Err(libc::EINVAL),
+                "kernel, {kind:?}"
+            );
+        }
+        // Aligned is fine.
+        assert_eq!(u.register(s + h, h, M).unwrap().bits(), 0x10C, "{kind:?}");
+        u.unregister(s + h, h).unwrap();
+    }
+}
+
+/// Nothing mapped in the range: ENOMEM, from the library's own check of
+/// /proc/self/smaps. (The kernel alone answers EINVAL for this.)
+#[test]
+fn unmapped_range_is_enomem() {
+    let _w = Watchdog::new("unmapped_range_is_enomem", 60);
+    let u = open_uffd(Features::empty());
+    // A range below vm.mmap_min_addr: nobody (no test running in parallel
+    // either) can map anything there.
+    let min: u64 = std::fs::read_to_string("/proc/sys/vm/mmap_min_addr")
+        .expect("read vm.mmap_min_addr")
+        .trim()
+        .parse()
+        .unwrap();
+    let (start, len) = (0u64, PAGE as u64);
+    assert!(
+        min >= len,
+        "vm.mmap_min_addr is {min}: page 0 could be mapped, no range is surely unmapped"
+    );
+    let e = u.register(start, len, M).unwrap_err();
+    assert_eq!(e.errno(), libc::ENOMEM, "{e}");
+    assert!(e.to_string().contains("nothing is mapped"), "{e}");
+    let mut arg = UffdioRegister {
+        range: UffdioRange { start, len },
+        mode: M.bits(),
+        ioctls: 0,
+    };
+    assert_eq!(
+        ::uffd::sys::ioctl::register(u.fd(), &mut arg),
+        Err(libc::EINVAL),
+        "kernel alone"
+    );
+    // Nothing there to fill either.
+    let e = u.copy_from_slice(start, &[0u8; PAGE], 0).unwrap_err();
+    assert_eq!(e.errno(), libc::ENOENT, "COPY to nothing: {e}");
+}
+
+/// A range already registered with another userfaultfd: EBUSY, until the
+/// first one lets go.
+#[test]
+fn second_uffd_on_same_range_is_ebusy() {
+    let _w = Watchdog::new("second_uffd_on_same_range_is_ebusy", 60);
+    let u1 = open_uffd(Features::empty());
+    let u2 = open_uffd(Features::empty());
+    for kind in [Kind::Anon, Kind::ShmemShared, Kind::Hugetlb] {
+        let mem = Mem::new(kind, 2);
+        let len = mem.len as u64;
+        u1.register(mem.start(), len, M).unwrap();
+        let e = u2.register(mem.start(), len, M).unwrap_err();
+        assert_eq!(e.errno(), libc::EBUSY, "{kind:?}: {e}");
+        assert!(matches!(e, Error::Kernel { .. }), "{e:?}");
+        // Overlapping only in part is just as busy.
+        let page = kind.page() as u64;
+        let e = u2.register(mem.page_addr(1), page, WP).unwrap_err();
+        assert_eq!(e.errno(), libc::EBUSY, "{kind:?} partial: {e}");
+        // The same fd may re-register (change the mode of) its own range.
+        u1.register(mem.start(), len, M).unwrap();
+        u1.unregister(mem.start(), len).unwrap();
+        u2.register(mem.start(), len, M).unwrap();
+        u2.unregister(mem.start(), len).unwrap();
+    }
+}
+
+/// UNREGISTER wakes a thread blocked on a MISSING fault in the range: it
+/// retries without userfaultfd and reads zeros.
+fn unregister_wakes_case(name: &'static str, kind: Kind) {
+    let _w = Watchdog::new(name, 60);
+    let u = open_uffd(Features::empty());
+    let mem = Arc::new(Mem::new(kind, 2));
+    let page = kind.page();
+    u.register(mem.start(), mem.len as u64, M).unwrap();
+    let r = reader(&mem, page + 17);
+    let f = next_fault(&u, 2000);
+    assert_eq!(f.address, mem.page_addr(1));
+    assert_eq!(f.flags, FaultFlags::empty());
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!r.is_finished(), "the faulting thread should be blocked");
+    u.unregister(mem.start(), mem.len as u64).unwrap();
+    assert_eq!(r.join().unwrap(), 0);
+    assert!(
+        mem.bytes()[page..2 * page].iter().all(|&b| b == 0),
+        "page after unregister"
+    );
+    // No longer trapped: page 0 faults in normally.
+    assert_eq!(mem.read(0), 0);
+    let mut buf = [::uffd::Msg::default()];
+    assert_eq!(
+        u.read_msgs(&mut buf, 0).unwrap(),
+        0,
+        "no message after unregister"
+    );
+}
+
+#[test]
+fn unregister_wakes_missing_fault_anon() {
+    unregister_wakes_case("unregister_wakes_missing_fault_anon", Kind::Anon);
+}
+
+#[test]
+fn unregister_wakes_missing_fault_shmem() {
+    unregister_wakes_case("unregister_wakes_missing_fault_shmem", Kind::ShmemShared);
+}
+
+#[test]
+fn unregister_wakes_missing_fault_hugetlb() {
+    unregister_wakes_case("unregister_wakes_missing_fault_hugetlb", Kind::Hugetlb);
+}
