@@ -117,6 +117,10 @@ impl Inner {
         on_again: OnAgain,
     ) -> Handled {
         let f = p.fault;
+        // Hold the layout gate from the lookup to the ioctl that serves
+        // from the region's source (see `Inner::layout`); not across a
+        // callback.
+        let gate = self.layout.read().unwrap_or_else(|e| e.into_inner());
         // Find the region; copy out what is needed and drop the lock
         // before any ioctl or callback.
         let view = {
@@ -156,10 +160,12 @@ impl Inner {
         } else if f.flags.contains(FaultFlags::MINOR) && source != Source::Callback {
             self.serve_source(scratch, token, Source::PageCache, offset, window)
         } else if source == Source::Callback {
+            drop(gate);
             return self.run_callback(scratch, p, token, info, on_again);
         } else {
             self.serve_source(scratch, token, source, offset, window)
         };
+        drop(gate);
         self.finish(p, token, outcome, on_again)
     }
 
@@ -179,10 +185,7 @@ impl Inner {
                 Handled::Done
             }
             Err(Failed::Again) => self.again(p, token, on_again),
-            Err(Failed::Error(e)) => {
-                self.fail(token, &e);
-                Handled::Done
-            }
+            Err(Failed::Error(e)) => self.fail(p, token, &e, on_again),
         }
     }
 
@@ -205,17 +208,40 @@ impl Inner {
     }
 
     /// Apply the error policy: the faulting thread is always released.
-    pub(crate) fn fail(&self, token: FaultToken, e: &Error) {
-        Stats::add(&self.stats.failed, 1);
+    pub(crate) fn fail(
+        &self,
+        p: Pending,
+        token: FaultToken,
+        e: &Error,
+        on_again: OnAgain,
+    ) -> Handled {
         let policy = self.config.error_policy;
+        let outcome = match policy {
+            ErrorPolicy::Retry => self.apply(token, Action::Wake),
+            ErrorPolicy::Sigbus | ErrorPolicy::Stop => self.apply(token, Action::Poison),
+        };
+        if let Ok(Applied::Gone) = outcome {
+            // The range went away (ENOENT: unmapped, moved, or
+            // unregistered by RemovePolicy::Unregister; ESRCH: the process
+            // exited) and the thread was woken: a fault that outlived its
+            // region, not a failure (it used to count as `failed`, and
+            // ErrorPolicy::Stop stopped the monitor for it).
+            Stats::add(&self.stats.dropped, 1);
+            return Handled::Done;
+        }
+        if let Err(Failed::Again) = outcome {
+            // An event is pending (typically the REMOVE/UNMAP/REMAP that
+            // took this fault's region away): like any EAGAIN, retry once
+            // it has been read, when the poison finds the range gone, or
+            // the fault is served. Counting it failed was wrong.
+            return self.again(p, token, on_again);
+        }
+        Stats::add(&self.stats.failed, 1);
         self.log(format_args!(
             "fault at {:#x}: {e}; policy {:?}",
             token.page, policy
         ));
-        let released = match policy {
-            ErrorPolicy::Retry => self.apply(token, Action::Wake).is_ok(),
-            ErrorPolicy::Sigbus | ErrorPolicy::Stop => self.apply(token, Action::Poison).is_ok(),
-        };
+        let released = outcome.is_ok();
         if !released {
             // Poison refused (memory without POISON support): wake, so the
             // thread is never left blocked.
@@ -224,6 +250,7 @@ impl Inner {
         if policy == ErrorPolicy::Stop {
             self.request_stop(Some(e.errno()));
         }
+        Handled::Done
     }
 
     fn run_callback(
@@ -257,25 +284,25 @@ impl Inner {
                     .record_latency(wait::now_ns().saturating_sub(p.t_read));
                 Handled::Done
             }
-            Verdict::Resolved => {
-                self.fail(
-                    token,
-                    &Error::invalid("the fault callback said it resolved the fault but did not"),
-                );
-                Handled::Done
-            }
+            Verdict::Resolved => self.fail(
+                p,
+                token,
+                &Error::invalid("the fault callback said it resolved the fault but did not"),
+                on_again,
+            ),
             Verdict::UseSource => {
                 // Only a region with a page source can be served without
                 // the callback; a callback region or an unknown address
                 // falls to the error policy (the thread is released).
                 self.fail(
+                    p,
                     token,
                     &Error::invalid(format!(
                         "fault at {:#x} has no page source: the callback must resolve or defer it",
                         token.page
                     )),
-                );
-                Handled::Done
+                    on_again,
+                )
             }
             Verdict::Defer => {
                 Stats::add(&self.stats.deferred, 1);
@@ -294,8 +321,7 @@ impl Inner {
                 if errno == libc::ENOTRECOVERABLE {
                     self.log(format_args!("fault callback panicked at {:#x}", token.page));
                 }
-                self.fail(token, &e);
-                Handled::Done
+                self.fail(p, token, &e, on_again)
             }
         }
     }
@@ -336,6 +362,17 @@ impl Inner {
             return Ok(());
         };
         loop {
+            // Read under the layout gate and apply the batch's events
+            // before its faults. A read() that returns faults and then an
+            // event has already completed the event: a REMOVE's madvise
+            // goes on to zap the range at once. A fault of the batch
+            // served in message order, from the region as it was before
+            // the REMOVE, could land after the zap and leave stale source
+            // data where the madvise caller must read zeros (and a fault at
+            // the new address of a REMAP would find no region). The batch's
+            // faults were raised before the events were read, so serving
+            // them against the new layout is always a valid outcome.
+            let gate = self.layout.write().unwrap_or_else(|e| e.into_inner());
             let n = match uffd.read_msgs(&mut st.msgs, 0) {
                 Ok(n) => n,
                 Err(e) if e.errno() == libc::EAGAIN => 0,
@@ -349,6 +386,14 @@ impl Inner {
             st.seen.clear();
             st.batch_faults = 0;
             st.queued = 0;
+            for i in 0..n {
+                if st.msgs[i].code() != crate::sys::uapi::UFFD_EVENT_PAGEFAULT {
+                    if let Some(ev) = st.msgs[i].take_event(uffd.features()) {
+                        self.handle_event(st, &uffd, id, ev, t_read);
+                    }
+                }
+            }
+            drop(gate);
             for i in 0..n {
                 let ev = st.msgs[i].take_event(uffd.features());
                 if let Some(ev) = ev {

@@ -63,6 +63,17 @@ pub(crate) struct Inner {
     pub stats: stats::Stats,
     pub zero_huge: OnceCell<wait::ScratchMap>,
     pub reader: Mutex<ReaderState>,
+    /// The layout gate. Whoever serves a fault from a region's source
+    /// holds it shared from the region lookup to the ioctl that places the
+    /// data; the reader holds it exclusive while it reads messages and
+    /// applies the layout events (REMOVE, UNMAP, REMAP, FORK) among them.
+    /// Reading an event completes it: madvise(DONTNEED) then zaps the
+    /// range and returns. Without the gate, a worker (or the prefetcher)
+    /// that looked the region up before the REMOVE was applied could place
+    /// stale source data after the zap, and the thread that called madvise
+    /// would read it back instead of zeros (tests/monitor_events.rs
+    /// remove_then_read_zero_workers). Callbacks run outside the gate.
+    pub layout: RwLock<()>,
     pub pool: Mutex<Option<Arc<pool::Pool>>>,
 }
 
@@ -237,6 +248,7 @@ impl Monitor {
                 stats: stats::Stats::default(),
                 zero_huge: OnceCell::new(),
                 reader: Mutex::new(ReaderState::new(config.batch as usize)),
+                layout: RwLock::new(()),
                 pool: Mutex::new(None),
             }),
         })

@@ -22,6 +22,9 @@ pub(crate) fn run(inner: Arc<Inner>) {
         if inner.stop.load(Acquire) {
             return;
         }
+        // The layout gate, from the lookup to the ioctl (see
+        // `Inner::layout`): no stale source data after a REMOVE.
+        let gate = inner.layout.read().unwrap_or_else(|e| e.into_inner());
         // The next prefetch region at or after the cursor.
         let next = {
             let t = inner.regions.read().unwrap_or_else(|e| e.into_inner());
@@ -57,7 +60,9 @@ pub(crate) fn run(inner: Arc<Inner>) {
             page: from,
             page_size: ps,
         };
-        let step = match inner.serve_source(&mut scratch, token, source, offset, pages) {
+        let served = inner.serve_source(&mut scratch, token, source, offset, pages);
+        drop(gate);
+        let step = match served {
             Ok(Applied::Resolved(n)) => {
                 Stats::add(&inner.stats.prefetched_bytes, n);
                 n.max(ps)
