@@ -182,6 +182,16 @@ fn wait_child(pid: i32, timeout: Duration) -> i32 {
     }
 }
 
+/// Wait (up to 10 s) for `f`: counters are updated after the event that
+/// moves them has let the monitored thread go.
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 fn exited_ok(status: i32) -> bool {
     libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
 }
@@ -552,7 +562,8 @@ fn unmap_drops_region() {
         "mmap fixed: {}",
         std::io::Error::last_os_error()
     );
-    assert_eq!(m.stats().unmaps, 1);
+    // munmap returns once the event is read; the counter follows.
+    wait_for("the first UNMAP counted", || m.stats().unmaps == 1);
     assert_eq!(
         *rec.unmaps.lock().unwrap(),
         vec![(id, hole, hole + (8 * PAGE) as u64)]
@@ -563,7 +574,7 @@ fn unmap_drops_region() {
         .expect("the unmapped range left the region table");
     // 2. munmap pages 24..32.
     unmap(base + (24 * PAGE) as u64, 8 * PAGE);
-    assert_eq!(m.stats().unmaps, 2);
+    wait_for("the second UNMAP counted", || m.stats().unmaps == 2);
     check_bytes(bytes_at(base, 8 * PAGE), &data[..8 * PAGE], "pages 0..8");
     check_bytes(bytes_at(hole, 8 * PAGE), &other, "new region in the hole");
     check_bytes(
@@ -694,13 +705,13 @@ fn fork_case(workers: u32) {
         exited_ok(st),
         "child saw wrong data or died: status {st:#x}"
     );
+    // The child's last faults are counted after it was woken.
+    wait_for("the child's faults counted", || {
+        m.stats().resolved - before.resolved >= (pages - 8) as u64
+    });
     let s = m.stats();
     assert_eq!(s.forks, 1, "{s:?}");
     assert_eq!(rec.forks.load(SeqCst), 1);
-    assert!(
-        s.resolved - before.resolved >= (pages - 8) as u64,
-        "the child's pages were served by the monitor: {before:?} -> {s:?}"
-    );
     // The parent's own region is untouched by the child's faults.
     check_bytes(mem.bytes(), &data, "parent after the child");
     m.stop();

@@ -109,6 +109,14 @@ pub enum ForkVerdict {
 /// be thread-safe. They must not fork, mremap, munmap or madvise memory
 /// registered with the monitored userfaultfds (the kernel would wait for
 /// the monitor to read the resulting event: a deadlock).
+///
+/// The event callbacks (`on_fork`, `on_remap`, `on_remove`, `on_unmap`)
+/// run on the reader while it applies the event: they must not call
+/// `Monitor::add_region`, and, if the monitored process forks from several
+/// threads or in quick succession, they should not allocate (glibc's fork
+/// holds the malloc locks while the kernel waits for the reader:
+/// kernel-semantics.md §6.6). The same goes for `on_log` when
+/// `wants_log` is true (the message is formatted on the reader).
 pub trait Handler: Send + Sync + 'static {
     /// A fault in a region whose source is `Callback` (or in no region).
     fn on_fault(&self, _ctx: &FaultCtx<'_>) -> Verdict {

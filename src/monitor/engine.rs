@@ -456,13 +456,11 @@ impl Inner {
                         let _ = std::os::fd::IntoRawFd::into_raw_fd(fd);
                     }
                     ForkVerdict::Serve if self.config.serve_forks => {
-                        let child = Arc::new(Uffd::from_fork(fd, uffd));
-                        match self.add_uffd(child, true) {
-                            Ok(child_id) => {
-                                let mut t = self.regions.write().unwrap_or_else(|e| e.into_inner());
-                                t.duplicate(id, child_id);
-                            }
-                            Err(e) => self.log(format_args!("cannot serve forked child: {e}")),
+                        // Nothing here may allocate while the reserves last:
+                        // the parent may already be in its next fork, holding
+                        // the malloc locks and waiting for us (reserve.rs).
+                        if let Err(e) = self.serve_child(id, uffd, fd) {
+                            self.log(format_args!("cannot serve forked child: {e}"));
                         }
                     }
                     _ => drop(fd),
@@ -557,6 +555,12 @@ impl Inner {
         }
         // poll(2), not the epoll set: on the fault path it costs the
         // faulting thread less (measured: see bench/), and the set is small.
+        let served = self.uffds.read().unwrap_or_else(|e| e.into_inner()).len();
+        if st.pollfds.capacity() < served + 1 || st.poll_ids.capacity() < served {
+            // Larger arrays from the reserve, rather than growing these
+            // here: the reader must not allocate (reserve.rs).
+            self.reserve.swap_poll(&mut st.pollfds, &mut st.poll_ids);
+        }
         st.pollfds.clear();
         st.poll_ids.clear();
         st.pollfds.push(libc::pollfd {

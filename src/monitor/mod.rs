@@ -14,6 +14,7 @@ mod engine;
 mod pool;
 mod prefetch;
 pub mod region;
+mod reserve;
 pub mod resolve;
 pub mod stats;
 
@@ -62,6 +63,8 @@ pub(crate) struct Inner {
     pub stop_errno: AtomicU64,
     pub stats: stats::Stats,
     pub zero_huge: OnceCell<wait::ScratchMap>,
+    /// What the reader draws on to serve forks without allocating.
+    pub reserve: reserve::Reserve,
     pub reader: Mutex<ReaderState>,
     /// The layout gate. Whoever serves a fault from a region's source
     /// holds it shared from the region lookup to the ioctl that places the
@@ -129,6 +132,9 @@ impl Inner {
                 "the monitor needs non-blocking userfaultfds (open them with the NONBLOCK flag)",
             ));
         }
+        // Room first, allocating outside the lock (see reserve.rs); on the
+        // reader, serving a fork, the room is already there.
+        reserve::grow(&self.uffds, |v| v, 1);
         let mut list = self.uffds.write().unwrap_or_else(|e| e.into_inner());
         let id = list.len() as u32;
         wait::epoll_add(self.epoll.as_fd(), uffd.as_fd(), id as u64 + 1)
@@ -247,6 +253,7 @@ impl Monitor {
                 stop_errno: AtomicU64::new(0),
                 stats: stats::Stats::default(),
                 zero_huge: OnceCell::new(),
+                reserve: reserve::Reserve::new(),
                 reader: Mutex::new(ReaderState::new(config.batch as usize)),
                 layout: RwLock::new(()),
                 pool: Mutex::new(None),
@@ -295,6 +302,14 @@ impl Monitor {
                 )));
             }
         }
+        // The layout gate (shared): the reader holds it from reading an
+        // event to applying it, so an munmap/mremap that has returned has
+        // its UNMAP/REMAP applied before we look. Without it, a region
+        // re-added right after an munmap of the old one was refused as
+        // overlapping now and then (tests/monitor_stress.rs). Not to be
+        // called from the on_remap/on_remove/on_unmap/on_fork callbacks,
+        // which run under the gate.
+        let _gate = self.inner.layout.read().unwrap_or_else(|e| e.into_inner());
         if self
             .inner
             .regions
@@ -309,6 +324,8 @@ impl Monitor {
         if !opts.register.is_empty() {
             uffd.register(start, len, opts.register)?;
         }
+        // Room first, allocating outside the lock (see reserve.rs).
+        reserve::grow(&self.inner.regions, RegionTable::vec_mut, 1);
         self.inner
             .regions
             .write()
@@ -368,6 +385,22 @@ impl Monitor {
                             "spawn",
                             e.raw_os_error().unwrap_or(libc::EAGAIN),
                             "prefetch thread",
+                        )
+                    })?,
+            );
+        }
+        if reserve::wanted(inner) {
+            reserve::prepare(inner);
+            let i = inner.clone();
+            helpers.push(
+                std::thread::Builder::new()
+                    .name("uffd-reserve".into())
+                    .spawn(move || reserve::run(i))
+                    .map_err(|e| {
+                        Error::os(
+                            "spawn",
+                            e.raw_os_error().unwrap_or(libc::EAGAIN),
+                            "reserve thread",
                         )
                     })?,
             );

@@ -114,80 +114,88 @@ impl RegionTable {
         self.regions.insert(i, r);
     }
 
-    /// Cut `[start, end)` of `uffd_id` out of the table; the removed
-    /// pieces are handed to `take` (in address order).
-    fn cut(&mut self, uffd_id: u32, start: u64, end: u64, mut take: impl FnMut(Region)) {
-        let mut i = 0;
-        while i < self.regions.len() {
-            let r = &self.regions[i];
-            if r.uffd_id != uffd_id || r.end() <= start || r.start >= end {
-                i += 1;
-                continue;
-            }
-            let r = self.regions.remove(i);
-            let (a, b) = (r.start.max(start), r.end().min(end));
-            if r.start < a {
-                self.regions.insert(i, r.piece(r.start, a));
-                i += 1;
-            }
-            take(r.piece(a, b));
-            if b < r.end() {
-                self.regions.insert(i, r.piece(b, r.end()));
-                i += 1;
-            }
+    /// The vector itself, for `reserve::grow`.
+    pub(crate) fn vec_mut(&mut self) -> &mut Vec<Region> {
+        &mut self.regions
+    }
+
+    // The updates below run on the reader while it handles events. They
+    // work in place, without temporaries, so that they allocate nothing
+    // while the table has spare capacity (kept by `reserve`; see there why
+    // the reader must not allocate).
+
+    /// Split the region of `uffd_id` that strictly contains `addr` in two.
+    fn split_at(&mut self, uffd_id: u32, addr: u64) {
+        let i = self
+            .regions
+            .partition_point(|r| (r.uffd_id, r.start) <= (uffd_id, addr));
+        let Some(i) = i.checked_sub(1) else { return };
+        let r = &self.regions[i];
+        if r.uffd_id != uffd_id || addr <= r.start || addr >= r.end() {
+            return;
         }
+        let (a, b) = (r.piece(r.start, addr), r.piece(addr, r.end()));
+        self.regions[i] = a;
+        self.regions.insert(i + 1, b);
+    }
+
+    /// Split so that `[start, end)` is covered by whole regions, and
+    /// return the index range of those regions.
+    fn isolate(&mut self, uffd_id: u32, start: u64, end: u64) -> std::ops::Range<usize> {
+        self.split_at(uffd_id, start);
+        self.split_at(uffd_id, end);
+        let lo = self
+            .regions
+            .partition_point(|r| (r.uffd_id, r.start) < (uffd_id, start));
+        let hi = self
+            .regions
+            .partition_point(|r| (r.uffd_id, r.start) < (uffd_id, end));
+        lo..hi
     }
 
     /// UNMAP: forget `[start, end)`.
     pub fn unmap(&mut self, uffd_id: u32, start: u64, end: u64) {
-        self.cut(uffd_id, start, end, drop);
+        let range = self.isolate(uffd_id, start, end);
+        self.regions.drain(range);
     }
 
     /// REMOVE with zero-fill: later faults in `[start, end)` get zeros.
     pub fn zero_fill(&mut self, uffd_id: u32, start: u64, end: u64) {
-        let mut pieces: Vec<Region> = Vec::new();
-        self.cut(uffd_id, start, end, |mut p| {
+        let range = self.isolate(uffd_id, start, end);
+        for p in &mut self.regions[range] {
             if p.source != Source::PageCache {
                 p.source = Source::Zero;
             }
             p.prefetch = false;
-            pieces.push(p);
-        });
-        for p in pieces {
-            self.insert(p);
         }
     }
 
     /// REMAP: `[from, from+len)` moved to `to`; pieces keep their sources.
     pub fn remap(&mut self, uffd_id: u32, from: u64, to: u64, len: u64) {
-        let mut pieces: Vec<Region> = Vec::new();
-        self.cut(uffd_id, from, from + len, |mut p| {
+        if self.isolate(uffd_id, from, from + len).is_empty() {
+            return;
+        }
+        // The destination may have held other regions (MREMAP_FIXED);
+        // the kernel refuses overlapping source and destination.
+        self.unmap(uffd_id, to, to + len);
+        let range = self.isolate(uffd_id, from, from + len);
+        for p in &mut self.regions[range] {
             p.start = to + (p.start - from);
-            pieces.push(p);
-        });
-        // The destination may have held other regions (MREMAP_FIXED).
-        if !pieces.is_empty() {
-            self.unmap(uffd_id, to, to + len);
         }
-        for p in pieces {
-            self.insert(p);
-        }
+        // In place, no allocation (unlike a stable sort).
+        self.regions.sort_unstable_by_key(|r| (r.uffd_id, r.start));
     }
 
     /// Copy every region of `parent` for `child` (fork: same addresses).
+    /// `child` is a newer uffd than `parent` (a larger id), so the copies
+    /// sort after the originals and the loop's range stays valid.
     pub fn duplicate(&mut self, parent: u32, child: u32) {
-        let copies: Vec<Region> = self
-            .regions
-            .iter()
-            .filter(|r| r.uffd_id == parent)
-            .map(|r| {
-                let mut c = r.clone();
-                c.uffd_id = child;
-                c.prefetch = false;
-                c
-            })
-            .collect();
-        for c in copies {
+        let lo = self.regions.partition_point(|r| r.uffd_id < parent);
+        let hi = self.regions.partition_point(|r| r.uffd_id <= parent);
+        for i in lo..hi {
+            let mut c = self.regions[i].clone();
+            c.uffd_id = child;
+            c.prefetch = false;
             self.insert(c);
         }
     }

@@ -1,0 +1,318 @@
+//! Reserves that let the reader serve forks and layout events without
+//! allocating (kernel-semantics.md §6.6).
+//!
+//! glibc's fork() takes the malloc locks before it enters the kernel, and
+//! with EVENT_FORK the kernel then waits inside fork() until the FORK
+//! message is read. If the reader allocates (or waits for a lock held by a
+//! thread that allocates) while another thread of the monitored process is
+//! inside its next fork(), neither ever proceeds. Serving a fork used to
+//! allocate on the reader (the child's `Arc<Uffd>`, a temporary vector of
+//! region copies, vector growth in the uffd list, region table and poll
+//! set): back-to-back forks pinned to one CPU hung
+//! (tests/monitor_events.rs fork_back_to_back_one_cpu).
+//!
+//! Now the reader draws on reserves: pre-made handles for children's
+//! userfaultfds (turned into the child's in place), spare capacity in the
+//! uffd list and region table, and spare poll arrays. A helper thread
+//! ("uffd-reserve") refills them, allocating only while holding no lock the
+//! reader takes. When no pre-made handle is left, the reader still
+//! registers the child in order (an empty uffd slot and the copies of its
+//! parent's regions, made at FORK time, before any later event) and leaves
+//! the handle to the helper, which fills the slot. Only without a helper
+//! (dispatch mode) or with every spare used up does the reader allocate.
+
+use super::{Inner, Served};
+use crate::sys::wait;
+use crate::uffd::{Features, Uffd};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{
+    AtomicBool,
+    Ordering::{Acquire, Release},
+};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::Duration;
+
+/// Child handles kept ready, and spare uffd slots.
+pub(crate) const STOCK: usize = 8;
+/// Spare region-table entries beyond the forks' needs (event splits).
+const SPARE_REGIONS: usize = 16;
+
+pub(crate) struct Reserve {
+    /// Pre-made handles (each holding a placeholder eventfd); fixed
+    /// capacity `STOCK`, so pushing and popping never allocate.
+    stock: Mutex<Vec<Arc<Uffd>>>,
+    /// Children whose uffd slot and regions the reader set up without a
+    /// handle: (slot, fd, parent). Fixed capacity `STOCK`.
+    pending: Mutex<Vec<(u32, OwnedFd, Arc<Uffd>)>>,
+    /// The helper runs (else nothing would fill pending slots).
+    helper: AtomicBool,
+    /// Spare poll arrays (fds, ids) for the reader to swap in when its own
+    /// are too small.
+    poll: Mutex<(Vec<libc::pollfd>, Vec<u32>)>,
+    nudged: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl Reserve {
+    pub fn new() -> Reserve {
+        Reserve {
+            stock: Mutex::new(Vec::with_capacity(STOCK)),
+            pending: Mutex::new(Vec::with_capacity(STOCK)),
+            helper: AtomicBool::new(false),
+            poll: Mutex::new((Vec::new(), Vec::new())),
+            nudged: Mutex::new(false),
+            wake: Condvar::new(),
+        }
+    }
+
+    /// A pre-made handle, if one is ready (never blocks).
+    fn take_stock(&self) -> Option<Arc<Uffd>> {
+        self.stock.try_lock().ok()?.pop()
+    }
+
+    /// Swap the spare poll arrays in if they are larger than the reader's
+    /// (never blocks, never allocates).
+    pub fn swap_poll(&self, fds: &mut Vec<libc::pollfd>, ids: &mut Vec<u32>) {
+        if let Ok(mut p) = self.poll.try_lock() {
+            if p.0.capacity() > fds.capacity() && p.1.capacity() > ids.capacity() {
+                p.0.clear();
+                p.1.clear();
+                std::mem::swap(&mut p.0, fds);
+                std::mem::swap(&mut p.1, ids);
+            }
+        }
+        self.nudge();
+    }
+
+    /// Ask the helper to refill (after the reader used a reserve).
+    pub fn nudge(&self) {
+        // lock(), not try_lock(): a lost nudge left the helper asleep while
+        // forks emptied the stock. Its holder never allocates under it.
+        let mut n = self.nudged.lock().unwrap_or_else(|e| e.into_inner());
+        *n = true;
+        self.wake.notify_one();
+    }
+
+    fn wait_nudge(&self, timeout: Duration) {
+        let mut n = self.nudged.lock().unwrap_or_else(|e| e.into_inner());
+        if !*n {
+            n = self
+                .wake
+                .wait_timeout(n, timeout)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *n = false;
+    }
+}
+
+/// Make room for `extra` more elements in the vector behind `lock`,
+/// allocating only while the lock is not held (the reader may be waiting
+/// for it, and an allocation may be waiting for a fork that waits for the
+/// reader). Without spare room it allocates, outside the lock, and moves
+/// the elements over under it; the old buffer is freed outside it too.
+pub(crate) fn grow<G, T>(lock: &RwLock<G>, vec: fn(&mut G) -> &mut Vec<T>, extra: usize) {
+    loop {
+        let want = {
+            let mut g = lock.write().unwrap_or_else(|e| e.into_inner());
+            let v = vec(&mut g);
+            if v.capacity() - v.len() >= extra {
+                return;
+            }
+            (v.len() + extra) * 2
+        };
+        let mut fresh: Vec<T> = Vec::with_capacity(want);
+        {
+            let mut g = lock.write().unwrap_or_else(|e| e.into_inner());
+            let v = vec(&mut g);
+            if v.capacity() - v.len() < extra && fresh.capacity() >= v.len() + extra {
+                fresh.append(v);
+                std::mem::swap(v, &mut fresh);
+            }
+        }
+        drop(fresh);
+    }
+}
+
+impl Inner {
+    /// Serve a forked child (FORK event `fd` from `parent`, uffd `parent_id`)
+    /// with its parent's regions; its uffd id. Runs on the reader: no
+    /// allocation while the reserves last (see the module doc).
+    pub(crate) fn serve_child(
+        &self,
+        parent_id: u32,
+        parent: &Arc<Uffd>,
+        fd: OwnedFd,
+    ) -> crate::uffd::Result<u32> {
+        let r = &self.reserve;
+        let child_id = if let Some(mut handle) = r.take_stock() {
+            match Arc::get_mut(&mut handle) {
+                // Drops the placeholder: a close(2), no free().
+                Some(u) => *u = Uffd::from_fork(fd, parent),
+                None => handle = Arc::new(Uffd::from_fork(fd, parent)),
+            }
+            self.add_uffd(handle, true)?
+        } else {
+            match self.pend_child(parent, fd) {
+                Ok(id) => id,
+                Err(fd) => self.add_uffd(Arc::new(Uffd::from_fork(fd, parent)), true)?,
+            }
+        };
+        self.regions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .duplicate(parent_id, child_id);
+        r.nudge();
+        Ok(child_id)
+    }
+
+    /// Take an empty uffd slot for a child whose handle the helper will
+    /// make, queueing its fd; the fd back if there is no helper or no room
+    /// without allocating.
+    fn pend_child(&self, parent: &Arc<Uffd>, fd: OwnedFd) -> Result<u32, OwnedFd> {
+        let r = &self.reserve;
+        if !r.helper.load(Acquire) {
+            return Err(fd);
+        }
+        let Ok(mut pending) = r.pending.try_lock() else {
+            return Err(fd);
+        };
+        let mut list = self.uffds.write().unwrap_or_else(|e| e.into_inner());
+        if pending.len() == pending.capacity() || list.len() == list.capacity() {
+            return Err(fd);
+        }
+        let id = list.len() as u32;
+        list.push(None);
+        pending.push((id, fd, parent.clone()));
+        Ok(id)
+    }
+
+    /// The helper's side of `pend_child`: make the handles and fill the
+    /// slots, then have the reader poll them.
+    fn fill_pending(&self) {
+        loop {
+            let item = self
+                .reserve
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop();
+            let Some((id, fd, parent)) = item else { return };
+            let uffd = Arc::new(Uffd::from_fork(fd, &parent));
+            if wait::epoll_add(self.epoll.as_fd(), uffd.as_fd(), id as u64 + 1).is_err() {
+                self.log(format_args!("cannot serve forked child: epoll_ctl failed"));
+            }
+            {
+                let mut list = self.uffds.write().unwrap_or_else(|e| e.into_inner());
+                if let Some(slot @ None) = list.get_mut(id as usize) {
+                    *slot = Some(Served { uffd, owned: true });
+                }
+            }
+            wait::eventfd_signal(self.wake_fd.as_fd());
+        }
+    }
+}
+
+fn itself<T>(v: &mut Vec<T>) -> &mut Vec<T> {
+    v
+}
+
+/// Whether any served userfaultfd can report forks (so the helper is
+/// needed).
+pub(crate) fn wanted(inner: &Inner) -> bool {
+    inner.config.serve_forks
+        && inner
+            .uffds
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .flatten()
+            .any(|s| s.uffd.features().contains(Features::EVENT_FORK))
+}
+
+/// Before the reader starts (and so before `start` returns): fill the
+/// reserves and declare the helper. Starting with empty reserves, the
+/// reader allocated for the first fork, racing the parent's next fork.
+pub(crate) fn prepare(inner: &Inner) {
+    inner.reserve.helper.store(true, Release);
+    refill(inner);
+}
+
+/// The helper: refill the reserves until the monitor stops.
+pub(crate) fn run(inner: Arc<Inner>) {
+    while !inner.stop.load(Acquire) {
+        inner.fill_pending();
+        refill(&inner);
+        inner.reserve.wait_nudge(Duration::from_millis(20));
+    }
+    inner.reserve.helper.store(false, Release);
+    // Children still pending get their handles now, so that stopping
+    // releases (or closes) them like every other child.
+    inner.fill_pending();
+}
+
+fn refill(inner: &Inner) {
+    let r = &inner.reserve;
+    // Pre-made child handles; a placeholder needs some uffd's features.
+    let model = inner
+        .uffds
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .flatten()
+        .next()
+        .map(|s| s.uffd.clone());
+    if let Some(model) = model {
+        while r.stock.lock().unwrap_or_else(|e| e.into_inner()).len() < STOCK {
+            let Ok(fd) = wait::eventfd() else { break };
+            let a = Arc::new(Uffd::from_fork(fd, &model));
+            let mut s = r.stock.lock().unwrap_or_else(|e| e.into_inner());
+            if s.len() < s.capacity() {
+                s.push(a);
+            } else {
+                drop(s);
+                drop(a);
+                break;
+            }
+        }
+    }
+    // Spare uffd slots.
+    grow(&inner.uffds, itself, STOCK);
+    // Spare region entries: STOCK forks of the uffd with the most regions,
+    // plus room for the splits of layout events.
+    let most = {
+        let t = inner.regions.read().unwrap_or_else(|e| e.into_inner());
+        let (mut most, mut run, mut last) = (0usize, 0usize, None);
+        for reg in t.iter() {
+            if last == Some(reg.uffd_id) {
+                run += 1;
+            } else {
+                run = 1;
+                last = Some(reg.uffd_id);
+            }
+            most = most.max(run);
+        }
+        most
+    };
+    grow(
+        &inner.regions,
+        super::region::RegionTable::vec_mut,
+        STOCK * most + SPARE_REGIONS,
+    );
+    // Spare poll arrays for the uffds there may soon be.
+    let want = inner.uffds.read().unwrap_or_else(|e| e.into_inner()).len() + STOCK + 1;
+    let small = {
+        let p = r.poll.lock().unwrap_or_else(|e| e.into_inner());
+        p.0.capacity() < want || p.1.capacity() < want
+    };
+    if small {
+        let mut fresh = (Vec::with_capacity(want * 2), Vec::with_capacity(want * 2));
+        {
+            let mut p = r.poll.lock().unwrap_or_else(|e| e.into_inner());
+            if p.0.capacity() < fresh.0.capacity() && p.1.capacity() < fresh.1.capacity() {
+                std::mem::swap(&mut *p, &mut fresh);
+            }
+        }
+        drop(fresh);
+    }
+}
