@@ -88,7 +88,10 @@ pub(crate) fn guard_with<R: FromErrno>(
 }
 
 /// `guard_with` for functions that involve no handle.
-pub(crate) fn guard<R: FromErrno>(func: &'static str, body: impl FnOnce() -> Result<R, Error>) -> R {
+pub(crate) fn guard<R: FromErrno>(
+    func: &'static str,
+    body: impl FnOnce() -> Result<R, Error>,
+) -> R {
     guard_with(func, || {}, body)
 }
 

@@ -41,6 +41,8 @@ pub(crate) unsafe fn copy_opts<T: Copy + Default>(name: &str, ptr: *const T) -> 
     let n = sz.min(ours);
     // SAFETY: `n` bytes are readable at `ptr` (n <= sz) and writable in
     // `out` (n <= size_of::<T>()); T is plain old data made of integers.
-    unsafe { std::ptr::copy_nonoverlapping(ptr.cast::<u8>(), (&mut out as *mut T).cast::<u8>(), n) };
+    unsafe {
+        std::ptr::copy_nonoverlapping(ptr.cast::<u8>(), (&mut out as *mut T).cast::<u8>(), n)
+    };
     Ok(out)
 }

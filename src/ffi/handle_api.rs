@@ -109,7 +109,9 @@ pub unsafe extern "C" fn uffd_handle_from_fd(
     guard("uffd_handle_from_fd", || {
         check_out("uffd_handle_from_fd", out)?;
         if fd < 0 {
-            return Err(Error::invalid(format!("uffd_handle_from_fd: fd {fd} is negative")));
+            return Err(Error::invalid(format!(
+                "uffd_handle_from_fd: fd {fd} is negative"
+            )));
         }
         // SAFETY: contract above.
         let o = unsafe { copy_opts("uffd_open_opts", opts) }?;
@@ -121,7 +123,11 @@ pub unsafe extern "C" fn uffd_handle_from_fd(
         }
         // SAFETY: F_GETFD only checks that the descriptor is open.
         if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-            return Err(Error::os("uffd_handle_from_fd", libc::EBADF, format!("fd {fd} is not open")));
+            return Err(Error::os(
+                "uffd_handle_from_fd",
+                libc::EBADF,
+                format!("fd {fd} is not open"),
+            ));
         }
         // SAFETY: the caller hands over `fd`, which is open (checked).
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };

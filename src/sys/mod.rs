@@ -15,7 +15,9 @@ pub mod uapi;
 
 /// The calling thread's current `errno`.
 pub fn last_errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 /// The system's base page size, read once.

@@ -38,14 +38,22 @@ impl Msg {
                     thread_id: (a[2] & 0xffff_ffff) as u32,
                 })
             }
-            UFFD_EVENT_FORK => Event::Fork(sys::read::take_fork_fd((a[0] & 0xffff_ffff) as u32 as i32)),
+            UFFD_EVENT_FORK => {
+                Event::Fork(sys::read::take_fork_fd((a[0] & 0xffff_ffff) as u32 as i32))
+            }
             UFFD_EVENT_REMAP => Event::Remap {
                 from: a[0],
                 to: a[1],
                 len: a[2],
             },
-            UFFD_EVENT_REMOVE => Event::Remove { start: a[0], end: a[1] },
-            UFFD_EVENT_UNMAP => Event::Unmap { start: a[0], end: a[1] },
+            UFFD_EVENT_REMOVE => Event::Remove {
+                start: a[0],
+                end: a[1],
+            },
+            UFFD_EVENT_UNMAP => Event::Unmap {
+                start: a[0],
+                end: a[1],
+            },
             code => Event::Unknown { code, args: a },
         })
     }
@@ -72,13 +80,26 @@ pub enum Event {
     /// The monitored process forked; this fd serves the child's memory.
     Fork(OwnedFd),
     /// A registered range moved with mremap(); `len` is the old length.
-    Remap { from: u64, to: u64, len: u64 },
+    Remap {
+        from: u64,
+        to: u64,
+        len: u64,
+    },
     /// madvise(DONTNEED/FREE/REMOVE) is about to drop `[start, end)`.
-    Remove { start: u64, end: u64 },
+    Remove {
+        start: u64,
+        end: u64,
+    },
     /// `[start, end)` was unmapped.
-    Unmap { start: u64, end: u64 },
+    Unmap {
+        start: u64,
+        end: u64,
+    },
     /// An event code this library does not know (a newer kernel's).
-    Unknown { code: u8, args: [u64; 3] },
+    Unknown {
+        code: u8,
+        args: [u64; 3],
+    },
 }
 
 impl Uffd {
@@ -107,7 +128,8 @@ impl Uffd {
             }
             return sys::read::read_msgs(self.fd(), raw).map_err(|e| kernel_read_err(Op::Read, e));
         }
-        let deadline = (timeout_ms > 0).then(|| Instant::now() + Duration::from_millis(timeout_ms as u64));
+        let deadline =
+            (timeout_ms > 0).then(|| Instant::now() + Duration::from_millis(timeout_ms as u64));
         loop {
             match sys::read::read_msgs(self.fd(), raw) {
                 Ok(n) => return Ok(n),
@@ -133,7 +155,11 @@ impl Uffd {
                     }
                 }
                 Ok(revents) if revents & libc::POLLERR != 0 => {
-                    return Err(Error::os("poll", libc::EIO, "the userfaultfd reported POLLERR"));
+                    return Err(Error::os(
+                        "poll",
+                        libc::EIO,
+                        "the userfaultfd reported POLLERR",
+                    ));
                 }
                 Ok(_) => {}
                 Err(e) => return Err(kernel_read_err(Op::Poll, e)),

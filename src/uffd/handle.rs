@@ -172,7 +172,11 @@ pub fn create_fd(flags: OpenFlags) -> Result<OwnedFd> {
 
 /// Do the UFFDIO_API handshake on a fresh fd. `wanted` bits the kernel
 /// lacks are dropped; missing `required` bits fail with EOPNOTSUPP.
-fn negotiate(fd: BorrowedFd<'_>, wanted: Features, required: Features) -> Result<(Features, Features)> {
+fn negotiate(
+    fd: BorrowedFd<'_>,
+    wanted: Features,
+    required: Features,
+) -> Result<(Features, Features)> {
     let mut request = wanted | required;
     for attempt in 0..3 {
         let mut api = UffdioApi {
@@ -224,7 +228,11 @@ fn negotiate(fd: BorrowedFd<'_>, wanted: Features, required: Features) -> Result
             }
         }
     }
-    Err(Error::os("UFFDIO_API", libc::EINVAL, "handshake did not converge"))
+    Err(Error::os(
+        "UFFDIO_API",
+        libc::EINVAL,
+        "handshake did not converge",
+    ))
 }
 
 impl Uffd {
@@ -263,7 +271,13 @@ impl Uffd {
     fn adopt_parts(fd: &OwnedFd, opts: &OpenOptions) -> Result<(Features, Option<Features>, bool)> {
         let raw = fd.as_raw_fd();
         let info = sys::fdinfo::read_uffd_fdinfo(raw)
-            .map_err(|e| Error::os("adopt fd", e, format!("cannot read /proc/self/fdinfo/{raw}")))?
+            .map_err(|e| {
+                Error::os(
+                    "adopt fd",
+                    e,
+                    format!("cannot read /proc/self/fdinfo/{raw}"),
+                )
+            })?
             .ok_or_else(|| Error::invalid(format!("adopt fd: fd {raw} is not a userfaultfd")))?;
         let nonblocking = sys::open::status_flags(fd.as_fd())
             .map_err(|e| Error::os("fcntl(F_GETFL)", e, ""))?

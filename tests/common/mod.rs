@@ -19,7 +19,8 @@ impl Watchdog {
     pub fn new(name: &'static str, secs: u64) -> Watchdog {
         let (tx, rx) = mpsc::channel::<()>();
         std::thread::spawn(move || {
-            if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(secs)) {
+            if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(secs))
+            {
                 eprintln!("WATCHDOG: test `{name}` still running after {secs}s: aborting");
                 std::process::abort();
             }
@@ -88,16 +89,32 @@ impl Mem {
         unsafe {
             let (fd, flags) = match kind {
                 Kind::Anon => (-1, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS),
-                Kind::HugetlbPrivate => (-1, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_HUGETLB),
+                Kind::HugetlbPrivate => (
+                    -1,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_HUGETLB,
+                ),
                 Kind::ShmemShared | Kind::ShmemPrivate | Kind::Hugetlb => {
                     let mut mflags = libc::MFD_CLOEXEC;
                     if kind == Kind::Hugetlb {
                         mflags |= libc::MFD_HUGETLB;
                     }
                     let fd = libc::memfd_create(c"libuffd-test".as_ptr(), mflags);
-                    assert!(fd >= 0, "memfd_create({kind:?}): {}", std::io::Error::last_os_error());
-                    assert_eq!(libc::ftruncate(fd, len as i64), 0, "ftruncate: {}", std::io::Error::last_os_error());
-                    let f = if kind == Kind::ShmemPrivate { libc::MAP_PRIVATE } else { libc::MAP_SHARED };
+                    assert!(
+                        fd >= 0,
+                        "memfd_create({kind:?}): {}",
+                        std::io::Error::last_os_error()
+                    );
+                    assert_eq!(
+                        libc::ftruncate(fd, len as i64),
+                        0,
+                        "ftruncate: {}",
+                        std::io::Error::last_os_error()
+                    );
+                    let f = if kind == Kind::ShmemPrivate {
+                        libc::MAP_PRIVATE
+                    } else {
+                        libc::MAP_SHARED
+                    };
                     (fd, f)
                 }
             };
@@ -107,7 +124,13 @@ impl Mem {
                 "mmap {kind:?} x{pages}: {} (hugetlb needs `echo 64 > /proc/sys/vm/nr_hugepages`)",
                 std::io::Error::last_os_error()
             );
-            Mem { addr: addr.cast(), len, kind, memfd: fd, unmapped: false }
+            Mem {
+                addr: addr.cast(),
+                len,
+                kind,
+                memfd: fd,
+                unmapped: false,
+            }
         }
     }
 
@@ -146,7 +169,12 @@ impl Mem {
         assert!(self.memfd >= 0, "{:?} has no memfd", self.kind);
         // SAFETY: valid buffer and fd.
         let n = unsafe { libc::pwrite(self.memfd, data.as_ptr().cast(), data.len(), off as i64) };
-        assert_eq!(n as usize, data.len(), "pwrite: {}", std::io::Error::last_os_error());
+        assert_eq!(
+            n as usize,
+            data.len(),
+            "pwrite: {}",
+            std::io::Error::last_os_error()
+        );
     }
 
     /// For hugetlb memfds (no pwrite): fill the page cache through a
@@ -155,8 +183,19 @@ impl Mem {
         assert!(self.memfd >= 0);
         // SAFETY: a new shared mapping of the same file, unmapped below.
         unsafe {
-            let alias = libc::mmap(std::ptr::null_mut(), self.len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, self.memfd, 0);
-            assert!(alias != libc::MAP_FAILED, "alias mmap: {}", std::io::Error::last_os_error());
+            let alias = libc::mmap(
+                std::ptr::null_mut(),
+                self.len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                self.memfd,
+                0,
+            );
+            assert!(
+                alias != libc::MAP_FAILED,
+                "alias mmap: {}",
+                std::io::Error::last_os_error()
+            );
             std::ptr::copy_nonoverlapping(data.as_ptr(), (alias as *mut u8).add(off), data.len());
             libc::munmap(alias, self.len);
         }
@@ -223,5 +262,7 @@ pub fn writer(mem: &std::sync::Arc<Mem>, off: usize, v: u8) -> JoinHandle<()> {
 /// Whether a byte of a region can be read without a fault hanging: used
 /// after close/unregister checks.
 pub fn pattern(page: usize, seed: u8) -> Vec<u8> {
-    (0..page).map(|i| seed.wrapping_add((i % 251) as u8)).collect()
+    (0..page)
+        .map(|i| seed.wrapping_add((i % 251) as u8))
+        .collect()
 }
