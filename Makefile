@@ -122,3 +122,34 @@ uninstall:
 clean:
 	rm -rf $(BUILD)
 	$(CARGO) clean
+
+# Man pages: man/man3/<function>.3 and man/man7/libuffd.7, generated from
+# include/uffd.h by man/gen_man.py and committed.
+#   make man          regenerate them (after `make header`)
+#   make test-man     check they are fresh, complete and render without warnings
+#   make install      also installs them into $(MANDIR) (MANDIR ?= $(PREFIX)/share/man)
+MANDIR   ?= $(PREFIX)/share/man
+PYTHON3  ?= python3
+MANPAGES := $(sort $(wildcard man/man3/*.3)) man/man7/libuffd.7
+
+.PHONY: man test-man install-man uninstall-man
+
+man:
+	$(PYTHON3) man/gen_man.py
+
+test: test-man
+
+test-man:
+	PYTHON3="$(PYTHON3)" CC="$(CC)" bash tests/man.sh
+
+install: install-man
+
+install-man:
+	install -d $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man7
+	install -m 0644 $(filter man/man3/%,$(MANPAGES)) $(DESTDIR)$(MANDIR)/man3
+	install -m 0644 $(filter man/man7/%,$(MANPAGES)) $(DESTDIR)$(MANDIR)/man7
+
+uninstall: uninstall-man
+
+uninstall-man:
+	rm -f $(patsubst man/%,$(DESTDIR)$(MANDIR)/%,$(MANPAGES))

@@ -5,8 +5,9 @@
 #   BUILD=<absolute build dir> MAKE=make bash tests/install.sh
 #
 # Installs twice: with PREFIX=/usr, and with PREFIX=/opt/x
-# LIBDIR=/opt/x/lib64 INCLUDEDIR=/opt/x/inc. Each time it checks every
-# file and symlink (place, target, mode, content), the paths in uffd.pc,
+# LIBDIR=/opt/x/lib64 INCLUDEDIR=/opt/x/inc MANDIR=/opt/x/man. Each time it
+# checks every file and symlink (place, target, mode, content; the man
+# pages of man/ in MANDIR/man3 and man7), the paths in uffd.pc,
 # then builds a small consumer with `pkg-config --cflags --libs uffd`
 # (shared, run with LD_LIBRARY_PATH) and with `pkg-config --static --libs
 # uffd` against libuffd.a; the consumer opens a userfaultfd and resolves
@@ -134,6 +135,10 @@ one_round() {
   shift 4
   local dest=$work/$name
   local pcdir=$libdir/pkgconfig
+  local mandir=$prefix/share/man arg
+  for arg in "$@"; do
+    case $arg in MANDIR=*) mandir=${arg#MANDIR=} ;; esac
+  done
   mkdir -p "$dest"
   echo "== make install DESTDIR=$dest PREFIX=$prefix $*"
   if timeout 1800 "$MAKE" -C "$ROOT" install DESTDIR="$dest" PREFIX="$prefix" "$@" \
@@ -152,18 +157,31 @@ one_round() {
   check_file "$dest$libdir/libuffd.a" 644 "$BUILD/libuffd.a"
   check_file "$dest$incdir/uffd.h" 644 "$ROOT/include/uffd.h"
   check_file "$dest$pcdir/uffd.pc" 644
-  for d in "$dest$libdir" "$dest$incdir" "$dest$pcdir"; do
+  check_file "$dest$mandir/man3/uffd_copy.3" 644 "$ROOT/man/man3/uffd_copy.3"
+  check_file "$dest$mandir/man7/libuffd.7" 644 "$ROOT/man/man7/libuffd.7"
+  local manpages=() page bad_pages=
+  for page in "$ROOT"/man/man3/*.3 "$ROOT"/man/man7/*.7; do
+    manpages+=("$dest$mandir/${page#"$ROOT"/man/}")
+    if [ ! -f "$dest$mandir/${page#"$ROOT"/man/}" ] || [ "$(mode "$dest$mandir/${page#"$ROOT"/man/}")" != 644 ] \
+       || ! cmp -s "$page" "$dest$mandir/${page#"$ROOT"/man/}"; then
+      bad_pages="$bad_pages ${page#"$ROOT"/}"
+    fi
+  done
+  [ -z "$bad_pages" ] && ok "all ${#manpages[@]} man pages of man/ installed in $mandir (mode 644, same content)" \
+    || notok "all man pages of man/ installed in $mandir (mode 644, same content); wrong:$bad_pages"
+  for d in "$dest$libdir" "$dest$incdir" "$dest$pcdir" "$dest$mandir/man3" "$dest$mandir/man7"; do
     if [ -d "$d" ] && [ "$(mode "$d")" = 755 ]; then ok "directory $d (mode 755)"; else notok "directory $d has mode 755"; fi
   done
   # Nothing else was installed.
   local expected found
   expected=$(printf '%s\n' "$dest$libdir/$REALNAME" "$dest$libdir/$SONAME" "$dest$libdir/libuffd.so" \
-    "$dest$libdir/libuffd.a" "$dest$incdir/uffd.h" "$dest$pcdir/uffd.pc" | sort)
+    "$dest$libdir/libuffd.a" "$dest$incdir/uffd.h" "$dest$pcdir/uffd.pc" "${manpages[@]}" | sort)
   found=$(find "$dest" \( -type f -o -type l \) | sort)
+  local n_expected=$((6 + ${#manpages[@]}))
   if [ "$expected" = "$found" ]; then
-    ok "exactly the 6 expected files and symlinks were installed"
+    ok "exactly the $n_expected expected files and symlinks were installed (6 + ${#manpages[@]} man pages)"
   else
-    notok "exactly the 6 expected files and symlinks were installed; found:"
+    notok "exactly the $n_expected expected files and symlinks were installed; found:"
     printf '    %s\n' $found
   fi
   local so_soname
@@ -277,7 +295,7 @@ one_round() {
 }
 
 one_round usr /usr /usr/lib /usr/include
-one_round custom /opt/x /opt/x/lib64 /opt/x/inc LIBDIR=/opt/x/lib64 INCLUDEDIR=/opt/x/inc
+one_round custom /opt/x /opt/x/lib64 /opt/x/inc LIBDIR=/opt/x/lib64 INCLUDEDIR=/opt/x/inc MANDIR=/opt/x/man
 
 # Leave build/uffd.pc as a plain `make lib` makes it.
 timeout 1800 "$MAKE" -C "$ROOT" -s lib >/dev/null 2>&1 || true

@@ -9,7 +9,7 @@ pub struct UffdFdinfo {
     pub features: u64,
     /// Messages pending (unread faults).
     pub pending: u64,
-    /// Total faults queued since creation.
+    /// Faults waiting now: queued (pending) plus read but not yet woken.
     pub total: u64,
 }
 

@@ -1,0 +1,1093 @@
+#!/usr/bin/env python3
+"""man/gen_man.py: the libuffd man pages, generated from include/uffd.h.
+
+    python3 man/gen_man.py [--header include/uffd.h] [--cargo Cargo.toml] [--out man]
+
+Writes <out>/man3/<function>.3 for every uffd_* function the header
+declares and <out>/man7/libuffd.7 (conventions and the function list), and
+removes any other *.3 file from <out>/man3, so that the pages follow the
+header (make man; tests/man.sh checks they are fresh). The output depends
+only on the header and on the version in Cargo.toml: no date, no host.
+
+Each function's doc comment is split into its paragraphs: the summary
+(first sentence) goes to NAME; "Returns:" to RETURN VALUE, with the
+-EXXX list parsed into ERRORS; "Thread safety:" to THREAD SAFETY;
+"Ownership:" to NOTES; "# Safety" to CALLER OBLIGATIONS (reworded as rules
+for C callers); the rest is the DESCRIPTION. Structs and unions of the
+prototype (followed through their members) go to STRUCTURES, the
+LIBUFFD_* constants the text refers to go to CONSTANTS.
+
+Python 3 standard library only.
+"""
+
+import argparse
+import os
+import re
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Areas of the overview page and of SEE ALSO, in order; the first pattern
+# a function matches wins, the last catches functions added later.
+AREAS = [
+    ("Handles", r"uffd_open|uffd_handle_\w+"),
+    ("Kernel features and page sizes", r"uffd_probe_features|uffd_feature_supported|uffd_page_size"),
+    ("Registration", r"uffd_register|uffd_unregister"),
+    ("Events", r"uffd_read_events|uffd_event_\w+"),
+    ("Resolving faults", r"uffd_wake|uffd_copy|uffd_zeropage|uffd_writeprotect|uffd_continue"
+                         r"|uffd_poison|uffd_move"),
+    ("The fault-handling monitor", r"uffd_monitor_\w+"),
+    ("Errors", r"uffd_strerror|uffd_last_error"),
+    ("Version", r"uffd_version\w*"),
+    ("Other functions", r"uffd_\w+"),
+]
+
+# Used for an errno the header lists without saying why.
+ERRNO_TEXT = {
+    "E2BIG": "An options struct sets fields this version of libuffd does not know.",
+    "EACCES": "Permission denied.",
+    "EAGAIN": "Resource temporarily unavailable.",
+    "EBADF": "Bad file descriptor.",
+    "EBUSY": "Device or resource busy.",
+    "EEXIST": "The range is already populated.",
+    "EFAULT": "Bad address.",
+    "EINTR": "Interrupted by a signal.",
+    "EINVAL": "Invalid argument.",
+    "EIO": "Input/output error.",
+    "EMFILE": "The per-process limit on open file descriptors was reached.",
+    "ENODEV": "No such device.",
+    "ENOENT": "No registered mapping there.",
+    "ENOMEM": "Cannot allocate memory.",
+    "ENOSPC": "No space left on device.",
+    "ENOSYS": "Function not implemented.",
+    "ENOTRECOVERABLE": "Internal libuffd error.",
+    "EOPNOTSUPP": "Operation not supported.",
+    "EPERM": "Operation not permitted.",
+    "ESRCH": "The process owning the memory exited.",
+    "ETIMEDOUT": "Timed out.",
+}
+
+LABELS = ("Returns", "Thread safety", "Ownership")
+
+
+# ----------------------------------------------------------------- parsing
+
+class Define:
+    def __init__(self, name, args, value, doc):
+        self.name, self.args, self.value, self.doc = name, args, value, doc
+
+
+class Field:
+    def __init__(self, decl, name, doc):
+        self.decl, self.name, self.doc = decl, name, doc
+
+
+class Record:
+    """A struct or union; opaque when fields is None."""
+
+    def __init__(self, kind, name, doc, fields, decl_lines):
+        self.kind, self.name, self.doc = kind, name, doc
+        self.fields, self.decl_lines = fields, decl_lines
+
+
+class Param:
+    def __init__(self, decl, prefix, name, suffix):
+        self.decl, self.prefix, self.name, self.suffix = decl, prefix, name, suffix
+
+
+class Func:
+    def __init__(self, ret, name, params, doc):
+        self.ret, self.name, self.params, self.doc = ret, name, params, doc
+
+
+class Header:
+    def __init__(self):
+        self.top = []
+        self.defines = []
+        self.records = {}
+        self.funcs = []
+
+
+def read_comment(lines, i):
+    """The text of the comment starting at lines[i]; returns (lines, next i)."""
+    first = lines[i].strip()
+    if first.endswith("*/"):
+        body = first[3 if first.startswith("/**") else 2:-2].strip()
+        return ([body] if body else []), i + 1
+    out = []
+    rest = first[3 if first.startswith("/**") else 2:].strip()
+    if rest:
+        out.append(rest)
+    i += 1
+    while i < len(lines):
+        s = lines[i].strip()
+        if s.endswith("*/"):
+            s = s[:-2].rstrip()
+            if s not in ("", "*"):
+                out.append(re.sub(r"^\* ?", "", s))
+            i += 1
+            break
+        out.append(re.sub(r"^\* ?", "", s) if s.startswith("*") else s)
+        i += 1
+    while out and not out[0].strip():
+        out.pop(0)
+    while out and not out[-1].strip():
+        out.pop()
+    return [line.rstrip() for line in out], i
+
+
+def split_top(s, sep=","):
+    """Split s at sep where it is outside parentheses, brackets and backticks."""
+    parts, depth, code, cur = [], 0, False, []
+    for ch in s:
+        if ch == "`":
+            code = not code
+        elif not code and ch in "([":
+            depth += 1
+        elif not code and ch in ")]":
+            depth -= 1
+        if ch == sep and depth == 0 and not code:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    parts.append("".join(cur))
+    return parts
+
+
+def decl_name(decl):
+    """(prefix, name, suffix) of a declaration such as `const char *s`,
+    `uint64_t raw[3]` or `void (*f)(void*)`."""
+    m = re.search(r"\(\s*\*\s*(\w+)\s*\)", decl)
+    if m:
+        return decl[:m.start(1)], m.group(1), decl[m.end(1):]
+    m = re.match(r"^(.*?)(\w+)((?:\s*\[[^\]]*\])*)$", decl.strip())
+    if not m:
+        return decl, "", ""
+    return m.group(1), m.group(2), m.group(3)
+
+
+def parse_fields(body_lines):
+    fields, doc, i = [], [], 0
+    while i < len(body_lines):
+        s = body_lines[i].strip()
+        if s.startswith("/*"):
+            doc, i = read_comment(body_lines, i)
+            continue
+        if s:
+            decl = s
+            while not decl.endswith(";") and i + 1 < len(body_lines):
+                i += 1
+                decl += " " + body_lines[i].strip()
+            decl = decl[:-1].strip()
+            _, name, _ = decl_name(decl)
+            fields.append(Field(decl, name, doc))
+            doc = []
+        i += 1
+    return fields
+
+
+def parse_header(text):
+    h = Header()
+    lines = text.split("\n")
+    i, doc = 0, []
+    while i < len(lines):
+        s = lines[i].strip()
+        if s.startswith("/**"):
+            doc, i = read_comment(lines, i)
+            continue
+        if s.startswith("/*"):
+            comment, i = read_comment(lines, i)
+            if not h.top and not h.funcs and not h.defines:
+                h.top = comment
+            continue
+        if s.startswith("#define"):
+            full = s
+            while full.endswith("\\") and i + 1 < len(lines):
+                i += 1
+                full = full[:-1].rstrip() + " " + lines[i].strip()
+            m = re.match(r"#define\s+(\w+)(\([^)]*\))?\s*(.*)$", full)
+            if m and m.group(1).startswith("LIBUFFD_") and m.group(1) != "LIBUFFD_H":
+                h.defines.append(Define(m.group(1), m.group(2), m.group(3).strip(), doc))
+            doc = []
+        elif re.match(r"typedef\s+(struct|union)\s+\w+", s):
+            m = re.match(r"typedef\s+(struct|union)\s+(\w+)", s)
+            kind, name = m.group(1), m.group(2)
+            if "{" not in s:
+                h.records[name] = Record(kind, name, doc, None, [s])
+            else:
+                start = i
+                while not lines[i].startswith("}"):
+                    i += 1
+                body = lines[start + 1:i]
+                decl = [lines[start]]
+                decl += [ln for ln in body if ln.strip() and not re.match(r"\s*(/\*|\*)", ln)]
+                decl.append(lines[i])
+                h.records[name] = Record(kind, name, doc, parse_fields(body), decl)
+            doc = []
+        elif re.match(r"[A-Za-z_][\w\s\*]*\buffd_\w+\s*\(", s) and not s.startswith("typedef"):
+            full = s
+            while not full.endswith(";") and i + 1 < len(lines):
+                i += 1
+                full += " " + lines[i].strip()
+            m = re.match(r"^(.*?)\b(uffd_\w+)\s*\((.*)\)\s*;$", full)
+            if m:
+                params = []
+                if m.group(3).strip() != "void":
+                    for p in split_top(m.group(3)):
+                        p = p.strip()
+                        prefix, name, suffix = decl_name(p)
+                        params.append(Param(p, prefix, name, suffix))
+                h.funcs.append(Func(m.group(1).strip(), m.group(2), params, doc))
+            doc = []
+        elif s and not s.startswith("#"):
+            doc = []
+        i += 1
+    return h
+
+
+def paragraphs(doc):
+    """Split doc lines into (label, lines) paragraphs. label is "Safety" for
+    the "# Safety" section, one of LABELS for a labelled paragraph (its
+    label removed), else None."""
+    paras, cur, heading = [], [], None
+    for line in doc + [""]:
+        if line.startswith("# "):
+            if cur:
+                paras.append((heading, cur))
+            cur, heading = [], line[2:].strip()
+            continue
+        if not line.strip():
+            if cur:
+                paras.append((heading, cur))
+            cur = []
+            continue
+        cur.append(line)
+    out = []
+    for heading, lines in paras:
+        label = heading
+        if label is None:
+            for lab in LABELS:
+                if lines[0].startswith(lab + ":"):
+                    label = lab
+                    lines = [lines[0][len(lab) + 1:].lstrip()] + lines[1:]
+                    if not lines[0]:
+                        lines = lines[1:]
+                    break
+        out.append((label, lines))
+    return out
+
+
+def joined(lines):
+    return " ".join(line.strip() for line in lines)
+
+
+# -------------------------------------------------------------- roff text
+
+def esc_code(s):
+    """Literal text (code): backslashes and every hyphen escaped."""
+    return s.replace("\\", "\\e").replace("-", "\\-")
+
+
+def esc_prose(s):
+    """Running text: a hyphen between two letters stays a hyphen; every
+    other one (-EINVAL, -1, ->, --libs) is a minus sign."""
+    s = s.replace("\\", "\\e")
+    out = []
+    for k, ch in enumerate(s):
+        if ch == "-":
+            between = 0 < k < len(s) - 1 and s[k - 1].isalpha() and s[k + 1].isalpha()
+            out.append("-" if between else "\\-")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+NAME_RE = re.compile(r"(uffd_\w+\(\)|LIBUFFD_\w+\*?|\buffd_\w+)")
+
+
+def inline(text, italic=()):
+    """Doc text to roff: `code` in bold (italic for the names in `italic`:
+    parameters or fields), uffd_* and LIBUFFD_* names in bold."""
+    out = []
+    for part in re.split(r"(`[^`]*`)", text):
+        if len(part) >= 2 and part[0] == "`" and part[-1] == "`":
+            code = part[1:-1]
+            m = re.match(r"^\**(\w+)", code)
+            font = "I" if m and m.group(1) in italic else "B"
+            out.append("\\f" + font + esc_code(code) + "\\fR")
+            continue
+        for k, piece in enumerate(NAME_RE.split(part)):
+            if k % 2 == 0:
+                out.append(esc_prose(piece))
+            elif piece.endswith("()"):
+                out.append("\\fB" + esc_code(piece[:-2]) + "\\fR()")
+            else:
+                out.append("\\fB" + esc_code(piece) + "\\fR")
+    return "".join(out)
+
+
+def plain(text):
+    """Doc text to roff without fonts (NAME lines, macro arguments)."""
+    return esc_prose(text.replace("`", ""))
+
+
+def fix_lines(text):
+    """Protect lines that would start with a control character."""
+    out = []
+    for line in text.split("\n"):
+        line = line.strip()
+        if line.startswith((".", "'")):
+            line = "\\&" + line
+        if line:
+            out.append(line)
+    return out
+
+
+def para_roff(lines, italic=()):
+    """One doc paragraph as roff lines (a "- " list becomes bullets)."""
+    if not any(line.startswith("- ") for line in lines):
+        return fix_lines(inline("\n".join(lines), italic))
+    out, items, lead = [], [], []
+    for line in lines:
+        if line.startswith("- "):
+            items.append([line[2:]])
+        elif items:
+            items[-1].append(line)
+        else:
+            lead.append(line)
+    if lead:
+        out += fix_lines(inline("\n".join(lead), italic))
+    for item in items:
+        out += [".IP \\(bu 2"] + fix_lines(inline("\n".join(item), italic))
+    return out
+
+
+def paras_roff(paras, italic=()):
+    out = []
+    for k, lines in enumerate(paras):
+        if k:
+            out.append(".PP")
+        out += para_roff(lines, italic)
+    return out
+
+
+def cap(s):
+    return s[:1].upper() + s[1:] if s else s
+
+
+def decap(s):
+    word = s.split(" ", 1)[0]
+    if re.match(r"^[A-Z][a-z]*(-[a-z]+)*$", word):
+        return s[0].lower() + s[1:]
+    return s
+
+
+def sentence(s):
+    s = s.strip()
+    return s if s.endswith((".", "!", "?")) else s + "."
+
+
+# -------------------------------------------------------------- summaries
+
+def first_sentence(text):
+    depth, code = 0, False
+    for k, ch in enumerate(text):
+        if ch == "`":
+            code = not code
+        elif not code and ch in "([":
+            depth += 1
+        elif not code and ch in ")]":
+            depth -= 1
+        elif ch == "." and not code and depth == 0 and (k + 1 == len(text) or text[k + 1] == " "):
+            if not re.search(r"\b(e\.g|i\.e|etc)$", text[:k]):
+                return text[:k + 1]
+    return text
+
+
+def summary(func_or_doc):
+    """The NAME line text: the first sentence, cut at a top-level colon,
+    semicolon or parenthesis when long; no trailing period."""
+    doc = func_or_doc.doc if isinstance(func_or_doc, Func) else func_or_doc
+    paras = paragraphs(doc)
+    if not paras:
+        return ""
+    s = first_sentence(joined(paras[0][1])).rstrip(".")
+    if len(s) > 70:
+        depth, code = 0, False
+        for k, ch in enumerate(s):
+            if ch == "`":
+                code = not code
+            elif not code and ch == "(" and depth == 0 and k > 20 and s[k - 1] == " ":
+                s = s[:k - 1]
+                break
+            elif not code and ch in "([":
+                depth += 1
+            elif not code and ch in ")]":
+                depth -= 1
+            elif not code and depth == 0 and ch in ":;" and k > 20:
+                s = s[:k]
+                break
+    if len(s) > 70:
+        parts = split_top(s)
+        if len(parts) > 1 and len(parts[0]) > 20:
+            s = parts[0]
+    return decap(s.strip().rstrip(",")).replace("`", "")
+
+
+# ------------------------------------------------------------------ errors
+
+ERRNO_RE = re.compile(r"-(E[A-Z0-9]+)\b")
+FUNC_REF_RE = re.compile(r"\b(uffd_\w+)\(\)")
+
+
+class Errors:
+    def __init__(self):
+        self.head = None      # text before the first errno, or None
+        self.items = []       # [names, explanation or None, refs]
+        self.extras = []      # phrases that are not an errno
+        self.refs = []        # functions the Returns paragraph names
+
+
+def top_errno_pos(text):
+    depth, code = 0, False
+    for k, ch in enumerate(text):
+        if ch == "`":
+            code = not code
+        elif not code and ch in "([":
+            depth += 1
+        elif not code and ch in ")]":
+            depth -= 1
+        elif ch == "-" and depth == 0 and not code and ERRNO_RE.match(text, k):
+            if k == 0 or not text[k - 1].isalnum():
+                return k
+    return -1
+
+
+def closing(s, k):
+    """The index of the parenthesis closing the one at s[k], or -1."""
+    depth = 0
+    for j in range(k, len(s)):
+        if s[j] == "(":
+            depth += 1
+        elif s[j] == ")":
+            depth -= 1
+            if depth == 0:
+                return j
+    return -1
+
+
+def parse_errors(returns):
+    e = Errors()
+    e.refs = FUNC_REF_RE.findall(returns)
+    pos = top_errno_pos(returns)
+    if pos < 0:
+        e.head = returns
+        return e
+    e.head = returns[:pos]
+    tail = returns[pos:].strip().rstrip(".")
+    for item in split_top(tail):
+        item = re.sub(r"^(or|and)\s+", "", item.strip())
+        if not item:
+            continue
+        m = re.match(r"^(-E[A-Z0-9]+(?:\s*/\s*-E[A-Z0-9]+)*)\b\s*(.*)$", item, re.S)
+        if m:
+            names = ERRNO_RE.findall(m.group(1))
+            rest = m.group(2).strip()
+            if not rest.strip(". "):
+                expl = None
+            elif rest.startswith("(") and closing(rest, 0) == len(rest) - 1:
+                expl = rest[1:-1]
+            else:
+                expl = re.sub(r"^(for|if)\s+", "", rest)
+            e.items.append([names, expl, e.refs])
+        else:
+            e.extras.append(item)
+            for name in ERRNO_RE.findall(item):
+                e.items.append([[name], None, FUNC_REF_RE.findall(item) + e.refs])
+    return e
+
+
+def resolve_errors(funcs_errors, params):
+    """Fill in explanations from the functions a Returns paragraph refers
+    to ("as uffd_copy()", "the error uffd_open() would give"), then from
+    ERRNO_TEXT. An explanation naming a parameter that the function
+    referring to it does not have ("at dst") is not borrowed."""
+
+    def lookup(fname, errno, seen, origin):
+        e = funcs_errors.get(fname)
+        if e is None or fname in seen:
+            return None
+        own = params.get(origin, set())
+        for names, expl, refs in e.items:
+            if errno in names:
+                if expl and not expl.startswith("also"):
+                    foreign = params.get(fname, set()) - own
+                    if any(re.search(r"\b%s\b" % re.escape(w), expl) for w in foreign):
+                        return None
+                    return expl
+                base = None
+                for r in refs:
+                    base = lookup(r, errno, seen | {fname}, origin)
+                    if base:
+                        break
+                if base and expl:
+                    return base + "; " + expl
+                return base or expl
+        return None
+
+    resolved = {}
+    for fname, e in funcs_errors.items():
+        table = {}
+        order = []
+        for names, expl, refs in e.items:
+            key = tuple(names)
+            if expl is None or expl.startswith("also"):
+                base = None
+                for r in refs:
+                    if r != fname:
+                        base = lookup(r, names[0], {fname}, fname)
+                        if base:
+                            break
+                if base:
+                    expl = base + ("; " + expl if expl else "")
+            if key in table:
+                if expl and table[key] and expl not in table[key]:
+                    table[key] = table[key] + "; " + expl
+                elif expl:
+                    table[key] = expl
+                continue
+            table[key] = expl
+            order.append(key)
+        items = []
+        for key in sorted(order):
+            expl = table[key]
+            if expl:
+                expl = sentence(expl)
+            else:
+                expl = ERRNO_TEXT.get(key[0], "See RETURN VALUE.")
+            items.append((list(key), expl))
+        resolved[fname] = items
+    return resolved
+
+
+# ------------------------------------------------------------------ pages
+
+class Page:
+    def __init__(self, name, section, version):
+        self.lines = [
+            '.\\" Generated by man/gen_man.py from include/uffd.h: do not edit.',
+            '.\\" Run `make man` after changing the doc comments in src/ffi.',
+            '.TH %s %d "" "libuffd-%s" "libuffd Manual"' % (name, section, version),
+        ]
+
+    def sh(self, title):
+        self.lines.append('.SH "%s"' % title if " " in title else ".SH " + title)
+
+    def ss(self, title):
+        self.lines.append('.SS "%s"' % title.replace('"', ""))
+
+    def add(self, lines):
+        self.lines += lines
+
+    def text(self):
+        return "\n".join(self.lines) + "\n"
+
+
+def prototype(f):
+    """SYNOPSIS lines: .BI with the parameter names in italics, one
+    parameter per line after the first, aligned under the parenthesis."""
+    lead = f.ret + ("" if f.ret.endswith("*") else " ") + f.name + "("
+    if not f.params:
+        return ['.B "%s"' % (lead + "void);")]
+    out = []
+    pad = " " * len(lead)
+    for k, p in enumerate(f.params):
+        end = ");" if k == len(f.params) - 1 else ","
+        pre = (lead if k == 0 else pad) + p.prefix
+        if p.name:
+            out.append('.BI "%s" %s "%s"' % (esc_code(pre), p.name, esc_code(p.suffix + end)))
+        else:
+            out.append('.B "%s"' % esc_code(pre + p.suffix + end))
+    return out
+
+
+def wrap_decl(line, width=72):
+    """Break a long declaration line (a function-pointer member) after its
+    top-level commas."""
+    if len(line) <= width or "(" not in line:
+        return [line]
+    indent = len(line) - len(line.lstrip())
+    m = re.search(r"\)\s*\(", line)
+    if not m:
+        return [line]
+    open_at = m.end()
+    args = split_top(line[open_at:-2]) if line.endswith(");") else None
+    if not args or len(args) < 2:
+        return [line]
+    out = [line[:open_at] + args[0].strip() + ","]
+    pad = " " * max(open_at, indent + 4)
+    for k, a in enumerate(args[1:]):
+        out.append(pad + a.strip() + (");" if k == len(args) - 2 else ","))
+    return out
+
+
+def records_of(f, h):
+    """The struct/union types a prototype uses, then the ones their members
+    use, in order of first use."""
+    found = []
+
+    def visit(text):
+        for name in re.findall(r"\b(?:struct|union)\s+(uffd_\w+)", text):
+            if name in h.records and name not in found:
+                found.append(name)
+                r = h.records[name]
+                for fld in r.fields or []:
+                    visit(fld.decl)
+
+    for p in f.params:
+        visit(p.decl)
+    visit(f.ret)
+    return [h.records[n] for n in found]
+
+
+def record_roff(r):
+    out = []
+    paras = [lines for _, lines in paragraphs(r.doc)]
+    names = {fld.name for fld in r.fields or []}
+    if r.fields is None:
+        out += paras_roff(paras)
+        out.append(".PP")
+        out += fix_lines("An opaque type: declared, never defined in the header; "
+                         "use it only through pointers.")
+        return out
+    out += paras_roff(paras, names)
+    out += [".PP", ".in +4n", ".EX"]
+    for line in r.decl_lines:
+        for piece in wrap_decl(line.rstrip()):
+            piece = esc_code(piece)
+            out.append("\\&" + piece if piece.startswith((".", "'")) else piece)
+    out += [".EE", ".in"]
+    for fld in r.fields:
+        out += [".TP", ".I " + fld.name]
+        fparas = [lines for _, lines in paragraphs(fld.doc)] or [["(undocumented)"]]
+        out += paras_roff(fparas, names)
+    return out
+
+
+def constants_for(f, text, h):
+    """The LIBUFFD_* macros a page refers to: named in its text (also as
+    LIBUFFD_X_* or as a _SUFFIX / /SUFFIX after a full name), or whose own
+    doc names the function."""
+    by_name = {d.name: d for d in h.defines}
+    want = set()
+    for m in re.finditer(r"LIBUFFD_[A-Z0-9_]*[A-Z0-9]", text):
+        name = m.group(0)
+        after = text[m.end():]
+        if after.startswith("_*") or after.startswith("*"):
+            prefix = name + "_"
+            want |= {d for d in by_name if d.startswith(prefix)}
+            continue
+        if name in by_name:
+            want.add(name)
+        stem = name.rsplit("_", 1)[0]
+        for frag in re.findall(r"^(?:/[A-Z0-9]+)+", after):
+            for word in frag.split("/")[1:]:
+                if stem + "_" + word in by_name:
+                    want.add(stem + "_" + word)
+        # "LIBUFFD_REGISTER_MISSING, _WP and _MINOR"
+        follow = re.match(r"^((?:(?:,\s*|\s+and\s+|\s+or\s+|,\s+or\s+)_[A-Z0-9]+)+)", after)
+        if follow:
+            for word in re.findall(r"_([A-Z0-9]+)", follow.group(1)):
+                if stem + "_" + word in by_name:
+                    want.add(stem + "_" + word)
+    for d in h.defines:
+        if re.search(r"\b%s\(\)" % re.escape(f.name), " ".join(d.doc)):
+            want.add(d.name)
+    return [d for d in h.defines if d.name in want]
+
+
+def constant_roff(d):
+    if d.args:
+        args = ", ".join("\\fI%s\\fR" % esc_code(a.strip()) if re.match(r"^\w+$", a.strip())
+                         else esc_code(a.strip()) for a in d.args[1:-1].split(","))
+        tag = "\\fB%s\\fR(%s)" % (esc_code(d.name), args)
+    elif re.match(r"^-?\d+$", d.value):
+        tag = "\\fB%s\\fR (%s)" % (esc_code(d.name), esc_code(d.value))
+    else:
+        tag = "\\fB%s\\fR" % esc_code(d.name)
+    paras = [lines for _, lines in paragraphs(d.doc)] or [["(undocumented)"]]
+    return [".TP", tag] + paras_roff(paras)
+
+
+def obligations_roff(lines, italic):
+    """"# Safety" (the Rust contract) as rules for C callers: one bullet
+    per clause, "`p` is ..." becoming "p must be ..."."""
+    text = joined(lines)
+    clauses = []
+    for part in split_top(text, ";"):
+        for s in re.split(r"(?<=\.)\s+(?=[`A-Z])", part.strip()):
+            s = s.strip().rstrip(".;").strip()
+            if s:
+                clauses.append(s)
+    rules = []
+    for c in clauses:
+        c = re.sub(r"^(`[^`]+`) is not ", r"\1 must not be ", c)
+        c = re.sub(r"^(`[^`]+`) (is|are) ", r"\1 must be ", c)
+        c = re.sub(r"^(`[^`]+`) has ", r"\1 must have ", c)
+        c = re.sub(r"^(`[^`]+`) (NULL|readable|writable|open|valid|live)\b", r"\1 must be \2", c)
+        c = re.sub(r"\band (`[^`]+`) (NULL|readable|writable|open|valid|live)\b", r"and \1 \2", c)
+        c = re.sub(r"^Pointers are ", "Pointers must be ", c)
+        if " must be " in c:
+            c = re.sub(r" or has ", " or have ", c)
+        rules.append(sentence(cap(c) if not c.startswith("`") else c))
+    intro = ("libuffd checks pointer arguments for NULL, but it cannot tell whether a "
+             "non-NULL pointer is valid. Breaking one of these rules is undefined behaviour:")
+    out = fix_lines(intro)
+    for r in rules:
+        out += [".IP \\(bu 2"] + fix_lines(inline(r, italic))
+    if re.search(r"\blive\b", text):
+        nouns = sorted({w for w in re.findall(r"\blive (\w+)", text) if not w.endswith("s")})
+        out += [".PP"] + fix_lines("A live %s is one that was created and has not been "
+                                   "freed yet." % " or ".join(nouns or ["object"]))
+    return out
+
+
+def area_of(name):
+    for title, pattern in AREAS:
+        if re.fullmatch(pattern, name):
+            return title
+    return AREAS[-1][0]
+
+
+def see_also(entries):
+    """Sorted by section, then name, one .BR per entry."""
+    entries = sorted(set(entries), key=lambda e: (e[1], e[0]))
+    out = []
+    for k, (name, sec) in enumerate(entries):
+        comma = "," if k < len(entries) - 1 else ""
+        out.append(".BR %s (%s)%s" % (esc_code(name), sec, comma))
+    return out
+
+
+def function_page(f, h, version, errors, names):
+    paras = paragraphs(f.doc)
+    italic = {p.name for p in f.params}
+    desc = [lines for label, lines in paras if label is None]
+    returns = [joined(lines) for label, lines in paras if label == "Returns"]
+    thread = [lines for label, lines in paras if label == "Thread safety"]
+    owner = [lines for label, lines in paras if label == "Ownership"]
+    safety = [lines for label, lines in paras if label == "Safety"]
+    other = [(label, lines) for label, lines in paras
+             if label not in (None, "Safety") + LABELS]
+
+    # "Returns as uffd_x()." inside the description: a RETURN VALUE of its own.
+    returns_as = None
+    if not returns:
+        for k, lines in enumerate(desc):
+            text = "\n".join(lines)
+            m = re.search(r"\s*\bReturns\s+as\s+(uffd_\w+)\(\)\.", text)
+            if m:
+                returns_as = m.group(1)
+                text = (text[:m.start()] + " " + text[m.end():]).strip()
+                desc[k] = [ln for ln in text.split("\n") if ln.strip()]
+        desc = [lines for lines in desc if lines]
+
+    page = Page(f.name, 3, version)
+    page.sh("NAME")
+    page.add(["%s \\- %s" % (esc_code(f.name), plain(summary(f)))])
+
+    page.sh("SYNOPSIS")
+    page.add([".nf", ".B #include <uffd.h>", ".PP"] + prototype(f) + [".fi"])
+    page.add([".PP", "Link with \\fB\\-luffd\\fR, or \\fB$(pkg\\-config \\-\\-libs uffd)\\fR."])
+
+    page.sh("DESCRIPTION")
+    page.add(paras_roff(desc, italic))
+    for label, lines in other:
+        page.add([".PP", "\\fB%s:\\fR" % esc_prose(label)] + para_roff(lines, italic))
+
+    records = records_of(f, h)
+    if records:
+        page.sh("STRUCTURES")
+        for r in records:
+            page.ss("%s %s" % (r.kind, r.name))
+            page.add(record_roff(r))
+
+    alltext = "\n".join(joined(lines) for _, lines in paras)
+    alltext += "\n" + "\n".join(joined(r.doc) + "\n" + "\n".join(joined(fl.doc) for fl in r.fields or [])
+                                for r in records)
+    consts = constants_for(f, alltext, h)
+    if consts:
+        page.sh("CONSTANTS")
+        for d in consts:
+            page.add(constant_roff(d))
+
+    fn = "\\fB%s\\fR()" % esc_code(f.name)
+    page.sh("RETURN VALUE")
+    e = errors.get(f.name)
+    if returns:
+        head = e.head.strip() if e else returns[0]
+        if e and e.items:
+            head = re.sub(r"(,?\s*\bor)?[\s,:;]*$", "", head)
+            if re.search(r"negative errno$", head):
+                text = "%s returns %s (see ERRORS)." % ("`%s`" % f.name, head)
+            elif head:
+                text = "`%s` returns %s, or a negative errno (see ERRORS)." % (f.name, head)
+            else:
+                text = "`%s` returns a negative errno (see ERRORS)." % f.name
+        else:
+            text = "`%s` returns %s" % (f.name, sentence(returns[0]))
+        page.add(fix_lines(inline(text, italic).replace("\\fB%s\\fR" % esc_code(f.name), fn, 1)))
+        if e and e.items:
+            page.add([".PP"] + fix_lines(
+                "On failure \\fIerrno\\fR is set as well, and \\fBuffd_last_error\\fR(3) "
+                "gives the details."))
+    elif returns_as:
+        page.add(fix_lines("As for \\fB%s\\fR(3)." % esc_code(returns_as)))
+    elif f.ret == "void":
+        page.add(["None."])
+    else:
+        s = first_sentence(joined(desc[0])) if desc else ""
+        if re.match(r"^(The|A|An|Whether)\b", s):
+            page.add(fix_lines(fn + " returns " + inline(decap(s), italic)))
+        else:
+            page.add(["See DESCRIPTION."])
+
+    if returns:
+        page.sh("ERRORS")
+        items = resolve_errors_cache[f.name]
+        if items:
+            page.add(fix_lines("The function returns these values negated "
+                               "(\\fB\\-EINVAL\\fR for \\fBEINVAL\\fR):"))
+            for names_, expl in items:
+                if re.match(r"^\W*(\w+)", expl).group(1) not in italic:
+                    expl = cap(expl)
+                page.add([".TP", ", ".join("\\fB%s\\fR" % n for n in names_)])
+                page.add(fix_lines(inline(expl, italic)))
+            for extra in e.extras:
+                page.add([".PP"] + fix_lines(inline("It may also return %s" % sentence(extra),
+                                                    italic)))
+        else:
+            body = re.sub(r'"[^"]*"', "", FUNC_REF_RE.sub("", returns[0]))
+            if re.search(r"errno|\berrors?\b", body):
+                page.add(fix_lines(inline(sentence(cap(returns[0])), italic)))
+            else:
+                page.add(["None."])
+    elif returns_as:
+        page.sh("ERRORS")
+        page.add(fix_lines("As for \\fB%s\\fR(3)." % esc_code(returns_as)))
+
+    if thread:
+        page.sh("THREAD SAFETY")
+        page.add(paras_roff([[cap(lines[0])] + lines[1:] for lines in thread], italic))
+
+    if safety:
+        page.sh("CALLER OBLIGATIONS")
+        for k, lines in enumerate(safety):
+            if k:
+                page.add([".PP"])
+            page.add(obligations_roff(lines, italic))
+
+    if owner:
+        page.sh("NOTES")
+        page.add(paras_roff([[cap(lines[0])] + lines[1:] for lines in owner], italic))
+
+    page.sh("SEE ALSO")
+    refs = [("libuffd", "7")]
+    area = area_of(f.name)
+    refs += [(n, "3") for n in names if n != f.name and area_of(n) == area]
+    own = "\n".join(joined(lines) for _, lines in paras)
+    refs += [(n, "3") for n in FUNC_REF_RE.findall(own) if n in names and n != f.name]
+    refs += [(n, s) for n, s in re.findall(r"\b([a-z_]+)\(([1-8])\)", own)]
+    page.add(see_also(refs))
+    return page.text()
+
+
+resolve_errors_cache = {}
+
+
+def overview_page(h, version):
+    major = version.split(".")[0]
+    page = Page("libuffd", 7, version)
+    tagline = "Linux userfaultfd made safe and fast for C and C++"
+    m = re.search(r"libuffd, (.*?)\.?$", h.top[0] if h.top else "")
+    if m:
+        tagline = m.group(1)
+    page.sh("NAME")
+    page.add(["libuffd \\- " + plain(tagline)])
+    page.sh("SYNOPSIS")
+    page.add([".nf", ".B #include <uffd.h>", ".PP",
+              ".B cc prog.c $(pkg\\-config \\-\\-cflags \\-\\-libs uffd)", ".fi"])
+
+    page.sh("DESCRIPTION")
+    page.add(fix_lines(
+        "libuffd wraps the Linux \\fBuserfaultfd\\fR(2) interface for C and C++: "
+        "creating a userfaultfd and negotiating its features, registering memory, "
+        "reading decoded events and resolving faults, with the kernel's races "
+        "(already-populated pages, events pending, partial copies) reported as "
+        "plain error codes."))
+    page.add([".PP"] + fix_lines(
+        "It is written in Rust and exported through a C ABI as \\fIlibuffd.so.%s\\fR "
+        "and \\fIlibuffd.a\\fR; the header \\fI<uffd.h>\\fR is generated from the "
+        "library's sources, and so are these pages. Each function has a page in "
+        "section 3; this page gives the conventions they share." % major))
+
+    page.sh("CONVENTIONS")
+    page.ss("Names")
+    page.add(fix_lines(
+        "Functions and types are named \\fBuffd_*\\fR; macros and constants "
+        "\\fBLIBUFFD_*\\fR. Nothing collides with \\fI<linux/userfaultfd.h>\\fR: "
+        "both headers can be included in the same file."))
+    page.ss("Return values and errors")
+    page.add(fix_lines(
+        "Success is 0 or a non-negative count; failure is a negative errno value, "
+        "such as \\fB\\-EINVAL\\fR, and \\fIerrno\\fR is set to the positive value "
+        "as well. \\fBuffd_strerror\\fR(3) describes a code; "
+        "\\fBuffd_last_error\\fR(3) gives the calling thread's most recent failure "
+        "in detail: the function, the operation, the address range, the kernel's "
+        "answer and its usual cause. Each page lists the codes its function "
+        "returns under ERRORS."))
+    page.add([".PP"] + fix_lines(
+        "The operations that fill memory return the number of bytes done: the "
+        "whole length, or fewer when the kernel stopped part way (continue at the "
+        "address plus that count). \\fB\\-EEXIST\\fR means the range was already "
+        "populated (wake the waiting threads), \\fB\\-EAGAIN\\fR that an event is "
+        "waiting to be read, \\fB\\-ENOENT\\fR that there is no registered mapping, "
+        "\\fB\\-ESRCH\\fR that the process owning the memory exited."))
+    page.add([".PP"] + fix_lines(
+        "NULL handles and pointers, zero or misaligned lengths, wrapping ranges "
+        "and unknown flag bits give \\fB\\-EINVAL\\fR, checked before the kernel "
+        "is asked: bad input never crashes the library. An internal error (a "
+        "Rust panic) is caught at the library boundary and returned as "
+        "\\fB\\-ENOTRECOVERABLE\\fR; the handle it happened on is poisoned, and "
+        "every later call on it fails the same way."))
+    page.ss("Out-parameters")
+    page.add(fix_lines(
+        "Results returned through pointer arguments are written only on success; "
+        "on failure the pointed-to objects are left as they were."))
+    page.ss("Option structs")
+    page.add(fix_lines(
+        "Option structs start with a \\fBsize_t sz\\fR member, set to the size "
+        "of the struct the caller was compiled with. "
+        "\\fBLIBUFFD_OPTS_INIT\\fR(\\fITYPE\\fR, ...) sets \\fIsz\\fR and zeroes "
+        "every other member before applying the designated initialisers given "
+        "(C only; in C++ zero the struct and set \\fIsz\\fR yourself). A caller "
+        "built against an older header gets the defaults for members added "
+        "later; members this library does not know must be zero, else the call "
+        "fails with \\fB\\-E2BIG\\fR. A NULL options pointer means all defaults."))
+    page.ss("Handles and ownership")
+    page.add(fix_lines(
+        "A \\fBuffd_handle\\fR is opaque: a userfaultfd, its negotiated features "
+        "and nothing else. It is created by \\fBuffd_open\\fR(3) or "
+        "\\fBuffd_handle_from_fd\\fR(3) and freed, exactly once, by "
+        "\\fBuffd_handle_free\\fR(3); a handle is live between the two. Who owns "
+        "what is described under NOTES in each page."))
+    page.ss("Thread safety")
+    page.add(fix_lines(
+        "Every function taking a handle may be called from several threads at "
+        "once. The error detail of \\fBuffd_last_error\\fR(3) is kept per "
+        "thread. Each page states its function's rules under THREAD SAFETY."))
+    page.ss("Caller obligations")
+    page.add(fix_lines(
+        "libuffd checks pointers for NULL but cannot check that a non-NULL pointer "
+        "is valid: what each pointer argument must point to is listed under "
+        "CALLER OBLIGATIONS in each page; anything else is undefined behaviour."))
+    page.ss("Versions")
+    page.add(fix_lines(
+        "\\fBLIBUFFD_VERSION_MAJOR\\fR, \\fBLIBUFFD_VERSION_MINOR\\fR and "
+        "\\fBLIBUFFD_VERSION_PATCH\\fR give the header's version, "
+        "\\fBLIBUFFD_VERSION\\fR all three as one number, comparable with "
+        "\\fBuffd_version\\fR(3), the version of the library actually loaded. "
+        "The major version is the soname's number; a minor release only adds."))
+
+    page.sh("LINKING")
+    page.add(fix_lines(
+        "Compile and link with the flags \\fBpkg\\-config\\fR(1) gives:"))
+    page.add([".PP", ".in +4n", ".EX",
+              "cc \\-c prog.c $(pkg\\-config \\-\\-cflags uffd)",
+              "cc \\-o prog prog.o $(pkg\\-config \\-\\-libs uffd)",
+              ".EE", ".in", ".PP"])
+    page.add(fix_lines(
+        "that is \\fB\\-luffd\\fR plus the include and library directories. "
+        "To link the static library \\fIlibuffd.a\\fR, add the libraries it "
+        "needs with \\fBpkg\\-config \\-\\-static \\-\\-libs uffd\\fR."))
+
+    page.sh("FUNCTIONS")
+    names = [f.name for f in h.funcs]
+    for title, _ in AREAS:
+        members = [f for f in h.funcs if area_of(f.name) == title]
+        if not members:
+            continue
+        page.ss(title)
+        for f in sorted(members, key=lambda f: names.index(f.name)):
+            page.add([".TP", ".BR %s (3)" % esc_code(f.name)] + fix_lines(cap(plain(summary(f))) + "."))
+
+    page.sh("SEE ALSO")
+    refs = [("userfaultfd", "2"), ("ioctl_userfaultfd", "2"), ("pkg-config", "1")]
+    page.add(see_also(refs))
+    return page.text()
+
+
+def cargo_version(path):
+    in_package = False
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            s = line.strip()
+            if s.startswith("["):
+                in_package = s == "[package]"
+            m = re.match(r'^version\s*=\s*"([^"]+)"', s)
+            if m and in_package:
+                return m.group(1)
+    sys.exit("gen_man.py: no [package] version in " + path)
+
+
+def write(path, text):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            if fh.read() == text:
+                return
+    except FileNotFoundError:
+        pass
+    with open(path, "w", encoding="utf-8", newline="\n") as fh:
+        fh.write(text)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--header", default=os.path.join(ROOT, "include", "uffd.h"))
+    ap.add_argument("--cargo", default=os.path.join(ROOT, "Cargo.toml"))
+    ap.add_argument("--out", default=os.path.join(ROOT, "man"))
+    args = ap.parse_args()
+
+    with open(args.header, encoding="utf-8") as fh:
+        h = parse_header(fh.read())
+    if not h.funcs:
+        sys.exit("gen_man.py: no uffd_* function in " + args.header)
+    version = cargo_version(args.cargo)
+
+    errors = {}
+    for f in h.funcs:
+        for label, lines in paragraphs(f.doc):
+            if label == "Returns":
+                errors[f.name] = parse_errors(joined(lines))
+                break
+    resolve_errors_cache.clear()
+    resolve_errors_cache.update(resolve_errors(errors, {f.name: {p.name for p in f.params}
+                                                        for f in h.funcs}))
+
+    names = [f.name for f in h.funcs]
+    man3 = os.path.join(args.out, "man3")
+    wanted = set()
+    for f in h.funcs:
+        path = os.path.join(man3, f.name + ".3")
+        write(path, function_page(f, h, version, errors, names))
+        wanted.add(f.name + ".3")
+    for old in os.listdir(man3):
+        if old.endswith(".3") and old not in wanted:
+            os.remove(os.path.join(man3, old))
+    write(os.path.join(args.out, "man7", "libuffd.7"), overview_page(h, version))
+
+
+if __name__ == "__main__":
+    main()

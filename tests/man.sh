@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# tests/man.sh: the man pages under man/ (make test-man).
+#
+#   bash tests/man.sh
+#
+# Checks that:
+#  - man/gen_man.py, run on include/uffd.h, produces exactly the committed
+#    man/man3/*.3 and man/man7/libuffd.7 (no page missing, stale or
+#    edited by hand), twice in a row with the same result;
+#  - every uffd_* function declared in include/uffd.h has a page whose .TH
+#    and NAME give its name, every page is such a function's, and
+#    libuffd(7) lists every function;
+#  - every page renders with `groff -man -Tutf8 -ww` without a warning and
+#    has NAME, SYNOPSIS and DESCRIPTION; no page has a leftover "# Safety"
+#    heading or a date in its .TH line.
+# groff (groff-base) and python3 are installed if missing and this runs as
+# root with apt-get (CI: a fresh Debian 12 machine); otherwise their absence
+# is a failure.
+# Prints "man: N passed, N failed"; exits 1 on any failure.
+set -u
+
+cd "$(dirname "$0")/.." || exit 2
+ROOT=$PWD
+CC=${CC:-cc}
+PYTHON3=${PYTHON3:-python3}
+GROFF=${GROFF:-groff}
+HEADER=include/uffd.h
+
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); echo "ok      $*"; }
+notok() { failed=$((failed + 1)); echo "NOT OK  $*"; }
+finish() {
+  echo
+  echo "man: $passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
+  exit
+}
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# Like groff below: python3 runs the generator; installed if missing on a
+# root Debian machine, else its absence is a failure.
+if ! command -v "$PYTHON3" >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "== python3 missing: apt-get install -y python3"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3; } \
+    >"$work/apt-python.log" 2>&1 || sed 's/^/    | /' "$work/apt-python.log" | tail -n 20
+fi
+if ! command -v "$PYTHON3" >/dev/null 2>&1; then
+  notok "python3 is available to run man/gen_man.py"
+  finish
+fi
+
+# ------------------------------------------------------------ freshness
+echo "== regenerate with man/gen_man.py"
+for n in 1 2; do
+  mkdir -p "$work/gen$n"
+  if ! "$PYTHON3" man/gen_man.py --out "$work/gen$n" >"$work/gen$n.log" 2>&1; then
+    notok "man/gen_man.py runs (pass $n)"
+    sed 's/^/    | /' "$work/gen$n.log"
+    finish
+  fi
+done
+if diff -r "$work/gen1" "$work/gen2" >/dev/null; then
+  ok "two runs of man/gen_man.py give the same pages"
+else
+  notok "two runs of man/gen_man.py give the same pages"
+fi
+for sub in man3 man7; do
+  if diff -r -u "$ROOT/man/$sub" "$work/gen1/$sub" >"$work/$sub.diff" 2>&1; then
+    ok "man/$sub is what man/gen_man.py generates ($(ls "$work/gen1/$sub" | wc -l) pages)"
+  else
+    notok "man/$sub is what man/gen_man.py generates (run make man); differences:"
+    head -n 60 "$work/$sub.diff" | sed 's/^/    | /'
+  fi
+done
+
+# ------------------------------------------------ one page per function
+# Declared in the header: preprocess (drops comments), keep uffd_x( names.
+funcs=$("$CC" -E -P -Iinclude "$HEADER" 2>"$work/cpp.err" \
+  | grep -oE '\buffd_[A-Za-z0-9_]+[[:space:]]*\(' | sed 's/[[:space:]]*($//' | sort -u)
+if [ -s "$work/cpp.err" ] || [ -z "$funcs" ]; then
+  notok "$HEADER preprocesses and declares uffd_* functions"
+  sed 's/^/    | /' "$work/cpp.err"
+  finish
+fi
+pages=$(cd man/man3 && ls -- *.3 2>/dev/null | sed 's/\.3$//' | sort)
+n_funcs=$(printf '%s\n' "$funcs" | grep -c .)
+if [ "$funcs" = "$pages" ]; then
+  ok "every uffd_* function of $HEADER has a page in man/man3, and no other page is there ($n_funcs)"
+else
+  notok "uffd_* functions of $HEADER == pages of man/man3 ('<' function without a page, '>' page without a function)"
+  diff <(printf '%s\n' "$funcs") <(printf '%s\n' "$pages") | sed -n 's/^[<>] /    &/p'
+fi
+
+bad_th=
+bad_name=
+for f in $funcs; do
+  page=man/man3/$f.3
+  [ -f "$page" ] || continue
+  grep -q -x "\.TH $f 3 \"\" \"libuffd-[0-9.]*\" \"libuffd Manual\"" "$page" || bad_th="$bad_th $f"
+  sed -n '/^\.SH NAME$/{n;p}' "$page" | grep -q "^$f \\\\- ." || bad_name="$bad_name $f"
+done
+[ -z "$bad_th" ] && ok "each page's .TH names its function, section 3, no date, libuffd-<version>" \
+  || notok "each page's .TH names its function, section 3, no date, libuffd-<version>:$bad_th"
+[ -z "$bad_name" ] && ok "each page's NAME line is '<function> \\- <summary>'" \
+  || notok "each page's NAME line is '<function> \\- <summary>':$bad_name"
+
+missing=
+for f in $funcs; do
+  grep -q -x "\.BR $f (3)" man/man7/libuffd.7 || missing="$missing $f"
+done
+[ -z "$missing" ] && ok "libuffd(7) lists every function" \
+  || notok "libuffd(7) lists every function; missing:$missing"
+
+leftover=$(grep -l -E '^# |# Safety' man/man3/*.3 man/man7/*.7 2>/dev/null)
+[ -z "$leftover" ] && ok "no page keeps a Rust '# Safety' heading" \
+  || notok "no page keeps a Rust '# Safety' heading: $leftover"
+
+# ------------------------------------------------------------ rendering
+if ! command -v "$GROFF" >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== groff missing: apt-get install -y groff-base"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq groff-base; } \
+      >"$work/apt.log" 2>&1 || sed 's/^/    | /' "$work/apt.log" | tail -n 20
+  fi
+fi
+if ! command -v "$GROFF" >/dev/null 2>&1; then
+  notok "groff is available to render the pages (install groff-base)"
+  finish
+fi
+echo "== render with $($GROFF --version | head -n 1)"
+n_ok=0
+for page in man/man3/*.3 man/man7/*.7; do
+  if ! LC_ALL=C.UTF-8 "$GROFF" -man -Tutf8 -ww -P-cbou "$page" >"$work/out" 2>"$work/err"; then
+    notok "$page renders (groff failed)"
+    sed 's/^/    | /' "$work/err"
+  elif [ -s "$work/err" ]; then
+    notok "$page renders without warnings:"
+    sed 's/^/    | /' "$work/err"
+  elif ! grep -q '^NAME' "$work/out" || ! grep -q '^SYNOPSIS' "$work/out" \
+       || ! grep -q '^DESCRIPTION' "$work/out"; then
+    notok "$page has NAME, SYNOPSIS and DESCRIPTION sections"
+  else
+    n_ok=$((n_ok + 1))
+  fi
+done
+[ "$n_ok" -gt 0 ] && ok "$n_ok pages render with groff -man -Tutf8 -ww without warnings"
+
+finish
