@@ -218,7 +218,9 @@ impl Inner {
         let policy = self.config.error_policy;
         let outcome = match policy {
             ErrorPolicy::Retry => self.apply(token, Action::Wake),
-            ErrorPolicy::Sigbus | ErrorPolicy::Stop => self.apply(token, Action::Poison),
+            // Poison without waking: the thread is released (into SIGBUS,
+            // which may end the process) only after the failure is logged.
+            ErrorPolicy::Sigbus | ErrorPolicy::Stop => self.poison_quietly(token),
         };
         if let Ok(Applied::Gone) = outcome {
             // The range went away (ENOENT: unmapped, moved, or
@@ -241,10 +243,10 @@ impl Inner {
             "fault at {:#x}: {e}; policy {:?}",
             token.page, policy
         ));
-        let released = outcome.is_ok();
-        if !released {
-            // Poison refused (memory without POISON support): wake, so the
-            // thread is never left blocked.
+        // Release the thread: after a poison it gets SIGBUS; if the poison
+        // was refused (memory without POISON support) it faults again, so
+        // it is never left blocked.
+        if policy != ErrorPolicy::Retry || outcome.is_err() {
             let _ = self.apply(token, Action::Wake);
         }
         if policy == ErrorPolicy::Stop {

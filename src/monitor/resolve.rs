@@ -180,6 +180,17 @@ impl Inner {
         classify(self, &uffd, t.uffd_id, page, ps, r)
     }
 
+    /// Poison the token's page without waking its waiters (the error
+    /// policy wakes them once the failure is recorded).
+    pub(crate) fn poison_quietly(&self, t: FaultToken) -> Result<Applied, Failed> {
+        let Some(uffd) = self.uffd(t.uffd_id) else {
+            return Ok(Applied::Gone);
+        };
+        let mode = crate::sys::uapi::UFFDIO_POISON_MODE_DONTWAKE;
+        let r = uffd.poison(t.page, t.page_size, mode).map(|p| p.done);
+        classify(self, &uffd, t.uffd_id, t.page, t.page_size, r)
+    }
+
     /// Apply `action`, retrying EAGAIN with a short backoff for up to
     /// `limit`: for threads other than the reader, which keeps reading
     /// the pending event meanwhile.
