@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 #![allow(unsafe_code)]
 
+pub mod kit;
+
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
