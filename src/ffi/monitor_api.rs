@@ -1,7 +1,7 @@
 //! The monitor's C ABI: a C callback table behind the Rust `Handler`.
 
 use super::boundary::guard;
-use super::ext::copy_opts;
+use super::ext::{copy_opts, copy_sized};
 use super::handle::borrow;
 use super::types::*;
 use crate::monitor::{
@@ -221,43 +221,22 @@ fn config_from_c(o: &uffd_monitor_opts) -> Result<Config, Error> {
 /// # Safety
 /// `ops` is NULL or points to `size` readable bytes.
 unsafe fn ops_from_c(ops: *const uffd_monitor_ops, size: usize) -> Result<uffd_monitor_ops, Error> {
-    let mut out = uffd_monitor_ops::default();
     if ops.is_null() {
         if size != 0 {
             return Err(Error::invalid(
                 "uffd_monitor_new: ops is NULL but ops_size is not 0",
             ));
         }
-        return Ok(out);
+        return Ok(uffd_monitor_ops::default());
     }
-    let ours = std::mem::size_of::<uffd_monitor_ops>();
     let ptr = std::mem::size_of::<usize>();
     if size == 0 || size % ptr != 0 {
         return Err(Error::invalid(format!(
             "uffd_monitor_new: ops_size {size} is not a whole number of callbacks (pass sizeof(struct uffd_monitor_ops))"
         )));
     }
-    if size > ours {
-        // SAFETY: the caller says `size` bytes are readable.
-        let tail = unsafe { std::slice::from_raw_parts(ops.cast::<u8>().add(ours), size - ours) };
-        if tail.iter().any(|&b| b != 0) {
-            return Err(Error::Os {
-                op: "uffd_monitor_new",
-                errno: libc::E2BIG,
-                detail: "the ops table sets callbacks this libuffd does not know".into(),
-            });
-        }
-    }
-    // SAFETY: min(size, ours) bytes are readable at `ops` and writable in
-    // `out`; the members are nullable function pointers.
-    unsafe {
-        std::ptr::copy_nonoverlapping(
-            ops.cast::<u8>(),
-            (&mut out as *mut uffd_monitor_ops).cast::<u8>(),
-            size.min(ours),
-        )
-    };
-    Ok(out)
+    // SAFETY: the caller says `size` bytes are readable at `ops`.
+    unsafe { copy_sized("uffd_monitor_ops", ops, size) }
 }
 
 /// Create a monitor.
