@@ -334,6 +334,14 @@
 #define LIBUFFD_MONITOR_NO_RELEASE_ON_STOP 4
 
 /**
+ * uffd_monitor_opts.flags: hand every fault to the workers, however cheap
+ * (without it they take only faults that may wait: a callback, a pread).
+ * A copy from memory is faster done by the reader than handed off, unless
+ * the machine has CPUs to spare for copying in parallel.
+ */
+#define LIBUFFD_MONITOR_HAND_OFF_ALL 8
+
+/**
  * Error policy: poison the page, so the faulting thread gets SIGBUS.
  */
 #define LIBUFFD_ON_ERROR_SIGBUS 0
@@ -620,6 +628,11 @@ typedef struct uffd_monitor_opts {
   size_t sz;
   /**
    * Worker threads resolving faults in parallel (0: the reader does).
+   * They take the faults whose resolution may wait: those of CALLBACK
+   * regions, and missing-page faults of FD regions (a pread). The
+   * reader resolves the others (copies from memory, zero pages,
+   * CONTINUE, write-protect faults) itself, which costs less than a
+   * hand-off (see LIBUFFD_MONITOR_HAND_OFF_ALL).
    */
   uint32_t workers;
   /**
@@ -872,6 +885,11 @@ typedef struct uffd_monitor_stats {
    * in [2^i, 2^(i+1)) nanoseconds; the last bucket holds the rest.
    */
   uint64_t latency_log2_ns[32];
+  /**
+   * Faults the reader handed to the workers (see
+   * uffd_monitor_opts.workers).
+   */
+  uint64_t handed_off;
 } uffd_monitor_stats;
 
 #ifdef __cplusplus

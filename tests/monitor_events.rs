@@ -217,6 +217,7 @@ fn remove_race_case(policy: RemovePolicy, workers: u32) {
     let config = Config {
         remove_policy: policy,
         workers,
+        hand_off_all: workers > 0,
         ..Config::default()
     };
     let m = Monitor::new(config, Box::new(Recording(rec.clone()))).unwrap();
@@ -333,6 +334,7 @@ fn remove_then_read_case(workers: u32, rounds: usize) {
     let u = Arc::new(open_uffd(Features::EVENT_REMOVE));
     let config = Config {
         workers,
+        hand_off_all: workers > 0,
         adaptive: false,
         window_min: 1,
         ..Config::default()
@@ -411,6 +413,7 @@ fn remap_whole_case(workers: u32) {
     let rec = Arc::new(Recorder::default());
     let config = Config {
         workers,
+        hand_off_all: workers > 0,
         ..Config::default()
     };
     let m = Monitor::new(config, Box::new(Recording(rec.clone()))).unwrap();
@@ -680,6 +683,7 @@ fn fork_case(workers: u32) {
     let rec = Arc::new(Recorder::default());
     let config = Config {
         workers,
+        hand_off_all: workers > 0,
         adaptive: false,
         window_min: 1,
         ..Config::default()

@@ -168,6 +168,7 @@ fn same_page_case(kind: Kind, pages: usize, threads: usize, workers: u32, callba
     let u = Arc::new(open_uffd(missing_features(kind)));
     let config = Config {
         workers,
+        hand_off_all: workers > 0,
         adaptive: false,
         window_min: 1,
         ..Config::default()
@@ -284,6 +285,7 @@ fn stop_releases_case(workers: u32) {
     let u = Arc::new(open_uffd(Features::empty()));
     let config = Config {
         workers,
+        hand_off_all: workers > 0,
         ..Config::default()
     };
     let m = Monitor::new(config, Box::new(BlackHole)).unwrap();

@@ -684,6 +684,7 @@ fn defer_case(kind: Kind, pages: usize, workers: u32) {
     let u = Arc::new(open_uffd(missing_features(kind)));
     let config = Config {
         workers,
+        hand_off_all: workers > 0,
         ..Config::default()
     };
     let m = Monitor::new(config, Box::new(Deferrer { tx: Mutex::new(tx) })).unwrap();
@@ -772,6 +773,7 @@ fn workers_case(kind: Kind, workers: u32, spin_us: u32) {
     let data = content(pages * kind.page(), 10 + workers as u64);
     let config = Config {
         workers,
+        hand_off_all: workers > 0,
         spin_us,
         ..Config::default()
     };
@@ -823,6 +825,7 @@ fn callback_on_workers_anon() {
     let data = Arc::new(content(pages * PAGE, 11));
     let config = Config {
         workers: 4,
+        hand_off_all: true,
         ..Config::default()
     };
     lazy_load(
@@ -853,6 +856,7 @@ fn prefetch_case(kind: Kind, pages: usize, workers: u32) {
     let u = Arc::new(open_uffd(missing_features(kind)));
     let config = Config {
         workers,
+        hand_off_all: workers > 0,
         ..Config::default()
     };
     let m = Monitor::new(config, Box::new(DefaultHandler)).unwrap();

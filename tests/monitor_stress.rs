@@ -88,6 +88,7 @@ fn stress(name: &'static str, kind: Kind, pages: usize, workers: u32) {
     let u = Arc::new(open_uffd(missing_features(kind) | Features::EVENT_UNMAP));
     let config = Config {
         workers,
+        hand_off_all: workers > 0,
         ..Config::default()
     };
     let m = Monitor::new(config, Box::new(DefaultHandler)).unwrap();

@@ -160,7 +160,8 @@ unsafe fn monitor_ref<'a>(m: *const uffd_monitor) -> Result<&'a MonitorBox, Erro
 fn config_from_c(o: &uffd_monitor_opts) -> Result<Config, Error> {
     let known = LIBUFFD_MONITOR_FIXED_WINDOW
         | LIBUFFD_MONITOR_NO_FORK_SERVE
-        | LIBUFFD_MONITOR_NO_RELEASE_ON_STOP;
+        | LIBUFFD_MONITOR_NO_RELEASE_ON_STOP
+        | LIBUFFD_MONITOR_HAND_OFF_ALL;
     if o.flags & !known != 0 {
         return Err(Error::invalid(format!(
             "uffd_monitor_opts: unknown flags {:#x}",
@@ -211,6 +212,7 @@ fn config_from_c(o: &uffd_monitor_opts) -> Result<Config, Error> {
             }
         },
         serve_forks: o.flags & LIBUFFD_MONITOR_NO_FORK_SERVE == 0,
+        hand_off_all: o.flags & LIBUFFD_MONITOR_HAND_OFF_ALL != 0,
         release_on_stop: o.flags & LIBUFFD_MONITOR_NO_RELEASE_ON_STOP == 0,
     })
 }
@@ -690,6 +692,7 @@ pub unsafe extern "C" fn uffd_monitor_get_stats(
             prefetched_bytes: s.prefetched_bytes,
             reads: s.reads,
             latency_log2_ns: s.latency,
+            handed_off: s.handed_off,
         };
         let n = sz.min(std::mem::size_of::<uffd_monitor_stats>());
         // SAFETY: `n` bytes are writable at `stats` (the caller's size)

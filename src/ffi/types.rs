@@ -270,6 +270,11 @@ pub const LIBUFFD_MONITOR_NO_FORK_SERVE: u32 = 0x2;
 /// uffd_monitor_opts.flags: on stop, leave regions registered (threads
 /// still blocked in faults stay blocked until the handles are freed).
 pub const LIBUFFD_MONITOR_NO_RELEASE_ON_STOP: u32 = 0x4;
+/// uffd_monitor_opts.flags: hand every fault to the workers, however cheap
+/// (without it they take only faults that may wait: a callback, a pread).
+/// A copy from memory is faster done by the reader than handed off, unless
+/// the machine has CPUs to spare for copying in parallel.
+pub const LIBUFFD_MONITOR_HAND_OFF_ALL: u32 = 0x8;
 
 /// Error policy: poison the page, so the faulting thread gets SIGBUS.
 pub const LIBUFFD_ON_ERROR_SIGBUS: u32 = 0;
@@ -333,6 +338,11 @@ pub struct uffd_monitor_opts {
     /// `sizeof(struct uffd_monitor_opts)`.
     pub sz: usize,
     /// Worker threads resolving faults in parallel (0: the reader does).
+    /// They take the faults whose resolution may wait: those of CALLBACK
+    /// regions, and missing-page faults of FD regions (a pread). The
+    /// reader resolves the others (copies from memory, zero pages,
+    /// CONTINUE, write-protect faults) itself, which costs less than a
+    /// hand-off (see LIBUFFD_MONITOR_HAND_OFF_ALL).
     pub workers: u32,
     /// Busy-poll this many microseconds before sleeping (0: never).
     pub spin_us: u32,
@@ -521,6 +531,9 @@ pub struct uffd_monitor_stats {
     /// Fault latency (message read to resolved): bucket i counts latencies
     /// in [2^i, 2^(i+1)) nanoseconds; the last bucket holds the rest.
     pub latency_log2_ns: [u64; 32],
+    /// Faults the reader handed to the workers (see
+    /// uffd_monitor_opts.workers).
+    pub handed_off: u64,
 }
 
 /// A fault-handling engine over one or more handles. Create with

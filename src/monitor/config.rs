@@ -32,8 +32,16 @@ pub enum RemovePolicy {
 #[derive(Debug, Clone, Copy)]
 pub struct Config {
     /// Worker threads resolving faults in parallel with the reader (0: the
-    /// reader resolves faults itself).
+    /// reader resolves faults itself). The faults that go to them are
+    /// those whose resolution may wait: Callback regions' faults, and
+    /// missing-page faults of Fd regions (a pread). The reader resolves
+    /// the others (copies from memory, zero pages, CONTINUE, write-protect
+    /// faults) in place, which costs less than a hand-off; see
+    /// `hand_off_all`.
     pub workers: u32,
+    /// Hand every fault to the workers, however cheap: for machines with
+    /// CPUs to spare, where copies from memory in parallel pay.
+    pub hand_off_all: bool,
     /// Busy-poll the userfaultfds this long before sleeping (0: never).
     pub spin_us: u32,
     /// Fault-around window, in pages: a fault places at least `window_min`
@@ -61,6 +69,7 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             workers: 0,
+            hand_off_all: false,
             spin_us: 0,
             window_min: 1,
             window_max: 512,

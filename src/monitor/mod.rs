@@ -110,6 +110,44 @@ pub struct Monitor {
     inner: Arc<Inner>,
 }
 
+/// The helper threads of one `run`.
+#[derive(Default)]
+struct Helpers {
+    threads: Vec<JoinHandle<()>>,
+    /// How many have entered their own code. A thread's start allocates
+    /// (the runtime's thread-local bookkeeping); `run` waits for all of them
+    /// before it serves faults, so that faults are served without any
+    /// allocation in the process (bench/uffd_bench.c counts them).
+    started: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Helpers {
+    fn spawn(&mut self, name: &str, f: impl FnOnce() + Send + 'static) -> Result<()> {
+        let started = self.started.clone();
+        let t = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                started.fetch_add(1, Release);
+                f()
+            })
+            .map_err(|e| {
+                Error::os(
+                    "spawn",
+                    e.raw_os_error().unwrap_or(libc::EAGAIN),
+                    format!("monitor thread {name}"),
+                )
+            })?;
+        self.threads.push(t);
+        Ok(())
+    }
+
+    fn wait_started(&self) {
+        while self.started.load(Acquire) < self.threads.len() {
+            std::thread::yield_now();
+        }
+    }
+}
+
 /// The monitor's threads, while started.
 pub struct Running {
     threads: Vec<JoinHandle<Result<()>>>,
@@ -178,10 +216,11 @@ impl Inner {
     /// by `wake_pool` once the batch is read).
     pub(crate) fn dispatch_to_pool(&self, p: engine::Pending) -> bool {
         let pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-        match pool.as_ref() {
-            Some(pool) => pool.push(p),
-            None => false,
+        let queued = pool.as_ref().is_some_and(|pool| pool.push(p));
+        if queued {
+            stats::Stats::add(&self.stats.handed_off, 1);
         }
+        queued
     }
 
     /// Wake workers for `n` faults queued from one batch.
@@ -362,51 +401,11 @@ impl Monitor {
 
     fn run_inner(&self) -> Result<()> {
         let inner = &self.inner;
-        let mut helpers: Vec<JoinHandle<()>> = Vec::new();
-        if inner.config.workers > 0 {
-            let pool = Arc::new(pool::Pool::new(inner.config.spin_us));
-            helpers.extend(pool::start(inner, &pool, inner.config.workers));
-            *inner.pool.lock().unwrap_or_else(|e| e.into_inner()) = Some(pool);
-        }
-        let wants_prefetch = inner
-            .regions
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .any(|r| r.prefetch);
-        if wants_prefetch {
-            let i = inner.clone();
-            helpers.push(
-                std::thread::Builder::new()
-                    .name("uffd-prefetch".into())
-                    .spawn(move || prefetch::run(i))
-                    .map_err(|e| {
-                        Error::os(
-                            "spawn",
-                            e.raw_os_error().unwrap_or(libc::EAGAIN),
-                            "prefetch thread",
-                        )
-                    })?,
-            );
-        }
-        if reserve::wanted(inner) {
-            reserve::prepare(inner);
-            let i = inner.clone();
-            helpers.push(
-                std::thread::Builder::new()
-                    .name("uffd-reserve".into())
-                    .spawn(move || reserve::run(i))
-                    .map_err(|e| {
-                        Error::os(
-                            "spawn",
-                            e.raw_os_error().unwrap_or(libc::EAGAIN),
-                            "reserve thread",
-                        )
-                    })?,
-            );
-        }
-        let mut result = Ok(());
-        {
+        let mut helpers = Helpers::default();
+        // If a thread cannot be started, those that were are stopped below.
+        let mut result = self.spawn_helpers(&mut helpers);
+        if result.is_ok() {
+            helpers.wait_started();
             let mut st = inner.reader.lock().unwrap_or_else(|e| e.into_inner());
             inner.ready.store(true, Release);
             while !inner.stop.load(Acquire) {
@@ -421,7 +420,7 @@ impl Monitor {
         }
         inner.stop.store(true, Release);
         inner.ready.store(false, Release);
-        for h in helpers {
+        for h in helpers.threads {
             let _ = h.join();
         }
         if inner.config.release_on_stop {
@@ -436,6 +435,36 @@ impl Monitor {
             ));
         }
         result
+    }
+
+    /// Start the workers, the prefetcher and the reserve filler, as the
+    /// configuration and regions ask.
+    fn spawn_helpers(&self, helpers: &mut Helpers) -> Result<()> {
+        let inner = &self.inner;
+        if inner.config.workers > 0 {
+            let pool = Arc::new(pool::Pool::new(inner.config.spin_us));
+            *inner.pool.lock().unwrap_or_else(|e| e.into_inner()) = Some(pool.clone());
+            for n in 0..inner.config.workers {
+                let (i, p) = (inner.clone(), pool.clone());
+                helpers.spawn(&format!("uffd-worker-{n}"), move || pool::work(i, p))?;
+            }
+        }
+        let wants_prefetch = inner
+            .regions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|r| r.prefetch);
+        if wants_prefetch {
+            let i = inner.clone();
+            helpers.spawn("uffd-prefetch", move || prefetch::run(i))?;
+        }
+        if reserve::wanted(inner) {
+            reserve::prepare(inner);
+            let i = inner.clone();
+            helpers.spawn("uffd-reserve", move || reserve::run(i))?;
+        }
+        Ok(())
     }
 
     /// Start the monitor on its own thread; `Running::wait` joins it.

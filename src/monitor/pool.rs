@@ -11,7 +11,6 @@ use std::sync::atomic::{
     Ordering::{Acquire, Release},
 };
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
 
 const QUEUE_CAPACITY: usize = 4096;
 
@@ -85,25 +84,12 @@ impl Pool {
     }
 }
 
-/// Start `n` workers.
-pub(crate) fn start(inner: &Arc<Inner>, pool: &Arc<Pool>, n: u32) -> Vec<JoinHandle<()>> {
-    (0..n)
-        .map(|i| {
-            let inner = inner.clone();
-            let pool = pool.clone();
-            std::thread::Builder::new()
-                .name(format!("uffd-worker-{i}"))
-                .spawn(move || {
-                    let mut scratch = Scratch::default();
-                    while let Some(mut p) = pool.pop() {
-                        while inner.handle_fault(&mut scratch, p, OnAgain::Backoff)
-                            == Handled::Retry
-                        {
-                            p.attempts += 1;
-                        }
-                    }
-                })
-                .expect("spawn worker thread")
-        })
-        .collect()
+/// A worker's loop: resolve queued faults until the pool shuts down.
+pub(crate) fn work(inner: Arc<Inner>, pool: Arc<Pool>) {
+    let mut scratch = Scratch::default();
+    while let Some(mut p) = pool.pop() {
+        while inner.handle_fault(&mut scratch, p, OnAgain::Backoff) == Handled::Retry {
+            p.attempts += 1;
+        }
+    }
 }

@@ -25,6 +25,7 @@ pub struct Stats {
     pub bytes: AtomicU64,
     pub prefetched_bytes: AtomicU64,
     pub reads: AtomicU64,
+    pub handed_off: AtomicU64,
     latency: [AtomicU64; LATENCY_BUCKETS],
 }
 
@@ -61,6 +62,8 @@ pub struct StatsSnapshot {
     pub reads: u64,
     /// Fault latency (message read to resolved) histogram, log2 ns buckets.
     pub latency: [u64; LATENCY_BUCKETS],
+    /// Faults the reader handed to the workers.
+    pub handed_off: u64,
 }
 
 impl Stats {
@@ -95,6 +98,7 @@ impl Stats {
             prefetched_bytes: self.prefetched_bytes.load(Relaxed),
             reads: self.reads.load(Relaxed),
             latency,
+            handed_off: self.handed_off.load(Relaxed),
         }
     }
 }

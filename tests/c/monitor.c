@@ -150,6 +150,88 @@ static void test_callback_source(void)
 	munmap(s.base, PAGES * PAGE);
 }
 
+/* Workers: which thread ran each callback, by the monitor's thread names. */
+struct pool_state {
+	int delay_us;
+	atomic_int on_worker[4];
+	atomic_int elsewhere;
+};
+
+static int fetch_and_copy(void *ud, uffd_monitor *m, const struct uffd_fault *f)
+{
+	struct pool_state *s = ud;
+	char name[16] = "";
+	pthread_getname_np(pthread_self(), name, sizeof name);
+	int w = -1;
+	if (sscanf(name, "uffd-worker-%d", &w) == 1 && w >= 0 && w < 4)
+		atomic_fetch_add(&s->on_worker[w], 1);
+	else
+		atomic_fetch_add(&s->elsewhere, 1);
+	if (s->delay_us)
+		usleep(s->delay_us); /* a fetch: the network, a disk */
+	int rc = uffd_monitor_copy(m, f, source + f->region_offset);
+	return rc < 0 ? rc : LIBUFFD_FAULT_HANDLED;
+}
+
+/* Serve PAGES pages with 4 workers from a callback (s != NULL) or from the
+ * buffer, while 4 threads fault; return the monitor's counters. */
+static struct uffd_monitor_stats run_pool(struct pool_state *s, uint32_t flags)
+{
+	char *mem = map_anon(PAGES * PAGE);
+	uffd_handle *h = open_nonblock();
+	struct uffd_monitor_ops ops = { .on_fault = fetch_and_copy };
+	struct uffd_monitor_opts mo = LIBUFFD_OPTS_INIT(uffd_monitor_opts, .workers = 4, .flags = flags);
+	uffd_monitor *m = NULL;
+	CHECK_OK(uffd_monitor_new(&mo, &ops, sizeof ops, s, NULL, &m));
+	uint32_t id;
+	CHECK_OK(uffd_monitor_add_handle(m, h, &id));
+	struct uffd_region_opts r = LIBUFFD_OPTS_INIT(uffd_region_opts, .source = LIBUFFD_SOURCE_CALLBACK,
+						      .register_mode = LIBUFFD_REGISTER_MISSING, .fd = -1);
+	if (!s) {
+		r.source = LIBUFFD_SOURCE_BUFFER;
+		r.buffer = source;
+		r.buffer_len = PAGES * PAGE;
+	}
+	CHECK_OK(uffd_monitor_add_region(m, id, mem, PAGES * PAGE, &r));
+	CHECK_OK(uffd_monitor_start(m));
+	touch_all(mem, 4);
+	CHECK(memcmp(mem, source, PAGES * PAGE) == 0);
+	CHECK_OK(uffd_monitor_stop(m));
+	CHECK_RET(uffd_monitor_wait(m), 0);
+	struct uffd_monitor_stats st = { .sz = sizeof st };
+	CHECK_OK(uffd_monitor_get_stats(m, &st));
+	uffd_monitor_free(m);
+	uffd_handle_free(h);
+	munmap(mem, PAGES * PAGE);
+	return st;
+}
+
+static void test_workers(void)
+{
+	SECTION("workers: callbacks side by side, copies on the reader, HAND_OFF_ALL");
+	/* Callbacks (here taking 300 us, as a fetch would) run on the
+	 * workers, several at once (4 faulting threads). */
+	static struct pool_state slow = { .delay_us = 300 };
+	struct uffd_monitor_stats st = run_pool(&slow, 0);
+	int busy = 0, on_workers = 0;
+	for (int i = 0; i < 4; i++) {
+		busy += atomic_load(&slow.on_worker[i]) > 0;
+		on_workers += atomic_load(&slow.on_worker[i]);
+	}
+	CHECK(busy >= 2);
+	CHECK_EQ(on_workers, (int)PAGES);
+	CHECK_EQ(atomic_load(&slow.elsewhere), 0);
+	CHECK_EQ(st.handed_off, st.faults - st.coalesced);
+	/* Copies from memory stay on the reader... */
+	st = run_pool(NULL, 0);
+	CHECK(st.faults >= 1);
+	CHECK_EQ(st.handed_off, 0);
+	/* ...unless every fault is to be handed off. */
+	st = run_pool(NULL, LIBUFFD_MONITOR_HAND_OFF_ALL);
+	CHECK(st.faults >= 1);
+	CHECK_EQ(st.handed_off, st.faults - st.coalesced);
+}
+
 /* Deferral: the callback queues the fault; another thread completes it. */
 static struct uffd_fault deferred[PAGES];
 static atomic_int n_deferred;
@@ -419,6 +501,7 @@ int main(void)
 	test_error_policy_sigbus(); /* forks: first, before any thread exists */
 	test_buffer_source();
 	test_callback_source();
+	test_workers();
 	test_defer();
 	test_stop_from_callback();
 	test_dispatch();
