@@ -13,13 +13,24 @@
  *                 speed option;
  *   floor ...     no faults at all: one UFFDIO_COPY of the whole region,
  *                 or plain first-touch of ordinary memory.
+ * The "fetched" scenario gives every page a fetch latency (--fetch-us,
+ * default 50 us, a nanosleep standing in for the network round trip of
+ * post-copy migration): both loops fetch the page, then COPY it; libuffd
+ * does it from a fault callback.
  * Output: a table of medians, spreads (min..max) and ratios to the
  * hand-rolled loop and to the floor, and optionally JSON.
  *
  * Usage: uffd_bench [--quick] [--mb N] [--reps N] [--json FILE] [--only SUBSTR]
+ *                   [--variant SUBSTR] [--trace-allocs] [--fetch-us N]
+ * --only keeps the scenarios whose name contains SUBSTR; --variant keeps the
+ * variants whose name contains SUBSTR, plus the hand-rolled loop (every ratio
+ * needs it). Filtering variants is meant for profiling one of them.
+ * --trace-allocs prints a backtrace (to stderr) for every heap allocation
+ * made anywhere in the process while pages are being touched.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <execinfo.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
@@ -32,6 +43,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -59,20 +71,38 @@ extern void *__libc_calloc(size_t, size_t);
 extern void *__libc_realloc(void *, size_t);
 extern void *__libc_memalign(size_t, size_t);
 static atomic_ulong n_allocs;
-void *malloc(size_t n) { atomic_fetch_add_explicit(&n_allocs, 1, memory_order_relaxed); return __libc_malloc(n); }
-void *calloc(size_t a, size_t b) { atomic_fetch_add_explicit(&n_allocs, 1, memory_order_relaxed); return __libc_calloc(a, b); }
-void *realloc(void *p, size_t n) { atomic_fetch_add_explicit(&n_allocs, 1, memory_order_relaxed); return __libc_realloc(p, n); }
-int posix_memalign(void **out, size_t al, size_t n)
+static atomic_int touching;   /* faulting threads still running */
+static int trace_allocs;      /* --trace-allocs */
+static __thread int in_trace;
+
+/* Count one allocation; with --trace-allocs, print where it came from when
+ * it happens while pages are being touched. */
+static void count_alloc(void)
 {
 	atomic_fetch_add_explicit(&n_allocs, 1, memory_order_relaxed);
+	if (trace_allocs && !in_trace && atomic_load_explicit(&touching, memory_order_relaxed) > 0) {
+		void *frames[32];
+		in_trace = 1;
+		int n = backtrace(frames, 32);
+		fprintf(stderr, "uffd_bench: allocation while faulting:\n");
+		backtrace_symbols_fd(frames, n, 2);
+		in_trace = 0;
+	}
+}
+void *malloc(size_t n) { count_alloc(); return __libc_malloc(n); }
+void *calloc(size_t a, size_t b) { count_alloc(); return __libc_calloc(a, b); }
+void *realloc(void *p, size_t n) { count_alloc(); return __libc_realloc(p, n); }
+int posix_memalign(void **out, size_t al, size_t n)
+{
+	count_alloc();
 	void *p = __libc_memalign(al, n);
 	if (!p)
 		return ENOMEM;
 	*out = p;
 	return 0;
 }
-void *aligned_alloc(size_t al, size_t n) { atomic_fetch_add_explicit(&n_allocs, 1, memory_order_relaxed); return __libc_memalign(al, n); }
-void *memalign(size_t al, size_t n) { atomic_fetch_add_explicit(&n_allocs, 1, memory_order_relaxed); return __libc_memalign(al, n); }
+void *aligned_alloc(size_t al, size_t n) { count_alloc(); return __libc_memalign(al, n); }
+void *memalign(size_t al, size_t n) { count_alloc(); return __libc_memalign(al, n); }
 
 /* ------------------------------------------------------------------ */
 static double now_s(void)
@@ -90,7 +120,7 @@ static void die(const char *what, long err)
 }
 
 enum mem_kind { MEM_ANON, MEM_HUGETLB, MEM_SHMEM };
-enum serve { SERVE_MISSING, SERVE_MINOR, SERVE_WP, SERVE_MOVE };
+enum serve { SERVE_MISSING, SERVE_MINOR, SERVE_WP, SERVE_MOVE, SERVE_FETCH };
 
 struct scenario {
 	const char *name;
@@ -112,6 +142,17 @@ struct region {
 
 static char *source;      /* the bytes every region is filled from */
 static size_t source_len;
+static long fetch_us = 50; /* --fetch-us */
+
+/* The "fetched" scenario's page source: wait out the fetch latency, then
+ * hand over the page's bytes. */
+static void fetch_page(size_t off, char *dst, size_t len)
+{
+	struct timespec ts = { 0, fetch_us * 1000 };
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+	memcpy(dst, source + off, len);
+}
 
 static void region_map(const struct scenario *s, struct region *r)
 {
@@ -158,7 +199,6 @@ static void region_unmap(struct region *r)
 /* The faulting side: T threads touch one byte of every page, each its own
  * stripe, sequentially or in a shuffled order; writes for WP scenarios. */
 static atomic_ulong touch_allocs; /* allocations while pages were being touched */
-static atomic_int touching;
 
 struct toucher {
 	pthread_t tid;
@@ -285,6 +325,11 @@ static void *handrolled_loop(void *arg)
 		} else if (h->serve == SERVE_MOVE) {
 			struct bench_uffdio_move mv = { .dst = page, .src = (uint64_t)(uintptr_t)(h->src + off), .len = h->page };
 			rc = ioctl(h->uffd, BENCH_UFFDIO_MOVE, &mv);
+		} else if (h->serve == SERVE_FETCH) {
+			static char buf[PAGE] __attribute__((aligned(PAGE)));
+			fetch_page(off, buf, h->page);
+			struct uffdio_copy c = { .dst = page, .src = (uint64_t)(uintptr_t)buf, .len = h->page };
+			rc = ioctl(h->uffd, UFFDIO_COPY, &c);
 		} else {
 			struct uffdio_copy c = { .dst = page, .src = (uint64_t)(uintptr_t)(h->src + off), .len = h->page };
 			rc = ioctl(h->uffd, UFFDIO_COPY, &c);
@@ -386,6 +431,17 @@ static int move_fault(void *ud, uffd_monitor *m, const struct uffd_fault *f)
 	return rc < 0 ? rc : LIBUFFD_FAULT_HANDLED;
 }
 
+/* The "fetched" scenario's fault callback (runs on the monitor's reader or
+ * on its workers, so the staging buffer is per thread). */
+static int fetch_fault(void *ud, uffd_monitor *m, const struct uffd_fault *f)
+{
+	static __thread char buf[PAGE] __attribute__((aligned(PAGE)));
+	char *base = ud;
+	fetch_page(f->page - (uint64_t)(uintptr_t)base, buf, f->page_size);
+	int rc = uffd_monitor_copy(m, f, buf);
+	return rc < 0 ? rc : LIBUFFD_FAULT_HANDLED;
+}
+
 static unsigned long allocs_during, faults_during;
 
 static double run_libuffd(const struct scenario *s, size_t *order, const struct lib_variant *v)
@@ -401,10 +457,10 @@ static double run_libuffd(const struct scenario *s, size_t *order, const struct 
 	struct uffd_monitor_opts mo = LIBUFFD_OPTS_INIT(uffd_monitor_opts, .workers = v->workers,
 							.spin_us = v->spin_us, .window_min = v->window_min,
 							.window_max = v->window_max, .flags = v->flags);
-	struct uffd_monitor_ops ops = { .on_fault = move_fault };
+	struct uffd_monitor_ops ops = { .on_fault = s->serve == SERVE_FETCH ? fetch_fault : move_fault };
+	int cb = s->serve == SERVE_MOVE || s->serve == SERVE_FETCH;
 	uffd_monitor *m;
-	rc = uffd_monitor_new(&mo, s->serve == SERVE_MOVE ? &ops : NULL, s->serve == SERVE_MOVE ? sizeof ops : 0,
-			      r.addr, NULL, &m);
+	rc = uffd_monitor_new(&mo, cb ? &ops : NULL, cb ? sizeof ops : 0, r.addr, NULL, &m);
 	if (rc < 0)
 		die("uffd_monitor_new", rc);
 	uint32_t id;
@@ -417,6 +473,8 @@ static double run_libuffd(const struct scenario *s, size_t *order, const struct 
 	} else if (s->serve == SERVE_MOVE) {
 		ro.source = LIBUFFD_SOURCE_CALLBACK;
 		move_src_for_cb = move_source(s->len);
+	} else if (s->serve == SERVE_FETCH) {
+		ro.source = LIBUFFD_SOURCE_CALLBACK;
 	} else {
 		ro.source = LIBUFFD_SOURCE_BUFFER;
 		ro.buffer = source;
@@ -514,6 +572,12 @@ static double maxv(struct result *r) { double m = r->t[0]; for (int i = 1; i < r
 
 static FILE *json;
 static int json_first = 1;
+static const char *variant_filter;
+
+static int variant_wanted(const struct variant *v)
+{
+	return !variant_filter || v->kind == 0 || strstr(v->name, variant_filter);
+}
 
 static void run_scenario(const struct scenario *s, const struct variant *vs, int nv, int reps)
 {
@@ -525,6 +589,8 @@ static void run_scenario(const struct scenario *s, const struct variant *vs, int
 			int i = (k + rep) % nv;
 			const struct variant *v = &vs[i];
 			double dt;
+			if (!variant_wanted(v))
+				continue;
 			if (v->kind == 0)
 				dt = run_handrolled(s, order);
 			else if (v->kind == 1)
@@ -539,6 +605,8 @@ static void run_scenario(const struct scenario *s, const struct variant *vs, int
 	free(order);
 	double hand = 0, floor = 0;
 	for (int i = 0; i < nv; i++) {
+		if (!variant_wanted(&vs[i]))
+			continue;
 		if (vs[i].kind == 0)
 			hand = median(&res[i]);
 		if (vs[i].kind == 2 || (vs[i].kind == 3 && floor == 0))
@@ -550,6 +618,8 @@ static void run_scenario(const struct scenario *s, const struct variant *vs, int
 	printf("  %-34s %10s %21s %10s %9s %9s\n", "variant", "median ms", "spread ms (min..max)", "faults/s",
 	       "x hand", "x floor");
 	for (int i = 0; i < nv; i++) {
+		if (!variant_wanted(&vs[i]))
+			continue;
 		double med = median(&res[i]);
 		printf("  %-34s %10.2f %10.2f..%-10.2f %10.0f %9.3f %9.3f\n", vs[i].name, med * 1e3,
 		       minv(&res[i]) * 1e3, maxv(&res[i]) * 1e3, pages / med, hand > 0 ? med / hand : 0,
@@ -572,6 +642,7 @@ static void run_scenario(const struct scenario *s, const struct variant *vs, int
 #define LIB_FIXED16 { "libuffd fault-around fixed 16", 1, { .window_min = 16, .window_max = 16, .flags = LIBUFFD_MONITOR_FIXED_WINDOW } }
 #define LIB_ADAPT { "libuffd fault-around adaptive 1..512", 1, { .window_min = 1, .window_max = 512 } }
 #define LIB_WORKERS { "libuffd workers=4", 1, { .workers = 4 } }
+#define LIB_WORKERS_ALL { "libuffd workers=4, hand off all", 1, { .workers = 4, .flags = LIBUFFD_MONITOR_HAND_OFF_ALL } }
 #define LIB_SPIN { "libuffd low-latency (spin 50us)", 1, { .spin_us = 50 } }
 #define LIB_PREFETCH { "libuffd prefetch", 1, { .prefetch = 1 } }
 #define FLOOR_COPY { "floor: one COPY of the region", 2, { 0 } }
@@ -593,8 +664,14 @@ int main(int argc, char **argv)
 			json_path = argv[++i];
 		else if (!strcmp(argv[i], "--only") && i + 1 < argc)
 			only = argv[++i];
+		else if (!strcmp(argv[i], "--variant") && i + 1 < argc)
+			variant_filter = argv[++i];
+		else if (!strcmp(argv[i], "--trace-allocs"))
+			trace_allocs = 1;
+		else if (!strcmp(argv[i], "--fetch-us") && i + 1 < argc)
+			fetch_us = strtol(argv[++i], NULL, 0);
 		else {
-			fprintf(stderr, "usage: %s [--quick] [--mb N] [--reps N] [--json FILE] [--only SUBSTR]\n", argv[0]);
+			fprintf(stderr, "usage: %s [--quick] [--mb N] [--reps N] [--json FILE] [--only SUBSTR] [--variant SUBSTR] [--trace-allocs] [--fetch-us N]\n", argv[0]);
 			return 2;
 		}
 	}
@@ -602,12 +679,16 @@ int main(int argc, char **argv)
 		mb = 4;
 		reps = 1;
 	}
-	if (reps < 1 || reps > MAX_REPS || mb < 4) {
-		fprintf(stderr, "uffd_bench: need 1 <= reps <= %d and mb >= 4\n", MAX_REPS);
+	if (reps < 1 || reps > MAX_REPS || mb < 4 || fetch_us < 0 || fetch_us > 999999) {
+		fprintf(stderr, "uffd_bench: need 1 <= reps <= %d, mb >= 4 and 0 <= fetch-us < 1000000\n", MAX_REPS);
 		return 2;
 	}
+	/* Sleeps as long as asked (not up to 50 us more), in every thread
+	 * created from here on: the fetch latency is what --fetch-us says. */
+	prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
 	size_t len = mb << 20;
 	size_t huge_len = (mb < 64 ? mb : 64) << 20; /* 64 reserved huge pages at most */
+	size_t fetch_len = len / 4;                    /* every page waits fetch_us */
 	source_len = len;
 	source = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 	if (source == MAP_FAILED)
@@ -624,11 +705,12 @@ int main(int argc, char **argv)
 
 	const struct variant seq[] = { HAND, LIB_DEFAULT, LIB_FIXED1, LIB_FIXED16, LIB_ADAPT, LIB_PREFETCH, FLOOR_COPY, FLOOR_TOUCH };
 	const struct variant rnd[] = { HAND, LIB_DEFAULT, LIB_FIXED1, LIB_SPIN, LIB_WORKERS, FLOOR_COPY, FLOOR_TOUCH };
-	const struct variant thr[] = { HAND, LIB_DEFAULT, LIB_WORKERS, LIB_SPIN, FLOOR_TOUCH };
+	const struct variant thr[] = { HAND, LIB_DEFAULT, LIB_WORKERS, LIB_WORKERS_ALL, LIB_SPIN, FLOOR_TOUCH };
 	const struct variant huge[] = { HAND, LIB_DEFAULT, LIB_WORKERS, FLOOR_COPY, FLOOR_TOUCH };
 	const struct variant minor[] = { HAND, LIB_DEFAULT, LIB_FIXED1, FLOOR_TOUCH };
 	const struct variant wp[] = { HAND, LIB_DEFAULT, LIB_SPIN, FLOOR_TOUCH };
 	const struct variant mv[] = { HAND, { "libuffd callback + uffd_monitor_move", 1, { 0 } }, FLOOR_TOUCH };
+	const struct variant fetched[] = { HAND, { "libuffd callback (default)", 1, { 0 } }, LIB_WORKERS, FLOOR_TOUCH };
 
 	struct {
 		struct scenario s;
@@ -637,14 +719,15 @@ int main(int argc, char **argv)
 	} plan[] = {
 		{ { "anon 4k sequential", MEM_ANON, SERVE_MISSING, PAGE, len, 1, 0 }, seq, 8 },
 		{ { "anon 4k random", MEM_ANON, SERVE_MISSING, PAGE, len, 1, 1 }, rnd, 7 },
-		{ { "anon 4k random x2 threads", MEM_ANON, SERVE_MISSING, PAGE, len, 2, 1 }, thr, 5 },
-		{ { "anon 4k random x4 threads", MEM_ANON, SERVE_MISSING, PAGE, len, 4, 1 }, thr, 5 },
+		{ { "anon 4k random x2 threads", MEM_ANON, SERVE_MISSING, PAGE, len, 2, 1 }, thr, 6 },
+		{ { "anon 4k random x4 threads", MEM_ANON, SERVE_MISSING, PAGE, len, 4, 1 }, thr, 6 },
 		{ { "hugetlb 2m sequential", MEM_HUGETLB, SERVE_MISSING, HUGE, huge_len, 1, 0 }, huge, 5 },
 		{ { "hugetlb 2m random", MEM_HUGETLB, SERVE_MISSING, HUGE, huge_len, 1, 1 }, huge, 5 },
 		{ { "shmem minor+continue sequential", MEM_SHMEM, SERVE_MINOR, PAGE, len, 1, 0 }, minor, 4 },
 		{ { "shmem minor+continue random", MEM_SHMEM, SERVE_MINOR, PAGE, len, 1, 1 }, minor, 4 },
 		{ { "anon write-protect round trips", MEM_ANON, SERVE_WP, PAGE, len, 1, 1 }, wp, 4 },
 		{ { "anon MOVE (vs COPY above)", MEM_ANON, SERVE_MOVE, PAGE, len, 1, 1 }, mv, 3 },
+		{ { "anon 4k random x4 threads, fetched", MEM_ANON, SERVE_FETCH, PAGE, fetch_len, 4, 1 }, fetched, 4 },
 	};
 	for (size_t i = 0; i < sizeof plan / sizeof plan[0]; i++) {
 		if (only && !strstr(plan[i].s.name, only))
