@@ -18,7 +18,12 @@
  * post-copy migration): both loops fetch the page, then COPY it; libuffd
  * does it from a fault callback.
  * Output: a table of medians, spreads (min..max) and ratios to the
- * hand-rolled loop and to the floor, and optionally JSON.
+ * hand-rolled loop and to the floor, and optionally JSON. A ratio is the
+ * median over repetitions of the two times measured in that repetition.
+ * "cpu us/p" is the CPU time of the whole process (faulting and serving
+ * threads, user and kernel) per page, and "cpus" that CPU time over the
+ * elapsed time: when it reaches the machine's CPU count, the faults are
+ * bound by the CPU work done per fault, not by how they are served.
  *
  * Usage: uffd_bench [--quick] [--mb N] [--reps N] [--json FILE] [--only SUBSTR]
  *                   [--variant SUBSTR] [--trace-allocs] [--fetch-us N]
@@ -44,6 +49,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -111,6 +117,18 @@ static double now_s(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
+
+/* CPU time of the whole process (every thread: faulting, serving, and the
+ * kernel work done for them), in seconds. */
+static double cpu_s(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
+}
+
+/* CPU time spent inside the last measuring window (set with its time). */
+static double window_cpu;
 
 static void die(const char *what, long err)
 {
@@ -272,11 +290,12 @@ static double touch_all(const struct scenario *s, struct region *r, size_t *orde
 	}
 	atomic_store(&touching, s->threads);
 	atomic_fetch_sub(&touch_allocs, atomic_load(&n_allocs));
-	double t0 = now_s();
+	double c0 = cpu_s(), t0 = now_s();
 	pthread_barrier_wait(&start);
 	for (int i = 0; i < s->threads; i++)
 		pthread_join(t[i].tid, NULL);
 	double dt = now_s() - t0;
+	window_cpu = cpu_s() - c0;
 	pthread_barrier_destroy(&start);
 	return dt;
 }
@@ -289,7 +308,7 @@ struct handrolled {
 	char *src;       /* COPY / MOVE source for the region's first byte */
 	size_t page;
 	enum serve serve;
-	pthread_t tid;
+	pthread_t tid[4];
 };
 
 static void *handrolled_loop(void *arg)
@@ -326,7 +345,7 @@ static void *handrolled_loop(void *arg)
 			struct bench_uffdio_move mv = { .dst = page, .src = (uint64_t)(uintptr_t)(h->src + off), .len = h->page };
 			rc = ioctl(h->uffd, BENCH_UFFDIO_MOVE, &mv);
 		} else if (h->serve == SERVE_FETCH) {
-			static char buf[PAGE] __attribute__((aligned(PAGE)));
+			static __thread char buf[PAGE] __attribute__((aligned(PAGE)));
 			fetch_page(off, buf, h->page);
 			struct uffdio_copy c = { .dst = page, .src = (uint64_t)(uintptr_t)buf, .len = h->page };
 			rc = ioctl(h->uffd, UFFDIO_COPY, &c);
@@ -381,7 +400,8 @@ static char *move_source(size_t len)
 	return p;
 }
 
-static double run_handrolled(const struct scenario *s, size_t *order)
+/* The hand-rolled loop on `readers` threads at once (1: the usual loop). */
+static double run_handrolled(const struct scenario *s, size_t *order, int readers)
 {
 	struct region r;
 	region_map(s, &r);
@@ -398,12 +418,14 @@ static double run_handrolled(const struct scenario *s, size_t *order)
 		if (ioctl(h.uffd, UFFDIO_WRITEPROTECT, &w) < 0)
 			die("UFFDIO_WRITEPROTECT", errno);
 	}
-	pthread_create(&h.tid, NULL, handrolled_loop, &h);
+	for (int i = 0; i < readers; i++)
+		pthread_create(&h.tid[i], NULL, handrolled_loop, &h);
 	double dt = touch_all(s, &r, order);
 	uint64_t one = 1;
 	if (write(h.stopfd, &one, 8) != 8)
 		die("eventfd", errno);
-	pthread_join(h.tid, NULL);
+	for (int i = 0; i < readers; i++)
+		pthread_join(h.tid[i], NULL);
 	if (s->serve != SERVE_WP && memcmp(r.addr, source, r.len) != 0) {
 		fprintf(stderr, "uffd_bench: hand-rolled %s: data mismatch\n", s->name);
 		exit(2);
@@ -520,11 +542,12 @@ static double run_floor_copy(const struct scenario *s)
 	struct uffdio_register reg = { .range = { (uint64_t)(uintptr_t)r.addr, r.len }, .mode = UFFDIO_REGISTER_MODE_MISSING };
 	if (ioctl(uffd, UFFDIO_REGISTER, &reg) < 0)
 		die("UFFDIO_REGISTER", errno);
-	double t0 = now_s();
+	double c0 = cpu_s(), t0 = now_s();
 	struct uffdio_copy c = { .dst = (uint64_t)(uintptr_t)r.addr, .src = (uint64_t)(uintptr_t)source, .len = r.len };
 	if (ioctl(uffd, UFFDIO_COPY, &c) < 0)
 		die("UFFDIO_COPY (floor)", errno);
 	double dt = now_s() - t0;
+	window_cpu = cpu_s() - c0;
 	close(uffd);
 	region_unmap(&r);
 	return dt;
@@ -544,12 +567,13 @@ static double run_floor_touch(const struct scenario *s, size_t *order)
 /* ------------------------------------------------------------------ */
 struct variant {
 	const char *name;
-	int kind; /* 0 hand-rolled, 1 libuffd, 2 floor copy, 3 floor touch */
+	int kind; /* 0 hand-rolled, 1 libuffd, 2 floor copy, 3 floor touch, 4 hand-rolled x4 readers */
 	struct lib_variant lib;
 };
 
 struct result {
 	double t[MAX_REPS];
+	double cpu[MAX_REPS]; /* process CPU time in the same window */
 	int n;
 };
 
@@ -565,6 +589,30 @@ static double median(struct result *r)
 	memcpy(tmp, r->t, r->n * sizeof(double));
 	qsort(tmp, r->n, sizeof(double), cmp_double);
 	return r->n % 2 ? tmp[r->n / 2] : (tmp[r->n / 2 - 1] + tmp[r->n / 2]) / 2;
+}
+
+/* Median over repetitions of a's time / b's time in the same repetition:
+ * each pair ran back to back, so the ratio cancels the drift of a shared
+ * machine's speed from one repetition to the next, which a ratio of
+ * medians would not. */
+static double paired_ratio(struct result *a, struct result *b)
+{
+	struct result q = { .n = a->n < b->n ? a->n : b->n };
+	for (int i = 0; i < q.n; i++)
+		q.t[i] = a->t[i] / b->t[i];
+	return q.n ? median(&q) : 0;
+}
+
+/* Median CPU time per page, and median CPUs kept busy (CPU time / time). */
+static void cpu_use(struct result *r, size_t pages, double *us_per_page, double *busy)
+{
+	struct result per = { .n = r->n }, load = { .n = r->n };
+	for (int i = 0; i < r->n; i++) {
+		per.t[i] = r->cpu[i] * 1e6 / pages;
+		load.t[i] = r->cpu[i] / r->t[i];
+	}
+	*us_per_page = median(&per);
+	*busy = median(&load);
 }
 
 static double minv(struct result *r) { double m = r->t[0]; for (int i = 1; i < r->n; i++) if (r->t[i] < m) m = r->t[i]; return m; }
@@ -591,45 +639,50 @@ static void run_scenario(const struct scenario *s, const struct variant *vs, int
 			double dt;
 			if (!variant_wanted(v))
 				continue;
-			if (v->kind == 0)
-				dt = run_handrolled(s, order);
+			if (v->kind == 0 || v->kind == 4)
+				dt = run_handrolled(s, order, v->kind == 4 ? 4 : 1);
 			else if (v->kind == 1)
 				dt = run_libuffd(s, order, &v->lib);
 			else if (v->kind == 2)
 				dt = run_floor_copy(s);
 			else
 				dt = run_floor_touch(s, order);
+			res[i].cpu[res[i].n] = window_cpu;
 			res[i].t[res[i].n++] = dt;
 		}
 	}
 	free(order);
-	double hand = 0, floor = 0;
+	struct result *hand = NULL, *floor = NULL;
 	for (int i = 0; i < nv; i++) {
 		if (!variant_wanted(&vs[i]))
 			continue;
 		if (vs[i].kind == 0)
-			hand = median(&res[i]);
-		if (vs[i].kind == 2 || (vs[i].kind == 3 && floor == 0))
-			floor = median(&res[i]);
+			hand = &res[i];
+		if (vs[i].kind == 2 || (vs[i].kind == 3 && !floor))
+			floor = &res[i];
 	}
 	size_t pages = s->len / s->page;
 	printf("\n%s  (%zu MiB, %zu pages of %zu KiB, %d thread%s, %s)\n", s->name, s->len >> 20, pages,
 	       s->page >> 10, s->threads, s->threads > 1 ? "s" : "", s->random ? "random" : "sequential");
-	printf("  %-34s %10s %21s %10s %9s %9s\n", "variant", "median ms", "spread ms (min..max)", "faults/s",
-	       "x hand", "x floor");
+	printf("  %-34s %10s %21s %10s %9s %9s %8s %5s\n", "variant", "median ms", "spread ms (min..max)", "faults/s",
+	       "x hand", "x floor", "cpu us/p", "cpus");
 	for (int i = 0; i < nv; i++) {
 		if (!variant_wanted(&vs[i]))
 			continue;
 		double med = median(&res[i]);
-		printf("  %-34s %10.2f %10.2f..%-10.2f %10.0f %9.3f %9.3f\n", vs[i].name, med * 1e3,
-		       minv(&res[i]) * 1e3, maxv(&res[i]) * 1e3, pages / med, hand > 0 ? med / hand : 0,
-		       floor > 0 ? med / floor : 0);
+		double x_hand = hand ? paired_ratio(&res[i], hand) : 0;
+		double x_floor = floor ? paired_ratio(&res[i], floor) : 0;
+		double cpu_us, busy;
+		cpu_use(&res[i], pages, &cpu_us, &busy);
+		printf("  %-34s %10.2f %10.2f..%-10.2f %10.0f %9.3f %9.3f %8.2f %5.2f\n", vs[i].name, med * 1e3,
+		       minv(&res[i]) * 1e3, maxv(&res[i]) * 1e3, pages / med, x_hand, x_floor, cpu_us, busy);
 		if (json) {
 			fprintf(json, "%s\n  {\"scenario\": \"%s\", \"variant\": \"%s\", \"pages\": %zu, \"page_size\": %zu, "
 				      "\"threads\": %d, \"random\": %d, \"median_s\": %.9f, \"min_s\": %.9f, \"max_s\": %.9f, "
-				      "\"reps\": %d, \"ratio_to_handrolled\": %.6f, \"ratio_to_floor\": %.6f}",
+				      "\"reps\": %d, \"ratio_to_handrolled\": %.6f, \"ratio_to_floor\": %.6f, "
+				      "\"cpu_us_per_page\": %.3f, \"cpus_busy\": %.3f}",
 				json_first ? "" : ",", s->name, vs[i].name, pages, s->page, s->threads, s->random, med,
-				minv(&res[i]), maxv(&res[i]), res[i].n, hand > 0 ? med / hand : 0, floor > 0 ? med / floor : 0);
+				minv(&res[i]), maxv(&res[i]), res[i].n, x_hand, x_floor, cpu_us, busy);
 			json_first = 0;
 		}
 	}
@@ -637,6 +690,7 @@ static void run_scenario(const struct scenario *s, const struct variant *vs, int
 }
 
 #define HAND { "hand-rolled (poll+read 1+COPY 1)", 0, { 0 } }
+#define HAND4 { "hand-rolled, 4 reader threads", 4, { 0 } }
 #define LIB_DEFAULT { "libuffd default", 1, { 0 } }
 #define LIB_FIXED1 { "libuffd window 1 (no fault-around)", 1, { .window_min = 1, .window_max = 1, .flags = LIBUFFD_MONITOR_FIXED_WINDOW } }
 #define LIB_FIXED16 { "libuffd fault-around fixed 16", 1, { .window_min = 16, .window_max = 16, .flags = LIBUFFD_MONITOR_FIXED_WINDOW } }
@@ -700,17 +754,17 @@ int main(int argc, char **argv)
 	if (json)
 		fprintf(json, "{\"libuffd\": \"%s\", \"mb\": %zu, \"reps\": %d, \"results\": [", uffd_version_string(), mb, reps);
 
-	printf("uffd_bench: libuffd %s, %zu MiB regions, %d repetition%s (medians; ratios are time / hand-rolled and time / floor: lower is better)\n",
+	printf("uffd_bench: libuffd %s, %zu MiB regions, %d repetition%s (medians; ratios: time / hand-rolled and time / floor in the same repetition, median over repetitions; lower is better)\n",
 	       uffd_version_string(), mb, reps, reps > 1 ? "s" : "");
 
 	const struct variant seq[] = { HAND, LIB_DEFAULT, LIB_FIXED1, LIB_FIXED16, LIB_ADAPT, LIB_PREFETCH, FLOOR_COPY, FLOOR_TOUCH };
 	const struct variant rnd[] = { HAND, LIB_DEFAULT, LIB_FIXED1, LIB_SPIN, LIB_WORKERS, FLOOR_COPY, FLOOR_TOUCH };
-	const struct variant thr[] = { HAND, LIB_DEFAULT, LIB_WORKERS, LIB_WORKERS_ALL, LIB_SPIN, FLOOR_TOUCH };
+	const struct variant thr[] = { HAND, HAND4, LIB_DEFAULT, LIB_WORKERS, LIB_WORKERS_ALL, LIB_SPIN, FLOOR_TOUCH };
 	const struct variant huge[] = { HAND, LIB_DEFAULT, LIB_WORKERS, FLOOR_COPY, FLOOR_TOUCH };
 	const struct variant minor[] = { HAND, LIB_DEFAULT, LIB_FIXED1, FLOOR_TOUCH };
 	const struct variant wp[] = { HAND, LIB_DEFAULT, LIB_SPIN, FLOOR_TOUCH };
 	const struct variant mv[] = { HAND, { "libuffd callback + uffd_monitor_move", 1, { 0 } }, FLOOR_TOUCH };
-	const struct variant fetched[] = { HAND, { "libuffd callback (default)", 1, { 0 } }, LIB_WORKERS, FLOOR_TOUCH };
+	const struct variant fetched[] = { HAND, HAND4, { "libuffd callback (default)", 1, { 0 } }, LIB_WORKERS, FLOOR_TOUCH };
 
 	struct {
 		struct scenario s;
@@ -719,15 +773,15 @@ int main(int argc, char **argv)
 	} plan[] = {
 		{ { "anon 4k sequential", MEM_ANON, SERVE_MISSING, PAGE, len, 1, 0 }, seq, 8 },
 		{ { "anon 4k random", MEM_ANON, SERVE_MISSING, PAGE, len, 1, 1 }, rnd, 7 },
-		{ { "anon 4k random x2 threads", MEM_ANON, SERVE_MISSING, PAGE, len, 2, 1 }, thr, 6 },
-		{ { "anon 4k random x4 threads", MEM_ANON, SERVE_MISSING, PAGE, len, 4, 1 }, thr, 6 },
+		{ { "anon 4k random x2 threads", MEM_ANON, SERVE_MISSING, PAGE, len, 2, 1 }, thr, 7 },
+		{ { "anon 4k random x4 threads", MEM_ANON, SERVE_MISSING, PAGE, len, 4, 1 }, thr, 7 },
 		{ { "hugetlb 2m sequential", MEM_HUGETLB, SERVE_MISSING, HUGE, huge_len, 1, 0 }, huge, 5 },
 		{ { "hugetlb 2m random", MEM_HUGETLB, SERVE_MISSING, HUGE, huge_len, 1, 1 }, huge, 5 },
 		{ { "shmem minor+continue sequential", MEM_SHMEM, SERVE_MINOR, PAGE, len, 1, 0 }, minor, 4 },
 		{ { "shmem minor+continue random", MEM_SHMEM, SERVE_MINOR, PAGE, len, 1, 1 }, minor, 4 },
 		{ { "anon write-protect round trips", MEM_ANON, SERVE_WP, PAGE, len, 1, 1 }, wp, 4 },
 		{ { "anon MOVE (vs COPY above)", MEM_ANON, SERVE_MOVE, PAGE, len, 1, 1 }, mv, 3 },
-		{ { "anon 4k random x4 threads, fetched", MEM_ANON, SERVE_FETCH, PAGE, fetch_len, 4, 1 }, fetched, 4 },
+		{ { "anon 4k random x4 threads, fetched", MEM_ANON, SERVE_FETCH, PAGE, fetch_len, 4, 1 }, fetched, 5 },
 	};
 	for (size_t i = 0; i < sizeof plan / sizeof plan[0]; i++) {
 		if (only && !strstr(plan[i].s.name, only))
