@@ -84,6 +84,9 @@ bench: $(BUILD)/uffd_bench
 
 bench-quick: $(BUILD)/uffd_bench
 	timeout 300 $(BUILD)/uffd_bench --quick --json $(BUILD)/bench-quick.json
+	python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"]; \
+		assert len(r) >= 40 and all(x["median_s"] > 0 for x in r), "bad bench JSON"; \
+		print("bench-quick: JSON has", len(r), "results")' $(BUILD)/bench-quick.json
 
 example: $(BUILD)/userfaultfd_demo
 	timeout 60 $(BUILD)/userfaultfd_demo 3

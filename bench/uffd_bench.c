@@ -233,6 +233,7 @@ static void *touch_thread(void *arg)
 {
 	struct toucher *t = arg;
 	unsigned long sum = 0;
+	pthread_setname_np(pthread_self(), "toucher");
 	pthread_barrier_wait(t->start);
 	for (size_t i = 0; i < t->n; i++) {
 		char *p = t->base + t->order[i] * t->page;
@@ -314,6 +315,7 @@ struct handrolled {
 static void *handrolled_loop(void *arg)
 {
 	struct handrolled *h = arg;
+	pthread_setname_np(pthread_self(), "hand-rolled"); /* for profilers */
 	struct pollfd pfd[2] = { { .fd = h->uffd, .events = POLLIN }, { .fd = h->stopfd, .events = POLLIN } };
 	for (;;) {
 		if (poll(pfd, 2, -1) < 0) {
