@@ -627,12 +627,14 @@ typedef struct uffd_monitor_opts {
    */
   size_t sz;
   /**
-   * Worker threads resolving faults in parallel (0: the reader does).
-   * They take the faults whose resolution may wait: those of CALLBACK
-   * regions, and missing-page faults of FD regions (a pread). The
-   * reader resolves the others (copies from memory, zero pages,
-   * CONTINUE, write-protect faults) itself, which costs less than a
-   * hand-off (see LIBUFFD_MONITOR_HAND_OFF_ALL).
+   * Worker threads resolving faults in parallel (0: the monitor's
+   * thread does). They take turns to read; faults whose resolution may
+   * wait (those of CALLBACK regions, missing-page faults of FD regions:
+   * a pread) run side by side, the worker that read one passing the
+   * reading on and resolving it. Other faults (copies from memory, zero
+   * pages, CONTINUE, write-protect faults) the reading worker resolves
+   * in place, which costs less than a hand-off (see
+   * LIBUFFD_MONITOR_HAND_OFF_ALL).
    */
   uint32_t workers;
   /**

@@ -32,12 +32,13 @@ pub enum RemovePolicy {
 #[derive(Debug, Clone, Copy)]
 pub struct Config {
     /// Worker threads resolving faults in parallel with the reader (0: the
-    /// reader resolves faults itself). The faults that go to them are
-    /// those whose resolution may wait: Callback regions' faults, and
-    /// missing-page faults of Fd regions (a pread). The reader resolves
-    /// the others (copies from memory, zero pages, CONTINUE, write-protect
-    /// faults) in place, which costs less than a hand-off; see
-    /// `hand_off_all`.
+    /// reader resolves faults itself). With workers, they take turns to
+    /// read; the faults whose resolution may wait (Callback regions'
+    /// faults, missing-page faults of Fd regions: a pread) run side by
+    /// side, the worker that read one passing the reading on and resolving
+    /// it. The reader resolves the others (copies from memory, zero pages,
+    /// CONTINUE, write-protect faults) in place, which costs less than a
+    /// hand-off; see `hand_off_all`.
     pub workers: u32,
     /// Hand every fault to the workers, however cheap: for machines with
     /// CPUs to spare, where copies from memory in parallel pay.

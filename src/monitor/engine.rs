@@ -1,9 +1,10 @@
 //! The reader loop and fault dispatch.
 //!
-//! One thread (the reader) waits on the monitor's epoll set, reads
+//! One thread at a time (the reader: the monitor's thread, or with
+//! workers the worker that leads, pool.rs) polls the userfaultfds, reads
 //! messages in batches and handles events itself, so that fork, mremap,
 //! munmap and madvise in the monitored program always make progress.
-//! Faults are resolved on the reader, or handed to workers. A fault that
+//! Faults are resolved by the reader, or handed to workers. A fault that
 //! hits EAGAIN (an event pending) goes to a retry list that the reader
 //! works through after reading the events that caused it.
 
@@ -73,6 +74,9 @@ pub(crate) struct ReaderState {
     /// Faults of the current batch handed to the workers (one wakeup per
     /// batch).
     pub queued: usize,
+    /// With workers: the fault that the worker now reading keeps for
+    /// itself, to resolve once it has passed the reading on (pool.rs).
+    pub kept: Option<Pending>,
 }
 
 impl ReaderState {
@@ -86,6 +90,7 @@ impl ReaderState {
             pollfds: Vec::with_capacity(64),
             poll_ids: Vec::with_capacity(64),
             queued: 0,
+            kept: None,
         }
     }
 }
@@ -457,8 +462,7 @@ impl Inner {
                     attempts: 0,
                     t_read,
                 };
-                if self.hand_off_pays(id, &fault) && self.dispatch_to_pool(p) {
-                    st.queued += 1;
+                if self.hand_off_pays(id, &fault) && self.hand_off(st, p) {
                     return;
                 }
                 if self.handle_fault(&mut st.scratch, p, OnAgain::Queue) == Handled::Retry {

@@ -65,6 +65,8 @@ pub(crate) struct Inner {
     pub zero_huge: OnceCell<wait::ScratchMap>,
     /// What the reader draws on to serve forks without allocating.
     pub reserve: reserve::Reserve,
+    /// The reader's state; holding it is being the reader (the monitor's
+    /// thread, a worker that leads, or a `dispatch` caller).
     pub reader: Mutex<ReaderState>,
     /// The layout gate. Whoever serves a fault from a region's source
     /// holds it shared from the region lookup to the ioctl that places the
@@ -78,6 +80,9 @@ pub(crate) struct Inner {
     /// remove_then_read_zero_workers). Callbacks run outside the gate.
     pub layout: RwLock<()>,
     pub pool: Mutex<Option<Arc<pool::Pool>>>,
+    /// The error that ended a worker's reading (with workers, `run`
+    /// returns it).
+    pub loop_error: Mutex<Option<Error>>,
 }
 
 /// Region options for `Monitor::add_region`.
@@ -164,6 +169,15 @@ impl Inner {
         wait::eventfd_signal(self.wake_fd.as_fd());
     }
 
+    /// A worker's reading failed: keep the first error for `run` and stop.
+    pub(crate) fn fail_loop(&self, e: Error) {
+        self.loop_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(e);
+        self.request_stop(None);
+    }
+
     pub(crate) fn add_uffd(&self, uffd: Arc<Uffd>, owned: bool) -> Result<u32> {
         if !uffd.is_nonblocking() {
             return Err(Error::invalid(
@@ -212,15 +226,28 @@ impl Inner {
         Ok(m.addr())
     }
 
-    /// Queue a fault for the workers, if there are any (they are woken
-    /// by `wake_pool` once the batch is read).
-    pub(crate) fn dispatch_to_pool(&self, p: engine::Pending) -> bool {
+    /// Hand a fault to the workers, if there are any: the first of a
+    /// batch the reading worker keeps for itself (`ReaderState::kept`),
+    /// the rest go to the queue (woken by `wake_pool` once the batch is
+    /// read). False: resolve it in place.
+    pub(crate) fn hand_off(&self, st: &mut ReaderState, p: engine::Pending) -> bool {
         let pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-        let queued = pool.as_ref().is_some_and(|pool| pool.push(p));
-        if queued {
+        let Some(pool) = pool.as_ref() else {
+            return false;
+        };
+        let taken = if st.kept.is_none() {
+            st.kept = Some(p);
+            true
+        } else if pool.push(p) {
+            st.queued += 1;
+            true
+        } else {
+            false
+        };
+        if taken {
             stats::Stats::add(&self.stats.handed_off, 1);
         }
-        queued
+        taken
     }
 
     /// Wake workers for `n` faults queued from one batch.
@@ -296,6 +323,7 @@ impl Monitor {
                 reader: Mutex::new(ReaderState::new(config.batch as usize)),
                 layout: RwLock::new(()),
                 pool: Mutex::new(None),
+                loop_error: Mutex::new(None),
             }),
         })
     }
@@ -404,7 +432,24 @@ impl Monitor {
         let mut helpers = Helpers::default();
         // If a thread cannot be started, those that were are stopped below.
         let mut result = self.spawn_helpers(&mut helpers);
-        if result.is_ok() {
+        if result.is_ok() && inner.config.workers > 0 {
+            // The workers read and resolve (pool.rs); they return once the
+            // monitor is stopped and their queue is empty.
+            helpers.wait_started();
+            inner.ready.store(true, Release);
+            let workers = helpers.threads.len().min(inner.config.workers as usize);
+            for h in helpers.threads.drain(..workers) {
+                let _ = h.join();
+            }
+            if let Some(e) = inner
+                .loop_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+            {
+                result = Err(e);
+            }
+        } else if result.is_ok() {
             helpers.wait_started();
             let mut st = inner.reader.lock().unwrap_or_else(|e| e.into_inner());
             inner.ready.store(true, Release);

@@ -1,44 +1,65 @@
-//! Worker threads that resolve faults in parallel while one reader reads.
-//! The queue is preallocated; the reader never blocks on it (when it is
-//! full the reader resolves the fault itself), so events are always read
-//! promptly and workers' EAGAIN retries always end.
+//! Worker threads, leader/follower style: one worker at a time reads (the
+//! leader, holding the reader state); when it reads a fault that may wait
+//! (a callback, a pread: `Inner::hand_off_pays`) it keeps that fault,
+//! passes the reading on to an idle worker and resolves the fault itself,
+//! so that a fault costs no thread-to-thread hand-off on its way. Further
+//! faults of the same batch go to a queue that idle workers take from.
+//! The queue is preallocated; a full queue makes the leader resolve the
+//! fault itself, so events are always read and EAGAIN retries always end.
 
 use super::engine::{Handled, OnAgain, Pending, Scratch};
 use super::Inner;
 use std::collections::VecDeque;
-use std::sync::atomic::{
-    AtomicBool,
-    Ordering::{Acquire, Release},
-};
+use std::sync::atomic::Ordering::Acquire;
 use std::sync::{Arc, Condvar, Mutex};
 
 const QUEUE_CAPACITY: usize = 4096;
 
+struct State {
+    queue: VecDeque<Pending>,
+    /// A worker is reading (holds `Inner::reader`).
+    leading: bool,
+    shutdown: bool,
+}
+
 pub(crate) struct Pool {
-    queue: Mutex<VecDeque<Pending>>,
+    state: Mutex<State>,
     ready: Condvar,
-    shutdown: AtomicBool,
     spin_us: u32,
+}
+
+/// What an idle worker does next.
+enum Next {
+    Resolve(Pending),
+    Lead,
+    Exit,
 }
 
 impl Pool {
     pub fn new(spin_us: u32) -> Pool {
         Pool {
-            queue: Mutex::new(VecDeque::with_capacity(QUEUE_CAPACITY)),
+            state: Mutex::new(State {
+                queue: VecDeque::with_capacity(QUEUE_CAPACITY),
+                leading: false,
+                shutdown: false,
+            }),
             ready: Condvar::new(),
-            shutdown: AtomicBool::new(false),
             spin_us,
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Queue a fault without waking a worker (see `wake`); false if the
     /// queue is full.
     pub fn push(&self, p: Pending) -> bool {
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        if q.len() >= QUEUE_CAPACITY {
+        let mut s = self.lock();
+        if s.queue.len() >= QUEUE_CAPACITY {
             return false;
         }
-        q.push_back(p);
+        s.queue.push_back(p);
         true
     }
 
@@ -52,44 +73,120 @@ impl Pool {
         }
     }
 
-    fn pop(&self) -> Option<Pending> {
+    /// Queued faults first (the leader has moved on), then the reading if
+    /// nobody reads; otherwise wait. After shutdown: the queue, then exit.
+    fn next(&self) -> Next {
         if self.spin_us > 0 {
             let deadline = crate::sys::wait::now_ns() + self.spin_us as u64 * 1000;
-            while crate::sys::wait::now_ns() < deadline && !self.shutdown.load(Acquire) {
-                if let Ok(mut q) = self.queue.try_lock() {
-                    if let Some(p) = q.pop_front() {
-                        return Some(p);
+            while crate::sys::wait::now_ns() < deadline {
+                if let Ok(s) = self.state.try_lock() {
+                    if !s.queue.is_empty() || !s.leading || s.shutdown {
+                        break;
                     }
                 }
                 std::hint::spin_loop();
             }
         }
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = self.lock();
         loop {
-            if let Some(p) = q.pop_front() {
-                return Some(p);
+            if let Some(p) = s.queue.pop_front() {
+                return Next::Resolve(p);
             }
-            if self.shutdown.load(Acquire) {
-                return None;
+            if s.shutdown {
+                return Next::Exit;
             }
-            q = self.ready.wait(q).unwrap_or_else(|e| e.into_inner());
+            if !s.leading {
+                s.leading = true;
+                return Next::Lead;
+            }
+            s = self.ready.wait(s).unwrap_or_else(|e| e.into_inner());
         }
+    }
+
+    /// Take the reading if nobody has it.
+    fn try_lead(&self) -> bool {
+        let mut s = self.lock();
+        let free = !s.leading && !s.shutdown;
+        if free {
+            s.leading = true;
+        }
+        free
+    }
+
+    /// Give up the reading and wake a worker to take it.
+    fn stop_leading(&self) {
+        self.lock().leading = false;
+        self.ready.notify_one();
     }
 
     /// Ask the workers to finish what is queued and exit.
     pub fn shut_down(&self) {
-        self.shutdown.store(true, Release);
-        let _q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        self.lock().shutdown = true;
         self.ready.notify_all();
     }
 }
 
-/// A worker's loop: resolve queued faults until the pool shuts down.
+/// A worker's loop, until the monitor stops and the queue is empty.
 pub(crate) fn work(inner: Arc<Inner>, pool: Arc<Pool>) {
     let mut scratch = Scratch::default();
-    while let Some(mut p) = pool.pop() {
-        while inner.handle_fault(&mut scratch, p, OnAgain::Backoff) == Handled::Retry {
-            p.attempts += 1;
+    loop {
+        let mut retry = None;
+        match pool.next() {
+            Next::Resolve(p) => match resolve(&inner, &pool, &mut scratch, p) {
+                None => continue,
+                Some(p) => retry = Some(p),
+            },
+            Next::Exit => return,
+            Next::Lead => {}
+        }
+        // Reading, until a fault is kept; then resolving it, which may
+        // lead back here.
+        loop {
+            let kept = lead(&inner, retry.take());
+            pool.stop_leading();
+            if inner.stop.load(Acquire) {
+                pool.shut_down();
+            }
+            let Some(p) = kept else { break };
+            match resolve(&inner, &pool, &mut scratch, p) {
+                None => break,
+                Some(p) => retry = Some(p),
+            }
         }
     }
+}
+
+/// Read and handle messages until a fault is kept (returned), or the
+/// monitor stops. `retry` goes on the retry list first.
+fn lead(inner: &Inner, retry: Option<Pending>) -> Option<Pending> {
+    // Only the worker marked as leading takes this lock (dispatch() is
+    // refused while the monitor runs): it never waits here.
+    let mut st = inner.reader.lock().unwrap_or_else(|e| e.into_inner());
+    st.retry.extend(retry);
+    // Checked under the lock: a stop whose wakeup the previous leader
+    // consumed is seen here, before this one would sleep in poll(2).
+    while !inner.stop.load(Acquire) {
+        if let Err(e) = inner.iterate(&mut st, -1) {
+            inner.fail_loop(e);
+            break;
+        }
+        if let Some(p) = st.kept.take() {
+            return Some(p);
+        }
+    }
+    st.kept.take()
+}
+
+/// Resolve a fault off the reading path. EAGAIN means an event waits to
+/// be read: back off and retry while another worker reads, but if nobody
+/// does, take the reading (the fault is returned, to go on the retry list
+/// behind the event).
+fn resolve(inner: &Inner, pool: &Pool, scratch: &mut Scratch, mut p: Pending) -> Option<Pending> {
+    while inner.handle_fault(scratch, p, OnAgain::Backoff) == Handled::Retry {
+        p.attempts += 1;
+        if pool.try_lead() {
+            return Some(p);
+        }
+    }
+    None
 }
