@@ -17,8 +17,6 @@ use std::time::Duration;
 use uffd::monitor::*;
 use uffd::*;
 
-const PAGE: usize = 4096;
-
 /// Serves Callback regions from `src`, after waiting `delay` (a fetch),
 /// counting the faults each thread resolved.
 struct Fetcher {
@@ -81,7 +79,6 @@ fn serve(
         ..Config::default()
     };
     let m = Monitor::new(config, Box::new(Shared(handler.clone()))).unwrap();
-    let id = m.add_uffd(Arc::new(open_uffd(Features::empty()))).unwrap();
     let source = if buffer {
         Source::Buffer {
             addr: src.as_ptr() as u64,
@@ -90,17 +87,7 @@ fn serve(
     } else {
         Source::Callback
     };
-    m.add_region(
-        id,
-        mem.start(),
-        mem.len as u64,
-        RegionOptions {
-            source,
-            register: RegisterMode::MISSING,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    add_all(&m, &Arc::new(open_uffd(Features::empty())), &mem, source);
     let run = m.start().unwrap();
     let faulters: Vec<_> = (0..threads)
         .map(|t| {

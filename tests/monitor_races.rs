@@ -57,23 +57,6 @@ fn missing_features(kind: Kind) -> Features {
     }
 }
 
-/// Register all of `mem` with `m` (MISSING) from `source`.
-fn add_all(m: &Monitor, u: &Arc<Uffd>, mem: &Mem, source: Source) -> u32 {
-    let id = m.add_uffd(u.clone()).unwrap();
-    m.add_region(
-        id,
-        mem.start(),
-        mem.len as u64,
-        RegionOptions {
-            source,
-            register: RegisterMode::MISSING,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    id
-}
-
 /// Serves Callback regions by copying from `src` at the source offset.
 struct CopyFrom {
     src: Arc<Vec<u8>>,

@@ -268,3 +268,26 @@ pub fn pattern(page: usize, seed: u8) -> Vec<u8> {
         .map(|i| seed.wrapping_add((i % 251) as u8))
         .collect()
 }
+
+/// Give `u` to monitor `m` and serve all of `mem` (registered MISSING)
+/// from `source`; returns the uffd's id.
+pub fn add_all(
+    m: &uffd::monitor::Monitor,
+    u: &std::sync::Arc<Uffd>,
+    mem: &Mem,
+    source: uffd::monitor::Source,
+) -> u32 {
+    let id = m.add_uffd(u.clone()).unwrap();
+    m.add_region(
+        id,
+        mem.start(),
+        mem.len as u64,
+        uffd::monitor::RegionOptions {
+            source,
+            register: uffd::RegisterMode::MISSING,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    id
+}
