@@ -465,14 +465,18 @@ impl Handler for FailThenCopy {
 
 /// ErrorPolicy::Retry: the failed fault is woken, faults again, and the
 /// callback is offered it again; the second call resolves it. A callback
-/// that panics is treated the same (the monitor survives it).
-fn retry_case(panic: bool) {
+/// that panics is treated the same (the monitor survives it), and so is a
+/// log callback that panics on the failure's message (`log_panics`), on
+/// the monitor's thread or on a worker.
+fn retry_case(panic: bool, log_panics: bool, workers: u32) {
     let pages = 8;
     let mem = Arc::new(Mem::new(Kind::Anon, pages));
     let data = Arc::new(content(mem.len, 22));
     let u = Arc::new(open_uffd(Features::empty()));
     let config = Config {
         error_policy: ErrorPolicy::Retry,
+        workers,
+        hand_off_all: workers > 0,
         ..Config::default()
     };
     let handler = Arc::new(FailThenCopy {
@@ -481,13 +485,22 @@ fn retry_case(panic: bool) {
         panic,
         calls: AtomicU64::new(0),
     });
-    struct Shared(Arc<FailThenCopy>);
+    struct Shared(Arc<FailThenCopy>, bool, Arc<AtomicU64>);
     impl Handler for Shared {
         fn on_fault(&self, ctx: &FaultCtx<'_>) -> Verdict {
             self.0.on_fault(ctx)
         }
+        fn wants_log(&self) -> bool {
+            self.1
+        }
+        fn on_log(&self, msg: &str) {
+            self.2.fetch_add(1, SeqCst);
+            panic!("log callback panics on {msg:?}");
+        }
     }
-    let m = Monitor::new(config, Box::new(Shared(handler.clone()))).unwrap();
+    let logged = Arc::new(AtomicU64::new(0));
+    let shared = Shared(handler.clone(), log_panics, logged.clone());
+    let m = Monitor::new(config, Box::new(shared)).unwrap();
     add_all(&m, &u, &mem, Source::Callback);
     let run = m.start().unwrap();
     let off = 3 * PAGE + 9;
@@ -502,21 +515,36 @@ fn retry_case(panic: bool) {
     m.stop();
     run.wait().expect("Retry does not stop the monitor");
     let s = m.stats();
-    eprintln!("retry (panic={panic}): {s:?}");
+    eprintln!("retry (panic={panic}, log_panics={log_panics}, workers={workers}): {s:?}");
     assert_eq!(s.failed, 1, "{s:?}");
     assert_eq!(s.resolved, pages as u64, "{s:?}");
+    if log_panics {
+        assert!(logged.load(SeqCst) >= 1, "the failure was logged");
+    }
 }
 
 #[test]
 fn error_policy_retry_calls_again() {
     let _w = Watchdog::new("error_policy_retry_calls_again", 60);
-    retry_case(false);
+    retry_case(false, false, 0);
 }
 
 #[test]
 fn callback_panic_retry_policy_survives() {
     let _w = Watchdog::new("callback_panic_retry_policy_survives", 60);
-    retry_case(true);
+    retry_case(true, false, 0);
+}
+
+#[test]
+fn log_callback_panic_is_ignored() {
+    let _w = Watchdog::new("log_callback_panic_is_ignored", 60);
+    retry_case(false, true, 0);
+}
+
+#[test]
+fn log_callback_panic_is_ignored_workers() {
+    let _w = Watchdog::new("log_callback_panic_is_ignored_workers", 60);
+    retry_case(false, true, 2);
 }
 
 static GOT_SIGBUS: AtomicBool = AtomicBool::new(false);

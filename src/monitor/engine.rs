@@ -380,9 +380,14 @@ impl Inner {
     }
 
     /// Send a formatted message to the log callback, if there is one.
+    /// A log callback that panics is ignored (there is nowhere to report
+    /// it): the monitor goes on.
     pub(crate) fn log(&self, args: std::fmt::Arguments<'_>) {
         if self.handler.wants_log() {
-            self.handler.on_log(&args.to_string());
+            let msg = args.to_string();
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.handler.on_log(&msg)
+            }));
         }
     }
 

@@ -9,6 +9,7 @@
 
 use super::engine::{Handled, OnAgain, Pending, Scratch};
 use super::Inner;
+use crate::uffd::Error;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Acquire;
 use std::sync::{Arc, Condvar, Mutex};
@@ -126,13 +127,37 @@ impl Pool {
     }
 }
 
-/// A worker's loop, until the monitor stops and the queue is empty.
+/// A worker: its loop, until the monitor stops and the queue is empty. A
+/// panic in it is a bug in the engine (callbacks' panics are caught where
+/// they are called); it stops the monitor with ENOTRECOVERABLE rather than
+/// leave the other threads waiting for a reader that is gone.
 pub(crate) fn work(inner: Arc<Inner>, pool: Arc<Pool>) {
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work_loop(&inner, &pool)));
+    if run.is_err() {
+        inner.fail_loop(Error::os(
+            "monitor worker",
+            libc::ENOTRECOVERABLE,
+            "a worker thread panicked",
+        ));
+        pool.shut_down();
+    }
+}
+
+/// Holding the reading; given up on drop (unwinding too).
+struct Leading<'a>(&'a Pool);
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        self.0.stop_leading();
+    }
+}
+
+fn work_loop(inner: &Inner, pool: &Pool) {
     let mut scratch = Scratch::default();
     loop {
         let mut retry = None;
         match pool.next() {
-            Next::Resolve(p) => match resolve(&inner, &pool, &mut scratch, p) {
+            Next::Resolve(p) => match resolve(inner, pool, &mut scratch, p) {
                 None => continue,
                 Some(p) => retry = Some(p),
             },
@@ -142,13 +167,15 @@ pub(crate) fn work(inner: Arc<Inner>, pool: Arc<Pool>) {
         // Reading, until a fault is kept; then resolving it, which may
         // lead back here.
         loop {
-            let kept = lead(&inner, retry.take());
-            pool.stop_leading();
+            let kept = {
+                let _leading = Leading(pool);
+                lead(inner, retry.take())
+            };
             if inner.stop.load(Acquire) {
                 pool.shut_down();
             }
             let Some(p) = kept else { break };
-            match resolve(&inner, &pool, &mut scratch, p) {
+            match resolve(inner, pool, &mut scratch, p) {
                 None => break,
                 Some(p) => retry = Some(p),
             }
