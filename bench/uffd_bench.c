@@ -28,8 +28,9 @@
  * Usage: uffd_bench [--quick] [--mb N] [--reps N] [--json FILE] [--only SUBSTR]
  *                   [--variant SUBSTR] [--trace-allocs] [--fetch-us N]
  * --only keeps the scenarios whose name contains SUBSTR; --variant keeps the
- * variants whose name contains SUBSTR, plus the hand-rolled loop (every ratio
- * needs it). Filtering variants is meant for profiling one of them.
+ * variants whose name contains SUBSTR, plus the hand-rolled loop and the
+ * floors (every ratio needs them). Filtering variants is meant for profiling
+ * one of them, or for more repetitions of one comparison.
  * --trace-allocs prints a backtrace (to stderr) for every heap allocation
  * made anywhere in the process while pages are being touched.
  */
@@ -626,7 +627,7 @@ static const char *variant_filter;
 
 static int variant_wanted(const struct variant *v)
 {
-	return !variant_filter || v->kind == 0 || strstr(v->name, variant_filter);
+	return !variant_filter || v->kind == 0 || v->kind == 2 || v->kind == 3 || strstr(v->name, variant_filter);
 }
 
 static void run_scenario(const struct scenario *s, const struct variant *vs, int nv, int reps)
