@@ -26,11 +26,13 @@
  * bound by the CPU work done per fault, not by how they are served.
  *
  * Usage: uffd_bench [--quick] [--mb N] [--reps N] [--json FILE] [--only SUBSTR]
- *                   [--variant SUBSTR] [--trace-allocs] [--fetch-us N]
+ *                   [--variant SUBSTR] [--raw] [--trace-allocs] [--fetch-us N]
  * --only keeps the scenarios whose name contains SUBSTR; --variant keeps the
  * variants whose name contains SUBSTR, plus the hand-rolled loop and the
  * floors (every ratio needs them). Filtering variants is meant for profiling
  * one of them, or for more repetitions of one comparison.
+ * --raw prints each variant's time in every repetition, in order (the pairs
+ * behind the ratios).
  * --trace-allocs prints a backtrace (to stderr) for every heap allocation
  * made anywhere in the process while pages are being touched.
  */
@@ -624,6 +626,7 @@ static double maxv(struct result *r) { double m = r->t[0]; for (int i = 1; i < r
 static FILE *json;
 static int json_first = 1;
 static const char *variant_filter;
+static int print_raw;
 
 static int variant_wanted(const struct variant *v)
 {
@@ -679,6 +682,12 @@ static void run_scenario(const struct scenario *s, const struct variant *vs, int
 		cpu_use(&res[i], pages, &cpu_us, &busy);
 		printf("  %-34s %10.2f %10.2f..%-10.2f %10.0f %9.3f %9.3f %8.2f %5.2f\n", vs[i].name, med * 1e3,
 		       minv(&res[i]) * 1e3, maxv(&res[i]) * 1e3, pages / med, x_hand, x_floor, cpu_us, busy);
+		if (print_raw) {
+			printf("    ms by repetition:");
+			for (int k = 0; k < res[i].n; k++)
+				printf(" %.2f", res[i].t[k] * 1e3);
+			printf("\n");
+		}
 		if (json) {
 			fprintf(json, "%s\n  {\"scenario\": \"%s\", \"variant\": \"%s\", \"pages\": %zu, \"page_size\": %zu, "
 				      "\"threads\": %d, \"random\": %d, \"median_s\": %.9f, \"min_s\": %.9f, \"max_s\": %.9f, "
@@ -721,6 +730,8 @@ int main(int argc, char **argv)
 			json_path = argv[++i];
 		else if (!strcmp(argv[i], "--only") && i + 1 < argc)
 			only = argv[++i];
+		else if (!strcmp(argv[i], "--raw"))
+			print_raw = 1;
 		else if (!strcmp(argv[i], "--variant") && i + 1 < argc)
 			variant_filter = argv[++i];
 		else if (!strcmp(argv[i], "--trace-allocs"))
@@ -728,7 +739,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--fetch-us") && i + 1 < argc)
 			fetch_us = strtol(argv[++i], NULL, 0);
 		else {
-			fprintf(stderr, "usage: %s [--quick] [--mb N] [--reps N] [--json FILE] [--only SUBSTR] [--variant SUBSTR] [--trace-allocs] [--fetch-us N]\n", argv[0]);
+			fprintf(stderr, "usage: %s [--quick] [--mb N] [--reps N] [--json FILE] [--only SUBSTR] [--variant SUBSTR] [--raw] [--trace-allocs] [--fetch-us N]\n", argv[0]);
 			return 2;
 		}
 	}
