@@ -5,7 +5,7 @@
 #   make example      build and run c-examples/userfaultfd_demo
 #   make install      PREFIX, LIBDIR, INCLUDEDIR, PKGCONFIGDIR, DESTDIR honoured
 #   make header       regenerate include/uffd.h with cbindgen
-#   make bench        benchmark libuffd against the hand-rolled loop (about a minute)
+#   make bench        benchmark libuffd against the hand-rolled loop (one to two minutes)
 #   make bench-quick  the same as a smoke run (tiny sizes, one repetition)
 
 VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
