@@ -4,7 +4,7 @@
 #   make test         every test: Rust, C, ABI, install, unprivileged, example
 #   make example      build and run c-examples/userfaultfd_demo
 #   make install      PREFIX, LIBDIR, INCLUDEDIR, PKGCONFIGDIR, DESTDIR honoured
-#   make header       regenerate include/uffd.h with cbindgen
+#   make header       regenerate include/libuffd.h with cbindgen
 #   make bench        benchmark libuffd against the hand-rolled loop (one to two minutes)
 #   make bench-quick  the same as a smoke run (tiny sizes, one repetition)
 
@@ -57,7 +57,7 @@ $(SHLIB): cargo $(MAPFILE)
 	$(CC) -shared -o $@ \
 	  -Wl,--whole-archive $(STATICLIB) -Wl,--no-whole-archive \
 	  -Wl,--version-script=$(MAPFILE) -Wl,--no-undefined-version \
-	  -Wl,-soname,$(SONAME) -Wl,-z,defs -Wl,--gc-sections \
+	  -Wl,-soname,$(SONAME) -Wl,-z,defs -Wl,--gc-sections -Wl,-Bsymbolic \
 	  $$(cat $(NATIVE))
 	ln -sf $(REALNAME) $(BUILD)/$(SONAME)
 	ln -sf $(SONAME) $(BUILD)/libuffd.so
@@ -73,10 +73,10 @@ $(BUILD)/uffd.pc: pkgconfig/uffd.pc.in Cargo.toml cargo
 header:
 	LIBUFFD_BLESS=1 $(CARGO) test --locked --test header_fresh
 
-$(BUILD)/userfaultfd_demo: c-examples/userfaultfd_demo.c include/uffd.h $(SHLIB)
+$(BUILD)/userfaultfd_demo: c-examples/userfaultfd_demo.c include/libuffd.h $(SHLIB)
 	$(CC) $(WARN) $(CFLAGS) -Iinclude -o $@ $< -L$(BUILD) -luffd -Wl,-rpath,$(abspath $(BUILD)) -lpthread
 
-$(BUILD)/uffd_bench: bench/uffd_bench.c include/uffd.h $(SHLIB)
+$(BUILD)/uffd_bench: bench/uffd_bench.c include/libuffd.h $(SHLIB)
 	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -Werror -Iinclude -o $@ $< -L$(BUILD) -luffd -Wl,-rpath,$(abspath $(BUILD)) -lpthread
 
 bench: $(BUILD)/uffd_bench
@@ -114,20 +114,20 @@ install: lib
 	ln -sf $(REALNAME) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libuffd.so
 	install -m 0644 $(BUILD)/libuffd.a $(DESTDIR)$(LIBDIR)/libuffd.a
-	install -m 0644 include/uffd.h $(DESTDIR)$(INCLUDEDIR)/uffd.h
+	install -m 0644 include/libuffd.h $(DESTDIR)$(INCLUDEDIR)/libuffd.h
 	install -m 0644 $(BUILD)/uffd.pc $(DESTDIR)$(PKGCONFIGDIR)/uffd.pc
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/$(REALNAME) $(DESTDIR)$(LIBDIR)/$(SONAME) \
 	      $(DESTDIR)$(LIBDIR)/libuffd.so $(DESTDIR)$(LIBDIR)/libuffd.a \
-	      $(DESTDIR)$(INCLUDEDIR)/uffd.h $(DESTDIR)$(PKGCONFIGDIR)/uffd.pc
+	      $(DESTDIR)$(INCLUDEDIR)/libuffd.h $(DESTDIR)$(PKGCONFIGDIR)/uffd.pc
 
 clean:
 	rm -rf $(BUILD)
 	$(CARGO) clean
 
 # Man pages: man/man3/<function>.3 and man/man7/libuffd.7, generated from
-# include/uffd.h by man/gen_man.py and committed.
+# include/libuffd.h by man/gen_man.py and committed.
 #   make man          regenerate them (after `make header`)
 #   make test-man     check they are fresh, complete and render without warnings
 #   make install      also installs them into $(MANDIR) (MANDIR ?= $(PREFIX)/share/man)

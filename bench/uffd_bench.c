@@ -57,7 +57,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <uffd.h>
+#include <libuffd.h>
 
 /* Linux 6.1 headers lack these (the running kernel has them). */
 #ifndef UFFD_USER_MODE_ONLY
@@ -136,7 +136,7 @@ static double window_cpu;
 static void die(const char *what, long err)
 {
 	fprintf(stderr, "uffd_bench: %s: %s\n  %s\n", what, strerror(err < 0 ? (int)-err : (int)err),
-		err < 0 ? uffd_last_error() : "");
+		err < 0 ? libuffd_last_error() : "");
 	exit(2);
 }
 
@@ -451,21 +451,21 @@ struct lib_variant {
 };
 
 static char *move_src_for_cb;
-static int move_fault(void *ud, uffd_monitor *m, const struct uffd_fault *f)
+static int move_fault(void *ud, libuffd_monitor *m, const struct libuffd_fault *f)
 {
 	char *base = ud;
-	int rc = uffd_monitor_move(m, f, move_src_for_cb + (f->page - (uint64_t)(uintptr_t)base));
+	int rc = libuffd_monitor_move(m, f, move_src_for_cb + (f->page - (uint64_t)(uintptr_t)base));
 	return rc < 0 ? rc : LIBUFFD_FAULT_HANDLED;
 }
 
 /* The "fetched" scenario's fault callback (runs on the monitor's reader or
  * on its workers, so the staging buffer is per thread). */
-static int fetch_fault(void *ud, uffd_monitor *m, const struct uffd_fault *f)
+static int fetch_fault(void *ud, libuffd_monitor *m, const struct libuffd_fault *f)
 {
 	static __thread char buf[PAGE] __attribute__((aligned(PAGE)));
 	char *base = ud;
 	fetch_page(f->page - (uint64_t)(uintptr_t)base, buf, f->page_size);
-	int rc = uffd_monitor_copy(m, f, buf);
+	int rc = libuffd_monitor_copy(m, f, buf);
 	return rc < 0 ? rc : LIBUFFD_FAULT_HANDLED;
 }
 
@@ -475,25 +475,25 @@ static double run_libuffd(const struct scenario *s, size_t *order, const struct 
 {
 	struct region r;
 	region_map(s, &r);
-	struct uffd_open_opts oo = LIBUFFD_OPTS_INIT(uffd_open_opts, .flags = LIBUFFD_OPEN_NONBLOCK,
+	struct libuffd_open_opts oo = LIBUFFD_OPTS_INIT(libuffd_open_opts, .flags = LIBUFFD_OPEN_NONBLOCK,
 						     .required_features = features_for(s));
-	uffd_handle *h;
-	int rc = uffd_open(&oo, &h);
+	libuffd_handle *h;
+	int rc = libuffd_open(&oo, &h);
 	if (rc < 0)
-		die("uffd_open", rc);
-	struct uffd_monitor_opts mo = LIBUFFD_OPTS_INIT(uffd_monitor_opts, .workers = v->workers,
+		die("libuffd_open", rc);
+	struct libuffd_monitor_opts mo = LIBUFFD_OPTS_INIT(libuffd_monitor_opts, .workers = v->workers,
 							.spin_us = v->spin_us, .window_min = v->window_min,
 							.window_max = v->window_max, .flags = v->flags);
-	struct uffd_monitor_ops ops = { .on_fault = s->serve == SERVE_FETCH ? fetch_fault : move_fault };
+	struct libuffd_monitor_ops ops = { .on_fault = s->serve == SERVE_FETCH ? fetch_fault : move_fault };
 	int cb = s->serve == SERVE_MOVE || s->serve == SERVE_FETCH;
-	uffd_monitor *m;
-	rc = uffd_monitor_new(&mo, cb ? &ops : NULL, cb ? sizeof ops : 0, r.addr, NULL, &m);
+	libuffd_monitor *m;
+	rc = libuffd_monitor_new(&mo, cb ? &ops : NULL, cb ? sizeof ops : 0, r.addr, NULL, &m);
 	if (rc < 0)
-		die("uffd_monitor_new", rc);
+		die("libuffd_monitor_new", rc);
 	uint32_t id;
-	if ((rc = uffd_monitor_add_handle(m, h, &id)) < 0)
-		die("uffd_monitor_add_handle", rc);
-	struct uffd_region_opts ro = LIBUFFD_OPTS_INIT(uffd_region_opts, .register_mode = reg_mode(s->serve),
+	if ((rc = libuffd_monitor_add_handle(m, h, &id)) < 0)
+		die("libuffd_monitor_add_handle", rc);
+	struct libuffd_region_opts ro = LIBUFFD_OPTS_INIT(libuffd_region_opts, .register_mode = reg_mode(s->serve),
 						       .fd = -1);
 	if (s->serve == SERVE_MINOR) {
 		ro.source = LIBUFFD_SOURCE_PAGE_CACHE;
@@ -509,28 +509,28 @@ static double run_libuffd(const struct scenario *s, size_t *order, const struct 
 	}
 	if (v->prefetch)
 		ro.flags |= LIBUFFD_REGION_PREFETCH;
-	if ((rc = uffd_monitor_add_region(m, id, r.addr, r.len, &ro)) < 0)
-		die("uffd_monitor_add_region", rc);
-	if (s->serve == SERVE_WP && (rc = uffd_writeprotect(h, r.addr, r.len, LIBUFFD_WRITEPROTECT_WP)) < 0)
-		die("uffd_writeprotect", rc);
-	if ((rc = uffd_monitor_start(m)) < 0)
-		die("uffd_monitor_start", rc);
-	struct uffd_monitor_stats st0 = { .sz = sizeof st0 }, st1 = { .sz = sizeof st1 };
-	uffd_monitor_get_stats(m, &st0);
+	if ((rc = libuffd_monitor_add_region(m, id, r.addr, r.len, &ro)) < 0)
+		die("libuffd_monitor_add_region", rc);
+	if (s->serve == SERVE_WP && (rc = libuffd_writeprotect(h, r.addr, r.len, LIBUFFD_WRITEPROTECT_WP)) < 0)
+		die("libuffd_writeprotect", rc);
+	if ((rc = libuffd_monitor_start(m)) < 0)
+		die("libuffd_monitor_start", rc);
+	struct libuffd_monitor_stats st0 = { .sz = sizeof st0 }, st1 = { .sz = sizeof st1 };
+	libuffd_monitor_get_stats(m, &st0);
 	atomic_store(&touch_allocs, 0);
 	double dt = touch_all(s, &r, order);
-	uffd_monitor_get_stats(m, &st1);
+	libuffd_monitor_get_stats(m, &st1);
 	allocs_during += atomic_load(&touch_allocs);
 	faults_during += st1.faults - st0.faults;
-	uffd_monitor_stop(m);
-	if ((rc = uffd_monitor_wait(m)) < 0)
-		die("uffd_monitor_wait", rc);
+	libuffd_monitor_stop(m);
+	if ((rc = libuffd_monitor_wait(m)) < 0)
+		die("libuffd_monitor_wait", rc);
 	if (s->serve != SERVE_WP && memcmp(r.addr, source, r.len) != 0) {
 		fprintf(stderr, "uffd_bench: libuffd %s: data mismatch\n", s->name);
 		exit(2);
 	}
-	uffd_monitor_free(m);
-	uffd_handle_free(h);
+	libuffd_monitor_free(m);
+	libuffd_handle_free(h);
 	if (s->serve == SERVE_MOVE)
 		munmap(move_src_for_cb, s->len);
 	region_unmap(&r);
@@ -766,10 +766,10 @@ int main(int argc, char **argv)
 	if (json_path && !(json = fopen(json_path, "w")))
 		die("open json", errno);
 	if (json)
-		fprintf(json, "{\"libuffd\": \"%s\", \"mb\": %zu, \"reps\": %d, \"results\": [", uffd_version_string(), mb, reps);
+		fprintf(json, "{\"libuffd\": \"%s\", \"mb\": %zu, \"reps\": %d, \"results\": [", libuffd_version_string(), mb, reps);
 
 	printf("uffd_bench: libuffd %s, %zu MiB regions, %d repetition%s (medians; ratios: time / hand-rolled and time / floor in the same repetition, median over repetitions; lower is better)\n",
-	       uffd_version_string(), mb, reps, reps > 1 ? "s" : "");
+	       libuffd_version_string(), mb, reps, reps > 1 ? "s" : "");
 
 	const struct variant seq[] = { HAND, LIB_DEFAULT, LIB_FIXED1, LIB_FIXED16, LIB_ADAPT, LIB_PREFETCH, FLOOR_COPY, FLOOR_TOUCH };
 	const struct variant rnd[] = { HAND, LIB_DEFAULT, LIB_FIXED1, LIB_SPIN, LIB_WORKERS, FLOOR_COPY, FLOOR_TOUCH };
@@ -777,7 +777,7 @@ int main(int argc, char **argv)
 	const struct variant huge[] = { HAND, LIB_DEFAULT, LIB_WORKERS, FLOOR_COPY, FLOOR_TOUCH };
 	const struct variant minor[] = { HAND, LIB_DEFAULT, LIB_FIXED1, FLOOR_TOUCH };
 	const struct variant wp[] = { HAND, LIB_DEFAULT, LIB_SPIN, FLOOR_TOUCH };
-	const struct variant mv[] = { HAND, { "libuffd callback + uffd_monitor_move", 1, { 0 } }, FLOOR_TOUCH };
+	const struct variant mv[] = { HAND, { "libuffd callback + libuffd_monitor_move", 1, { 0 } }, FLOOR_TOUCH };
 	const struct variant fetched[] = { HAND, HAND4, { "libuffd callback (default)", 1, { 0 } }, LIB_WORKERS, FLOOR_TOUCH };
 
 	struct {

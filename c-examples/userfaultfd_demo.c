@@ -19,20 +19,20 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <uffd.h>
+#include <libuffd.h>
 
 static long page_size;
 
 static void die(const char *what, long err)
 {
-	fprintf(stderr, "%s: %s\n  %s\n", what, uffd_strerror((int)err), uffd_last_error());
+	fprintf(stderr, "%s: %s\n  %s\n", what, libuffd_strerror((int)err), libuffd_last_error());
 	exit(EXIT_FAILURE);
 }
 
 /* Serve faults until the main thread has touched every page. */
 static void *fault_handler(void *arg)
 {
-	uffd_handle *h = arg;
+	libuffd_handle *h = arg;
 	char *page = mmap(NULL, page_size, PROT_READ | PROT_WRITE,
 			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	int fault_cnt = 0;
@@ -42,11 +42,11 @@ static void *fault_handler(void *arg)
 		exit(EXIT_FAILURE);
 	}
 	for (;;) {
-		struct uffd_event ev[16];
-		int n = uffd_read_events(h, ev, 16, -1);
+		struct libuffd_event ev[16];
+		int n = libuffd_read_events(h, ev, 16, -1);
 
 		if (n < 0)
-			die("uffd_read_events", n);
+			die("libuffd_read_events", n);
 		for (int i = 0; i < n; i++) {
 			if (ev[i].kind != LIBUFFD_EVENT_PAGEFAULT) {
 				fprintf(stderr, "unexpected event 0x%x\n", ev[i].kind);
@@ -60,14 +60,14 @@ static void *fault_handler(void *arg)
 			fault_cnt++;
 
 			void *dst = (void *)(uintptr_t)(ev[i].u.fault.address & ~(page_size - 1));
-			int64_t done = uffd_copy(h, dst, page, page_size, 0);
+			int64_t done = libuffd_copy(h, dst, page, page_size, 0);
 			if (done == -EEXIST) {
 				/* Resolved by someone else meanwhile: just wake. */
-				uffd_wake(h, dst, page_size);
+				libuffd_wake(h, dst, page_size);
 			} else if (done < 0) {
-				die("uffd_copy", done);
+				die("libuffd_copy", done);
 			}
-			printf("        (uffd_copy copied %lld bytes)\n", (long long)done);
+			printf("        (libuffd_copy copied %lld bytes)\n", (long long)done);
 		}
 	}
 	return NULL;
@@ -82,10 +82,10 @@ int main(int argc, char *argv[])
 	page_size = sysconf(_SC_PAGESIZE);
 	size_t len = strtoul(argv[1], NULL, 0) * page_size;
 
-	uffd_handle *h;
-	int rc = uffd_open(NULL, &h);
+	libuffd_handle *h;
+	int rc = libuffd_open(NULL, &h);
 	if (rc < 0)
-		die("uffd_open", rc);
+		die("libuffd_open", rc);
 
 	char *addr = mmap(NULL, len, PROT_READ | PROT_WRITE,
 			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -95,9 +95,9 @@ int main(int argc, char *argv[])
 	}
 	printf("Address returned by mmap() = %p\n", (void *)addr);
 
-	rc = uffd_register(h, addr, len, LIBUFFD_REGISTER_MISSING, NULL);
+	rc = libuffd_register(h, addr, len, LIBUFFD_REGISTER_MISSING, NULL);
 	if (rc < 0)
-		die("uffd_register", rc);
+		die("libuffd_register", rc);
 
 	pthread_t thr;
 	if ((rc = pthread_create(&thr, NULL, fault_handler, h)) != 0) {

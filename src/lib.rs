@@ -1,5 +1,5 @@
 //! libuffd: Linux userfaultfd, safely, for Rust and (through `libuffd.so.1`
-//! and `include/uffd.h`) for C and C++.
+//! and `include/libuffd.h`) for C and C++.
 //!
 //! Layers: `sys` is the raw kernel interface, `uffd` the safe core, `ffi`
 //! the C ABI. Only `sys` and `ffi` may contain `unsafe`.

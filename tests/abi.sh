@@ -6,16 +6,16 @@
 # Checks, with readelf and nm:
 #  - the SONAME is libuffd.so.1; libuffd.so.1 and libuffd.so are symlinks
 #    to the right files;
-#  - the uffd_* functions declared in include/uffd.h, the symbols listed in
+#  - the libuffd_* functions declared in include/libuffd.h, the symbols listed in
 #    src/ffi/libuffd.map and the defined dynamic symbols of the library are
 #    the same set;
 #  - every exported symbol carries the version node the map gives it
-#    (@@UFFD_1.0 for all of 1.0), and nothing else is exported (no Rust
+#    (@@LIBUFFD_1.0 for all of 1.0), and nothing else is exported (no Rust
 #    std symbols);
 #  - a C program linked with -luffd needs libuffd.so.1 and records a
-#    UFFD_1.0 requirement (readelf -V);
+#    LIBUFFD_1.0 requirement (readelf -V);
 #  - the static archive defines the same functions;
-#  - include/uffd.h is what cbindgen generates (cargo test header_fresh).
+#  - include/libuffd.h is what cbindgen generates (cargo test header_fresh).
 # Prints "abi: N passed, N failed"; exits 1 on any failure.
 set -u
 
@@ -31,7 +31,7 @@ REALNAME=libuffd.so.$VERSION
 SONAME=libuffd.so.$MAJOR
 SO=$BUILD/$REALNAME
 MAP=src/ffi/libuffd.map
-HEADER=include/uffd.h
+HEADER=include/libuffd.h
 
 passed=0
 failed=0
@@ -84,9 +84,9 @@ check "$REALNAME is a regular file" test -f "$SO" -a ! -L "$SO"
 # ------------------------------------------------- the three symbol sets
 # Declared in the header: preprocess (drops comments), keep uffd_x( names.
 header_syms=$("$CC" -E -P -Iinclude "$HEADER" 2>"$tmp/cpp.err" \
-  | grep -oE '\buffd_[A-Za-z0-9_]+[[:space:]]*\(' | sed 's/[[:space:]]*($//' | sort -u)
+  | grep -oE '\blibuffd_[A-Za-z0-9_]+[[:space:]]*\(' | sed 's/[[:space:]]*($//' | sort -u)
 if [ -s "$tmp/cpp.err" ] || [ -z "$header_syms" ]; then
-  notok "$HEADER preprocesses and declares uffd_* functions"
+  notok "$HEADER preprocesses and declares libuffd_* functions"
   cat "$tmp/cpp.err"
 fi
 
@@ -117,7 +117,7 @@ map_nodes=$(awk '{print $2}' "$tmp/map.pairs" | sort -u)
 # Defined in the library's dynamic symbol table: "name version" pairs.
 readelf --dyn-syms -W "$SO" | awk '$1 ~ /^[0-9]+:$/ && $7 != "UND" { print $8, $4, $5, $7 }' \
   > "$tmp/dynsym"
-# A version node is itself an absolute symbol: UFFD_1.0 (OBJECT, ABS).
+# A version node is itself an absolute symbol: LIBUFFD_1.0 (OBJECT, ABS).
 grep -v -E '^[^ ]+ OBJECT GLOBAL ABS$' "$tmp/dynsym" > "$tmp/dynsym.funcs"
 so_syms=$(awk '{ n = $1; sub(/@.*/, "", n); print n }' "$tmp/dynsym.funcs" | sort -u)
 abs_nodes=$(grep -E '^[^ ]+ OBJECT GLOBAL ABS$' "$tmp/dynsym" | awk '{ n = $1; sub(/@.*/, "", n); print n }' | sort -u)
@@ -128,9 +128,9 @@ n_so=$(printf '%s\n' "$so_syms" | grep -c .)
 echo "   $n_header functions in $HEADER, $n_map in $MAP, $n_so defined in $REALNAME"
 
 if [ "$header_syms" = "$map_syms" ]; then
-  ok "uffd_* functions of $HEADER == symbols of $MAP ($n_header)"
+  ok "libuffd_* functions of $HEADER == symbols of $MAP ($n_header)"
 else
-  notok "uffd_* functions of $HEADER == symbols of $MAP ('<' header only, '>' map only)"
+  notok "libuffd_* functions of $HEADER == symbols of $MAP ('<' header only, '>' map only)"
   show_diff "$header_syms" "$map_syms"
 fi
 if [ "$map_syms" = "$so_syms" ]; then
@@ -140,18 +140,18 @@ else
   show_diff "$map_syms" "$so_syms"
 fi
 if [ "$header_syms" = "$so_syms" ]; then
-  ok "uffd_* functions of $HEADER == defined dynamic symbols of $REALNAME"
+  ok "libuffd_* functions of $HEADER == defined dynamic symbols of $REALNAME"
 else
-  notok "uffd_* functions of $HEADER == defined dynamic symbols of $REALNAME"
+  notok "libuffd_* functions of $HEADER == defined dynamic symbols of $REALNAME"
   show_diff "$header_syms" "$so_syms"
 fi
 
-# Nothing but uffd_* functions is exported.
-others=$(printf '%s\n' "$so_syms" | grep -v -E '^uffd_[a-z0-9_]+$' | grep . || true)
+# Nothing but libuffd_* functions is exported.
+others=$(printf '%s\n' "$so_syms" | grep -v -E '^libuffd_[a-z0-9_]+$' | grep . || true)
 if [ -z "$others" ]; then
-  ok "only uffd_* symbols are exported"
+  ok "only libuffd_* symbols are exported"
 else
-  notok "only uffd_* symbols are exported; also exported: $(echo $others | head -c 600)"
+  notok "only libuffd_* symbols are exported; also exported: $(echo $others | head -c 600)"
 fi
 nonfunc=$(awk '$2 != "FUNC" || $3 != "GLOBAL"' "$tmp/dynsym.funcs")
 if [ -z "$nonfunc" ]; then
@@ -167,7 +167,7 @@ else
 fi
 
 # Every symbol carries the version of its node in the map, as the default
-# version (@@); 1.0's node is UFFD_1.0.
+# version (@@); 1.0's node is LIBUFFD_1.0.
 bad_versions=""
 while read -r name _; do
   base=${name%%@*}
@@ -176,15 +176,15 @@ while read -r name _; do
   [ "$name" = "$base@@$want" ] || bad_versions="$bad_versions $name(want @@$want)"
 done < "$tmp/dynsym.funcs"
 if [ -z "$bad_versions" ]; then
-  ok "every exported symbol carries its map node as default version (@@UFFD_1.0 ...)"
+  ok "every exported symbol carries its map node as default version (@@LIBUFFD_1.0 ...)"
 else
   notok "every exported symbol carries its map node as default version:$bad_versions"
 fi
-v10=$(grep -c '@@UFFD_1\.0 ' "$tmp/dynsym.funcs" || true)
-if [ "$v10" -eq "$(awk '$2 == "UFFD_1.0"' "$tmp/map.pairs" | grep -c .)" ] && [ "$v10" -gt 0 ]; then
-  ok "$v10 symbols at @@UFFD_1.0, as many as the map's UFFD_1.0 node lists"
+v10=$(grep -c '@@LIBUFFD_1\.0 ' "$tmp/dynsym.funcs" || true)
+if [ "$v10" -eq "$(awk '$2 == "LIBUFFD_1.0"' "$tmp/map.pairs" | grep -c .)" ] && [ "$v10" -gt 0 ]; then
+  ok "$v10 symbols at @@LIBUFFD_1.0, as many as the map's LIBUFFD_1.0 node lists"
 else
-  notok "symbols at @@UFFD_1.0: $v10, map's UFFD_1.0 node lists $(awk '$2 == "UFFD_1.0"' "$tmp/map.pairs" | grep -c .)"
+  notok "symbols at @@LIBUFFD_1.0: $v10, map's LIBUFFD_1.0 node lists $(awk '$2 == "LIBUFFD_1.0"' "$tmp/map.pairs" | grep -c .)"
 fi
 # The version definitions are exactly the map's nodes (plus the soname).
 vdefs=$(readelf -V "$SO" | awk '/Version definition section/ { d = 1; next } /^$/ { d = 0 }
@@ -215,13 +215,13 @@ fi
 # ------------------------------------------------ a program linked with it
 cat > "$tmp/consumer.c" <<'EOF'
 #include <stdio.h>
-#include <uffd.h>
+#include <libuffd.h>
 int main(void)
 {
 	uint64_t f = 0;
-	printf("libuffd %s (%#x), probe %d\n", uffd_version_string(), uffd_version(),
-	       uffd_probe_features(&f));
-	return uffd_version() == LIBUFFD_VERSION ? 0 : 1;
+	printf("libuffd %s (%#x), probe %d\n", libuffd_version_string(), libuffd_version(),
+	       libuffd_probe_features(&f));
+	return libuffd_version() == LIBUFFD_VERSION ? 0 : 1;
 }
 EOF
 if "$CC" -std=c11 -Wall -Wextra -Werror -Iinclude -o "$tmp/consumer" "$tmp/consumer.c" \
@@ -237,15 +237,15 @@ if "$CC" -std=c11 -Wall -Wextra -Werror -Iinclude -o "$tmp/consumer" "$tmp/consu
     /Version needs section/ { s = 1; next }
     s && /File:/ { for (i = 1; i <= NF; i++) if ($i == "File:") f = $(i + 1) }
     s && /Name:/ { for (i = 1; i <= NF; i++) if ($i == "Name:") print f, $(i + 1) }')
-  if printf '%s\n' "$vneed" | grep -q -x "$SONAME UFFD_1.0"; then
-    ok "readelf -V of the program shows a UFFD_1.0 requirement on $SONAME"
+  if printf '%s\n' "$vneed" | grep -q -x "$SONAME LIBUFFD_1.0"; then
+    ok "readelf -V of the program shows a LIBUFFD_1.0 requirement on $SONAME"
   else
-    notok "readelf -V of the program shows a UFFD_1.0 requirement on $SONAME; found: $(echo $vneed)"
+    notok "readelf -V of the program shows a LIBUFFD_1.0 requirement on $SONAME; found: $(echo $vneed)"
   fi
-  if readelf --dyn-syms -W "$tmp/consumer" | grep -q 'uffd_version@UFFD_1\.0'; then
-    ok "the program binds uffd_version@UFFD_1.0"
+  if readelf --dyn-syms -W "$tmp/consumer" | grep -q 'libuffd_version@LIBUFFD_1\.0'; then
+    ok "the program binds libuffd_version@LIBUFFD_1.0"
   else
-    notok "the program binds uffd_version@UFFD_1.0"
+    notok "the program binds libuffd_version@LIBUFFD_1.0"
   fi
   if out=$(LD_LIBRARY_PATH=$BUILD timeout 30 "$tmp/consumer" 2>&1); then
     ok "the program runs against $BUILD/$SONAME: $out"
@@ -259,7 +259,7 @@ fi
 
 # ------------------------------------------------------- the static archive
 if [ -f "$BUILD/libuffd.a" ]; then
-  a_syms=$(nm --defined-only "$BUILD/libuffd.a" 2>/dev/null | awk '$2 == "T" && $3 ~ /^uffd_/ { print $3 }' | sort -u)
+  a_syms=$(nm --defined-only "$BUILD/libuffd.a" 2>/dev/null | awk '$2 == "T" && $3 ~ /^libuffd_/ { print $3 }' | sort -u)
   if [ "$a_syms" = "$header_syms" ]; then
     ok "libuffd.a defines every function of $HEADER"
   else
@@ -273,10 +273,10 @@ fi
 # ----------------------------------------------------- header freshness
 echo "== cargo test --locked --test header_fresh"
 if timeout 1800 "$CARGO" test --locked --test header_fresh >"$tmp/cargo.log" 2>&1; then
-  ok "include/uffd.h is fresh (cargo test --locked --test header_fresh)"
+  ok "include/libuffd.h is fresh (cargo test --locked --test header_fresh)"
 else
   rc=$?
-  notok "include/uffd.h is fresh (cargo test --locked --test header_fresh, status $rc)"
+  notok "include/libuffd.h is fresh (cargo test --locked --test header_fresh, status $rc)"
   tail -n 30 "$tmp/cargo.log" | sed 's/^/    | /'
 fi
 

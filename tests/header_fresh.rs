@@ -1,4 +1,4 @@
-//! include/uffd.h must be exactly what cbindgen generates from src/ffi.
+//! include/libuffd.h must be exactly what cbindgen generates from src/ffi.
 //! `LIBUFFD_BLESS=1 cargo test --test header_fresh` (or `make header`)
 //! rewrites it.
 
@@ -16,14 +16,14 @@ fn header_is_fresh() {
         .expect("cbindgen failed");
     let mut generated = Vec::new();
     bindings.write(&mut generated);
-    let path = root.join("include/uffd.h");
+    let path = root.join("include/libuffd.h");
     if std::env::var_os("LIBUFFD_BLESS").is_some() {
-        std::fs::write(&path, &generated).expect("write include/uffd.h");
+        std::fs::write(&path, &generated).expect("write include/libuffd.h");
         return;
     }
     let committed = std::fs::read(&path).unwrap_or_default();
     assert!(
         committed == generated,
-        "include/uffd.h is stale: run `make header` and commit the result"
+        "include/libuffd.h is stale: run `make header` and commit the result"
     );
 }

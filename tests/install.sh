@@ -44,7 +44,7 @@ cat > "$work/consumer.c" <<'EOF'
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
-#include <uffd.h>
+#include <libuffd.h>
 
 static volatile char *mem;
 static char seen;
@@ -59,11 +59,11 @@ static void *toucher(void *arg)
 int main(void)
 {
 	long page = sysconf(_SC_PAGESIZE);
-	struct uffd_open_opts o = LIBUFFD_OPTS_INIT(uffd_open_opts, .flags = LIBUFFD_OPEN_NONBLOCK);
-	uffd_handle *h = NULL;
-	int rc = uffd_open(&o, &h);
+	struct libuffd_open_opts o = LIBUFFD_OPTS_INIT(libuffd_open_opts, .flags = LIBUFFD_OPEN_NONBLOCK);
+	libuffd_handle *h = NULL;
+	int rc = libuffd_open(&o, &h);
 	if (rc != 0) {
-		fprintf(stderr, "uffd_open: %s\n", uffd_last_error());
+		fprintf(stderr, "libuffd_open: %s\n", libuffd_last_error());
 		return 1;
 	}
 	mem = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -71,31 +71,31 @@ int main(void)
 	if (mem == MAP_FAILED || src == MAP_FAILED)
 		return 1;
 	memset(src, 'Z', page);
-	if (uffd_register(h, (void *)mem, page, LIBUFFD_REGISTER_MISSING, NULL) != 0) {
-		fprintf(stderr, "uffd_register: %s\n", uffd_last_error());
+	if (libuffd_register(h, (void *)mem, page, LIBUFFD_REGISTER_MISSING, NULL) != 0) {
+		fprintf(stderr, "libuffd_register: %s\n", libuffd_last_error());
 		return 1;
 	}
 	pthread_t t;
 	if (pthread_create(&t, NULL, toucher, NULL) != 0)
 		return 1;
-	struct uffd_event ev[1];
+	struct libuffd_event ev[1];
 	int n = 0;
 	for (int i = 0; i < 100 && n == 0; i++)
-		n = uffd_read_events(h, ev, 1, 100);
+		n = libuffd_read_events(h, ev, 1, 100);
 	if (n != 1 || ev[0].kind != LIBUFFD_EVENT_PAGEFAULT ||
 	    ev[0].u.fault.address != (uintptr_t)mem) {
-		fprintf(stderr, "no fault event (%d): %s\n", n, uffd_last_error());
+		fprintf(stderr, "no fault event (%d): %s\n", n, libuffd_last_error());
 		return 1;
 	}
-	if (uffd_copy(h, (void *)mem, src, page, 0) != page) {
-		fprintf(stderr, "uffd_copy: %s\n", uffd_last_error());
+	if (libuffd_copy(h, (void *)mem, src, page, 0) != page) {
+		fprintf(stderr, "libuffd_copy: %s\n", libuffd_last_error());
 		return 1;
 	}
 	pthread_join(t, NULL);
 	if (seen != 'Z')
 		return 1;
-	printf("consumer: libuffd %s resolved a fault at %p\n", uffd_version_string(), (void *)mem);
-	uffd_handle_free(h);
+	printf("consumer: libuffd %s resolved a fault at %p\n", libuffd_version_string(), (void *)mem);
+	libuffd_handle_free(h);
 	return 0;
 }
 EOF
@@ -155,9 +155,9 @@ one_round() {
   check_link "$dest$libdir/$SONAME" "$REALNAME"
   check_link "$dest$libdir/libuffd.so" "$SONAME"
   check_file "$dest$libdir/libuffd.a" 644 "$BUILD/libuffd.a"
-  check_file "$dest$incdir/uffd.h" 644 "$ROOT/include/uffd.h"
+  check_file "$dest$incdir/libuffd.h" 644 "$ROOT/include/libuffd.h"
   check_file "$dest$pcdir/uffd.pc" 644
-  check_file "$dest$mandir/man3/uffd_copy.3" 644 "$ROOT/man/man3/uffd_copy.3"
+  check_file "$dest$mandir/man3/libuffd_copy.3" 644 "$ROOT/man/man3/libuffd_copy.3"
   check_file "$dest$mandir/man7/libuffd.7" 644 "$ROOT/man/man7/libuffd.7"
   local manpages=() page bad_pages=
   for page in "$ROOT"/man/man3/*.3 "$ROOT"/man/man7/*.7; do
@@ -175,7 +175,7 @@ one_round() {
   # Nothing else was installed.
   local expected found
   expected=$(printf '%s\n' "$dest$libdir/$REALNAME" "$dest$libdir/$SONAME" "$dest$libdir/libuffd.so" \
-    "$dest$libdir/libuffd.a" "$dest$incdir/uffd.h" "$dest$pcdir/uffd.pc" "${manpages[@]}" | sort)
+    "$dest$libdir/libuffd.a" "$dest$incdir/libuffd.h" "$dest$pcdir/uffd.pc" "${manpages[@]}" | sort)
   found=$(find "$dest" \( -type f -o -type l \) | sort)
   local n_expected=$((6 + ${#manpages[@]}))
   if [ "$expected" = "$found" ]; then

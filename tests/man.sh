@@ -4,10 +4,10 @@
 #   bash tests/man.sh
 #
 # Checks that:
-#  - man/gen_man.py, run on include/uffd.h, produces exactly the committed
+#  - man/gen_man.py, run on include/libuffd.h, produces exactly the committed
 #    man/man3/*.3 and man/man7/libuffd.7 (no page missing, stale or
 #    edited by hand), twice in a row with the same result;
-#  - every uffd_* function declared in include/uffd.h has a page whose .TH
+#  - every libuffd_* function declared in include/libuffd.h has a page whose .TH
 #    and NAME give its name, every page is such a function's, and
 #    libuffd(7) lists every function;
 #  - every page renders with `groff -man -Tutf8 -ww` without a warning and
@@ -24,7 +24,7 @@ ROOT=$PWD
 CC=${CC:-cc}
 PYTHON3=${PYTHON3:-python3}
 GROFF=${GROFF:-groff}
-HEADER=include/uffd.h
+HEADER=include/libuffd.h
 
 passed=0
 failed=0
@@ -79,18 +79,18 @@ done
 # ------------------------------------------------ one page per function
 # Declared in the header: preprocess (drops comments), keep uffd_x( names.
 funcs=$("$CC" -E -P -Iinclude "$HEADER" 2>"$work/cpp.err" \
-  | grep -oE '\buffd_[A-Za-z0-9_]+[[:space:]]*\(' | sed 's/[[:space:]]*($//' | sort -u)
+  | grep -oE '\blibuffd_[A-Za-z0-9_]+[[:space:]]*\(' | sed 's/[[:space:]]*($//' | sort -u)
 if [ -s "$work/cpp.err" ] || [ -z "$funcs" ]; then
-  notok "$HEADER preprocesses and declares uffd_* functions"
+  notok "$HEADER preprocesses and declares libuffd_* functions"
   sed 's/^/    | /' "$work/cpp.err"
   finish
 fi
 pages=$(cd man/man3 && ls -- *.3 2>/dev/null | sed 's/\.3$//' | sort)
 n_funcs=$(printf '%s\n' "$funcs" | grep -c .)
 if [ "$funcs" = "$pages" ]; then
-  ok "every uffd_* function of $HEADER has a page in man/man3, and no other page is there ($n_funcs)"
+  ok "every libuffd_* function of $HEADER has a page in man/man3, and no other page is there ($n_funcs)"
 else
-  notok "uffd_* functions of $HEADER == pages of man/man3 ('<' function without a page, '>' page without a function)"
+  notok "libuffd_* functions of $HEADER == pages of man/man3 ('<' function without a page, '>' page without a function)"
   diff <(printf '%s\n' "$funcs") <(printf '%s\n' "$pages") | sed -n 's/^[<>] /    &/p'
 fi
 

@@ -7,10 +7,10 @@
 # --regid=65534 --clear-groups), with copies of the program and of
 # libuffd.so.1 in a private directory every user can read (the repository
 # may not be traversable by that user). The program checks that
-#  - uffd_open(NULL) (user-mode-only, the default) works and resolves a
+#  - libuffd_open(NULL) (user-mode-only, the default) works and resolves a
 #    real fault, and kernel-mode accesses are not trapped (EFAULT);
-#  - uffd_open() with LIBUFFD_OPEN_KERNEL_FAULTS fails with -EPERM or
-#    -EACCES, and uffd_last_error() names both "userfaultfd(2)" and
+#  - libuffd_open() with LIBUFFD_OPEN_KERNEL_FAULTS fails with -EPERM or
+#    -EACCES, and libuffd_last_error() names both "userfaultfd(2)" and
 #    "/dev/userfaultfd";
 #  - EVENT_FORK (needs CAP_SYS_PTRACE) is dropped when only wanted, and
 #    fails the open when required.
@@ -63,7 +63,7 @@ cat > "$work/unpriv.c" <<'EOF'
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
-#include <uffd.h>
+#include <libuffd.h>
 
 static int failures;
 #define CHECK(cond, ...)                                                    \
@@ -110,35 +110,35 @@ int main(void)
 	CHECK(cap_eff() == 0, "no effective capabilities (CapEff %#lx)", cap_eff());
 
 	/* The default: user-mode-only, allowed to everyone. */
-	uffd_handle *h = NULL;
-	int rc = uffd_open(NULL, &h);
-	CHECK(rc == 0 && h != NULL, "uffd_open(NULL) = %d (%s)", rc, rc ? uffd_last_error() : "ok");
+	libuffd_handle *h = NULL;
+	int rc = libuffd_open(NULL, &h);
+	CHECK(rc == 0 && h != NULL, "libuffd_open(NULL) = %d (%s)", rc, rc ? libuffd_last_error() : "ok");
 	if (!h)
 		return 1;
 	uint64_t f = 0;
-	rc = uffd_probe_features(&f);
-	CHECK(rc == 0, "uffd_probe_features = %d, features %#llx", rc, (unsigned long long)f);
+	rc = libuffd_probe_features(&f);
+	CHECK(rc == 0, "libuffd_probe_features = %d, features %#llx", rc, (unsigned long long)f);
 
 	mem = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	char *src = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (mem == MAP_FAILED || src == MAP_FAILED)
 		return 1;
 	memset(src, 'U', page);
-	rc = uffd_register(h, (void *)mem, 2 * page, LIBUFFD_REGISTER_MISSING, NULL);
-	CHECK(rc == 0, "uffd_register = %d (%s)", rc, rc ? uffd_last_error() : "ok");
+	rc = libuffd_register(h, (void *)mem, 2 * page, LIBUFFD_REGISTER_MISSING, NULL);
+	CHECK(rc == 0, "libuffd_register = %d (%s)", rc, rc ? libuffd_last_error() : "ok");
 
 	/* A real fault from another thread, read (blocking) and resolved. */
 	pthread_t t;
 	if (pthread_create(&t, NULL, toucher, NULL) != 0)
 		return 1;
-	struct uffd_event ev[1];
-	int n = uffd_read_events(h, ev, 1, -1);
+	struct libuffd_event ev[1];
+	int n = libuffd_read_events(h, ev, 1, -1);
 	CHECK(n == 1 && ev[0].kind == LIBUFFD_EVENT_PAGEFAULT &&
 	      ev[0].u.fault.address == (uintptr_t)mem,
 	      "fault event read: n %d kind %#x address %#llx (expected %p)", n, ev[0].kind,
 	      (unsigned long long)ev[0].u.fault.address, (void *)mem);
-	int64_t done = uffd_copy(h, (void *)mem, src, page, 0);
-	CHECK(done == page, "uffd_copy resolved the fault: %lld", (long long)done);
+	int64_t done = libuffd_copy(h, (void *)mem, src, page, 0);
+	CHECK(done == page, "libuffd_copy resolved the fault: %lld", (long long)done);
 	pthread_join(t, NULL);
 	CHECK(seen == 'U', "the faulting thread read the copied data ('%c')", seen);
 
@@ -153,64 +153,64 @@ int main(void)
 	      w, strerror(errno));
 	close(p[0]);
 	close(p[1]);
-	uffd_handle_free(h);
+	libuffd_handle_free(h);
 
 	/* Kernel faults need privileges this process does not have. */
-	struct uffd_open_opts o = LIBUFFD_OPTS_INIT(uffd_open_opts, .flags = LIBUFFD_OPEN_KERNEL_FAULTS);
-	uffd_handle *k = (uffd_handle *)(uintptr_t)0x1234;
+	struct libuffd_open_opts o = LIBUFFD_OPTS_INIT(libuffd_open_opts, .flags = LIBUFFD_OPEN_KERNEL_FAULTS);
+	libuffd_handle *k = (libuffd_handle *)(uintptr_t)0x1234;
 	errno = 0;
-	rc = uffd_open(&o, &k);
+	rc = libuffd_open(&o, &k);
 	int err = errno;
-	const char *le = uffd_last_error();
+	const char *le = libuffd_last_error();
 	char last[1024];
 	snprintf(last, sizeof last, "%s", le ? le : "(null)");
-	CHECK(rc == -EPERM || rc == -EACCES, "uffd_open(KERNEL_FAULTS) = %d (%s)", rc,
-	      uffd_strerror(rc));
-	CHECK(err == -rc, "errno is %d after uffd_open returned %d", err, rc);
-	CHECK(k == (uffd_handle *)(uintptr_t)0x1234, "out-pointer not written on failure");
-	CHECK(strstr(last, "uffd_open") != NULL, "uffd_last_error() names uffd_open: %s", last);
-	CHECK(strstr(last, "userfaultfd(2)") != NULL, "uffd_last_error() names userfaultfd(2)");
-	CHECK(strstr(last, "/dev/userfaultfd") != NULL, "uffd_last_error() names /dev/userfaultfd");
+	CHECK(rc == -EPERM || rc == -EACCES, "libuffd_open(KERNEL_FAULTS) = %d (%s)", rc,
+	      libuffd_strerror(rc));
+	CHECK(err == -rc, "errno is %d after libuffd_open returned %d", err, rc);
+	CHECK(k == (libuffd_handle *)(uintptr_t)0x1234, "out-pointer not written on failure");
+	CHECK(strstr(last, "libuffd_open") != NULL, "libuffd_last_error() names libuffd_open: %s", last);
+	CHECK(strstr(last, "userfaultfd(2)") != NULL, "libuffd_last_error() names userfaultfd(2)");
+	CHECK(strstr(last, "/dev/userfaultfd") != NULL, "libuffd_last_error() names /dev/userfaultfd");
 	if (rc == 0)
-		uffd_handle_free(k);
+		libuffd_handle_free(k);
 	/* Each path alone says why. */
-	o = LIBUFFD_OPTS_INIT(uffd_open_opts,
+	o = LIBUFFD_OPTS_INIT(libuffd_open_opts,
 			      .flags = LIBUFFD_OPEN_KERNEL_FAULTS | LIBUFFD_OPEN_NO_DEV);
 	k = NULL;
-	rc = uffd_open(&o, &k);
-	CHECK(rc == -EPERM, "uffd_open(KERNEL_FAULTS | NO_DEV) = %d (%s): %s", rc,
-	      uffd_strerror(rc), uffd_last_error());
+	rc = libuffd_open(&o, &k);
+	CHECK(rc == -EPERM, "libuffd_open(KERNEL_FAULTS | NO_DEV) = %d (%s): %s", rc,
+	      libuffd_strerror(rc), libuffd_last_error());
 	if (rc == 0)
-		uffd_handle_free(k);
-	o = LIBUFFD_OPTS_INIT(uffd_open_opts,
+		libuffd_handle_free(k);
+	o = LIBUFFD_OPTS_INIT(libuffd_open_opts,
 			      .flags = LIBUFFD_OPEN_KERNEL_FAULTS | LIBUFFD_OPEN_NO_SYSCALL);
 	k = NULL;
-	rc = uffd_open(&o, &k);
-	CHECK(rc == -EACCES, "uffd_open(KERNEL_FAULTS | NO_SYSCALL) = %d (%s): %s", rc,
-	      uffd_strerror(rc), uffd_last_error());
+	rc = libuffd_open(&o, &k);
+	CHECK(rc == -EACCES, "libuffd_open(KERNEL_FAULTS | NO_SYSCALL) = %d (%s): %s", rc,
+	      libuffd_strerror(rc), libuffd_last_error());
 	if (rc == 0)
-		uffd_handle_free(k);
+		libuffd_handle_free(k);
 
 	/* EVENT_FORK needs CAP_SYS_PTRACE: dropped when wanted, fatal when required. */
-	o = LIBUFFD_OPTS_INIT(uffd_open_opts,
+	o = LIBUFFD_OPTS_INIT(libuffd_open_opts,
 			      .features = LIBUFFD_FEATURE_EVENT_FORK | LIBUFFD_FEATURE_THREAD_ID);
 	k = NULL;
-	rc = uffd_open(&o, &k);
+	rc = libuffd_open(&o, &k);
 	f = 0;
 	if (rc == 0)
-		uffd_handle_features(k, &f);
+		libuffd_handle_features(k, &f);
 	CHECK(rc == 0 && !(f & LIBUFFD_FEATURE_EVENT_FORK) && (f & LIBUFFD_FEATURE_THREAD_ID),
 	      "EVENT_FORK wanted: open %d, negotiated %#llx (EVENT_FORK dropped)", rc,
 	      (unsigned long long)f);
 	if (rc == 0)
-		uffd_handle_free(k);
-	o = LIBUFFD_OPTS_INIT(uffd_open_opts, .required_features = LIBUFFD_FEATURE_EVENT_FORK);
+		libuffd_handle_free(k);
+	o = LIBUFFD_OPTS_INIT(libuffd_open_opts, .required_features = LIBUFFD_FEATURE_EVENT_FORK);
 	k = NULL;
-	rc = uffd_open(&o, &k);
-	CHECK(rc == -EPERM, "EVENT_FORK required: uffd_open = %d (%s): %s", rc, uffd_strerror(rc),
-	      uffd_last_error());
+	rc = libuffd_open(&o, &k);
+	CHECK(rc == -EPERM, "EVENT_FORK required: libuffd_open = %d (%s): %s", rc, libuffd_strerror(rc),
+	      libuffd_last_error());
 	if (rc == 0)
-		uffd_handle_free(k);
+		libuffd_handle_free(k);
 
 	return failures ? 1 : 0;
 }

@@ -2,7 +2,7 @@
 //!
 //! `guard` runs the body under `catch_unwind`, turns an `Error` into
 //! `-errno` (also setting the thread's `errno`, libbpf-style) and records
-//! the error for `uffd_last_error()`. Recording keeps the `Error` value
+//! the error for `libuffd_last_error()`. Recording keeps the `Error` value
 //! itself; the text is formatted only when somebody asks for it.
 
 use crate::uffd::Error;
@@ -30,7 +30,7 @@ impl FromErrno for i64 {
 struct LastError {
     func: &'static str,
     error: Option<Error>,
-    /// NUL-terminated text handed out by `uffd_last_error`.
+    /// NUL-terminated text handed out by `libuffd_last_error`.
     text: Vec<u8>,
 }
 
@@ -95,7 +95,7 @@ pub(crate) fn guard<R: FromErrno>(
     guard_with(func, || {}, body)
 }
 
-/// The text for `uffd_last_error`: "function: detail", NUL-terminated,
+/// The text for `libuffd_last_error`: "function: detail", NUL-terminated,
 /// valid until the thread's next libuffd call.
 pub(crate) fn last_error_ptr() -> *const libc::c_char {
     static NONE: &[u8] = b"no error\0";

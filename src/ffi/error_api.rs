@@ -43,7 +43,7 @@ fn errno_text(errno: i32) -> &'static CStr {
 ///
 /// Returns: a static, NUL-terminated string; never NULL.
 #[no_mangle]
-pub extern "C" fn uffd_strerror(err: i32) -> *const libc::c_char {
+pub extern "C" fn libuffd_strerror(err: i32) -> *const libc::c_char {
     err.checked_abs()
         .map_or(c"Unknown error", errno_text)
         .as_ptr()
@@ -51,14 +51,14 @@ pub extern "C" fn uffd_strerror(err: i32) -> *const libc::c_char {
 
 /// The detail of the calling thread's most recent libuffd failure: the
 /// function, the operation, the address range and the kernel's answer,
-/// with the usual cause ("uffd_copy: UFFDIO_COPY [0x7f..., +0x1000): EEXIST:
+/// with the usual cause ("libuffd_copy: UFFDIO_COPY [0x7f..., +0x1000): EEXIST:
 /// File exists (the range is already populated ...)").
 ///
 /// Thread safety: the text is per thread.
 ///
 /// Returns: a NUL-terminated string valid until the thread's next call to
-/// uffd_last_error(); "no error" if nothing failed yet. Never NULL.
+/// libuffd_last_error(); "no error" if nothing failed yet. Never NULL.
 #[no_mangle]
-pub extern "C" fn uffd_last_error() -> *const libc::c_char {
+pub extern "C" fn libuffd_last_error() -> *const libc::c_char {
     std::panic::catch_unwind(last_error_ptr).unwrap_or(c"internal error".as_ptr())
 }

@@ -5,13 +5,13 @@ use super::types::*;
 use crate::uffd::{Error, Event, Msg};
 use std::os::fd::IntoRawFd;
 
-fn to_c(ev: Event) -> uffd_event {
+fn to_c(ev: Event) -> libuffd_event {
     // Start from zeros so that every byte of the union is defined, whatever
     // member the event fills (readers of `raw` see zeros past it).
-    let mut u = uffd_event_data { raw: [0; 3] };
+    let mut u = libuffd_event_data { raw: [0; 3] };
     let kind = match ev {
         Event::Pagefault(f) => {
-            u.fault = uffd_fault_info {
+            u.fault = libuffd_fault_info {
                 address: f.address,
                 exact_address: f.exact_address.unwrap_or(f.address),
                 flags: f.flags.bits() as u32,
@@ -20,22 +20,22 @@ fn to_c(ev: Event) -> uffd_event {
             LIBUFFD_EVENT_PAGEFAULT
         }
         Event::Fork(fd) => {
-            u.fork = uffd_fork_info {
+            u.fork = libuffd_fork_info {
                 fd: fd.into_raw_fd(),
                 reserved: 0,
             };
             LIBUFFD_EVENT_FORK
         }
         Event::Remap { from, to, len } => {
-            u.remap = uffd_remap_info { from, to, len };
+            u.remap = libuffd_remap_info { from, to, len };
             LIBUFFD_EVENT_REMAP
         }
         Event::Remove { start, end } => {
-            u.range = uffd_range_info { start, end };
+            u.range = libuffd_range_info { start, end };
             LIBUFFD_EVENT_REMOVE
         }
         Event::Unmap { start, end } => {
-            u.range = uffd_range_info { start, end };
+            u.range = libuffd_range_info { start, end };
             LIBUFFD_EVENT_UNMAP
         }
         Event::Unknown { code, args } => {
@@ -43,7 +43,7 @@ fn to_c(ev: Event) -> uffd_event {
             code as u32
         }
     };
-    uffd_event {
+    libuffd_event {
         kind,
         reserved: 0,
         u,
@@ -60,7 +60,7 @@ fn to_c(ev: Event) -> uffd_event {
 /// resolving it again gives -EEXIST, which is harmless.
 ///
 /// A LIBUFFD_EVENT_FORK event carries a new descriptor that the caller
-/// owns from then on (adopt it with uffd_handle_from_fd() or close it).
+/// owns from then on (adopt it with libuffd_handle_from_fd() or close it).
 ///
 /// Thread safety: may be called from several threads at once; each event
 /// goes to exactly one of them.
@@ -73,18 +73,18 @@ fn to_c(ev: Event) -> uffd_event {
 /// `h` is NULL or a live handle; `events` is NULL or has room for `max`
 /// events.
 #[no_mangle]
-pub unsafe extern "C" fn uffd_read_events(
-    h: *mut uffd_handle,
-    events: *mut uffd_event,
+pub unsafe extern "C" fn libuffd_read_events(
+    h: *mut libuffd_handle,
+    events: *mut libuffd_event,
     max: usize,
     timeout_ms: i32,
 ) -> i32 {
-    with_handle("uffd_read_events", h, |u| {
+    with_handle("libuffd_read_events", h, |u| {
         if events.is_null() {
-            return Err(Error::invalid("uffd_read_events: events is NULL"));
+            return Err(Error::invalid("libuffd_read_events: events is NULL"));
         }
         if max == 0 {
-            return Err(Error::invalid("uffd_read_events: max is 0"));
+            return Err(Error::invalid("libuffd_read_events: max is 0"));
         }
         // One read is capped so the count fits the int return value.
         let max = max.min(4096);
@@ -99,10 +99,10 @@ pub unsafe extern "C" fn uffd_read_events(
         for i in 0..n {
             // SAFETY: i < n <= max; the record was just written by read().
             let mut msg = unsafe { std::ptr::read(events.add(i).cast::<Msg>()) };
-            let ev = msg.take_event(features).map(to_c).unwrap_or(uffd_event {
+            let ev = msg.take_event(features).map(to_c).unwrap_or(libuffd_event {
                 kind: 0,
                 reserved: 0,
-                u: uffd_event_data { raw: [0; 3] },
+                u: libuffd_event_data { raw: [0; 3] },
             });
             // SAFETY: same slot, writable, now holding a decoded event.
             unsafe { events.add(i).write(ev) };

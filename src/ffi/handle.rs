@@ -1,12 +1,12 @@
-//! The Rust object behind `uffd_handle *`, and checked conversions from
+//! The Rust object behind `libuffd_handle *`, and checked conversions from
 //! the pointers C passes in.
 
-use super::types::uffd_handle;
+use super::types::libuffd_handle;
 use crate::uffd::{Error, Uffd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// What a `uffd_handle *` points to: an `Arc` so that later objects (the
+/// What a `libuffd_handle *` points to: an `Arc` so that later objects (the
 /// monitor) can share it; C holds one reference.
 pub(crate) struct Handle {
     pub uffd: Arc<Uffd>,
@@ -29,15 +29,15 @@ impl Handle {
 }
 
 /// Give one reference to C.
-pub(crate) fn into_c(h: Arc<Handle>) -> *mut uffd_handle {
-    Arc::into_raw(h) as *mut uffd_handle
+pub(crate) fn into_c(h: Arc<Handle>) -> *mut libuffd_handle {
+    Arc::into_raw(h) as *mut libuffd_handle
 }
 
 /// Borrow the handle behind a C pointer, rejecting NULL and poisoned ones.
 ///
 /// # Safety
 /// `ptr` is NULL or a pointer returned by `into_c` and not yet freed.
-pub(crate) unsafe fn borrow<'a>(ptr: *const uffd_handle) -> Result<&'a Handle, Error> {
+pub(crate) unsafe fn borrow<'a>(ptr: *const libuffd_handle) -> Result<&'a Handle, Error> {
     if ptr.is_null() {
         return Err(Error::invalid("handle is NULL"));
     }
@@ -52,11 +52,11 @@ pub(crate) unsafe fn borrow<'a>(ptr: *const uffd_handle) -> Result<&'a Handle, E
     Ok(h)
 }
 
-/// Take C's reference back (for uffd_handle_free).
+/// Take C's reference back (for libuffd_handle_free).
 ///
 /// # Safety
 /// `ptr` is a pointer returned by `into_c`, freed at most once.
-pub(crate) unsafe fn release(ptr: *mut uffd_handle) {
+pub(crate) unsafe fn release(ptr: *mut libuffd_handle) {
     // SAFETY: per the contract, this reverses exactly one Arc::into_raw.
     drop(unsafe { Arc::from_raw(ptr as *const Handle) });
 }

@@ -13,15 +13,15 @@ const KNOWN_OPEN_FLAGS: u32 = LIBUFFD_OPEN_NONBLOCK
     | LIBUFFD_OPEN_NO_SYSCALL
     | LIBUFFD_OPEN_NO_DEV;
 
-fn options_from_c(o: &uffd_open_opts) -> Result<OpenOptions, Error> {
+fn options_from_c(o: &libuffd_open_opts) -> Result<OpenOptions, Error> {
     let unknown = o.flags & !KNOWN_OPEN_FLAGS;
     if unknown != 0 {
         return Err(Error::invalid(format!(
-            "uffd_open_opts: unknown flags {unknown:#x}"
+            "libuffd_open_opts: unknown flags {unknown:#x}"
         )));
     }
     if o.reserved != 0 {
-        return Err(Error::invalid("uffd_open_opts: reserved must be 0"));
+        return Err(Error::invalid("libuffd_open_opts: reserved must be 0"));
     }
     Ok(OpenOptions {
         flags: OpenFlags::from_bits_truncate(o.flags),
@@ -52,26 +52,26 @@ fn check_out<T>(func: &str, out: *mut T) -> Result<(), Error> {
 /// `opts->required_features` must all be offered.
 ///
 /// Ownership: on success `*out` is a new handle that the caller frees with
-/// uffd_handle_free(); on failure `*out` is not written.
+/// libuffd_handle_free(); on failure `*out` is not written.
 ///
 /// Thread safety: may be called from any thread.
 ///
 /// Returns: 0, or a negative errno:
 /// -EINVAL (NULL out, bad opts, unknown flags), -E2BIG (opts from a newer
 /// libuffd set fields this one lacks), -EOPNOTSUPP (a required feature is
-/// missing; uffd_last_error() names it), -EPERM / -EACCES (no path allowed
-/// this process to create a userfaultfd; uffd_last_error() lists each path
+/// missing; libuffd_last_error() names it), -EPERM / -EACCES (no path allowed
+/// this process to create a userfaultfd; libuffd_last_error() lists each path
 /// tried and why), -ENOSYS, -EMFILE, -ENOMEM.
 ///
 /// # Safety
-/// `opts` is NULL or a valid uffd_open_opts of `opts->sz` bytes; `out` is
+/// `opts` is NULL or a valid libuffd_open_opts of `opts->sz` bytes; `out` is
 /// NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn uffd_open(opts: *const uffd_open_opts, out: *mut *mut uffd_handle) -> i32 {
-    guard("uffd_open", || {
-        check_out("uffd_open", out)?;
+pub unsafe extern "C" fn libuffd_open(opts: *const libuffd_open_opts, out: *mut *mut libuffd_handle) -> i32 {
+    guard("libuffd_open", || {
+        check_out("libuffd_open", out)?;
         // SAFETY: contract above.
-        let o = unsafe { copy_opts("uffd_open_opts", opts) }?;
+        let o = unsafe { copy_opts("libuffd_open_opts", opts) }?;
         let uffd = Uffd::open(&options_from_c(&o)?)?;
         write_out(out, into_c(Handle::new(uffd)));
         Ok(0)
@@ -98,33 +98,33 @@ pub unsafe extern "C" fn uffd_open(opts: *const uffd_open_opts, out: *mut *mut u
 /// is not enabled on this fd).
 ///
 /// # Safety
-/// `opts` is NULL or a valid uffd_open_opts; `out` is NULL or writable;
+/// `opts` is NULL or a valid libuffd_open_opts; `out` is NULL or writable;
 /// `fd` is not used by anyone else once this returns 0.
 #[no_mangle]
-pub unsafe extern "C" fn uffd_handle_from_fd(
+pub unsafe extern "C" fn libuffd_handle_from_fd(
     fd: i32,
-    opts: *const uffd_open_opts,
-    out: *mut *mut uffd_handle,
+    opts: *const libuffd_open_opts,
+    out: *mut *mut libuffd_handle,
 ) -> i32 {
-    guard("uffd_handle_from_fd", || {
-        check_out("uffd_handle_from_fd", out)?;
+    guard("libuffd_handle_from_fd", || {
+        check_out("libuffd_handle_from_fd", out)?;
         if fd < 0 {
             return Err(Error::invalid(format!(
-                "uffd_handle_from_fd: fd {fd} is negative"
+                "libuffd_handle_from_fd: fd {fd} is negative"
             )));
         }
         // SAFETY: contract above.
-        let o = unsafe { copy_opts("uffd_open_opts", opts) }?;
+        let o = unsafe { copy_opts("libuffd_open_opts", opts) }?;
         let opts = options_from_c(&o)?;
         if !opts.flags.is_empty() {
             return Err(Error::invalid(
-                "uffd_handle_from_fd: opts->flags must be 0 (an adopted fd keeps its own flags)",
+                "libuffd_handle_from_fd: opts->flags must be 0 (an adopted fd keeps its own flags)",
             ));
         }
         // SAFETY: F_GETFD only checks that the descriptor is open.
         if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
             return Err(Error::os(
-                "uffd_handle_from_fd",
+                "libuffd_handle_from_fd",
                 libc::EBADF,
                 format!("fd {fd} is not open"),
             ));
@@ -154,7 +154,7 @@ pub unsafe extern "C" fn uffd_handle_from_fd(
 /// # Safety
 /// `h` is NULL or a handle not yet freed.
 #[no_mangle]
-pub unsafe extern "C" fn uffd_handle_free(h: *mut uffd_handle) {
+pub unsafe extern "C" fn libuffd_handle_free(h: *mut libuffd_handle) {
     if h.is_null() {
         return;
     }
@@ -164,7 +164,7 @@ pub unsafe extern "C" fn uffd_handle_free(h: *mut uffd_handle) {
     });
 }
 
-/// The handle's file descriptor, borrowed: valid until uffd_handle_free();
+/// The handle's file descriptor, borrowed: valid until libuffd_handle_free();
 /// do not close it. Use it with poll/epoll (open with LIBUFFD_OPEN_NONBLOCK).
 ///
 /// Thread safety: may be called from any thread.
@@ -174,8 +174,8 @@ pub unsafe extern "C" fn uffd_handle_free(h: *mut uffd_handle) {
 /// # Safety
 /// `h` is NULL or a live handle.
 #[no_mangle]
-pub unsafe extern "C" fn uffd_handle_fd(h: *const uffd_handle) -> i32 {
-    guard("uffd_handle_fd", || {
+pub unsafe extern "C" fn libuffd_handle_fd(h: *const libuffd_handle) -> i32 {
+    guard("libuffd_handle_fd", || {
         // SAFETY: contract above.
         let h = unsafe { borrow(h) }?;
         Ok(h.uffd.as_raw_fd())
@@ -192,11 +192,11 @@ pub unsafe extern "C" fn uffd_handle_fd(h: *const uffd_handle) -> i32 {
 /// # Safety
 /// `h` is NULL or a live handle; `features` is NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn uffd_handle_features(h: *const uffd_handle, features: *mut u64) -> i32 {
-    guard("uffd_handle_features", || {
+pub unsafe extern "C" fn libuffd_handle_features(h: *const libuffd_handle, features: *mut u64) -> i32 {
+    guard("libuffd_handle_features", || {
         // SAFETY: contract above.
         let h = unsafe { borrow(h) }?;
-        check_out("uffd_handle_features", features)?;
+        check_out("libuffd_handle_features", features)?;
         write_out(features, h.uffd.features().bits());
         Ok(0)
     })
@@ -212,14 +212,14 @@ pub unsafe extern "C" fn uffd_handle_features(h: *const uffd_handle, features: *
 /// Thread safety: may be called from any thread.
 ///
 /// Returns: 0 with `*features` written, or -EINVAL (NULL pointer), or the
-/// error uffd_open() would give (-EPERM, -EACCES, -ENOSYS ...).
+/// error libuffd_open() would give (-EPERM, -EACCES, -ENOSYS ...).
 ///
 /// # Safety
 /// `features` is NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn uffd_probe_features(features: *mut u64) -> i32 {
-    guard("uffd_probe_features", || {
-        check_out("uffd_probe_features", features)?;
+pub unsafe extern "C" fn libuffd_probe_features(features: *mut u64) -> i32 {
+    guard("libuffd_probe_features", || {
+        check_out("libuffd_probe_features", features)?;
         let p = uffd::probe()?;
         write_out(features, p.features.bits());
         Ok(0)
@@ -230,13 +230,13 @@ pub unsafe extern "C" fn uffd_probe_features(features: *mut u64) -> i32 {
 ///
 /// Thread safety: may be called from any thread.
 ///
-/// Returns: 1 (all offered), 0 (some missing; uffd_last_error() is not
-/// set), -EINVAL (mask is 0), or a probing error as uffd_probe_features().
+/// Returns: 1 (all offered), 0 (some missing; libuffd_last_error() is not
+/// set), -EINVAL (mask is 0), or a probing error as libuffd_probe_features().
 #[no_mangle]
-pub extern "C" fn uffd_feature_supported(mask: u64) -> i32 {
-    guard("uffd_feature_supported", || {
+pub extern "C" fn libuffd_feature_supported(mask: u64) -> i32 {
+    guard("libuffd_feature_supported", || {
         if mask == 0 {
-            return Err(Error::invalid("uffd_feature_supported: mask is 0"));
+            return Err(Error::invalid("libuffd_feature_supported: mask is 0"));
         }
         let p = uffd::probe()?;
         Ok(i32::from(p.features.bits() & mask == mask))
@@ -251,8 +251,8 @@ pub extern "C" fn uffd_feature_supported(mask: u64) -> i32 {
 ///
 /// Returns: the page size in bytes, or -ENOMEM (nothing mapped at addr).
 #[no_mangle]
-pub extern "C" fn uffd_page_size(addr: *const libc::c_void) -> i64 {
-    guard("uffd_page_size", || {
+pub extern "C" fn libuffd_page_size(addr: *const libc::c_void) -> i64 {
+    guard("libuffd_page_size", || {
         Ok(uffd::mappings::page_size_at(addr as u64)? as i64)
     })
 }
@@ -260,7 +260,7 @@ pub extern "C" fn uffd_page_size(addr: *const libc::c_void) -> i64 {
 /// Panic-guarded access for operations on a handle: a panic poisons it.
 pub(crate) fn with_handle<R: super::boundary::FromErrno>(
     func: &'static str,
-    h: *const uffd_handle,
+    h: *const libuffd_handle,
     body: impl FnOnce(&Uffd) -> Result<R, Error>,
 ) -> R {
     // SAFETY: every exported caller has `h` NULL or live by contract.

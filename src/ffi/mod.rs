@@ -1,11 +1,11 @@
-//! The C ABI of libuffd (`include/uffd.h`, generated from this module by
+//! The C ABI of libuffd (`include/libuffd.h`, generated from this module by
 //! cbindgen).
 //!
 //! Conventions, for every exported function:
-//! - functions are `uffd_*`; macros and constants `LIBUFFD_*`; nothing
+//! - functions are `libuffd_*`; macros and constants `LIBUFFD_*`; nothing
 //!   collides with `<linux/userfaultfd.h>`;
 //! - success is 0 or a non-negative count, failure `-errno` (errno is set
-//!   too); `uffd_last_error()` gives the detail;
+//!   too); `libuffd_last_error()` gives the detail;
 //! - NULL handles and pointers are -EINVAL, never a crash; a Rust panic is
 //!   caught and returned as -ENOTRECOVERABLE, and poisons the handle;
 //! - out-parameters are written only on success;

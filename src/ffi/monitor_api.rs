@@ -15,12 +15,12 @@ use std::sync::{Arc, Mutex};
 
 /// The callback table and user data, as the Rust engine sees them.
 struct CHandler {
-    ops: uffd_monitor_ops,
+    ops: libuffd_monitor_ops,
     user: *mut libc::c_void,
-    me: Arc<AtomicPtr<uffd_monitor>>,
+    me: Arc<AtomicPtr<libuffd_monitor>>,
 }
 
-// SAFETY: the C contract of uffd_monitor_new says callbacks and user_data
+// SAFETY: the C contract of libuffd_monitor_new says callbacks and user_data
 // may be used from the monitor's threads.
 unsafe impl Send for CHandler {}
 // SAFETY: as above.
@@ -28,8 +28,8 @@ unsafe impl Sync for CHandler {}
 
 thread_local! {
     /// The fault being handled by a C callback on this thread: the
-    /// `uffd_fault` handed to C, and its Rust context.
-    static CURRENT: Cell<(*const uffd_fault, *const ())> = const { Cell::new((std::ptr::null(), std::ptr::null())) };
+    /// `libuffd_fault` handed to C, and its Rust context.
+    static CURRENT: Cell<(*const libuffd_fault, *const ())> = const { Cell::new((std::ptr::null(), std::ptr::null())) };
 }
 
 impl Handler for CHandler {
@@ -38,7 +38,7 @@ impl Handler for CHandler {
             return Verdict::UseSource;
         };
         let region = ctx.region;
-        let f = uffd_fault {
+        let f = libuffd_fault {
             address: ctx.fault.address,
             exact_address: ctx.fault.exact_address.unwrap_or(ctx.fault.address),
             flags: ctx.fault.flags.bits() as u32,
@@ -115,7 +115,7 @@ impl Handler for CHandler {
     }
 }
 
-/// What a `uffd_monitor *` points to.
+/// What a `libuffd_monitor *` points to.
 struct MonitorBox {
     monitor: Monitor,
     started: Mutex<Option<Running>>,
@@ -134,7 +134,7 @@ impl Drop for MonitorBox {
         {
             let _ = r.wait();
         }
-        // uffd_monitor_run() on another thread: it returns promptly once
+        // libuffd_monitor_run() on another thread: it returns promptly once
         // stopped; wait for that before the user data goes.
         while self.monitor.is_running() {
             std::thread::sleep(std::time::Duration::from_millis(1));
@@ -149,27 +149,27 @@ impl Drop for MonitorBox {
 
 /// # Safety
 /// `m` is NULL or a live monitor.
-unsafe fn monitor_ref<'a>(m: *const uffd_monitor) -> Result<&'a MonitorBox, Error> {
+unsafe fn monitor_ref<'a>(m: *const libuffd_monitor) -> Result<&'a MonitorBox, Error> {
     if m.is_null() {
         return Err(Error::invalid("monitor is NULL"));
     }
-    // SAFETY: per the contract, a pointer from uffd_monitor_new, not freed.
+    // SAFETY: per the contract, a pointer from libuffd_monitor_new, not freed.
     Ok(unsafe { &*(m as *const MonitorBox) })
 }
 
-fn config_from_c(o: &uffd_monitor_opts) -> Result<Config, Error> {
+fn config_from_c(o: &libuffd_monitor_opts) -> Result<Config, Error> {
     let known = LIBUFFD_MONITOR_FIXED_WINDOW
         | LIBUFFD_MONITOR_NO_FORK_SERVE
         | LIBUFFD_MONITOR_NO_RELEASE_ON_STOP
         | LIBUFFD_MONITOR_HAND_OFF_ALL;
     if o.flags & !known != 0 {
         return Err(Error::invalid(format!(
-            "uffd_monitor_opts: unknown flags {:#x}",
+            "libuffd_monitor_opts: unknown flags {:#x}",
             o.flags & !known
         )));
     }
     if o.reserved != 0 {
-        return Err(Error::invalid("uffd_monitor_opts: reserved must be 0"));
+        return Err(Error::invalid("libuffd_monitor_opts: reserved must be 0"));
     }
     let d = Config::default();
     Ok(Config {
@@ -198,7 +198,7 @@ fn config_from_c(o: &uffd_monitor_opts) -> Result<Config, Error> {
             LIBUFFD_ON_ERROR_STOP => ErrorPolicy::Stop,
             p => {
                 return Err(Error::invalid(format!(
-                    "uffd_monitor_opts: unknown error_policy {p}"
+                    "libuffd_monitor_opts: unknown error_policy {p}"
                 )))
             }
         },
@@ -207,7 +207,7 @@ fn config_from_c(o: &uffd_monitor_opts) -> Result<Config, Error> {
             LIBUFFD_ON_REMOVE_UNREGISTER => RemovePolicy::Unregister,
             p => {
                 return Err(Error::invalid(format!(
-                    "uffd_monitor_opts: unknown remove_policy {p}"
+                    "libuffd_monitor_opts: unknown remove_policy {p}"
                 )))
             }
         },
@@ -222,23 +222,23 @@ fn config_from_c(o: &uffd_monitor_opts) -> Result<Config, Error> {
 ///
 /// # Safety
 /// `ops` is NULL or points to `size` readable bytes.
-unsafe fn ops_from_c(ops: *const uffd_monitor_ops, size: usize) -> Result<uffd_monitor_ops, Error> {
+unsafe fn ops_from_c(ops: *const libuffd_monitor_ops, size: usize) -> Result<libuffd_monitor_ops, Error> {
     if ops.is_null() {
         if size != 0 {
             return Err(Error::invalid(
-                "uffd_monitor_new: ops is NULL but ops_size is not 0",
+                "libuffd_monitor_new: ops is NULL but ops_size is not 0",
             ));
         }
-        return Ok(uffd_monitor_ops::default());
+        return Ok(libuffd_monitor_ops::default());
     }
     let ptr = std::mem::size_of::<usize>();
     if size == 0 || size % ptr != 0 {
         return Err(Error::invalid(format!(
-            "uffd_monitor_new: ops_size {size} is not a whole number of callbacks (pass sizeof(struct uffd_monitor_ops))"
+            "libuffd_monitor_new: ops_size {size} is not a whole number of callbacks (pass sizeof(struct libuffd_monitor_ops))"
         )));
     }
     // SAFETY: the caller says `size` bytes are readable at `ops`.
-    unsafe { copy_sized("uffd_monitor_ops", ops, size) }
+    unsafe { copy_sized("libuffd_monitor_ops", ops, size) }
 }
 
 /// Create a monitor.
@@ -246,10 +246,10 @@ unsafe fn ops_from_c(ops: *const uffd_monitor_ops, size: usize) -> Result<uffd_m
 /// `opts` may be NULL (defaults: the reader resolves faults itself, an
 /// adaptive 1..512-page fault-around window, SIGBUS on errors, zero-fill
 /// after REMOVE, forked children served, regions released on stop).
-/// `ops` (with `ops_size` = sizeof(struct uffd_monitor_ops)) may be NULL
+/// `ops` (with `ops_size` = sizeof(struct libuffd_monitor_ops)) may be NULL
 /// when every region has a page source. `user_data` is passed to every
 /// callback; `user_data_free`, if not NULL, is called with it exactly once,
-/// by uffd_monitor_free(). On failure it is not called (the caller keeps
+/// by libuffd_monitor_free(). On failure it is not called (the caller keeps
 /// ownership) and `*out` is not written.
 ///
 /// Thread safety: may be called from any thread.
@@ -259,20 +259,20 @@ unsafe fn ops_from_c(ops: *const uffd_monitor_ops, size: usize) -> Result<uffd_m
 /// # Safety
 /// Pointers are NULL or valid as described.
 #[no_mangle]
-pub unsafe extern "C" fn uffd_monitor_new(
-    opts: *const uffd_monitor_opts,
-    ops: *const uffd_monitor_ops,
+pub unsafe extern "C" fn libuffd_monitor_new(
+    opts: *const libuffd_monitor_opts,
+    ops: *const libuffd_monitor_ops,
     ops_size: usize,
     user_data: *mut libc::c_void,
     user_data_free: Option<unsafe extern "C" fn(*mut libc::c_void)>,
-    out: *mut *mut uffd_monitor,
+    out: *mut *mut libuffd_monitor,
 ) -> i32 {
-    guard("uffd_monitor_new", || {
+    guard("libuffd_monitor_new", || {
         if out.is_null() {
-            return Err(Error::invalid("uffd_monitor_new: out is NULL"));
+            return Err(Error::invalid("libuffd_monitor_new: out is NULL"));
         }
         // SAFETY: contract above.
-        let o = unsafe { copy_opts("uffd_monitor_opts", opts) }?;
+        let o = unsafe { copy_opts("libuffd_monitor_opts", opts) }?;
         let config = config_from_c(&o)?;
         // SAFETY: contract above.
         let ops = unsafe { ops_from_c(ops, ops_size) }?;
@@ -289,7 +289,7 @@ pub unsafe extern "C" fn uffd_monitor_new(
             user: user_data,
             user_free: user_data_free,
         });
-        let ptr = Box::into_raw(boxed) as *mut uffd_monitor;
+        let ptr = Box::into_raw(boxed) as *mut libuffd_monitor;
         me.store(ptr, Ordering::Release);
         // SAFETY: checked non-NULL above.
         unsafe { out.write(ptr) };
@@ -310,12 +310,12 @@ pub unsafe extern "C" fn uffd_monitor_new(
 /// # Safety
 /// Pointers are NULL or live objects; `id` NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn uffd_monitor_add_handle(
-    m: *mut uffd_monitor,
-    h: *mut uffd_handle,
+pub unsafe extern "C" fn libuffd_monitor_add_handle(
+    m: *mut libuffd_monitor,
+    h: *mut libuffd_handle,
     id: *mut u32,
 ) -> i32 {
-    guard("uffd_monitor_add_handle", || {
+    guard("libuffd_monitor_add_handle", || {
         // SAFETY: contract above.
         let mb = unsafe { monitor_ref(m) }?;
         // SAFETY: contract above.
@@ -337,27 +337,27 @@ pub unsafe extern "C" fn uffd_monitor_add_handle(
 ///
 /// Returns: 0, or -EINVAL (NULL monitor, unknown handle id, bad range,
 /// misaligned for the mapping's page size, overlap, unknown source or
-/// flags, NULL buffer, negative fd), and uffd_register()'s errors.
+/// flags, NULL buffer, negative fd), and libuffd_register()'s errors.
 ///
 /// # Safety
 /// `opts` NULL or valid; `opts->buffer` readable for `buffer_len` bytes
 /// and `opts->fd` open for as long as the monitor serves the region.
 #[no_mangle]
-pub unsafe extern "C" fn uffd_monitor_add_region(
-    m: *mut uffd_monitor,
+pub unsafe extern "C" fn libuffd_monitor_add_region(
+    m: *mut libuffd_monitor,
     handle_id: u32,
     start: *mut libc::c_void,
     len: usize,
-    opts: *const uffd_region_opts,
+    opts: *const libuffd_region_opts,
 ) -> i32 {
-    guard("uffd_monitor_add_region", || {
+    guard("libuffd_monitor_add_region", || {
         // SAFETY: contract above.
         let mb = unsafe { monitor_ref(m) }?;
         // SAFETY: contract above.
-        let o = unsafe { copy_opts("uffd_region_opts", opts) }?;
+        let o = unsafe { copy_opts("libuffd_region_opts", opts) }?;
         if o.flags & !LIBUFFD_REGION_PREFETCH != 0 || o.reserved != 0 {
             return Err(Error::invalid(
-                "uffd_region_opts: unknown flags or non-zero reserved",
+                "libuffd_region_opts: unknown flags or non-zero reserved",
             ));
         }
         let source = match o.source {
@@ -374,7 +374,7 @@ pub unsafe extern "C" fn uffd_monitor_add_region(
             LIBUFFD_SOURCE_PAGE_CACHE => Source::PageCache,
             s => {
                 return Err(Error::invalid(format!(
-                    "uffd_region_opts: unknown source {s}"
+                    "libuffd_region_opts: unknown source {s}"
                 )))
             }
         };
@@ -393,7 +393,7 @@ pub unsafe extern "C" fn uffd_monitor_add_region(
     })
 }
 
-/// Run the monitor on the calling thread until uffd_monitor_stop().
+/// Run the monitor on the calling thread until libuffd_monitor_stop().
 ///
 /// Thread safety: one run (or start) at a time per monitor.
 ///
@@ -403,8 +403,8 @@ pub unsafe extern "C" fn uffd_monitor_add_region(
 /// # Safety
 /// `m` is NULL or a live monitor.
 #[no_mangle]
-pub unsafe extern "C" fn uffd_monitor_run(m: *mut uffd_monitor) -> i32 {
-    guard("uffd_monitor_run", || {
+pub unsafe extern "C" fn libuffd_monitor_run(m: *mut libuffd_monitor) -> i32 {
+    guard("libuffd_monitor_run", || {
         // SAFETY: contract above.
         let mb = unsafe { monitor_ref(m) }?;
         mb.monitor.run()?;
@@ -413,7 +413,7 @@ pub unsafe extern "C" fn uffd_monitor_run(m: *mut uffd_monitor) -> i32 {
 }
 
 /// Run the monitor on a thread of its own (plus its workers); returns at
-/// once. uffd_monitor_wait() joins it.
+/// once. libuffd_monitor_wait() joins it.
 ///
 /// Thread safety: any thread; one run (or start) at a time.
 ///
@@ -422,14 +422,14 @@ pub unsafe extern "C" fn uffd_monitor_run(m: *mut uffd_monitor) -> i32 {
 /// # Safety
 /// `m` is NULL or a live monitor.
 #[no_mangle]
-pub unsafe extern "C" fn uffd_monitor_start(m: *mut uffd_monitor) -> i32 {
-    guard("uffd_monitor_start", || {
+pub unsafe extern "C" fn libuffd_monitor_start(m: *mut libuffd_monitor) -> i32 {
+    guard("libuffd_monitor_start", || {
         // SAFETY: contract above.
         let mb = unsafe { monitor_ref(m) }?;
         let mut started = mb.started.lock().unwrap_or_else(|e| e.into_inner());
         if started.is_some() {
             return Err(Error::os(
-                "uffd_monitor_start",
+                "libuffd_monitor_start",
                 libc::EBUSY,
                 "already started",
             ));
@@ -449,15 +449,15 @@ pub unsafe extern "C" fn uffd_monitor_start(m: *mut uffd_monitor) -> i32 {
 /// # Safety
 /// `m` is NULL or a live monitor.
 #[no_mangle]
-pub unsafe extern "C" fn uffd_monitor_stop(m: *mut uffd_monitor) -> i32 {
-    guard("uffd_monitor_stop", || {
+pub unsafe extern "C" fn libuffd_monitor_stop(m: *mut libuffd_monitor) -> i32 {
+    guard("libuffd_monitor_stop", || {
         // SAFETY: contract above.
         unsafe { monitor_ref(m) }?.monitor.stop();
         Ok(0)
     })
 }
 
-/// Wait for a monitor started with uffd_monitor_start() to stop.
+/// Wait for a monitor started with libuffd_monitor_start() to stop.
 ///
 /// Thread safety: any thread but the monitor's own (not from a callback).
 ///
@@ -467,14 +467,14 @@ pub unsafe extern "C" fn uffd_monitor_stop(m: *mut uffd_monitor) -> i32 {
 /// # Safety
 /// `m` is NULL or a live monitor.
 #[no_mangle]
-pub unsafe extern "C" fn uffd_monitor_wait(m: *mut uffd_monitor) -> i32 {
-    guard("uffd_monitor_wait", || {
+pub unsafe extern "C" fn libuffd_monitor_wait(m: *mut libuffd_monitor) -> i32 {
+    guard("libuffd_monitor_wait", || {
         // SAFETY: contract above.
         let mb = unsafe { monitor_ref(m) }?;
         let running = mb.started.lock().unwrap_or_else(|e| e.into_inner()).take();
         match running {
             None => Err(Error::invalid(
-                "uffd_monitor_wait: the monitor was not started",
+                "libuffd_monitor_wait: the monitor was not started",
             )),
             Some(r) => r.wait().map(|()| 0),
         }
@@ -482,7 +482,7 @@ pub unsafe extern "C" fn uffd_monitor_wait(m: *mut uffd_monitor) -> i32 {
 }
 
 /// The monitor's descriptor, for callers with their own event loop: it
-/// becomes readable when uffd_monitor_dispatch() has work. Borrowed: do not
+/// becomes readable when libuffd_monitor_dispatch() has work. Borrowed: do not
 /// close it.
 ///
 /// Returns: the descriptor, or -EINVAL for NULL.
@@ -490,16 +490,16 @@ pub unsafe extern "C" fn uffd_monitor_wait(m: *mut uffd_monitor) -> i32 {
 /// # Safety
 /// `m` is NULL or a live monitor.
 #[no_mangle]
-pub unsafe extern "C" fn uffd_monitor_fd(m: *const uffd_monitor) -> i32 {
-    guard("uffd_monitor_fd", || {
+pub unsafe extern "C" fn libuffd_monitor_fd(m: *const libuffd_monitor) -> i32 {
+    guard("libuffd_monitor_fd", || {
         // SAFETY: contract above.
         Ok(unsafe { monitor_ref(m) }?.monitor.fd())
     })
 }
 
 /// Handle whatever is ready, waiting up to `timeout_ms` (0: do not wait;
-/// -1: wait). For callers that poll uffd_monitor_fd() themselves; workers
-/// and prefetch run only under uffd_monitor_run()/start().
+/// -1: wait). For callers that poll libuffd_monitor_fd() themselves; workers
+/// and prefetch run only under libuffd_monitor_run()/start().
 ///
 /// Thread safety: one dispatcher at a time; not while running.
 ///
@@ -509,12 +509,12 @@ pub unsafe extern "C" fn uffd_monitor_fd(m: *const uffd_monitor) -> i32 {
 /// # Safety
 /// `m` is NULL or a live monitor.
 #[no_mangle]
-pub unsafe extern "C" fn uffd_monitor_dispatch(m: *mut uffd_monitor, timeout_ms: i32) -> i32 {
-    guard("uffd_monitor_dispatch", || {
+pub unsafe extern "C" fn libuffd_monitor_dispatch(m: *mut libuffd_monitor, timeout_ms: i32) -> i32 {
+    guard("libuffd_monitor_dispatch", || {
         // SAFETY: contract above.
         let mb = unsafe { monitor_ref(m) }?;
         if timeout_ms < -1 {
-            return Err(Error::invalid("uffd_monitor_dispatch: timeout below -1"));
+            return Err(Error::invalid("libuffd_monitor_dispatch: timeout below -1"));
         }
         Ok(mb.monitor.dispatch(timeout_ms)?.min(i32::MAX as usize) as i32)
     })
@@ -522,8 +522,8 @@ pub unsafe extern "C" fn uffd_monitor_dispatch(m: *mut uffd_monitor, timeout_ms:
 
 fn resolve_c(
     func: &'static str,
-    m: *mut uffd_monitor,
-    f: *const uffd_fault,
+    m: *mut libuffd_monitor,
+    f: *const libuffd_fault,
     action: Action,
 ) -> i32 {
     guard(func, || {
@@ -532,7 +532,7 @@ fn resolve_c(
         if f.is_null() {
             return Err(Error::invalid(format!("{func}: fault is NULL")));
         }
-        // SAFETY: non-NULL, and the caller promised a valid uffd_fault.
+        // SAFETY: non-NULL, and the caller promised a valid libuffd_fault.
         let fault = unsafe { *f };
         let ps = fault.page_size;
         if !ps.is_power_of_two() || ps < crate::sys::base_page_size() || fault.page % ps != 0 {
@@ -577,75 +577,75 @@ fn resolve_c(
 /// # Safety
 /// `m` NULL or live; `f` NULL or a fault from this monitor.
 #[no_mangle]
-pub unsafe extern "C" fn uffd_monitor_copy(
-    m: *mut uffd_monitor,
-    f: *const uffd_fault,
+pub unsafe extern "C" fn libuffd_monitor_copy(
+    m: *mut libuffd_monitor,
+    f: *const libuffd_fault,
     src: *const libc::c_void,
 ) -> i32 {
     if src.is_null() {
-        return guard("uffd_monitor_copy", || {
-            Err(Error::invalid("uffd_monitor_copy: src is NULL"))
+        return guard("libuffd_monitor_copy", || {
+            Err(Error::invalid("libuffd_monitor_copy: src is NULL"))
         });
     }
-    resolve_c("uffd_monitor_copy", m, f, Action::Copy(src as u64))
+    resolve_c("libuffd_monitor_copy", m, f, Action::Copy(src as u64))
 }
 
-/// Resolve a fault with zeros (hugetlb too). Returns as uffd_monitor_copy().
+/// Resolve a fault with zeros (hugetlb too). Returns as libuffd_monitor_copy().
 ///
 /// # Safety
 /// `m` NULL or live; `f` NULL or a fault from this monitor.
 #[no_mangle]
-pub unsafe extern "C" fn uffd_monitor_zero(m: *mut uffd_monitor, f: *const uffd_fault) -> i32 {
-    resolve_c("uffd_monitor_zero", m, f, Action::Zero)
+pub unsafe extern "C" fn libuffd_monitor_zero(m: *mut libuffd_monitor, f: *const libuffd_fault) -> i32 {
+    resolve_c("libuffd_monitor_zero", m, f, Action::Zero)
 }
 
 /// Resolve a minor fault by mapping the page-cache page. Returns as
-/// uffd_monitor_copy().
+/// libuffd_monitor_copy().
 ///
 /// # Safety
 /// `m` NULL or live; `f` NULL or a fault from this monitor.
 #[no_mangle]
-pub unsafe extern "C" fn uffd_monitor_continue(m: *mut uffd_monitor, f: *const uffd_fault) -> i32 {
-    resolve_c("uffd_monitor_continue", m, f, Action::Continue)
+pub unsafe extern "C" fn libuffd_monitor_continue(m: *mut libuffd_monitor, f: *const libuffd_fault) -> i32 {
+    resolve_c("libuffd_monitor_continue", m, f, Action::Continue)
 }
 
 /// Resolve a write-protect fault by removing the protection from the page.
-/// Returns as uffd_monitor_copy().
+/// Returns as libuffd_monitor_copy().
 ///
 /// # Safety
 /// `m` NULL or live; `f` NULL or a fault from this monitor.
 #[no_mangle]
-pub unsafe extern "C" fn uffd_monitor_unprotect(m: *mut uffd_monitor, f: *const uffd_fault) -> i32 {
-    resolve_c("uffd_monitor_unprotect", m, f, Action::Unprotect)
+pub unsafe extern "C" fn libuffd_monitor_unprotect(m: *mut libuffd_monitor, f: *const libuffd_fault) -> i32 {
+    resolve_c("libuffd_monitor_unprotect", m, f, Action::Unprotect)
 }
 
 /// Resolve a fault by poisoning the page: the thread gets SIGBUS. Returns
-/// as uffd_monitor_copy().
+/// as libuffd_monitor_copy().
 ///
 /// # Safety
 /// `m` NULL or live; `f` NULL or a fault from this monitor.
 #[no_mangle]
-pub unsafe extern "C" fn uffd_monitor_poison(m: *mut uffd_monitor, f: *const uffd_fault) -> i32 {
-    resolve_c("uffd_monitor_poison", m, f, Action::Poison)
+pub unsafe extern "C" fn libuffd_monitor_poison(m: *mut libuffd_monitor, f: *const libuffd_fault) -> i32 {
+    resolve_c("libuffd_monitor_poison", m, f, Action::Poison)
 }
 
 /// Resolve a fault by moving the page at `src` (anonymous private memory
-/// of this process) into place. Returns as uffd_monitor_copy().
+/// of this process) into place. Returns as libuffd_monitor_copy().
 ///
 /// # Safety
 /// `m` NULL or live; `f` NULL or a fault from this monitor.
 #[no_mangle]
-pub unsafe extern "C" fn uffd_monitor_move(
-    m: *mut uffd_monitor,
-    f: *const uffd_fault,
+pub unsafe extern "C" fn libuffd_monitor_move(
+    m: *mut libuffd_monitor,
+    f: *const libuffd_fault,
     src: *mut libc::c_void,
 ) -> i32 {
     if src.is_null() {
-        return guard("uffd_monitor_move", || {
-            Err(Error::invalid("uffd_monitor_move: src is NULL"))
+        return guard("libuffd_monitor_move", || {
+            Err(Error::invalid("libuffd_monitor_move: src is NULL"))
         });
     }
-    resolve_c("uffd_monitor_move", m, f, Action::Move(src as u64))
+    resolve_c("libuffd_monitor_move", m, f, Action::Move(src as u64))
 }
 
 /// Copy the monitor's counters into `*stats` (set `stats->sz` first; a
@@ -656,26 +656,26 @@ pub unsafe extern "C" fn uffd_monitor_move(
 /// # Safety
 /// `m` NULL or live; `stats` NULL or writable for `stats->sz` bytes.
 #[no_mangle]
-pub unsafe extern "C" fn uffd_monitor_get_stats(
-    m: *const uffd_monitor,
-    stats: *mut uffd_monitor_stats,
+pub unsafe extern "C" fn libuffd_monitor_get_stats(
+    m: *const libuffd_monitor,
+    stats: *mut libuffd_monitor_stats,
 ) -> i32 {
-    guard("uffd_monitor_get_stats", || {
+    guard("libuffd_monitor_get_stats", || {
         // SAFETY: contract above.
         let mb = unsafe { monitor_ref(m) }?;
         if stats.is_null() {
-            return Err(Error::invalid("uffd_monitor_get_stats: stats is NULL"));
+            return Err(Error::invalid("libuffd_monitor_get_stats: stats is NULL"));
         }
         // SAFETY: the first member is the caller's size_t.
         let sz = unsafe { std::ptr::read_unaligned(stats.cast::<usize>()) };
         if sz < std::mem::size_of::<usize>() {
             return Err(Error::invalid(
-                "uffd_monitor_get_stats: set stats->sz = sizeof(struct uffd_monitor_stats)",
+                "libuffd_monitor_get_stats: set stats->sz = sizeof(struct libuffd_monitor_stats)",
             ));
         }
         let s = mb.monitor.stats();
-        let out = uffd_monitor_stats {
-            sz: sz.min(std::mem::size_of::<uffd_monitor_stats>()),
+        let out = libuffd_monitor_stats {
+            sz: sz.min(std::mem::size_of::<libuffd_monitor_stats>()),
             faults: s.faults,
             forks: s.forks,
             remaps: s.remaps,
@@ -694,12 +694,12 @@ pub unsafe extern "C" fn uffd_monitor_get_stats(
             latency_log2_ns: s.latency,
             handed_off: s.handed_off,
         };
-        let n = sz.min(std::mem::size_of::<uffd_monitor_stats>());
+        let n = sz.min(std::mem::size_of::<libuffd_monitor_stats>());
         // SAFETY: `n` bytes are writable at `stats` (the caller's size)
         // and readable in `out`.
         unsafe {
             std::ptr::copy_nonoverlapping(
-                (&out as *const uffd_monitor_stats).cast::<u8>(),
+                (&out as *const libuffd_monitor_stats).cast::<u8>(),
                 stats.cast::<u8>(),
                 n,
             )
@@ -715,12 +715,12 @@ pub unsafe extern "C" fn uffd_monitor_get_stats(
 /// # Safety
 /// `m` is NULL or a live monitor, freed at most once.
 #[no_mangle]
-pub unsafe extern "C" fn uffd_monitor_free(m: *mut uffd_monitor) {
+pub unsafe extern "C" fn libuffd_monitor_free(m: *mut libuffd_monitor) {
     if m.is_null() {
         return;
     }
     let _ = std::panic::catch_unwind(|| {
-        // SAFETY: per the contract, the Box from uffd_monitor_new.
+        // SAFETY: per the contract, the Box from libuffd_monitor_new.
         drop(unsafe { Box::from_raw(m as *mut MonitorBox) });
     });
 }

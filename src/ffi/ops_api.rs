@@ -7,10 +7,10 @@
 //! is pending): bytes `[0, n)` are done and the caller continues at
 //! `addr + n`. A failure is `-errno`; `-EEXIST` means the range was already
 //! populated by someone else, so the fault is resolved but the kernel did
-//! not wake the waiter: call uffd_wake().
+//! not wake the waiter: call libuffd_wake().
 
 use super::handle_api::with_handle;
-use super::types::uffd_handle;
+use super::types::libuffd_handle;
 use crate::uffd::{Error, RegisterMode};
 
 fn progress(p: crate::uffd::Progress) -> i64 {
@@ -45,14 +45,14 @@ fn check_len(op: &str, len: usize) -> Result<u64, Error> {
 /// # Safety
 /// `h` is NULL or a live handle; `ioctls` is NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn uffd_register(
-    h: *mut uffd_handle,
+pub unsafe extern "C" fn libuffd_register(
+    h: *mut libuffd_handle,
     start: *mut libc::c_void,
     len: usize,
     mode: u64,
     ioctls: *mut u64,
 ) -> i32 {
-    with_handle("uffd_register", h, |u| {
+    with_handle("libuffd_register", h, |u| {
         let got = u.register(
             start as u64,
             len as u64,
@@ -78,12 +78,12 @@ pub unsafe extern "C" fn uffd_register(
 /// # Safety
 /// `h` is NULL or a live handle.
 #[no_mangle]
-pub unsafe extern "C" fn uffd_unregister(
-    h: *mut uffd_handle,
+pub unsafe extern "C" fn libuffd_unregister(
+    h: *mut libuffd_handle,
     start: *mut libc::c_void,
     len: usize,
 ) -> i32 {
-    with_handle("uffd_unregister", h, |u| {
+    with_handle("libuffd_unregister", h, |u| {
         u.unregister(start as u64, len as u64)?;
         Ok(0)
     })
@@ -100,12 +100,12 @@ pub unsafe extern "C" fn uffd_unregister(
 /// # Safety
 /// `h` is NULL or a live handle.
 #[no_mangle]
-pub unsafe extern "C" fn uffd_wake(
-    h: *mut uffd_handle,
+pub unsafe extern "C" fn libuffd_wake(
+    h: *mut libuffd_handle,
     start: *mut libc::c_void,
     len: usize,
 ) -> i32 {
-    with_handle("uffd_wake", h, |u| {
+    with_handle("libuffd_wake", h, |u| {
         u.wake(start as u64, len as u64)?;
         Ok(0)
     })
@@ -120,7 +120,7 @@ pub unsafe extern "C" fn uffd_wake(
 /// Thread safety: may be called from any thread.
 ///
 /// Returns: bytes done (`len`, or fewer: continue at dst+n, src+n), or
-/// -EEXIST (already populated: resolved by someone else; call uffd_wake()),
+/// -EEXIST (already populated: resolved by someone else; call libuffd_wake()),
 /// -EAGAIN (an event is queued unread: read events, then retry), -ENOENT
 /// (no registered mapping at dst), -ESRCH (owning process exited), -EFAULT
 /// (src unreadable), -EINVAL (NULL handle, len 0, misaligned or wrapping
@@ -130,15 +130,15 @@ pub unsafe extern "C" fn uffd_wake(
 /// `h` is NULL or a live handle. `src` need not be valid: the kernel reads
 /// it and reports -EFAULT.
 #[no_mangle]
-pub unsafe extern "C" fn uffd_copy(
-    h: *mut uffd_handle,
+pub unsafe extern "C" fn libuffd_copy(
+    h: *mut libuffd_handle,
     dst: *mut libc::c_void,
     src: *const libc::c_void,
     len: usize,
     mode: u64,
 ) -> i64 {
-    with_handle("uffd_copy", h, |u| {
-        let len = check_len("uffd_copy", len)?;
+    with_handle("libuffd_copy", h, |u| {
+        let len = check_len("libuffd_copy", len)?;
         Ok(progress(u.copy(dst as u64, src as u64, len, mode)?))
     })
 }
@@ -148,20 +148,20 @@ pub unsafe extern "C" fn uffd_copy(
 ///
 /// Thread safety: may be called from any thread.
 ///
-/// Returns: bytes done, as uffd_copy(), or -EEXIST, -EAGAIN, -ENOENT,
+/// Returns: bytes done, as libuffd_copy(), or -EEXIST, -EAGAIN, -ENOENT,
 /// -ESRCH, -EINVAL (also: hugetlb memory).
 ///
 /// # Safety
 /// `h` is NULL or a live handle.
 #[no_mangle]
-pub unsafe extern "C" fn uffd_zeropage(
-    h: *mut uffd_handle,
+pub unsafe extern "C" fn libuffd_zeropage(
+    h: *mut libuffd_handle,
     start: *mut libc::c_void,
     len: usize,
     mode: u64,
 ) -> i64 {
-    with_handle("uffd_zeropage", h, |u| {
-        let len = check_len("uffd_zeropage", len)?;
+    with_handle("libuffd_zeropage", h, |u| {
+        let len = check_len("libuffd_zeropage", len)?;
         Ok(progress(u.zeropage(start as u64, len, mode)?))
     })
 }
@@ -180,13 +180,13 @@ pub unsafe extern "C" fn uffd_zeropage(
 /// # Safety
 /// `h` is NULL or a live handle.
 #[no_mangle]
-pub unsafe extern "C" fn uffd_writeprotect(
-    h: *mut uffd_handle,
+pub unsafe extern "C" fn libuffd_writeprotect(
+    h: *mut libuffd_handle,
     start: *mut libc::c_void,
     len: usize,
     mode: u64,
 ) -> i32 {
-    with_handle("uffd_writeprotect", h, |u| {
+    with_handle("libuffd_writeprotect", h, |u| {
         u.writeprotect(start as u64, len as u64, mode)?;
         Ok(0)
     })
@@ -199,20 +199,20 @@ pub unsafe extern "C" fn uffd_writeprotect(
 ///
 /// Thread safety: may be called from any thread.
 ///
-/// Returns: bytes done, as uffd_copy(), or -EEXIST, -EAGAIN, -ENOENT,
+/// Returns: bytes done, as libuffd_copy(), or -EEXIST, -EAGAIN, -ENOENT,
 /// -ESRCH, -EFAULT (no page-cache page there), -EINVAL.
 ///
 /// # Safety
 /// `h` is NULL or a live handle.
 #[no_mangle]
-pub unsafe extern "C" fn uffd_continue(
-    h: *mut uffd_handle,
+pub unsafe extern "C" fn libuffd_continue(
+    h: *mut libuffd_handle,
     start: *mut libc::c_void,
     len: usize,
     mode: u64,
 ) -> i64 {
-    with_handle("uffd_continue", h, |u| {
-        let len = check_len("uffd_continue", len)?;
+    with_handle("libuffd_continue", h, |u| {
+        let len = check_len("libuffd_continue", len)?;
         Ok(progress(u.continue_range(start as u64, len, mode)?))
     })
 }
@@ -223,20 +223,20 @@ pub unsafe extern "C" fn uffd_continue(
 ///
 /// Thread safety: may be called from any thread.
 ///
-/// Returns: bytes done, as uffd_copy(), or -EEXIST, -EAGAIN, -ENOENT,
+/// Returns: bytes done, as libuffd_copy(), or -EEXIST, -EAGAIN, -ENOENT,
 /// -ESRCH, -EINVAL.
 ///
 /// # Safety
 /// `h` is NULL or a live handle.
 #[no_mangle]
-pub unsafe extern "C" fn uffd_poison(
-    h: *mut uffd_handle,
+pub unsafe extern "C" fn libuffd_poison(
+    h: *mut libuffd_handle,
     start: *mut libc::c_void,
     len: usize,
     mode: u64,
 ) -> i64 {
-    with_handle("uffd_poison", h, |u| {
-        let len = check_len("uffd_poison", len)?;
+    with_handle("libuffd_poison", h, |u| {
+        let len = check_len("libuffd_poison", len)?;
         Ok(progress(u.poison(start as u64, len, mode)?))
     })
 }
@@ -250,7 +250,7 @@ pub unsafe extern "C" fn uffd_poison(
 /// Thread safety: may be called from any thread; only one thread should
 /// resolve a given address at a time.
 ///
-/// Returns: bytes done, as uffd_copy(), or -EEXIST (dst populated),
+/// Returns: bytes done, as libuffd_copy(), or -EEXIST (dst populated),
 /// -ENOENT (a src hole without ALLOW_SRC_HOLES, or nothing mapped at dst),
 /// -EBUSY (a src page is shared, e.g. after fork), -EAGAIN, -ESRCH,
 /// -EINVAL (dst not registered with this handle, not anonymous private
@@ -259,15 +259,15 @@ pub unsafe extern "C" fn uffd_poison(
 /// # Safety
 /// `h` is NULL or a live handle.
 #[no_mangle]
-pub unsafe extern "C" fn uffd_move(
-    h: *mut uffd_handle,
+pub unsafe extern "C" fn libuffd_move(
+    h: *mut libuffd_handle,
     dst: *mut libc::c_void,
     src: *mut libc::c_void,
     len: usize,
     mode: u64,
 ) -> i64 {
-    with_handle("uffd_move", h, |u| {
-        let len = check_len("uffd_move", len)?;
+    with_handle("libuffd_move", h, |u| {
+        let len = check_len("libuffd_move", len)?;
         Ok(progress(u.move_pages(dst as u64, src as u64, len, mode)?))
     })
 }

@@ -2,7 +2,7 @@
 //! renamed, renumbered, reordered or removed; additions go at the end of a
 //! struct (behind its size field) or as new constants.
 //!
-//! Names use the `LIBUFFD_` / `uffd_` prefixes and never a name of
+//! Names use the `LIBUFFD_` / `libuffd_` prefixes and never a name of
 //! `<linux/userfaultfd.h>`, so both headers can be included together.
 
 // ---------------------------------------------------------------- version
@@ -17,7 +17,7 @@ pub const LIBUFFD_VERSION_PATCH: u32 = 0;
 // ------------------------------------------------------------ open flags
 
 /// Open flag: make the descriptor O_NONBLOCK. Needed to poll/epoll it and
-/// for uffd_read_events() with a timeout other than -1.
+/// for libuffd_read_events() with a timeout other than -1.
 pub const LIBUFFD_OPEN_NONBLOCK: u32 = 0x1;
 /// Open flag: also trap faults taken in kernel mode (a system call or KVM
 /// touching registered memory). Without it the fd is user-mode-only (the
@@ -64,12 +64,12 @@ pub const LIBUFFD_FEATURE_WP_HUGETLBFS_SHMEM: u64 = 0x1000;
 /// Feature: write-protecting anonymous memory also protects pages not yet
 /// populated.
 pub const LIBUFFD_FEATURE_WP_UNPOPULATED: u64 = 0x2000;
-/// Feature: uffd_poison() is available.
+/// Feature: libuffd_poison() is available.
 pub const LIBUFFD_FEATURE_POISON: u64 = 0x4000;
 /// Feature: WP faults are resolved by the kernel without a message (dirty
 /// tracking); implies WP_UNPOPULATED.
 pub const LIBUFFD_FEATURE_WP_ASYNC: u64 = 0x8000;
-/// Feature: uffd_move() is available.
+/// Feature: libuffd_move() is available.
 pub const LIBUFFD_FEATURE_MOVE: u64 = 0x10000;
 /// Every feature this header knows (Linux 6.18). Newer kernels may offer
 /// more bits; libuffd passes them through untouched.
@@ -85,43 +85,43 @@ pub const LIBUFFD_REGISTER_WP: u64 = 0x2;
 /// mapped (shmem, hugetlbfs).
 pub const LIBUFFD_REGISTER_MINOR: u64 = 0x4;
 
-/// Bit in the ioctl mask of uffd_register(): uffd_wake() allowed.
+/// Bit in the ioctl mask of libuffd_register(): libuffd_wake() allowed.
 pub const LIBUFFD_IOCTL_WAKE: u64 = 0x4;
-/// Bit in the ioctl mask of uffd_register(): uffd_copy() allowed.
+/// Bit in the ioctl mask of libuffd_register(): libuffd_copy() allowed.
 pub const LIBUFFD_IOCTL_COPY: u64 = 0x8;
-/// Bit in the ioctl mask of uffd_register(): uffd_zeropage() allowed.
+/// Bit in the ioctl mask of libuffd_register(): libuffd_zeropage() allowed.
 pub const LIBUFFD_IOCTL_ZEROPAGE: u64 = 0x10;
-/// Bit in the ioctl mask of uffd_register(): uffd_move() allowed.
+/// Bit in the ioctl mask of libuffd_register(): libuffd_move() allowed.
 pub const LIBUFFD_IOCTL_MOVE: u64 = 0x20;
-/// Bit in the ioctl mask of uffd_register(): uffd_writeprotect() allowed.
+/// Bit in the ioctl mask of libuffd_register(): libuffd_writeprotect() allowed.
 pub const LIBUFFD_IOCTL_WRITEPROTECT: u64 = 0x40;
-/// Bit in the ioctl mask of uffd_register(): uffd_continue() allowed.
+/// Bit in the ioctl mask of libuffd_register(): libuffd_continue() allowed.
 pub const LIBUFFD_IOCTL_CONTINUE: u64 = 0x80;
-/// Bit in the ioctl mask of uffd_register(): uffd_poison() allowed.
+/// Bit in the ioctl mask of libuffd_register(): libuffd_poison() allowed.
 pub const LIBUFFD_IOCTL_POISON: u64 = 0x100;
 
 // ----------------------------------------------------------- op modes
 
-/// uffd_copy() mode: do not wake the faulting threads (wake later).
+/// libuffd_copy() mode: do not wake the faulting threads (wake later).
 pub const LIBUFFD_COPY_DONTWAKE: u64 = 0x1;
-/// uffd_copy() mode: map the pages write-protected (needs a WP
+/// libuffd_copy() mode: map the pages write-protected (needs a WP
 /// registration).
 pub const LIBUFFD_COPY_WP: u64 = 0x2;
-/// uffd_zeropage() mode: do not wake the faulting threads.
+/// libuffd_zeropage() mode: do not wake the faulting threads.
 pub const LIBUFFD_ZEROPAGE_DONTWAKE: u64 = 0x1;
-/// uffd_writeprotect() mode: protect (without it: unprotect and wake).
+/// libuffd_writeprotect() mode: protect (without it: unprotect and wake).
 pub const LIBUFFD_WRITEPROTECT_WP: u64 = 0x1;
-/// uffd_writeprotect() mode: when unprotecting, do not wake.
+/// libuffd_writeprotect() mode: when unprotecting, do not wake.
 pub const LIBUFFD_WRITEPROTECT_DONTWAKE: u64 = 0x2;
-/// uffd_continue() mode: do not wake the faulting threads.
+/// libuffd_continue() mode: do not wake the faulting threads.
 pub const LIBUFFD_CONTINUE_DONTWAKE: u64 = 0x1;
-/// uffd_continue() mode: map the pages write-protected.
+/// libuffd_continue() mode: map the pages write-protected.
 pub const LIBUFFD_CONTINUE_WP: u64 = 0x2;
-/// uffd_poison() mode: do not wake the faulting threads.
+/// libuffd_poison() mode: do not wake the faulting threads.
 pub const LIBUFFD_POISON_DONTWAKE: u64 = 0x1;
-/// uffd_move() mode: do not wake the faulting threads.
+/// libuffd_move() mode: do not wake the faulting threads.
 pub const LIBUFFD_MOVE_DONTWAKE: u64 = 0x1;
-/// uffd_move() mode: holes in the source count as moved instead of
+/// libuffd_move() mode: holes in the source count as moved instead of
 /// failing with -ENOENT.
 pub const LIBUFFD_MOVE_ALLOW_SRC_HOLES: u64 = 0x2;
 
@@ -145,16 +145,16 @@ pub const LIBUFFD_FAULT_WP: u32 = 0x2;
 /// Fault flag: a minor fault (page in the page cache, not mapped).
 pub const LIBUFFD_FAULT_MINOR: u32 = 0x4;
 
-/// Options for uffd_open() and uffd_handle_from_fd().
+/// Options for libuffd_open() and libuffd_handle_from_fd().
 ///
-/// Set `sz` to `sizeof(struct uffd_open_opts)` and every unused field to
+/// Set `sz` to `sizeof(struct libuffd_open_opts)` and every unused field to
 /// zero (`LIBUFFD_OPTS_INIT` does both). Passing NULL instead of a struct
 /// means all defaults: close-on-exec, blocking, user-mode-only, no
 /// features.
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
-pub struct uffd_open_opts {
-    /// `sizeof(struct uffd_open_opts)` as the caller was compiled with.
+pub struct libuffd_open_opts {
+    /// `sizeof(struct libuffd_open_opts)` as the caller was compiled with.
     pub sz: usize,
     /// LIBUFFD_OPEN_* flags.
     pub flags: u32,
@@ -171,7 +171,7 @@ pub struct uffd_open_opts {
 /// A page fault (event kind LIBUFFD_EVENT_PAGEFAULT).
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
-pub struct uffd_fault_info {
+pub struct libuffd_fault_info {
     /// The faulting address, page-aligned (without EXACT_ADDRESS on
     /// hugetlb, aligned to the huge page, as the kernel reports it).
     pub address: u64,
@@ -187,9 +187,9 @@ pub struct uffd_fault_info {
 /// A fork of the monitored process (event kind LIBUFFD_EVENT_FORK).
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
-pub struct uffd_fork_info {
+pub struct libuffd_fork_info {
     /// A new userfaultfd serving the child's memory, owned by the caller:
-    /// adopt it with uffd_handle_from_fd() or close() it.
+    /// adopt it with libuffd_handle_from_fd() or close() it.
     pub fd: i32,
     /// Zero.
     pub reserved: u32,
@@ -198,7 +198,7 @@ pub struct uffd_fork_info {
 /// A move of registered memory (event kind LIBUFFD_EVENT_REMAP).
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
-pub struct uffd_remap_info {
+pub struct libuffd_remap_info {
     /// Old start address.
     pub from: u64,
     /// New start address.
@@ -210,25 +210,25 @@ pub struct uffd_remap_info {
 /// An address range `[start, end)` (events LIBUFFD_EVENT_REMOVE, _UNMAP).
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
-pub struct uffd_range_info {
+pub struct libuffd_range_info {
     /// First byte.
     pub start: u64,
     /// One past the last byte.
     pub end: u64,
 }
 
-/// The payload of a uffd_event; which member is valid depends on `kind`.
+/// The payload of a libuffd_event; which member is valid depends on `kind`.
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub union uffd_event_data {
+pub union libuffd_event_data {
     /// LIBUFFD_EVENT_PAGEFAULT.
-    pub fault: uffd_fault_info,
+    pub fault: libuffd_fault_info,
     /// LIBUFFD_EVENT_FORK.
-    pub fork: uffd_fork_info,
+    pub fork: libuffd_fork_info,
     /// LIBUFFD_EVENT_REMAP.
-    pub remap: uffd_remap_info,
+    pub remap: libuffd_remap_info,
     /// LIBUFFD_EVENT_REMOVE and LIBUFFD_EVENT_UNMAP.
-    pub range: uffd_range_info,
+    pub range: libuffd_range_info,
     /// For a kind this header does not know: the kernel's three argument
     /// words as they came. For known kinds: the decoded member's bytes,
     /// then zeros.
@@ -238,39 +238,39 @@ pub union uffd_event_data {
 /// One decoded userfaultfd event (32 bytes).
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct uffd_event {
+pub struct libuffd_event {
     /// LIBUFFD_EVENT_*; a newer kernel's unknown code is passed as it is.
     pub kind: u32,
     /// Zero.
     pub reserved: u32,
     /// The payload, selected by `kind`.
-    pub u: uffd_event_data,
+    pub u: libuffd_event_data,
 }
 
-const _: () = assert!(std::mem::size_of::<uffd_event>() == 32);
-const _: () = assert!(std::mem::size_of::<uffd_open_opts>() == 32);
-const _: () = assert!(std::mem::size_of::<uffd_fault_info>() == 24);
+const _: () = assert!(std::mem::size_of::<libuffd_event>() == 32);
+const _: () = assert!(std::mem::size_of::<libuffd_open_opts>() == 32);
+const _: () = assert!(std::mem::size_of::<libuffd_fault_info>() == 24);
 
 /// A userfaultfd: the descriptor, its negotiated features, and nothing
-/// else. Create with uffd_open() or uffd_handle_from_fd(); release with
-/// uffd_handle_free(). Every function taking a handle may be called from
+/// else. Create with libuffd_open() or libuffd_handle_from_fd(); release with
+/// libuffd_handle_free(). Every function taking a handle may be called from
 /// several threads at once.
-pub struct uffd_handle {
+pub struct libuffd_handle {
     _private: [u8; 0],
 }
 
 // ---------------------------------------------------------------- monitor
 
-/// uffd_monitor_opts.flags: keep the fault-around window fixed at
+/// libuffd_monitor_opts.flags: keep the fault-around window fixed at
 /// window_min instead of adapting it to the access pattern.
 pub const LIBUFFD_MONITOR_FIXED_WINDOW: u32 = 0x1;
-/// uffd_monitor_opts.flags: do not serve forked children (their
+/// libuffd_monitor_opts.flags: do not serve forked children (their
 /// userfaultfds are closed unless on_fork takes them).
 pub const LIBUFFD_MONITOR_NO_FORK_SERVE: u32 = 0x2;
-/// uffd_monitor_opts.flags: on stop, leave regions registered (threads
+/// libuffd_monitor_opts.flags: on stop, leave regions registered (threads
 /// still blocked in faults stay blocked until the handles are freed).
 pub const LIBUFFD_MONITOR_NO_RELEASE_ON_STOP: u32 = 0x4;
-/// uffd_monitor_opts.flags: hand every fault to the workers, however cheap
+/// libuffd_monitor_opts.flags: hand every fault to the workers, however cheap
 /// (without it they take only faults that may wait: a callback, a pread).
 /// A copy from memory is faster done by the reader than handed off, unless
 /// the machine has CPUs to spare for copying in parallel.
@@ -299,10 +299,10 @@ pub const LIBUFFD_SOURCE_CALLBACK: u32 = 3;
 /// Region source: the page cache (MINOR faults, resolved by CONTINUE).
 pub const LIBUFFD_SOURCE_PAGE_CACHE: u32 = 4;
 
-/// uffd_region_opts.flags: populate the region in the background.
+/// libuffd_region_opts.flags: populate the region in the background.
 pub const LIBUFFD_REGION_PREFETCH: u32 = 0x1;
 
-/// on_fault return: the callback resolved the fault (uffd_monitor_copy()
+/// on_fault return: the callback resolved the fault (libuffd_monitor_copy()
 /// and friends).
 pub const LIBUFFD_FAULT_HANDLED: i32 = 0;
 /// on_fault return: serve the fault from the region's source.
@@ -328,14 +328,14 @@ pub const LIBUFFD_ALREADY_RESOLVED: i32 = 1;
 /// Resolution result: the range or the process went away.
 pub const LIBUFFD_GONE: i32 = 2;
 
-/// Number of buckets of uffd_monitor_stats.latency_log2_ns.
+/// Number of buckets of libuffd_monitor_stats.latency_log2_ns.
 pub const LIBUFFD_LATENCY_BUCKETS: u32 = 32;
 
 /// Monitor options (all zero: the defaults). Set `sz` to the struct's size.
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
-pub struct uffd_monitor_opts {
-    /// `sizeof(struct uffd_monitor_opts)`.
+pub struct libuffd_monitor_opts {
+    /// `sizeof(struct libuffd_monitor_opts)`.
     pub sz: usize,
     /// Worker threads resolving faults in parallel (0: the monitor's
     /// thread does). They take turns to read; faults whose resolution may
@@ -367,11 +367,11 @@ pub struct uffd_monitor_opts {
     pub reserved: u32,
 }
 
-/// How a region is served (uffd_monitor_add_region()). Set `sz`.
+/// How a region is served (libuffd_monitor_add_region()). Set `sz`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
-pub struct uffd_region_opts {
-    /// `sizeof(struct uffd_region_opts)`.
+pub struct libuffd_region_opts {
+    /// `sizeof(struct libuffd_region_opts)`.
     pub sz: usize,
     /// LIBUFFD_SOURCE_*.
     pub source: u32,
@@ -395,9 +395,9 @@ pub struct uffd_region_opts {
     pub data: *mut libc::c_void,
 }
 
-impl Default for uffd_region_opts {
+impl Default for libuffd_region_opts {
     fn default() -> Self {
-        uffd_region_opts {
+        libuffd_region_opts {
             sz: 0,
             source: 0,
             flags: 0,
@@ -413,10 +413,10 @@ impl Default for uffd_region_opts {
 }
 
 /// A fault handed to on_fault. Copy it to defer the fault; the copy is
-/// what uffd_monitor_copy() and friends take.
+/// what libuffd_monitor_copy() and friends take.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
-pub struct uffd_fault {
+pub struct libuffd_fault {
     /// The faulting address as reported (page-aligned).
     pub address: u64,
     /// The exact address with LIBUFFD_FEATURE_EXACT_ADDRESS, else `address`.
@@ -442,7 +442,7 @@ pub struct uffd_fault {
 }
 
 /// Monitor callbacks. Every member may be NULL. Pass the table's size to
-/// uffd_monitor_new(); members are only ever appended.
+/// libuffd_monitor_new(); members are only ever appended.
 ///
 /// Callbacks run on the monitor's threads (faults on workers, when there
 /// are workers): they must be thread-safe, must not throw C++ exceptions
@@ -450,15 +450,15 @@ pub struct uffd_fault {
 /// memory (the kernel would wait on the monitor: deadlock).
 #[repr(C)]
 #[derive(Default, Clone, Copy)]
-pub struct uffd_monitor_ops {
+pub struct libuffd_monitor_ops {
     /// A fault in a LIBUFFD_SOURCE_CALLBACK region, or in no region.
     /// Returns LIBUFFD_FAULT_* or a negative errno (the error policy then
     /// releases the thread). NULL: such faults fall to the error policy.
     pub on_fault: Option<
         unsafe extern "C" fn(
             user_data: *mut libc::c_void,
-            m: *mut uffd_monitor,
-            f: *const uffd_fault,
+            m: *mut libuffd_monitor,
+            f: *const libuffd_fault,
         ) -> i32,
     >,
     /// The monitored process forked; `fd` is the child's userfaultfd.
@@ -466,7 +466,7 @@ pub struct uffd_monitor_ops {
     pub on_fork: Option<
         unsafe extern "C" fn(
             user_data: *mut libc::c_void,
-            m: *mut uffd_monitor,
+            m: *mut libuffd_monitor,
             handle_id: u32,
             fd: i32,
         ) -> i32,
@@ -494,11 +494,11 @@ pub struct uffd_monitor_ops {
         Option<unsafe extern "C" fn(user_data: *mut libc::c_void, msg: *const libc::c_char)>,
 }
 
-/// Monitor counters (uffd_monitor_get_stats()). Set `sz` before the call.
+/// Monitor counters (libuffd_monitor_get_stats()). Set `sz` before the call.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
-pub struct uffd_monitor_stats {
-    /// `sizeof(struct uffd_monitor_stats)`.
+pub struct libuffd_monitor_stats {
+    /// `sizeof(struct libuffd_monitor_stats)`.
     pub sz: usize,
     /// Page-fault messages read.
     pub faults: u64,
@@ -534,12 +534,12 @@ pub struct uffd_monitor_stats {
     /// in [2^i, 2^(i+1)) nanoseconds; the last bucket holds the rest.
     pub latency_log2_ns: [u64; 32],
     /// Faults the reader handed to the workers (see
-    /// uffd_monitor_opts.workers).
+    /// libuffd_monitor_opts.workers).
     pub handed_off: u64,
 }
 
 /// A fault-handling engine over one or more handles. Create with
-/// uffd_monitor_new(); free with uffd_monitor_free().
-pub struct uffd_monitor {
+/// libuffd_monitor_new(); free with libuffd_monitor_free().
+pub struct libuffd_monitor {
     _private: [u8; 0],
 }

@@ -7,7 +7,7 @@ use super::types::*;
 ///
 /// Thread safety: may be called from any thread.
 #[no_mangle]
-pub extern "C" fn uffd_version() -> u32 {
+pub extern "C" fn libuffd_version() -> u32 {
     (LIBUFFD_VERSION_MAJOR << 16) | (LIBUFFD_VERSION_MINOR << 8) | LIBUFFD_VERSION_PATCH
 }
 
@@ -15,7 +15,7 @@ pub extern "C" fn uffd_version() -> u32 {
 ///
 /// Thread safety: may be called from any thread.
 #[no_mangle]
-pub extern "C" fn uffd_version_string() -> *const libc::c_char {
+pub extern "C" fn libuffd_version_string() -> *const libc::c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
 }
 
@@ -27,6 +27,6 @@ mod tests {
     fn header_version_matches_cargo() {
         let v = format!("{LIBUFFD_VERSION_MAJOR}.{LIBUFFD_VERSION_MINOR}.{LIBUFFD_VERSION_PATCH}");
         assert_eq!(v, env!("CARGO_PKG_VERSION"));
-        assert_eq!(uffd_version(), 0x010000);
+        assert_eq!(libuffd_version(), 0x010000);
     }
 }

@@ -1,6 +1,6 @@
 //! The one error type of libuffd. Every variant maps to exactly one errno
 //! (`Error::errno`), which is what the C ABI returns negated; `Display`
-//! gives the readable detail behind `uffd_last_error()`.
+//! gives the readable detail behind `libuffd_last_error()`.
 //!
 //! Kernel errors carry only plain values (no `String`), so that the hot
 //! paths that meet them routinely (EEXIST, EAGAIN) never allocate.

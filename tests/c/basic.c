@@ -4,13 +4,13 @@
  * faults raised by another thread and resolved with every resolving
  * operation, write protection, minor faults on shmem, poisoning, moving,
  * unregistering, page sizes, version queries, and FORK events adopted
- * with uffd_handle_from_fd(). Also: open flags on both creation paths,
+ * with libuffd_handle_from_fd(). Also: open flags on both creation paths,
  * user-mode-only versus KERNEL_FAULTS, EXACT_ADDRESS and THREAD_ID,
  * partial progress, -EINTR, REMOVE/REMAP/UNMAP events and their payloads,
  * FEATURE_SIGBUS, and the per-thread last error.
  *
  * Known library bug checked here (fails until fixed): for REMOVE and
- * UNMAP events, uffd_event.u.raw[2] is not the kernel's word (0) but
+ * UNMAP events, libuffd_event.u.raw[2] is not the kernel's word (0) but
  * uninitialised bytes.
  */
 #include "harness.h"
@@ -39,11 +39,11 @@ static long long now_ms(void)
  * Read events on a NONBLOCK handle, polling in 100 ms steps, until at
  * least one arrives or `total_ms` pass. Returns the count or -errno.
  */
-static int read_events_within(uffd_handle *h, struct uffd_event *ev, size_t max, int total_ms)
+static int read_events_within(libuffd_handle *h, struct libuffd_event *ev, size_t max, int total_ms)
 {
 	long long deadline = now_ms() + total_ms;
 	for (;;) {
-		int n = uffd_read_events(h, ev, max, 100);
+		int n = libuffd_read_events(h, ev, max, 100);
 		if (n != 0)
 			return n;
 		if (now_ms() >= deadline)
@@ -52,16 +52,16 @@ static int read_events_within(uffd_handle *h, struct uffd_event *ev, size_t max,
 }
 
 /* Open a handle with `flags` and `features` (all required), or FATAL. */
-static uffd_handle *open_or_die(uint32_t flags, uint64_t features)
+static libuffd_handle *open_or_die(uint32_t flags, uint64_t features)
 {
-	struct uffd_open_opts o = LIBUFFD_OPTS_INIT(uffd_open_opts, .flags = flags,
+	struct libuffd_open_opts o = LIBUFFD_OPTS_INIT(libuffd_open_opts, .flags = flags,
 						    .features = features,
 						    .required_features = features);
-	uffd_handle *h = NULL;
-	int rc = uffd_open(&o, &h);
+	libuffd_handle *h = NULL;
+	int rc = libuffd_open(&o, &h);
 	if (rc != 0 || !h)
-		FATAL("uffd_open(flags %#x, features %#llx) = %d: %s", flags,
-		      (unsigned long long)features, rc, uffd_last_error());
+		FATAL("libuffd_open(flags %#x, features %#llx) = %d: %s", flags,
+		      (unsigned long long)features, rc, libuffd_last_error());
 	return h;
 }
 
@@ -116,68 +116,68 @@ static void touch_join(struct toucher *t)
 static void test_versions(void)
 {
 	SECTION("version");
-	CHECK_EQ(uffd_version(), LIBUFFD_VERSION);
+	CHECK_EQ(libuffd_version(), LIBUFFD_VERSION);
 	CHECK_EQ(LIBUFFD_VERSION, 0x010000);
-	CHECK_EQ(uffd_version() >> 16, LIBUFFD_VERSION_MAJOR);
-	CHECK_EQ((uffd_version() >> 8) & 0xff, LIBUFFD_VERSION_MINOR);
-	CHECK_EQ(uffd_version() & 0xff, LIBUFFD_VERSION_PATCH);
-	CHECK_STREQ(uffd_version_string(), "1.0.0");
+	CHECK_EQ(libuffd_version() >> 16, LIBUFFD_VERSION_MAJOR);
+	CHECK_EQ((libuffd_version() >> 8) & 0xff, LIBUFFD_VERSION_MINOR);
+	CHECK_EQ(libuffd_version() & 0xff, LIBUFFD_VERSION_PATCH);
+	CHECK_STREQ(libuffd_version_string(), "1.0.0");
 	char expect[32];
 	snprintf(expect, sizeof expect, "%d.%d.%d", LIBUFFD_VERSION_MAJOR,
 		 LIBUFFD_VERSION_MINOR, LIBUFFD_VERSION_PATCH);
-	CHECK_STREQ(uffd_version_string(), expect);
+	CHECK_STREQ(libuffd_version_string(), expect);
 }
 
 static void test_opts_init(void)
 {
 	SECTION("LIBUFFD_OPTS_INIT");
-	struct uffd_open_opts o;
+	struct libuffd_open_opts o;
 	memset(&o, 0xff, sizeof o);
-	o = LIBUFFD_OPTS_INIT(uffd_open_opts, .flags = LIBUFFD_OPEN_NONBLOCK);
-	CHECK_EQ(o.sz, sizeof(struct uffd_open_opts));
+	o = LIBUFFD_OPTS_INIT(libuffd_open_opts, .flags = LIBUFFD_OPEN_NONBLOCK);
+	CHECK_EQ(o.sz, sizeof(struct libuffd_open_opts));
 	CHECK_EQ(o.flags, LIBUFFD_OPEN_NONBLOCK);
 	CHECK_EQ(o.reserved, 0);
 	CHECK_EQ(o.features, 0);
 	CHECK_EQ(o.required_features, 0);
-	o = LIBUFFD_OPTS_INIT(uffd_open_opts, .features = LIBUFFD_FEATURE_THREAD_ID,
+	o = LIBUFFD_OPTS_INIT(libuffd_open_opts, .features = LIBUFFD_FEATURE_THREAD_ID,
 			      .required_features = LIBUFFD_FEATURE_MOVE);
 	CHECK_EQ(o.sz, 32);
 	CHECK_EQ(o.flags, 0);
 	CHECK_EQ_HEX(o.features, LIBUFFD_FEATURE_THREAD_ID);
 	CHECK_EQ_HEX(o.required_features, LIBUFFD_FEATURE_MOVE);
 	/* As a function argument. */
-	uffd_handle *h = NULL;
-	CHECK_RET(uffd_open(&LIBUFFD_OPTS_INIT(uffd_open_opts, .flags = 0), &h), 0);
-	uffd_handle_free(h);
+	libuffd_handle *h = NULL;
+	CHECK_RET(libuffd_open(&LIBUFFD_OPTS_INIT(libuffd_open_opts, .flags = 0), &h), 0);
+	libuffd_handle_free(h);
 }
 
 static void test_probe(void)
 {
 	SECTION("probe");
 	uint64_t f = 0;
-	CHECK_RET(uffd_probe_features(&f), 0);
+	CHECK_RET(libuffd_probe_features(&f), 0);
 	CHECK_EQ_HEX(f, 0x1FFFF);
 	CHECK_EQ_HEX(f & LIBUFFD_FEATURES_KNOWN, LIBUFFD_FEATURES_KNOWN);
 	uint64_t again = 0;
-	CHECK_RET(uffd_probe_features(&again), 0);
+	CHECK_RET(libuffd_probe_features(&again), 0);
 	CHECK_EQ_HEX(again, f);
-	CHECK_RET(uffd_feature_supported(LIBUFFD_FEATURE_MOVE), 1);
-	CHECK_RET(uffd_feature_supported(LIBUFFD_FEATURE_POISON | LIBUFFD_FEATURE_MINOR_SHMEM), 1);
-	CHECK_RET(uffd_feature_supported(LIBUFFD_FEATURES_KNOWN), 1);
-	CHECK_RET(uffd_feature_supported(1ULL << 40), 0);
-	CHECK_RET(uffd_feature_supported(LIBUFFD_FEATURE_MOVE | (1ULL << 40)), 0);
+	CHECK_RET(libuffd_feature_supported(LIBUFFD_FEATURE_MOVE), 1);
+	CHECK_RET(libuffd_feature_supported(LIBUFFD_FEATURE_POISON | LIBUFFD_FEATURE_MINOR_SHMEM), 1);
+	CHECK_RET(libuffd_feature_supported(LIBUFFD_FEATURES_KNOWN), 1);
+	CHECK_RET(libuffd_feature_supported(1ULL << 40), 0);
+	CHECK_RET(libuffd_feature_supported(LIBUFFD_FEATURE_MOVE | (1ULL << 40)), 0);
 }
 
 static void test_open_and_accessors(void)
 {
-	SECTION("open flags, uffd_handle_fd, uffd_handle_features");
-	uffd_handle *h = NULL;
-	CHECK_RET(uffd_open(NULL, &h), 0);
+	SECTION("open flags, libuffd_handle_fd, libuffd_handle_features");
+	libuffd_handle *h = NULL;
+	CHECK_RET(libuffd_open(NULL, &h), 0);
 	if (!h)
-		FATAL("uffd_open(NULL): %s", uffd_last_error());
-	int fd = uffd_handle_fd(h);
+		FATAL("libuffd_open(NULL): %s", libuffd_last_error());
+	int fd = libuffd_handle_fd(h);
 	CHECK(fd >= 0);
-	CHECK_EQ(uffd_handle_fd(h), fd); /* stable */
+	CHECK_EQ(libuffd_handle_fd(h), fd); /* stable */
 	int fdfl = fcntl(fd, F_GETFD), fl = fcntl(fd, F_GETFL);
 	CHECK(fdfl >= 0 && (fdfl & FD_CLOEXEC));
 	CHECK(fl >= 0 && !(fl & O_NONBLOCK));
@@ -186,61 +186,61 @@ static void test_open_and_accessors(void)
 	CHECK(readlink(path, target, sizeof target - 1) > 0);
 	CHECK_CONTAINS(target, "userfaultfd");
 	uint64_t f = SENTINEL_INIT;
-	CHECK_RET(uffd_handle_features(h, &f), 0);
+	CHECK_RET(libuffd_handle_features(h, &f), 0);
 	CHECK_EQ_HEX(f, 0);
-	uffd_handle_free(h);
+	libuffd_handle_free(h);
 	CHECK(fcntl(fd, F_GETFD) < 0 && errno == EBADF); /* closed by free */
 
 	h = open_or_die(LIBUFFD_OPEN_NONBLOCK | LIBUFFD_OPEN_NO_CLOEXEC,
 			LIBUFFD_FEATURE_THREAD_ID | LIBUFFD_FEATURE_EXACT_ADDRESS);
-	fd = uffd_handle_fd(h);
+	fd = libuffd_handle_fd(h);
 	fdfl = fcntl(fd, F_GETFD);
 	fl = fcntl(fd, F_GETFL);
 	CHECK(fdfl >= 0 && !(fdfl & FD_CLOEXEC));
 	CHECK(fl >= 0 && (fl & O_NONBLOCK));
 	f = SENTINEL_INIT;
-	CHECK_RET(uffd_handle_features(h, &f), 0);
+	CHECK_RET(libuffd_handle_features(h, &f), 0);
 	CHECK_EQ_HEX(f, LIBUFFD_FEATURE_THREAD_ID | LIBUFFD_FEATURE_EXACT_ADDRESS);
-	uffd_handle_free(h);
+	libuffd_handle_free(h);
 
 	SECTION("adopting a descriptor whose handshake is done");
 	h = open_or_die(LIBUFFD_OPEN_NONBLOCK, LIBUFFD_FEATURE_THREAD_ID | LIBUFFD_FEATURE_MOVE);
-	int dupfd = fcntl(uffd_handle_fd(h), F_DUPFD_CLOEXEC, 0);
-	uffd_handle *adopted = NULL;
-	CHECK_RET(uffd_handle_from_fd(dupfd, NULL, &adopted), 0);
+	int dupfd = fcntl(libuffd_handle_fd(h), F_DUPFD_CLOEXEC, 0);
+	libuffd_handle *adopted = NULL;
+	CHECK_RET(libuffd_handle_from_fd(dupfd, NULL, &adopted), 0);
 	if (adopted) {
 		f = SENTINEL_INIT;
-		CHECK_RET(uffd_handle_features(adopted, &f), 0);
+		CHECK_RET(libuffd_handle_features(adopted, &f), 0);
 		CHECK_EQ_HEX(f, LIBUFFD_FEATURE_THREAD_ID | LIBUFFD_FEATURE_MOVE);
-		CHECK_EQ(uffd_handle_fd(adopted), dupfd);
+		CHECK_EQ(libuffd_handle_fd(adopted), dupfd);
 		/* It keeps the descriptor's O_NONBLOCK: timeouts are allowed. */
-		struct uffd_event ev[1];
-		CHECK_RET(uffd_read_events(adopted, ev, 1, 0), 0);
-		uffd_handle_free(adopted);
+		struct libuffd_event ev[1];
+		CHECK_RET(libuffd_read_events(adopted, ev, 1, 0), 0);
+		libuffd_handle_free(adopted);
 	}
-	uffd_handle_free(h);
+	libuffd_handle_free(h);
 	h = open_or_die(0, 0);
-	dupfd = fcntl(uffd_handle_fd(h), F_DUPFD_CLOEXEC, 0);
+	dupfd = fcntl(libuffd_handle_fd(h), F_DUPFD_CLOEXEC, 0);
 	adopted = NULL;
-	CHECK_RET(uffd_handle_from_fd(dupfd, NULL, &adopted), 0);
+	CHECK_RET(libuffd_handle_from_fd(dupfd, NULL, &adopted), 0);
 	if (adopted) {
-		struct uffd_event ev[1];
-		CHECK_FAILS(uffd_read_events(adopted, ev, 1, 0), -EINVAL, "uffd_read_events");
-		uffd_handle_free(adopted);
+		struct libuffd_event ev[1];
+		CHECK_FAILS(libuffd_read_events(adopted, ev, 1, 0), -EINVAL, "libuffd_read_events");
+		libuffd_handle_free(adopted);
 	}
-	uffd_handle_free(h);
+	libuffd_handle_free(h);
 
-	SECTION("uffd_read_events timeouts");
+	SECTION("libuffd_read_events timeouts");
 	h = open_or_die(LIBUFFD_OPEN_NONBLOCK, 0);
-	struct uffd_event tev[2];
+	struct libuffd_event tev[2];
 	long long t0 = now_ms();
-	CHECK_RET(uffd_read_events(h, tev, 2, 0), 0);
+	CHECK_RET(libuffd_read_events(h, tev, 2, 0), 0);
 	CHECK(now_ms() - t0 < 50);
 	t0 = now_ms();
-	CHECK_RET(uffd_read_events(h, tev, 2, 150), 0);
+	CHECK_RET(libuffd_read_events(h, tev, 2, 150), 0);
 	long long waited = now_ms() - t0;
 	CHECK_MSG(waited >= 140 && waited < 2000, "a 150 ms timeout waited %lld ms", waited);
-	uffd_handle_free(h);
+	libuffd_handle_free(h);
 
 	/* Each creation path alone (root may use both), and kernel faults;
 	 * the descriptor flags are the same whichever path made it. */
@@ -251,19 +251,19 @@ static void test_open_and_accessors(void)
 	for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
 		for (size_t j = 0; j < 2; j++) {
 			uint32_t fl_in = paths[i] | extra[j];
-			struct uffd_open_opts o = LIBUFFD_OPTS_INIT(uffd_open_opts, .flags = fl_in);
+			struct libuffd_open_opts o = LIBUFFD_OPTS_INIT(libuffd_open_opts, .flags = fl_in);
 			h = NULL;
-			CHECK_RET(uffd_open(&o, &h), 0);
+			CHECK_RET(libuffd_open(&o, &h), 0);
 			if (!h)
 				continue;
-			fd = uffd_handle_fd(h);
+			fd = libuffd_handle_fd(h);
 			int want_cloexec = !(fl_in & LIBUFFD_OPEN_NO_CLOEXEC);
 			int want_nonblock = !!(fl_in & LIBUFFD_OPEN_NONBLOCK);
 			CHECK_MSG(!!(fcntl(fd, F_GETFD) & FD_CLOEXEC) == want_cloexec,
 				  "flags %#x: FD_CLOEXEC should be %d", fl_in, want_cloexec);
 			CHECK_MSG(!!(fcntl(fd, F_GETFL) & O_NONBLOCK) == want_nonblock,
 				  "flags %#x: O_NONBLOCK should be %d", fl_in, want_nonblock);
-			uffd_handle_free(h);
+			libuffd_handle_free(h);
 		}
 	}
 }
@@ -298,33 +298,33 @@ static void test_kernel_faults(void)
 	memset(src, 'k', page);
 
 	/* Default: a kernel-mode access is not trapped, it fails with EFAULT. */
-	uffd_handle *h = open_or_die(LIBUFFD_OPEN_NONBLOCK, 0);
+	libuffd_handle *h = open_or_die(LIBUFFD_OPEN_NONBLOCK, 0);
 	char *mem = h_map_anon(page);
-	CHECK_RET(uffd_register(h, mem, page, LIBUFFD_REGISTER_MISSING, NULL), 0);
+	CHECK_RET(libuffd_register(h, mem, page, LIBUFFD_REGISTER_MISSING, NULL), 0);
 	errno = 0;
 	ssize_t w = write(p[1], mem, 8);
 	CHECK_MSG(w == -1 && errno == EFAULT, "write() from registered memory: %zd (%s)", w,
 		  strerror(errno));
-	uffd_handle_free(h);
+	libuffd_handle_free(h);
 	munmap(mem, page);
 
 	/* KERNEL_FAULTS: the same access waits for the fault to be resolved. */
 	h = open_or_die(LIBUFFD_OPEN_NONBLOCK | LIBUFFD_OPEN_KERNEL_FAULTS, 0);
 	mem = h_map_anon(page);
-	CHECK_RET(uffd_register(h, mem, page, LIBUFFD_REGISTER_MISSING, NULL), 0);
+	CHECK_RET(libuffd_register(h, mem, page, LIBUFFD_REGISTER_MISSING, NULL), 0);
 	struct kernel_reader k = { .addr = mem, .pipe_w = p[1] };
 	if (pthread_create(&k.thr, NULL, kernel_reader_main, &k) != 0)
 		FATAL("pthread_create");
-	struct uffd_event ev[1];
+	struct libuffd_event ev[1];
 	int n = read_events_within(h, ev, 1, 10000);
 	CHECK_EQ(n, 1);
 	if (n == 1) {
 		CHECK_EQ(ev[0].kind, LIBUFFD_EVENT_PAGEFAULT);
 		CHECK_EQ_HEX(ev[0].u.fault.address, (uintptr_t)mem);
 		CHECK(!__atomic_load_n(&k.done, __ATOMIC_SEQ_CST));
-		CHECK_RET(uffd_copy(h, mem, src, page, 0), (int64_t)page);
+		CHECK_RET(libuffd_copy(h, mem, src, page, 0), (int64_t)page);
 	} else {
-		uffd_handle_free(h); /* releases the waiting thread */
+		libuffd_handle_free(h); /* releases the waiting thread */
 		h = NULL;
 	}
 	pthread_join(k.thr, NULL);
@@ -332,7 +332,7 @@ static void test_kernel_faults(void)
 	char buf[8] = { 0 };
 	CHECK_EQ(read(p[0], buf, 8), 8);
 	CHECK(memcmp(buf, "kkkkkkkk", 8) == 0);
-	uffd_handle_free(h);
+	libuffd_handle_free(h);
 	munmap(mem, page);
 	munmap(src, page);
 	close(p[0]);
@@ -342,24 +342,24 @@ static void test_kernel_faults(void)
 /* A read fault and a write fault from other threads; copy, zeropage, wake. */
 static void test_fault_copy_zeropage(void)
 {
-	SECTION("fault from a thread, uffd_read_events, uffd_copy, EEXIST, uffd_wake");
-	uffd_handle *h = open_or_die(LIBUFFD_OPEN_NONBLOCK, LIBUFFD_FEATURE_THREAD_ID);
+	SECTION("fault from a thread, libuffd_read_events, libuffd_copy, EEXIST, libuffd_wake");
+	libuffd_handle *h = open_or_die(LIBUFFD_OPEN_NONBLOCK, LIBUFFD_FEATURE_THREAD_ID);
 	char *mem = h_map_anon(4 * page);
 	char *src = h_map_anon(page);
 	for (size_t i = 0; i < page; i++)
 		src[i] = (char)('a' + i % 26);
 
 	uint64_t ioctls = 0;
-	CHECK_RET(uffd_register(h, mem, 4 * page, LIBUFFD_REGISTER_MISSING, &ioctls), 0);
+	CHECK_RET(libuffd_register(h, mem, 4 * page, LIBUFFD_REGISTER_MISSING, &ioctls), 0);
 	uint64_t need = LIBUFFD_IOCTL_WAKE | LIBUFFD_IOCTL_COPY | LIBUFFD_IOCTL_ZEROPAGE;
 	CHECK_EQ_HEX(ioctls & need, need);
 	CHECK_EQ_HEX(ioctls & (LIBUFFD_IOCTL_WRITEPROTECT | LIBUFFD_IOCTL_CONTINUE), 0);
 	/* ioctls may be NULL. */
-	CHECK_RET(uffd_register(h, mem, 4 * page, LIBUFFD_REGISTER_MISSING, NULL), 0);
+	CHECK_RET(libuffd_register(h, mem, 4 * page, LIBUFFD_REGISTER_MISSING, NULL), 0);
 
 	/* Nothing pending yet. */
-	struct uffd_event ev[8];
-	CHECK_RET(uffd_read_events(h, ev, 8, 0), 0);
+	struct libuffd_event ev[8];
+	CHECK_RET(libuffd_read_events(h, ev, 8, 0), 0);
 
 	struct toucher t;
 	char *target = mem + page + 123;
@@ -367,7 +367,7 @@ static void test_fault_copy_zeropage(void)
 	int n = read_events_within(h, ev, 8, 10000);
 	CHECK_EQ(n, 1);
 	if (n < 1)
-		FATAL("no fault event within 10 s (%d): %s", n, uffd_last_error());
+		FATAL("no fault event within 10 s (%d): %s", n, libuffd_last_error());
 	CHECK_EQ(ev[0].kind, LIBUFFD_EVENT_PAGEFAULT);
 	CHECK_EQ(ev[0].reserved, 0);
 	CHECK_EQ_HEX(ev[0].u.fault.address, (uintptr_t)(mem + page));
@@ -376,15 +376,15 @@ static void test_fault_copy_zeropage(void)
 	CHECK(!__atomic_load_n(&t.done, __ATOMIC_SEQ_CST));
 	CHECK_EQ(ev[0].u.fault.thread_id, t.tid);
 
-	CHECK_RET(uffd_copy(h, mem + page, src, page, 0), (int64_t)page);
+	CHECK_RET(libuffd_copy(h, mem + page, src, page, 0), (int64_t)page);
 	touch_join(&t);
 	CHECK_EQ(t.value, src[123]);
 	CHECK(memcmp(mem + page, src, page) == 0);
 
-	/* Again: already populated. uffd_wake is then harmless. */
-	CHECK_FAILS(uffd_copy(h, mem + page, src, page, 0), -EEXIST, "uffd_copy");
-	CHECK_RET(uffd_wake(h, mem + page, page), 0);
-	CHECK_RET(uffd_wake(h, mem, 4 * page), 0);
+	/* Again: already populated. libuffd_wake is then harmless. */
+	CHECK_FAILS(libuffd_copy(h, mem + page, src, page, 0), -EEXIST, "libuffd_copy");
+	CHECK_RET(libuffd_wake(h, mem + page, page), 0);
+	CHECK_RET(libuffd_wake(h, mem, 4 * page), 0);
 
 	SECTION("two faults, read one event at a time");
 	struct toucher t2;
@@ -404,22 +404,22 @@ static void test_fault_copy_zeropage(void)
 		      ev[0].u.fault.thread_id == (uint32_t)t2.tid);
 	}
 	CHECK_EQ_HEX(seen, 0xc);
-	CHECK_RET(uffd_read_events(h, ev, 8, 0), 0);
-	CHECK_RET(uffd_copy(h, mem + 2 * page, src, page, LIBUFFD_COPY_DONTWAKE), (int64_t)page);
-	CHECK_RET(uffd_copy(h, mem + 3 * page, src, page, LIBUFFD_COPY_DONTWAKE), (int64_t)page);
-	CHECK_RET(uffd_wake(h, mem + 2 * page, 2 * page), 0);
+	CHECK_RET(libuffd_read_events(h, ev, 8, 0), 0);
+	CHECK_RET(libuffd_copy(h, mem + 2 * page, src, page, LIBUFFD_COPY_DONTWAKE), (int64_t)page);
+	CHECK_RET(libuffd_copy(h, mem + 3 * page, src, page, LIBUFFD_COPY_DONTWAKE), (int64_t)page);
+	CHECK_RET(libuffd_wake(h, mem + 2 * page, 2 * page), 0);
 	touch_join(&t);
 	touch_join(&t2);
 	CHECK_EQ(t.value, src[1]);
 	CHECK_EQ(t2.value, src[2]);
 	/* Start again on fresh memory for the rest. */
-	CHECK_RET(uffd_unregister(h, mem, 4 * page), 0);
+	CHECK_RET(libuffd_unregister(h, mem, 4 * page), 0);
 	munmap(mem, 4 * page);
 	mem = h_map_anon(4 * page);
-	CHECK_RET(uffd_register(h, mem, 4 * page, LIBUFFD_REGISTER_MISSING, NULL), 0);
-	CHECK_RET(uffd_copy(h, mem + page, src, page, 0), (int64_t)page);
+	CHECK_RET(libuffd_register(h, mem, 4 * page, LIBUFFD_REGISTER_MISSING, NULL), 0);
+	CHECK_RET(libuffd_copy(h, mem + page, src, page, 0), (int64_t)page);
 
-	SECTION("write fault resolved with uffd_zeropage");
+	SECTION("write fault resolved with libuffd_zeropage");
 	target = mem + 3 * page + 7;
 	touch_start(&t, target, 1, 'W');
 	n = read_events_within(h, ev, 8, 10000);
@@ -430,33 +430,33 @@ static void test_fault_copy_zeropage(void)
 	CHECK_EQ_HEX(ev[0].u.fault.address, (uintptr_t)(mem + 3 * page));
 	CHECK_EQ_HEX(ev[0].u.fault.flags & LIBUFFD_FAULT_WRITE, LIBUFFD_FAULT_WRITE);
 	CHECK_EQ_HEX(ev[0].u.fault.flags & (LIBUFFD_FAULT_WP | LIBUFFD_FAULT_MINOR), 0);
-	CHECK_RET(uffd_zeropage(h, mem + 3 * page, page, 0), (int64_t)page);
+	CHECK_RET(libuffd_zeropage(h, mem + 3 * page, page, 0), (int64_t)page);
 	touch_join(&t);
 	CHECK_EQ(mem[3 * page + 7], 'W');
 	CHECK_EQ(mem[3 * page], 0);
 	CHECK_EQ(mem[4 * page - 1], 0);
-	CHECK_FAILS(uffd_zeropage(h, mem + 3 * page, page, 0), -EEXIST, "uffd_zeropage");
+	CHECK_FAILS(libuffd_zeropage(h, mem + 3 * page, page, 0), -EEXIST, "libuffd_zeropage");
 
-	SECTION("uffd_copy with DONTWAKE, then uffd_wake");
+	SECTION("libuffd_copy with DONTWAKE, then libuffd_wake");
 	target = mem;
 	touch_start(&t, target, 0, 0);
 	n = read_events_within(h, ev, 8, 10000);
 	CHECK_EQ(n, 1);
-	CHECK_RET(uffd_copy(h, mem, src, page, LIBUFFD_COPY_DONTWAKE), (int64_t)page);
+	CHECK_RET(libuffd_copy(h, mem, src, page, LIBUFFD_COPY_DONTWAKE), (int64_t)page);
 	usleep(100 * 1000);
 	/* Not woken by the copy (the thread may only wake on its own by a retry). */
-	CHECK_RET(uffd_wake(h, mem, page), 0);
+	CHECK_RET(libuffd_wake(h, mem, page), 0);
 	touch_join(&t);
 	CHECK_EQ(t.value, src[0]);
 
-	SECTION("uffd_zeropage without a fault");
-	CHECK_RET(uffd_zeropage(h, mem + 2 * page, page, LIBUFFD_ZEROPAGE_DONTWAKE), (int64_t)page);
+	SECTION("libuffd_zeropage without a fault");
+	CHECK_RET(libuffd_zeropage(h, mem + 2 * page, page, LIBUFFD_ZEROPAGE_DONTWAKE), (int64_t)page);
 	CHECK_EQ(mem[2 * page + 100], 0);
 	/* Everything populated now. */
-	CHECK_FAILS(uffd_copy(h, mem, src, page, 0), -EEXIST, "uffd_copy");
-	CHECK_RET(uffd_read_events(h, ev, 8, 0), 0);
+	CHECK_FAILS(libuffd_copy(h, mem, src, page, 0), -EEXIST, "libuffd_copy");
+	CHECK_RET(libuffd_read_events(h, ev, 8, 0), 0);
 
-	uffd_handle_free(h);
+	libuffd_handle_free(h);
 	munmap(mem, 4 * page);
 	munmap(src, page);
 }
@@ -465,14 +465,14 @@ static void test_fault_copy_zeropage(void)
 static void test_exact_address(void)
 {
 	SECTION("EXACT_ADDRESS");
-	uffd_handle *h = open_or_die(LIBUFFD_OPEN_NONBLOCK, LIBUFFD_FEATURE_EXACT_ADDRESS);
+	libuffd_handle *h = open_or_die(LIBUFFD_OPEN_NONBLOCK, LIBUFFD_FEATURE_EXACT_ADDRESS);
 	char *mem = h_map_anon(page);
 	char *src = h_map_anon(page);
 	memset(src, 'X', page);
-	CHECK_RET(uffd_register(h, mem, page, LIBUFFD_REGISTER_MISSING, NULL), 0);
+	CHECK_RET(libuffd_register(h, mem, page, LIBUFFD_REGISTER_MISSING, NULL), 0);
 	struct toucher t;
 	touch_start(&t, mem + 1234, 1, 'e');
-	struct uffd_event ev[2];
+	struct libuffd_event ev[2];
 	int n = read_events_within(h, ev, 2, 10000);
 	CHECK_EQ(n, 1);
 	if (n < 1)
@@ -481,34 +481,34 @@ static void test_exact_address(void)
 	CHECK_EQ_HEX(ev[0].u.fault.address, (uintptr_t)mem);
 	CHECK_EQ_HEX(ev[0].u.fault.exact_address, (uintptr_t)(mem + 1234));
 	CHECK_EQ(ev[0].u.fault.thread_id, 0); /* THREAD_ID not negotiated */
-	CHECK_RET(uffd_copy(h, mem, src, page, 0), (int64_t)page);
+	CHECK_RET(libuffd_copy(h, mem, src, page, 0), (int64_t)page);
 	touch_join(&t);
 	CHECK_EQ(mem[1234], 'e');
 	CHECK_EQ(mem[0], 'X');
-	uffd_handle_free(h);
+	libuffd_handle_free(h);
 	munmap(mem, page);
 	munmap(src, page);
 }
 
 static void test_writeprotect(void)
 {
-	SECTION("uffd_writeprotect round trip");
-	uffd_handle *h = open_or_die(LIBUFFD_OPEN_NONBLOCK, LIBUFFD_FEATURE_PAGEFAULT_FLAG_WP);
+	SECTION("libuffd_writeprotect round trip");
+	libuffd_handle *h = open_or_die(LIBUFFD_OPEN_NONBLOCK, LIBUFFD_FEATURE_PAGEFAULT_FLAG_WP);
 	char *mem = h_map_anon(2 * page);
 	char *src = h_map_anon(page);
 	memset(src, 'p', page);
 	uint64_t ioctls = 0;
-	CHECK_RET(uffd_register(h, mem, 2 * page,
+	CHECK_RET(libuffd_register(h, mem, 2 * page,
 				LIBUFFD_REGISTER_MISSING | LIBUFFD_REGISTER_WP, &ioctls), 0);
 	CHECK_EQ_HEX(ioctls & LIBUFFD_IOCTL_WRITEPROTECT, LIBUFFD_IOCTL_WRITEPROTECT);
-	CHECK_RET(uffd_copy(h, mem, src, page, 0), (int64_t)page);
-	CHECK_RET(uffd_writeprotect(h, mem, page, LIBUFFD_WRITEPROTECT_WP), 0);
+	CHECK_RET(libuffd_copy(h, mem, src, page, 0), (int64_t)page);
+	CHECK_RET(libuffd_writeprotect(h, mem, page, LIBUFFD_WRITEPROTECT_WP), 0);
 	/* Reads do not fault. */
 	CHECK_EQ(mem[10], 'p');
 
 	struct toucher t;
 	touch_start(&t, mem + 10, 1, 'w');
-	struct uffd_event ev[4];
+	struct libuffd_event ev[4];
 	int n = read_events_within(h, ev, 4, 10000);
 	CHECK_EQ(n, 1);
 	if (n < 1)
@@ -520,33 +520,33 @@ static void test_writeprotect(void)
 	CHECK(!__atomic_load_n(&t.done, __ATOMIC_SEQ_CST));
 	CHECK_EQ(mem[10], 'p');
 	/* Unprotect: wakes the writer. */
-	CHECK_RET(uffd_writeprotect(h, mem, page, 0), 0);
+	CHECK_RET(libuffd_writeprotect(h, mem, page, 0), 0);
 	touch_join(&t);
 	CHECK_EQ(mem[10], 'w');
 
-	SECTION("uffd_copy with COPY_WP, unprotect with DONTWAKE then wake");
-	CHECK_RET(uffd_copy(h, mem + page, src, page, LIBUFFD_COPY_WP), (int64_t)page);
+	SECTION("libuffd_copy with COPY_WP, unprotect with DONTWAKE then wake");
+	CHECK_RET(libuffd_copy(h, mem + page, src, page, LIBUFFD_COPY_WP), (int64_t)page);
 	touch_start(&t, mem + page, 1, 'v');
 	n = read_events_within(h, ev, 4, 10000);
 	CHECK_EQ(n, 1);
 	if (n < 1)
 		FATAL("no WP fault event within 10 s");
 	CHECK_EQ_HEX(ev[0].u.fault.flags, LIBUFFD_FAULT_WRITE | LIBUFFD_FAULT_WP);
-	CHECK_RET(uffd_writeprotect(h, mem + page, page, LIBUFFD_WRITEPROTECT_DONTWAKE), 0);
-	CHECK_RET(uffd_wake(h, mem + page, page), 0);
+	CHECK_RET(libuffd_writeprotect(h, mem + page, page, LIBUFFD_WRITEPROTECT_DONTWAKE), 0);
+	CHECK_RET(libuffd_wake(h, mem + page, page), 0);
 	touch_join(&t);
 	CHECK_EQ(mem[page], 'v');
 	CHECK_EQ(mem[page + 1], 'p');
 
-	uffd_handle_free(h);
+	libuffd_handle_free(h);
 	munmap(mem, 2 * page);
 	munmap(src, page);
 }
 
 static void test_continue(void)
 {
-	SECTION("uffd_continue on memfd shmem (MINOR)");
-	uffd_handle *h = open_or_die(LIBUFFD_OPEN_NONBLOCK, LIBUFFD_FEATURE_MINOR_SHMEM);
+	SECTION("libuffd_continue on memfd shmem (MINOR)");
+	libuffd_handle *h = open_or_die(LIBUFFD_OPEN_NONBLOCK, LIBUFFD_FEATURE_MINOR_SHMEM);
 	int mfd = memfd_create("libuffd-basic", MFD_CLOEXEC);
 	if (mfd < 0)
 		FATAL("memfd_create: %s", strerror(errno));
@@ -560,13 +560,13 @@ static void test_continue(void)
 	memset(a, 'c', page);
 
 	uint64_t ioctls = 0;
-	CHECK_RET(uffd_register(h, b, 2 * page, LIBUFFD_REGISTER_MINOR, &ioctls), 0);
+	CHECK_RET(libuffd_register(h, b, 2 * page, LIBUFFD_REGISTER_MINOR, &ioctls), 0);
 	CHECK_EQ_HEX(ioctls & LIBUFFD_IOCTL_CONTINUE, LIBUFFD_IOCTL_CONTINUE);
-	CHECK_EQ(uffd_page_size(b), (int64_t)page);
+	CHECK_EQ(libuffd_page_size(b), (int64_t)page);
 
 	struct toucher t;
 	touch_start(&t, b + 5, 0, 0);
-	struct uffd_event ev[4];
+	struct libuffd_event ev[4];
 	int n = read_events_within(h, ev, 4, 10000);
 	CHECK_EQ(n, 1);
 	if (n < 1)
@@ -574,17 +574,17 @@ static void test_continue(void)
 	CHECK_EQ(ev[0].kind, LIBUFFD_EVENT_PAGEFAULT);
 	CHECK_EQ_HEX(ev[0].u.fault.address, (uintptr_t)b);
 	CHECK_EQ_HEX(ev[0].u.fault.flags, LIBUFFD_FAULT_MINOR);
-	CHECK_RET(uffd_continue(h, b, page, 0), (int64_t)page);
+	CHECK_RET(libuffd_continue(h, b, page, 0), (int64_t)page);
 	touch_join(&t);
 	CHECK_EQ(t.value, 'c');
 	/* The same page-cache page: a write through b shows in a. */
 	b[6] = 'B';
 	CHECK_EQ(a[6], 'B');
-	CHECK_FAILS(uffd_continue(h, b, page, 0), -EEXIST, "uffd_continue");
+	CHECK_FAILS(libuffd_continue(h, b, page, 0), -EEXIST, "libuffd_continue");
 	/* No page-cache page behind page 1. */
-	CHECK_FAILS(uffd_continue(h, b + page, page, 0), -EFAULT, "uffd_continue");
+	CHECK_FAILS(libuffd_continue(h, b + page, page, 0), -EFAULT, "libuffd_continue");
 
-	uffd_handle_free(h);
+	libuffd_handle_free(h);
 	munmap(a, 2 * page);
 	munmap(b, 2 * page);
 	close(mfd);
@@ -592,17 +592,17 @@ static void test_continue(void)
 
 static void test_poison(void)
 {
-	SECTION("uffd_poison, then a forked child touching it dies of SIGBUS");
-	uffd_handle *h = open_or_die(0, LIBUFFD_FEATURE_POISON);
+	SECTION("libuffd_poison, then a forked child touching it dies of SIGBUS");
+	libuffd_handle *h = open_or_die(0, LIBUFFD_FEATURE_POISON);
 	char *mem = h_map_anon(2 * page);
 	char *src = h_map_anon(page);
 	memset(src, 'o', page);
 	uint64_t ioctls = 0;
-	CHECK_RET(uffd_register(h, mem, 2 * page, LIBUFFD_REGISTER_MISSING, &ioctls), 0);
+	CHECK_RET(libuffd_register(h, mem, 2 * page, LIBUFFD_REGISTER_MISSING, &ioctls), 0);
 	CHECK_EQ_HEX(ioctls & LIBUFFD_IOCTL_POISON, LIBUFFD_IOCTL_POISON);
-	CHECK_RET(uffd_copy(h, mem, src, page, 0), (int64_t)page);
-	CHECK_RET(uffd_poison(h, mem + page, page, 0), (int64_t)page);
-	CHECK_FAILS(uffd_poison(h, mem + page, page, 0), -EEXIST, "uffd_poison");
+	CHECK_RET(libuffd_copy(h, mem, src, page, 0), (int64_t)page);
+	CHECK_RET(libuffd_poison(h, mem + page, page, 0), (int64_t)page);
+	CHECK_FAILS(libuffd_poison(h, mem + page, page, 0), -EEXIST, "libuffd_poison");
 
 	fflush(NULL);
 	pid_t pid = fork();
@@ -623,50 +623,50 @@ static void test_poison(void)
 		  "child status %#x (exit %d, signal %d)", status,
 		  WIFEXITED(status) ? WEXITSTATUS(status) : -1,
 		  WIFSIGNALED(status) ? WTERMSIG(status) : -1);
-	uffd_handle_free(h);
+	libuffd_handle_free(h);
 	munmap(mem, 2 * page);
 	munmap(src, page);
 }
 
 static void test_move(void)
 {
-	SECTION("uffd_move");
-	uffd_handle *h = open_or_die(LIBUFFD_OPEN_NONBLOCK, LIBUFFD_FEATURE_MOVE);
+	SECTION("libuffd_move");
+	libuffd_handle *h = open_or_die(LIBUFFD_OPEN_NONBLOCK, LIBUFFD_FEATURE_MOVE);
 	char *dst = h_map_anon(3 * page);
 	char *src = h_map_anon(2 * page);
 	memset(src, 'm', 2 * page);
 	uint64_t ioctls = 0;
-	CHECK_RET(uffd_register(h, dst, 3 * page, LIBUFFD_REGISTER_MISSING, &ioctls), 0);
+	CHECK_RET(libuffd_register(h, dst, 3 * page, LIBUFFD_REGISTER_MISSING, &ioctls), 0);
 	CHECK_EQ_HEX(ioctls & LIBUFFD_IOCTL_MOVE, LIBUFFD_IOCTL_MOVE);
 
 	/* Resolve a real fault by moving a page in. */
 	struct toucher t;
 	touch_start(&t, dst + 17, 0, 0);
-	struct uffd_event ev[4];
+	struct libuffd_event ev[4];
 	int n = read_events_within(h, ev, 4, 10000);
 	CHECK_EQ(n, 1);
 	if (n < 1)
 		FATAL("no fault event within 10 s");
 	CHECK_EQ_HEX(ev[0].u.fault.address, (uintptr_t)dst);
-	CHECK_RET(uffd_move(h, dst, src, page, 0), (int64_t)page);
+	CHECK_RET(libuffd_move(h, dst, src, page, 0), (int64_t)page);
 	touch_join(&t);
 	CHECK_EQ(t.value, 'm');
 	CHECK_EQ(dst[page - 1], 'm');
 
 	/* The source is now a hole (not read yet: a read would map a zero page). */
-	CHECK_FAILS(uffd_move(h, dst + page, src, page, 0), -ENOENT, "uffd_move");
+	CHECK_FAILS(libuffd_move(h, dst + page, src, page, 0), -ENOENT, "libuffd_move");
 	CHECK_EQ(src[0], 0); /* the page left: src reads as a fresh zero page */
-	CHECK_RET(uffd_move(h, dst + page, src + page, page, LIBUFFD_MOVE_DONTWAKE),
+	CHECK_RET(libuffd_move(h, dst + page, src + page, page, LIBUFFD_MOVE_DONTWAKE),
 		  (int64_t)page);
 	CHECK_EQ(dst[page], 'm');
-	CHECK_FAILS(uffd_move(h, dst + page, src, page, 0), -EEXIST, "uffd_move");
+	CHECK_FAILS(libuffd_move(h, dst + page, src, page, 0), -EEXIST, "libuffd_move");
 	/* A hole counts as moved with ALLOW_SRC_HOLES; dst stays missing. */
 	char *hole = h_map_anon(page);
-	CHECK_RET(uffd_move(h, dst + 2 * page, hole, page, LIBUFFD_MOVE_ALLOW_SRC_HOLES),
+	CHECK_RET(libuffd_move(h, dst + 2 * page, hole, page, LIBUFFD_MOVE_ALLOW_SRC_HOLES),
 		  (int64_t)page);
-	CHECK_RET(uffd_zeropage(h, dst + 2 * page, page, 0), (int64_t)page);
+	CHECK_RET(libuffd_zeropage(h, dst + 2 * page, page, 0), (int64_t)page);
 
-	uffd_handle_free(h);
+	libuffd_handle_free(h);
 	munmap(dst, 3 * page);
 	munmap(src, 2 * page);
 	munmap(hole, page);
@@ -674,44 +674,44 @@ static void test_move(void)
 
 static void test_unregister(void)
 {
-	SECTION("uffd_unregister");
-	uffd_handle *h = open_or_die(LIBUFFD_OPEN_NONBLOCK, 0);
+	SECTION("libuffd_unregister");
+	libuffd_handle *h = open_or_die(LIBUFFD_OPEN_NONBLOCK, 0);
 	char *mem = h_map_anon(2 * page);
 	char *src = h_map_anon(page);
 	memset(src, 'u', page);
-	CHECK_RET(uffd_register(h, mem, 2 * page, LIBUFFD_REGISTER_MISSING, NULL), 0);
-	CHECK_RET(uffd_unregister(h, mem + page, page), 0);
+	CHECK_RET(libuffd_register(h, mem, 2 * page, LIBUFFD_REGISTER_MISSING, NULL), 0);
+	CHECK_RET(libuffd_unregister(h, mem + page, page), 0);
 	/* Page 1 is ordinary memory again. */
-	CHECK_FAILS(uffd_copy(h, mem + page, src, page, 0), -ENOENT, "uffd_copy");
+	CHECK_FAILS(libuffd_copy(h, mem + page, src, page, 0), -ENOENT, "libuffd_copy");
 	struct toucher t;
 	touch_start(&t, mem + page + 3, 0, 0);
 	touch_join(&t);
 	CHECK_EQ(t.value, 0);
 	/* Page 0 still registered: a waiting fault is released by unregister. */
 	touch_start(&t, mem + 3, 0, 0);
-	struct uffd_event ev[2];
+	struct libuffd_event ev[2];
 	int n = read_events_within(h, ev, 2, 10000);
 	CHECK_EQ(n, 1);
-	CHECK_RET(uffd_unregister(h, mem, 2 * page), 0);
+	CHECK_RET(libuffd_unregister(h, mem, 2 * page), 0);
 	touch_join(&t);
 	CHECK_EQ(t.value, 0);
-	CHECK_FAILS(uffd_copy(h, mem, src, page, 0), -ENOENT, "uffd_copy");
+	CHECK_FAILS(libuffd_copy(h, mem, src, page, 0), -ENOENT, "libuffd_copy");
 	/* Registering again works. */
-	CHECK_RET(uffd_register(h, mem, 2 * page, LIBUFFD_REGISTER_MISSING, NULL), 0);
-	CHECK_FAILS(uffd_copy(h, mem, src, page, 0), -EEXIST, "uffd_copy");
-	uffd_handle_free(h);
+	CHECK_RET(libuffd_register(h, mem, 2 * page, LIBUFFD_REGISTER_MISSING, NULL), 0);
+	CHECK_FAILS(libuffd_copy(h, mem, src, page, 0), -EEXIST, "libuffd_copy");
+	libuffd_handle_free(h);
 	munmap(mem, 2 * page);
 	munmap(src, page);
 }
 
 static void test_page_size(void)
 {
-	SECTION("uffd_page_size, hugetlb");
+	SECTION("libuffd_page_size, hugetlb");
 	char *mem = h_map_anon(page);
-	CHECK_RET(uffd_page_size(mem), 4096);
-	CHECK_RET(uffd_page_size(mem + page - 1), 4096);
+	CHECK_RET(libuffd_page_size(mem), 4096);
+	CHECK_RET(libuffd_page_size(mem + page - 1), 4096);
 	static int on_data;
-	CHECK_RET(uffd_page_size(&on_data), 4096);
+	CHECK_RET(libuffd_page_size(&on_data), 4096);
 
 	FILE *f = fopen("/proc/sys/vm/nr_hugepages", "r");
 	long nr = -1;
@@ -731,26 +731,26 @@ static void test_page_size(void)
 	if (hp == MAP_FAILED)
 		FATAL("mmap(MAP_HUGETLB, 2 MiB) failed with %ld huge pages reserved: %s", nr,
 		      strerror(errno));
-	CHECK_RET(uffd_page_size(hp), 2097152);
-	CHECK_RET(uffd_page_size(hp + huge - 1), 2097152);
+	CHECK_RET(libuffd_page_size(hp), 2097152);
+	CHECK_RET(libuffd_page_size(hp + huge - 1), 2097152);
 
 	/* Resolve the whole huge page with one copy. */
-	uffd_handle *h = open_or_die(LIBUFFD_OPEN_NONBLOCK, 0);
+	libuffd_handle *h = open_or_die(LIBUFFD_OPEN_NONBLOCK, 0);
 	uint64_t ioctls = 0;
-	CHECK_FAILS(uffd_register(h, hp, page, LIBUFFD_REGISTER_MISSING, NULL), -EINVAL,
-		    "uffd_register");
-	CHECK_CONTAINS(uffd_last_error(), "2048");
-	CHECK_RET(uffd_register(h, hp, huge, LIBUFFD_REGISTER_MISSING, &ioctls), 0);
+	CHECK_FAILS(libuffd_register(h, hp, page, LIBUFFD_REGISTER_MISSING, NULL), -EINVAL,
+		    "libuffd_register");
+	CHECK_CONTAINS(libuffd_last_error(), "2048");
+	CHECK_RET(libuffd_register(h, hp, huge, LIBUFFD_REGISTER_MISSING, &ioctls), 0);
 	CHECK_EQ_HEX(ioctls & LIBUFFD_IOCTL_COPY, LIBUFFD_IOCTL_COPY);
 	char *src = h_map_anon(huge);
 	for (size_t i = 0; i < huge; i += page)
 		src[i] = (char)(i / page);
-	CHECK_FAILS(uffd_zeropage(h, hp, huge, 0), -EINVAL, "uffd_zeropage");
-	CHECK_FAILS(uffd_copy(h, hp, src, page, 0), -EINVAL, "uffd_copy");
-	CHECK_RET(uffd_copy(h, hp, src, huge, 0), (int64_t)huge);
+	CHECK_FAILS(libuffd_zeropage(h, hp, huge, 0), -EINVAL, "libuffd_zeropage");
+	CHECK_FAILS(libuffd_copy(h, hp, src, page, 0), -EINVAL, "libuffd_copy");
+	CHECK_RET(libuffd_copy(h, hp, src, huge, 0), (int64_t)huge);
 	CHECK_EQ(hp[5 * page], 5);
 	CHECK_EQ(hp[huge - page], (char)(huge / page - 1));
-	uffd_handle_free(h);
+	libuffd_handle_free(h);
 	munmap(hp, huge);
 	munmap(src, huge);
 	munmap(mem, page);
@@ -760,20 +760,20 @@ static void test_page_size(void)
 /* Partial progress: a copy stops at a populated page and says how far. */
 static void test_partial_progress(void)
 {
-	SECTION("partial progress of uffd_copy / uffd_zeropage");
-	uffd_handle *h = open_or_die(LIBUFFD_OPEN_NONBLOCK, 0);
+	SECTION("partial progress of libuffd_copy / libuffd_zeropage");
+	libuffd_handle *h = open_or_die(LIBUFFD_OPEN_NONBLOCK, 0);
 	char *mem = h_map_anon(4 * page);
 	char *src = h_map_anon(4 * page);
 	memset(src, 'P', 4 * page);
-	CHECK_RET(uffd_register(h, mem, 4 * page, LIBUFFD_REGISTER_MISSING, NULL), 0);
-	CHECK_RET(uffd_zeropage(h, mem + page, page, 0), (int64_t)page);
-	CHECK_RET(uffd_copy(h, mem, src, 4 * page, 0), (int64_t)page);
+	CHECK_RET(libuffd_register(h, mem, 4 * page, LIBUFFD_REGISTER_MISSING, NULL), 0);
+	CHECK_RET(libuffd_zeropage(h, mem + page, page, 0), (int64_t)page);
+	CHECK_RET(libuffd_copy(h, mem, src, 4 * page, 0), (int64_t)page);
 	CHECK_EQ(mem[0], 'P');
 	/* Continue at dst + n: that page is the populated one. */
-	CHECK_FAILS(uffd_copy(h, mem + page, src + page, 3 * page, 0), -EEXIST, "uffd_copy");
-	CHECK_RET(uffd_copy(h, mem + 2 * page, src, 2 * page, 0), (int64_t)(2 * page));
-	CHECK_RET(uffd_zeropage(h, mem, 4 * page, 0) < 0, 1);
-	uffd_handle_free(h);
+	CHECK_FAILS(libuffd_copy(h, mem + page, src + page, 3 * page, 0), -EEXIST, "libuffd_copy");
+	CHECK_RET(libuffd_copy(h, mem + 2 * page, src, 2 * page, 0), (int64_t)(2 * page));
+	CHECK_RET(libuffd_zeropage(h, mem, 4 * page, 0) < 0, 1);
+	libuffd_handle_free(h);
 	munmap(mem, 4 * page);
 	munmap(src, 4 * page);
 }
@@ -785,7 +785,7 @@ static void on_sigusr1(int sig)
 }
 
 struct blocked_reader {
-	uffd_handle *h;
+	libuffd_handle *h;
 	int rc;
 	int err;
 	volatile int done;
@@ -794,9 +794,9 @@ struct blocked_reader {
 static void *blocked_reader_main(void *arg)
 {
 	struct blocked_reader *r = arg;
-	struct uffd_event ev[1];
+	struct libuffd_event ev[1];
 	errno = 0;
-	r->rc = uffd_read_events(r->h, ev, 1, -1);
+	r->rc = libuffd_read_events(r->h, ev, 1, -1);
 	r->err = errno;
 	__atomic_store_n(&r->done, 1, __ATOMIC_SEQ_CST);
 	return NULL;
@@ -813,8 +813,8 @@ static void test_eintr(void)
 
 	const uint32_t flags[] = { 0, LIBUFFD_OPEN_NONBLOCK };
 	for (int i = 0; i < 2; i++) {
-		SECTION(i == 0 ? "uffd_read_events -EINTR (blocking handle)"
-			       : "uffd_read_events -EINTR (non-blocking handle, timeout -1)");
+		SECTION(i == 0 ? "libuffd_read_events -EINTR (blocking handle)"
+			       : "libuffd_read_events -EINTR (non-blocking handle, timeout -1)");
 		struct blocked_reader r = { .h = open_or_die(flags[i], 0) };
 		pthread_t thr;
 		if (pthread_create(&thr, NULL, blocked_reader_main, &r) != 0)
@@ -825,11 +825,11 @@ static void test_eintr(void)
 			pthread_kill(thr, SIGUSR1);
 		}
 		if (!__atomic_load_n(&r.done, __ATOMIC_SEQ_CST))
-			FATAL("uffd_read_events(timeout -1) was not interrupted by signals within 5 s");
+			FATAL("libuffd_read_events(timeout -1) was not interrupted by signals within 5 s");
 		pthread_join(thr, NULL);
 		CHECK_EQ(r.rc, -EINTR);
 		CHECK_EQ(r.err, EINTR);
-		uffd_handle_free(r.h);
+		libuffd_handle_free(r.h);
 	}
 	signal(SIGUSR1, SIG_DFL);
 }
@@ -837,15 +837,15 @@ static void test_eintr(void)
 /* Freeing the handle releases a thread waiting on a fault. */
 static void test_free_releases_faults(void)
 {
-	SECTION("uffd_handle_free releases waiting faults");
-	uffd_handle *h = open_or_die(LIBUFFD_OPEN_NONBLOCK, 0);
+	SECTION("libuffd_handle_free releases waiting faults");
+	libuffd_handle *h = open_or_die(LIBUFFD_OPEN_NONBLOCK, 0);
 	char *mem = h_map_anon(page);
-	CHECK_RET(uffd_register(h, mem, page, LIBUFFD_REGISTER_MISSING, NULL), 0);
+	CHECK_RET(libuffd_register(h, mem, page, LIBUFFD_REGISTER_MISSING, NULL), 0);
 	struct toucher t;
 	touch_start(&t, mem + 9, 0, 0);
-	struct uffd_event ev[1];
+	struct libuffd_event ev[1];
 	CHECK_EQ(read_events_within(h, ev, 1, 10000), 1);
-	uffd_handle_free(h);
+	libuffd_handle_free(h);
 	touch_join(&t);
 	CHECK_EQ(t.value, 0);
 	/* Registration is gone with it. */
@@ -856,8 +856,8 @@ static void test_free_releases_faults(void)
 
 /* REMOVE, REMAP and UNMAP events with their payloads. */
 struct event_collector {
-	uffd_handle *h;
-	struct uffd_event ev[16];
+	libuffd_handle *h;
+	struct libuffd_event ev[16];
 	int n;
 	volatile int stop;
 	int err;
@@ -870,7 +870,7 @@ static void *collector_main(void *arg)
 	long long deadline = now_ms() + 15000;
 	while (now_ms() < deadline && c->n < 16) {
 		int stop = __atomic_load_n(&c->stop, __ATOMIC_SEQ_CST);
-		int n = uffd_read_events(c->h, c->ev + c->n, (size_t)(16 - c->n), stop ? 0 : 50);
+		int n = libuffd_read_events(c->h, c->ev + c->n, (size_t)(16 - c->n), stop ? 0 : 50);
 		if (n < 0) {
 			c->err = n;
 			return NULL;
@@ -885,13 +885,13 @@ static void *collector_main(void *arg)
 static void test_noncoop_events(void)
 {
 	SECTION("REMOVE, REMAP and UNMAP events");
-	uffd_handle *h = open_or_die(LIBUFFD_OPEN_NONBLOCK, LIBUFFD_FEATURE_EVENT_REMOVE |
+	libuffd_handle *h = open_or_die(LIBUFFD_OPEN_NONBLOCK, LIBUFFD_FEATURE_EVENT_REMOVE |
 				     LIBUFFD_FEATURE_EVENT_REMAP | LIBUFFD_FEATURE_EVENT_UNMAP);
 	char *mem = h_map_anon(4 * page);
 	char *src = h_map_anon(page);
 	memset(src, 'r', page);
-	CHECK_RET(uffd_register(h, mem, 4 * page, LIBUFFD_REGISTER_MISSING, NULL), 0);
-	CHECK_RET(uffd_copy(h, mem, src, page, 0), (int64_t)page);
+	CHECK_RET(libuffd_register(h, mem, 4 * page, LIBUFFD_REGISTER_MISSING, NULL), 0);
+	CHECK_RET(libuffd_copy(h, mem, src, page, 0), (int64_t)page);
 	char *target = h_map_anon(4 * page); /* replaced by mremap below */
 
 	struct event_collector c = { .h = h };
@@ -935,7 +935,7 @@ static void test_noncoop_events(void)
 					  i, c.ev[i].kind, (unsigned long long)c.ev[i].u.raw[2]);
 		}
 	}
-	uffd_handle_free(h);
+	libuffd_handle_free(h);
 	munmap(src, page);
 }
 
@@ -954,9 +954,9 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 static void test_sigbus_feature(void)
 {
 	SECTION("FEATURE_SIGBUS");
-	uffd_handle *h = open_or_die(LIBUFFD_OPEN_NONBLOCK, LIBUFFD_FEATURE_SIGBUS);
+	libuffd_handle *h = open_or_die(LIBUFFD_OPEN_NONBLOCK, LIBUFFD_FEATURE_SIGBUS);
 	char *mem = h_map_anon(page);
-	CHECK_RET(uffd_register(h, mem, page, LIBUFFD_REGISTER_MISSING, NULL), 0);
+	CHECK_RET(libuffd_register(h, mem, page, LIBUFFD_REGISTER_MISSING, NULL), 0);
 	struct sigaction sa, old;
 	memset(&sa, 0, sizeof sa);
 	sa.sa_sigaction = on_sigbus;
@@ -973,46 +973,46 @@ static void test_sigbus_feature(void)
 	sigaction(SIGBUS, &old, NULL);
 	CHECK(got);
 	CHECK(sigbus_addr == mem + 77);
-	struct uffd_event ev[1];
-	CHECK_RET(uffd_read_events(h, ev, 1, 0), 0);
-	uffd_handle_free(h);
+	struct libuffd_event ev[1];
+	CHECK_RET(libuffd_read_events(h, ev, 1, 0), 0);
+	libuffd_handle_free(h);
 	munmap(mem, page);
 }
 
-/* uffd_last_error() is per thread. */
+/* libuffd_last_error() is per thread. */
 static void *last_error_thread(void *arg)
 {
 	int *ok = arg;
-	ok[0] = strcmp(uffd_last_error(), "no error") == 0;
-	ok[1] = uffd_feature_supported(0) == -EINVAL &&
-		strstr(uffd_last_error(), "uffd_feature_supported") != NULL;
+	ok[0] = strcmp(libuffd_last_error(), "no error") == 0;
+	ok[1] = libuffd_feature_supported(0) == -EINVAL &&
+		strstr(libuffd_last_error(), "libuffd_feature_supported") != NULL;
 	return NULL;
 }
 
 static void test_last_error_per_thread(void)
 {
-	SECTION("uffd_last_error per thread");
-	CHECK_FAILS(uffd_handle_fd(NULL), -EINVAL, "uffd_handle_fd");
+	SECTION("libuffd_last_error per thread");
+	CHECK_FAILS(libuffd_handle_fd(NULL), -EINVAL, "libuffd_handle_fd");
 	int ok[2] = { 0, 0 };
 	pthread_t thr;
 	if (pthread_create(&thr, NULL, last_error_thread, ok) != 0)
 		FATAL("pthread_create");
 	pthread_join(thr, NULL);
-	CHECK_MSG(ok[0], "a new thread's uffd_last_error() is not \"no error\"");
+	CHECK_MSG(ok[0], "a new thread's libuffd_last_error() is not \"no error\"");
 	CHECK(ok[1]);
-	CHECK_CONTAINS(uffd_last_error(), "uffd_handle_fd");
+	CHECK_CONTAINS(libuffd_last_error(), "libuffd_handle_fd");
 	/* A success does not clear it. */
 	uint64_t f;
-	CHECK_RET(uffd_probe_features(&f), 0);
-	CHECK_CONTAINS(uffd_last_error(), "uffd_handle_fd");
+	CHECK_RET(libuffd_probe_features(&f), 0);
+	CHECK_CONTAINS(libuffd_last_error(), "libuffd_handle_fd");
 }
 
 /* ------------------------------------------------------------ fork */
 
 struct fork_reader {
-	uffd_handle *h;
+	libuffd_handle *h;
 	int fork_fd;
-	struct uffd_event fork_ev;
+	struct libuffd_event fork_ev;
 	int other_events;
 	int err;
 };
@@ -1022,8 +1022,8 @@ static void *fork_reader_main(void *arg)
 	struct fork_reader *r = arg;
 	long long deadline = now_ms() + 20000;
 	while (now_ms() < deadline) {
-		struct uffd_event ev[4];
-		int n = uffd_read_events(r->h, ev, 4, 100);
+		struct libuffd_event ev[4];
+		int n = libuffd_read_events(r->h, ev, 4, 100);
 		if (n < 0) {
 			r->err = n;
 			return NULL;
@@ -1044,17 +1044,17 @@ static void *fork_reader_main(void *arg)
 
 static void test_fork_event(void)
 {
-	SECTION("FORK event adopted with uffd_handle_from_fd");
+	SECTION("FORK event adopted with libuffd_handle_from_fd");
 	if (geteuid() != 0)
 		FATAL("EVENT_FORK needs CAP_SYS_PTRACE: run this test as root");
-	uffd_handle *h = open_or_die(LIBUFFD_OPEN_NONBLOCK, LIBUFFD_FEATURE_EVENT_FORK);
+	libuffd_handle *h = open_or_die(LIBUFFD_OPEN_NONBLOCK, LIBUFFD_FEATURE_EVENT_FORK);
 	uint64_t feats = 0;
-	CHECK_RET(uffd_handle_features(h, &feats), 0);
+	CHECK_RET(libuffd_handle_features(h, &feats), 0);
 	CHECK_EQ_HEX(feats & LIBUFFD_FEATURE_EVENT_FORK, LIBUFFD_FEATURE_EVENT_FORK);
 	char *mem = h_map_anon(2 * page);
 	char *src = h_map_anon(page);
 	memset(src, 'F', page);
-	CHECK_RET(uffd_register(h, mem, 2 * page, LIBUFFD_REGISTER_MISSING, NULL), 0);
+	CHECK_RET(libuffd_register(h, mem, 2 * page, LIBUFFD_REGISTER_MISSING, NULL), 0);
 
 	struct fork_reader r = { .h = h, .fork_fd = -1 };
 	pthread_t thr;
@@ -1092,29 +1092,29 @@ static void test_fork_event(void)
 	CHECK(fcntl(r.fork_fd, F_GETFL) & O_NONBLOCK);
 	CHECK(fcntl(r.fork_fd, F_GETFD) & FD_CLOEXEC);
 
-	uffd_handle *ch = (uffd_handle *)(uintptr_t)1;
-	struct uffd_open_opts o = LIBUFFD_OPTS_INIT(uffd_open_opts,
+	libuffd_handle *ch = (libuffd_handle *)(uintptr_t)1;
+	struct libuffd_open_opts o = LIBUFFD_OPTS_INIT(libuffd_open_opts,
 						    .required_features = LIBUFFD_FEATURE_EVENT_FORK);
-	CHECK_RET(uffd_handle_from_fd(r.fork_fd, &o, &ch), 0);
-	if (ch == (uffd_handle *)(uintptr_t)1 || !ch) {
+	CHECK_RET(libuffd_handle_from_fd(r.fork_fd, &o, &ch), 0);
+	if (ch == (libuffd_handle *)(uintptr_t)1 || !ch) {
 		close(r.fork_fd);
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
-		FATAL("uffd_handle_from_fd on the FORK fd failed: %s", uffd_last_error());
+		FATAL("libuffd_handle_from_fd on the FORK fd failed: %s", libuffd_last_error());
 	}
-	CHECK_EQ(uffd_handle_fd(ch), r.fork_fd);
+	CHECK_EQ(libuffd_handle_fd(ch), r.fork_fd);
 	uint64_t cf = 0;
-	CHECK_RET(uffd_handle_features(ch, &cf), 0);
+	CHECK_RET(libuffd_handle_features(ch, &cf), 0);
 	CHECK_EQ_HEX(cf, feats);
 
 	/* Serve the child's fault through the adopted handle. */
-	struct uffd_event ev[4];
+	struct libuffd_event ev[4];
 	int n = read_events_within(ch, ev, 4, 10000);
 	CHECK_EQ(n, 1);
 	if (n >= 1) {
 		CHECK_EQ(ev[0].kind, LIBUFFD_EVENT_PAGEFAULT);
 		CHECK_EQ_HEX(ev[0].u.fault.address, (uintptr_t)mem);
-		CHECK_RET(uffd_copy(ch, mem, src, page, 0), (int64_t)page);
+		CHECK_RET(libuffd_copy(ch, mem, src, page, 0), (int64_t)page);
 	}
 	int status = 0;
 	if (n < 1)
@@ -1125,11 +1125,11 @@ static void test_fork_event(void)
 		  WIFEXITED(status) ? WEXITSTATUS(status) : -1,
 		  WIFSIGNALED(status) ? WTERMSIG(status) : -1);
 	/* The child's memory is gone now. */
-	CHECK_FAILS(uffd_copy(ch, mem + page, src, page, 0), -ESRCH, "uffd_copy");
+	CHECK_FAILS(libuffd_copy(ch, mem + page, src, page, 0), -ESRCH, "libuffd_copy");
 	/* The parent's own memory was not touched. */
-	CHECK_RET(uffd_copy(h, mem + page, src, page, 0), (int64_t)page);
-	uffd_handle_free(ch);
-	uffd_handle_free(h);
+	CHECK_RET(libuffd_copy(h, mem + page, src, page, 0), (int64_t)page);
+	libuffd_handle_free(ch);
+	libuffd_handle_free(h);
 	munmap(mem, 2 * page);
 	munmap(src, page);
 }
@@ -1140,9 +1140,9 @@ int main(void)
 	CHECK_EQ(page, 4096);
 	/* The only reason to skip: no userfaultfd in this kernel at all. */
 	uint64_t probed = 0;
-	int prc = uffd_probe_features(&probed);
+	int prc = libuffd_probe_features(&probed);
 	if (prc == -ENOSYS)
-		h_skip("this kernel has no userfaultfd (uffd_probe_features: -ENOSYS)");
+		h_skip("this kernel has no userfaultfd (libuffd_probe_features: -ENOSYS)");
 
 	test_versions();
 	test_opts_init();

@@ -25,7 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <uffd.h>
+#include <libuffd.h>
 
 #define H_UNUSED __attribute__((unused))
 
@@ -120,7 +120,7 @@ static inline void h_fail(const char *file, int line, const char *fmt, ...)
 /*
  * A libuffd call expected to fail with `expected` (a negative errno):
  * checks the return value, that errno was set to -expected, and that
- * uffd_last_error() is non-NULL and names `func`.
+ * libuffd_last_error() is non-NULL and names `func`.
  */
 #define CHECK_FAILS(call, expected, func)                                    \
 	do {                                                                 \
@@ -128,13 +128,13 @@ static inline void h_fail(const char *file, int line, const char *fmt, ...)
 		errno = 0;                                                   \
 		long long h_rc_ = (long long)(call);                         \
 		int h_errno_ = errno;                                        \
-		const char *h_le_ = uffd_last_error();                       \
+		const char *h_le_ = libuffd_last_error();                       \
 		h_checks++;                                                  \
 		if (h_rc_ != h_exp_)                                         \
 			h_fail(__FILE__, __LINE__,                           \
 			       "%s: returned %lld (%s), expected %lld (%s); last error: %s", \
-			       #call, h_rc_, uffd_strerror((int)h_rc_),      \
-			       h_exp_, uffd_strerror((int)h_exp_),           \
+			       #call, h_rc_, libuffd_strerror((int)h_rc_),      \
+			       h_exp_, libuffd_strerror((int)h_exp_),           \
 			       h_le_ ? h_le_ : "(null)");                    \
 		h_checks++;                                                  \
 		if (h_rc_ < 0 && h_errno_ != (int)-h_rc_)                    \
@@ -144,10 +144,10 @@ static inline void h_fail(const char *file, int line, const char *fmt, ...)
 		h_checks++;                                                  \
 		if (!h_le_)                                                  \
 			h_fail(__FILE__, __LINE__,                           \
-			       "%s: uffd_last_error() is NULL", #call);      \
+			       "%s: libuffd_last_error() is NULL", #call);      \
 		else if (h_rc_ < 0 && !strstr(h_le_, (func)))                \
 			h_fail(__FILE__, __LINE__,                           \
-			       "%s: uffd_last_error() does not name %s: \"%s\"", \
+			       "%s: libuffd_last_error() does not name %s: \"%s\"", \
 			       #call, (func), h_le_);                        \
 	} while (0)
 
@@ -159,7 +159,7 @@ static inline void h_fail(const char *file, int line, const char *fmt, ...)
 		if (h_rc_ < 0)                                               \
 			h_fail(__FILE__, __LINE__,                           \
 			       "%s: failed with %lld (%s): %s", #call, h_rc_, \
-			       uffd_strerror((int)h_rc_), uffd_last_error()); \
+			       libuffd_strerror((int)h_rc_), libuffd_last_error()); \
 	} while (0)
 
 /* A libuffd call expected to return exactly `value`. */
@@ -172,8 +172,8 @@ static inline void h_fail(const char *file, int line, const char *fmt, ...)
 			h_fail(__FILE__, __LINE__,                           \
 			       "%s: returned %lld (%s), expected %lld; last error: %s", \
 			       #call, h_rc_,                                 \
-			       h_rc_ < 0 ? uffd_strerror((int)h_rc_) : "ok", \
-			       h_v_, uffd_last_error());                     \
+			       h_rc_ < 0 ? libuffd_strerror((int)h_rc_) : "ok", \
+			       h_v_, libuffd_last_error());                     \
 	} while (0)
 
 /* Give up on the whole test (a failure that makes the rest meaningless). */

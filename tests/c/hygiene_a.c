@@ -1,10 +1,10 @@
 /*
- * hygiene_a: <uffd.h> first, then <linux/userfaultfd.h>. No name may
- * clash; uffd.h may be included twice. Built as C11 (and run) and checked
+ * hygiene_a: <libuffd.h> first, then <linux/userfaultfd.h>. No name may
+ * clash; libuffd.h may be included twice. Built as C11 (and run) and checked
  * as C++17 by run.sh, so it sticks to the common subset of both.
  */
-#include <uffd.h>
-#include <uffd.h>
+#include <libuffd.h>
+#include <libuffd.h>
 #include <linux/userfaultfd.h>
 
 #include <stdio.h>
@@ -12,10 +12,10 @@
 
 int main(void)
 {
-	struct uffd_event ev;
+	struct libuffd_event ev;
 	struct uffd_msg msg;
 	struct uffdio_api api;
-	struct uffd_open_opts opts;
+	struct libuffd_open_opts opts;
 
 	memset(&ev, 0, sizeof ev);
 	memset(&msg, 0, sizeof msg);
@@ -28,9 +28,9 @@ int main(void)
 
 	if (sizeof ev != sizeof msg || ev.kind != msg.event || api.api != 0xAA)
 		return 1;
-	if (uffd_version() != LIBUFFD_VERSION)
+	if (libuffd_version() != LIBUFFD_VERSION)
 		return 1;
-	printf("hygiene_a: uffd.h then linux/userfaultfd.h: ok (libuffd %s)\n",
-	       uffd_version_string());
+	printf("hygiene_a: libuffd.h then linux/userfaultfd.h: ok (libuffd %s)\n",
+	       libuffd_version_string());
 	return 0;
 }

@@ -1,10 +1,10 @@
 /*
- * hygiene_b: <linux/userfaultfd.h> first, then <uffd.h> (twice). Built as
+ * hygiene_b: <linux/userfaultfd.h> first, then <libuffd.h> (twice). Built as
  * C11 (and run) and checked as C++17 by run.sh.
  */
 #include <linux/userfaultfd.h>
-#include <uffd.h>
-#include <uffd.h>
+#include <libuffd.h>
+#include <libuffd.h>
 
 #include <stdio.h>
 #include <string.h>
@@ -12,7 +12,7 @@
 int main(void)
 {
 	struct uffdio_register reg;
-	uffd_handle *h = NULL;
+	libuffd_handle *h = NULL;
 	uint64_t mode = LIBUFFD_REGISTER_MISSING | LIBUFFD_REGISTER_WP;
 
 	memset(&reg, 0, sizeof reg);
@@ -20,9 +20,9 @@ int main(void)
 	if (reg.mode != mode)
 		return 1;
 	/* Only the declarations matter here; a NULL handle is harmless. */
-	if (uffd_handle_fd(h) != -22)
+	if (libuffd_handle_fd(h) != -22)
 		return 1;
-	uffd_handle_free(h);
-	printf("hygiene_b: linux/userfaultfd.h then uffd.h: ok (%s)\n", uffd_strerror(0));
+	libuffd_handle_free(h);
+	printf("hygiene_b: linux/userfaultfd.h then libuffd.h: ok (%s)\n", libuffd_strerror(0));
 	return 0;
 }

@@ -1,5 +1,5 @@
 /*
- * layout: the ABI of include/uffd.h pinned at compile time. Sizes,
+ * layout: the ABI of include/libuffd.h pinned at compile time. Sizes,
  * offsets, alignments and field types of every public struct are frozen
  * at 1.0; constants equal the kernel's where <linux/userfaultfd.h> (6.1
  * headers on Debian 12) has them, and the 6.18 literal values where it
@@ -17,110 +17,110 @@
 
 /* ---------------------------------------------------------- structs */
 
-/* struct uffd_fault_info: 24 bytes. */
-SA(sizeof(struct uffd_fault_info) == 24);
-SA(alignof(struct uffd_fault_info) == 8);
-SA(offsetof(struct uffd_fault_info, address) == 0);
-SA(offsetof(struct uffd_fault_info, exact_address) == 8);
-SA(offsetof(struct uffd_fault_info, flags) == 16);
-SA(offsetof(struct uffd_fault_info, thread_id) == 20);
-SA(TYPE_IS(FIELD(uffd_fault_info, address), uint64_t));
-SA(TYPE_IS(FIELD(uffd_fault_info, exact_address), uint64_t));
-SA(TYPE_IS(FIELD(uffd_fault_info, flags), uint32_t));
-SA(TYPE_IS(FIELD(uffd_fault_info, thread_id), uint32_t));
+/* struct libuffd_fault_info: 24 bytes. */
+SA(sizeof(struct libuffd_fault_info) == 24);
+SA(alignof(struct libuffd_fault_info) == 8);
+SA(offsetof(struct libuffd_fault_info, address) == 0);
+SA(offsetof(struct libuffd_fault_info, exact_address) == 8);
+SA(offsetof(struct libuffd_fault_info, flags) == 16);
+SA(offsetof(struct libuffd_fault_info, thread_id) == 20);
+SA(TYPE_IS(FIELD(libuffd_fault_info, address), uint64_t));
+SA(TYPE_IS(FIELD(libuffd_fault_info, exact_address), uint64_t));
+SA(TYPE_IS(FIELD(libuffd_fault_info, flags), uint32_t));
+SA(TYPE_IS(FIELD(libuffd_fault_info, thread_id), uint32_t));
 
-/* struct uffd_fork_info: 8 bytes. */
-SA(sizeof(struct uffd_fork_info) == 8);
-SA(alignof(struct uffd_fork_info) == 4);
-SA(offsetof(struct uffd_fork_info, fd) == 0);
-SA(offsetof(struct uffd_fork_info, reserved) == 4);
-SA(TYPE_IS(FIELD(uffd_fork_info, fd), int32_t));
-SA(TYPE_IS(FIELD(uffd_fork_info, reserved), uint32_t));
+/* struct libuffd_fork_info: 8 bytes. */
+SA(sizeof(struct libuffd_fork_info) == 8);
+SA(alignof(struct libuffd_fork_info) == 4);
+SA(offsetof(struct libuffd_fork_info, fd) == 0);
+SA(offsetof(struct libuffd_fork_info, reserved) == 4);
+SA(TYPE_IS(FIELD(libuffd_fork_info, fd), int32_t));
+SA(TYPE_IS(FIELD(libuffd_fork_info, reserved), uint32_t));
 
-/* struct uffd_remap_info: 24 bytes. */
-SA(sizeof(struct uffd_remap_info) == 24);
-SA(alignof(struct uffd_remap_info) == 8);
-SA(offsetof(struct uffd_remap_info, from) == 0);
-SA(offsetof(struct uffd_remap_info, to) == 8);
-SA(offsetof(struct uffd_remap_info, len) == 16);
-SA(TYPE_IS(FIELD(uffd_remap_info, from), uint64_t));
-SA(TYPE_IS(FIELD(uffd_remap_info, to), uint64_t));
-SA(TYPE_IS(FIELD(uffd_remap_info, len), uint64_t));
+/* struct libuffd_remap_info: 24 bytes. */
+SA(sizeof(struct libuffd_remap_info) == 24);
+SA(alignof(struct libuffd_remap_info) == 8);
+SA(offsetof(struct libuffd_remap_info, from) == 0);
+SA(offsetof(struct libuffd_remap_info, to) == 8);
+SA(offsetof(struct libuffd_remap_info, len) == 16);
+SA(TYPE_IS(FIELD(libuffd_remap_info, from), uint64_t));
+SA(TYPE_IS(FIELD(libuffd_remap_info, to), uint64_t));
+SA(TYPE_IS(FIELD(libuffd_remap_info, len), uint64_t));
 
-/* struct uffd_range_info: 16 bytes. */
-SA(sizeof(struct uffd_range_info) == 16);
-SA(alignof(struct uffd_range_info) == 8);
-SA(offsetof(struct uffd_range_info, start) == 0);
-SA(offsetof(struct uffd_range_info, end) == 8);
-SA(TYPE_IS(FIELD(uffd_range_info, start), uint64_t));
-SA(TYPE_IS(FIELD(uffd_range_info, end), uint64_t));
+/* struct libuffd_range_info: 16 bytes. */
+SA(sizeof(struct libuffd_range_info) == 16);
+SA(alignof(struct libuffd_range_info) == 8);
+SA(offsetof(struct libuffd_range_info, start) == 0);
+SA(offsetof(struct libuffd_range_info, end) == 8);
+SA(TYPE_IS(FIELD(libuffd_range_info, start), uint64_t));
+SA(TYPE_IS(FIELD(libuffd_range_info, end), uint64_t));
 
-/* union uffd_event_data: 24 bytes, every member at 0. */
-SA(sizeof(union uffd_event_data) == 24);
-SA(alignof(union uffd_event_data) == 8);
-SA(offsetof(union uffd_event_data, fault) == 0);
-SA(offsetof(union uffd_event_data, fork) == 0);
-SA(offsetof(union uffd_event_data, remap) == 0);
-SA(offsetof(union uffd_event_data, range) == 0);
-SA(offsetof(union uffd_event_data, raw) == 0);
-SA(sizeof(FIELD(uffd_event, u.raw)) == 24);
-SA(TYPE_IS(FIELD(uffd_event, u.raw[0]), uint64_t));
+/* union libuffd_event_data: 24 bytes, every member at 0. */
+SA(sizeof(union libuffd_event_data) == 24);
+SA(alignof(union libuffd_event_data) == 8);
+SA(offsetof(union libuffd_event_data, fault) == 0);
+SA(offsetof(union libuffd_event_data, fork) == 0);
+SA(offsetof(union libuffd_event_data, remap) == 0);
+SA(offsetof(union libuffd_event_data, range) == 0);
+SA(offsetof(union libuffd_event_data, raw) == 0);
+SA(sizeof(FIELD(libuffd_event, u.raw)) == 24);
+SA(TYPE_IS(FIELD(libuffd_event, u.raw[0]), uint64_t));
 
-/* struct uffd_event: 32 bytes, like the kernel's struct uffd_msg. */
-SA(sizeof(struct uffd_event) == 32);
-SA(sizeof(struct uffd_event) == sizeof(struct uffd_msg));
-SA(alignof(struct uffd_event) == 8);
-SA(offsetof(struct uffd_event, kind) == 0);
-SA(offsetof(struct uffd_event, reserved) == 4);
-SA(offsetof(struct uffd_event, u) == 8);
-SA(offsetof(struct uffd_event, u.fault.address) == 8);
-SA(offsetof(struct uffd_event, u.fault.thread_id) == 28);
-SA(offsetof(struct uffd_event, u.fork.fd) == 8);
-SA(offsetof(struct uffd_event, u.remap.len) == 24);
-SA(offsetof(struct uffd_event, u.range.end) == 16);
-SA(TYPE_IS(FIELD(uffd_event, kind), uint32_t));
-SA(TYPE_IS(FIELD(uffd_event, reserved), uint32_t));
+/* struct libuffd_event: 32 bytes, like the kernel's struct uffd_msg. */
+SA(sizeof(struct libuffd_event) == 32);
+SA(sizeof(struct libuffd_event) == sizeof(struct uffd_msg));
+SA(alignof(struct libuffd_event) == 8);
+SA(offsetof(struct libuffd_event, kind) == 0);
+SA(offsetof(struct libuffd_event, reserved) == 4);
+SA(offsetof(struct libuffd_event, u) == 8);
+SA(offsetof(struct libuffd_event, u.fault.address) == 8);
+SA(offsetof(struct libuffd_event, u.fault.thread_id) == 28);
+SA(offsetof(struct libuffd_event, u.fork.fd) == 8);
+SA(offsetof(struct libuffd_event, u.remap.len) == 24);
+SA(offsetof(struct libuffd_event, u.range.end) == 16);
+SA(TYPE_IS(FIELD(libuffd_event, kind), uint32_t));
+SA(TYPE_IS(FIELD(libuffd_event, reserved), uint32_t));
 
-/* struct uffd_open_opts: 32 bytes, size first. */
-SA(sizeof(struct uffd_open_opts) == 32);
-SA(alignof(struct uffd_open_opts) == 8);
-SA(offsetof(struct uffd_open_opts, sz) == 0);
-SA(offsetof(struct uffd_open_opts, flags) == 8);
-SA(offsetof(struct uffd_open_opts, reserved) == 12);
-SA(offsetof(struct uffd_open_opts, features) == 16);
-SA(offsetof(struct uffd_open_opts, required_features) == 24);
-SA(TYPE_IS(FIELD(uffd_open_opts, sz), size_t));
-SA(TYPE_IS(FIELD(uffd_open_opts, flags), uint32_t));
-SA(TYPE_IS(FIELD(uffd_open_opts, reserved), uint32_t));
-SA(TYPE_IS(FIELD(uffd_open_opts, features), uint64_t));
-SA(TYPE_IS(FIELD(uffd_open_opts, required_features), uint64_t));
+/* struct libuffd_open_opts: 32 bytes, size first. */
+SA(sizeof(struct libuffd_open_opts) == 32);
+SA(alignof(struct libuffd_open_opts) == 8);
+SA(offsetof(struct libuffd_open_opts, sz) == 0);
+SA(offsetof(struct libuffd_open_opts, flags) == 8);
+SA(offsetof(struct libuffd_open_opts, reserved) == 12);
+SA(offsetof(struct libuffd_open_opts, features) == 16);
+SA(offsetof(struct libuffd_open_opts, required_features) == 24);
+SA(TYPE_IS(FIELD(libuffd_open_opts, sz), size_t));
+SA(TYPE_IS(FIELD(libuffd_open_opts, flags), uint32_t));
+SA(TYPE_IS(FIELD(libuffd_open_opts, reserved), uint32_t));
+SA(TYPE_IS(FIELD(libuffd_open_opts, features), uint64_t));
+SA(TYPE_IS(FIELD(libuffd_open_opts, required_features), uint64_t));
 
 /* The handle is opaque (incomplete): only pointers to it exist. */
-SA(sizeof(uffd_handle *) == sizeof(void *));
+SA(sizeof(libuffd_handle *) == sizeof(void *));
 
 /* Function types: a change of a signature is a compile error here. */
-SA(TYPE_IS(&uffd_strerror, const char *(*)(int32_t)));
-SA(TYPE_IS(&uffd_last_error, const char *(*)(void)));
-SA(TYPE_IS(&uffd_read_events, int32_t (*)(uffd_handle *, struct uffd_event *, size_t, int32_t)));
-SA(TYPE_IS(&uffd_open, int32_t (*)(const struct uffd_open_opts *, uffd_handle **)));
-SA(TYPE_IS(&uffd_handle_from_fd, int32_t (*)(int32_t, const struct uffd_open_opts *, uffd_handle **)));
-SA(TYPE_IS(&uffd_handle_free, void (*)(uffd_handle *)));
-SA(TYPE_IS(&uffd_handle_fd, int32_t (*)(const uffd_handle *)));
-SA(TYPE_IS(&uffd_handle_features, int32_t (*)(const uffd_handle *, uint64_t *)));
-SA(TYPE_IS(&uffd_probe_features, int32_t (*)(uint64_t *)));
-SA(TYPE_IS(&uffd_feature_supported, int32_t (*)(uint64_t)));
-SA(TYPE_IS(&uffd_page_size, int64_t (*)(const void *)));
-SA(TYPE_IS(&uffd_register, int32_t (*)(uffd_handle *, void *, size_t, uint64_t, uint64_t *)));
-SA(TYPE_IS(&uffd_unregister, int32_t (*)(uffd_handle *, void *, size_t)));
-SA(TYPE_IS(&uffd_wake, int32_t (*)(uffd_handle *, void *, size_t)));
-SA(TYPE_IS(&uffd_copy, int64_t (*)(uffd_handle *, void *, const void *, size_t, uint64_t)));
-SA(TYPE_IS(&uffd_zeropage, int64_t (*)(uffd_handle *, void *, size_t, uint64_t)));
-SA(TYPE_IS(&uffd_writeprotect, int32_t (*)(uffd_handle *, void *, size_t, uint64_t)));
-SA(TYPE_IS(&uffd_continue, int64_t (*)(uffd_handle *, void *, size_t, uint64_t)));
-SA(TYPE_IS(&uffd_poison, int64_t (*)(uffd_handle *, void *, size_t, uint64_t)));
-SA(TYPE_IS(&uffd_move, int64_t (*)(uffd_handle *, void *, void *, size_t, uint64_t)));
-SA(TYPE_IS(&uffd_version, uint32_t (*)(void)));
-SA(TYPE_IS(&uffd_version_string, const char *(*)(void)));
+SA(TYPE_IS(&libuffd_strerror, const char *(*)(int32_t)));
+SA(TYPE_IS(&libuffd_last_error, const char *(*)(void)));
+SA(TYPE_IS(&libuffd_read_events, int32_t (*)(libuffd_handle *, struct libuffd_event *, size_t, int32_t)));
+SA(TYPE_IS(&libuffd_open, int32_t (*)(const struct libuffd_open_opts *, libuffd_handle **)));
+SA(TYPE_IS(&libuffd_handle_from_fd, int32_t (*)(int32_t, const struct libuffd_open_opts *, libuffd_handle **)));
+SA(TYPE_IS(&libuffd_handle_free, void (*)(libuffd_handle *)));
+SA(TYPE_IS(&libuffd_handle_fd, int32_t (*)(const libuffd_handle *)));
+SA(TYPE_IS(&libuffd_handle_features, int32_t (*)(const libuffd_handle *, uint64_t *)));
+SA(TYPE_IS(&libuffd_probe_features, int32_t (*)(uint64_t *)));
+SA(TYPE_IS(&libuffd_feature_supported, int32_t (*)(uint64_t)));
+SA(TYPE_IS(&libuffd_page_size, int64_t (*)(const void *)));
+SA(TYPE_IS(&libuffd_register, int32_t (*)(libuffd_handle *, void *, size_t, uint64_t, uint64_t *)));
+SA(TYPE_IS(&libuffd_unregister, int32_t (*)(libuffd_handle *, void *, size_t)));
+SA(TYPE_IS(&libuffd_wake, int32_t (*)(libuffd_handle *, void *, size_t)));
+SA(TYPE_IS(&libuffd_copy, int64_t (*)(libuffd_handle *, void *, const void *, size_t, uint64_t)));
+SA(TYPE_IS(&libuffd_zeropage, int64_t (*)(libuffd_handle *, void *, size_t, uint64_t)));
+SA(TYPE_IS(&libuffd_writeprotect, int32_t (*)(libuffd_handle *, void *, size_t, uint64_t)));
+SA(TYPE_IS(&libuffd_continue, int64_t (*)(libuffd_handle *, void *, size_t, uint64_t)));
+SA(TYPE_IS(&libuffd_poison, int64_t (*)(libuffd_handle *, void *, size_t, uint64_t)));
+SA(TYPE_IS(&libuffd_move, int64_t (*)(libuffd_handle *, void *, void *, size_t, uint64_t)));
+SA(TYPE_IS(&libuffd_version, uint32_t (*)(void)));
+SA(TYPE_IS(&libuffd_version_string, const char *(*)(void)));
 
 /* -------------------------------------------------------- constants */
 
@@ -245,25 +245,25 @@ SA(LIBUFFD_FAULT_WRITE == UFFD_PAGEFAULT_FLAG_WRITE);
 SA(LIBUFFD_FAULT_WP == UFFD_PAGEFAULT_FLAG_WP);
 SA(LIBUFFD_FAULT_MINOR == UFFD_PAGEFAULT_FLAG_MINOR);
 
-/* The kernel message's layout that uffd_event mirrors in size. */
-SA(sizeof(((struct uffd_msg *)0)->arg) == sizeof(union uffd_event_data));
+/* The kernel message's layout that libuffd_event mirrors in size. */
+SA(sizeof(((struct uffd_msg *)0)->arg) == sizeof(union libuffd_event_data));
 
 int main(void)
 {
 	/* The same checks at run time, so that the test also counts them. */
-	CHECK_EQ(sizeof(struct uffd_event), 32);
-	CHECK_EQ(sizeof(union uffd_event_data), 24);
-	CHECK_EQ(sizeof(struct uffd_fault_info), 24);
-	CHECK_EQ(sizeof(struct uffd_open_opts), 32);
-	CHECK_EQ(offsetof(struct uffd_open_opts, required_features), 24);
+	CHECK_EQ(sizeof(struct libuffd_event), 32);
+	CHECK_EQ(sizeof(union libuffd_event_data), 24);
+	CHECK_EQ(sizeof(struct libuffd_fault_info), 24);
+	CHECK_EQ(sizeof(struct libuffd_open_opts), 32);
+	CHECK_EQ(offsetof(struct libuffd_open_opts, required_features), 24);
 	CHECK_EQ(LIBUFFD_FEATURE_MINOR_SHMEM, UFFD_FEATURE_MINOR_SHMEM);
 	CHECK_EQ(LIBUFFD_IOCTL_COPY, 1ULL << _UFFDIO_COPY);
 
 	/* LIBUFFD_OPTS_INIT fills sz with the struct's size. */
-	struct uffd_open_opts o = LIBUFFD_OPTS_INIT(uffd_open_opts, .flags = 0);
+	struct libuffd_open_opts o = LIBUFFD_OPTS_INIT(libuffd_open_opts, .flags = 0);
 	CHECK_EQ(o.sz, 32);
 
 	/* The loaded library is the one this header describes. */
-	CHECK_EQ(uffd_version(), LIBUFFD_VERSION);
+	CHECK_EQ(libuffd_version(), LIBUFFD_VERSION);
 	return h_finish();
 }

@@ -25,13 +25,13 @@ static char *map_anon(size_t len)
 	return p;
 }
 
-static uffd_handle *open_nonblock(void)
+static libuffd_handle *open_nonblock(void)
 {
-	struct uffd_open_opts o = LIBUFFD_OPTS_INIT(uffd_open_opts, .flags = LIBUFFD_OPEN_NONBLOCK);
-	uffd_handle *h = NULL;
-	int rc = uffd_open(&o, &h);
+	struct libuffd_open_opts o = LIBUFFD_OPTS_INIT(libuffd_open_opts, .flags = LIBUFFD_OPEN_NONBLOCK);
+	libuffd_handle *h = NULL;
+	int rc = libuffd_open(&o, &h);
 	if (rc < 0)
-		FATAL("uffd_open: %s", uffd_last_error());
+		FATAL("libuffd_open: %s", libuffd_last_error());
 	return h;
 }
 
@@ -67,29 +67,29 @@ static void test_buffer_source(void)
 {
 	SECTION("buffer source, 4 faulting threads, stats");
 	char *mem = map_anon(PAGES * PAGE);
-	uffd_handle *h = open_nonblock();
-	uffd_monitor *m = NULL;
-	CHECK_OK(uffd_monitor_new(NULL, NULL, 0, NULL, NULL, &m));
+	libuffd_handle *h = open_nonblock();
+	libuffd_monitor *m = NULL;
+	CHECK_OK(libuffd_monitor_new(NULL, NULL, 0, NULL, NULL, &m));
 	uint32_t id = 99;
-	CHECK_OK(uffd_monitor_add_handle(m, h, &id));
+	CHECK_OK(libuffd_monitor_add_handle(m, h, &id));
 	CHECK_EQ(id, 0);
-	uffd_handle_free(h); /* the monitor keeps its own reference */
-	struct uffd_region_opts r = LIBUFFD_OPTS_INIT(uffd_region_opts, .source = LIBUFFD_SOURCE_BUFFER,
+	libuffd_handle_free(h); /* the monitor keeps its own reference */
+	struct libuffd_region_opts r = LIBUFFD_OPTS_INIT(libuffd_region_opts, .source = LIBUFFD_SOURCE_BUFFER,
 						      .buffer = source, .buffer_len = PAGES * PAGE,
 						      .register_mode = LIBUFFD_REGISTER_MISSING, .fd = -1);
-	CHECK_OK(uffd_monitor_add_region(m, id, mem, PAGES * PAGE, &r));
-	CHECK_FAILS(uffd_monitor_add_region(m, id, mem, PAGE, &r), -EINVAL, "uffd_monitor_add_region");
-	CHECK_OK(uffd_monitor_start(m));
-	CHECK_FAILS(uffd_monitor_start(m), -EBUSY, "uffd_monitor_start");
+	CHECK_OK(libuffd_monitor_add_region(m, id, mem, PAGES * PAGE, &r));
+	CHECK_FAILS(libuffd_monitor_add_region(m, id, mem, PAGE, &r), -EINVAL, "libuffd_monitor_add_region");
+	CHECK_OK(libuffd_monitor_start(m));
+	CHECK_FAILS(libuffd_monitor_start(m), -EBUSY, "libuffd_monitor_start");
 	touch_all(mem, 4);
 	CHECK(memcmp(mem, source, PAGES * PAGE) == 0);
-	CHECK_OK(uffd_monitor_stop(m));
-	CHECK_OK(uffd_monitor_stop(m)); /* idempotent */
-	CHECK_RET(uffd_monitor_wait(m), 0);
+	CHECK_OK(libuffd_monitor_stop(m));
+	CHECK_OK(libuffd_monitor_stop(m)); /* idempotent */
+	CHECK_RET(libuffd_monitor_wait(m), 0);
 	/* Counters are final once the monitor has stopped (they are updated
 	 * after the faulting thread is woken). */
-	struct uffd_monitor_stats st = { .sz = sizeof st };
-	CHECK_OK(uffd_monitor_get_stats(m, &st));
+	struct libuffd_monitor_stats st = { .sz = sizeof st };
+	CHECK_OK(libuffd_monitor_get_stats(m, &st));
 	CHECK(st.faults >= 1);
 	CHECK(st.resolved >= 1);
 	CHECK_EQ(st.bytes, PAGES * PAGE);
@@ -97,8 +97,8 @@ static void test_buffer_source(void)
 	for (unsigned i = 0; i < LIBUFFD_LATENCY_BUCKETS; i++)
 		lat += st.latency_log2_ns[i];
 	CHECK(lat >= st.resolved);
-	CHECK_FAILS(uffd_monitor_wait(m), -EINVAL, "uffd_monitor_wait");
-	uffd_monitor_free(m);
+	CHECK_FAILS(libuffd_monitor_wait(m), -EINVAL, "libuffd_monitor_wait");
+	libuffd_monitor_free(m);
 	munmap(mem, PAGES * PAGE);
 }
 
@@ -109,13 +109,13 @@ struct cb_state {
 	atomic_int freed;
 };
 
-static int copy_from_source(void *ud, uffd_monitor *m, const struct uffd_fault *f)
+static int copy_from_source(void *ud, libuffd_monitor *m, const struct libuffd_fault *f)
 {
 	struct cb_state *s = ud;
 	atomic_fetch_add(&s->calls, 1);
 	if (f->region_data != (void *)s)
 		return -EINVAL;
-	int rc = uffd_monitor_copy(m, f, source + f->region_offset);
+	int rc = libuffd_monitor_copy(m, f, source + f->region_offset);
 	return rc < 0 ? rc : LIBUFFD_FAULT_HANDLED;
 }
 
@@ -130,23 +130,23 @@ static void test_callback_source(void)
 	SECTION("callback source, user data, finaliser");
 	static struct cb_state s;
 	s.base = map_anon(PAGES * PAGE);
-	uffd_handle *h = open_nonblock();
-	struct uffd_monitor_ops ops = { .on_fault = copy_from_source };
-	uffd_monitor *m = NULL;
-	CHECK_OK(uffd_monitor_new(NULL, &ops, sizeof ops, &s, free_state, &m));
+	libuffd_handle *h = open_nonblock();
+	struct libuffd_monitor_ops ops = { .on_fault = copy_from_source };
+	libuffd_monitor *m = NULL;
+	CHECK_OK(libuffd_monitor_new(NULL, &ops, sizeof ops, &s, free_state, &m));
 	uint32_t id;
-	CHECK_OK(uffd_monitor_add_handle(m, h, &id));
-	struct uffd_region_opts r = LIBUFFD_OPTS_INIT(uffd_region_opts, .source = LIBUFFD_SOURCE_CALLBACK,
+	CHECK_OK(libuffd_monitor_add_handle(m, h, &id));
+	struct libuffd_region_opts r = LIBUFFD_OPTS_INIT(libuffd_region_opts, .source = LIBUFFD_SOURCE_CALLBACK,
 						      .register_mode = LIBUFFD_REGISTER_MISSING, .fd = -1, .data = &s);
-	CHECK_OK(uffd_monitor_add_region(m, id, s.base, PAGES * PAGE, &r));
-	CHECK_OK(uffd_monitor_start(m));
+	CHECK_OK(libuffd_monitor_add_region(m, id, s.base, PAGES * PAGE, &r));
+	CHECK_OK(libuffd_monitor_start(m));
 	touch_all(s.base, 2);
 	CHECK(memcmp(s.base, source, PAGES * PAGE) == 0);
 	CHECK(atomic_load(&s.calls) >= (int)PAGES);
 	CHECK_EQ(atomic_load(&s.freed), 0);
-	uffd_monitor_free(m);
+	libuffd_monitor_free(m);
 	CHECK_EQ(atomic_load(&s.freed), 1);
-	uffd_handle_free(h);
+	libuffd_handle_free(h);
 	munmap(s.base, PAGES * PAGE);
 }
 
@@ -157,7 +157,7 @@ struct pool_state {
 	atomic_int elsewhere;
 };
 
-static int fetch_and_copy(void *ud, uffd_monitor *m, const struct uffd_fault *f)
+static int fetch_and_copy(void *ud, libuffd_monitor *m, const struct libuffd_fault *f)
 {
 	struct pool_state *s = ud;
 	char name[16] = "";
@@ -169,39 +169,39 @@ static int fetch_and_copy(void *ud, uffd_monitor *m, const struct uffd_fault *f)
 		atomic_fetch_add(&s->elsewhere, 1);
 	if (s->delay_us)
 		usleep(s->delay_us); /* a fetch: the network, a disk */
-	int rc = uffd_monitor_copy(m, f, source + f->region_offset);
+	int rc = libuffd_monitor_copy(m, f, source + f->region_offset);
 	return rc < 0 ? rc : LIBUFFD_FAULT_HANDLED;
 }
 
 /* Serve PAGES pages with 4 workers from a callback (s != NULL) or from the
  * buffer, while 4 threads fault; return the monitor's counters. */
-static struct uffd_monitor_stats run_pool(struct pool_state *s, uint32_t flags)
+static struct libuffd_monitor_stats run_pool(struct pool_state *s, uint32_t flags)
 {
 	char *mem = map_anon(PAGES * PAGE);
-	uffd_handle *h = open_nonblock();
-	struct uffd_monitor_ops ops = { .on_fault = fetch_and_copy };
-	struct uffd_monitor_opts mo = LIBUFFD_OPTS_INIT(uffd_monitor_opts, .workers = 4, .flags = flags);
-	uffd_monitor *m = NULL;
-	CHECK_OK(uffd_monitor_new(&mo, &ops, sizeof ops, s, NULL, &m));
+	libuffd_handle *h = open_nonblock();
+	struct libuffd_monitor_ops ops = { .on_fault = fetch_and_copy };
+	struct libuffd_monitor_opts mo = LIBUFFD_OPTS_INIT(libuffd_monitor_opts, .workers = 4, .flags = flags);
+	libuffd_monitor *m = NULL;
+	CHECK_OK(libuffd_monitor_new(&mo, &ops, sizeof ops, s, NULL, &m));
 	uint32_t id;
-	CHECK_OK(uffd_monitor_add_handle(m, h, &id));
-	struct uffd_region_opts r = LIBUFFD_OPTS_INIT(uffd_region_opts, .source = LIBUFFD_SOURCE_CALLBACK,
+	CHECK_OK(libuffd_monitor_add_handle(m, h, &id));
+	struct libuffd_region_opts r = LIBUFFD_OPTS_INIT(libuffd_region_opts, .source = LIBUFFD_SOURCE_CALLBACK,
 						      .register_mode = LIBUFFD_REGISTER_MISSING, .fd = -1);
 	if (!s) {
 		r.source = LIBUFFD_SOURCE_BUFFER;
 		r.buffer = source;
 		r.buffer_len = PAGES * PAGE;
 	}
-	CHECK_OK(uffd_monitor_add_region(m, id, mem, PAGES * PAGE, &r));
-	CHECK_OK(uffd_monitor_start(m));
+	CHECK_OK(libuffd_monitor_add_region(m, id, mem, PAGES * PAGE, &r));
+	CHECK_OK(libuffd_monitor_start(m));
 	touch_all(mem, 4);
 	CHECK(memcmp(mem, source, PAGES * PAGE) == 0);
-	CHECK_OK(uffd_monitor_stop(m));
-	CHECK_RET(uffd_monitor_wait(m), 0);
-	struct uffd_monitor_stats st = { .sz = sizeof st };
-	CHECK_OK(uffd_monitor_get_stats(m, &st));
-	uffd_monitor_free(m);
-	uffd_handle_free(h);
+	CHECK_OK(libuffd_monitor_stop(m));
+	CHECK_RET(libuffd_monitor_wait(m), 0);
+	struct libuffd_monitor_stats st = { .sz = sizeof st };
+	CHECK_OK(libuffd_monitor_get_stats(m, &st));
+	libuffd_monitor_free(m);
+	libuffd_handle_free(h);
 	munmap(mem, PAGES * PAGE);
 	return st;
 }
@@ -212,7 +212,7 @@ static void test_workers(void)
 	/* Callbacks (here taking 300 us, as a fetch would) run on the
 	 * workers, several at once (4 faulting threads). */
 	static struct pool_state slow = { .delay_us = 300 };
-	struct uffd_monitor_stats st = run_pool(&slow, 0);
+	struct libuffd_monitor_stats st = run_pool(&slow, 0);
 	int busy = 0, on_workers = 0;
 	for (int i = 0; i < 4; i++) {
 		busy += atomic_load(&slow.on_worker[i]) > 0;
@@ -233,10 +233,10 @@ static void test_workers(void)
 }
 
 /* Deferral: the callback queues the fault; another thread completes it. */
-static struct uffd_fault deferred[PAGES];
+static struct libuffd_fault deferred[PAGES];
 static atomic_int n_deferred;
 
-static int defer_fault(void *ud, uffd_monitor *m, const struct uffd_fault *f)
+static int defer_fault(void *ud, libuffd_monitor *m, const struct libuffd_fault *f)
 {
 	(void)ud;
 	(void)m;
@@ -247,7 +247,7 @@ static int defer_fault(void *ud, uffd_monitor *m, const struct uffd_fault *f)
 }
 
 struct completer {
-	uffd_monitor *m;
+	libuffd_monitor *m;
 	int done;
 };
 
@@ -259,7 +259,7 @@ static void *complete_later(void *arg)
 		int n = atomic_load(&n_deferred);
 		for (; served < n; served++) {
 			usleep(20000); /* "a page fetched over the network" */
-			int rc = uffd_monitor_copy(c->m, &deferred[served], source + deferred[served].region_offset);
+			int rc = libuffd_monitor_copy(c->m, &deferred[served], source + deferred[served].region_offset);
 			if (rc == LIBUFFD_RESOLVED || rc == LIBUFFD_ALREADY_RESOLVED)
 				c->done++;
 		}
@@ -272,32 +272,32 @@ static void test_defer(void)
 {
 	SECTION("defer and complete from another thread");
 	char *mem = map_anon(PAGE);
-	uffd_handle *h = open_nonblock();
-	struct uffd_monitor_ops ops = { .on_fault = defer_fault };
-	uffd_monitor *m = NULL;
-	CHECK_OK(uffd_monitor_new(NULL, &ops, sizeof ops, NULL, NULL, &m));
+	libuffd_handle *h = open_nonblock();
+	struct libuffd_monitor_ops ops = { .on_fault = defer_fault };
+	libuffd_monitor *m = NULL;
+	CHECK_OK(libuffd_monitor_new(NULL, &ops, sizeof ops, NULL, NULL, &m));
 	uint32_t id;
-	CHECK_OK(uffd_monitor_add_handle(m, h, &id));
-	struct uffd_region_opts r = LIBUFFD_OPTS_INIT(uffd_region_opts, .source = LIBUFFD_SOURCE_CALLBACK,
+	CHECK_OK(libuffd_monitor_add_handle(m, h, &id));
+	struct libuffd_region_opts r = LIBUFFD_OPTS_INIT(libuffd_region_opts, .source = LIBUFFD_SOURCE_CALLBACK,
 						      .register_mode = LIBUFFD_REGISTER_MISSING, .fd = -1);
-	CHECK_OK(uffd_monitor_add_region(m, id, mem, PAGE, &r));
-	CHECK_OK(uffd_monitor_start(m));
+	CHECK_OK(libuffd_monitor_add_region(m, id, mem, PAGE, &r));
+	CHECK_OK(libuffd_monitor_start(m));
 	struct completer c = { m, 0 };
 	pthread_t t;
 	pthread_create(&t, NULL, complete_later, &c);
 	CHECK_EQ((unsigned char)mem[100], (unsigned char)source[100]);
 	pthread_join(t, NULL);
 	CHECK_EQ(c.done, 1);
-	struct uffd_monitor_stats st = { .sz = sizeof st };
-	CHECK_OK(uffd_monitor_get_stats(m, &st));
+	struct libuffd_monitor_stats st = { .sz = sizeof st };
+	CHECK_OK(libuffd_monitor_get_stats(m, &st));
 	CHECK_EQ(st.deferred, 1);
-	uffd_monitor_free(m);
-	uffd_handle_free(h);
+	libuffd_monitor_free(m);
+	libuffd_handle_free(h);
 	munmap(mem, PAGE);
 }
 
 /* A failing callback: the default policy poisons, the thread gets SIGBUS. */
-static int fail_eio(void *ud, uffd_monitor *m, const struct uffd_fault *f)
+static int fail_eio(void *ud, libuffd_monitor *m, const struct libuffd_fault *f)
 {
 	(void)ud;
 	(void)m;
@@ -323,16 +323,16 @@ static void test_error_policy_sigbus(void)
 	pid_t pid = fork();
 	if (pid == 0) {
 		char *mem = map_anon(PAGE);
-		uffd_handle *h = open_nonblock();
-		struct uffd_monitor_ops ops = { .on_fault = fail_eio, .on_log = count_log };
-		uffd_monitor *m = NULL;
-		if (uffd_monitor_new(NULL, &ops, sizeof ops, NULL, NULL, &m) < 0)
+		libuffd_handle *h = open_nonblock();
+		struct libuffd_monitor_ops ops = { .on_fault = fail_eio, .on_log = count_log };
+		libuffd_monitor *m = NULL;
+		if (libuffd_monitor_new(NULL, &ops, sizeof ops, NULL, NULL, &m) < 0)
 			_exit(10);
 		uint32_t id;
-		uffd_monitor_add_handle(m, h, &id);
-		struct uffd_region_opts r = LIBUFFD_OPTS_INIT(uffd_region_opts, .source = LIBUFFD_SOURCE_CALLBACK,
+		libuffd_monitor_add_handle(m, h, &id);
+		struct libuffd_region_opts r = LIBUFFD_OPTS_INIT(libuffd_region_opts, .source = LIBUFFD_SOURCE_CALLBACK,
 							      .register_mode = LIBUFFD_REGISTER_MISSING, .fd = -1);
-		if (uffd_monitor_add_region(m, id, mem, PAGE, &r) < 0 || uffd_monitor_start(m) < 0)
+		if (libuffd_monitor_add_region(m, id, mem, PAGE, &r) < 0 || libuffd_monitor_start(m) < 0)
 			_exit(11);
 		alarm(20); /* a hang fails by SIGALRM, not SIGBUS */
 		volatile char c = mem[0];
@@ -350,11 +350,11 @@ static void test_error_policy_sigbus(void)
 }
 
 /* Stop from inside a callback; the blocked thread is released. */
-static int stop_now(void *ud, uffd_monitor *m, const struct uffd_fault *f)
+static int stop_now(void *ud, libuffd_monitor *m, const struct libuffd_fault *f)
 {
 	(void)ud;
 	(void)f;
-	uffd_monitor_stop(m); /* allowed from a callback */
+	libuffd_monitor_stop(m); /* allowed from a callback */
 	return LIBUFFD_FAULT_STOP;
 }
 
@@ -368,50 +368,50 @@ static void test_stop_from_callback(void)
 {
 	SECTION("stop from a callback releases the faulting thread");
 	char *mem = map_anon(PAGE);
-	uffd_handle *h = open_nonblock();
-	struct uffd_monitor_ops ops = { .on_fault = stop_now };
-	uffd_monitor *m = NULL;
-	CHECK_OK(uffd_monitor_new(NULL, &ops, sizeof ops, NULL, NULL, &m));
+	libuffd_handle *h = open_nonblock();
+	struct libuffd_monitor_ops ops = { .on_fault = stop_now };
+	libuffd_monitor *m = NULL;
+	CHECK_OK(libuffd_monitor_new(NULL, &ops, sizeof ops, NULL, NULL, &m));
 	uint32_t id;
-	CHECK_OK(uffd_monitor_add_handle(m, h, &id));
-	struct uffd_region_opts r = LIBUFFD_OPTS_INIT(uffd_region_opts, .source = LIBUFFD_SOURCE_CALLBACK,
+	CHECK_OK(libuffd_monitor_add_handle(m, h, &id));
+	struct libuffd_region_opts r = LIBUFFD_OPTS_INIT(libuffd_region_opts, .source = LIBUFFD_SOURCE_CALLBACK,
 						      .register_mode = LIBUFFD_REGISTER_MISSING, .fd = -1);
-	CHECK_OK(uffd_monitor_add_region(m, id, mem, PAGE, &r));
+	CHECK_OK(libuffd_monitor_add_region(m, id, mem, PAGE, &r));
 	pthread_t t;
 	pthread_create(&t, NULL, read_one, mem);
-	CHECK_RET(uffd_monitor_run(m), 0); /* on this thread, until the callback stops it */
+	CHECK_RET(libuffd_monitor_run(m), 0); /* on this thread, until the callback stops it */
 	void *v;
 	pthread_join(t, &v);
 	CHECK_EQ((uintptr_t)v, 0); /* released: the region was unregistered, a zero page */
-	uffd_monitor_free(m);
-	uffd_handle_free(h);
+	libuffd_monitor_free(m);
+	libuffd_handle_free(h);
 	munmap(mem, PAGE);
 }
 
 static void test_dispatch(void)
 {
-	SECTION("caller's event loop: uffd_monitor_fd + uffd_monitor_dispatch");
+	SECTION("caller's event loop: libuffd_monitor_fd + libuffd_monitor_dispatch");
 	char *mem = map_anon(PAGES * PAGE);
-	uffd_handle *h = open_nonblock();
-	uffd_monitor *m = NULL;
-	struct uffd_monitor_opts mo = LIBUFFD_OPTS_INIT(uffd_monitor_opts, .flags = LIBUFFD_MONITOR_FIXED_WINDOW);
-	CHECK_OK(uffd_monitor_new(&mo, NULL, 0, NULL, NULL, &m));
+	libuffd_handle *h = open_nonblock();
+	libuffd_monitor *m = NULL;
+	struct libuffd_monitor_opts mo = LIBUFFD_OPTS_INIT(libuffd_monitor_opts, .flags = LIBUFFD_MONITOR_FIXED_WINDOW);
+	CHECK_OK(libuffd_monitor_new(&mo, NULL, 0, NULL, NULL, &m));
 	uint32_t id;
-	CHECK_OK(uffd_monitor_add_handle(m, h, &id));
-	struct uffd_region_opts r = LIBUFFD_OPTS_INIT(uffd_region_opts, .source = LIBUFFD_SOURCE_ZERO,
+	CHECK_OK(libuffd_monitor_add_handle(m, h, &id));
+	struct libuffd_region_opts r = LIBUFFD_OPTS_INIT(libuffd_region_opts, .source = LIBUFFD_SOURCE_ZERO,
 						      .register_mode = LIBUFFD_REGISTER_MISSING, .fd = -1);
-	CHECK_OK(uffd_monitor_add_region(m, id, mem, PAGES * PAGE, &r));
-	CHECK_RET(uffd_monitor_dispatch(m, 0), 0);
+	CHECK_OK(libuffd_monitor_add_region(m, id, mem, PAGES * PAGE, &r));
+	CHECK_RET(libuffd_monitor_dispatch(m, 0), 0);
 	pthread_t t;
 	struct reader_arg a = { mem, 0, PAGES, 0 };
 	pthread_create(&t, NULL, read_pages, &a);
-	struct pollfd p = { .fd = uffd_monitor_fd(m), .events = POLLIN };
+	struct pollfd p = { .fd = libuffd_monitor_fd(m), .events = POLLIN };
 	CHECK(p.fd >= 0);
-	struct uffd_monitor_stats st = { .sz = sizeof st };
+	struct libuffd_monitor_stats st = { .sz = sizeof st };
 	for (int i = 0; i < 20000; i++) {
 		if (poll(&p, 1, 10) > 0)
-			CHECK_OK(uffd_monitor_dispatch(m, 0));
-		CHECK_OK(uffd_monitor_get_stats(m, &st));
+			CHECK_OK(libuffd_monitor_dispatch(m, 0));
+		CHECK_OK(libuffd_monitor_get_stats(m, &st));
 		if (st.bytes == PAGES * PAGE)
 			break;
 	}
@@ -419,77 +419,77 @@ static void test_dispatch(void)
 	CHECK_EQ(a.sum, 0);
 	CHECK_EQ(st.bytes, PAGES * PAGE);
 	CHECK_EQ(st.resolved, PAGES); /* fixed window of 1: one page per fault */
-	uffd_monitor_free(m);
-	uffd_handle_free(h);
+	libuffd_monitor_free(m);
+	libuffd_handle_free(h);
 	munmap(mem, PAGES * PAGE);
 }
 
 static void test_bad_input(void)
 {
 	SECTION("bad input");
-	uffd_monitor *m = (uffd_monitor *)0x1;
-	CHECK_FAILS(uffd_monitor_new(NULL, NULL, 0, NULL, NULL, NULL), -EINVAL, "uffd_monitor_new");
-	struct uffd_monitor_ops ops = { 0 };
-	CHECK_FAILS(uffd_monitor_new(NULL, &ops, 3, NULL, NULL, &m), -EINVAL, "uffd_monitor_new");
-	CHECK_FAILS(uffd_monitor_new(NULL, NULL, 8, NULL, NULL, &m), -EINVAL, "uffd_monitor_new");
-	CHECK(m == (uffd_monitor *)0x1); /* not written on failure */
+	libuffd_monitor *m = (libuffd_monitor *)0x1;
+	CHECK_FAILS(libuffd_monitor_new(NULL, NULL, 0, NULL, NULL, NULL), -EINVAL, "libuffd_monitor_new");
+	struct libuffd_monitor_ops ops = { 0 };
+	CHECK_FAILS(libuffd_monitor_new(NULL, &ops, 3, NULL, NULL, &m), -EINVAL, "libuffd_monitor_new");
+	CHECK_FAILS(libuffd_monitor_new(NULL, NULL, 8, NULL, NULL, &m), -EINVAL, "libuffd_monitor_new");
+	CHECK(m == (libuffd_monitor *)0x1); /* not written on failure */
 	char big[sizeof ops + 8];
 	memset(big, 0, sizeof big);
 	big[sizeof ops] = 1;
-	CHECK_FAILS(uffd_monitor_new(NULL, (struct uffd_monitor_ops *)big, sizeof big, NULL, NULL, &m), -E2BIG,
-		    "uffd_monitor_new");
-	struct uffd_monitor_opts bad = LIBUFFD_OPTS_INIT(uffd_monitor_opts, .error_policy = 9);
-	CHECK_FAILS(uffd_monitor_new(&bad, NULL, 0, NULL, NULL, &m), -EINVAL, "uffd_monitor_new");
-	bad = (struct uffd_monitor_opts)LIBUFFD_OPTS_INIT(uffd_monitor_opts, .window_min = 8, .window_max = 2);
-	CHECK_FAILS(uffd_monitor_new(&bad, NULL, 0, NULL, NULL, &m), -EINVAL, "uffd_monitor");
-	bad = (struct uffd_monitor_opts)LIBUFFD_OPTS_INIT(uffd_monitor_opts, .flags = 0x80);
-	CHECK_FAILS(uffd_monitor_new(&bad, NULL, 0, NULL, NULL, &m), -EINVAL, "uffd_monitor_new");
+	CHECK_FAILS(libuffd_monitor_new(NULL, (struct libuffd_monitor_ops *)big, sizeof big, NULL, NULL, &m), -E2BIG,
+		    "libuffd_monitor_new");
+	struct libuffd_monitor_opts bad = LIBUFFD_OPTS_INIT(libuffd_monitor_opts, .error_policy = 9);
+	CHECK_FAILS(libuffd_monitor_new(&bad, NULL, 0, NULL, NULL, &m), -EINVAL, "libuffd_monitor_new");
+	bad = (struct libuffd_monitor_opts)LIBUFFD_OPTS_INIT(libuffd_monitor_opts, .window_min = 8, .window_max = 2);
+	CHECK_FAILS(libuffd_monitor_new(&bad, NULL, 0, NULL, NULL, &m), -EINVAL, "libuffd_monitor");
+	bad = (struct libuffd_monitor_opts)LIBUFFD_OPTS_INIT(libuffd_monitor_opts, .flags = 0x80);
+	CHECK_FAILS(libuffd_monitor_new(&bad, NULL, 0, NULL, NULL, &m), -EINVAL, "libuffd_monitor_new");
 
-	CHECK_FAILS(uffd_monitor_add_handle(NULL, NULL, NULL), -EINVAL, "uffd_monitor_add_handle");
-	CHECK_FAILS(uffd_monitor_add_region(NULL, 0, NULL, 0, NULL), -EINVAL, "uffd_monitor_add_region");
-	CHECK_FAILS(uffd_monitor_run(NULL), -EINVAL, "uffd_monitor_run");
-	CHECK_FAILS(uffd_monitor_start(NULL), -EINVAL, "uffd_monitor_start");
-	CHECK_FAILS(uffd_monitor_stop(NULL), -EINVAL, "uffd_monitor_stop");
-	CHECK_FAILS(uffd_monitor_wait(NULL), -EINVAL, "uffd_monitor_wait");
-	CHECK_FAILS(uffd_monitor_fd(NULL), -EINVAL, "uffd_monitor_fd");
-	CHECK_FAILS(uffd_monitor_dispatch(NULL, 0), -EINVAL, "uffd_monitor_dispatch");
-	CHECK_FAILS(uffd_monitor_get_stats(NULL, NULL), -EINVAL, "uffd_monitor_get_stats");
-	CHECK_FAILS(uffd_monitor_copy(NULL, NULL, source), -EINVAL, "uffd_monitor_copy");
-	CHECK_FAILS(uffd_monitor_zero(NULL, NULL), -EINVAL, "uffd_monitor_zero");
-	CHECK_FAILS(uffd_monitor_continue(NULL, NULL), -EINVAL, "uffd_monitor_continue");
-	CHECK_FAILS(uffd_monitor_unprotect(NULL, NULL), -EINVAL, "uffd_monitor_unprotect");
-	CHECK_FAILS(uffd_monitor_poison(NULL, NULL), -EINVAL, "uffd_monitor_poison");
-	CHECK_FAILS(uffd_monitor_move(NULL, NULL, source), -EINVAL, "uffd_monitor_move");
-	uffd_monitor_free(NULL);
+	CHECK_FAILS(libuffd_monitor_add_handle(NULL, NULL, NULL), -EINVAL, "libuffd_monitor_add_handle");
+	CHECK_FAILS(libuffd_monitor_add_region(NULL, 0, NULL, 0, NULL), -EINVAL, "libuffd_monitor_add_region");
+	CHECK_FAILS(libuffd_monitor_run(NULL), -EINVAL, "libuffd_monitor_run");
+	CHECK_FAILS(libuffd_monitor_start(NULL), -EINVAL, "libuffd_monitor_start");
+	CHECK_FAILS(libuffd_monitor_stop(NULL), -EINVAL, "libuffd_monitor_stop");
+	CHECK_FAILS(libuffd_monitor_wait(NULL), -EINVAL, "libuffd_monitor_wait");
+	CHECK_FAILS(libuffd_monitor_fd(NULL), -EINVAL, "libuffd_monitor_fd");
+	CHECK_FAILS(libuffd_monitor_dispatch(NULL, 0), -EINVAL, "libuffd_monitor_dispatch");
+	CHECK_FAILS(libuffd_monitor_get_stats(NULL, NULL), -EINVAL, "libuffd_monitor_get_stats");
+	CHECK_FAILS(libuffd_monitor_copy(NULL, NULL, source), -EINVAL, "libuffd_monitor_copy");
+	CHECK_FAILS(libuffd_monitor_zero(NULL, NULL), -EINVAL, "libuffd_monitor_zero");
+	CHECK_FAILS(libuffd_monitor_continue(NULL, NULL), -EINVAL, "libuffd_monitor_continue");
+	CHECK_FAILS(libuffd_monitor_unprotect(NULL, NULL), -EINVAL, "libuffd_monitor_unprotect");
+	CHECK_FAILS(libuffd_monitor_poison(NULL, NULL), -EINVAL, "libuffd_monitor_poison");
+	CHECK_FAILS(libuffd_monitor_move(NULL, NULL, source), -EINVAL, "libuffd_monitor_move");
+	libuffd_monitor_free(NULL);
 
-	CHECK_OK(uffd_monitor_new(NULL, NULL, 0, NULL, NULL, &m));
-	uffd_handle *blocking = NULL;
-	CHECK_OK(uffd_open(NULL, &blocking));
-	CHECK_FAILS(uffd_monitor_add_handle(m, blocking, NULL), -EINVAL, "uffd_monitor_add_handle");
-	uffd_handle_free(blocking);
+	CHECK_OK(libuffd_monitor_new(NULL, NULL, 0, NULL, NULL, &m));
+	libuffd_handle *blocking = NULL;
+	CHECK_OK(libuffd_open(NULL, &blocking));
+	CHECK_FAILS(libuffd_monitor_add_handle(m, blocking, NULL), -EINVAL, "libuffd_monitor_add_handle");
+	libuffd_handle_free(blocking);
 	char *mem = map_anon(PAGE);
-	CHECK_FAILS(uffd_monitor_add_region(m, 7, mem, PAGE, NULL), -EINVAL, "uffd_monitor_add_region");
-	uffd_handle *h = open_nonblock();
+	CHECK_FAILS(libuffd_monitor_add_region(m, 7, mem, PAGE, NULL), -EINVAL, "libuffd_monitor_add_region");
+	libuffd_handle *h = open_nonblock();
 	uint32_t id;
-	CHECK_OK(uffd_monitor_add_handle(m, h, &id));
-	CHECK_FAILS(uffd_monitor_add_region(m, id, mem + 1, PAGE, NULL), -EINVAL, "uffd_monitor_add_region");
-	struct uffd_region_opts ro = LIBUFFD_OPTS_INIT(uffd_region_opts, .source = 42, .fd = -1);
-	CHECK_FAILS(uffd_monitor_add_region(m, id, mem, PAGE, &ro), -EINVAL, "uffd_monitor_add_region");
-	ro = (struct uffd_region_opts)LIBUFFD_OPTS_INIT(uffd_region_opts, .source = LIBUFFD_SOURCE_BUFFER, .fd = -1);
-	CHECK_FAILS(uffd_monitor_add_region(m, id, mem, PAGE, &ro), -EINVAL, "uffd_monitor_add_region");
-	ro = (struct uffd_region_opts)LIBUFFD_OPTS_INIT(uffd_region_opts, .source = LIBUFFD_SOURCE_FD, .fd = -5);
-	CHECK_FAILS(uffd_monitor_add_region(m, id, mem, PAGE, &ro), -EINVAL, "uffd_monitor_add_region");
-	struct uffd_fault f = { .page = 0x1001, .page_size = 4096 };
-	CHECK_FAILS(uffd_monitor_zero(m, &f), -EINVAL, "uffd_monitor_zero");
-	struct uffd_monitor_stats st = { .sz = 2 };
-	CHECK_FAILS(uffd_monitor_get_stats(m, &st), -EINVAL, "uffd_monitor_get_stats");
+	CHECK_OK(libuffd_monitor_add_handle(m, h, &id));
+	CHECK_FAILS(libuffd_monitor_add_region(m, id, mem + 1, PAGE, NULL), -EINVAL, "libuffd_monitor_add_region");
+	struct libuffd_region_opts ro = LIBUFFD_OPTS_INIT(libuffd_region_opts, .source = 42, .fd = -1);
+	CHECK_FAILS(libuffd_monitor_add_region(m, id, mem, PAGE, &ro), -EINVAL, "libuffd_monitor_add_region");
+	ro = (struct libuffd_region_opts)LIBUFFD_OPTS_INIT(libuffd_region_opts, .source = LIBUFFD_SOURCE_BUFFER, .fd = -1);
+	CHECK_FAILS(libuffd_monitor_add_region(m, id, mem, PAGE, &ro), -EINVAL, "libuffd_monitor_add_region");
+	ro = (struct libuffd_region_opts)LIBUFFD_OPTS_INIT(libuffd_region_opts, .source = LIBUFFD_SOURCE_FD, .fd = -5);
+	CHECK_FAILS(libuffd_monitor_add_region(m, id, mem, PAGE, &ro), -EINVAL, "libuffd_monitor_add_region");
+	struct libuffd_fault f = { .page = 0x1001, .page_size = 4096 };
+	CHECK_FAILS(libuffd_monitor_zero(m, &f), -EINVAL, "libuffd_monitor_zero");
+	struct libuffd_monitor_stats st = { .sz = 2 };
+	CHECK_FAILS(libuffd_monitor_get_stats(m, &st), -EINVAL, "libuffd_monitor_get_stats");
 	/* An older, shorter stats struct gets what it has. */
 	struct { size_t sz; uint64_t faults; } old = { sizeof old, 12345 };
-	CHECK_OK(uffd_monitor_get_stats(m, (struct uffd_monitor_stats *)&old));
+	CHECK_OK(libuffd_monitor_get_stats(m, (struct libuffd_monitor_stats *)&old));
 	CHECK_EQ(old.faults, 0);
-	CHECK_FAILS(uffd_monitor_dispatch(m, -2), -EINVAL, "uffd_monitor_dispatch");
-	uffd_monitor_free(m);
-	uffd_handle_free(h);
+	CHECK_FAILS(libuffd_monitor_dispatch(m, -2), -EINVAL, "libuffd_monitor_dispatch");
+	libuffd_monitor_free(m);
+	libuffd_handle_free(h);
 	munmap(mem, PAGE);
 }
 

@@ -167,15 +167,15 @@ for src in tests/c/hygiene_*.c; do
       "$CC" -std=c11 -Wall -Wextra -Wpedantic -Werror -fsyntax-only -Iinclude "$src" \
     && pass "pedantic:$base"
 done
-# uffd.h alone, as the first and only include, in both languages.
-printf '#include <uffd.h>\nint main(void) { return uffd_version() == LIBUFFD_VERSION ? 0 : 1; }\n' \
+# libuffd.h alone, as the first and only include, in both languages.
+printf '#include <libuffd.h>\nint main(void) { return libuffd_version() == LIBUFFD_VERSION ? 0 : 1; }\n' \
   > "$OUT/alone.c"
-compile "c11:uffd.h-alone" "$OUT/alone.c.log" \
+compile "c11:libuffd.h-alone" "$OUT/alone.c.log" \
     "$CC" -std=c11 -Wall -Wextra -Wpedantic -Werror -fsyntax-only -Iinclude "$OUT/alone.c" \
-  && pass "c11:uffd.h-alone"
-compile "c++17:uffd.h-alone" "$OUT/alone.cxx.log" \
+  && pass "c11:libuffd.h-alone"
+compile "c++17:libuffd.h-alone" "$OUT/alone.cxx.log" \
     "$CXX" -std=c++17 -x c++ -fsyntax-only -Wall -Wextra -Werror -Iinclude "$OUT/alone.c" \
-  && pass "c++17:uffd.h-alone"
+  && pass "c++17:libuffd.h-alone"
 
 echo
 if [ "$failed" -gt 0 ]; then

@@ -1,5 +1,5 @@
-/* The second translation unit of two_tu.c: uffd.h alone. */
-#include <uffd.h>
+/* The second translation unit of two_tu.c: libuffd.h alone. */
+#include <libuffd.h>
 
 uint32_t tu2_version(void);
 size_t tu2_event_size(void);
@@ -7,16 +7,16 @@ const char *tu2_last_error_after_failure(void);
 
 uint32_t tu2_version(void)
 {
-	return uffd_version();
+	return libuffd_version();
 }
 
 size_t tu2_event_size(void)
 {
-	return sizeof(struct uffd_event);
+	return sizeof(struct libuffd_event);
 }
 
 const char *tu2_last_error_after_failure(void)
 {
-	(void)uffd_handle_fd(NULL);
-	return uffd_last_error();
+	(void)libuffd_handle_fd(NULL);
+	return libuffd_last_error();
 }
