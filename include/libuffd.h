@@ -1101,13 +1101,16 @@ int32_t libuffd_monitor_new(const struct libuffd_monitor_opts *opts, const struc
 /**
  * Serve a handle's faults and events with this monitor (the monitor
  * keeps its own reference: the handle may be freed by the caller
- * afterwards). The handle must be non-blocking (LIBUFFD_OPEN_NONBLOCK).
- * `*id` (may be NULL) receives the handle's id, used by regions, faults
- * and events.
+ * afterwards). Blocking and non-blocking handles are served alike, and
+ * the descriptor's file status flags are left as they are (the file may
+ * be shared with another process): a blocking one is read with
+ * RWF_NOWAIT, so no read of the monitor ever waits. `*id` (may be NULL)
+ * receives the handle's id, used by regions, faults and events.
  *
  * Thread safety: may be called from any thread, also while running.
  *
- * Returns: 0, or -EINVAL (NULL monitor or handle, blocking handle).
+ * Returns: 0, or -EINVAL (NULL monitor or handle; a blocking handle on a
+ * kernel whose userfaultfd does not take RWF_NOWAIT: set O_NONBLOCK).
  *
  * # Safety
  * Pointers are NULL or live objects; `id` NULL or writable.

@@ -67,7 +67,10 @@ fn check_out<T>(func: &str, out: *mut T) -> Result<(), Error> {
 /// `opts` is NULL or a valid libuffd_open_opts of `opts->sz` bytes; `out` is
 /// NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn libuffd_open(opts: *const libuffd_open_opts, out: *mut *mut libuffd_handle) -> i32 {
+pub unsafe extern "C" fn libuffd_open(
+    opts: *const libuffd_open_opts,
+    out: *mut *mut libuffd_handle,
+) -> i32 {
     guard("libuffd_open", || {
         check_out("libuffd_open", out)?;
         // SAFETY: contract above.
@@ -192,7 +195,10 @@ pub unsafe extern "C" fn libuffd_handle_fd(h: *const libuffd_handle) -> i32 {
 /// # Safety
 /// `h` is NULL or a live handle; `features` is NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn libuffd_handle_features(h: *const libuffd_handle, features: *mut u64) -> i32 {
+pub unsafe extern "C" fn libuffd_handle_features(
+    h: *const libuffd_handle,
+    features: *mut u64,
+) -> i32 {
     guard("libuffd_handle_features", || {
         // SAFETY: contract above.
         let h = unsafe { borrow(h) }?;

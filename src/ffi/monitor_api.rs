@@ -222,7 +222,10 @@ fn config_from_c(o: &libuffd_monitor_opts) -> Result<Config, Error> {
 ///
 /// # Safety
 /// `ops` is NULL or points to `size` readable bytes.
-unsafe fn ops_from_c(ops: *const libuffd_monitor_ops, size: usize) -> Result<libuffd_monitor_ops, Error> {
+unsafe fn ops_from_c(
+    ops: *const libuffd_monitor_ops,
+    size: usize,
+) -> Result<libuffd_monitor_ops, Error> {
     if ops.is_null() {
         if size != 0 {
             return Err(Error::invalid(
@@ -299,13 +302,16 @@ pub unsafe extern "C" fn libuffd_monitor_new(
 
 /// Serve a handle's faults and events with this monitor (the monitor
 /// keeps its own reference: the handle may be freed by the caller
-/// afterwards). The handle must be non-blocking (LIBUFFD_OPEN_NONBLOCK).
-/// `*id` (may be NULL) receives the handle's id, used by regions, faults
-/// and events.
+/// afterwards). Blocking and non-blocking handles are served alike, and
+/// the descriptor's file status flags are left as they are (the file may
+/// be shared with another process): a blocking one is read with
+/// RWF_NOWAIT, so no read of the monitor ever waits. `*id` (may be NULL)
+/// receives the handle's id, used by regions, faults and events.
 ///
 /// Thread safety: may be called from any thread, also while running.
 ///
-/// Returns: 0, or -EINVAL (NULL monitor or handle, blocking handle).
+/// Returns: 0, or -EINVAL (NULL monitor or handle; a blocking handle on a
+/// kernel whose userfaultfd does not take RWF_NOWAIT: set O_NONBLOCK).
 ///
 /// # Safety
 /// Pointers are NULL or live objects; `id` NULL or writable.
@@ -595,7 +601,10 @@ pub unsafe extern "C" fn libuffd_monitor_copy(
 /// # Safety
 /// `m` NULL or live; `f` NULL or a fault from this monitor.
 #[no_mangle]
-pub unsafe extern "C" fn libuffd_monitor_zero(m: *mut libuffd_monitor, f: *const libuffd_fault) -> i32 {
+pub unsafe extern "C" fn libuffd_monitor_zero(
+    m: *mut libuffd_monitor,
+    f: *const libuffd_fault,
+) -> i32 {
     resolve_c("libuffd_monitor_zero", m, f, Action::Zero)
 }
 
@@ -605,7 +614,10 @@ pub unsafe extern "C" fn libuffd_monitor_zero(m: *mut libuffd_monitor, f: *const
 /// # Safety
 /// `m` NULL or live; `f` NULL or a fault from this monitor.
 #[no_mangle]
-pub unsafe extern "C" fn libuffd_monitor_continue(m: *mut libuffd_monitor, f: *const libuffd_fault) -> i32 {
+pub unsafe extern "C" fn libuffd_monitor_continue(
+    m: *mut libuffd_monitor,
+    f: *const libuffd_fault,
+) -> i32 {
     resolve_c("libuffd_monitor_continue", m, f, Action::Continue)
 }
 
@@ -615,7 +627,10 @@ pub unsafe extern "C" fn libuffd_monitor_continue(m: *mut libuffd_monitor, f: *c
 /// # Safety
 /// `m` NULL or live; `f` NULL or a fault from this monitor.
 #[no_mangle]
-pub unsafe extern "C" fn libuffd_monitor_unprotect(m: *mut libuffd_monitor, f: *const libuffd_fault) -> i32 {
+pub unsafe extern "C" fn libuffd_monitor_unprotect(
+    m: *mut libuffd_monitor,
+    f: *const libuffd_fault,
+) -> i32 {
     resolve_c("libuffd_monitor_unprotect", m, f, Action::Unprotect)
 }
 
@@ -625,7 +640,10 @@ pub unsafe extern "C" fn libuffd_monitor_unprotect(m: *mut libuffd_monitor, f: *
 /// # Safety
 /// `m` NULL or live; `f` NULL or a fault from this monitor.
 #[no_mangle]
-pub unsafe extern "C" fn libuffd_monitor_poison(m: *mut libuffd_monitor, f: *const libuffd_fault) -> i32 {
+pub unsafe extern "C" fn libuffd_monitor_poison(
+    m: *mut libuffd_monitor,
+    f: *const libuffd_fault,
+) -> i32 {
     resolve_c("libuffd_monitor_poison", m, f, Action::Poison)
 }
 

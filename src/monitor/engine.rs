@@ -23,6 +23,8 @@ use std::sync::Arc;
 /// epoll token of the monitor's own eventfd (stop and nudges) in the set
 /// behind `Monitor::fd`; a uffd's token is its id + 1.
 pub(crate) const WAKE_TOKEN: u64 = 0;
+/// epoll token of `Inner::edges` (the blocking userfaultfds) in that set.
+pub(crate) const EDGES_TOKEN: u64 = u64::MAX;
 
 /// The most one fault places (fault-around), whatever the page size.
 const MAX_WINDOW_BYTES: u64 = 4 << 20;
@@ -109,6 +111,28 @@ pub(crate) enum OnAgain {
 pub(crate) enum Handled {
     Done,
     Retry,
+}
+
+/// Read the messages ready on `uffd` into `msgs` without ever waiting (0:
+/// none), whether the descriptor is blocking or not. Its status flags are
+/// not touched (another process may share the file): a file that takes
+/// RWF_NOWAIT (`nowait`) is read with it, so that a read that lost a race
+/// with another reader of the same file (after poll said it was
+/// readable), or the read after a full batch, returns EAGAIN instead of
+/// waiting for the next fault. The others are non-blocking
+/// (`Inner::add_uffd` sees to it).
+fn read_ready(uffd: &Uffd, nowait: bool, msgs: &mut [Msg]) -> Result<usize, Error> {
+    let raw = crate::sys::read::msgs_as_raw(msgs);
+    let r = if nowait {
+        crate::sys::read::read_msgs_nowait(uffd.fd(), raw)
+    } else {
+        crate::sys::read::read_msgs(uffd.fd(), raw)
+    };
+    match r {
+        Ok(n) => Ok(n),
+        Err(libc::EAGAIN) => Ok(0),
+        Err(e) => Err(Error::os("read", e, "reading the userfaultfd")),
+    }
 }
 
 impl Inner {
@@ -394,7 +418,7 @@ impl Inner {
     /// Read and handle everything ready on uffd `id`. Returns false when
     /// the monitor should stop.
     pub(crate) fn drain_uffd(&self, st: &mut ReaderState, id: u32) -> Result<(), Error> {
-        let Some(uffd) = self.uffd(id) else {
+        let Some((uffd, nowait)) = self.uffd_to_read(id) else {
             return Ok(());
         };
         loop {
@@ -409,11 +433,7 @@ impl Inner {
             // faults were raised before the events were read, so serving
             // them against the new layout is always a valid outcome.
             let gate = self.layout.write().unwrap_or_else(|e| e.into_inner());
-            let n = match uffd.read_msgs(&mut st.msgs, 0) {
-                Ok(n) => n,
-                Err(e) if e.errno() == libc::EAGAIN => 0,
-                Err(e) => return Err(e),
-            };
+            let n = read_ready(&uffd, nowait, &mut st.msgs)?;
             if n == 0 {
                 return Ok(());
             }
@@ -580,7 +600,7 @@ impl Inner {
         // poll(2), not the epoll set: on the fault path it costs the
         // faulting thread less (measured: see bench/), and the set is small.
         let served = self.uffds.read().unwrap_or_else(|e| e.into_inner()).len();
-        if st.pollfds.capacity() < served + 1 || st.poll_ids.capacity() < served {
+        if st.pollfds.capacity() < served + 2 || st.poll_ids.capacity() < served {
             // Larger arrays from the reserve, rather than growing these
             // here: the reader must not allocate (reserve.rs).
             self.reserve.swap_poll(&mut st.pollfds, &mut st.poll_ids);
@@ -592,10 +612,16 @@ impl Inner {
             events: libc::POLLIN,
             revents: 0,
         });
+        // The blocking uffds, through their edge-triggered set.
+        st.pollfds.push(libc::pollfd {
+            fd: self.edges.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        });
         {
             let list = self.uffds.read().unwrap_or_else(|e| e.into_inner());
             for (id, s) in list.iter().enumerate() {
-                if let Some(s) = s {
+                if let Some(s) = s.as_ref().filter(|s| !s.blocking) {
                     st.pollfds.push(libc::pollfd {
                         fd: s.uffd.as_raw_fd(),
                         events: libc::POLLIN,
@@ -620,15 +646,38 @@ impl Inner {
             if st.pollfds[0].revents != 0 {
                 wait::eventfd_drain(self.wake_fd.as_fd());
             }
-            for i in 1..st.pollfds.len() {
+            if st.pollfds[1].revents != 0 {
+                self.drain_edges(st)?;
+            }
+            for i in 2..st.pollfds.len() {
                 if st.pollfds[i].revents != 0 {
-                    let id = st.poll_ids[i - 1];
+                    let id = st.poll_ids[i - 2];
                     self.drain_uffd(st, id)?;
                 }
             }
         }
         self.run_retries(st);
         Ok(n)
+    }
+
+    /// Read every blocking uffd that had new messages since its last read
+    /// (an edge in `edges`): each is drained until a read comes back short,
+    /// so that no message waits for a later edge.
+    fn drain_edges(&self, st: &mut ReaderState) -> Result<(), Error> {
+        let mut tokens = [0u64; 16];
+        loop {
+            let n = match wait::epoll_wait(self.edges.as_fd(), &mut tokens, 0) {
+                Ok(n) => n,
+                Err(libc::EINTR) => continue,
+                Err(e) => return Err(Error::os("epoll_wait", e, "")),
+            };
+            for &t in &tokens[..n] {
+                self.drain_uffd(st, (t - 1) as u32)?;
+            }
+            if n < tokens.len() {
+                return Ok(());
+            }
+        }
     }
 
     /// Busy-poll the set for up to `spin_us`; the number of ready entries

@@ -27,7 +27,7 @@ pub use stats::{StatsSnapshot, LATENCY_BUCKETS};
 
 use crate::sys::wait;
 use crate::uffd::{Error, RegisterMode, Result, Uffd};
-use engine::{ReaderState, WAKE_TOKEN};
+use engine::{ReaderState, EDGES_TOKEN, WAKE_TOKEN};
 use once_cell::sync::OnceCell;
 use region::{Region, RegionTable};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -47,6 +47,12 @@ pub(crate) struct Served {
     pub uffd: Arc<Uffd>,
     /// The monitor created it (a forked child's): close it when retired.
     pub owned: bool,
+    /// Its file is blocking (no O_NONBLOCK, as read when it was added):
+    /// poll(2) reports POLLERR for it at all times, so it is watched
+    /// through `Inner::edges` and read with RWF_NOWAIT.
+    pub blocking: bool,
+    /// Its file takes RWF_NOWAIT reads (`sys::read::nowait_supported`).
+    pub nowait: bool,
 }
 
 pub(crate) struct Inner {
@@ -56,6 +62,11 @@ pub(crate) struct Inner {
     pub regions: RwLock<RegionTable>,
     pub wake_fd: OwnedFd,
     pub epoll: OwnedFd,
+    /// Edge-triggered epoll set of the blocking userfaultfds (token: id +
+    /// 1): an event per new message, where poll(2) on the descriptor
+    /// itself only says POLLERR. It is in `epoll` and in the reader's
+    /// poll set.
+    pub edges: OwnedFd,
     pub stop: AtomicBool,
     pub running: AtomicBool,
     /// Set once workers and the prefetcher are up and the loop is entered.
@@ -158,7 +169,42 @@ pub struct Running {
     threads: Vec<JoinHandle<Result<()>>>,
 }
 
+/// How to wait for and read `uffd`: (blocking, nowait). Its status flags
+/// are read now (they may have changed since it was opened or adopted:
+/// the file can be shared). A blocking file is read with RWF_NOWAIT, so
+/// that no read ever waits, without touching the flags the caller shares.
+/// A blocking file that cannot take RWF_NOWAIT (an old kernel; a FORK
+/// event's descriptor) is made non-blocking if it is the monitor's own (a
+/// forked child's, which nobody else holds), else refused: reading it
+/// could wait for ever.
+pub(crate) fn read_mode(uffd: &Uffd, owned: bool) -> Result<(bool, bool)> {
+    let blocking = match crate::sys::open::status_flags(uffd.as_fd()) {
+        Ok(fl) => fl & libc::O_NONBLOCK == 0,
+        Err(_) => !uffd.is_nonblocking(),
+    };
+    let nowait = crate::sys::read::nowait_supported(uffd.as_fd());
+    if !blocking || nowait {
+        return Ok((blocking, nowait));
+    }
+    if owned {
+        crate::sys::open::set_nonblocking(uffd.as_fd())
+            .map_err(|e| Error::os("fcntl(F_SETFL)", e, "a forked child's userfaultfd"))?;
+        return Ok((false, false));
+    }
+    Err(Error::invalid(
+        "this blocking userfaultfd cannot be read without the risk of waiting (the kernel does not take RWF_NOWAIT on it): set O_NONBLOCK on it (LIBUFFD_OPEN_NONBLOCK, or fcntl)",
+    ))
+}
+
 impl Inner {
+    /// The uffd with this id and whether it takes RWF_NOWAIT reads.
+    pub(crate) fn uffd_to_read(&self, id: u32) -> Option<(Arc<Uffd>, bool)> {
+        let list = self.uffds.read().unwrap_or_else(|p| p.into_inner());
+        list.get(id as usize)?
+            .as_ref()
+            .map(|s| (s.uffd.clone(), s.nowait))
+    }
+
     pub(crate) fn request_stop(&self, errno: Option<i32>) {
         if let Some(e) = errno {
             let _ = self
@@ -179,20 +225,36 @@ impl Inner {
     }
 
     pub(crate) fn add_uffd(&self, uffd: Arc<Uffd>, owned: bool) -> Result<u32> {
-        if !uffd.is_nonblocking() {
-            return Err(Error::invalid(
-                "the monitor needs non-blocking userfaultfds (open them with the NONBLOCK flag)",
-            ));
-        }
+        let (blocking, nowait) = read_mode(&uffd, owned)?;
         // Room first, allocating outside the lock (see reserve.rs); on the
         // reader, serving a fork, the room is already there.
         reserve::grow(&self.uffds, |v| v, 1);
         let mut list = self.uffds.write().unwrap_or_else(|e| e.into_inner());
         let id = list.len() as u32;
-        wait::epoll_add(self.epoll.as_fd(), uffd.as_fd(), id as u64 + 1)
+        self.watch(&uffd, id, blocking)
             .map_err(|e| Error::os("epoll_ctl", e, "adding a userfaultfd"))?;
-        list.push(Some(Served { uffd, owned }));
+        list.push(Some(Served {
+            uffd,
+            owned,
+            blocking,
+            nowait,
+        }));
         Ok(id)
+    }
+
+    /// Add uffd `id` to the set it is waited on with: `epoll` (level-
+    /// triggered) for a non-blocking one, `edges` for a blocking one.
+    pub(crate) fn watch(
+        &self,
+        uffd: &Uffd,
+        id: u32,
+        blocking: bool,
+    ) -> std::result::Result<(), i32> {
+        if blocking {
+            wait::epoll_add_edge(self.edges.as_fd(), uffd.as_fd(), id as u64 + 1)
+        } else {
+            wait::epoll_add(self.epoll.as_fd(), uffd.as_fd(), id as u64 + 1)
+        }
     }
 
     /// Stop serving uffd `id` (its process exited, or it was closed).
@@ -202,7 +264,8 @@ impl Inner {
             list.get_mut(id as usize).and_then(Option::take)
         };
         if let Some(s) = served {
-            wait::epoll_del(self.epoll.as_fd(), s.uffd.as_fd());
+            let set = if s.blocking { &self.edges } else { &self.epoll };
+            wait::epoll_del(set.as_fd(), s.uffd.as_fd());
             self.regions
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
@@ -305,6 +368,9 @@ impl Monitor {
         let epoll = wait::epoll_create().map_err(|e| Error::os("epoll_create1", e, ""))?;
         wait::epoll_add(epoll.as_fd(), wake_fd.as_fd(), WAKE_TOKEN)
             .map_err(|e| Error::os("epoll_ctl", e, ""))?;
+        let edges = wait::epoll_create().map_err(|e| Error::os("epoll_create1", e, ""))?;
+        wait::epoll_add(epoll.as_fd(), edges.as_fd(), EDGES_TOKEN)
+            .map_err(|e| Error::os("epoll_ctl", e, ""))?;
         Ok(Monitor {
             inner: Arc::new(Inner {
                 config,
@@ -313,6 +379,7 @@ impl Monitor {
                 regions: RwLock::new(RegionTable::with_capacity(RESERVED)),
                 wake_fd,
                 epoll,
+                edges,
                 stop: AtomicBool::new(false),
                 running: AtomicBool::new(false),
                 ready: AtomicBool::new(false),
@@ -328,8 +395,8 @@ impl Monitor {
         })
     }
 
-    /// Serve `uffd` (it must be non-blocking); returns its id, as seen in
-    /// faults and events.
+    /// Serve `uffd`, blocking or not (its file status flags are left as
+    /// they are); returns its id, as seen in faults and events.
     pub fn add_uffd(&self, uffd: Arc<Uffd>) -> Result<u32> {
         self.inner.add_uffd(uffd, false)
     }

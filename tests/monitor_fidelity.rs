@@ -1,0 +1,281 @@
+//! The monitor takes what the raw descriptor takes (issue 9, item 6):
+//! blocking descriptors as well as non-blocking ones, their status flags
+//! untouched; adopted descriptors of hugetlb memory with their real page
+//! size; faults outside every region with the real page size; no livelock
+//! when a fault can be neither resolved nor poisoned; add_region from
+//! callbacks. Real kernel, real memory (anon, hugetlb).
+#![allow(unsafe_code)]
+
+mod common;
+use common::*;
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use uffd::monitor::*;
+use uffd::*;
+
+fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    (0..len)
+        .map(|i| ((i as u64 * 31 + seed * 7) % 251 + 1) as u8)
+        .collect()
+}
+
+fn buffer(data: &[u8]) -> Source {
+    Source::Buffer {
+        addr: data.as_ptr() as u64,
+        len: data.len() as u64,
+    }
+}
+
+fn status_flags(fd: i32) -> i32 {
+    // SAFETY: F_GETFL on a descriptor the test owns.
+    let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    assert!(fl >= 0, "F_GETFL: {}", std::io::Error::last_os_error());
+    fl
+}
+
+/// A blocking userfaultfd (no O_NONBLOCK), as a handler process receives
+/// it from a VMM.
+fn open_blocking(features: Features) -> Uffd {
+    let u = Uffd::open(&OpenOptions {
+        flags: OpenFlags::empty(),
+        features,
+        required: features,
+    })
+    .expect("open a blocking userfaultfd");
+    assert_eq!(status_flags(u.as_raw_fd()) & libc::O_NONBLOCK, 0);
+    u
+}
+
+/// Adopt a second descriptor of `u`'s file (as a separate handler process
+/// would hold it): its memory is not known to be this process's.
+fn adopt_dup(u: &Uffd) -> Uffd {
+    let fd = u.as_fd().try_clone_to_owned().expect("dup");
+    Uffd::adopt(fd, &OpenOptions::default())
+        .map_err(|(e, _)| e)
+        .expect("adopt")
+}
+
+/// Fault on every page of `mem` from `threads` threads and compare with
+/// `want`.
+fn touch_all(mem: &Arc<Mem>, threads: usize, want: &[u8]) {
+    let page = mem.kind.page();
+    let pages = mem.len / page;
+    let hs: Vec<_> = (0..threads)
+        .map(|t| {
+            let mem = mem.clone();
+            std::thread::spawn(move || {
+                for p in (t..pages).step_by(threads) {
+                    mem.read(p * page + 3);
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    assert!(
+        mem.bytes() == want,
+        "served contents differ from the source"
+    );
+}
+
+// ---------------------------------------------------------------------
+// 1. Blocking descriptors
+// ---------------------------------------------------------------------
+
+/// A blocking descriptor is served like a non-blocking one, and its
+/// status flags are left as they were. With a batch of one message every
+/// read is full, so the reader reads again at once and finds nothing:
+/// that read must not wait (with a plain read(2) on a blocking descriptor
+/// it would wait for the next fault, and stop could never end the run).
+fn blocking_case(workers: u32) {
+    let pages = 64;
+    let mem = Arc::new(Mem::new(Kind::Anon, pages));
+    let data = pattern(mem.len, 1);
+    let u = Arc::new(open_blocking(Features::empty()));
+    let m = Monitor::new(
+        Config {
+            batch: 1,
+            workers,
+            ..Default::default()
+        },
+        Box::new(DefaultHandler),
+    )
+    .unwrap();
+    let id = m
+        .add_uffd(u.clone())
+        .expect("the monitor takes a blocking uffd");
+    m.add_region(
+        id,
+        mem.start(),
+        mem.len as u64,
+        RegionOptions {
+            source: buffer(&data),
+            register: RegisterMode::MISSING,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let run = m.start().unwrap();
+    touch_all(&mem, 4, &data);
+    // Nothing left to read: stop must end the run at once.
+    std::thread::sleep(Duration::from_millis(20));
+    m.stop();
+    run.wait().unwrap();
+    assert_eq!(
+        status_flags(u.as_raw_fd()) & libc::O_NONBLOCK,
+        0,
+        "the monitor changed the descriptor's status flags"
+    );
+    let s = m.stats();
+    assert_eq!(s.failed, 0, "{s:?}");
+    assert!(s.resolved > 0, "{s:?}");
+}
+
+#[test]
+fn blocking_fd_served() {
+    let _w = Watchdog::new("blocking_fd_served", 60);
+    blocking_case(0);
+}
+
+#[test]
+fn blocking_fd_served_workers() {
+    let _w = Watchdog::new("blocking_fd_served_workers", 60);
+    blocking_case(3);
+}
+
+/// The caller's own loop (`fd` + `dispatch`) with an adopted blocking
+/// descriptor: the monitor's descriptor becomes readable for its faults
+/// (a blocking userfaultfd always reports POLLERR to poll(2), so it cannot
+/// be waited on directly), and dispatch never waits on a read.
+#[test]
+fn blocking_adopted_fd_dispatch() {
+    let _w = Watchdog::new("blocking_adopted_fd_dispatch", 60);
+    let pages = 32;
+    let mem = Arc::new(Mem::new(Kind::Anon, pages));
+    let data = pattern(mem.len, 2);
+    let owner = open_blocking(Features::empty());
+    owner
+        .register(mem.start(), mem.len as u64, RegisterMode::MISSING)
+        .unwrap();
+    let u = Arc::new(adopt_dup(&owner));
+    assert!(!u.is_nonblocking());
+    let m = Monitor::new(
+        Config {
+            batch: 1,
+            ..Default::default()
+        },
+        Box::new(DefaultHandler),
+    )
+    .unwrap();
+    let id = m
+        .add_uffd(u.clone())
+        .expect("the monitor takes a blocking uffd");
+    m.add_region(
+        id,
+        mem.start(),
+        mem.len as u64,
+        RegionOptions {
+            source: buffer(&data),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let toucher = {
+        let (mem, data) = (mem.clone(), data.clone());
+        std::thread::spawn(move || touch_all(&mem, 2, &data))
+    };
+    let mut idle = 0;
+    while !toucher.is_finished() {
+        let mut pfd = libc::pollfd {
+            fd: m.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let r = unsafe { libc::poll(&mut pfd, 1, 100) };
+        assert!(r >= 0);
+        if m.dispatch(0).unwrap() == 0 {
+            idle += 1;
+        }
+    }
+    toucher.join().unwrap();
+    // Nothing pending: the descriptor is not readable and dispatch(0)
+    // returns at once (a busy POLLERR would make it always readable).
+    let mut pfd = libc::pollfd {
+        fd: m.fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let _ = m.dispatch(0);
+    // SAFETY: one valid pollfd.
+    let r = unsafe { libc::poll(&mut pfd, 1, 50) };
+    assert_eq!(r, 0, "the monitor's fd stays readable with nothing to do");
+    assert_eq!(status_flags(u.as_raw_fd()) & libc::O_NONBLOCK, 0);
+    let s = m.stats();
+    eprintln!("dispatch rounds without work: {idle}; {s:?}");
+    assert_eq!(s.failed, 0, "{s:?}");
+    assert!(s.resolved > 0 && s.bytes >= mem.len as u64, "{s:?}");
+}
+
+/// A forked child of a blocking descriptor's process: the FORK event's
+/// descriptor is the monitor's own (and the kernel does not let it take
+/// RWF_NOWAIT), so the monitor makes it non-blocking and serves it; the
+/// parent's descriptor keeps its flags.
+#[test]
+fn blocking_fd_fork_child_served() {
+    let _w = Watchdog::new("blocking_fd_fork_child_served", 60);
+    let pages = 16;
+    let mem = Mem::new(Kind::Anon, pages);
+    let data = pattern(mem.len, 3);
+    let u = Arc::new(open_blocking(Features::EVENT_FORK));
+    let m = Monitor::new(Config::default(), Box::new(DefaultHandler)).unwrap();
+    let id = m.add_uffd(u.clone()).unwrap();
+    m.add_region(
+        id,
+        mem.start(),
+        mem.len as u64,
+        RegionOptions {
+            source: buffer(&data),
+            register: RegisterMode::MISSING,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let run = m.start().unwrap();
+    assert_eq!(mem.read(0), data[0]);
+    let (addr, want, len) = (mem.start(), data.as_ptr(), mem.len);
+    // SAFETY: fork; the child only reads memory and _exits.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let mut ok = true;
+        for i in (0..len).step_by(512) {
+            // SAFETY: the child's copy of the mapping and of the source.
+            let (a, b) = unsafe {
+                (
+                    std::ptr::read_volatile((addr as *const u8).add(i)),
+                    *want.add(i),
+                )
+            };
+            ok &= a == b;
+        }
+        // SAFETY: leave the child at once.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+    }
+    let mut status = 0;
+    // SAFETY: our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "child saw wrong data or died: status {status:#x}"
+    );
+    m.stop();
+    run.wait().unwrap();
+    assert_eq!(status_flags(u.as_raw_fd()) & libc::O_NONBLOCK, 0);
+    let s = m.stats();
+    assert_eq!(s.forks, 1, "{s:?}");
+    assert_eq!(s.failed, 0, "{s:?}");
+}
