@@ -702,7 +702,10 @@ typedef struct libuffd_fault {
    */
   uint64_t page;
   /**
-   * The region's page size (4096, or the hugetlb size).
+   * The page size of the memory at the fault (4096, or the hugetlb
+   * size): the region's; for a fault in no region, the mapping's, as
+   * the memory's owner maps it (the base page size when that cannot
+   * be learnt).
    */
   uint64_t page_size;
   /**

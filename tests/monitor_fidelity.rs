@@ -279,3 +279,90 @@ fn blocking_fd_fork_child_served() {
     assert_eq!(s.forks, 1, "{s:?}");
     assert_eq!(s.failed, 0, "{s:?}");
 }
+
+// ---------------------------------------------------------------------
+// 3. Faults outside every region
+// ---------------------------------------------------------------------
+
+/// Records the page size of each fault and resolves it with zeros when it
+/// is the mapping's; a wrong one stops the monitor (its stop releases the
+/// thread), so that the test fails instead of hanging.
+struct ZeroIfHuge {
+    want: u64,
+    seen: Mutex<Vec<(u64, u64, bool)>>,
+}
+
+impl Handler for ZeroIfHuge {
+    fn on_fault(&self, ctx: &FaultCtx<'_>) -> Verdict {
+        let t = ctx.token;
+        self.seen
+            .lock()
+            .unwrap()
+            .push((t.page, t.page_size, ctx.region.is_none()));
+        if t.page_size != self.want {
+            return Verdict::Stop;
+        }
+        match ctx.resolve(Action::Zero) {
+            Ok(_) => Verdict::Resolved,
+            Err(e) => Verdict::Error(e.errno()),
+        }
+    }
+}
+
+/// A fault in hugetlb memory registered with the monitor's userfaultfd but
+/// in no region reaches the callback with the huge page size: resolving
+/// it with that works (with 4096, as reported before, EINVAL).
+fn outside_case(kind: Kind) {
+    let mem = Arc::new(Mem::new(kind, 2));
+    let u = Arc::new(open_uffd(Features::empty()));
+    u.register(mem.start(), mem.len as u64, RegisterMode::MISSING)
+        .unwrap();
+    let h = Arc::new(ZeroIfHuge {
+        want: HUGE as u64,
+        seen: Mutex::new(Vec::new()),
+    });
+    struct Shared(Arc<ZeroIfHuge>);
+    impl Handler for Shared {
+        fn on_fault(&self, ctx: &FaultCtx<'_>) -> Verdict {
+            self.0.on_fault(ctx)
+        }
+    }
+    let m = Monitor::new(Config::default(), Box::new(Shared(h.clone()))).unwrap();
+    m.add_uffd(u.clone()).unwrap();
+    let run = m.start().unwrap();
+    let reader = {
+        let mem = mem.clone();
+        std::thread::spawn(move || mem.read(HUGE + 12345))
+    };
+    let released = kit::wait_finished(&reader, 5000);
+    if !released {
+        // The range is in no region, so stopping does not release it.
+        u.unregister(mem.start(), mem.len as u64).unwrap();
+    }
+    let v = reader.join().unwrap();
+    m.stop();
+    run.wait().unwrap();
+    let seen = h.seen.lock().unwrap().clone();
+    assert!(released, "the faulting thread was not served: {seen:x?}");
+    assert_eq!(v, 0);
+    assert!(!seen.is_empty(), "no fault reached the callback");
+    for (page, ps, outside) in seen {
+        assert!(outside, "the fault was in no region");
+        assert_eq!(ps, HUGE as u64, "page size of the fault at {page:#x}");
+        assert_eq!(page, mem.page_addr(1));
+    }
+    let s = m.stats();
+    assert_eq!(s.failed, 0, "{s:?}");
+}
+
+#[test]
+fn outside_fault_hugetlb_page_size() {
+    let _w = Watchdog::new("outside_fault_hugetlb_page_size", 60);
+    outside_case(Kind::Hugetlb);
+}
+
+#[test]
+fn outside_fault_hugetlb_private_page_size() {
+    let _w = Watchdog::new("outside_fault_hugetlb_private_page_size", 60);
+    outside_case(Kind::HugetlbPrivate);
+}

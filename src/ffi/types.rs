@@ -427,7 +427,10 @@ pub struct libuffd_fault {
     pub thread_id: u32,
     /// The faulting page, aligned to `page_size`.
     pub page: u64,
-    /// The region's page size (4096, or the hugetlb size).
+    /// The page size of the memory at the fault (4096, or the hugetlb
+    /// size): the region's; for a fault in no region, the mapping's, as
+    /// the memory's owner maps it (the base page size when that cannot
+    /// be learnt).
     pub page_size: u64,
     /// Start of the region the fault is in (0 if in none).
     pub region_start: u64,

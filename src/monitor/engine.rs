@@ -198,10 +198,12 @@ impl Inner {
                 )
             })
         };
-        let base = crate::sys::base_page_size();
         let (source, ps, page, offset, window, info) = match view {
             Some((s, ps, page, off, w, info)) => (s, ps, page, off, w, Some(info)),
-            None => (Source::Callback, base, f.address & !(base - 1), 0, 1, None),
+            None => {
+                let ps = self.page_size_outside(p.uffd_id, &f);
+                (Source::Callback, ps, f.address & !(ps - 1), 0, 1, None)
+            }
         };
         let token = FaultToken {
             uffd_id: p.uffd_id,
@@ -220,6 +222,25 @@ impl Inner {
         };
         drop(gate);
         self.finish(p, token, outcome, on_again)
+    }
+
+    /// The page size at a fault outside every region (the callback gets
+    /// it in the fault's token, and resolving with a smaller one fails
+    /// with EINVAL on hugetlb memory): the mapping's, looked up in the
+    /// memory's owner, else the base page size.
+    fn page_size_outside(&self, id: u32, f: &Fault) -> u64 {
+        let base = crate::sys::base_page_size();
+        let Some(uffd) = self.uffd(id) else {
+            return base;
+        };
+        let found = if uffd.serves_this_process() {
+            crate::uffd::mappings::page_size_at(f.address).ok()
+        } else {
+            None
+        };
+        found
+            .filter(|ps| ps.is_power_of_two() && *ps >= base)
+            .unwrap_or(base)
     }
 
     /// Count a fault's outcome, apply the retry rule or the error policy.
