@@ -343,6 +343,11 @@
 
 /**
  * Error policy: poison the page, so the faulting thread gets SIGBUS.
+ * Where the poison fails too (memory without POISON support, a wrong
+ * page size), the thread is woken to fault again; if the same fault
+ * comes back failing 8 times, the monitor stops with the error
+ * (libuffd_monitor_run()/libuffd_monitor_wait() return it) and its stop
+ * releases the faulting threads, rather than serve the failure for ever.
  */
 #define LIBUFFD_ON_ERROR_SIGBUS 0
 
@@ -1143,7 +1148,9 @@ int32_t libuffd_monitor_add_region(struct libuffd_monitor *m, uint32_t handle_id
  * Thread safety: one run (or start) at a time per monitor.
  *
  * Returns: 0 when stopped, -EBUSY if already running, or the errno that
- * stopped it (LIBUFFD_ON_ERROR_STOP, or a failure reading events).
+ * stopped it (LIBUFFD_ON_ERROR_STOP, a fault that could be neither
+ * resolved nor poisoned, see LIBUFFD_ON_ERROR_SIGBUS, or a failure
+ * reading events).
  *
  * # Safety
  * `m` is NULL or a live monitor.

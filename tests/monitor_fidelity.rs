@@ -366,3 +366,92 @@ fn outside_fault_hugetlb_private_page_size() {
     let _w = Watchdog::new("outside_fault_hugetlb_private_page_size", 60);
     outside_case(Kind::HugetlbPrivate);
 }
+
+// ---------------------------------------------------------------------
+// 4. No livelock
+// ---------------------------------------------------------------------
+
+/// A region given the wrong page size (4 KiB on hugetlb memory, as an
+/// adopted descriptor's regions got by default): zero-filling the fault
+/// fails with EINVAL, and so does poisoning it, so the default SIGBUS
+/// policy can only wake the thread, which faults again. After a bounded
+/// number of tries the monitor stops with the error and its stop releases
+/// the thread (before, the monitor logged EINVAL for ever and the thread
+/// never returned).
+fn livelock_case(workers: u32, policy: ErrorPolicy) {
+    let mem = Arc::new(Mem::new(Kind::Hugetlb, 2));
+    let owner = open_uffd(Features::empty());
+    let u = Arc::new(adopt_dup(&owner));
+    let logs = Arc::new(AtomicU64::new(0));
+    struct CountLogs(Arc<AtomicU64>);
+    impl Handler for CountLogs {
+        fn on_log(&self, _msg: &str) {
+            self.0.fetch_add(1, SeqCst);
+        }
+        fn wants_log(&self) -> bool {
+            true
+        }
+    }
+    let m = Monitor::new(
+        Config {
+            workers,
+            hand_off_all: workers > 0,
+            error_policy: policy,
+            ..Default::default()
+        },
+        Box::new(CountLogs(logs.clone())),
+    )
+    .unwrap();
+    let id = m.add_uffd(u.clone()).unwrap();
+    m.add_region(
+        id,
+        mem.start(),
+        mem.len as u64,
+        RegionOptions {
+            source: Source::Zero,
+            register: RegisterMode::MISSING,
+            ..wrong_page_size()
+        },
+    )
+    .unwrap();
+    let run = m.start().unwrap();
+    let reader = {
+        let mem = mem.clone();
+        std::thread::spawn(move || mem.read(HUGE + 7))
+    };
+    let e = run
+        .wait()
+        .expect_err("the monitor must stop with the error");
+    assert_eq!(e.errno(), libc::EINVAL, "{e}");
+    assert!(e.to_string().contains("poison"), "{e}");
+    assert!(
+        kit::wait_finished(&reader, 5000),
+        "the faulting thread was not released by the stop"
+    );
+    assert_eq!(reader.join().unwrap(), 0);
+    let s = m.stats();
+    eprintln!(
+        "livelock (workers={workers}, {policy:?}): {e}; {s:?}; logs {}",
+        logs.load(SeqCst)
+    );
+    assert!(s.failed >= 1, "{s:?}");
+    assert!(s.failed <= 64, "bounded: {s:?}");
+}
+
+#[test]
+fn unreleasable_fault_stops_monitor() {
+    let _w = Watchdog::new("unreleasable_fault_stops_monitor", 60);
+    livelock_case(0, ErrorPolicy::Sigbus);
+}
+
+#[test]
+fn unreleasable_fault_stops_monitor_workers() {
+    let _w = Watchdog::new("unreleasable_fault_stops_monitor_workers", 60);
+    livelock_case(2, ErrorPolicy::Sigbus);
+}
+
+/// Region options with a page size that is not the memory's (4 KiB on a
+/// hugetlb mapping of an adopted descriptor).
+fn wrong_page_size() -> RegionOptions {
+    RegionOptions::default()
+}

@@ -404,7 +404,9 @@ pub unsafe extern "C" fn libuffd_monitor_add_region(
 /// Thread safety: one run (or start) at a time per monitor.
 ///
 /// Returns: 0 when stopped, -EBUSY if already running, or the errno that
-/// stopped it (LIBUFFD_ON_ERROR_STOP, or a failure reading events).
+/// stopped it (LIBUFFD_ON_ERROR_STOP, a fault that could be neither
+/// resolved nor poisoned, see LIBUFFD_ON_ERROR_SIGBUS, or a failure
+/// reading events).
 ///
 /// # Safety
 /// `m` is NULL or a live monitor.

@@ -277,6 +277,11 @@ pub const LIBUFFD_MONITOR_NO_RELEASE_ON_STOP: u32 = 0x4;
 pub const LIBUFFD_MONITOR_HAND_OFF_ALL: u32 = 0x8;
 
 /// Error policy: poison the page, so the faulting thread gets SIGBUS.
+/// Where the poison fails too (memory without POISON support, a wrong
+/// page size), the thread is woken to fault again; if the same fault
+/// comes back failing 8 times, the monitor stops with the error
+/// (libuffd_monitor_run()/libuffd_monitor_wait() return it) and its stop
+/// releases the faulting threads, rather than serve the failure for ever.
 pub const LIBUFFD_ON_ERROR_SIGBUS: u32 = 0;
 /// Error policy: wake the thread unresolved, so it faults again.
 pub const LIBUFFD_ON_ERROR_RETRY: u32 = 1;

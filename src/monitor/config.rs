@@ -8,6 +8,12 @@ use super::resolve::FaultCtx;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ErrorPolicy {
     /// Poison the page: the faulting thread gets SIGBUS (the default).
+    /// Where the poison fails too (memory without POISON support, a page
+    /// size that is not the mapping's), the thread is woken to fault
+    /// again; when the same fault has come back failing
+    /// `UNRELEASABLE_TRIES` (8) times, the monitor stops with the error
+    /// (`run`/`wait` return it) and its stop releases the faulting threads
+    /// (`Config::release_on_stop`): no fault livelocks.
     #[default]
     Sigbus,
     /// Wake the thread without resolving: it faults again and the fault is

@@ -29,6 +29,11 @@ pub(crate) const EDGES_TOKEN: u64 = u64::MAX;
 /// The most one fault places (fault-around), whatever the page size.
 const MAX_WINDOW_BYTES: u64 = 4 << 20;
 
+/// How many times a fault may come back after it could be neither
+/// resolved nor poisoned (its thread woken instead, to fault again) before
+/// the monitor gives up and stops with the error.
+pub(crate) const UNRELEASABLE_TRIES: u32 = 8;
+
 /// Page-aligned scratch memory for staging pages (pread, padding),
 /// allocated on first use and reused: no allocation per fault.
 #[derive(Default)]
@@ -318,15 +323,63 @@ impl Inner {
             token.page, policy
         ));
         // Release the thread: after a poison it gets SIGBUS; if the poison
-        // was refused (memory without POISON support) it faults again, so
-        // it is never left blocked.
+        // was refused (memory without POISON support, or a page size that
+        // is not the mapping's) it faults again, so it is never left
+        // blocked; and if that keeps happening, the monitor stops
+        // (`unreleasable`) rather than serve the same failure for ever.
         if policy != ErrorPolicy::Retry || outcome.is_err() {
             let _ = self.apply(token, Action::Wake);
+        }
+        if policy != ErrorPolicy::Retry {
+            if let Err(Failed::Error(pe)) = &outcome {
+                self.unreleasable(token, e, pe);
+            }
         }
         if policy == ErrorPolicy::Stop {
             self.request_stop(Some(e.errno()));
         }
         Handled::Done
+    }
+
+    /// A fault failed and so did its poison: the thread was woken and
+    /// will fault again, a livelock if nothing changes. Count it by page;
+    /// the `UNRELEASABLE_TRIES`th time, stop the monitor with the error
+    /// (`run`/`wait` return it), and the stop releases the faulting
+    /// threads (`Config::release_on_stop`). No allocation unless it stops.
+    fn unreleasable(&self, t: FaultToken, e: &Error, poison: &Error) {
+        let tries = {
+            let mut table = self.unreleased.lock().unwrap_or_else(|p| p.into_inner());
+            let slot = match table
+                .iter()
+                .position(|&(id, page, n)| n > 0 && id == t.uffd_id && page == t.page)
+            {
+                Some(i) => i,
+                None => {
+                    let (i, _) = table
+                        .iter()
+                        .enumerate()
+                        .min_by_key(|(_, &(_, _, n))| n)
+                        .unwrap_or((0, &(0, 0, 0)));
+                    table[i] = (t.uffd_id, t.page, 0);
+                    i
+                }
+            };
+            table[slot].2 += 1;
+            table[slot].2
+        };
+        if tries < UNRELEASABLE_TRIES || self.stop.load(Acquire) {
+            return;
+        }
+        let errno = e.errno();
+        self.fail_loop(Error::os(
+            "monitor",
+            errno,
+            format!(
+                "stopped: the fault at {:#x} ({} bytes) failed {tries} times ({e}) and could not be poisoned either ({poison}), so its thread could only be woken to fault again",
+                t.page, t.page_size
+            ),
+        ));
+        self.request_stop(Some(errno));
     }
 
     fn run_callback(

@@ -91,10 +91,17 @@ pub(crate) struct Inner {
     /// remove_then_read_zero_workers). Callbacks run outside the gate.
     pub layout: RwLock<()>,
     pub pool: Mutex<Option<Arc<pool::Pool>>>,
-    /// The error that ended a worker's reading (with workers, `run`
-    /// returns it).
+    /// The error that ended a worker's reading, or that stopped the
+    /// monitor because a fault could not be released (`run` returns it).
     pub loop_error: Mutex<Option<Error>>,
+    /// Faults that could be neither resolved nor poisoned, by (uffd id,
+    /// page): how many times each came back (engine.rs `unreleasable`).
+    /// Fixed size: the least-seen entry makes room.
+    pub unreleased: Mutex<[(u32, u64, u32); UNRELEASED_SLOTS]>,
 }
+
+/// Room in `Inner::unreleased`.
+pub(crate) const UNRELEASED_SLOTS: usize = 64;
 
 /// Region options for `Monitor::add_region`.
 #[derive(Debug, Clone, Copy)]
@@ -391,6 +398,7 @@ impl Monitor {
                 layout: RwLock::new(()),
                 pool: Mutex::new(None),
                 loop_error: Mutex::new(None),
+                unreleased: Mutex::new([(0, 0, 0); UNRELEASED_SLOTS]),
             }),
         })
     }
@@ -537,6 +545,16 @@ impl Monitor {
         }
         if inner.config.release_on_stop {
             inner.release();
+        }
+        if result.is_ok() {
+            if let Some(e) = inner
+                .loop_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+            {
+                result = Err(e);
+            }
         }
         let errno = inner.stop_errno.load(Acquire);
         if result.is_ok() && errno != 0 {
