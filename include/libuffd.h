@@ -820,6 +820,18 @@ typedef struct libuffd_region_opts {
    * Handed to on_fault as `region_data`.
    */
   void *data;
+  /**
+   * The page size of the memory (0: ask). For a handle of this
+   * process's own memory the monitor reads the mapping's page size
+   * itself, and a different value here is refused (-EINVAL). For a
+   * descriptor adopted from another process (libuffd_handle_from_fd())
+   * the monitor cannot know it beforehand: give it here (2 MiB for a
+   * 2 MiB hugetlb guest); with 0 it is asked of the faulting thread's
+   * mappings at the region's first fault when the descriptor has
+   * LIBUFFD_FEATURE_THREAD_ID, else the base page size is assumed.
+   * Added in 1.0: older, shorter structs (see `sz`) mean 0.
+   */
+  uint64_t page_size;
 } libuffd_region_opts;
 
 /**
@@ -1132,9 +1144,14 @@ int32_t libuffd_monitor_add_handle(struct libuffd_monitor *m, struct libuffd_han
  *
  * Thread safety: may be called from any thread, also while running.
  *
+ * The region's page size is the mapping's for this process's own memory;
+ * for an adopted descriptor's, give it in `opts->page_size` (see there).
+ *
  * Returns: 0, or -EINVAL (NULL monitor, unknown handle id, bad range,
- * misaligned for the mapping's page size, overlap, unknown source or
- * flags, NULL buffer, negative fd), and libuffd_register()'s errors.
+ * misaligned for the page size, a page size that is not a power of two
+ * of at least the base page size or not the mapping's, overlap, unknown
+ * source or flags, NULL buffer, negative fd), and libuffd_register()'s
+ * errors.
  *
  * # Safety
  * `opts` NULL or valid; `opts->buffer` readable for `buffer_len` bytes

@@ -227,6 +227,7 @@ fn blocking_adopted_fd_dispatch() {
 #[test]
 fn blocking_fd_fork_child_served() {
     let _w = Watchdog::new("blocking_fd_fork_child_served", 60);
+    let _g = FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let pages = 16;
     let mem = Mem::new(Kind::Anon, pages);
     let data = pattern(mem.len, 3);
@@ -453,5 +454,219 @@ fn unreleasable_fault_stops_monitor_workers() {
 /// Region options with a page size that is not the memory's (4 KiB on a
 /// hugetlb mapping of an adopted descriptor).
 fn wrong_page_size() -> RegionOptions {
-    RegionOptions::default()
+    RegionOptions {
+        page_size: 4096,
+        ..Default::default()
+    }
+}
+
+// ---------------------------------------------------------------------
+// 2. Adopted descriptors of hugetlb memory
+// ---------------------------------------------------------------------
+
+/// Forking tests (and the test with an EVENT_FORK descriptor) take turns.
+static FORK_LOCK: Mutex<()> = Mutex::new(());
+
+fn pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 writes two descriptors into `fds`.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both were just created and are owned by nobody else.
+    unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    }
+}
+
+/// The byte a guest expects at offset `i` of its memory.
+fn guest_byte(i: usize) -> u8 {
+    ((i as u64 * 31 + 5 * 7) % 251 + 1) as u8
+}
+
+/// The guest process (a forked child, raw system calls only): map 2 huge
+/// pages, open a userfaultfd with `features`, register the memory, tell
+/// the parent the descriptor and address, then read the memory from a
+/// second thread-free loop and _exit 0 if it is what the handler serves.
+fn guest(features: u64, tell: i32) -> ! {
+    // SAFETY: raw system calls on the child's own memory and descriptors.
+    unsafe {
+        let len = 2 * HUGE;
+        let addr = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_HUGETLB,
+            -1,
+            0,
+        );
+        if addr == libc::MAP_FAILED {
+            libc::_exit(20);
+        }
+        let fd = libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC | libc::O_NONBLOCK) as i32;
+        if fd < 0 {
+            libc::_exit(21);
+        }
+        let mut api = [0xaau64, features, 0]; // struct uffdio_api
+        if libc::ioctl(fd, 0xc018aa3f, api.as_mut_ptr()) != 0 {
+            libc::_exit(22);
+        }
+        // struct uffdio_register { range { start, len }, mode, ioctls }
+        let mut reg = [addr as u64, len as u64, 1u64, 0];
+        if libc::ioctl(fd, 0xc020aa00, reg.as_mut_ptr()) != 0 {
+            libc::_exit(23);
+        }
+        let msg = [fd as u64, addr as u64];
+        if libc::write(tell, msg.as_ptr().cast(), 16) != 16 {
+            libc::_exit(24);
+        }
+        let mut ok = true;
+        for i in (0..len).step_by(4096 * 7 + 13) {
+            ok &= std::ptr::read_volatile((addr as *const u8).add(i)) == guest_byte(i);
+        }
+        libc::_exit(if ok { 0 } else { 1 })
+    }
+}
+
+/// A handler process serving a 2 MiB hugetlb guest through the guest's
+/// descriptor (taken with pidfd_getfd, adopted): with the region's page
+/// size given (`page_size`), or learnt from the faulting thread's
+/// mappings (THREAD_ID), the guest reads its data. Returns the guest's
+/// exit status and the monitor's result.
+fn adopted_guest_case(features: u64, page_size: u64) -> (i32, Result<()>) {
+    let _g = FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let (tell_r, tell_w) = pipe();
+    let tw = tell_w.as_raw_fd();
+    // SAFETY: the child runs `guest` (raw system calls, then _exit).
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        guest(features, tw);
+    }
+    drop(tell_w);
+    let mut msg = [0u64; 2];
+    // SAFETY: reading 16 bytes into a [u64; 2].
+    let n = unsafe { libc::read(tell_r.as_raw_fd(), msg.as_mut_ptr().cast(), 16) };
+    let wait = |pid: i32| {
+        let mut status = 0;
+        for _ in 0..2000 {
+            // SAFETY: our own child.
+            if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // SAFETY: our own child.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, &mut status, 0);
+        }
+        panic!("guest {pid} hung");
+    };
+    if n != 16 {
+        panic!("guest failed to set up: status {:#x}", wait(pid));
+    }
+    let (child_fd, addr) = (msg[0] as i32, msg[1]);
+    // SAFETY: plain pidfd syscalls; results checked.
+    let fd = unsafe {
+        use std::os::fd::FromRawFd;
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as i32;
+        assert!(
+            pidfd >= 0,
+            "pidfd_open: {}",
+            std::io::Error::last_os_error()
+        );
+        let fd = libc::syscall(libc::SYS_pidfd_getfd, pidfd, child_fd, 0) as i32;
+        let err = std::io::Error::last_os_error();
+        libc::close(pidfd);
+        assert!(fd >= 0, "pidfd_getfd: {err}");
+        std::os::fd::OwnedFd::from_raw_fd(fd)
+    };
+    let u = Arc::new(
+        Uffd::adopt(fd, &OpenOptions::default())
+            .map_err(|(e, _)| e)
+            .expect("adopt the guest's uffd"),
+    );
+    assert!(!u.serves_this_process());
+    let data: Vec<u8> = (0..2 * HUGE).map(guest_byte).collect();
+    let m = Monitor::new(Config::default(), Box::new(DefaultHandler)).unwrap();
+    let id = m.add_uffd(u.clone()).unwrap();
+    m.add_region(
+        id,
+        addr,
+        2 * HUGE as u64,
+        RegionOptions {
+            source: buffer(&data),
+            page_size,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let run = m.start().unwrap();
+    let status = wait(pid);
+    m.stop();
+    (status, run.wait())
+}
+
+#[test]
+fn adopted_hugetlb_guest_page_size_given() {
+    let _w = Watchdog::new("adopted_hugetlb_guest_page_size_given", 60);
+    let (status, result) = adopted_guest_case(0, HUGE as u64);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the guest saw wrong data or died: status {status:#x}"
+    );
+    result.unwrap();
+}
+
+#[test]
+fn region_page_size_checked() {
+    let _w = Watchdog::new("region_page_size_checked", 60);
+    let mem = Mem::new(Kind::Hugetlb, 1);
+    let u = Arc::new(open_uffd(Features::empty()));
+    let m = Monitor::new(Config::default(), Box::new(DefaultHandler)).unwrap();
+    let id = m.add_uffd(u.clone()).unwrap();
+    for bad in [3u64, 1000, 2048, 4096 * 3] {
+        let e = m
+            .add_region(
+                id,
+                mem.start(),
+                mem.len as u64,
+                RegionOptions {
+                    page_size: bad,
+                    ..Default::default()
+                },
+            )
+            .unwrap_err();
+        assert_eq!(e.errno(), libc::EINVAL, "{e}");
+        assert!(e.to_string().contains("power of two"), "{e}");
+    }
+    // This process's own memory: a page size other than the mapping's is
+    // refused, the mapping's accepted.
+    let e = m
+        .add_region(
+            id,
+            mem.start(),
+            mem.len as u64,
+            RegionOptions {
+                page_size: 4096,
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert_eq!(e.errno(), libc::EINVAL, "{e}");
+    assert!(e.to_string().contains("2048 KiB pages"), "{e}");
+    m.add_region(
+        id,
+        mem.start(),
+        mem.len as u64,
+        RegionOptions {
+            page_size: HUGE as u64,
+            register: RegisterMode::MISSING,
+            ..Default::default()
+        },
+    )
+    .unwrap();
 }

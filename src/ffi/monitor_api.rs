@@ -341,9 +341,14 @@ pub unsafe extern "C" fn libuffd_monitor_add_handle(
 ///
 /// Thread safety: may be called from any thread, also while running.
 ///
+/// The region's page size is the mapping's for this process's own memory;
+/// for an adopted descriptor's, give it in `opts->page_size` (see there).
+///
 /// Returns: 0, or -EINVAL (NULL monitor, unknown handle id, bad range,
-/// misaligned for the mapping's page size, overlap, unknown source or
-/// flags, NULL buffer, negative fd), and libuffd_register()'s errors.
+/// misaligned for the page size, a page size that is not a power of two
+/// of at least the base page size or not the mapping's, overlap, unknown
+/// source or flags, NULL buffer, negative fd), and libuffd_register()'s
+/// errors.
 ///
 /// # Safety
 /// `opts` NULL or valid; `opts->buffer` readable for `buffer_len` bytes
@@ -393,6 +398,7 @@ pub unsafe extern "C" fn libuffd_monitor_add_region(
                 register: RegisterMode::from_bits_retain(o.register_mode),
                 prefetch: o.flags & LIBUFFD_REGION_PREFETCH != 0,
                 user_data: o.data as u64,
+                page_size: o.page_size,
             },
         )?;
         Ok(0)

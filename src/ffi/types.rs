@@ -398,6 +398,16 @@ pub struct libuffd_region_opts {
     pub fd_offset: u64,
     /// Handed to on_fault as `region_data`.
     pub data: *mut libc::c_void,
+    /// The page size of the memory (0: ask). For a handle of this
+    /// process's own memory the monitor reads the mapping's page size
+    /// itself, and a different value here is refused (-EINVAL). For a
+    /// descriptor adopted from another process (libuffd_handle_from_fd())
+    /// the monitor cannot know it beforehand: give it here (2 MiB for a
+    /// 2 MiB hugetlb guest); with 0 it is asked of the faulting thread's
+    /// mappings at the region's first fault when the descriptor has
+    /// LIBUFFD_FEATURE_THREAD_ID, else the base page size is assumed.
+    /// Added in 1.0: older, shorter structs (see `sz`) mean 0.
+    pub page_size: u64,
 }
 
 impl Default for libuffd_region_opts {
@@ -413,6 +423,7 @@ impl Default for libuffd_region_opts {
             reserved: 0,
             fd_offset: 0,
             data: std::ptr::null_mut(),
+            page_size: 0,
         }
     }
 }

@@ -114,6 +114,14 @@ pub struct RegionOptions {
     pub prefetch: bool,
     /// Handed back to callbacks.
     pub user_data: u64,
+    /// The page size of the memory; 0: ask. For this process's own
+    /// memory the mapping's is read, and a different value is refused.
+    /// For a descriptor adopted from another process it cannot be known
+    /// beforehand: give it here (2 MiB for a 2 MiB hugetlb guest); with 0
+    /// it is asked of the faulting thread's mappings at the region's first
+    /// fault if the descriptor reports thread ids (THREAD_ID), else the
+    /// base page size is assumed.
+    pub page_size: u64,
 }
 
 impl Default for RegionOptions {
@@ -123,6 +131,7 @@ impl Default for RegionOptions {
             register: RegisterMode::empty(),
             prefetch: false,
             user_data: 0,
+            page_size: 0,
         }
     }
 }
@@ -421,10 +430,27 @@ impl Monitor {
             .uffd(id)
             .ok_or_else(|| Error::invalid(format!("monitor: no userfaultfd with id {id}")))?;
         crate::uffd::range::check_range("add region", "range", start, len)?;
+        let base = crate::sys::base_page_size();
+        let given = opts.page_size;
+        if given != 0 && (!given.is_power_of_two() || given < base) {
+            return Err(Error::invalid(format!(
+                "add region: page size {given:#x} is not a power of two of at least {base} bytes"
+            )));
+        }
         let page_size = if uffd.serves_this_process() {
-            crate::uffd::mappings::page_size_at(start)?
+            let mapped = crate::uffd::mappings::page_size_at(start)?;
+            if given != 0 && given != mapped {
+                return Err(Error::invalid(format!(
+                    "add region: page size {} KiB given, but the memory at {start:#x} has {} KiB pages",
+                    given / 1024,
+                    mapped / 1024
+                )));
+            }
+            mapped
+        } else if given != 0 {
+            given
         } else {
-            crate::sys::base_page_size()
+            base
         };
         if start % page_size != 0 || len % page_size != 0 {
             return Err(Error::invalid(format!(
