@@ -1071,6 +1071,10 @@ int32_t libuffd_feature_supported(uint64_t mask);
  * the huge-page size of a hugetlb mapping. Registration and resolving
  * operations on hugetlb memory must be aligned to it.
  *
+ * Cost: one PROCMAP_QUERY ioctl on /proc/self/maps (Linux 6.11+), which
+ * does not grow with the size of the process; older kernels fall back to
+ * reading /proc/self/smaps up to the mapping.
+ *
  * Thread safety: may be called from any thread.
  *
  * Returns: the page size in bytes, or -ENOMEM (nothing mapped at addr).

@@ -67,7 +67,10 @@ fn check_out<T>(func: &str, out: *mut T) -> Result<(), Error> {
 /// `opts` is NULL or a valid libuffd_open_opts of `opts->sz` bytes; `out` is
 /// NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn libuffd_open(opts: *const libuffd_open_opts, out: *mut *mut libuffd_handle) -> i32 {
+pub unsafe extern "C" fn libuffd_open(
+    opts: *const libuffd_open_opts,
+    out: *mut *mut libuffd_handle,
+) -> i32 {
     guard("libuffd_open", || {
         check_out("libuffd_open", out)?;
         // SAFETY: contract above.
@@ -192,7 +195,10 @@ pub unsafe extern "C" fn libuffd_handle_fd(h: *const libuffd_handle) -> i32 {
 /// # Safety
 /// `h` is NULL or a live handle; `features` is NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn libuffd_handle_features(h: *const libuffd_handle, features: *mut u64) -> i32 {
+pub unsafe extern "C" fn libuffd_handle_features(
+    h: *const libuffd_handle,
+    features: *mut u64,
+) -> i32 {
     guard("libuffd_handle_features", || {
         // SAFETY: contract above.
         let h = unsafe { borrow(h) }?;
@@ -246,6 +252,10 @@ pub extern "C" fn libuffd_feature_supported(mask: u64) -> i32 {
 /// The page size of the memory mapped at `addr` in this process: 4096, or
 /// the huge-page size of a hugetlb mapping. Registration and resolving
 /// operations on hugetlb memory must be aligned to it.
+///
+/// Cost: one PROCMAP_QUERY ioctl on /proc/self/maps (Linux 6.11+), which
+/// does not grow with the size of the process; older kernels fall back to
+/// reading /proc/self/smaps up to the mapping.
 ///
 /// Thread safety: may be called from any thread.
 ///
