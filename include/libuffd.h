@@ -601,7 +601,7 @@ typedef struct libuffd_event {
  *
  * Set `sz` to `sizeof(struct libuffd_open_opts)` and every unused field to
  * zero (`LIBUFFD_OPTS_INIT` does both). Passing NULL instead of a struct
- * means all defaults: close-on-exec, blocking, user-mode-only, no
+ * means all defaults: close-on-exec, blocking, faults from user and kernel mode trapped, no
  * features.
  */
 typedef struct libuffd_open_opts {

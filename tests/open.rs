@@ -116,8 +116,12 @@ fn default_open_is_cloexec_blocking_and_traps_user_faults() {
 fn user_only_open_kernel_access_gets_efault() {
     let _w = Watchdog::new("user_only_open_kernel_access_gets_efault", 60);
     let mem = Mem::new(Kind::Anon, 2);
-    let u = Uffd::open(&opts(OpenFlags::USER_ONLY, Features::empty(), Features::empty()))
-        .expect("user-mode-only open");
+    let u = Uffd::open(&opts(
+        OpenFlags::USER_ONLY,
+        Features::empty(),
+        Features::empty(),
+    ))
+    .expect("user-mode-only open");
     assert_eq!(u.user_mode_only(), Some(true));
     u.register(mem.start(), 2 * PAGE as u64, RegisterMode::MISSING)
         .unwrap();
@@ -144,8 +148,12 @@ fn user_only_open_kernel_access_gets_efault() {
 fn default_open_traps_syscall_accesses() {
     let _w = Watchdog::new("default_open_traps_syscall_accesses", 60);
     let mem = Arc::new(Mem::new(Kind::Anon, 2));
-    let u = Uffd::open(&opts(OpenFlags::NONBLOCK, Features::empty(), Features::empty()))
-        .expect("open with the default mode");
+    let u = Uffd::open(&opts(
+        OpenFlags::NONBLOCK,
+        Features::empty(),
+        Features::empty(),
+    ))
+    .expect("open with the default mode");
     assert_eq!(u.user_mode_only(), Some(false));
     u.register(mem.start(), 2 * PAGE as u64, RegisterMode::MISSING)
         .unwrap();
@@ -638,7 +646,10 @@ fn unprivileged_open_errors_name_every_path() {
     assert!(l.contains("userfaultfd(2)") && l.contains("EPERM"), "{l}");
     assert!(l.contains("vm.unprivileged_userfaultfd"), "{l}");
     // ... and both ways out: privilege, or asking for user-mode-only.
-    assert!(l.contains("CAP_SYS_PTRACE") && l.contains("USER_ONLY"), "{l}");
+    assert!(
+        l.contains("CAP_SYS_PTRACE") && l.contains("USER_ONLY"),
+        "{l}"
+    );
     assert!(
         l.contains("/dev/userfaultfd") && l.contains("EACCES"),
         "{l}"

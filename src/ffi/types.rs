@@ -157,7 +157,7 @@ pub const LIBUFFD_FAULT_MINOR: u32 = 0x4;
 ///
 /// Set `sz` to `sizeof(struct libuffd_open_opts)` and every unused field to
 /// zero (`LIBUFFD_OPTS_INIT` does both). Passing NULL instead of a struct
-/// means all defaults: close-on-exec, blocking, user-mode-only, no
+/// means all defaults: close-on-exec, blocking, faults from user and kernel mode trapped, no
 /// features.
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
