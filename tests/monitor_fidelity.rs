@@ -670,3 +670,18 @@ fn region_page_size_checked() {
     )
     .unwrap();
 }
+
+/// The same guest without a page size given, its descriptor reporting
+/// thread ids: the monitor asks the faulting thread's mappings
+/// (PROCMAP_QUERY on /proc/<tid>/maps) at the region's first fault.
+#[test]
+fn adopted_hugetlb_guest_page_size_learnt() {
+    let _w = Watchdog::new("adopted_hugetlb_guest_page_size_learnt", 60);
+    let thread_id = Features::THREAD_ID.bits();
+    let (status, result) = adopted_guest_case(thread_id, 0);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the guest saw wrong data or died: status {status:#x} ({result:?})"
+    );
+    result.unwrap();
+}

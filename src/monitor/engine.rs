@@ -179,6 +179,7 @@ impl Inner {
         // from the region's source (see `Inner::layout`); not across a
         // callback.
         let gate = self.layout.read().unwrap_or_else(|e| e.into_inner());
+        self.learn_page_size(p.uffd_id, &f);
         // Find the region; copy out what is needed and drop the lock
         // before any ioctl or callback.
         let view = {
@@ -234,18 +235,51 @@ impl Inner {
     /// with EINVAL on hugetlb memory): the mapping's, looked up in the
     /// memory's owner, else the base page size.
     fn page_size_outside(&self, id: u32, f: &Fault) -> u64 {
-        let base = crate::sys::base_page_size();
-        let Some(uffd) = self.uffd(id) else {
-            return base;
-        };
+        self.owner_page_size(id, f)
+            .unwrap_or_else(crate::sys::base_page_size)
+    }
+
+    /// The page size of the mapping a fault is in, asked of its owner's
+    /// mappings (PROCMAP_QUERY: one ioctl, no allocation): this process's
+    /// when the uffd serves it, else the faulting thread's when the uffd
+    /// reports thread ids (a thread id names its process's memory in
+    /// /proc). None when neither is possible or the lookup fails (no
+    /// permission to read the owner's maps, say).
+    fn owner_page_size(&self, id: u32, f: &Fault) -> Option<u64> {
+        let uffd = self.uffd(id)?;
         let found = if uffd.serves_this_process() {
             crate::uffd::mappings::page_size_at(f.address).ok()
+        } else if f.thread_id != 0 {
+            crate::uffd::mappings::page_size_in(f.thread_id as i32, f.address).ok()
         } else {
             None
         };
-        found
-            .filter(|ps| ps.is_power_of_two() && *ps >= base)
-            .unwrap_or(base)
+        found.filter(|ps| ps.is_power_of_two() && *ps >= crate::sys::base_page_size())
+    }
+
+    /// A region whose page size is not known yet (0: an adopted
+    /// descriptor's, added without one) learns it at its first fault, from
+    /// the owner's mappings (`owner_page_size`), else takes the base page
+    /// size. Caller holds the layout gate.
+    fn learn_page_size(&self, id: u32, f: &Fault) {
+        let unknown = self
+            .regions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .find(id, f.address)
+            .is_some_and(|r| r.page_size == 0);
+        if !unknown {
+            return;
+        }
+        let ps = self
+            .owner_page_size(id, f)
+            .unwrap_or_else(crate::sys::base_page_size);
+        let mut table = self.regions.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = table.find_mut(id, f.address) {
+            if r.page_size == 0 {
+                r.page_size = ps;
+            }
+        }
     }
 
     /// Count a fault's outcome, apply the retry rule or the error policy.

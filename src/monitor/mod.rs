@@ -449,13 +449,18 @@ impl Monitor {
             mapped
         } else if given != 0 {
             given
+        } else if uffd.features().contains(crate::uffd::Features::THREAD_ID) {
+            // Another process's memory: its faults name their thread, whose
+            // mappings tell the page size at the first fault.
+            0
         } else {
             base
         };
-        if start % page_size != 0 || len % page_size != 0 {
+        let align = page_size.max(base);
+        if start % align != 0 || len % align != 0 {
             return Err(Error::invalid(format!(
                 "add region: [{start:#x}, +{len:#x}) is not aligned to the mapping's {} KiB pages",
-                page_size / 1024
+                align / 1024
             )));
         }
         if let Source::Buffer { addr, .. } = opts.source {
