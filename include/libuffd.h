@@ -1178,7 +1178,9 @@ int32_t libuffd_monitor_add_handle(struct libuffd_monitor *m, struct libuffd_han
  * (NULL: zero-fill, already registered). With `opts->register_mode` the
  * range is registered first. Regions of one handle may not overlap.
  *
- * Thread safety: may be called from any thread, also while running.
+ * Thread safety: may be called from any thread, also while running, and
+ * from inside any callback (on_fault, on_fork, on_remap, on_remove,
+ * on_unmap, on_log): the region is served from the next fault on.
  *
  * The region's page size is the mapping's for this process's own memory;
  * for an adopted descriptor's, give it in `opts->page_size` (see there).

@@ -685,3 +685,230 @@ fn adopted_hugetlb_guest_page_size_learnt() {
     );
     result.unwrap();
 }
+
+// ---------------------------------------------------------------------
+// 5. add_region from callbacks
+// ---------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum From {
+    Fault,
+    Remap,
+    Remove,
+    Unmap,
+    Fork,
+}
+
+/// Adds region `b` from the callback `from` (once) and records how that
+/// went. Region `a`'s faults (a Callback region) are served from `a_src`.
+struct AddFrom {
+    from: From,
+    m: std::sync::OnceLock<Monitor>,
+    id: AtomicU64,
+    a_src: Vec<u8>,
+    b: (u64, u64),
+    b_src: Vec<u8>,
+    result: Mutex<Option<std::result::Result<(), i32>>>,
+}
+
+impl AddFrom {
+    fn add(&self, from: From) {
+        if from != self.from || self.result.lock().unwrap().is_some() {
+            return;
+        }
+        let m = self.m.get().expect("monitor set");
+        let r = m.add_region(
+            self.id.load(SeqCst) as u32,
+            self.b.0,
+            self.b.1,
+            RegionOptions {
+                source: buffer(&self.b_src),
+                register: RegisterMode::MISSING,
+                ..Default::default()
+            },
+        );
+        *self.result.lock().unwrap() = Some(r.map_err(|e| e.errno()));
+    }
+}
+
+struct AddFromHandler(Arc<AddFrom>);
+
+impl Handler for AddFromHandler {
+    fn on_fault(&self, ctx: &FaultCtx<'_>) -> Verdict {
+        self.0.add(From::Fault);
+        let off = ctx.region.map_or(0, |r| r.source_offset) as usize;
+        let src = self.0.a_src[off..].as_ptr() as u64;
+        match ctx.resolve(Action::Copy(src)) {
+            Ok(_) => Verdict::Resolved,
+            Err(e) => Verdict::Error(e.errno()),
+        }
+    }
+    fn on_fork(&self, _id: u32, _fd: i32) -> ForkVerdict {
+        self.0.add(From::Fork);
+        ForkVerdict::Close
+    }
+    fn on_remap(&self, _id: u32, _from: u64, _to: u64, _len: u64) {
+        self.0.add(From::Remap);
+    }
+    fn on_remove(&self, _id: u32, _start: u64, _end: u64) {
+        self.0.add(From::Remove);
+    }
+    fn on_unmap(&self, _id: u32, _start: u64, _end: u64) {
+        self.0.add(From::Unmap);
+    }
+}
+
+/// `add_region` called from inside callback `from` returns (here: works)
+/// instead of waiting for the layout gate its own thread holds; the new
+/// region is then served.
+fn add_from_case(from: From, workers: u32) {
+    let _g = FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let pages = 16;
+    let a = Mem::new(Kind::Anon, pages);
+    let b = Arc::new(Mem::new(Kind::Anon, pages));
+    let spare = Mem::new(Kind::Anon, 1);
+    let h = Arc::new(AddFrom {
+        from,
+        m: std::sync::OnceLock::new(),
+        id: AtomicU64::new(0),
+        a_src: pattern(a.len, 7),
+        b: (b.start(), b.len as u64),
+        b_src: pattern(b.len, 8),
+        result: Mutex::new(None),
+    });
+    let features = Features::EVENT_REMAP
+        | Features::EVENT_REMOVE
+        | Features::EVENT_UNMAP
+        | if from == From::Fork {
+            Features::EVENT_FORK
+        } else {
+            Features::empty()
+        };
+    let u = Arc::new(open_uffd(features));
+    let m = Monitor::new(
+        Config {
+            workers,
+            hand_off_all: workers > 0,
+            ..Default::default()
+        },
+        Box::new(AddFromHandler(h.clone())),
+    )
+    .unwrap();
+    let id = m.add_uffd(u.clone()).unwrap();
+    h.id.store(id as u64, SeqCst);
+    let _ = h.m.set(m.clone());
+    m.add_region(
+        id,
+        a.start(),
+        a.len as u64,
+        RegionOptions {
+            source: Source::Callback,
+            register: RegisterMode::MISSING,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let run = m.start().unwrap();
+    match from {
+        From::Fault => assert_eq!(a.read(PAGE + 1), h.a_src[PAGE + 1]),
+        From::Remove => {
+            assert_eq!(a.read(1), h.a_src[1]);
+            // SAFETY: our own mapping.
+            assert_eq!(
+                unsafe { libc::madvise(a.addr.cast(), PAGE, libc::MADV_DONTNEED) },
+                0
+            );
+        }
+        From::Unmap => {
+            // SAFETY: our own mapping (its last page; Mem's drop unmaps
+            // the rest, and unmapping a hole again is harmless).
+            assert_eq!(
+                unsafe { libc::munmap(a.addr.add(a.len - PAGE).cast(), PAGE) },
+                0
+            );
+        }
+        From::Remap => {
+            // SAFETY: moving a page of our own mapping onto our own spare
+            // page.
+            let to = unsafe {
+                libc::mremap(
+                    a.addr.cast(),
+                    PAGE,
+                    PAGE,
+                    libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+                    spare.addr as *mut libc::c_void,
+                )
+            };
+            assert_ne!(to, libc::MAP_FAILED, "{}", std::io::Error::last_os_error());
+        }
+        From::Fork => {
+            // SAFETY: fork; the child exits at once.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0);
+            if pid == 0 {
+                // SAFETY: leave the child at once.
+                unsafe { libc::_exit(0) };
+            }
+            let mut st = 0;
+            // SAFETY: our own child.
+            assert_eq!(unsafe { libc::waitpid(pid, &mut st, 0) }, pid);
+        }
+    }
+    let t0 = std::time::Instant::now();
+    let result = loop {
+        if let Some(r) = *h.result.lock().unwrap() {
+            break r;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "add_region called from {from:?} (workers={workers}) never returned"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    assert_eq!(result, Ok(()), "add_region from {from:?}");
+    // The region added from the callback is served.
+    let reader = {
+        let b = b.clone();
+        std::thread::spawn(move || b.bytes().to_vec())
+    };
+    assert!(kit::wait_finished(&reader, 5000), "region b not served");
+    assert!(reader.join().unwrap() == h.b_src, "region b's contents");
+    m.stop();
+    run.wait().unwrap();
+}
+
+#[test]
+fn add_region_from_on_fault() {
+    let _w = Watchdog::new("add_region_from_on_fault", 60);
+    add_from_case(From::Fault, 0);
+}
+
+#[test]
+fn add_region_from_on_fault_workers() {
+    let _w = Watchdog::new("add_region_from_on_fault_workers", 60);
+    add_from_case(From::Fault, 2);
+}
+
+#[test]
+fn add_region_from_on_remap() {
+    let _w = Watchdog::new("add_region_from_on_remap", 60);
+    add_from_case(From::Remap, 0);
+}
+
+#[test]
+fn add_region_from_on_remove() {
+    let _w = Watchdog::new("add_region_from_on_remove", 60);
+    add_from_case(From::Remove, 0);
+}
+
+#[test]
+fn add_region_from_on_unmap_workers() {
+    let _w = Watchdog::new("add_region_from_on_unmap_workers", 60);
+    add_from_case(From::Unmap, 2);
+}
+
+#[test]
+fn add_region_from_on_fork() {
+    let _w = Watchdog::new("add_region_from_on_fork", 60);
+    add_from_case(From::Fork, 0);
+}

@@ -127,8 +127,9 @@ pub enum ForkVerdict {
 /// the monitor to read the resulting event: a deadlock).
 ///
 /// The event callbacks (`on_fork`, `on_remap`, `on_remove`, `on_unmap`)
-/// run on the reader while it applies the event: they must not call
-/// `Monitor::add_region`, and, if the monitored process forks from several
+/// run on the reader while it applies the event. `Monitor::add_region`
+/// works from them (and from `on_fault`, on any thread); and, if the
+/// monitored process forks from several
 /// threads or in quick succession, they should not allocate (glibc's fork
 /// holds the malloc locks while the kernel waits for the reader:
 /// kernel-semantics.md §6.6). The same goes for `on_log` when

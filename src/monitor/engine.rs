@@ -57,6 +57,38 @@ impl Scratch {
     }
 }
 
+thread_local! {
+    /// Whether this thread holds the layout gate exclusively: the reader
+    /// while it reads a batch and applies its events, which includes the
+    /// event callbacks it calls (const, no destructor: using it allocates
+    /// nothing).
+    static HOLDING_LAYOUT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the calling thread holds the layout gate exclusively, i.e. is
+/// the reader applying events (in an event callback, say): then
+/// `Monitor::add_region` must not wait for the gate, which would be
+/// waiting for itself; it has the gate already.
+pub(crate) fn holding_layout() -> bool {
+    HOLDING_LAYOUT.with(|h| h.get())
+}
+
+/// Marks the calling thread as holding the layout gate until dropped.
+struct HoldingLayout;
+
+impl HoldingLayout {
+    fn new() -> HoldingLayout {
+        HOLDING_LAYOUT.with(|h| h.set(true));
+        HoldingLayout
+    }
+}
+
+impl Drop for HoldingLayout {
+    fn drop(&mut self) {
+        HOLDING_LAYOUT.with(|h| h.set(false));
+    }
+}
+
 /// A fault waiting to be tried again.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Pending {
@@ -541,6 +573,7 @@ impl Inner {
             // faults were raised before the events were read, so serving
             // them against the new layout is always a valid outcome.
             let gate = self.layout.write().unwrap_or_else(|e| e.into_inner());
+            let held = HoldingLayout::new();
             let n = read_ready(&uffd, nowait, &mut st.msgs)?;
             if n == 0 {
                 return Ok(());
@@ -556,6 +589,7 @@ impl Inner {
                     }
                 }
             }
+            drop(held);
             drop(gate);
             for i in 0..n {
                 let ev = st.msgs[i].take_event(uffd.features());

@@ -479,10 +479,14 @@ impl Monitor {
         // event to applying it, so an munmap/mremap that has returned has
         // its UNMAP/REMAP applied before we look. Without it, a region
         // re-added right after an munmap of the old one was refused as
-        // overlapping now and then (tests/monitor_stress.rs). Not to be
-        // called from the on_remap/on_remove/on_unmap/on_fork callbacks,
-        // which run under the gate.
-        let _gate = self.inner.layout.read().unwrap_or_else(|e| e.into_inner());
+        // overlapping now and then (tests/monitor_stress.rs). Called from
+        // an event callback (on_fork, on_remap, on_remove, on_unmap, or
+        // on_log there), the calling thread is the reader and holds the
+        // gate exclusively already: waiting for it would wait for itself
+        // for ever, so it goes on without (the batch's events before this
+        // one are applied; those after it will be, to the new region too).
+        let _gate = (!engine::holding_layout())
+            .then(|| self.inner.layout.read().unwrap_or_else(|e| e.into_inner()));
         if self
             .inner
             .regions
