@@ -1161,7 +1161,11 @@ int32_t libuffd_monitor_new(const struct libuffd_monitor_opts *opts, const struc
  * the descriptor's file status flags are left as they are (the file may
  * be shared with another process): a blocking one is read with
  * RWF_NOWAIT, so no read of the monitor ever waits. `*id` (may be NULL)
- * receives the handle's id, used by regions, faults and events.
+ * receives the handle's id, used by regions, faults and events. For a
+ * handle with LIBUFFD_FEATURE_EVENT_FORK (unless
+ * LIBUFFD_MONITOR_NO_FORK_SERVE) it starts the monitor's reserve thread,
+ * which keeps what serving a fork needs ready (see
+ * libuffd_monitor_dispatch()); libuffd_monitor_free() ends it.
  *
  * Thread safety: may be called from any thread, also while running.
  *
@@ -1266,7 +1270,12 @@ int32_t libuffd_monitor_fd(const struct libuffd_monitor *m);
 /**
  * Handle whatever is ready, waiting up to `timeout_ms` (0: do not wait;
  * -1: wait). For callers that poll libuffd_monitor_fd() themselves; workers
- * and prefetch run only under libuffd_monitor_run()/start().
+ * and prefetch run only under libuffd_monitor_run()/start(). Forked
+ * children are served as by the monitor's own thread, without allocating
+ * while the forking thread holds the C library's malloc locks: a helper
+ * thread (started by libuffd_monitor_add_handle() for a handle with
+ * LIBUFFD_FEATURE_EVENT_FORK, signals blocked) keeps what that needs
+ * ready, so a storm of forks does not deadlock the dispatching thread.
  *
  * Thread safety: one dispatcher at a time; not while running.
  *

@@ -919,3 +919,99 @@ fn fork_back_to_back_one_cpu_close() {
     let _w = Watchdog::new("fork_back_to_back_one_cpu_close", 60);
     back_to_back_case(300, ForkVerdict::Close);
 }
+
+/// The same 300 back-to-back forks on one CPU, served by the caller's own
+/// loop (`dispatch`, on a thread pinned to the same CPU) instead of the
+/// monitor's thread: dispatch must follow the reader's rule too (no
+/// allocation while serving a FORK, reserve.rs), else it deadlocks with
+/// the next fork, which holds glibc's malloc locks.
+fn dispatch_back_to_back_case(forks: u64) {
+    let _g = serialize();
+    // SAFETY: plain affinity calls on the calling thread (the dispatcher
+    // thread, created below, inherits the mask).
+    let saved = unsafe {
+        let mut saved: libc::cpu_set_t = std::mem::zeroed();
+        libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut saved);
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        let cpu = (0..libc::CPU_SETSIZE as usize)
+            .find(|&c| libc::CPU_ISSET(c, &saved))
+            .unwrap_or(0);
+        libc::CPU_SET(cpu, &mut one);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one),
+            0,
+            "sched_setaffinity: {}",
+            std::io::Error::last_os_error()
+        );
+        saved
+    };
+    let mem = Mem::new(Kind::Anon, 4);
+    let data = content(mem.len, 41);
+    let u = Arc::new(open_uffd(Features::EVENT_FORK));
+    let m = Monitor::new(Config::default(), Box::new(DefaultHandler)).unwrap();
+    let id = m.add_uffd(u.clone()).unwrap();
+    m.add_region(id, mem.start(), mem.len as u64, missing(buffer(&data)))
+        .unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let (up_tx, up_rx) = mpsc::channel::<()>();
+    let dispatcher = {
+        let (m, done) = (m.clone(), done.clone());
+        std::thread::spawn(move || {
+            m.dispatch(0).expect("dispatch");
+            up_tx.send(()).unwrap();
+            while !done.load(SeqCst) {
+                m.dispatch(20).expect("dispatch");
+            }
+        })
+    };
+    // A thread's start allocates (the runtime's bookkeeping): forking
+    // while it starts would deadlock in the test, not in the monitor.
+    up_rx.recv().unwrap();
+    // SAFETY: alarm(2); cancelled below. A deadlock here also blocks the
+    // Watchdog (it allocates to print): SIGALRM kills the process.
+    unsafe { libc::alarm(50) };
+    // Back to back: the children are reaped afterwards, so that the next
+    // fork (malloc locks held) follows the previous one's FORK event at
+    // once, while the dispatcher may still be serving it.
+    let mut pids = Vec::with_capacity(forks as usize);
+    for i in 0..forks {
+        // SAFETY: fork; the child exits at once.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork {i}: {}", std::io::Error::last_os_error());
+        if pid == 0 {
+            // SAFETY: leave the child at once.
+            unsafe { libc::_exit(0) };
+        }
+        pids.push(pid);
+    }
+    for (i, pid) in pids.into_iter().enumerate() {
+        let st = wait_child(pid, Duration::from_secs(10));
+        assert!(exited_ok(st), "fork {i}: status {st:#x}");
+    }
+    // SAFETY: cancel the alarm; restore this thread's affinity.
+    unsafe {
+        libc::alarm(0);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &saved)
+    };
+    let check = {
+        let (start, len) = (mem.start(), mem.len);
+        std::thread::spawn(move || bytes_at(start, len).to_vec())
+    };
+    while !check.is_finished() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    check_bytes(&check.join().unwrap(), &data, "parent after forks");
+    done.store(true, SeqCst);
+    dispatcher.join().unwrap();
+    m.stop();
+    let s = m.stats();
+    eprintln!("back-to-back forks through dispatch: {s:?}");
+    assert_eq!(s.forks, forks, "{s:?}");
+    assert_eq!(s.failed, 0, "{s:?}");
+}
+
+#[test]
+fn fork_back_to_back_one_cpu_dispatch() {
+    let _w = Watchdog::new("fork_back_to_back_one_cpu_dispatch", 60);
+    dispatch_back_to_back_case(300);
+}

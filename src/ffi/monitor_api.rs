@@ -139,6 +139,8 @@ impl Drop for MonitorBox {
         while self.monitor.is_running() {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
+        // And for the reserve filler (which may log through on_log).
+        self.monitor.shut_down();
         if let Some(free) = self.user_free {
             // SAFETY: the finaliser the caller gave for its own pointer,
             // called exactly once, after the last callback.
@@ -306,7 +308,11 @@ pub unsafe extern "C" fn libuffd_monitor_new(
 /// the descriptor's file status flags are left as they are (the file may
 /// be shared with another process): a blocking one is read with
 /// RWF_NOWAIT, so no read of the monitor ever waits. `*id` (may be NULL)
-/// receives the handle's id, used by regions, faults and events.
+/// receives the handle's id, used by regions, faults and events. For a
+/// handle with LIBUFFD_FEATURE_EVENT_FORK (unless
+/// LIBUFFD_MONITOR_NO_FORK_SERVE) it starts the monitor's reserve thread,
+/// which keeps what serving a fork needs ready (see
+/// libuffd_monitor_dispatch()); libuffd_monitor_free() ends it.
 ///
 /// Thread safety: may be called from any thread, also while running.
 ///
@@ -515,7 +521,12 @@ pub unsafe extern "C" fn libuffd_monitor_fd(m: *const libuffd_monitor) -> i32 {
 
 /// Handle whatever is ready, waiting up to `timeout_ms` (0: do not wait;
 /// -1: wait). For callers that poll libuffd_monitor_fd() themselves; workers
-/// and prefetch run only under libuffd_monitor_run()/start().
+/// and prefetch run only under libuffd_monitor_run()/start(). Forked
+/// children are served as by the monitor's own thread, without allocating
+/// while the forking thread holds the C library's malloc locks: a helper
+/// thread (started by libuffd_monitor_add_handle() for a handle with
+/// LIBUFFD_FEATURE_EVENT_FORK, signals blocked) keeps what that needs
+/// ready, so a storm of forks does not deadlock the dispatching thread.
 ///
 /// Thread safety: one dispatcher at a time; not while running.
 ///

@@ -98,6 +98,10 @@ pub(crate) struct Inner {
     /// page): how many times each came back (engine.rs `unreleasable`).
     /// Fixed size: the least-seen entry makes room.
     pub unreleased: Mutex<[(u32, u64, u32); UNRELEASED_SLOTS]>,
+    /// The reserve filler ("uffd-reserve", reserve.rs), started when a
+    /// userfaultfd that reports forks is added: `run`'s reader and a
+    /// `dispatch` caller both serve forks from what it keeps ready.
+    pub reserve_thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// Room in `Inner::unreleased`.
@@ -156,19 +160,10 @@ struct Helpers {
 impl Helpers {
     fn spawn(&mut self, name: &str, f: impl FnOnce() + Send + 'static) -> Result<()> {
         let started = self.started.clone();
-        let t = std::thread::Builder::new()
-            .name(name.into())
-            .spawn(move || {
-                started.fetch_add(1, Release);
-                f()
-            })
-            .map_err(|e| {
-                Error::os(
-                    "spawn",
-                    e.raw_os_error().unwrap_or(libc::EAGAIN),
-                    format!("monitor thread {name}"),
-                )
-            })?;
+        let t = spawn_thread(name, move || {
+            started.fetch_add(1, Release);
+            f()
+        })?;
         self.threads.push(t);
         Ok(())
     }
@@ -178,6 +173,23 @@ impl Helpers {
             std::thread::yield_now();
         }
     }
+}
+
+/// Start a library thread named `name`.
+fn spawn_thread<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<JoinHandle<T>> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(|e| {
+            Error::os(
+                "spawn",
+                e.raw_os_error().unwrap_or(libc::EAGAIN),
+                format!("monitor thread {name}"),
+            )
+        })
 }
 
 /// The monitor's threads, while started.
@@ -408,6 +420,7 @@ impl Monitor {
                 pool: Mutex::new(None),
                 loop_error: Mutex::new(None),
                 unreleased: Mutex::new([(0, 0, 0); UNRELEASED_SLOTS]),
+                reserve_thread: Mutex::new(None),
             }),
         })
     }
@@ -415,7 +428,54 @@ impl Monitor {
     /// Serve `uffd`, blocking or not (its file status flags are left as
     /// they are); returns its id, as seen in faults and events.
     pub fn add_uffd(&self, uffd: Arc<Uffd>) -> Result<u32> {
-        self.inner.add_uffd(uffd, false)
+        let id = self.inner.add_uffd(uffd, false)?;
+        // Here, on the caller's thread, not on the reader (which must not
+        // allocate while a fork may be waiting for it).
+        self.start_reserve()?;
+        Ok(id)
+    }
+
+    /// Start the reserve filler if a served userfaultfd reports forks and
+    /// it is not running yet (reserve.rs). Whoever reads, the monitor's
+    /// own thread or a `dispatch` caller, serves forks from the reserves
+    /// without allocating; without the filler a `dispatch` caller
+    /// allocated for each fork once the first reserves were used up, and
+    /// deadlocked with the next fork of a fork storm
+    /// (tests/monitor_events.rs fork_back_to_back_one_cpu_dispatch).
+    fn start_reserve(&self) -> Result<()> {
+        let inner = &self.inner;
+        if inner.stop.load(Acquire) || !reserve::wanted(inner) {
+            return Ok(());
+        }
+        let mut slot = inner
+            .reserve_thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if slot.as_ref().is_some_and(|h| !h.is_finished()) {
+            return Ok(());
+        }
+        reserve::prepare(inner);
+        let weak = Arc::downgrade(inner);
+        let t = spawn_thread("uffd-reserve", move || reserve::run(weak))?;
+        *slot = Some(t);
+        Ok(())
+    }
+
+    /// Stop, and wait for the threads started outside `run` (the reserve
+    /// filler) to end: after it, no callback of this monitor runs. Not
+    /// from a callback. `run`/`start` threads are waited for as before
+    /// (`Running::wait`, or `run` returning).
+    pub fn shut_down(&self) {
+        self.stop();
+        let t = self
+            .inner
+            .reserve_thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(t) = t {
+            let _ = t.join();
+        }
     }
 
     /// The uffd with this id (a forked child's too), if still served.
@@ -578,6 +638,16 @@ impl Monitor {
         for h in helpers.threads {
             let _ = h.join();
         }
+        // The reserve filler, which gives handles to children still
+        // pending before it ends, so that release() below sees them.
+        let filler = inner
+            .reserve_thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(t) = filler {
+            let _ = t.join();
+        }
         if inner.config.release_on_stop {
             inner.release();
         }
@@ -624,12 +694,8 @@ impl Monitor {
             let i = inner.clone();
             helpers.spawn("uffd-prefetch", move || prefetch::run(i))?;
         }
-        if reserve::wanted(inner) {
-            reserve::prepare(inner);
-            let i = inner.clone();
-            helpers.spawn("uffd-reserve", move || reserve::run(i))?;
-        }
-        Ok(())
+        // The reserve filler runs from add_uffd on (`start_reserve`).
+        self.start_reserve()
     }
 
     /// Start the monitor on its own thread; `Running::wait` joins it.
@@ -642,16 +708,7 @@ impl Monitor {
             ));
         }
         let me = self.clone();
-        let t = std::thread::Builder::new()
-            .name("uffd-monitor".into())
-            .spawn(move || me.run())
-            .map_err(|e| {
-                Error::os(
-                    "spawn",
-                    e.raw_os_error().unwrap_or(libc::EAGAIN),
-                    "monitor thread",
-                )
-            })?;
+        let t = spawn_thread("uffd-monitor", move || me.run())?;
         // Wait until its threads are up and it reads events, so that the
         // caller's first fault is served and stop() right after is seen.
         while !self.inner.ready.load(Acquire) && !t.is_finished() {
@@ -684,6 +741,9 @@ impl Monitor {
 
     /// Handle what is ready, waiting up to `timeout_ms` (-1: forever).
     /// Returns how many sources were ready. Not while `run` is active.
+    /// Forks are served as by `run`'s reader, from the reserves that the
+    /// reserve thread (started by `add_uffd`) keeps ready, so that a fork
+    /// storm cannot deadlock the dispatching thread.
     pub fn dispatch(&self, timeout_ms: i32) -> Result<usize> {
         if self.inner.running.load(Acquire) {
             return Err(Error::os(

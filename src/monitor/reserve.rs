@@ -250,17 +250,23 @@ pub(crate) fn prepare(inner: &Inner) {
     refill(inner);
 }
 
-/// The helper: refill the reserves until the monitor stops.
-pub(crate) fn run(inner: Arc<Inner>) {
-    while !inner.stop.load(Acquire) {
+/// The helper: refill the reserves until the monitor stops, or is
+/// dropped without being stopped (it holds the monitor only while it
+/// works, so that it does not keep an unused monitor alive).
+pub(crate) fn run(weak: std::sync::Weak<Inner>) {
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        if inner.stop.load(Acquire) {
+            inner.reserve.helper.store(false, Release);
+            // Children still pending get their handles now, so that
+            // stopping releases (or closes) them like every other child.
+            inner.fill_pending();
+            return;
+        }
         inner.fill_pending();
         refill(&inner);
         inner.reserve.wait_nudge(Duration::from_millis(20));
     }
-    inner.reserve.helper.store(false, Release);
-    // Children still pending get their handles now, so that stopping
-    // releases (or closes) them like every other child.
-    inner.fill_pending();
 }
 
 fn refill(inner: &Inner) {
