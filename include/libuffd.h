@@ -1218,7 +1218,10 @@ int32_t libuffd_monitor_run(struct libuffd_monitor *m);
 
 /**
  * Run the monitor on a thread of its own (plus its workers); returns at
- * once. libuffd_monitor_wait() joins it.
+ * once. libuffd_monitor_wait() joins it. Every thread the library creates
+ * (this one, workers, the prefetcher, the reserve thread) blocks all
+ * signals, so a signal sent to the process is handled on the host's
+ * threads only.
  *
  * Thread safety: any thread; one run (or start) at a time.
  *

@@ -175,11 +175,15 @@ impl Helpers {
     }
 }
 
-/// Start a library thread named `name`.
+/// Start a library thread named `name`, with every signal blocked from
+/// its first instruction on (it inherits the mask set around its
+/// creation): a signal the host sends to the process is never handled on
+/// the monitor's threads.
 fn spawn_thread<T: Send + 'static>(
     name: &str,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<JoinHandle<T>> {
+    let _blocked = crate::sys::signals::block_all();
     std::thread::Builder::new()
         .name(name.into())
         .spawn(f)

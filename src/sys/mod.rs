@@ -12,6 +12,7 @@ pub mod ioctl;
 pub mod open;
 pub mod procmap;
 pub mod read;
+pub mod signals;
 pub mod uapi;
 pub mod wait;
 
