@@ -1012,6 +1012,42 @@ def overview_page(h, version):
         "To link the static library \\fIlibuffd.a\\fR, add the libraries it "
         "needs with \\fBpkg\\-config \\-\\-static \\-\\-libs uffd\\fR."))
 
+    page.sh("MONITOR DELIVERY ORDER")
+    page.add(fix_lines(
+        "The monitor (\\fBlibuffd_monitor_new\\fR(3)) reads each handle's "
+        "messages in batches (up to \\fIbatch\\fR per \\fBread\\fR(2)) and "
+        "handles a batch in this order:"))
+    page.add([".IP 1. 4"] + fix_lines(
+        "Its events (fork, mremap, madvise removal, munmap) are applied to the "
+        "region table, and their callbacks (\\fIon_fork\\fR, \\fIon_remap\\fR, "
+        "\\fIon_remove\\fR, \\fIon_unmap\\fR) called, in the order the kernel "
+        "reported them."))
+    page.add([".IP 2. 4"] + fix_lines(
+        "Then its page faults are served, against the layout those events "
+        "left. A fault reported more than once in the batch (same handle, "
+        "address and flags: several threads touching one page) is served once; "
+        "the others are counted as \\fIcoalesced\\fR in "
+        "\\fBlibuffd_monitor_get_stats\\fR(3). A fault that meets an event not "
+        "yet read (the kernel's \\fBEAGAIN\\fR) is tried again after the next "
+        "read."))
+    page.add([".PP"] + fix_lines(
+        "Why: reading an event completes it. The thread that called "
+        "\\fBmadvise\\fR(2), \\fBmremap\\fR(2), \\fBmunmap\\fR(2) or \\fBfork\\fR(2) "
+        "goes on as soon as the event is read, and a removal's range is zapped "
+        "at once. A fault of the same batch served in message order, from the "
+        "layout before the event, could place a region's old data after that "
+        "zap, where the caller of \\fBmadvise\\fR(2) must read zeros, or look for "
+        "a moved region at its old address. The faults of a batch were raised "
+        "before its events were read, so serving them against the new layout is "
+        "what the program could have seen anyway. Coalescing spares the "
+        "duplicates a second resolution: one resolution wakes every thread "
+        "waiting on the page, and the kernel would refuse the others with "
+        "\\fBEEXIST\\fR."))
+    page.add([".PP"] + fix_lines(
+        "Blocking and non-blocking descriptors are served alike; a blocking "
+        "one is read with \\fBRWF_NOWAIT\\fR, its status flags untouched. The "
+        "threads the monitor creates block every signal."))
+
     page.sh("FUNCTIONS")
     names = [f.name for f in h.funcs]
     for title, _ in AREAS:

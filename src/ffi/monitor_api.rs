@@ -257,6 +257,10 @@ unsafe fn ops_from_c(
 /// by libuffd_monitor_free(). On failure it is not called (the caller keeps
 /// ownership) and `*out` is not written.
 ///
+/// The monitor applies the events of each batch it reads before serving
+/// the batch's faults, and serves a fault reported several times in a
+/// batch once: libuffd(7), MONITOR DELIVERY ORDER, says why.
+///
 /// Thread safety: may be called from any thread.
 ///
 /// Returns: 0, or -EINVAL (NULL out, bad opts or ops_size), -E2BIG, -EMFILE.

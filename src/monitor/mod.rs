@@ -8,6 +8,23 @@
 //! progress, ENOENT, ESRCH), keeps its region table right across fork,
 //! mremap, munmap and madvise, and never leaves a faulting thread blocked:
 //! a fault is resolved, or the thread gets SIGBUS (or, on stop, released).
+//!
+//! Delivery order. Each read(2) returns a batch of messages of one
+//! userfaultfd. The batch's events (FORK, REMAP, REMOVE, UNMAP) are applied
+//! to the region table, and their callbacks called, in the kernel's order,
+//! before any of its faults is served; the faults are then served against
+//! the new layout, a fault reported more than once in the batch (same uffd,
+//! address and flags) only once (`StatsSnapshot::coalesced`), and a fault
+//! that meets an event not yet read (EAGAIN) again after the next read.
+//! Why: reading an event completes it, so the thread that called madvise,
+//! mremap, munmap or fork goes on at once and a REMOVE's range is zapped
+//! then; a fault of the batch served in message order, from the old
+//! layout, could place stale source data after the zap (the madvise caller
+//! must read zeros) or miss a moved region. The batch's faults were raised
+//! before its events were read, so the new layout is a valid answer for
+//! them. Duplicates are coalesced because one resolution wakes every
+//! thread waiting on the page; the others would only get EEXIST. (Also in
+//! libuffd(7), MONITOR DELIVERY ORDER.)
 
 mod config;
 mod engine;
