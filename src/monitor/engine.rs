@@ -211,12 +211,19 @@ impl Inner {
         // from the region's source (see `Inner::layout`); not across a
         // callback.
         let gate = self.layout.read().unwrap_or_else(|e| e.into_inner());
-        self.learn_page_size(p.uffd_id, &f);
         // Find the region; copy out what is needed and drop the lock
-        // before any ioctl or callback.
-        let view = {
+        // before any ioctl or callback. A region whose page size is not
+        // known yet learns it first (rare: once per such region).
+        let mut view = None;
+        for attempt in 0..2 {
             let table = self.regions.read().unwrap_or_else(|e| e.into_inner());
-            table.find(p.uffd_id, f.address).map(|r| {
+            let found = table.find(p.uffd_id, f.address);
+            if attempt == 0 && found.is_some_and(|r| r.page_size == 0) {
+                drop(table);
+                self.learn_page_size(p.uffd_id, &f);
+                continue;
+            }
+            view = found.map(|r| {
                 let page = f.address & !(r.page_size - 1);
                 let index = (page - r.start) / r.page_size;
                 let left = (r.end() - page) / r.page_size;
@@ -234,8 +241,9 @@ impl Inner {
                         user_data: r.user_data,
                     },
                 )
-            })
-        };
+            });
+            break;
+        }
         let (source, ps, page, offset, window, info) = match view {
             Some((s, ps, page, off, w, info)) => (s, ps, page, off, w, Some(info)),
             None => {
@@ -294,15 +302,6 @@ impl Inner {
     /// the owner's mappings (`owner_page_size`), else takes the base page
     /// size. Caller holds the layout gate.
     fn learn_page_size(&self, id: u32, f: &Fault) {
-        let unknown = self
-            .regions
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .find(id, f.address)
-            .is_some_and(|r| r.page_size == 0);
-        if !unknown {
-            return;
-        }
         let ps = self
             .owner_page_size(id, f)
             .unwrap_or_else(crate::sys::base_page_size);
@@ -754,22 +753,28 @@ impl Inner {
             events: libc::POLLIN,
             revents: 0,
         });
-        // The blocking uffds, through their edge-triggered set.
+        // The blocking uffds, through their edge-triggered set; only when
+        // there are any (poll(2) skips a negative fd, and polling an epoll
+        // set costs the fault path a little).
         st.pollfds.push(libc::pollfd {
-            fd: self.edges.as_raw_fd(),
+            fd: -1,
             events: libc::POLLIN,
             revents: 0,
         });
         {
             let list = self.uffds.read().unwrap_or_else(|e| e.into_inner());
             for (id, s) in list.iter().enumerate() {
-                if let Some(s) = s.as_ref().filter(|s| !s.blocking) {
-                    st.pollfds.push(libc::pollfd {
-                        fd: s.uffd.as_raw_fd(),
-                        events: libc::POLLIN,
-                        revents: 0,
-                    });
-                    st.poll_ids.push(id as u32);
+                match s {
+                    Some(s) if s.blocking => st.pollfds[1].fd = self.edges.as_raw_fd(),
+                    Some(s) => {
+                        st.pollfds.push(libc::pollfd {
+                            fd: s.uffd.as_raw_fd(),
+                            events: libc::POLLIN,
+                            revents: 0,
+                        });
+                        st.poll_ids.push(id as u32);
+                    }
+                    None => {}
                 }
             }
         }

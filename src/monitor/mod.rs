@@ -246,12 +246,14 @@ pub(crate) fn read_mode(uffd: &Uffd, owned: bool) -> Result<(bool, bool)> {
 }
 
 impl Inner {
-    /// The uffd with this id and whether it takes RWF_NOWAIT reads.
+    /// The uffd with this id and whether to read it with RWF_NOWAIT: a
+    /// blocking one (it can); a non-blocking one is read with read(2),
+    /// which never waits on it either and costs a little less.
     pub(crate) fn uffd_to_read(&self, id: u32) -> Option<(Arc<Uffd>, bool)> {
         let list = self.uffds.read().unwrap_or_else(|p| p.into_inner());
         list.get(id as usize)?
             .as_ref()
-            .map(|s| (s.uffd.clone(), s.nowait))
+            .map(|s| (s.uffd.clone(), s.blocking && s.nowait))
     }
 
     pub(crate) fn request_stop(&self, errno: Option<i32>) {
