@@ -1291,21 +1291,26 @@ int32_t libuffd_monitor_get_stats(const struct libuffd_monitor *m, struct libuff
 void libuffd_monitor_free(struct libuffd_monitor *m);
 
 /**
- * Register `[start, start+len)` with this userfaultfd.
+ * Register `[start, start+len)` with this userfaultfd (UFFDIO_REGISTER).
  *
  * `mode` is any non-empty combination of LIBUFFD_REGISTER_MISSING, _WP
  * and _MINOR the memory supports. The range must be page-aligned; for
- * hugetlb memory, aligned to its huge-page size (checked against
- * /proc/self/smaps first, so the error says which mapping was misaligned).
- * On success the LIBUFFD_IOCTL_* mask of operations the kernel allows on
- * the range is written to `*ioctls` (which may be NULL).
+ * hugetlb memory, aligned to its huge-page size. Costs the ioctl alone:
+ * only when the kernel refuses does libuffd look at the mappings, to say
+ * in libuffd_last_error() which one was misaligned, unmapped or
+ * unsuitable. On success the LIBUFFD_IOCTL_* mask of operations the
+ * kernel allows on the range is written to `*ioctls` (which may be NULL;
+ * it is not written on failure).
  *
  * Thread safety: may be called from any thread.
  *
- * Returns: 0, or -EINVAL (NULL handle, len 0, misaligned, wrapping range,
- * unknown or empty mode, mode the memory does not support), -ENOMEM
- * (nothing mapped there), -EBUSY (registered with another userfaultfd),
- * -EPERM (mapping not writable).
+ * Returns: 0, or the kernel's -errno: -EINVAL (mode 0 or unknown mode
+ * bits, checked before the range; len 0, misaligned, wrapping or
+ * out-of-range range; nothing mapped there; hugetlb range not aligned to
+ * its huge pages; memory or mode userfaultfd does not support; also a
+ * NULL handle), -EBUSY (registered with another userfaultfd), -EPERM
+ * (shared mapping not writable: read-only file or write-sealed memfd),
+ * -ENOMEM (the process owning the memory is exiting).
  *
  * # Safety
  * `h` is NULL or a live handle; `ioctls` is NULL or writable.
@@ -1313,14 +1318,16 @@ void libuffd_monitor_free(struct libuffd_monitor *m);
 int32_t libuffd_register(struct libuffd_handle *h, void *start, size_t len, uint64_t mode, uint64_t *ioctls);
 
 /**
- * Unregister `[start, start+len)`; threads waiting on missing-page faults
- * there are woken.
+ * Unregister `[start, start+len)` (UFFDIO_UNREGISTER); threads waiting on
+ * missing-page faults there are woken. Costs the ioctl alone.
  *
  * Thread safety: may be called from any thread.
  *
- * Returns: 0, or -EINVAL (NULL handle, len 0, misaligned or wrapping
- * range, hugetlb range not aligned to its huge pages), -ENOMEM (nothing
- * mapped there).
+ * Returns: 0, or the kernel's -errno: -EINVAL (len 0, misaligned,
+ * wrapping or out-of-range range, nothing mapped there, hugetlb range
+ * starting off a huge-page boundary, part of it registered with another
+ * userfaultfd; also a NULL handle), -ENOMEM (the process owning the
+ * memory is exiting).
  *
  * # Safety
  * `h` is NULL or a live handle.
@@ -1333,8 +1340,8 @@ int32_t libuffd_unregister(struct libuffd_handle *h, void *start, size_t len);
  *
  * Thread safety: may be called from any thread.
  *
- * Returns: 0, or -EINVAL (NULL handle, len 0, misaligned or wrapping
- * range), -ESRCH (the process owning the memory exited).
+ * Returns: 0, or the kernel's -errno: -EINVAL (len 0, misaligned,
+ * wrapping or out-of-range range; also a NULL handle).
  *
  * # Safety
  * `h` is NULL or a live handle.
@@ -1351,11 +1358,14 @@ int32_t libuffd_wake(struct libuffd_handle *h, void *start, size_t len);
  * Thread safety: may be called from any thread.
  *
  * Returns: bytes done (`len`, or fewer: continue at dst+n, src+n), or
- * -EEXIST (already populated: resolved by someone else; call libuffd_wake()),
- * -EAGAIN (an event is queued unread: read events, then retry), -ENOENT
- * (no registered mapping at dst), -ESRCH (owning process exited), -EFAULT
- * (src unreadable), -EINVAL (NULL handle, len 0, misaligned or wrapping
- * range, unknown mode bits, a mode the registration does not allow).
+ * the kernel's -errno, in its order: -EAGAIN (an event is queued unread:
+ * read events, then retry; checked before anything else, so even a zero
+ * length gets it), -EINVAL (len 0 or not page-sized, src or dst range
+ * wrapping or out of range, dst misaligned, unknown mode bits, a mode the
+ * registration does not allow, hugetlb misalignment; also a NULL
+ * handle), -EEXIST (already populated: resolved by someone else; call
+ * libuffd_wake()), -ENOENT (no registered mapping at dst), -EFAULT (src
+ * unreadable), -ESRCH (owning process exited).
  *
  * # Safety
  * `h` is NULL or a live handle. `src` need not be valid: the kernel reads
@@ -1369,8 +1379,9 @@ int64_t libuffd_copy(struct libuffd_handle *h, void *dst, const void *src, size_
  *
  * Thread safety: may be called from any thread.
  *
- * Returns: bytes done, as libuffd_copy(), or -EEXIST, -EAGAIN, -ENOENT,
- * -ESRCH, -EINVAL (also: hugetlb memory).
+ * Returns: bytes done, as libuffd_copy(), or the kernel's -errno: -EAGAIN
+ * (first, as for libuffd_copy()), -EINVAL (bad range, unknown mode bits,
+ * hugetlb memory), -EEXIST, -ENOENT, -ESRCH.
  *
  * # Safety
  * `h` is NULL or a live handle.
@@ -1385,9 +1396,10 @@ int64_t libuffd_zeropage(struct libuffd_handle *h, void *start, size_t len, uint
  *
  * Thread safety: may be called from any thread.
  *
- * Returns: 0, or -EINVAL (NULL handle, bad range, unknown mode bits, WP
- * together with DONTWAKE), -ENOENT (not WP-registered on this handle),
- * -EAGAIN (an event is queued unread), -ESRCH.
+ * Returns: 0, or the kernel's -errno: -EAGAIN (an event is queued unread;
+ * checked first), -EINVAL (bad range, unknown mode bits, WP together with
+ * DONTWAKE; also a NULL handle), -ENOENT (not WP-registered on this
+ * handle), -ESRCH.
  *
  * # Safety
  * `h` is NULL or a live handle.
@@ -1402,8 +1414,9 @@ int32_t libuffd_writeprotect(struct libuffd_handle *h, void *start, size_t len, 
  *
  * Thread safety: may be called from any thread.
  *
- * Returns: bytes done, as libuffd_copy(), or -EEXIST, -EAGAIN, -ENOENT,
- * -ESRCH, -EFAULT (no page-cache page there), -EINVAL.
+ * Returns: bytes done, as libuffd_copy(), or the kernel's -errno: -EAGAIN
+ * (first), -EINVAL (bad range or mode, memory that is not shmem/hugetlb),
+ * -EEXIST, -ENOENT, -EFAULT (no page-cache page there), -ESRCH.
  *
  * # Safety
  * `h` is NULL or a live handle.
@@ -1417,8 +1430,8 @@ int64_t libuffd_continue(struct libuffd_handle *h, void *start, size_t len, uint
  *
  * Thread safety: may be called from any thread.
  *
- * Returns: bytes done, as libuffd_copy(), or -EEXIST, -EAGAIN, -ENOENT,
- * -ESRCH, -EINVAL.
+ * Returns: bytes done, as libuffd_copy(), or the kernel's -errno: -EAGAIN
+ * (first), -EINVAL (bad range or mode), -EEXIST, -ENOENT, -ESRCH.
  *
  * # Safety
  * `h` is NULL or a live handle.
@@ -1435,11 +1448,12 @@ int64_t libuffd_poison(struct libuffd_handle *h, void *start, size_t len, uint64
  * Thread safety: may be called from any thread; only one thread should
  * resolve a given address at a time.
  *
- * Returns: bytes done, as libuffd_copy(), or -EEXIST (dst populated),
- * -ENOENT (a src hole without ALLOW_SRC_HOLES, or nothing mapped at dst),
- * -EBUSY (a src page is shared, e.g. after fork), -EAGAIN, -ESRCH,
- * -EINVAL (dst not registered with this handle, not anonymous private
- * memory, another process's uffd, bad range or mode).
+ * Returns: bytes done, as libuffd_copy(), or the kernel's -errno: -EAGAIN
+ * (first), -EINVAL (bad dst or src range, unknown mode bits, dst not
+ * registered with this handle, not anonymous private memory, another
+ * process's uffd), -EEXIST (dst populated), -ENOENT (a src hole without
+ * ALLOW_SRC_HOLES, or nothing mapped at dst), -EBUSY (a src page is
+ * shared, e.g. after fork), -ESRCH.
  *
  * # Safety
  * `h` is NULL or a live handle.

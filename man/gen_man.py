@@ -955,9 +955,15 @@ def overview_page(h, version):
         "waiting to be read, \\fB\\-ENOENT\\fR that there is no registered mapping, "
         "\\fB\\-ESRCH\\fR that the process owning the memory exited."))
     page.add([".PP"] + fix_lines(
-        "NULL handles and pointers, zero or misaligned lengths, wrapping ranges "
-        "and unknown flag bits give \\fB\\-EINVAL\\fR, checked before the kernel "
-        "is asked: bad input never crashes the library. An internal error (a "
+        "The registration and resolving functions pass their arguments to the "
+        "kernel as given and return its errno, in its order of checks, exactly as "
+        "the raw ioctl would: zero or misaligned lengths, wrapping ranges, "
+        "unknown mode bits and unmapped ranges are the kernel's \\fB\\-EINVAL\\fR "
+        "(and a pending event's \\fB\\-EAGAIN\\fR comes first); "
+        "\\fBlibuffd_last_error\\fR() then says which argument or mapping was "
+        "at fault. NULL handles and pointers and unknown bits in libuffd's own "
+        "option structs give \\fB\\-EINVAL\\fR: bad input never crashes the "
+        "library. An internal error (a "
         "Rust panic) is caught at the library boundary and returned as "
         "\\fB\\-ENOTRECOVERABLE\\fR; the handle it happened on is poisoned, and "
         "every later call on it fails the same way."))

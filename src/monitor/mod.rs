@@ -593,12 +593,12 @@ impl Monitor {
                 self.inner.count_applied(a, token.page_size);
                 Ok(a)
             }
-            Err(resolve::Failed::Again) => Err(Error::Kernel {
-                op: crate::uffd::Op::Copy,
-                errno: libc::EAGAIN,
-                addr: token.page,
-                len: token.page_size,
-            }),
+            Err(resolve::Failed::Again) => Err(Error::kernel(
+                crate::uffd::Op::Copy,
+                libc::EAGAIN,
+                token.page,
+                token.page_size,
+            )),
             Err(resolve::Failed::Error(e)) => Err(e),
         }
     }

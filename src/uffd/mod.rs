@@ -2,6 +2,7 @@
 //! No `unsafe` here; everything that touches the kernel goes through
 //! `crate::sys`.
 
+mod diagnose;
 pub mod error;
 pub mod event;
 pub mod features;
