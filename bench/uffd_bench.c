@@ -60,9 +60,6 @@
 #include <libuffd.h>
 
 /* Linux 6.1 headers lack these (the running kernel has them). */
-#ifndef UFFD_USER_MODE_ONLY
-#define UFFD_USER_MODE_ONLY 1
-#endif
 struct bench_uffdio_move { uint64_t dst, src, len, mode; int64_t move; };
 #define BENCH_UFFDIO_MOVE _IOWR(UFFDIO, 0x05, struct bench_uffdio_move)
 
@@ -369,7 +366,8 @@ static void *handrolled_loop(void *arg)
 
 static int raw_uffd(uint64_t features)
 {
-	int fd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+	/* The mode libuffd_open() gives by default: kernel-mode faults too. */
+	int fd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		die("userfaultfd", errno);
 	struct uffdio_api api = { .api = UFFD_API, .features = features };

@@ -82,6 +82,12 @@ int main(int argc, char *argv[])
 	page_size = sysconf(_SC_PAGESIZE);
 	size_t len = strtoul(argv[1], NULL, 0) * page_size;
 
+	/* No flags: like userfaultfd(O_CLOEXEC), faults taken inside the kernel
+	 * (read(2) into this memory, a KVM guest, vhost) are trapped too, which
+	 * a VMM or a lazy restore needs; it takes CAP_SYS_PTRACE,
+	 * vm.unprivileged_userfaultfd=1 or access to /dev/userfaultfd. A
+	 * program whose memory only its own threads touch (a garbage
+	 * collector) passes LIBUFFD_OPEN_USER_ONLY, which anyone may use. */
 	libuffd_handle *h;
 	int rc = libuffd_open(NULL, &h);
 	if (rc < 0)

@@ -55,13 +55,24 @@
 #define LIBUFFD_OPEN_NONBLOCK 1
 
 /**
- * Open flag: also trap faults taken in kernel mode (a system call or KVM
- * touching registered memory). Without it the fd is user-mode-only (the
- * default: it is all an unprivileged process may create, and it closes a
- * known exploit pattern). Needs CAP_SYS_PTRACE,
- * vm.unprivileged_userfaultfd=1, or access to /dev/userfaultfd.
+ * Open flag: trap only faults taken in user mode (UFFD_USER_MODE_ONLY).
+ * Without it, as with the raw userfaultfd(2) call, faults taken in kernel
+ * mode are trapped too: read(2)/write(2)/O_DIRECT into registered memory,
+ * KVM guest accesses, vhost. A VMM or a lazy restore needs that (the
+ * default); it requires CAP_SYS_PTRACE, vm.unprivileged_userfaultfd=1 or
+ * access to /dev/userfaultfd. A program whose memory is only touched by
+ * its own user-space code (a garbage collector, a snapshot) can pass this
+ * flag, which any process may use; kernel accesses to missing pages then
+ * fail with EFAULT instead of waiting.
  */
-#define LIBUFFD_OPEN_KERNEL_FAULTS 2
+#define LIBUFFD_OPEN_USER_ONLY 2
+
+/**
+ * libuffd_handle_flags(): the handle adopted a descriptor made elsewhere,
+ * whose user-mode-only setting the kernel does not report. Never an open
+ * flag.
+ */
+#define LIBUFFD_HANDLE_MODE_UNKNOWN 256
 
 /**
  * Open flag: do not set close-on-exec (it is set by default).
@@ -590,7 +601,7 @@ typedef struct libuffd_event {
  *
  * Set `sz` to `sizeof(struct libuffd_open_opts)` and every unused field to
  * zero (`LIBUFFD_OPTS_INIT` does both). Passing NULL instead of a struct
- * means all defaults: close-on-exec, blocking, user-mode-only, no
+ * means all defaults: close-on-exec, blocking, faults from user and kernel mode trapped, no
  * features.
  */
 typedef struct libuffd_open_opts {
@@ -952,7 +963,9 @@ int32_t libuffd_read_events(struct libuffd_handle *h, struct libuffd_event *even
  *
  * Tries the userfaultfd(2) system call, then /dev/userfaultfd (unless
  * opts->flags excludes one of them). By default the fd is close-on-exec,
- * blocking and user-mode-only (see LIBUFFD_OPEN_KERNEL_FAULTS).
+ * blocking, and traps faults taken in user and in kernel mode, like the
+ * raw system call; LIBUFFD_OPEN_USER_ONLY asks for user-mode-only (see
+ * libuffd_handle_flags() for which one a handle has).
  * `opts->features` are enabled where the kernel offers them;
  * `opts->required_features` must all be offered.
  *
@@ -966,7 +979,9 @@ int32_t libuffd_read_events(struct libuffd_handle *h, struct libuffd_event *even
  * libuffd set fields this one lacks), -EOPNOTSUPP (a required feature is
  * missing; libuffd_last_error() names it), -EPERM / -EACCES (no path allowed
  * this process to create a userfaultfd; libuffd_last_error() lists each path
- * tried and why), -ENOSYS, -EMFILE, -ENOMEM.
+ * tried and why, and when kernel-mode faults were the obstacle names both
+ * ways out: CAP_SYS_PTRACE or vm.unprivileged_userfaultfd=1, or
+ * LIBUFFD_OPEN_USER_ONLY), -ENOSYS, -EMFILE, -ENOMEM.
  *
  * # Safety
  * `opts` is NULL or a valid libuffd_open_opts of `opts->sz` bytes; `out` is
@@ -1026,6 +1041,23 @@ void libuffd_handle_free(struct libuffd_handle *h);
 int32_t libuffd_handle_fd(const struct libuffd_handle *h);
 
 /**
+ * How the handle's descriptor behaves: a mask of LIBUFFD_OPEN_NONBLOCK
+ * (the descriptor is O_NONBLOCK now), LIBUFFD_OPEN_NO_CLOEXEC (it is not
+ * close-on-exec now) and LIBUFFD_OPEN_USER_ONLY (it traps user-mode faults
+ * only), plus LIBUFFD_HANDLE_MODE_UNKNOWN when the handle adopted a
+ * descriptor made elsewhere (libuffd_handle_from_fd()), whose
+ * user-mode-only setting the kernel does not report.
+ *
+ * Thread safety: may be called from any thread.
+ *
+ * Returns: the mask (>= 0), or -EINVAL (NULL handle), -EBADF.
+ *
+ * # Safety
+ * `h` is NULL or a live handle.
+ */
+int32_t libuffd_handle_flags(const struct libuffd_handle *h);
+
+/**
  * The features negotiated for this handle (LIBUFFD_FEATURE_* bits plus
  * any newer bits the kernel enabled), written to `*features`.
  *
@@ -1070,6 +1102,10 @@ int32_t libuffd_feature_supported(uint64_t mask);
  * The page size of the memory mapped at `addr` in this process: 4096, or
  * the huge-page size of a hugetlb mapping. Registration and resolving
  * operations on hugetlb memory must be aligned to it.
+ *
+ * Cost: one PROCMAP_QUERY ioctl on /proc/self/maps (Linux 6.11+), which
+ * does not grow with the size of the process; older kernels fall back to
+ * reading /proc/self/smaps up to the mapping.
  *
  * Thread safety: may be called from any thread.
  *

@@ -153,6 +153,20 @@ if [ -z "$others" ]; then
 else
   notok "only libuffd_* symbols are exported; also exported: $(echo $others | head -c 600)"
 fi
+# The library binds its own symbols itself (-Bsymbolic): a program that
+# defines a function of the same name cannot redirect libuffd's calls, and
+# no dynamic relocation of the library refers to one of its exports.
+if readelf -d "$BUILD/$REALNAME" | grep -q 'FLAGS.*SYMBOLIC'; then
+  ok "$REALNAME is linked -Bsymbolic (DT_FLAGS has SYMBOLIC)"
+else
+  notok "$REALNAME is linked -Bsymbolic (DT_FLAGS has SYMBOLIC)"
+fi
+self_relocs=$(readelf -rW "$BUILD/$REALNAME" | awk '{print $5}' | grep -E '^libuffd_' | sort -u || true)
+if [ -z "$self_relocs" ]; then
+  ok "no dynamic relocation of $REALNAME refers to a libuffd_* symbol"
+else
+  notok "no dynamic relocation of $REALNAME refers to a libuffd_* symbol; found: $(echo $self_relocs)"
+fi
 nonfunc=$(awk '$2 != "FUNC" || $3 != "GLOBAL"' "$tmp/dynsym.funcs")
 if [ -z "$nonfunc" ]; then
   ok "every exported symbol is a GLOBAL FUNC"

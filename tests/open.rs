@@ -113,13 +113,16 @@ fn default_open_is_cloexec_blocking_and_traps_user_faults() {
 }
 
 #[test]
-fn default_open_is_user_mode_only_kernel_access_gets_efault() {
-    let _w = Watchdog::new(
-        "default_open_is_user_mode_only_kernel_access_gets_efault",
-        60,
-    );
+fn user_only_open_kernel_access_gets_efault() {
+    let _w = Watchdog::new("user_only_open_kernel_access_gets_efault", 60);
     let mem = Mem::new(Kind::Anon, 2);
-    let u = Uffd::open(&OpenOptions::default()).expect("default open");
+    let u = Uffd::open(&opts(
+        OpenFlags::USER_ONLY,
+        Features::empty(),
+        Features::empty(),
+    ))
+    .expect("user-mode-only open");
+    assert_eq!(u.user_mode_only(), Some(true));
     u.register(mem.start(), 2 * PAGE as u64, RegisterMode::MISSING)
         .unwrap();
     let (r, w) = pipe();
@@ -142,15 +145,16 @@ fn default_open_is_user_mode_only_kernel_access_gets_efault() {
 }
 
 #[test]
-fn kernel_faults_flag_traps_syscall_accesses() {
-    let _w = Watchdog::new("kernel_faults_flag_traps_syscall_accesses", 60);
+fn default_open_traps_syscall_accesses() {
+    let _w = Watchdog::new("default_open_traps_syscall_accesses", 60);
     let mem = Arc::new(Mem::new(Kind::Anon, 2));
     let u = Uffd::open(&opts(
-        OpenFlags::KERNEL_FAULTS | OpenFlags::NONBLOCK,
+        OpenFlags::NONBLOCK,
         Features::empty(),
         Features::empty(),
     ))
-    .expect("open with KERNEL_FAULTS");
+    .expect("open with the default mode");
+    assert_eq!(u.user_mode_only(), Some(false));
     u.register(mem.start(), 2 * PAGE as u64, RegisterMode::MISSING)
         .unwrap();
     let (r, w) = pipe();
@@ -249,7 +253,7 @@ fn no_cloexec_flag() {
 fn syscall_only_and_device_only_both_work_as_root() {
     let _w = Watchdog::new("syscall_only_and_device_only_both_work_as_root", 60);
     for only in [OpenFlags::NO_DEV, OpenFlags::NO_SYSCALL] {
-        for extra in [OpenFlags::empty(), OpenFlags::KERNEL_FAULTS] {
+        for extra in [OpenFlags::empty(), OpenFlags::USER_ONLY] {
             let flags = only | extra | OpenFlags::NONBLOCK;
             let u = Uffd::open(&opts(flags, Features::THREAD_ID, Features::THREAD_ID))
                 .unwrap_or_else(|e| panic!("open with {flags:?}: {e}"));
@@ -601,21 +605,25 @@ fn unprivileged_scenarios() -> String {
     }
     let none = Features::empty();
     [
-        // 0: kernel faults wanted: both paths closed.
-        describe(Uffd::open(&opts(OpenFlags::KERNEL_FAULTS, none, none))),
-        // 1: user-mode-only (the default) is open to anyone.
+        // 0: kernel faults (the default): both paths closed.
         describe(Uffd::open(&OpenOptions::default())),
+        // 1: user-mode-only is open to anyone.
+        describe(Uffd::open(&opts(OpenFlags::USER_ONLY, none, none))),
         // 2: only the device, which only root may open.
-        describe(Uffd::open(&opts(OpenFlags::NO_SYSCALL, none, none))),
+        describe(Uffd::open(&opts(
+            OpenFlags::NO_SYSCALL | OpenFlags::USER_ONLY,
+            none,
+            none,
+        ))),
         // 3: EVENT_FORK only wanted: dropped (needs CAP_SYS_PTRACE).
         describe(Uffd::open(&opts(
-            OpenFlags::empty(),
+            OpenFlags::USER_ONLY,
             Features::EVENT_FORK | Features::THREAD_ID,
             none,
         ))),
         // 4: EVENT_FORK required: refused.
         describe(Uffd::open(&opts(
-            OpenFlags::empty(),
+            OpenFlags::USER_ONLY,
             none,
             Features::EVENT_FORK,
         ))),
@@ -637,6 +645,11 @@ fn unprivileged_open_errors_name_every_path() {
     assert!(l.starts_with(&format!("ERR {} ", libc::EPERM)), "{l}");
     assert!(l.contains("userfaultfd(2)") && l.contains("EPERM"), "{l}");
     assert!(l.contains("vm.unprivileged_userfaultfd"), "{l}");
+    // ... and both ways out: privilege, or asking for user-mode-only.
+    assert!(
+        l.contains("CAP_SYS_PTRACE") && l.contains("USER_ONLY"),
+        "{l}"
+    );
     assert!(
         l.contains("/dev/userfaultfd") && l.contains("EACCES"),
         "{l}"

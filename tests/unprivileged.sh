@@ -7,11 +7,12 @@
 # --regid=65534 --clear-groups), with copies of the program and of
 # libuffd.so.1 in a private directory every user can read (the repository
 # may not be traversable by that user). The program checks that
-#  - libuffd_open(NULL) (user-mode-only, the default) works and resolves a
-#    real fault, and kernel-mode accesses are not trapped (EFAULT);
-#  - libuffd_open() with LIBUFFD_OPEN_KERNEL_FAULTS fails with -EPERM or
-#    -EACCES, and libuffd_last_error() names both "userfaultfd(2)" and
-#    "/dev/userfaultfd";
+#  - libuffd_open(NULL) (the default: kernel-mode faults trapped too, like
+#    the raw syscall) fails with -EPERM or -EACCES, and libuffd_last_error()
+#    names both "userfaultfd(2)" and "/dev/userfaultfd" and both fixes
+#    (CAP_SYS_PTRACE / the sysctl, and LIBUFFD_OPEN_USER_ONLY);
+#  - LIBUFFD_OPEN_USER_ONLY works and resolves a real fault, and
+#    kernel-mode accesses are not trapped (EFAULT);
 #  - EVENT_FORK (needs CAP_SYS_PTRACE) is dropped when only wanted, and
 #    fails the open when required.
 # Prints "unprivileged: N passed, N failed"; exits 1 on any failure.
@@ -109,10 +110,11 @@ int main(void)
 	      "running as uid %d euid %d gid %d", (int)getuid(), (int)geteuid(), (int)getgid());
 	CHECK(cap_eff() == 0, "no effective capabilities (CapEff %#lx)", cap_eff());
 
-	/* The default: user-mode-only, allowed to everyone. */
+	/* User-mode-only, allowed to everyone. */
 	libuffd_handle *h = NULL;
-	int rc = libuffd_open(NULL, &h);
-	CHECK(rc == 0 && h != NULL, "libuffd_open(NULL) = %d (%s)", rc, rc ? libuffd_last_error() : "ok");
+	struct libuffd_open_opts uo = LIBUFFD_OPTS_INIT(libuffd_open_opts, .flags = LIBUFFD_OPEN_USER_ONLY);
+	int rc = libuffd_open(&uo, &h);
+	CHECK(rc == 0 && h != NULL, "libuffd_open(USER_ONLY) = %d (%s)", rc, rc ? libuffd_last_error() : "ok");
 	if (!h)
 		return 1;
 	uint64_t f = 0;
@@ -155,44 +157,49 @@ int main(void)
 	close(p[1]);
 	libuffd_handle_free(h);
 
-	/* Kernel faults need privileges this process does not have. */
-	struct libuffd_open_opts o = LIBUFFD_OPTS_INIT(libuffd_open_opts, .flags = LIBUFFD_OPEN_KERNEL_FAULTS);
+	/* The default traps kernel faults: that needs privileges this
+	 * process does not have, and the error says both ways out. */
+	struct libuffd_open_opts o;
 	libuffd_handle *k = (libuffd_handle *)(uintptr_t)0x1234;
 	errno = 0;
-	rc = libuffd_open(&o, &k);
+	rc = libuffd_open(NULL, &k);
 	int err = errno;
 	const char *le = libuffd_last_error();
 	char last[1024];
 	snprintf(last, sizeof last, "%s", le ? le : "(null)");
-	CHECK(rc == -EPERM || rc == -EACCES, "libuffd_open(KERNEL_FAULTS) = %d (%s)", rc,
+	CHECK(rc == -EPERM || rc == -EACCES, "libuffd_open(NULL) = %d (%s)", rc,
 	      libuffd_strerror(rc));
 	CHECK(err == -rc, "errno is %d after libuffd_open returned %d", err, rc);
 	CHECK(k == (libuffd_handle *)(uintptr_t)0x1234, "out-pointer not written on failure");
 	CHECK(strstr(last, "libuffd_open") != NULL, "libuffd_last_error() names libuffd_open: %s", last);
 	CHECK(strstr(last, "userfaultfd(2)") != NULL, "libuffd_last_error() names userfaultfd(2)");
 	CHECK(strstr(last, "/dev/userfaultfd") != NULL, "libuffd_last_error() names /dev/userfaultfd");
+	CHECK(strstr(last, "CAP_SYS_PTRACE") != NULL && strstr(last, "vm.unprivileged_userfaultfd") != NULL,
+	      "libuffd_last_error() names the capability and the sysctl: %s", last);
+	CHECK(strstr(last, "LIBUFFD_OPEN_USER_ONLY") != NULL,
+	      "libuffd_last_error() names LIBUFFD_OPEN_USER_ONLY: %s", last);
 	if (rc == 0)
 		libuffd_handle_free(k);
 	/* Each path alone says why. */
 	o = LIBUFFD_OPTS_INIT(libuffd_open_opts,
-			      .flags = LIBUFFD_OPEN_KERNEL_FAULTS | LIBUFFD_OPEN_NO_DEV);
+			      .flags = LIBUFFD_OPEN_NO_DEV);
 	k = NULL;
 	rc = libuffd_open(&o, &k);
-	CHECK(rc == -EPERM, "libuffd_open(KERNEL_FAULTS | NO_DEV) = %d (%s): %s", rc,
+	CHECK(rc == -EPERM, "libuffd_open(NO_DEV) = %d (%s): %s", rc,
 	      libuffd_strerror(rc), libuffd_last_error());
 	if (rc == 0)
 		libuffd_handle_free(k);
 	o = LIBUFFD_OPTS_INIT(libuffd_open_opts,
-			      .flags = LIBUFFD_OPEN_KERNEL_FAULTS | LIBUFFD_OPEN_NO_SYSCALL);
+			      .flags = LIBUFFD_OPEN_NO_SYSCALL);
 	k = NULL;
 	rc = libuffd_open(&o, &k);
-	CHECK(rc == -EACCES, "libuffd_open(KERNEL_FAULTS | NO_SYSCALL) = %d (%s): %s", rc,
+	CHECK(rc == -EACCES, "libuffd_open(NO_SYSCALL) = %d (%s): %s", rc,
 	      libuffd_strerror(rc), libuffd_last_error());
 	if (rc == 0)
 		libuffd_handle_free(k);
 
 	/* EVENT_FORK needs CAP_SYS_PTRACE: dropped when wanted, fatal when required. */
-	o = LIBUFFD_OPTS_INIT(libuffd_open_opts,
+	o = LIBUFFD_OPTS_INIT(libuffd_open_opts, .flags = LIBUFFD_OPEN_USER_ONLY,
 			      .features = LIBUFFD_FEATURE_EVENT_FORK | LIBUFFD_FEATURE_THREAD_ID);
 	k = NULL;
 	rc = libuffd_open(&o, &k);
@@ -204,7 +211,8 @@ int main(void)
 	      (unsigned long long)f);
 	if (rc == 0)
 		libuffd_handle_free(k);
-	o = LIBUFFD_OPTS_INIT(libuffd_open_opts, .required_features = LIBUFFD_FEATURE_EVENT_FORK);
+	o = LIBUFFD_OPTS_INIT(libuffd_open_opts, .flags = LIBUFFD_OPEN_USER_ONLY,
+			      .required_features = LIBUFFD_FEATURE_EVENT_FORK);
 	k = NULL;
 	rc = libuffd_open(&o, &k);
 	CHECK(rc == -EPERM, "EVENT_FORK required: libuffd_open = %d (%s): %s", rc, libuffd_strerror(rc),

@@ -8,7 +8,7 @@ use crate::uffd::{self, Error, Features, OpenFlags, OpenOptions, Uffd};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 const KNOWN_OPEN_FLAGS: u32 = LIBUFFD_OPEN_NONBLOCK
-    | LIBUFFD_OPEN_KERNEL_FAULTS
+    | LIBUFFD_OPEN_USER_ONLY
     | LIBUFFD_OPEN_NO_CLOEXEC
     | LIBUFFD_OPEN_NO_SYSCALL
     | LIBUFFD_OPEN_NO_DEV;
@@ -47,7 +47,9 @@ fn check_out<T>(func: &str, out: *mut T) -> Result<(), Error> {
 ///
 /// Tries the userfaultfd(2) system call, then /dev/userfaultfd (unless
 /// opts->flags excludes one of them). By default the fd is close-on-exec,
-/// blocking and user-mode-only (see LIBUFFD_OPEN_KERNEL_FAULTS).
+/// blocking, and traps faults taken in user and in kernel mode, like the
+/// raw system call; LIBUFFD_OPEN_USER_ONLY asks for user-mode-only (see
+/// libuffd_handle_flags() for which one a handle has).
 /// `opts->features` are enabled where the kernel offers them;
 /// `opts->required_features` must all be offered.
 ///
@@ -61,13 +63,18 @@ fn check_out<T>(func: &str, out: *mut T) -> Result<(), Error> {
 /// libuffd set fields this one lacks), -EOPNOTSUPP (a required feature is
 /// missing; libuffd_last_error() names it), -EPERM / -EACCES (no path allowed
 /// this process to create a userfaultfd; libuffd_last_error() lists each path
-/// tried and why), -ENOSYS, -EMFILE, -ENOMEM.
+/// tried and why, and when kernel-mode faults were the obstacle names both
+/// ways out: CAP_SYS_PTRACE or vm.unprivileged_userfaultfd=1, or
+/// LIBUFFD_OPEN_USER_ONLY), -ENOSYS, -EMFILE, -ENOMEM.
 ///
 /// # Safety
 /// `opts` is NULL or a valid libuffd_open_opts of `opts->sz` bytes; `out` is
 /// NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn libuffd_open(opts: *const libuffd_open_opts, out: *mut *mut libuffd_handle) -> i32 {
+pub unsafe extern "C" fn libuffd_open(
+    opts: *const libuffd_open_opts,
+    out: *mut *mut libuffd_handle,
+) -> i32 {
     guard("libuffd_open", || {
         check_out("libuffd_open", out)?;
         // SAFETY: contract above.
@@ -182,6 +189,44 @@ pub unsafe extern "C" fn libuffd_handle_fd(h: *const libuffd_handle) -> i32 {
     })
 }
 
+/// How the handle's descriptor behaves: a mask of LIBUFFD_OPEN_NONBLOCK
+/// (the descriptor is O_NONBLOCK now), LIBUFFD_OPEN_NO_CLOEXEC (it is not
+/// close-on-exec now) and LIBUFFD_OPEN_USER_ONLY (it traps user-mode faults
+/// only), plus LIBUFFD_HANDLE_MODE_UNKNOWN when the handle adopted a
+/// descriptor made elsewhere (libuffd_handle_from_fd()), whose
+/// user-mode-only setting the kernel does not report.
+///
+/// Thread safety: may be called from any thread.
+///
+/// Returns: the mask (>= 0), or -EINVAL (NULL handle), -EBADF.
+///
+/// # Safety
+/// `h` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn libuffd_handle_flags(h: *const libuffd_handle) -> i32 {
+    guard("libuffd_handle_flags", || {
+        // SAFETY: contract above.
+        let h = unsafe { borrow(h) }?;
+        let status = crate::sys::open::status_flags(h.uffd.fd())
+            .map_err(|e| Error::os("fcntl(F_GETFL)", e, ""))?;
+        let cloexec = crate::sys::open::is_cloexec(h.uffd.fd())
+            .map_err(|e| Error::os("fcntl(F_GETFD)", e, ""))?;
+        let mut out = 0u32;
+        if status & libc::O_NONBLOCK != 0 {
+            out |= LIBUFFD_OPEN_NONBLOCK;
+        }
+        if !cloexec {
+            out |= LIBUFFD_OPEN_NO_CLOEXEC;
+        }
+        match h.uffd.user_mode_only() {
+            Some(true) => out |= LIBUFFD_OPEN_USER_ONLY,
+            Some(false) => {}
+            None => out |= LIBUFFD_HANDLE_MODE_UNKNOWN,
+        }
+        Ok(out as i32)
+    })
+}
+
 /// The features negotiated for this handle (LIBUFFD_FEATURE_* bits plus
 /// any newer bits the kernel enabled), written to `*features`.
 ///
@@ -192,7 +237,10 @@ pub unsafe extern "C" fn libuffd_handle_fd(h: *const libuffd_handle) -> i32 {
 /// # Safety
 /// `h` is NULL or a live handle; `features` is NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn libuffd_handle_features(h: *const libuffd_handle, features: *mut u64) -> i32 {
+pub unsafe extern "C" fn libuffd_handle_features(
+    h: *const libuffd_handle,
+    features: *mut u64,
+) -> i32 {
     guard("libuffd_handle_features", || {
         // SAFETY: contract above.
         let h = unsafe { borrow(h) }?;
@@ -246,6 +294,10 @@ pub extern "C" fn libuffd_feature_supported(mask: u64) -> i32 {
 /// The page size of the memory mapped at `addr` in this process: 4096, or
 /// the huge-page size of a hugetlb mapping. Registration and resolving
 /// operations on hugetlb memory must be aligned to it.
+///
+/// Cost: one PROCMAP_QUERY ioctl on /proc/self/maps (Linux 6.11+), which
+/// does not grow with the size of the process; older kernels fall back to
+/// reading /proc/self/smaps up to the mapping.
 ///
 /// Thread safety: may be called from any thread.
 ///

@@ -222,7 +222,10 @@ fn config_from_c(o: &libuffd_monitor_opts) -> Result<Config, Error> {
 ///
 /// # Safety
 /// `ops` is NULL or points to `size` readable bytes.
-unsafe fn ops_from_c(ops: *const libuffd_monitor_ops, size: usize) -> Result<libuffd_monitor_ops, Error> {
+unsafe fn ops_from_c(
+    ops: *const libuffd_monitor_ops,
+    size: usize,
+) -> Result<libuffd_monitor_ops, Error> {
     if ops.is_null() {
         if size != 0 {
             return Err(Error::invalid(
@@ -595,7 +598,10 @@ pub unsafe extern "C" fn libuffd_monitor_copy(
 /// # Safety
 /// `m` NULL or live; `f` NULL or a fault from this monitor.
 #[no_mangle]
-pub unsafe extern "C" fn libuffd_monitor_zero(m: *mut libuffd_monitor, f: *const libuffd_fault) -> i32 {
+pub unsafe extern "C" fn libuffd_monitor_zero(
+    m: *mut libuffd_monitor,
+    f: *const libuffd_fault,
+) -> i32 {
     resolve_c("libuffd_monitor_zero", m, f, Action::Zero)
 }
 
@@ -605,7 +611,10 @@ pub unsafe extern "C" fn libuffd_monitor_zero(m: *mut libuffd_monitor, f: *const
 /// # Safety
 /// `m` NULL or live; `f` NULL or a fault from this monitor.
 #[no_mangle]
-pub unsafe extern "C" fn libuffd_monitor_continue(m: *mut libuffd_monitor, f: *const libuffd_fault) -> i32 {
+pub unsafe extern "C" fn libuffd_monitor_continue(
+    m: *mut libuffd_monitor,
+    f: *const libuffd_fault,
+) -> i32 {
     resolve_c("libuffd_monitor_continue", m, f, Action::Continue)
 }
 
@@ -615,7 +624,10 @@ pub unsafe extern "C" fn libuffd_monitor_continue(m: *mut libuffd_monitor, f: *c
 /// # Safety
 /// `m` NULL or live; `f` NULL or a fault from this monitor.
 #[no_mangle]
-pub unsafe extern "C" fn libuffd_monitor_unprotect(m: *mut libuffd_monitor, f: *const libuffd_fault) -> i32 {
+pub unsafe extern "C" fn libuffd_monitor_unprotect(
+    m: *mut libuffd_monitor,
+    f: *const libuffd_fault,
+) -> i32 {
     resolve_c("libuffd_monitor_unprotect", m, f, Action::Unprotect)
 }
 
@@ -625,7 +637,10 @@ pub unsafe extern "C" fn libuffd_monitor_unprotect(m: *mut libuffd_monitor, f: *
 /// # Safety
 /// `m` NULL or live; `f` NULL or a fault from this monitor.
 #[no_mangle]
-pub unsafe extern "C" fn libuffd_monitor_poison(m: *mut libuffd_monitor, f: *const libuffd_fault) -> i32 {
+pub unsafe extern "C" fn libuffd_monitor_poison(
+    m: *mut libuffd_monitor,
+    f: *const libuffd_fault,
+) -> i32 {
     resolve_c("libuffd_monitor_poison", m, f, Action::Poison)
 }
 

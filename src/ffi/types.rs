@@ -19,12 +19,20 @@ pub const LIBUFFD_VERSION_PATCH: u32 = 0;
 /// Open flag: make the descriptor O_NONBLOCK. Needed to poll/epoll it and
 /// for libuffd_read_events() with a timeout other than -1.
 pub const LIBUFFD_OPEN_NONBLOCK: u32 = 0x1;
-/// Open flag: also trap faults taken in kernel mode (a system call or KVM
-/// touching registered memory). Without it the fd is user-mode-only (the
-/// default: it is all an unprivileged process may create, and it closes a
-/// known exploit pattern). Needs CAP_SYS_PTRACE,
-/// vm.unprivileged_userfaultfd=1, or access to /dev/userfaultfd.
-pub const LIBUFFD_OPEN_KERNEL_FAULTS: u32 = 0x2;
+/// Open flag: trap only faults taken in user mode (UFFD_USER_MODE_ONLY).
+/// Without it, as with the raw userfaultfd(2) call, faults taken in kernel
+/// mode are trapped too: read(2)/write(2)/O_DIRECT into registered memory,
+/// KVM guest accesses, vhost. A VMM or a lazy restore needs that (the
+/// default); it requires CAP_SYS_PTRACE, vm.unprivileged_userfaultfd=1 or
+/// access to /dev/userfaultfd. A program whose memory is only touched by
+/// its own user-space code (a garbage collector, a snapshot) can pass this
+/// flag, which any process may use; kernel accesses to missing pages then
+/// fail with EFAULT instead of waiting.
+pub const LIBUFFD_OPEN_USER_ONLY: u32 = 0x2;
+/// libuffd_handle_flags(): the handle adopted a descriptor made elsewhere,
+/// whose user-mode-only setting the kernel does not report. Never an open
+/// flag.
+pub const LIBUFFD_HANDLE_MODE_UNKNOWN: u32 = 0x100;
 /// Open flag: do not set close-on-exec (it is set by default).
 pub const LIBUFFD_OPEN_NO_CLOEXEC: u32 = 0x4;
 /// Open flag: do not try the userfaultfd(2) system call.
@@ -149,7 +157,7 @@ pub const LIBUFFD_FAULT_MINOR: u32 = 0x4;
 ///
 /// Set `sz` to `sizeof(struct libuffd_open_opts)` and every unused field to
 /// zero (`LIBUFFD_OPTS_INIT` does both). Passing NULL instead of a struct
-/// means all defaults: close-on-exec, blocking, user-mode-only, no
+/// means all defaults: close-on-exec, blocking, faults from user and kernel mode trapped, no
 /// features.
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]

@@ -10,6 +10,7 @@
 pub mod fdinfo;
 pub mod ioctl;
 pub mod open;
+pub mod procmap;
 pub mod read;
 pub mod uapi;
 pub mod wait;

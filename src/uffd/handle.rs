@@ -15,10 +15,15 @@ bitflags::bitflags! {
         /// O_NONBLOCK: reads return at once; needed for poll/epoll and for
         /// timed reads.
         const NONBLOCK = 1 << 0;
-        /// Also trap faults taken in kernel mode (a syscall or KVM touching
-        /// registered memory). Off by default: user-mode-only is all an
-        /// unprivileged process gets, and it closes a known exploit pattern.
-        const KERNEL_FAULTS = 1 << 1;
+        /// Trap only faults taken in user mode (UFFD_USER_MODE_ONLY). By
+        /// default, as with the raw system call, faults taken in kernel
+        /// mode are trapped too: read(2)/write(2)/O_DIRECT into registered
+        /// memory, KVM guest accesses, vhost. That needs CAP_SYS_PTRACE,
+        /// vm.unprivileged_userfaultfd=1 or access to /dev/userfaultfd;
+        /// user-mode-only is what any process may create, and all that a
+        /// program needs when only its own threads touch the memory (a
+        /// garbage collector, a snapshotting database).
+        const USER_ONLY = 1 << 1;
         /// Do not set close-on-exec (set by default).
         const NO_CLOEXEC = 1 << 2;
         /// Do not try the userfaultfd(2) system call.
@@ -49,6 +54,10 @@ pub struct Uffd {
     features: Features,
     offered: Option<Features>,
     nonblocking: bool,
+    /// Whether the fd traps user-mode faults only: known for fds created
+    /// here (and their fork children), unknown for adopted ones (the
+    /// kernel does not report it).
+    user_only: Option<bool>,
     /// The process whose memory this uffd serves, when known to be ours:
     /// only then are this process's mappings the ones to describe when
     /// the kernel refuses an operation (see `diagnose`).
@@ -73,7 +82,9 @@ static PROBE: OnceCell<Probe> = OnceCell::new();
 pub fn probe() -> Result<Probe> {
     PROBE
         .get_or_try_init(|| {
-            let fd = create_fd(OpenFlags::empty())?;
+            // User-mode-only: any process may create that, and the
+            // features offered do not depend on the mode.
+            let fd = create_fd(OpenFlags::USER_ONLY)?;
             let mut api = UffdioApi {
                 api: UFFD_API,
                 ..Default::default()
@@ -96,7 +107,7 @@ fn syscall_flags(flags: OpenFlags) -> i32 {
     if flags.contains(OpenFlags::NONBLOCK) {
         f |= libc::O_NONBLOCK;
     }
-    if !flags.contains(OpenFlags::KERNEL_FAULTS) {
+    if flags.contains(OpenFlags::USER_ONLY) {
         f |= UFFD_USER_MODE_ONLY;
     }
     f
@@ -119,11 +130,14 @@ pub fn create_fd(flags: OpenFlags) -> Result<OwnedFd> {
             Ok(fd) => return Ok(fd),
             Err(e) => {
                 let _ = write!(attempts, "userfaultfd(2): {}", super::error::strerror(e));
-                if e == libc::EPERM && flags.contains(OpenFlags::KERNEL_FAULTS) {
+                if e == libc::EPERM && !flags.contains(OpenFlags::USER_ONLY) {
                     let sysctl = read_sysctl_unprivileged().unwrap_or_else(|| "?".into());
                     let _ = write!(
                         attempts,
-                        " (kernel-mode faults need CAP_SYS_PTRACE or vm.unprivileged_userfaultfd=1; it is {sysctl})"
+                        " (trapping kernel-mode faults, the default, needs CAP_SYS_PTRACE or \
+                         vm.unprivileged_userfaultfd=1, which is {sysctl}; a program that only \
+                         needs faults of its own user-space accesses can pass \
+                         LIBUFFD_OPEN_USER_ONLY / OpenFlags::USER_ONLY instead)"
                     );
                 } else if e == libc::ENOSYS {
                     attempts.push_str(" (no userfaultfd in this kernel, or blocked by seccomp)");
@@ -242,6 +256,7 @@ impl Uffd {
             features,
             offered: Some(offered),
             nonblocking: opts.flags.contains(OpenFlags::NONBLOCK),
+            user_only: Some(opts.flags.contains(OpenFlags::USER_ONLY)),
             owner_pid: Some(std::process::id() as i32),
         })
     }
@@ -259,6 +274,7 @@ impl Uffd {
                 features,
                 offered,
                 nonblocking,
+                user_only: None,
                 owner_pid: None,
             }),
             Err(e) => Err((e, fd)),
@@ -307,6 +323,7 @@ impl Uffd {
             features: parent.features,
             offered: parent.offered,
             nonblocking: parent.nonblocking,
+            user_only: parent.user_only,
             owner_pid: None,
         }
     }
@@ -325,6 +342,13 @@ impl Uffd {
     /// Whether the fd is O_NONBLOCK.
     pub fn is_nonblocking(&self) -> bool {
         self.nonblocking
+    }
+
+    /// Whether the fd traps user-mode faults only (`Some(true)`), faults
+    /// from kernel mode too (`Some(false)`), or `None` when the handle
+    /// adopted an fd made elsewhere, whose mode the kernel does not report.
+    pub fn user_mode_only(&self) -> Option<bool> {
+        self.user_only
     }
 
     /// Whether the memory this uffd serves is known to be the calling

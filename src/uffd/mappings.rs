@@ -1,6 +1,6 @@
-//! The page size of the memory mapped at an address, read from
-//! `/proc/self/smaps` ("KernelPageSize"), so that a hugetlb range is checked
-//! against its real huge-page size before UFFDIO_REGISTER.
+//! What is mapped at an address, and with which page size: one
+//! PROCMAP_QUERY per address (see sys::procmap), with `/proc/<pid>/smaps`
+//! ("KernelPageSize") as the fallback for kernels before 6.11.
 
 use super::error::{Error, Result};
 
@@ -59,14 +59,67 @@ pub fn parse_smaps(text: &str) -> Vec<Mapping> {
     out
 }
 
-/// The page size of the mapping containing `addr`.
+/// The mapping of process `pid` (None: this process) that covers `addr`,
+/// or `None` when nothing is mapped there.
+///
+/// Asks the kernel with PROCMAP_QUERY (Linux 6.11+), which costs the same
+/// whatever the size of the process and allocates nothing. Older kernels
+/// lack it; there the answer comes from `/proc/<pid>/smaps`, read up to the
+/// mapping in question (its cost grows with the mappings before it).
+pub fn mapping_at(pid: Option<i32>, addr: u64) -> Result<Option<Mapping>> {
+    match crate::sys::procmap::query(pid, addr) {
+        Ok(v) => Ok(v.map(|v| Mapping {
+            start: v.start,
+            end: v.end,
+            page_size: v.page_size,
+        })),
+        Err(libc::ENOTTY) | Err(libc::EINVAL) => mapping_at_from_smaps(pid, addr),
+        Err(e) => Err(Error::os(
+            "PROCMAP_QUERY",
+            e,
+            format!(
+                "asking /proc/{}/maps what is mapped at {addr:#x}",
+                pid_name(pid)
+            ),
+        )),
+    }
+}
+
+fn pid_name(pid: Option<i32>) -> String {
+    pid.map_or_else(|| "self".to_string(), |p| p.to_string())
+}
+
+/// `mapping_at` for kernels without PROCMAP_QUERY: smaps, read in order and
+/// parsed up to the mapping that covers `addr`.
+pub fn mapping_at_from_smaps(pid: Option<i32>, addr: u64) -> Result<Option<Mapping>> {
+    let path = format!("/proc/{}/smaps", pid_name(pid));
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::os("read smaps", e.raw_os_error().unwrap_or(libc::EIO), path))?;
+    Ok(parse_smaps(&text)
+        .into_iter()
+        .find(|m| m.start <= addr && addr < m.end))
+}
+
+/// The page size of the mapping containing `addr` in this process:
+/// the huge-page size for hugetlb memory, the base page size otherwise.
+/// ENOMEM when nothing is mapped there.
 pub fn page_size_at(addr: u64) -> Result<u64> {
-    let maps = mappings_in(addr, addr.saturating_add(1))?;
-    maps.first().map(|m| m.page_size).ok_or_else(|| {
+    page_size_of(None, addr)
+}
+
+/// `page_size_at` for the memory of another process (or thread: a
+/// thread id names its process's memory too), e.g. the owner of a
+/// userfaultfd received over a socket.
+pub fn page_size_in(pid: i32, addr: u64) -> Result<u64> {
+    page_size_of(Some(pid), addr)
+}
+
+fn page_size_of(pid: Option<i32>, addr: u64) -> Result<u64> {
+    mapping_at(pid, addr)?.map(|m| m.page_size).ok_or_else(|| {
         Error::os(
             "page size lookup",
             libc::ENOMEM,
-            format!("nothing is mapped at {addr:#x}"),
+            format!("nothing is mapped at {addr:#x} in /proc/{}", pid_name(pid)),
         )
     })
 }

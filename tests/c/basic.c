@@ -5,7 +5,7 @@
  * operation, write protection, minor faults on shmem, poisoning, moving,
  * unregistering, page sizes, version queries, and FORK events adopted
  * with libuffd_handle_from_fd(). Also: open flags on both creation paths,
- * user-mode-only versus KERNEL_FAULTS, EXACT_ADDRESS and THREAD_ID,
+ * kernel-mode faults trapped by default versus USER_ONLY, EXACT_ADDRESS and THREAD_ID,
  * partial progress, -EINTR, REMOVE/REMAP/UNMAP events and their payloads,
  * FEATURE_SIGBUS, and the per-thread last error.
  *
@@ -213,6 +213,9 @@ static void test_open_and_accessors(void)
 		CHECK_RET(libuffd_handle_features(adopted, &f), 0);
 		CHECK_EQ_HEX(f, LIBUFFD_FEATURE_THREAD_ID | LIBUFFD_FEATURE_MOVE);
 		CHECK_EQ(libuffd_handle_fd(adopted), dupfd);
+		/* Its user-mode-only setting cannot be learnt from the kernel. */
+		CHECK_EQ_HEX(libuffd_handle_flags(adopted),
+			     LIBUFFD_OPEN_NONBLOCK | LIBUFFD_HANDLE_MODE_UNKNOWN);
 		/* It keeps the descriptor's O_NONBLOCK: timeouts are allowed. */
 		struct libuffd_event ev[1];
 		CHECK_RET(libuffd_read_events(adopted, ev, 1, 0), 0);
@@ -245,8 +248,8 @@ static void test_open_and_accessors(void)
 	/* Each creation path alone (root may use both), and kernel faults;
 	 * the descriptor flags are the same whichever path made it. */
 	const uint32_t paths[] = { LIBUFFD_OPEN_NO_DEV, LIBUFFD_OPEN_NO_SYSCALL,
-				   LIBUFFD_OPEN_KERNEL_FAULTS,
-				   LIBUFFD_OPEN_KERNEL_FAULTS | LIBUFFD_OPEN_NO_SYSCALL };
+				   LIBUFFD_OPEN_USER_ONLY,
+				   LIBUFFD_OPEN_USER_ONLY | LIBUFFD_OPEN_NO_SYSCALL };
 	const uint32_t extra[] = { 0, LIBUFFD_OPEN_NONBLOCK | LIBUFFD_OPEN_NO_CLOEXEC };
 	for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
 		for (size_t j = 0; j < 2; j++) {
@@ -263,6 +266,10 @@ static void test_open_and_accessors(void)
 				  "flags %#x: FD_CLOEXEC should be %d", fl_in, want_cloexec);
 			CHECK_MSG(!!(fcntl(fd, F_GETFL) & O_NONBLOCK) == want_nonblock,
 				  "flags %#x: O_NONBLOCK should be %d", fl_in, want_nonblock);
+			/* The handle says what it got, in the open flags' terms. */
+			uint32_t want = fl_in & (LIBUFFD_OPEN_NONBLOCK | LIBUFFD_OPEN_NO_CLOEXEC |
+						 LIBUFFD_OPEN_USER_ONLY);
+			CHECK_EQ_HEX(libuffd_handle_flags(h), want);
 			libuffd_handle_free(h);
 		}
 	}
@@ -290,15 +297,16 @@ static void *kernel_reader_main(void *arg)
 
 static void test_kernel_faults(void)
 {
-	SECTION("user-mode-only by default; LIBUFFD_OPEN_KERNEL_FAULTS traps kernel accesses");
+	SECTION("kernel accesses trapped by default, as with the raw syscall; LIBUFFD_OPEN_USER_ONLY does not trap them");
 	int p[2];
 	if (pipe(p) != 0)
 		FATAL("pipe: %s", strerror(errno));
 	char *src = h_map_anon(page);
 	memset(src, 'k', page);
 
-	/* Default: a kernel-mode access is not trapped, it fails with EFAULT. */
-	libuffd_handle *h = open_or_die(LIBUFFD_OPEN_NONBLOCK, 0);
+	/* USER_ONLY: a kernel-mode access is not trapped, it fails with EFAULT. */
+	libuffd_handle *h = open_or_die(LIBUFFD_OPEN_NONBLOCK | LIBUFFD_OPEN_USER_ONLY, 0);
+	CHECK_EQ_HEX(libuffd_handle_flags(h), LIBUFFD_OPEN_NONBLOCK | LIBUFFD_OPEN_USER_ONLY);
 	char *mem = h_map_anon(page);
 	CHECK_RET(libuffd_register(h, mem, page, LIBUFFD_REGISTER_MISSING, NULL), 0);
 	errno = 0;
@@ -308,8 +316,9 @@ static void test_kernel_faults(void)
 	libuffd_handle_free(h);
 	munmap(mem, page);
 
-	/* KERNEL_FAULTS: the same access waits for the fault to be resolved. */
-	h = open_or_die(LIBUFFD_OPEN_NONBLOCK | LIBUFFD_OPEN_KERNEL_FAULTS, 0);
+	/* The default: the same access waits for the fault to be resolved. */
+	h = open_or_die(LIBUFFD_OPEN_NONBLOCK, 0);
+	CHECK_EQ_HEX(libuffd_handle_flags(h), LIBUFFD_OPEN_NONBLOCK);
 	mem = h_map_anon(page);
 	CHECK_RET(libuffd_register(h, mem, page, LIBUFFD_REGISTER_MISSING, NULL), 0);
 	struct kernel_reader k = { .addr = mem, .pipe_w = p[1] };

@@ -7,7 +7,8 @@
 # translation unit of the test of the same name, linked in with it). Each
 # is compiled with the flags below, linked against $BUILD/libuffd.so and
 # run under `timeout 60`; then linked again against $BUILD/libuffd.a and
-# run again. bad_input also runs under valgrind, and the hygiene_*.c
+# run again. collide.c (with its own uffd.h) also runs with its helpers in
+# a shared object of their own. bad_input also runs under valgrind, and the hygiene_*.c
 # files are also checked as C++17 and as pedantic C11.
 #
 # Exit codes of a test: 0 pass, 77 skip (the kernel lacks a feature; the
@@ -146,6 +147,16 @@ if [ -x "$OUT/basic-static" ]; then
     pass "static:no-libuffd.so" "basic-static does not need libuffd.so"
   fi
 fi
+
+echo "== collide: the host's own uffd_* helpers in a shared object of their own"
+# QEMU-style: the program's helpers live in one shared object, libuffd in
+# another; each call must reach its own definition.
+compile "collide:host-so" "$OUT/collide-host.build.log" \
+    "$CC" "${CFLAGS[@]}" -fPIC -shared -o "$OUT/libhostuffd.so" tests/c/collide_tu2.c \
+  && compile "collide:host-so" "$OUT/collide-so.build.log" \
+    "$CC" "${CFLAGS[@]}" -o "$OUT/collide-so" tests/c/collide.c \
+      -L"$OUT" -lhostuffd -Wl,-rpath,"$OUT" "${SHARED_LIBS[@]}" \
+  && run "collide:host-so" "$OUT/collide-so.log" "$OUT/collide-so"
 
 echo "== bad_input under valgrind"
 if [ ! -x "$VALGRIND" ]; then
