@@ -847,10 +847,7 @@ static void open_side(struct side *s, enum kind kind)
 		raw_api(s->fd, features);
 		return;
 	case LIB_OPEN:
-		o.flags = LIBUFFD_OPEN_NONBLOCK;
-#ifdef LIBUFFD_OPEN_USER_ONLY
-		o.flags |= LIBUFFD_OPEN_USER_ONLY;
-#endif
+		o.flags = LIBUFFD_OPEN_NONBLOCK | LIBUFFD_OPEN_USER_ONLY;
 		if (libuffd_open(&o, &s->h) != 0)
 			FATAL("libuffd_open: %s", libuffd_last_error());
 		break;
