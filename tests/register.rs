@@ -1,9 +1,9 @@
 //! UFFDIO_REGISTER and UNREGISTER on the real kernel: the ioctl mask each
-//! memory kind and mode combination returns (kernel-uapi.md §1.2), the
-//! argument checks done before the kernel is asked (mode 0, unknown mode
-//! bits, hugetlb misalignment, nothing mapped), the kernel's own refusals
-//! (EBUSY, MINOR on anonymous memory), and UNREGISTER waking a blocked
-//! fault.
+//! memory kind and mode combination returns (kernel-uapi.md §1.2), bad
+//! arguments (mode 0, unknown mode bits, hugetlb misalignment, nothing
+//! mapped: the kernel's EINVAL, with libuffd's text saying which), the
+//! kernel's other refusals (EBUSY, MINOR on anonymous memory), and
+//! UNREGISTER waking a blocked fault.
 
 mod common;
 

@@ -20,7 +20,9 @@
  * ioctl mask of a successful registration. Each libuffd side must record
  * exactly what the raw side recorded, and when a libuffd call fails,
  * errno must equal the returned errno and libuffd_last_error() must name
- * the function. The count of differing rows is printed and must be 0.
+ * the function; for the key cases its text must also carry libuffd's
+ * diagnosis (what was wrong: "nothing is mapped", "2048 KiB", ...). The
+ * count of differing rows is printed and must be 0.
  *
  * All sides use the same features (the wanted set, as far as the kernel
  * offers it).
@@ -103,6 +105,7 @@ struct rec {
 	int64_t val[MAX_STEPS];
 	int bad_errno; /* a failing libuffd call left errno != its result */
 	int no_text;   /* ... or left no last error naming it */
+	int no_why;    /* libuffd_last_error() lacked the expected diagnosis */
 };
 
 static uint64_t features;
@@ -148,6 +151,19 @@ static int64_t raw_fill(int rc, int64_t field)
 static int64_t raw_plain(int rc)
 {
 	return rc == 0 ? 0 : -errno;
+}
+
+/* The libuffd sides: the last failure's text must contain `needle` (the
+ * diagnosis libuffd adds to the kernel's errno). Nothing on the raw side. */
+static void s_why(const struct side *s, const char *needle)
+{
+	if (s->h == NULL)
+		return;
+	const char *t = libuffd_last_error();
+	if (!t || !strstr(t, needle)) {
+		cur_rec->no_why++;
+		printf("  text lacks \"%s\": %s\n", needle, t ? t : "(null)");
+	}
 }
 
 /* ---- the operations, on either side ---- */
@@ -420,7 +436,9 @@ static void row_unmapped(struct side *s)
 {
 	uint64_t a = unmapped(4 * P);
 	s_register(s, "register unmapped", a, 4 * P, UFFDIO_REGISTER_MODE_MISSING);
+	s_why(s, "nothing is mapped");
 	s_unregister(s, "unregister unmapped", a, 4 * P);
+	s_why(s, "nothing is mapped");
 	s_wake(s, "wake unmapped", a, 4 * P);
 	s_copy(s, "copy to unmapped", a, (uint64_t)(uintptr_t)buf, P, 0);
 	s_zeropage(s, "zeropage unmapped", a, P, 0);
@@ -430,6 +448,7 @@ static void row_unmapped(struct side *s)
 static void row_below_min(struct side *s)
 {
 	s_register(s, "register page 0", 0, P, UFFDIO_REGISTER_MODE_MISSING);
+	s_why(s, "vm.mmap_min_addr");
 	s_unregister(s, "unregister page 0", 0, P);
 	s_wake(s, "wake page 0", 0, P);
 	s_copy(s, "copy to page 0", 0, (uint64_t)(uintptr_t)buf, P, 0);
@@ -444,6 +463,7 @@ static void row_hole(struct side *s)
 	s_copy(s, "copy into the hole", a + P, (uint64_t)(uintptr_t)buf, P, 0);
 	s_unregister(s, "unregister with a hole inside", a, 3 * P);
 	s_register(s, "register hole only", a + P, P, UFFDIO_REGISTER_MODE_MISSING);
+	s_why(s, "nothing is mapped");
 }
 
 static void row_tail_unmapped(struct side *s)
@@ -465,10 +485,13 @@ static void row_misaligned(struct side *s)
 	uint64_t a = anon(2 * P);
 	const uint64_t M = UFFDIO_REGISTER_MODE_MISSING;
 	s_register(s, "register start+1", a + 1, P, M);
+	s_why(s, "not aligned");
 	s_register(s, "register start+8", a + 8, P, M);
 	s_register(s, "register len 100", a, 100, M);
+	s_why(s, "not a multiple");
 	s_register(s, "register len P+1", a, P + 1, M);
 	s_register(s, "register len 0", a, 0, M);
+	s_why(s, "length is 0");
 	s_unregister(s, "unregister start+1", a + 1, P);
 	s_unregister(s, "unregister len 100", a, 100);
 	s_unregister(s, "unregister len 0", a, 0);
@@ -484,6 +507,7 @@ static void row_misaligned(struct side *s)
 	s_wp(s, "writeprotect start+1", a + 1, P, 0);
 	s_move(s, "move dst+1", a + 1, (uint64_t)(uintptr_t)buf, P, 0);
 	s_move(s, "move src+1", a, (uint64_t)(uintptr_t)buf + 1, P, 0);
+	s_why(s, "src start");
 	s_unregister(s, "unregister ok", a, 2 * P);
 }
 
@@ -492,6 +516,7 @@ static void row_zero_len(struct side *s)
 	uint64_t a = anon(2 * P);
 	s_register(s, "register", a, 2 * P, UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP);
 	s_copy(s, "copy len 0", a, (uint64_t)(uintptr_t)buf, 0, 0);
+	s_why(s, "length is 0");
 	s_zeropage(s, "zeropage len 0", a, 0, 0);
 	s_continue(s, "continue len 0", a, 0, 0);
 	s_poison(s, "poison len 0", a, 0, 0);
@@ -508,6 +533,7 @@ static void row_wrap(struct side *s)
 	const uint64_t M = UFFDIO_REGISTER_MODE_MISSING;
 	uint64_t a = anon(2 * P);
 	s_register(s, "register wrapping", top, 2 * P, M);
+	s_why(s, "wraps");
 	s_register(s, "register huge len", a, UINT64_MAX - P + 1, M);
 	s_register(s, "register at 1<<47", (uint64_t)1 << 47, P, M);
 	s_register(s, "register at 1<<56", (uint64_t)1 << 56, P, M);
@@ -517,6 +543,7 @@ static void row_wrap(struct side *s)
 	s_register(s, "register ok", a, 2 * P, M);
 	s_copy(s, "copy dst wrapping", top, (uint64_t)(uintptr_t)buf, 2 * P, 0);
 	s_copy(s, "copy src wrapping", a, top, 2 * P, 0);
+	s_why(s, "src");
 	s_copy(s, "copy len > INT64_MAX", a, (uint64_t)(uintptr_t)buf, (uint64_t)INT64_MAX + 1, 0);
 	s_zeropage(s, "zeropage wrapping", top, 2 * P, 0);
 	s_zeropage(s, "zeropage len SIZE_MAX&~4095", a, UINT64_MAX - P + 1, 0);
@@ -532,6 +559,7 @@ static void row_ebusy(struct side *s, int other)
 	if (ioctl(other, UFFDIO_REGISTER, &r) != 0)
 		FATAL("other uffd: register: %s", strerror(errno));
 	s_register(s, "register range owned by another uffd", a, 2 * P, UFFDIO_REGISTER_MODE_MISSING);
+	s_why(s, "another userfaultfd");
 	s_register(s, "register overlapping it", a + P, 2 * P, UFFDIO_REGISTER_MODE_WP);
 	s_register(s, "register the free part", a + 2 * P, 2 * P, UFFDIO_REGISTER_MODE_MISSING);
 	s_unregister(s, "unregister across both", a, 4 * P);
@@ -546,13 +574,16 @@ static void row_modes(struct side *s)
 	uint64_t a = anon(2 * P);
 	uint64_t u = unmapped(P);
 	s_register(s, "register mode 0", a, P, 0);
+	s_why(s, "mode is 0");
 	s_register(s, "register mode 0, unmapped", u, P, 0);
 	s_register(s, "register mode 0, len 0", a, 0, 0);
 	s_register(s, "register mode 1<<3", a, P, 1 << 3);
 	s_register(s, "register mode MISSING|1<<3", a, P, UFFDIO_REGISTER_MODE_MISSING | 1 << 3);
 	s_register(s, "register mode 1<<63", a, P, (uint64_t)1 << 63);
+	s_why(s, "unknown mode bits");
 	s_register(s, "register mode 1<<3, len 0", a, 0, 1 << 3);
 	s_register(s, "register MINOR on anon", a, P, UFFDIO_REGISTER_MODE_MINOR);
+	s_why(s, "MINOR registration needs shmem or hugetlb");
 	s_register(s, "register MISSING|WP", a, 2 * P, UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP);
 	s_copy(s, "copy mode 1<<5", a, (uint64_t)(uintptr_t)buf, P, 1 << 5);
 	s_zeropage(s, "zeropage mode 2", a, P, 2);
@@ -562,6 +593,7 @@ static void row_modes(struct side *s)
 	s_wp(s, "writeprotect mode 4", a, P, 4);
 	s_wp(s, "writeprotect WP|DONTWAKE", a, P,
 	     UFFDIO_WRITEPROTECT_MODE_WP | UFFDIO_WRITEPROTECT_MODE_DONTWAKE);
+	s_why(s, "MODE_DONTWAKE together");
 	s_wp(s, "writeprotect WP|DONTWAKE, len 0", a, 0,
 	     UFFDIO_WRITEPROTECT_MODE_WP | UFFDIO_WRITEPROTECT_MODE_DONTWAKE);
 	s_wp(s, "writeprotect WP", a, P, UFFDIO_WRITEPROTECT_MODE_WP);
@@ -623,6 +655,7 @@ static void row_pending_remove(struct side *s)
 	struct remover r = { (void *)(uintptr_t)a, P };
 	pthread_t t = start_remove(s->fd, &r);
 	s_copy(s, "pending: copy len 0", a + 2 * P, (uint64_t)(uintptr_t)buf, 0, 0);
+	s_why(s, "length is 0");
 	s_zeropage(s, "pending: zeropage len 0", a + 2 * P, 0, 0);
 	s_continue(s, "pending: continue len 0", a + 2 * P, 0, 0);
 	s_poison(s, "pending: poison len 0", a + 2 * P, 0, 0);
@@ -630,6 +663,7 @@ static void row_pending_remove(struct side *s)
 	s_wp(s, "pending: writeprotect len 0", a + 2 * P, 0, UFFDIO_WRITEPROTECT_MODE_WP);
 	s_copy(s, "pending: copy", a + 2 * P, (uint64_t)(uintptr_t)buf, P, 0);
 	s_copy(s, "pending: copy unknown mode", a + 2 * P, (uint64_t)(uintptr_t)buf, P, 1 << 9);
+	s_why(s, "unknown mode bits");
 	s_copy(s, "pending: copy misaligned", a + 2 * P + 1, (uint64_t)(uintptr_t)buf, P, 0);
 	s_copy(s, "pending: copy wrapping", top, (uint64_t)(uintptr_t)buf, 2 * P, 0);
 	s_copy(s, "pending: copy len > INT64_MAX", a, (uint64_t)(uintptr_t)buf, (uint64_t)INT64_MAX + 1, 0);
@@ -655,6 +689,7 @@ static void row_continue_anon(struct side *s)
 	uint64_t a = anon(P);
 	s_register(s, "register MISSING", a, P, UFFDIO_REGISTER_MODE_MISSING);
 	s_continue(s, "continue on anon", a, P, 0);
+	s_why(s, "anonymous private memory");
 }
 
 static void row_poison(struct side *s)
@@ -688,6 +723,7 @@ static void row_move(struct side *s)
 	s_move(s, "move from a hole, ALLOW_SRC_HOLES", dst + P, src + 2 * P, P, UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES);
 	s_move(s, "move pages 1-2 from src 1-2", dst + 2 * P, src + P, 2 * P, 0);
 	s_move(s, "move from shmem", dst + 3 * P, sh, P, 0);
+	s_why(s, "MOVE needs anonymous");
 	s_move(s, "move to unregistered", anon(P), src + P, P, 0);
 	s_move(s, "move to unmapped", unmapped(P), src + P, P, 0);
 	s_move(s, "move from unmapped", dst + 3 * P, unmapped(P), P, 0);
@@ -724,12 +760,15 @@ static void row_hugetlb(struct side *s, int shared)
 	uint64_t a = shared ? huge_shared(2 * H) : huge_private(2 * H);
 	const uint64_t M = UFFDIO_REGISTER_MODE_MISSING;
 	s_register(s, "register start+4K", a + P, H, M);
+	s_why(s, "2048 KiB");
 	s_register(s, "register len 4K", a, P, M);
 	s_register(s, "register len H+4K", a, H + P, M);
 	s_register(s, "register [H-4K, H+4K)", a + H - P, 2 * P, M);
 	s_register(s, "register ok", a, 2 * H, M);
 	s_zeropage(s, "zeropage a huge page", a, H, 0);
+	s_why(s, "ZEROPAGE does not support hugetlb");
 	s_copy(s, "copy 4K", a, (uint64_t)(uintptr_t)buf, P, 0);
+	s_why(s, "2048 KiB");
 	s_copy(s, "copy at +4K", a + P, (uint64_t)(uintptr_t)buf, H, 0);
 	s_copy(s, "copy a huge page", a, (uint64_t)(uintptr_t)buf, H, 0);
 	s_copy(s, "copy it again", a, (uint64_t)(uintptr_t)buf, H, 0);
@@ -756,6 +795,7 @@ static void row_files(struct side *s)
 	close(ro);
 	close(fd);
 	s_register(s, "register read-only shared memfd", a, P, UFFDIO_REGISTER_MODE_MISSING);
+	s_why(s, "without write permission");
 	s_register(s, "register read-only shared memfd, MINOR", a, P, UFFDIO_REGISTER_MODE_MINOR);
 	s_register(s, "register read-only private memfd", ap, P, UFFDIO_REGISTER_MODE_MISSING);
 	s_unregister(s, "unregister read-only shared memfd", a, P);
@@ -767,6 +807,7 @@ static void row_files(struct side *s)
 	uint64_t b = track(mmap(NULL, P, PROT_READ, MAP_SHARED, fd, 0), P);
 	close(fd);
 	s_register(s, "register write-sealed memfd", b, P, UFFDIO_REGISTER_MODE_MISSING);
+	s_why(s, "without write permission");
 
 	/* A regular file (ext4 or whatever /tmp is), writable. */
 	char tmpl[] = "/tmp/errno_diff_XXXXXX";
@@ -777,6 +818,7 @@ static void row_files(struct side *s)
 	uint64_t c = track(mmap(NULL, P, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), P);
 	close(fd);
 	s_register(s, "register regular file mapping", c, P, UFFDIO_REGISTER_MODE_MISSING);
+	s_why(s, "userfaultfd serves only");
 	s_register(s, "register regular file, WP", c, P, UFFDIO_REGISTER_MODE_WP);
 	/* Mixed: anon followed by the file mapping is refused as a whole. */
 	s_register(s, "register PROT_NONE anon", track(mmap(NULL, P, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), P),
@@ -958,6 +1000,8 @@ int main(void)
 				  rows[i].name, side_names[k], recs[k].bad_errno);
 			CHECK_MSG(recs[k].no_text == 0, "[%s] %s: no last error naming the function %d times",
 				  rows[i].name, side_names[k], recs[k].no_text);
+			CHECK_MSG(recs[k].no_why == 0, "[%s] %s: the expected diagnosis missing %d times",
+				  rows[i].name, side_names[k], recs[k].no_why);
 		}
 		steps += recs[0].n;
 		differing += differs;
