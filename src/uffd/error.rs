@@ -225,7 +225,7 @@ impl fmt::Display for Why<'_> {
 fn hint(op: Op, errno: i32) -> &'static str {
     match (op, errno) {
         (_, libc::EEXIST) => "the range is already populated: another thread or an earlier call resolved it; wake the waiter",
-        (_, libc::EAGAIN) => "a non-cooperative event (fork, mremap, munmap, madvise) is queued but unread, or the kernel made partial progress: read events, then retry",
+        (_, libc::EAGAIN) => "a non-cooperative event (fork, mremap, munmap, madvise) is queued but unread, which the kernel checks before the arguments: read events, then retry",
         (_, libc::ESRCH) => "the process owning the registered memory has exited",
         (Op::Register, libc::EBUSY) => "part of the range is registered with another userfaultfd",
         (Op::Register, libc::EPERM) => "the mapping cannot be written (shared mapping of a file opened read-only, or a write-sealed memfd)",
