@@ -5,37 +5,43 @@
 //! this module only writes the text behind `libuffd_last_error()`. It
 //! repeats the kernel's argument checks in the kernel's order (so the text
 //! names the check that fired), and for the errnos that depend on the
-//! memory it looks at what is mapped in the range. Nothing here runs on a
-//! success path, and nothing is built for the routine answers (EEXIST,
-//! ESRCH, EAGAIN with well-formed arguments), so the resolving hot paths
-//! never allocate for an error.
+//! memory it looks at what is mapped in the range. It runs only when an
+//! error's text is formatted, never when the error is made: a refusal
+//! costs the ioctl and nothing more (no allocation, no /proc read) until
+//! somebody asks why, which matters to the monitor's reader. The mappings
+//! described are those at the time of asking.
 
-use super::error::{Error, Op};
+use super::error::{Call, Op};
 use super::features::modes;
 use crate::sys::base_page_size;
 use crate::sys::uapi::*;
 use std::fmt::Write as _;
 
-/// The arguments of one refused ioctl.
+/// The arguments of one refused ioctl, whole.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Call {
-    pub op: Op,
+struct Args {
+    op: Op,
     /// The destination (or only) range.
-    pub start: u64,
-    pub len: u64,
+    start: u64,
+    len: u64,
     /// COPY's and MOVE's source address.
-    pub src: Option<u64>,
-    pub mode: u64,
+    src: Option<u64>,
+    mode: u64,
 }
 
-/// Build the error for the kernel's refusal of `call` with `errno`.
-/// `own_memory` is false when the handle was adopted (its memory may be
-/// another process's: this process's mappings are then described with that
-/// caveat).
-pub(crate) fn refused(call: Call, errno: i32, own_memory: bool) -> Error {
-    let detail = match errno {
+/// Why the kernel refused `op` on `[addr, addr+len)` (with `call`'s other
+/// arguments) with `errno`, when something stands out.
+pub(crate) fn explain(op: Op, errno: i32, addr: u64, len: u64, call: Call) -> Option<String> {
+    let a = Args {
+        op,
+        start: addr,
+        len,
+        src: call.src,
+        mode: call.mode,
+    };
+    match errno {
         libc::EEXIST | libc::ESRCH | libc::EINTR => None,
-        libc::EAGAIN => argument_problem(&call).map(|p| {
+        libc::EAGAIN => argument_problem(&a).map(|p| {
             format!(
                 "a non-cooperative event is queued unread (the kernel checks that first): read events, then retry; \
                  the arguments would be refused then: {p}"
@@ -43,21 +49,16 @@ pub(crate) fn refused(call: Call, errno: i32, own_memory: bool) -> Error {
         }),
         // Arguments the kernel finds malformed are always EINVAL; any other
         // errno means they passed its checks.
-        libc::EINVAL => argument_problem(&call).or_else(|| memory_problem(&call, errno, own_memory)),
-        _ => memory_problem(&call, errno, own_memory),
-    };
-    Error::Kernel {
-        op: call.op,
-        errno,
-        addr: call.start,
-        len: call.len,
-        detail: detail.map(String::into_boxed_str),
+        libc::EINVAL => {
+            argument_problem(&a).or_else(|| memory_problem(&a, errno, call.own_memory))
+        }
+        _ => memory_problem(&a, errno, call.own_memory),
     }
 }
 
 /// The first of the kernel's argument checks that `call` fails, in the
 /// kernel's order, as text.
-fn argument_problem(c: &Call) -> Option<String> {
+fn argument_problem(c: &Args) -> Option<String> {
     match c.op {
         Op::Register => {
             if c.mode == 0 {
@@ -231,7 +232,7 @@ fn vmas_in(start: u64, end: u64) -> Option<Vec<Vma>> {
 
 /// What in the memory of `[start, start+len)` (and `src`) explains
 /// `errno`, for the errnos that depend on the memory.
-fn memory_problem(c: &Call, errno: i32, own_memory: bool) -> Option<String> {
+fn memory_problem(c: &Args, errno: i32, own_memory: bool) -> Option<String> {
     let relevant = match c.op {
         Op::Register => matches!(errno, libc::EINVAL | libc::EPERM),
         Op::Unregister => errno == libc::EINVAL,
@@ -249,8 +250,8 @@ fn memory_problem(c: &Call, errno: i32, own_memory: bool) -> Option<String> {
     })
 }
 
-fn memory_text(c: &Call, errno: i32) -> Option<String> {
-    let (start, end) = (c.start, c.start + c.len);
+fn memory_text(c: &Args, errno: i32) -> Option<String> {
+    let (start, end) = (c.start, c.start.saturating_add(c.len));
     let vmas = vmas_in(start, end)?;
     if vmas.is_empty() {
         let min = mmap_min_addr();
@@ -349,7 +350,7 @@ fn memory_text(c: &Call, errno: i32) -> Option<String> {
                 ));
             }
             if let Some(src) = c.src {
-                let svmas = vmas_in(src, src + c.len).unwrap_or_default();
+                let svmas = vmas_in(src, src.saturating_add(c.len)).unwrap_or_default();
                 if let Some(v) = svmas.iter().find(|v| !v.anon_private()) {
                     return Some(format!(
                         "src {}: MOVE needs anonymous private memory",
@@ -382,8 +383,8 @@ fn memory_text(c: &Call, errno: i32) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn call(op: Op, start: u64, len: u64, mode: u64) -> Call {
-        Call {
+    fn call(op: Op, start: u64, len: u64, mode: u64) -> Args {
+        Args {
             op,
             start,
             len,
@@ -396,7 +397,7 @@ mod tests {
     fn argument_checks_in_kernel_order() {
         let p = base_page_size();
         let base = 0x7000_0000_0000u64;
-        let t = |c: Call| argument_problem(&c).unwrap_or_default();
+        let t = |c: Args| argument_problem(&c).unwrap_or_default();
         assert!(t(call(Op::Wake, base, 0, 0)).contains("length is 0"));
         assert!(t(call(Op::Wake, base + 1, 0, 0)).contains("not aligned"));
         assert!(t(call(Op::Wake, base, p + 1, 0)).contains("not a multiple"));
@@ -418,15 +419,27 @@ mod tests {
 
     #[test]
     fn routine_errors_carry_no_text() {
-        let e = refused(call(Op::Copy, 0x1000, 4096, 0), libc::EEXIST, true);
-        assert!(e.detail().is_none());
-        let e = refused(call(Op::Copy, 0x7000_0000_0000, 4096, 0), libc::EAGAIN, true);
-        assert!(e.detail().is_none());
-        let e = refused(call(Op::Copy, 0x7000_0000_0000, 0, 0), libc::EAGAIN, true);
-        assert!(e.detail().unwrap().contains("length is 0"));
-        assert_eq!(e.errno(), libc::EAGAIN);
+        let c = Call {
+            src: Some(0x1000),
+            mode: 0,
+            own_memory: true,
+        };
+        let base = 0x7000_0000_0000;
+        assert_eq!(explain(Op::Copy, libc::EEXIST, base, 4096, c), None);
+        assert_eq!(explain(Op::Copy, libc::EAGAIN, base, 4096, c), None);
+        let t = explain(Op::Copy, libc::EAGAIN, base, 0, c).unwrap();
+        assert!(t.contains("length is 0") && t.contains("event"), "{t}");
         // Any errno but EINVAL means the arguments passed the kernel's checks.
-        let e = refused(call(Op::Copy, 0x7000_0000_0001, 0, 0), libc::ENOENT, true);
-        assert!(e.detail().is_none(), "{e}");
+        assert_eq!(explain(Op::Copy, libc::ENOENT, base + 1, 0, c), None);
+        // Refusals are plain values: the text is made when displayed.
+        let e = super::super::Error::Kernel {
+            op: Op::Copy,
+            errno: libc::EINVAL,
+            addr: base,
+            len: 0,
+            call: Some(c),
+        };
+        assert!(e.to_string().contains("length is 0"), "{e}");
+        assert!(e.detail().unwrap().contains("length is 0"));
     }
 }

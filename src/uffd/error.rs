@@ -2,13 +2,27 @@
 //! (`Error::errno`), which is what the C ABI returns negated; `Display`
 //! gives the readable detail behind `libuffd_last_error()`.
 //!
-//! Kernel errors carry plain values, plus an optional diagnosis that is
-//! only built when something is worth explaining (never for EEXIST, nor
-//! for EAGAIN with well-formed arguments), so that the hot paths that meet
-//! them routinely never allocate.
+//! Kernel errors carry only plain values (no `String`): the arguments of
+//! the refused call, from which `Display` works out why the kernel refused
+//! (`diagnose`) only when the text is asked for. So the paths that meet
+//! kernel errors routinely (EEXIST, EAGAIN, ENOENT in the monitor's reader)
+//! never allocate or read /proc.
 
 use super::features::feature_names;
 use std::fmt;
+
+/// The rest of a refused call's arguments (besides op, address and
+/// length), kept to explain the refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Call {
+    /// COPY's and MOVE's source address.
+    pub src: Option<u64>,
+    pub mode: u64,
+    /// Whether the memory is known to be this process's (a handle from
+    /// `Uffd::open`); otherwise this process's mappings are described
+    /// with that caveat.
+    pub own_memory: bool,
+}
 
 /// The userfaultfd operation an error came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,16 +78,17 @@ pub enum Error {
     InvalidArgument(String),
 
     /// The kernel refused an operation on a range. `errno` is exactly the
-    /// ioctl's; `detail`, when present, is libuffd's diagnosis of why
-    /// (made after the refusal: zero length, misalignment, what is mapped
-    /// there, ...), shown instead of the generic hint.
-    #[error("{op} [{addr:#x}, +{len:#x}): {}{}", strerror(*errno), Why(*op, *errno, detail.as_deref()))]
+    /// ioctl's. With `call`, the text carries libuffd's diagnosis of why
+    /// (zero length, misalignment, what is mapped there, ...; see
+    /// `detail`), made when the text is formatted; otherwise, or when
+    /// nothing stands out, a generic hint.
+    #[error("{op} [{addr:#x}, +{len:#x}): {}{}", strerror(*errno), Why(*op, *errno, *addr, *len, *call))]
     Kernel {
         op: Op,
         errno: i32,
         addr: u64,
         len: u64,
-        detail: Option<Box<str>>,
+        call: Option<Call>,
     },
 
     /// A system call without a range failed.
@@ -134,14 +149,22 @@ impl Error {
             errno,
             addr,
             len,
-            detail: None,
+            call: None,
         }
     }
 
-    /// libuffd's diagnosis of a kernel refusal, if it made one.
-    pub fn detail(&self) -> Option<&str> {
-        match self {
-            Error::Kernel { detail, .. } => detail.as_deref(),
+    /// libuffd's diagnosis of a kernel refusal: which argument or mapping
+    /// the kernel objected to, when something stands out. Worked out now
+    /// (it may read this process's mappings), as the text is.
+    pub fn detail(&self) -> Option<String> {
+        match *self {
+            Error::Kernel {
+                op,
+                errno,
+                addr,
+                len,
+                call: Some(call),
+            } => super::diagnose::explain(op, errno, addr, len, call),
             _ => None,
         }
     }
@@ -210,13 +233,14 @@ pub fn errno_name(errno: i32) -> &'static str {
 }
 
 /// The explanation after a kernel errno: the diagnosis, or the hint.
-struct Why<'a>(Op, i32, Option<&'a str>);
+struct Why(Op, i32, u64, u64, Option<Call>);
 
-impl fmt::Display for Why<'_> {
+impl fmt::Display for Why {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.2 {
+        let Why(op, errno, addr, len, call) = *self;
+        match call.and_then(|c| super::diagnose::explain(op, errno, addr, len, c)) {
             Some(d) => write!(f, ": {d}"),
-            None => write!(f, " ({})", hint(self.0, self.1)),
+            None => write!(f, " ({})", hint(op, errno)),
         }
     }
 }

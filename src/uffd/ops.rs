@@ -7,7 +7,8 @@
 //! unmapped range's EINVAL, ...). Only after a refusal does libuffd look
 //! at the arguments and the memory to explain it (`diagnose`); that text
 //! goes into the error's `Display`, never into the errno. Nothing is
-//! checked or looked up on the success path.
+//! checked or looked up on the success path, and a failure keeps only the
+//! arguments: the explanation is worked out when the text is asked for.
 //!
 //! The kernel reports an operation's outcome three ways: the ioctl returns
 //! 0 and the result field equals the length (complete); it fails with
@@ -15,12 +16,20 @@
 //! `start + done`); or the field holds `-errno`. ESRCH (the target process
 //! exited) and the argument checks come back without the field written.
 
-use super::diagnose::{refused, Call};
-use super::error::{Error, Op, Result};
+use super::error::{Call, Error, Op, Result};
 use super::features::{Ioctls, RegisterMode};
 use super::handle::Uffd;
 use crate::sys::ioctl::{self, RangeOp};
 use crate::sys::uapi::*;
+
+/// One refused call's arguments.
+struct Refused {
+    op: Op,
+    start: u64,
+    len: u64,
+    src: Option<u64>,
+    mode: u64,
+}
 
 /// How far an operation got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,9 +71,20 @@ fn decode(
 }
 
 impl Uffd {
-    /// The error for the kernel's refusal of `call`.
-    fn refused(&self, call: Call, errno: i32) -> Error {
-        refused(call, errno, self.serves_this_process())
+    /// The error for the kernel's refusal (plain values: explained only
+    /// when displayed).
+    fn refused(&self, call: Refused, errno: i32) -> Error {
+        Error::Kernel {
+            op: call.op,
+            errno,
+            addr: call.start,
+            len: call.len,
+            call: Some(Call {
+                src: call.src,
+                mode: call.mode,
+                own_memory: self.serves_this_process(),
+            }),
+        }
     }
 
     /// UFFDIO_REGISTER `[start, start+len)` with `mode`; returns the ioctls
@@ -79,7 +99,7 @@ impl Uffd {
         match ioctl::register(self.fd(), &mut arg) {
             Ok(()) => Ok(Ioctls::from_bits_retain(arg.ioctls)),
             Err(e) => Err(self.refused(
-                Call {
+                Refused {
                     op: Op::Register,
                     start,
                     len,
@@ -96,7 +116,7 @@ impl Uffd {
         let mut arg = UffdioRange { start, len };
         ioctl::unregister(self.fd(), &mut arg).map_err(|e| {
             self.refused(
-                Call {
+                Refused {
                     op: Op::Unregister,
                     start,
                     len,
@@ -113,7 +133,7 @@ impl Uffd {
         let mut arg = UffdioRange { start, len };
         ioctl::wake(self.fd(), &mut arg).map_err(|e| {
             self.refused(
-                Call {
+                Refused {
                     op: Op::Wake,
                     start,
                     len,
@@ -138,7 +158,7 @@ impl Uffd {
         let rc = ioctl::copy(self.fd(), &mut arg);
         decode(rc, arg.copy, len, |e| {
             self.refused(
-                Call {
+                Refused {
                     op: Op::Copy,
                     start: dst,
                     len,
@@ -164,7 +184,7 @@ impl Uffd {
         let rc = ioctl::range_op(self.fd(), kop, &mut arg);
         decode(rc, arg.result, len, |e| {
             self.refused(
-                Call {
+                Refused {
                     op,
                     start,
                     len,
@@ -203,7 +223,7 @@ impl Uffd {
         };
         ioctl::writeprotect(self.fd(), &mut arg).map_err(|e| {
             self.refused(
-                Call {
+                Refused {
                     op: Op::Writeprotect,
                     start,
                     len,
@@ -228,7 +248,7 @@ impl Uffd {
         let rc = ioctl::move_pages(self.fd(), &mut arg);
         decode(rc, arg.moved, len, |e| {
             self.refused(
-                Call {
+                Refused {
                     op: Op::Move,
                     start: dst,
                     len,
