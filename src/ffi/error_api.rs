@@ -15,7 +15,9 @@ fn errno_text(errno: i32) -> &'static CStr {
         libc::EAGAIN => {
             c"Resource temporarily unavailable (an event is pending: read events, then retry)"
         }
-        libc::ENOMEM => c"Cannot allocate memory (or nothing mapped at the address given to libuffd_page_size)",
+        libc::ENOMEM => {
+            c"Cannot allocate memory (or nothing mapped at the address given to libuffd_page_size)"
+        }
         libc::EACCES => c"Permission denied",
         libc::EFAULT => c"Bad address",
         libc::EBUSY => c"Device or resource busy",

@@ -222,7 +222,11 @@ pub unsafe extern "C" fn libuffd_continue(
     mode: u64,
 ) -> i64 {
     with_handle("libuffd_continue", h, |u| {
-        Ok(progress(u.continue_range(start as u64, len as u64, mode)?))
+        Ok(progress(u.continue_range(
+            start as u64,
+            len as u64,
+            mode,
+        )?))
     })
 }
 
@@ -276,6 +280,8 @@ pub unsafe extern "C" fn libuffd_move(
     mode: u64,
 ) -> i64 {
     with_handle("libuffd_move", h, |u| {
-        Ok(progress(u.move_pages(dst as u64, src as u64, len as u64, mode)?))
+        Ok(progress(
+            u.move_pages(dst as u64, src as u64, len as u64, mode)?,
+        ))
     })
 }

@@ -94,9 +94,8 @@ fn argument_problem(c: &Args) -> Option<String> {
 
 fn mode_problem(mode: u64, allowed: u64) -> Option<String> {
     let unknown = mode & !allowed;
-    (unknown != 0).then(|| {
-        format!("unknown mode bits {unknown:#x} (this operation accepts {allowed:#x})")
-    })
+    (unknown != 0)
+        .then(|| format!("unknown mode bits {unknown:#x} (this operation accepts {allowed:#x})"))
 }
 
 /// The smallest address a mapping may have (vm.mmap_min_addr).
@@ -161,9 +160,7 @@ impl Vma {
     }
     /// Anonymous private memory (heap, stack, MAP_PRIVATE|MAP_ANONYMOUS).
     fn anon_private(&self) -> bool {
-        !self.shared()
-            && !self.hugetlb()
-            && (self.name.is_empty() || self.name.starts_with('['))
+        !self.shared() && !self.hugetlb() && (self.name.is_empty() || self.name.starts_with('['))
     }
     fn shmem(&self) -> bool {
         !self.hugetlb()
