@@ -1,0 +1,131 @@
+//! Thread cancellation (pthread_cancel) and the library's waits.
+//!
+//! glibc cancels a thread by a forced unwind (`_Unwind_ForcedUnwind`)
+//! started from a cancellation point: read(2), poll(2), close(2),
+//! write(2), pthread_join(3), nanosleep(2) ... when a cancel is pending,
+//! or arrives while the thread blocks there. That unwind deallocates every
+//! frame up to the thread's start. Rust allows it to cross only frames
+//! with nothing to drop and no `catch_unwind` (plain old frames, RFC 2945),
+//! reached through `extern "C-unwind"` calls: a Rust destructor or the
+//! panic guard of src/ffi in its way aborts the process ("FATAL: exception
+//! not rethrown"), and a call declared `extern "C"` (nounwind, as the libc
+//! crate declares them) may not be unwound at all.
+//!
+//! So the library works in two modes:
+//! - Everything it does behind the panic guard runs with cancellation
+//!   disabled ([`NoCancel`]): a cancel request stays pending, and the
+//!   libc calls made there (close, write, read, poll, pthread_join ...)
+//!   never start an unwind.
+//! - The few exported waits that are cancellation points (reading events,
+//!   running a monitor and waiting for one) block through the functions
+//!   below, called from the exported `extern "C-unwind"` function's own
+//!   frame when it holds nothing to drop, outside the guard. A cancel
+//!   acts there exactly as in read(2): the thread unwinds out of the call.
+
+use std::os::raw::c_int;
+
+/// glibc and musl: `PTHREAD_CANCEL_ENABLE`, `PTHREAD_CANCEL_DISABLE`.
+const PTHREAD_CANCEL_ENABLE: c_int = 0;
+const PTHREAD_CANCEL_DISABLE: c_int = 1;
+
+extern "C" {
+    // Not a cancellation point; never unwinds with deferred cancellation.
+    fn pthread_setcancelstate(state: c_int, oldstate: *mut c_int) -> c_int;
+}
+
+// The same C functions as in the libc crate, declared as able to unwind:
+// a forced unwind may leave them. Called only from the frames described
+// in the module documentation.
+#[allow(clashing_extern_declarations)]
+extern "C-unwind" {
+    fn pthread_testcancel();
+    #[link_name = "poll"]
+    fn poll_unwind(fds: *mut libc::pollfd, nfds: libc::nfds_t, timeout: c_int) -> c_int;
+    #[link_name = "read"]
+    fn read_unwind(fd: c_int, buf: *mut libc::c_void, count: libc::size_t) -> libc::ssize_t;
+}
+
+/// Cancellation disabled on this thread until dropped; the previous state
+/// (enabled or not) is restored then. Nests.
+pub struct NoCancel {
+    old: c_int,
+}
+
+impl NoCancel {
+    #[inline]
+    pub fn new() -> NoCancel {
+        let mut old = PTHREAD_CANCEL_ENABLE;
+        // SAFETY: valid state and out-pointer; no other effect.
+        unsafe { pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &mut old) };
+        NoCancel { old }
+    }
+}
+
+impl Default for NoCancel {
+    fn default() -> NoCancel {
+        NoCancel::new()
+    }
+}
+
+impl Drop for NoCancel {
+    #[inline]
+    fn drop(&mut self) {
+        if self.old != PTHREAD_CANCEL_DISABLE {
+            // SAFETY: as in `new`. Enabling deferred cancellation does not
+            // act on a pending cancel (only a cancellation point does).
+            unsafe { pthread_setcancelstate(self.old, std::ptr::null_mut()) };
+        }
+    }
+}
+
+/// Disable cancellation for the rest of the calling thread's life: for the
+/// library's own threads, which nothing may unwind (a user callback on
+/// them may call cancellation points).
+pub fn disable_for_thread() {
+    // SAFETY: valid state; glibc and musl accept a NULL old state.
+    unsafe { pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, std::ptr::null_mut()) };
+}
+
+/// A cancellation point: acts on a pending cancel.
+///
+/// Only from a frame with nothing to drop, outside the panic guard, whose
+/// callers up to C are `extern "C-unwind"` or such frames too.
+#[inline]
+pub fn testcancel() {
+    // SAFETY: no arguments; it may unwind, which its declaration allows.
+    unsafe { pthread_testcancel() }
+}
+
+/// poll(2) `fd` for input, as a cancellation point. Returns the revents
+/// (0 on timeout), or the errno. Same conditions as [`testcancel`].
+#[inline]
+pub fn poll_in(fd: c_int, timeout_ms: c_int) -> Result<i16, i32> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, count 1; it may unwind, which its
+    // declaration allows.
+    let rc = unsafe { poll_unwind(&mut pfd, 1, timeout_ms) };
+    if rc < 0 {
+        return Err(super::last_errno());
+    }
+    Ok(if rc == 0 { 0 } else { pfd.revents })
+}
+
+/// read(2) into `len` bytes at `buf`, as a cancellation point. Returns the
+/// bytes read, or the errno. Same conditions as [`testcancel`].
+///
+/// # Safety
+/// `buf` is writable for `len` bytes, and any bytes are valid there.
+#[inline]
+pub unsafe fn read(fd: c_int, buf: *mut u8, len: usize) -> Result<usize, i32> {
+    // SAFETY: the caller's contract; it may unwind, which its declaration
+    // allows.
+    let n = unsafe { read_unwind(fd, buf.cast(), len) };
+    if n < 0 {
+        return Err(super::last_errno());
+    }
+    Ok(n as usize)
+}
