@@ -344,8 +344,21 @@ def fix_lines(text):
     return out
 
 
+def code_roff(lines):
+    """A ```-fenced example, shown as it is."""
+    body = lines[1:-1] if lines[-1].strip().startswith("```") else lines[1:]
+    out = [".in +4n", ".EX"]
+    for line in body:
+        line = esc_code(line)
+        out.append("\\&" + line if line.startswith((".", "'")) else line)
+    return out + [".EE", ".in"]
+
+
 def para_roff(lines, italic=()):
-    """One doc paragraph as roff lines (a "- " list becomes bullets)."""
+    """One doc paragraph as roff lines (a "- " list becomes bullets, a
+    ```-fenced block an example)."""
+    if lines and lines[0].startswith("```"):
+        return code_roff(lines)
     if not any(line.startswith("- ") for line in lines):
         return fix_lines(inline("\n".join(lines), italic))
     out, items, lead = [], [], []
