@@ -9,7 +9,10 @@
  * stopped and freed (or, after a cancelled wait, still serves). A cancel
  * already pending when a thread enters libuffd_handle_free() or the
  * libuffd_monitor_* calls that are not cancellation points does not stop
- * them; the cancellation points act on it at entry. Every case repeats
+ * them; the cancellation points act on it at entry. A cancelled run is
+ * ended by the thread's cleanup handler freeing the monitor, or by a free
+ * from another thread before the join; a cancel that arrives while a
+ * callback runs waits for the callback to end. Every case repeats
  * CANCEL_CYCLES times (default 200) and the process's descriptors and
  * resident memory must not grow. The last section is the documented way
  * to wait for events and a shutdown pipe at once (poll the handle's fd).
@@ -97,7 +100,7 @@ static void wait_blocked(pid_t tid)
 {
 	char path[64];
 	snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)tid);
-	for (int i = 0; i < 20000; i++) {
+	for (int i = 0; i < 100000; i++) {
 		FILE *f = fopen(path, "r");
 		if (f) {
 			char buf[512];
@@ -350,6 +353,121 @@ static void test_monitor_wait(void)
 		  cycles);
 }
 
+/* ---- After the cancel: who ends the run ---- */
+
+static void free_monitor(void *m)
+{
+	libuffd_monitor_free(m);
+}
+
+static void *run_with_cleanup(void *arg)
+{
+	struct blocker *b = arg;
+	b->tid = gettid();
+	pthread_cleanup_push(free_monitor, b->m);
+	b->rc = libuffd_monitor_run(b->m);
+	pthread_cleanup_pop(0);
+	return NULL;
+}
+
+static void test_run_cleanup(void)
+{
+	SECTION("cancelled run: a cleanup handler frees the monitor; another thread frees it");
+	int fds0 = fd_count();
+	int freed0 = user_freed;
+	for (int i = 0; i < cycles / 4 + 1; i++) {
+		char *mem;
+		struct blocker b = { .kind = MONITOR_RUN, .m = new_monitor(i % 2 ? 2 : 0, &mem) };
+		pthread_t t;
+		void *res = NULL;
+
+		/* The cancelled thread's cleanup handler frees the monitor: the
+		 * run it abandoned is ended first, on the same thread. */
+		b.tid = 0;
+		pthread_create(&t, NULL, run_with_cleanup, &b);
+		while (!b.tid)
+			usleep(20);
+		wait_blocked(b.tid);
+		pthread_cancel(t);
+		CHECK_EQ(pthread_join(t, &res), 0);
+		CHECK(res == PTHREAD_CANCELED);
+		munmap(mem, MON_PAGES * PAGE);
+
+		/* Freed from this thread at once after the cancel, before the
+		 * join: the free waits for the cancelled thread to end the run. */
+		b.m = new_monitor(i % 2 ? 0 : 2, &mem);
+		b.tid = 0;
+		pthread_create(&t, NULL, blocker_main, &b);
+		while (!b.tid)
+			usleep(20);
+		wait_blocked(b.tid);
+		pthread_cancel(t);
+		libuffd_monitor_free(b.m);
+		CHECK_EQ(pthread_join(t, &res), 0);
+		/* (The stop may wake the run before the cancel acts: then the
+		 * run returns 0, as a read(2) that got data would return.) */
+		CHECK_MSG(res == PTHREAD_CANCELED || (res == NULL && b.rc == 0),
+			  "libuffd_monitor_run returned %d", b.rc);
+		munmap(mem, MON_PAGES * PAGE);
+	}
+	CHECK_EQ(user_freed, freed0 + 2 * (cycles / 4 + 1));
+	CHECK_EQ(fd_count(), fds0);
+}
+
+/* ---- A cancel that arrives while a callback runs ---- */
+
+static atomic_int in_callback;
+
+static int32_t slow_on_fault(void *user, libuffd_monitor *m, const struct libuffd_fault *f)
+{
+	(void)user;
+	in_callback = 1;
+	/* usleep is a cancellation point: not while a callback runs. */
+	usleep(30000);
+	int rc = libuffd_monitor_zero(m, f);
+	in_callback = 2;
+	return rc < 0 ? rc : LIBUFFD_FAULT_HANDLED;
+}
+
+static void test_cancel_in_callback(void)
+{
+	SECTION("a cancel arriving in a callback acts once the run waits again");
+	if (no_faults)
+		return;
+	libuffd_handle *h = open_handle(1);
+	struct libuffd_monitor_ops ops = { .on_fault = slow_on_fault };
+	libuffd_monitor *m = NULL;
+	uint32_t id;
+	char *mem = map_anon(MON_PAGES * PAGE);
+	CHECK_OK(libuffd_monitor_new(NULL, &ops, sizeof ops, NULL, NULL, &m));
+	CHECK_OK(libuffd_monitor_add_handle(m, h, &id));
+	libuffd_handle_free(h);
+	struct libuffd_region_opts r = LIBUFFD_OPTS_INIT(libuffd_region_opts, .source = LIBUFFD_SOURCE_CALLBACK,
+							 .register_mode = LIBUFFD_REGISTER_MISSING, .fd = -1);
+	CHECK_OK(libuffd_monitor_add_region(m, id, mem, MON_PAGES * PAGE, &r));
+
+	struct blocker b = { .kind = MONITOR_RUN, .m = m };
+	struct toucher tc = { mem + 4 * PAGE, 1 };
+	pthread_t t, th;
+	void *res = NULL;
+	in_callback = 0;
+	pthread_create(&t, NULL, blocker_main, &b);
+	while (!b.tid)
+		usleep(20);
+	pthread_create(&th, NULL, touch_main, &tc);
+	while (in_callback == 0)
+		usleep(100);
+	pthread_cancel(t);
+	CHECK_EQ(pthread_join(t, &res), 0);
+	CHECK(res == PTHREAD_CANCELED);
+	/* The callback ran to its end and the fault was resolved. */
+	CHECK_EQ(in_callback, 2);
+	pthread_join(th, NULL);
+	CHECK_EQ(tc.got, 0);
+	libuffd_monitor_free(m);
+	munmap(mem, MON_PAGES * PAGE);
+}
+
 /* ---- A cancel already pending when calls are entered ---- */
 
 struct pending {
@@ -513,6 +631,8 @@ int main(void)
 	test_monitor_run("cancel libuffd_monitor_run, no workers", 0);
 	test_monitor_run("cancel libuffd_monitor_run, 2 workers", 2);
 	test_monitor_wait();
+	test_run_cleanup();
+	test_cancel_in_callback();
 	test_pending("pending cancel: entering libuffd_read_events", READ_EVENTS);
 	test_pending("pending cancel: entering libuffd_monitor_run", MONITOR_RUN);
 	test_pending("pending cancel: entering libuffd_monitor_wait", MONITOR_WAIT);
