@@ -1174,16 +1174,18 @@ int32_t libuffd_monitor_add_region(struct libuffd_monitor *m, uint32_t handle_id
  * the thread waits again. A run cancelled mid-way ends as if
  * libuffd_monitor_stop() had been called: the monitor is stopped for good
  * and, unless LIBUFFD_MONITOR_NO_RELEASE_ON_STOP, its regions released.
- * That ending is done when the cancelled thread exits, or earlier by its
- * next libuffd_monitor_* call (a cleanup handler may call
- * libuffd_monitor_free()); libuffd_monitor_free() from another thread
- * waits for it. A cancel pending at entry ends the thread before the run
- * begins: the monitor is left as it was.
+ * That ending is done when the cancelled thread exits (the main thread
+ * too), or earlier by its next libuffd_monitor_* call (a cleanup handler
+ * may call libuffd_monitor_free()); libuffd_monitor_free() from another
+ * thread waits for it. A cancel pending at entry ends the thread before
+ * the run begins: the monitor is left as it was.
  *
  * Thread safety: one run (or start) at a time per monitor.
  *
- * Returns: 0 when stopped, -EBUSY if already running, or the errno that
- * stopped it (LIBUFFD_ON_ERROR_STOP, or a failure reading events).
+ * Returns: 0 when stopped, -EBUSY if already running, -EAGAIN (a thread,
+ * or the thread-specific key that makes the run cancellable, could not
+ * be created), or the errno that stopped it (LIBUFFD_ON_ERROR_STOP, or a
+ * failure reading events).
  *
  * # Safety
  * `m` is NULL or a live monitor.

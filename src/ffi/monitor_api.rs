@@ -135,33 +135,25 @@ struct MonitorBox {
 ///
 /// If the thread is cancelled there, it never comes back to end the run.
 /// The run is then ended as by libuffd_monitor_stop() (and its regions
-/// released, unless LIBUFFD_MONITOR_NO_RELEASE_ON_STOP) by this value's
-/// destructor when the thread exits, or earlier by the thread's next
+/// released, unless LIBUFFD_MONITOR_NO_RELEASE_ON_STOP) when the thread
+/// exits (the slot's destructor), or earlier by the thread's next
 /// libuffd_monitor_* call (a cleanup handler's libuffd_monitor_free()).
 /// Until then the monitor counts as running: libuffd_monitor_free() from
 /// another thread waits for it.
-struct Parked(Cell<*const MonitorBox>);
+static PARKED: cancel::ExitSlot = cancel::ExitSlot::new(parked_at_exit);
 
-impl Drop for Parked {
-    fn drop(&mut self) {
-        end_abandoned_run(self.0.replace(std::ptr::null()));
-    }
-}
-
-thread_local! {
-    static PARKED: Parked = const { Parked(Cell::new(std::ptr::null())) };
+/// PARKED's destructor: the thread exits with a run parked.
+unsafe extern "C" fn parked_at_exit(mb: *mut libc::c_void) {
+    end_abandoned_run(mb as *const MonitorBox);
 }
 
 fn set_parked(mb: *const MonitorBox) {
-    let _ = PARKED.try_with(|p| p.0.set(mb));
+    PARKED.set(mb.cast());
 }
 
 /// End the run this thread abandoned (it was cancelled in it), if any.
 fn end_parked_run() {
-    let mb = PARKED
-        .try_with(|p| p.0.replace(std::ptr::null()))
-        .unwrap_or(std::ptr::null());
-    end_abandoned_run(mb);
+    end_abandoned_run(PARKED.take().cast());
 }
 
 fn end_abandoned_run(mb: *const MonitorBox) {
@@ -469,16 +461,18 @@ pub unsafe extern "C" fn libuffd_monitor_add_region(
 /// the thread waits again. A run cancelled mid-way ends as if
 /// libuffd_monitor_stop() had been called: the monitor is stopped for good
 /// and, unless LIBUFFD_MONITOR_NO_RELEASE_ON_STOP, its regions released.
-/// That ending is done when the cancelled thread exits, or earlier by its
-/// next libuffd_monitor_* call (a cleanup handler may call
-/// libuffd_monitor_free()); libuffd_monitor_free() from another thread
-/// waits for it. A cancel pending at entry ends the thread before the run
-/// begins: the monitor is left as it was.
+/// That ending is done when the cancelled thread exits (the main thread
+/// too), or earlier by its next libuffd_monitor_* call (a cleanup handler
+/// may call libuffd_monitor_free()); libuffd_monitor_free() from another
+/// thread waits for it. A cancel pending at entry ends the thread before
+/// the run begins: the monitor is left as it was.
 ///
 /// Thread safety: one run (or start) at a time per monitor.
 ///
-/// Returns: 0 when stopped, -EBUSY if already running, or the errno that
-/// stopped it (LIBUFFD_ON_ERROR_STOP, or a failure reading events).
+/// Returns: 0 when stopped, -EBUSY if already running, -EAGAIN (a thread,
+/// or the thread-specific key that makes the run cancellable, could not
+/// be created), or the errno that stopped it (LIBUFFD_ON_ERROR_STOP, or a
+/// failure reading events).
 ///
 /// # Safety
 /// `m` is NULL or a live monitor.
@@ -490,6 +484,13 @@ pub unsafe extern "C-unwind" fn libuffd_monitor_run(m: *mut libuffd_monitor) -> 
     let rc = guard("libuffd_monitor_run", || {
         // SAFETY: contract above.
         let mb = unsafe { monitor_ref(m) }?;
+        PARKED.ready().map_err(|e| {
+            Error::os(
+                "pthread_key_create",
+                e,
+                "libuffd_monitor_run needs a thread-specific key to be cancellable",
+            )
+        })?;
         let d = mb.monitor.drive_begin()?;
         *mb.driven.lock().unwrap_or_else(|e| e.into_inner()) = Some(d);
         Ok(0)

@@ -129,3 +129,71 @@ pub unsafe fn read(fd: c_int, buf: *mut u8, len: usize) -> Result<usize, i32> {
     }
     Ok(n as usize)
 }
+
+/// A per-thread pointer whose owner is told when the thread exits, by any
+/// way: returning, pthread_exit(), cancellation, the main thread included.
+///
+/// A pthread key with a destructor: glibc runs key destructors for every
+/// exiting thread, where the destructors of Rust's thread-locals run
+/// through __cxa_thread_atexit, which a cancelled main thread never
+/// reaches (it would leave what it parked there unended forever).
+pub struct ExitSlot {
+    key: once_cell::sync::OnceCell<libc::pthread_key_t>,
+    on_exit: unsafe extern "C" fn(*mut libc::c_void),
+}
+
+impl ExitSlot {
+    /// A slot whose non-null value is passed to `on_exit` when a thread
+    /// ends with it set. `on_exit` must not unwind.
+    pub const fn new(on_exit: unsafe extern "C" fn(*mut libc::c_void)) -> ExitSlot {
+        ExitSlot {
+            key: once_cell::sync::OnceCell::new(),
+            on_exit,
+        }
+    }
+
+    fn key(&self) -> Result<libc::pthread_key_t, i32> {
+        self.key
+            .get_or_try_init(|| {
+                let mut key: libc::pthread_key_t = 0;
+                // SAFETY: valid out-pointer; the destructor is an
+                // `extern "C"` function that lives as long as the program.
+                let rc = unsafe { libc::pthread_key_create(&mut key, Some(self.on_exit)) };
+                if rc != 0 {
+                    Err(rc)
+                } else {
+                    Ok(key)
+                }
+            })
+            .copied()
+    }
+
+    /// Make sure the slot can be used (the key exists): the errno else.
+    pub fn ready(&self) -> Result<(), i32> {
+        self.key().map(|_| ())
+    }
+
+    /// Set this thread's value (null: nothing to do at exit). The pointer
+    /// is only stored and handed back, never dereferenced here.
+    #[allow(clippy::not_unsafe_ptr_arg_deref)]
+    pub fn set(&self, value: *const libc::c_void) {
+        if let Ok(key) = self.key() {
+            // SAFETY: a key of ours; the value is only ever handed back.
+            unsafe { libc::pthread_setspecific(key, value) };
+        }
+    }
+
+    /// This thread's value, leaving null in its place.
+    pub fn take(&self) -> *const libc::c_void {
+        let Some(&key) = self.key.get() else {
+            return std::ptr::null();
+        };
+        // SAFETY: a key of ours.
+        let v = unsafe { libc::pthread_getspecific(key) };
+        if !v.is_null() {
+            // SAFETY: as above.
+            unsafe { libc::pthread_setspecific(key, std::ptr::null()) };
+        }
+        v
+    }
+}

@@ -11,7 +11,9 @@
  * libuffd_monitor_* calls that are not cancellation points does not stop
  * them; the cancellation points act on it at entry. A cancelled run is
  * ended by the thread's cleanup handler freeing the monitor, or by a free
- * from another thread before the join; a cancel that arrives while a
+ * from another thread before the join, also when the thread cancelled is
+ * the main thread (no Rust thread-local destructors run at its exit); a
+ * cancel that arrives while a
  * callback runs waits for the callback to end. Every case repeats
  * CANCEL_CYCLES times (default 200) and the process's descriptors and
  * resident memory must not grow. The last section is the documented way
@@ -32,6 +34,7 @@
 #include <semaphore.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 
 #define PAGE 4096UL
 #define MON_PAGES 8UL
@@ -414,6 +417,47 @@ static void test_run_cleanup(void)
 	CHECK_EQ(fd_count(), fds0);
 }
 
+/* ---- The main thread cancelled in libuffd_monitor_run ---- */
+
+static libuffd_monitor *main_monitor;
+static pthread_t main_thread;
+
+static void *cancel_main(void *arg)
+{
+	(void)arg;
+	wait_blocked(getpid());
+	pthread_cancel(main_thread);
+	/* Waits until the main thread has ended the run it was cancelled in:
+	 * at its exit, which runs no Rust thread-local destructors. */
+	libuffd_monitor_free(main_monitor);
+	_exit(user_freed == 1 && h_failed == 0 ? 0 : 1);
+}
+
+static void test_cancel_main_thread(void)
+{
+	SECTION("the main thread cancelled in libuffd_monitor_run (in a child process)");
+	if (no_faults)
+		return; /* valgrind would judge the child's exit with its parent's heap */
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0)
+		FATAL("fork: %s", strerror(errno));
+	if (pid == 0) {
+		char *mem;
+		pthread_t t;
+		alarm(20);
+		user_freed = 0;
+		main_monitor = new_monitor(0, &mem);
+		main_thread = pthread_self();
+		pthread_create(&t, NULL, cancel_main, NULL);
+		libuffd_monitor_run(main_monitor);
+		_exit(2); /* not cancelled */
+	}
+	int status = 0;
+	CHECK_EQ(waitpid(pid, &status, 0), pid);
+	CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child ended with status %#x", status);
+}
+
 /* ---- A cancel that arrives while a callback runs ---- */
 
 static atomic_int in_callback;
@@ -632,6 +676,7 @@ int main(void)
 	test_monitor_run("cancel libuffd_monitor_run, 2 workers", 2);
 	test_monitor_wait();
 	test_run_cleanup();
+	test_cancel_main_thread();
 	test_cancel_in_callback();
 	test_pending("pending cancel: entering libuffd_read_events", READ_EVENTS);
 	test_pending("pending cancel: entering libuffd_monitor_run", MONITOR_RUN);
