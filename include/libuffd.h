@@ -8,7 +8,10 @@
  *  - out-parameters are written only on success;
  *  - option structs start with `size_t sz` (use LIBUFFD_OPTS_INIT);
  *  - names are libuffd_* and LIBUFFD_*: this header can be included together
- *    with <linux/userfaultfd.h>.
+ *    with <linux/userfaultfd.h>;
+ *  - thread cancellation: libuffd_read_events(), libuffd_monitor_run() and
+ *    libuffd_monitor_wait() are cancellation points (like read(2)); every
+ *    other function runs with cancellation disabled and is not one.
  *
  * Link with `pkg-config --cflags --libs uffd`.
  */
@@ -952,6 +955,31 @@ const char *libuffd_last_error(void);
  * A LIBUFFD_EVENT_FORK event carries a new descriptor that the caller
  * owns from then on (adopt it with libuffd_handle_from_fd() or close it).
  *
+ * Waiting for something else too (a shutdown pipe or eventfd, other
+ * descriptors): open the handle with LIBUFFD_OPEN_NONBLOCK, poll(2) or
+ * epoll its libuffd_handle_fd() for POLLIN together with the other
+ * descriptors, and when it is readable call
+ * `libuffd_read_events(h, events, max, 0)` (it may return 0: another
+ * thread read the events first):
+ *
+ * ```c
+ * struct pollfd fds[2] = { { libuffd_handle_fd(h), POLLIN, 0 },
+ *                          { shutdown_fd, POLLIN, 0 } };
+ * while (poll(fds, 2, -1) >= 0 || errno == EINTR) {
+ *         if (fds[1].revents)
+ *                 break;
+ *         if (fds[0].revents & POLLIN)
+ *                 n = libuffd_read_events(h, events, max, 0);
+ * }
+ * ```
+ *
+ * Cancellation: a cancellation point, like read(2). A thread blocked here
+ * (or entering with a cancel pending) that is pthread_cancel()ed unwinds
+ * out of the call without reading anything; the handle stays usable. On
+ * a non-blocking handle the call waits in poll(2) and reads with
+ * cancellation disabled, so a cancellation never loses an event; on a
+ * blocking handle it waits in read(2) itself, as the raw fd would.
+ *
  * Thread safety: may be called from several threads at once; each event
  * goes to exactly one of them.
  *
@@ -1028,6 +1056,9 @@ int32_t libuffd_handle_from_fd(int32_t fd, const struct libuffd_open_opts *opts,
  *
  * NULL is accepted and ignored. Call it exactly once per handle, when no
  * other thread is using it.
+ *
+ * Cancellation: not a cancellation point; it always completes (a
+ * pending cancellation acts at the thread's next cancellation point).
  *
  * # Safety
  * `h` is NULL or a handle not yet freed.
@@ -1177,10 +1208,27 @@ int32_t libuffd_monitor_add_region(struct libuffd_monitor *m, uint32_t handle_id
 /**
  * Run the monitor on the calling thread until libuffd_monitor_stop().
  *
+ * Callbacks (without workers) run on the calling thread, with thread
+ * cancellation disabled.
+ *
+ * Cancellation: a cancellation point, like read(2). A thread blocked here
+ * (or entering with a cancel pending) that is pthread_cancel()ed unwinds
+ * out of the call; a cancel that arrives while a callback runs acts once
+ * the thread waits again. A run cancelled mid-way ends as if
+ * libuffd_monitor_stop() had been called: the monitor is stopped for good
+ * and, unless LIBUFFD_MONITOR_NO_RELEASE_ON_STOP, its regions released.
+ * That ending is done when the cancelled thread exits (the main thread
+ * too), or earlier by its next libuffd_monitor_* call (a cleanup handler
+ * may call libuffd_monitor_free()); libuffd_monitor_free() from another
+ * thread waits for it. A cancel pending at entry ends the thread before
+ * the run begins: the monitor is left as it was.
+ *
  * Thread safety: one run (or start) at a time per monitor.
  *
- * Returns: 0 when stopped, -EBUSY if already running, or the errno that
- * stopped it (LIBUFFD_ON_ERROR_STOP, or a failure reading events).
+ * Returns: 0 when stopped, -EBUSY if already running, -EAGAIN (a thread,
+ * or the thread-specific key that makes the run cancellable, could not
+ * be created), or the errno that stopped it (LIBUFFD_ON_ERROR_STOP, or a
+ * failure reading events).
  *
  * # Safety
  * `m` is NULL or a live monitor.
@@ -1216,6 +1264,12 @@ int32_t libuffd_monitor_stop(struct libuffd_monitor *m);
 /**
  * Wait for a monitor started with libuffd_monitor_start() to stop.
  *
+ * Cancellation: a cancellation point, like pthread_join(3). A thread
+ * blocked here (or entering with a cancel pending) that is
+ * pthread_cancel()ed unwinds out of the call and the monitor runs on, as
+ * a thread waited for by a cancelled pthread_join() does: stop, wait for
+ * and free it later as usual.
+ *
  * Thread safety: any thread but the monitor's own (not from a callback).
  *
  * Returns: what the run returned (0 or -errno), or -EINVAL if it was not
@@ -1244,6 +1298,10 @@ int32_t libuffd_monitor_fd(const struct libuffd_monitor *m);
  * and prefetch run only under libuffd_monitor_run()/start().
  *
  * Thread safety: one dispatcher at a time; not while running.
+ *
+ * Cancellation: not a cancellation point, even when it waits. For a wait
+ * that can be cancelled, poll(2) libuffd_monitor_fd() yourself and call
+ * this with timeout 0.
  *
  * Returns: the number of ready sources handled (0 on timeout), -EBUSY
  * (running, or another thread dispatching), -EINTR.
@@ -1327,6 +1385,12 @@ int32_t libuffd_monitor_get_stats(const struct libuffd_monitor *m, struct libuff
  * Stop the monitor, wait for its threads, release its regions (unless
  * LIBUFFD_MONITOR_NO_RELEASE_ON_STOP), call `user_data_free`, and free
  * it. NULL is ignored. Not from inside a callback.
+ *
+ * A libuffd_monitor_run() cancelled on another thread is ended first: this
+ * waits until that thread has exited (or called into the monitor again).
+ *
+ * Cancellation: not a cancellation point; it always completes (a
+ * pending cancellation acts at the thread's next cancellation point).
  *
  * # Safety
  * `m` is NULL or a live monitor, freed at most once.
