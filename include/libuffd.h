@@ -357,6 +357,11 @@
 
 /**
  * Error policy: poison the page, so the faulting thread gets SIGBUS.
+ * Where the poison fails too (memory without POISON support, a wrong
+ * page size), the thread is woken to fault again; if the same fault
+ * comes back failing 8 times, the monitor stops with the error
+ * (libuffd_monitor_run()/libuffd_monitor_wait() return it) and its stop
+ * releases the faulting threads, rather than serve the failure for ever.
  */
 #define LIBUFFD_ON_ERROR_SIGBUS 0
 
@@ -716,7 +721,10 @@ typedef struct libuffd_fault {
    */
   uint64_t page;
   /**
-   * The region's page size (4096, or the hugetlb size).
+   * The page size of the memory at the fault (4096, or the hugetlb
+   * size): the region's; for a fault in no region, the mapping's, as
+   * the memory's owner maps it (the base page size when that cannot
+   * be learnt).
    */
   uint64_t page_size;
   /**
@@ -826,6 +834,18 @@ typedef struct libuffd_region_opts {
    * Handed to on_fault as `region_data`.
    */
   void *data;
+  /**
+   * The page size of the memory (0: ask). For a handle of this
+   * process's own memory the monitor reads the mapping's page size
+   * itself, and a different value here is refused (-EINVAL). For a
+   * descriptor adopted from another process (libuffd_handle_from_fd())
+   * the monitor cannot know it beforehand: give it here (2 MiB for a
+   * 2 MiB hugetlb guest); with 0 it is asked of the faulting thread's
+   * mappings at the region's first fault when the descriptor has
+   * LIBUFFD_FEATURE_THREAD_ID, else the base page size is assumed.
+   * Added in 1.0: older, shorter structs (see `sz`) mean 0.
+   */
+  uint64_t page_size;
 } libuffd_region_opts;
 
 /**
@@ -1175,13 +1195,16 @@ int32_t libuffd_monitor_new(const struct libuffd_monitor_opts *opts, const struc
 /**
  * Serve a handle's faults and events with this monitor (the monitor
  * keeps its own reference: the handle may be freed by the caller
- * afterwards). The handle must be non-blocking (LIBUFFD_OPEN_NONBLOCK).
- * `*id` (may be NULL) receives the handle's id, used by regions, faults
- * and events.
+ * afterwards). Blocking and non-blocking handles are served alike, and
+ * the descriptor's file status flags are left as they are (the file may
+ * be shared with another process): a blocking one is read with
+ * RWF_NOWAIT, so no read of the monitor ever waits. `*id` (may be NULL)
+ * receives the handle's id, used by regions, faults and events.
  *
  * Thread safety: may be called from any thread, also while running.
  *
- * Returns: 0, or -EINVAL (NULL monitor or handle, blocking handle).
+ * Returns: 0, or -EINVAL (NULL monitor or handle; a blocking handle on a
+ * kernel whose userfaultfd does not take RWF_NOWAIT: set O_NONBLOCK).
  *
  * # Safety
  * Pointers are NULL or live objects; `id` NULL or writable.
@@ -1193,11 +1216,18 @@ int32_t libuffd_monitor_add_handle(struct libuffd_monitor *m, struct libuffd_han
  * (NULL: zero-fill, already registered). With `opts->register_mode` the
  * range is registered first. Regions of one handle may not overlap.
  *
- * Thread safety: may be called from any thread, also while running.
+ * Thread safety: may be called from any thread, also while running, and
+ * from inside any callback (on_fault, on_fork, on_remap, on_remove,
+ * on_unmap, on_log): the region is served from the next fault on.
+ *
+ * The region's page size is the mapping's for this process's own memory;
+ * for an adopted descriptor's, give it in `opts->page_size` (see there).
  *
  * Returns: 0, or -EINVAL (NULL monitor, unknown handle id, bad range,
- * misaligned for the mapping's page size, overlap, unknown source or
- * flags, NULL buffer, negative fd), and libuffd_register()'s errors.
+ * misaligned for the page size, a page size that is not a power of two
+ * of at least the base page size or not the mapping's, overlap, unknown
+ * source or flags, NULL buffer, negative fd), and libuffd_register()'s
+ * errors.
  *
  * # Safety
  * `opts` NULL or valid; `opts->buffer` readable for `buffer_len` bytes
@@ -1227,8 +1257,9 @@ int32_t libuffd_monitor_add_region(struct libuffd_monitor *m, uint32_t handle_id
  *
  * Returns: 0 when stopped, -EBUSY if already running, -EAGAIN (a thread,
  * or the thread-specific key that makes the run cancellable, could not
- * be created), or the errno that stopped it (LIBUFFD_ON_ERROR_STOP, or a
- * failure reading events).
+ * be created), or the errno that stopped it (LIBUFFD_ON_ERROR_STOP, a
+ * fault that could be neither resolved nor poisoned, see
+ * LIBUFFD_ON_ERROR_SIGBUS, or a failure reading events).
  *
  * # Safety
  * `m` is NULL or a live monitor.

@@ -469,6 +469,10 @@ impl Handler for FailThenCopy {
 /// log callback that panics on the failure's message (`log_panics`), on
 /// the monitor's thread or on a worker.
 fn retry_case(panic: bool, log_panics: bool, workers: u32) {
+    // Callbacks panic here, on this process's threads: a fork (in_child)
+    // while one of them holds the panic machinery's locks (the hook, the
+    // stderr lock) left the child hung in its own panic or set_hook.
+    let _g = FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let pages = 8;
     let mem = Arc::new(Mem::new(Kind::Anon, pages));
     let data = Arc::new(content(mem.len, 22));

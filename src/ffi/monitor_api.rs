@@ -359,13 +359,16 @@ pub unsafe extern "C" fn libuffd_monitor_new(
 
 /// Serve a handle's faults and events with this monitor (the monitor
 /// keeps its own reference: the handle may be freed by the caller
-/// afterwards). The handle must be non-blocking (LIBUFFD_OPEN_NONBLOCK).
-/// `*id` (may be NULL) receives the handle's id, used by regions, faults
-/// and events.
+/// afterwards). Blocking and non-blocking handles are served alike, and
+/// the descriptor's file status flags are left as they are (the file may
+/// be shared with another process): a blocking one is read with
+/// RWF_NOWAIT, so no read of the monitor ever waits. `*id` (may be NULL)
+/// receives the handle's id, used by regions, faults and events.
 ///
 /// Thread safety: may be called from any thread, also while running.
 ///
-/// Returns: 0, or -EINVAL (NULL monitor or handle, blocking handle).
+/// Returns: 0, or -EINVAL (NULL monitor or handle; a blocking handle on a
+/// kernel whose userfaultfd does not take RWF_NOWAIT: set O_NONBLOCK).
 ///
 /// # Safety
 /// Pointers are NULL or live objects; `id` NULL or writable.
@@ -393,11 +396,18 @@ pub unsafe extern "C" fn libuffd_monitor_add_handle(
 /// (NULL: zero-fill, already registered). With `opts->register_mode` the
 /// range is registered first. Regions of one handle may not overlap.
 ///
-/// Thread safety: may be called from any thread, also while running.
+/// Thread safety: may be called from any thread, also while running, and
+/// from inside any callback (on_fault, on_fork, on_remap, on_remove,
+/// on_unmap, on_log): the region is served from the next fault on.
+///
+/// The region's page size is the mapping's for this process's own memory;
+/// for an adopted descriptor's, give it in `opts->page_size` (see there).
 ///
 /// Returns: 0, or -EINVAL (NULL monitor, unknown handle id, bad range,
-/// misaligned for the mapping's page size, overlap, unknown source or
-/// flags, NULL buffer, negative fd), and libuffd_register()'s errors.
+/// misaligned for the page size, a page size that is not a power of two
+/// of at least the base page size or not the mapping's, overlap, unknown
+/// source or flags, NULL buffer, negative fd), and libuffd_register()'s
+/// errors.
 ///
 /// # Safety
 /// `opts` NULL or valid; `opts->buffer` readable for `buffer_len` bytes
@@ -447,6 +457,7 @@ pub unsafe extern "C" fn libuffd_monitor_add_region(
                 register: RegisterMode::from_bits_retain(o.register_mode),
                 prefetch: o.flags & LIBUFFD_REGION_PREFETCH != 0,
                 user_data: o.data as u64,
+                page_size: o.page_size,
             },
         )?;
         Ok(0)
@@ -474,8 +485,9 @@ pub unsafe extern "C" fn libuffd_monitor_add_region(
 ///
 /// Returns: 0 when stopped, -EBUSY if already running, -EAGAIN (a thread,
 /// or the thread-specific key that makes the run cancellable, could not
-/// be created), or the errno that stopped it (LIBUFFD_ON_ERROR_STOP, or a
-/// failure reading events).
+/// be created), or the errno that stopped it (LIBUFFD_ON_ERROR_STOP, a
+/// fault that could be neither resolved nor poisoned, see
+/// LIBUFFD_ON_ERROR_SIGBUS, or a failure reading events).
 ///
 /// # Safety
 /// `m` is NULL or a live monitor.

@@ -285,6 +285,11 @@ pub const LIBUFFD_MONITOR_NO_RELEASE_ON_STOP: u32 = 0x4;
 pub const LIBUFFD_MONITOR_HAND_OFF_ALL: u32 = 0x8;
 
 /// Error policy: poison the page, so the faulting thread gets SIGBUS.
+/// Where the poison fails too (memory without POISON support, a wrong
+/// page size), the thread is woken to fault again; if the same fault
+/// comes back failing 8 times, the monitor stops with the error
+/// (libuffd_monitor_run()/libuffd_monitor_wait() return it) and its stop
+/// releases the faulting threads, rather than serve the failure for ever.
 pub const LIBUFFD_ON_ERROR_SIGBUS: u32 = 0;
 /// Error policy: wake the thread unresolved, so it faults again.
 pub const LIBUFFD_ON_ERROR_RETRY: u32 = 1;
@@ -401,6 +406,16 @@ pub struct libuffd_region_opts {
     pub fd_offset: u64,
     /// Handed to on_fault as `region_data`.
     pub data: *mut libc::c_void,
+    /// The page size of the memory (0: ask). For a handle of this
+    /// process's own memory the monitor reads the mapping's page size
+    /// itself, and a different value here is refused (-EINVAL). For a
+    /// descriptor adopted from another process (libuffd_handle_from_fd())
+    /// the monitor cannot know it beforehand: give it here (2 MiB for a
+    /// 2 MiB hugetlb guest); with 0 it is asked of the faulting thread's
+    /// mappings at the region's first fault when the descriptor has
+    /// LIBUFFD_FEATURE_THREAD_ID, else the base page size is assumed.
+    /// Added in 1.0: older, shorter structs (see `sz`) mean 0.
+    pub page_size: u64,
 }
 
 impl Default for libuffd_region_opts {
@@ -416,6 +431,7 @@ impl Default for libuffd_region_opts {
             reserved: 0,
             fd_offset: 0,
             data: std::ptr::null_mut(),
+            page_size: 0,
         }
     }
 }
@@ -435,7 +451,10 @@ pub struct libuffd_fault {
     pub thread_id: u32,
     /// The faulting page, aligned to `page_size`.
     pub page: u64,
-    /// The region's page size (4096, or the hugetlb size).
+    /// The page size of the memory at the fault (4096, or the hugetlb
+    /// size): the region's; for a fault in no region, the mapping's, as
+    /// the memory's owner maps it (the base page size when that cannot
+    /// be learnt).
     pub page_size: u64,
     /// Start of the region the fault is in (0 if in none).
     pub region_start: u64,

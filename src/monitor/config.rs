@@ -8,6 +8,12 @@ use super::resolve::FaultCtx;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ErrorPolicy {
     /// Poison the page: the faulting thread gets SIGBUS (the default).
+    /// Where the poison fails too (memory without POISON support, a page
+    /// size that is not the mapping's), the thread is woken to fault
+    /// again; when the same fault has come back failing
+    /// `UNRELEASABLE_TRIES` (8) times, the monitor stops with the error
+    /// (`run`/`wait` return it) and its stop releases the faulting threads
+    /// (`Config::release_on_stop`): no fault livelocks.
     #[default]
     Sigbus,
     /// Wake the thread without resolving: it faults again and the fault is
@@ -121,8 +127,9 @@ pub enum ForkVerdict {
 /// the monitor to read the resulting event: a deadlock).
 ///
 /// The event callbacks (`on_fork`, `on_remap`, `on_remove`, `on_unmap`)
-/// run on the reader while it applies the event: they must not call
-/// `Monitor::add_region`, and, if the monitored process forks from several
+/// run on the reader while it applies the event. `Monitor::add_region`
+/// works from them (and from `on_fault`, on any thread); and, if the
+/// monitored process forks from several
 /// threads or in quick succession, they should not allocate (glibc's fork
 /// holds the malloc locks while the kernel waits for the reader:
 /// kernel-semantics.md §6.6). The same goes for `on_log` when

@@ -23,9 +23,16 @@ use std::sync::Arc;
 /// epoll token of the monitor's own eventfd (stop and nudges) in the set
 /// behind `Monitor::fd`; a uffd's token is its id + 1.
 pub(crate) const WAKE_TOKEN: u64 = 0;
+/// epoll token of `Inner::edges` (the blocking userfaultfds) in that set.
+pub(crate) const EDGES_TOKEN: u64 = u64::MAX;
 
 /// The most one fault places (fault-around), whatever the page size.
 const MAX_WINDOW_BYTES: u64 = 4 << 20;
+
+/// How many times a fault may come back after it could be neither
+/// resolved nor poisoned (its thread woken instead, to fault again) before
+/// the monitor gives up and stops with the error.
+pub(crate) const UNRELEASABLE_TRIES: u32 = 8;
 
 /// Page-aligned scratch memory for staging pages (pread, padding),
 /// allocated on first use and reused: no allocation per fault.
@@ -47,6 +54,38 @@ impl Scratch {
             .as_mut()
             .map(|m| m.as_mut_slice())
             .unwrap_or_default())
+    }
+}
+
+thread_local! {
+    /// Whether this thread holds the layout gate exclusively: the reader
+    /// while it reads a batch and applies its events, which includes the
+    /// event callbacks it calls (const, no destructor: using it allocates
+    /// nothing).
+    static HOLDING_LAYOUT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the calling thread holds the layout gate exclusively, i.e. is
+/// the reader applying events (in an event callback, say): then
+/// `Monitor::add_region` must not wait for the gate, which would be
+/// waiting for itself; it has the gate already.
+pub(crate) fn holding_layout() -> bool {
+    HOLDING_LAYOUT.with(|h| h.get())
+}
+
+/// Marks the calling thread as holding the layout gate until dropped.
+struct HoldingLayout;
+
+impl HoldingLayout {
+    fn new() -> HoldingLayout {
+        HOLDING_LAYOUT.with(|h| h.set(true));
+        HoldingLayout
+    }
+}
+
+impl Drop for HoldingLayout {
+    fn drop(&mut self) {
+        HOLDING_LAYOUT.with(|h| h.set(false));
     }
 }
 
@@ -111,6 +150,28 @@ pub(crate) enum Handled {
     Retry,
 }
 
+/// Read the messages ready on `uffd` into `msgs` without ever waiting (0:
+/// none), whether the descriptor is blocking or not. Its status flags are
+/// not touched (another process may share the file): a file that takes
+/// RWF_NOWAIT (`nowait`) is read with it, so that a read that lost a race
+/// with another reader of the same file (after poll said it was
+/// readable), or the read after a full batch, returns EAGAIN instead of
+/// waiting for the next fault. The others are non-blocking
+/// (`Inner::add_uffd` sees to it).
+fn read_ready(uffd: &Uffd, nowait: bool, msgs: &mut [Msg]) -> Result<usize, Error> {
+    let raw = crate::sys::read::msgs_as_raw(msgs);
+    let r = if nowait {
+        crate::sys::read::read_msgs_nowait(uffd.fd(), raw)
+    } else {
+        crate::sys::read::read_msgs(uffd.fd(), raw)
+    };
+    match r {
+        Ok(n) => Ok(n),
+        Err(libc::EAGAIN) => Ok(0),
+        Err(e) => Err(Error::os("read", e, "reading the userfaultfd")),
+    }
+}
+
 impl Inner {
     /// Whether a fault goes to the workers (when there are any): those
     /// whose resolution may wait (a callback's fetch, a pread), unless
@@ -150,6 +211,7 @@ impl Inner {
         // from the region's source (see `Inner::layout`); not across a
         // callback.
         let gate = self.layout.read().unwrap_or_else(|e| e.into_inner());
+        self.learn_page_size(p.uffd_id, &f);
         // Find the region; copy out what is needed and drop the lock
         // before any ioctl or callback.
         let view = {
@@ -174,10 +236,12 @@ impl Inner {
                 )
             })
         };
-        let base = crate::sys::base_page_size();
         let (source, ps, page, offset, window, info) = match view {
             Some((s, ps, page, off, w, info)) => (s, ps, page, off, w, Some(info)),
-            None => (Source::Callback, base, f.address & !(base - 1), 0, 1, None),
+            None => {
+                let ps = self.page_size_outside(p.uffd_id, &f);
+                (Source::Callback, ps, f.address & !(ps - 1), 0, 1, None)
+            }
         };
         let token = FaultToken {
             uffd_id: p.uffd_id,
@@ -196,6 +260,58 @@ impl Inner {
         };
         drop(gate);
         self.finish(p, token, outcome, on_again)
+    }
+
+    /// The page size at a fault outside every region (the callback gets
+    /// it in the fault's token, and resolving with a smaller one fails
+    /// with EINVAL on hugetlb memory): the mapping's, looked up in the
+    /// memory's owner, else the base page size.
+    fn page_size_outside(&self, id: u32, f: &Fault) -> u64 {
+        self.owner_page_size(id, f)
+            .unwrap_or_else(crate::sys::base_page_size)
+    }
+
+    /// The page size of the mapping a fault is in, asked of its owner's
+    /// mappings (PROCMAP_QUERY: one ioctl, no allocation): this process's
+    /// when the uffd serves it, else the faulting thread's when the uffd
+    /// reports thread ids (a thread id names its process's memory in
+    /// /proc). None when neither is possible or the lookup fails (no
+    /// permission to read the owner's maps, say).
+    fn owner_page_size(&self, id: u32, f: &Fault) -> Option<u64> {
+        let uffd = self.uffd(id)?;
+        let found = if uffd.serves_this_process() {
+            crate::uffd::mappings::page_size_at(f.address).ok()
+        } else if f.thread_id != 0 {
+            crate::uffd::mappings::page_size_in(f.thread_id as i32, f.address).ok()
+        } else {
+            None
+        };
+        found.filter(|ps| ps.is_power_of_two() && *ps >= crate::sys::base_page_size())
+    }
+
+    /// A region whose page size is not known yet (0: an adopted
+    /// descriptor's, added without one) learns it at its first fault, from
+    /// the owner's mappings (`owner_page_size`), else takes the base page
+    /// size. Caller holds the layout gate.
+    fn learn_page_size(&self, id: u32, f: &Fault) {
+        let unknown = self
+            .regions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .find(id, f.address)
+            .is_some_and(|r| r.page_size == 0);
+        if !unknown {
+            return;
+        }
+        let ps = self
+            .owner_page_size(id, f)
+            .unwrap_or_else(crate::sys::base_page_size);
+        let mut table = self.regions.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = table.find_mut(id, f.address) {
+            if r.page_size == 0 {
+                r.page_size = ps;
+            }
+        }
     }
 
     /// Count a fault's outcome, apply the retry rule or the error policy.
@@ -273,15 +389,63 @@ impl Inner {
             token.page, policy
         ));
         // Release the thread: after a poison it gets SIGBUS; if the poison
-        // was refused (memory without POISON support) it faults again, so
-        // it is never left blocked.
+        // was refused (memory without POISON support, or a page size that
+        // is not the mapping's) it faults again, so it is never left
+        // blocked; and if that keeps happening, the monitor stops
+        // (`unreleasable`) rather than serve the same failure for ever.
         if policy != ErrorPolicy::Retry || outcome.is_err() {
             let _ = self.apply(token, Action::Wake);
+        }
+        if policy != ErrorPolicy::Retry {
+            if let Err(Failed::Error(pe)) = &outcome {
+                self.unreleasable(token, e, pe);
+            }
         }
         if policy == ErrorPolicy::Stop {
             self.request_stop(Some(e.errno()));
         }
         Handled::Done
+    }
+
+    /// A fault failed and so did its poison: the thread was woken and
+    /// will fault again, a livelock if nothing changes. Count it by page;
+    /// the `UNRELEASABLE_TRIES`th time, stop the monitor with the error
+    /// (`run`/`wait` return it), and the stop releases the faulting
+    /// threads (`Config::release_on_stop`). No allocation unless it stops.
+    fn unreleasable(&self, t: FaultToken, e: &Error, poison: &Error) {
+        let tries = {
+            let mut table = self.unreleased.lock().unwrap_or_else(|p| p.into_inner());
+            let slot = match table
+                .iter()
+                .position(|&(id, page, n)| n > 0 && id == t.uffd_id && page == t.page)
+            {
+                Some(i) => i,
+                None => {
+                    let (i, _) = table
+                        .iter()
+                        .enumerate()
+                        .min_by_key(|(_, &(_, _, n))| n)
+                        .unwrap_or((0, &(0, 0, 0)));
+                    table[i] = (t.uffd_id, t.page, 0);
+                    i
+                }
+            };
+            table[slot].2 += 1;
+            table[slot].2
+        };
+        if tries < UNRELEASABLE_TRIES || self.stop.load(Acquire) {
+            return;
+        }
+        let errno = e.errno();
+        self.fail_loop(Error::os(
+            "monitor",
+            errno,
+            format!(
+                "stopped: the fault at {:#x} ({} bytes) failed {tries} times ({e}) and could not be poisoned either ({poison}), so its thread could only be woken to fault again",
+                t.page, t.page_size
+            ),
+        ));
+        self.request_stop(Some(errno));
     }
 
     fn run_callback(
@@ -394,7 +558,7 @@ impl Inner {
     /// Read and handle everything ready on uffd `id`. Returns false when
     /// the monitor should stop.
     pub(crate) fn drain_uffd(&self, st: &mut ReaderState, id: u32) -> Result<(), Error> {
-        let Some(uffd) = self.uffd(id) else {
+        let Some((uffd, nowait)) = self.uffd_to_read(id) else {
             return Ok(());
         };
         loop {
@@ -409,11 +573,8 @@ impl Inner {
             // faults were raised before the events were read, so serving
             // them against the new layout is always a valid outcome.
             let gate = self.layout.write().unwrap_or_else(|e| e.into_inner());
-            let n = match uffd.read_msgs(&mut st.msgs, 0) {
-                Ok(n) => n,
-                Err(e) if e.errno() == libc::EAGAIN => 0,
-                Err(e) => return Err(e),
-            };
+            let held = HoldingLayout::new();
+            let n = read_ready(&uffd, nowait, &mut st.msgs)?;
             if n == 0 {
                 return Ok(());
             }
@@ -428,6 +589,7 @@ impl Inner {
                     }
                 }
             }
+            drop(held);
             drop(gate);
             for i in 0..n {
                 let ev = st.msgs[i].take_event(uffd.features());
@@ -580,7 +742,7 @@ impl Inner {
         // poll(2), not the epoll set: on the fault path it costs the
         // faulting thread less (measured: see bench/), and the set is small.
         let served = self.uffds.read().unwrap_or_else(|e| e.into_inner()).len();
-        if st.pollfds.capacity() < served + 1 || st.poll_ids.capacity() < served {
+        if st.pollfds.capacity() < served + 2 || st.poll_ids.capacity() < served {
             // Larger arrays from the reserve, rather than growing these
             // here: the reader must not allocate (reserve.rs).
             self.reserve.swap_poll(&mut st.pollfds, &mut st.poll_ids);
@@ -592,10 +754,16 @@ impl Inner {
             events: libc::POLLIN,
             revents: 0,
         });
+        // The blocking uffds, through their edge-triggered set.
+        st.pollfds.push(libc::pollfd {
+            fd: self.edges.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        });
         {
             let list = self.uffds.read().unwrap_or_else(|e| e.into_inner());
             for (id, s) in list.iter().enumerate() {
-                if let Some(s) = s {
+                if let Some(s) = s.as_ref().filter(|s| !s.blocking) {
                     st.pollfds.push(libc::pollfd {
                         fd: s.uffd.as_raw_fd(),
                         events: libc::POLLIN,
@@ -620,15 +788,38 @@ impl Inner {
             if st.pollfds[0].revents != 0 {
                 wait::eventfd_drain(self.wake_fd.as_fd());
             }
-            for i in 1..st.pollfds.len() {
+            if st.pollfds[1].revents != 0 {
+                self.drain_edges(st)?;
+            }
+            for i in 2..st.pollfds.len() {
                 if st.pollfds[i].revents != 0 {
-                    let id = st.poll_ids[i - 1];
+                    let id = st.poll_ids[i - 2];
                     self.drain_uffd(st, id)?;
                 }
             }
         }
         self.run_retries(st);
         Ok(n)
+    }
+
+    /// Read every blocking uffd that had new messages since its last read
+    /// (an edge in `edges`): each is drained until a read comes back short,
+    /// so that no message waits for a later edge.
+    fn drain_edges(&self, st: &mut ReaderState) -> Result<(), Error> {
+        let mut tokens = [0u64; 16];
+        loop {
+            let n = match wait::epoll_wait(self.edges.as_fd(), &mut tokens, 0) {
+                Ok(n) => n,
+                Err(libc::EINTR) => continue,
+                Err(e) => return Err(Error::os("epoll_wait", e, "")),
+            };
+            for &t in &tokens[..n] {
+                self.drain_uffd(st, (t - 1) as u32)?;
+            }
+            if n < tokens.len() {
+                return Ok(());
+            }
+        }
     }
 
     /// Busy-poll the set for up to `spin_us`; the number of ready entries

@@ -27,7 +27,7 @@ pub use stats::{StatsSnapshot, LATENCY_BUCKETS};
 
 use crate::sys::wait;
 use crate::uffd::{Error, RegisterMode, Result, Uffd};
-use engine::{ReaderState, WAKE_TOKEN};
+use engine::{ReaderState, EDGES_TOKEN, WAKE_TOKEN};
 use once_cell::sync::OnceCell;
 use region::{Region, RegionTable};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -47,6 +47,12 @@ pub(crate) struct Served {
     pub uffd: Arc<Uffd>,
     /// The monitor created it (a forked child's): close it when retired.
     pub owned: bool,
+    /// Its file is blocking (no O_NONBLOCK, as read when it was added):
+    /// poll(2) reports POLLERR for it at all times, so it is watched
+    /// through `Inner::edges` and read with RWF_NOWAIT.
+    pub blocking: bool,
+    /// Its file takes RWF_NOWAIT reads (`sys::read::nowait_supported`).
+    pub nowait: bool,
 }
 
 pub(crate) struct Inner {
@@ -56,6 +62,11 @@ pub(crate) struct Inner {
     pub regions: RwLock<RegionTable>,
     pub wake_fd: OwnedFd,
     pub epoll: OwnedFd,
+    /// Edge-triggered epoll set of the blocking userfaultfds (token: id +
+    /// 1): an event per new message, where poll(2) on the descriptor
+    /// itself only says POLLERR. It is in `epoll` and in the reader's
+    /// poll set.
+    pub edges: OwnedFd,
     pub stop: AtomicBool,
     pub running: AtomicBool,
     /// Set once workers and the prefetcher are up and the loop is entered.
@@ -80,10 +91,17 @@ pub(crate) struct Inner {
     /// remove_then_read_zero_workers). Callbacks run outside the gate.
     pub layout: RwLock<()>,
     pub pool: Mutex<Option<Arc<pool::Pool>>>,
-    /// The error that ended a worker's reading (with workers, `run`
-    /// returns it).
+    /// The error that ended a worker's reading, or that stopped the
+    /// monitor because a fault could not be released (`run` returns it).
     pub loop_error: Mutex<Option<Error>>,
+    /// Faults that could be neither resolved nor poisoned, by (uffd id,
+    /// page): how many times each came back (engine.rs `unreleasable`).
+    /// Fixed size: the least-seen entry makes room.
+    pub unreleased: Mutex<[(u32, u64, u32); UNRELEASED_SLOTS]>,
 }
+
+/// Room in `Inner::unreleased`.
+pub(crate) const UNRELEASED_SLOTS: usize = 64;
 
 /// Region options for `Monitor::add_region`.
 #[derive(Debug, Clone, Copy)]
@@ -96,6 +114,14 @@ pub struct RegionOptions {
     pub prefetch: bool,
     /// Handed back to callbacks.
     pub user_data: u64,
+    /// The page size of the memory; 0: ask. For this process's own
+    /// memory the mapping's is read, and a different value is refused.
+    /// For a descriptor adopted from another process it cannot be known
+    /// beforehand: give it here (2 MiB for a 2 MiB hugetlb guest); with 0
+    /// it is asked of the faulting thread's mappings at the region's first
+    /// fault if the descriptor reports thread ids (THREAD_ID), else the
+    /// base page size is assumed.
+    pub page_size: u64,
 }
 
 impl Default for RegionOptions {
@@ -105,6 +131,7 @@ impl Default for RegionOptions {
             register: RegisterMode::empty(),
             prefetch: false,
             user_data: 0,
+            page_size: 0,
         }
     }
 }
@@ -232,7 +259,42 @@ pub enum Turn {
     Done,
 }
 
+/// How to wait for and read `uffd`: (blocking, nowait). Its status flags
+/// are read now (they may have changed since it was opened or adopted:
+/// the file can be shared). A blocking file is read with RWF_NOWAIT, so
+/// that no read ever waits, without touching the flags the caller shares.
+/// A blocking file that cannot take RWF_NOWAIT (an old kernel; a FORK
+/// event's descriptor) is made non-blocking if it is the monitor's own (a
+/// forked child's, which nobody else holds), else refused: reading it
+/// could wait for ever.
+pub(crate) fn read_mode(uffd: &Uffd, owned: bool) -> Result<(bool, bool)> {
+    let blocking = match crate::sys::open::status_flags(uffd.as_fd()) {
+        Ok(fl) => fl & libc::O_NONBLOCK == 0,
+        Err(_) => !uffd.is_nonblocking(),
+    };
+    let nowait = crate::sys::read::nowait_supported(uffd.as_fd());
+    if !blocking || nowait {
+        return Ok((blocking, nowait));
+    }
+    if owned {
+        crate::sys::open::set_nonblocking(uffd.as_fd())
+            .map_err(|e| Error::os("fcntl(F_SETFL)", e, "a forked child's userfaultfd"))?;
+        return Ok((false, false));
+    }
+    Err(Error::invalid(
+        "this blocking userfaultfd cannot be read without the risk of waiting (the kernel does not take RWF_NOWAIT on it): set O_NONBLOCK on it (LIBUFFD_OPEN_NONBLOCK, or fcntl)",
+    ))
+}
+
 impl Inner {
+    /// The uffd with this id and whether it takes RWF_NOWAIT reads.
+    pub(crate) fn uffd_to_read(&self, id: u32) -> Option<(Arc<Uffd>, bool)> {
+        let list = self.uffds.read().unwrap_or_else(|p| p.into_inner());
+        list.get(id as usize)?
+            .as_ref()
+            .map(|s| (s.uffd.clone(), s.nowait))
+    }
+
     pub(crate) fn request_stop(&self, errno: Option<i32>) {
         if let Some(e) = errno {
             let _ = self
@@ -253,20 +315,36 @@ impl Inner {
     }
 
     pub(crate) fn add_uffd(&self, uffd: Arc<Uffd>, owned: bool) -> Result<u32> {
-        if !uffd.is_nonblocking() {
-            return Err(Error::invalid(
-                "the monitor needs non-blocking userfaultfds (open them with the NONBLOCK flag)",
-            ));
-        }
+        let (blocking, nowait) = read_mode(&uffd, owned)?;
         // Room first, allocating outside the lock (see reserve.rs); on the
         // reader, serving a fork, the room is already there.
         reserve::grow(&self.uffds, |v| v, 1);
         let mut list = self.uffds.write().unwrap_or_else(|e| e.into_inner());
         let id = list.len() as u32;
-        wait::epoll_add(self.epoll.as_fd(), uffd.as_fd(), id as u64 + 1)
+        self.watch(&uffd, id, blocking)
             .map_err(|e| Error::os("epoll_ctl", e, "adding a userfaultfd"))?;
-        list.push(Some(Served { uffd, owned }));
+        list.push(Some(Served {
+            uffd,
+            owned,
+            blocking,
+            nowait,
+        }));
         Ok(id)
+    }
+
+    /// Add uffd `id` to the set it is waited on with: `epoll` (level-
+    /// triggered) for a non-blocking one, `edges` for a blocking one.
+    pub(crate) fn watch(
+        &self,
+        uffd: &Uffd,
+        id: u32,
+        blocking: bool,
+    ) -> std::result::Result<(), i32> {
+        if blocking {
+            wait::epoll_add_edge(self.edges.as_fd(), uffd.as_fd(), id as u64 + 1)
+        } else {
+            wait::epoll_add(self.epoll.as_fd(), uffd.as_fd(), id as u64 + 1)
+        }
     }
 
     /// Stop serving uffd `id` (its process exited, or it was closed).
@@ -276,7 +354,8 @@ impl Inner {
             list.get_mut(id as usize).and_then(Option::take)
         };
         if let Some(s) = served {
-            wait::epoll_del(self.epoll.as_fd(), s.uffd.as_fd());
+            let set = if s.blocking { &self.edges } else { &self.epoll };
+            wait::epoll_del(set.as_fd(), s.uffd.as_fd());
             self.regions
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
@@ -379,6 +458,9 @@ impl Monitor {
         let epoll = wait::epoll_create().map_err(|e| Error::os("epoll_create1", e, ""))?;
         wait::epoll_add(epoll.as_fd(), wake_fd.as_fd(), WAKE_TOKEN)
             .map_err(|e| Error::os("epoll_ctl", e, ""))?;
+        let edges = wait::epoll_create().map_err(|e| Error::os("epoll_create1", e, ""))?;
+        wait::epoll_add(epoll.as_fd(), edges.as_fd(), EDGES_TOKEN)
+            .map_err(|e| Error::os("epoll_ctl", e, ""))?;
         Ok(Monitor {
             inner: Arc::new(Inner {
                 config,
@@ -387,6 +469,7 @@ impl Monitor {
                 regions: RwLock::new(RegionTable::with_capacity(RESERVED)),
                 wake_fd,
                 epoll,
+                edges,
                 stop: AtomicBool::new(false),
                 running: AtomicBool::new(false),
                 ready: AtomicBool::new(false),
@@ -398,12 +481,13 @@ impl Monitor {
                 layout: RwLock::new(()),
                 pool: Mutex::new(None),
                 loop_error: Mutex::new(None),
+                unreleased: Mutex::new([(0, 0, 0); UNRELEASED_SLOTS]),
             }),
         })
     }
 
-    /// Serve `uffd` (it must be non-blocking); returns its id, as seen in
-    /// faults and events.
+    /// Serve `uffd`, blocking or not (its file status flags are left as
+    /// they are); returns its id, as seen in faults and events.
     pub fn add_uffd(&self, uffd: Arc<Uffd>) -> Result<u32> {
         self.inner.add_uffd(uffd, false)
     }
@@ -420,15 +504,37 @@ impl Monitor {
             .uffd(id)
             .ok_or_else(|| Error::invalid(format!("monitor: no userfaultfd with id {id}")))?;
         crate::uffd::range::check_range("add region", "range", start, len)?;
+        let base = crate::sys::base_page_size();
+        let given = opts.page_size;
+        if given != 0 && (!given.is_power_of_two() || given < base) {
+            return Err(Error::invalid(format!(
+                "add region: page size {given:#x} is not a power of two of at least {base} bytes"
+            )));
+        }
         let page_size = if uffd.serves_this_process() {
-            crate::uffd::mappings::page_size_at(start)?
+            let mapped = crate::uffd::mappings::page_size_at(start)?;
+            if given != 0 && given != mapped {
+                return Err(Error::invalid(format!(
+                    "add region: page size {} KiB given, but the memory at {start:#x} has {} KiB pages",
+                    given / 1024,
+                    mapped / 1024
+                )));
+            }
+            mapped
+        } else if given != 0 {
+            given
+        } else if uffd.features().contains(crate::uffd::Features::THREAD_ID) {
+            // Another process's memory: its faults name their thread, whose
+            // mappings tell the page size at the first fault.
+            0
         } else {
-            crate::sys::base_page_size()
+            base
         };
-        if start % page_size != 0 || len % page_size != 0 {
+        let align = page_size.max(base);
+        if start % align != 0 || len % align != 0 {
             return Err(Error::invalid(format!(
                 "add region: [{start:#x}, +{len:#x}) is not aligned to the mapping's {} KiB pages",
-                page_size / 1024
+                align / 1024
             )));
         }
         if let Source::Buffer { addr, .. } = opts.source {
@@ -447,10 +553,14 @@ impl Monitor {
         // event to applying it, so an munmap/mremap that has returned has
         // its UNMAP/REMAP applied before we look. Without it, a region
         // re-added right after an munmap of the old one was refused as
-        // overlapping now and then (tests/monitor_stress.rs). Not to be
-        // called from the on_remap/on_remove/on_unmap/on_fork callbacks,
-        // which run under the gate.
-        let _gate = self.inner.layout.read().unwrap_or_else(|e| e.into_inner());
+        // overlapping now and then (tests/monitor_stress.rs). Called from
+        // an event callback (on_fork, on_remap, on_remove, on_unmap, or
+        // on_log there), the calling thread is the reader and holds the
+        // gate exclusively already: waiting for it would wait for itself
+        // for ever, so it goes on without (the batch's events before this
+        // one are applied; those after it will be, to the new region too).
+        let _gate = (!engine::holding_layout())
+            .then(|| self.inner.layout.read().unwrap_or_else(|e| e.into_inner()));
         if self
             .inner
             .regions
@@ -558,6 +668,16 @@ impl Monitor {
         }
         if inner.config.release_on_stop {
             inner.release();
+        }
+        if result.is_ok() {
+            if let Some(e) = inner
+                .loop_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+            {
+                result = Err(e);
+            }
         }
         let errno = inner.stop_errno.load(Acquire);
         if result.is_ok() && errno != 0 {

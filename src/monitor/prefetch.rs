@@ -30,7 +30,9 @@ pub(crate) fn run(inner: Arc<Inner>) {
             let t = inner.regions.read().unwrap_or_else(|e| e.into_inner());
             let found = t
                 .iter()
-                .filter(|r| r.prefetch && r.source != Source::Callback)
+                // A page size still unknown (an adopted descriptor's region,
+                // learnt at its first fault) is not guessed at.
+                .filter(|r| r.prefetch && r.source != Source::Callback && r.page_size != 0)
                 .filter(|r| cursor.is_none_or(|(id, a)| (r.uffd_id, r.end()) > (id, a)))
                 .map(|r| {
                     let from = match cursor {

@@ -27,6 +27,8 @@ pub struct Region {
     pub uffd_id: u32,
     pub start: u64,
     pub len: u64,
+    /// 0: not known yet (a region of an adopted descriptor whose owner is
+    /// asked at the first fault: `Inner::learn_page_size`).
     pub page_size: u64,
     pub source: Source,
     /// Offset into the source of `start` (changes when a region is split;
@@ -97,6 +99,15 @@ impl RegionTable {
             .regions
             .partition_point(|r| (r.uffd_id, r.start) <= (uffd_id, addr));
         let r = self.regions.get(i.checked_sub(1)?)?;
+        (r.uffd_id == uffd_id && addr < r.end()).then_some(r)
+    }
+
+    /// `find`, for changing the region in place.
+    pub fn find_mut(&mut self, uffd_id: u32, addr: u64) -> Option<&mut Region> {
+        let i = self
+            .regions
+            .partition_point(|r| (r.uffd_id, r.start) <= (uffd_id, addr));
+        let r = self.regions.get_mut(i.checked_sub(1)?)?;
         (r.uffd_id == uffd_id && addr < r.end()).then_some(r)
     }
 

@@ -199,13 +199,25 @@ impl Inner {
                 .pop();
             let Some((id, fd, parent)) = item else { return };
             let uffd = Arc::new(Uffd::from_fork(fd, &parent));
-            if wait::epoll_add(self.epoll.as_fd(), uffd.as_fd(), id as u64 + 1).is_err() {
+            let (blocking, nowait) = match super::read_mode(&uffd, true) {
+                Ok(mode) => mode,
+                Err(e) => {
+                    self.log(format_args!("cannot serve forked child: {e}"));
+                    continue;
+                }
+            };
+            if self.watch(&uffd, id, blocking).is_err() {
                 self.log(format_args!("cannot serve forked child: epoll_ctl failed"));
             }
             {
                 let mut list = self.uffds.write().unwrap_or_else(|e| e.into_inner());
                 if let Some(slot @ None) = list.get_mut(id as usize) {
-                    *slot = Some(Served { uffd, owned: true });
+                    *slot = Some(Served {
+                        uffd,
+                        owned: true,
+                        blocking,
+                        nowait,
+                    });
                 }
             }
             wait::eventfd_signal(self.wake_fd.as_fd());

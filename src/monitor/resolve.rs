@@ -20,7 +20,9 @@ pub struct FaultToken {
     pub uffd_id: u32,
     /// The faulting page (aligned to the region's page size).
     pub page: u64,
-    /// The region's page size (4 KiB, or hugetlb's).
+    /// The page size (4 KiB, or hugetlb's): the region's, or for a fault
+    /// in no region the mapping's, as its owner maps it (the base page
+    /// size when that cannot be learnt).
     pub page_size: u64,
 }
 

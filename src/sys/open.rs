@@ -52,6 +52,26 @@ pub fn status_flags(fd: std::os::fd::BorrowedFd<'_>) -> Result<i32, i32> {
     }
 }
 
+/// Set O_NONBLOCK on a descriptor's file (fcntl F_SETFL). Only for files
+/// nobody else holds: the status flags belong to the open file, shared by
+/// every descriptor of it in every process.
+pub fn set_nonblocking(fd: std::os::fd::BorrowedFd<'_>) -> Result<(), i32> {
+    let fl = status_flags(fd)?;
+    // SAFETY: F_SETFL with an integer argument reads no memory of ours.
+    let rc = unsafe {
+        libc::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            libc::F_SETFL,
+            fl | libc::O_NONBLOCK,
+        )
+    };
+    if rc < 0 {
+        Err(super::last_errno())
+    } else {
+        Ok(())
+    }
+}
+
 /// `fcntl(F_GETFD) & FD_CLOEXEC` of a descriptor.
 pub fn is_cloexec(fd: std::os::fd::BorrowedFd<'_>) -> Result<bool, i32> {
     // SAFETY: F_GETFD reads no memory of ours.

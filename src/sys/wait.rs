@@ -56,6 +56,24 @@ pub fn epoll_add(ep: BorrowedFd<'_>, fd: BorrowedFd<'_>, token: u64) -> Result<(
     }
 }
 
+/// Watch `fd` for input on `ep`, edge-triggered: one event per wakeup of
+/// the file's wait queue (its readiness as poll(2) reports it does not
+/// matter: a blocking userfaultfd always reports POLLERR).
+pub fn epoll_add_edge(ep: BorrowedFd<'_>, fd: BorrowedFd<'_>, token: u64) -> Result<(), i32> {
+    let mut ev = libc::epoll_event {
+        events: (libc::EPOLLIN | libc::EPOLLET) as u32,
+        u64: token,
+    };
+    // SAFETY: valid epoll fd, target fd and event struct.
+    let rc =
+        unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, fd.as_raw_fd(), &mut ev) };
+    if rc < 0 {
+        Err(super::last_errno())
+    } else {
+        Ok(())
+    }
+}
+
 /// Stop watching `fd`.
 pub fn epoll_del(ep: BorrowedFd<'_>, fd: BorrowedFd<'_>) {
     let mut ev = libc::epoll_event { events: 0, u64: 0 };

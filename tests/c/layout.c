@@ -95,6 +95,14 @@ SA(TYPE_IS(FIELD(libuffd_open_opts, reserved), uint32_t));
 SA(TYPE_IS(FIELD(libuffd_open_opts, features), uint64_t));
 SA(TYPE_IS(FIELD(libuffd_open_opts, required_features), uint64_t));
 
+/* struct libuffd_region_opts: 72 bytes, size first, page_size last
+ * (added at the end: a shorter, older struct means page_size 0). */
+SA(sizeof(struct libuffd_region_opts) == 72);
+SA(offsetof(struct libuffd_region_opts, sz) == 0);
+SA(offsetof(struct libuffd_region_opts, data) == 56);
+SA(offsetof(struct libuffd_region_opts, page_size) == 64);
+SA(TYPE_IS(FIELD(libuffd_region_opts, page_size), uint64_t));
+
 /* The handle is opaque (incomplete): only pointers to it exist. */
 SA(sizeof(libuffd_handle *) == sizeof(void *));
 

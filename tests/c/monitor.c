@@ -465,7 +465,8 @@ static void test_bad_input(void)
 	CHECK_OK(libuffd_monitor_new(NULL, NULL, 0, NULL, NULL, &m));
 	libuffd_handle *blocking = NULL;
 	CHECK_OK(libuffd_open(NULL, &blocking));
-	CHECK_FAILS(libuffd_monitor_add_handle(m, blocking, NULL), -EINVAL, "libuffd_monitor_add_handle");
+	/* Blocking handles are served too (tests/monitor_fidelity.rs). */
+	CHECK_OK(libuffd_monitor_add_handle(m, blocking, NULL));
 	libuffd_handle_free(blocking);
 	char *mem = map_anon(PAGE);
 	CHECK_FAILS(libuffd_monitor_add_region(m, 7, mem, PAGE, NULL), -EINVAL, "libuffd_monitor_add_region");
@@ -479,6 +480,16 @@ static void test_bad_input(void)
 	CHECK_FAILS(libuffd_monitor_add_region(m, id, mem, PAGE, &ro), -EINVAL, "libuffd_monitor_add_region");
 	ro = (struct libuffd_region_opts)LIBUFFD_OPTS_INIT(libuffd_region_opts, .source = LIBUFFD_SOURCE_FD, .fd = -5);
 	CHECK_FAILS(libuffd_monitor_add_region(m, id, mem, PAGE, &ro), -EINVAL, "libuffd_monitor_add_region");
+	/* page_size: a power of two of at least the base page size, and for
+	 * this process's own memory the mapping's. */
+	ro = (struct libuffd_region_opts)LIBUFFD_OPTS_INIT(libuffd_region_opts, .fd = -1, .page_size = 3);
+	CHECK_FAILS(libuffd_monitor_add_region(m, id, mem, PAGE, &ro), -EINVAL, "power of two");
+	ro = (struct libuffd_region_opts)LIBUFFD_OPTS_INIT(libuffd_region_opts, .fd = -1, .page_size = 2 << 20);
+	CHECK_FAILS(libuffd_monitor_add_region(m, id, mem, PAGE, &ro), -EINVAL, "KiB pages");
+	/* A struct from before page_size (shorter sz) means page_size 0. */
+	ro = (struct libuffd_region_opts)LIBUFFD_OPTS_INIT(libuffd_region_opts, .fd = -1, .page_size = 2 << 20);
+	ro.sz = offsetof(struct libuffd_region_opts, page_size);
+	CHECK_OK(libuffd_monitor_add_region(m, id, mem, PAGE, &ro));
 	struct libuffd_fault f = { .page = 0x1001, .page_size = 4096 };
 	CHECK_FAILS(libuffd_monitor_zero(m, &f), -EINVAL, "libuffd_monitor_zero");
 	struct libuffd_monitor_stats st = { .sz = 2 };
