@@ -85,7 +85,8 @@ bench: $(BUILD)/uffd_bench
 bench-quick: $(BUILD)/uffd_bench
 	timeout 300 $(BUILD)/uffd_bench --quick --json $(BUILD)/bench-quick.json
 	python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"]; \
-		assert len(r) >= 40 and all(x["median_s"] > 0 for x in r), "bad bench JSON"; \
+		assert len(r) >= 65 and all(x["median_s"] > 0 for x in r), "bad bench JSON"; \
+		assert sum(x["scenario"].startswith("register") for x in r) == 6, "no register results"; \
 		print("bench-quick: JSON has", len(r), "results")' $(BUILD)/bench-quick.json
 
 example: $(BUILD)/userfaultfd_demo

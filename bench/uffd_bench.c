@@ -13,6 +13,19 @@
  *                 speed option;
  *   floor ...     no faults at all: one UFFDIO_COPY of the whole region,
  *                 or plain first-touch of ordinary memory.
+ * The "register" scenarios time something else: UFFDIO_REGISTER (MISSING)
+ * plus UFFDIO_UNREGISTER of one 4 KiB anonymous range (its own mapping,
+ * between PROT_NONE guards), --pairs times per repetition, by
+ *   raw ioctls    on userfaultfd(O_CLOEXEC|O_NONBLOCK|UFFD_USER_MODE_ONLY);
+ *   libuffd ...   libuffd_register + libuffd_unregister on a handle from
+ *                 libuffd_open (same flags) and on one adopted with
+ *                 libuffd_handle_from_fd;
+ * once in this small process and once with 2 GiB (--quick: 64 MiB)
+ * resident in other mappings (4 KiB pages, touched before and unmapped
+ * after the scenario): registration must cost the ioctl, not a walk of
+ * the process. There "pages" are register+unregister pairs ("faults/s" is
+ * pairs per second, "cpu us/p" CPU per pair) and both ratios are to the
+ * raw ioctls.
  * The "fetched" scenario gives every page a fetch latency (--fetch-us,
  * default 50 us, a nanosleep standing in for the network round trip of
  * post-copy migration): both loops fetch the page, then COPY it; libuffd
@@ -27,6 +40,7 @@
  *
  * Usage: uffd_bench [--quick] [--mb N] [--reps N] [--json FILE] [--only SUBSTR]
  *                   [--variant SUBSTR] [--raw] [--trace-allocs] [--fetch-us N]
+ *                   [--pairs N]
  * --only keeps the scenarios whose name contains SUBSTR; --variant keeps the
  * variants whose name contains SUBSTR, plus the hand-rolled loop and the
  * floors (every ratio needs them). Filtering variants is meant for profiling
@@ -138,7 +152,7 @@ static void die(const char *what, long err)
 }
 
 enum mem_kind { MEM_ANON, MEM_HUGETLB, MEM_SHMEM };
-enum serve { SERVE_MISSING, SERVE_MINOR, SERVE_WP, SERVE_MOVE, SERVE_FETCH };
+enum serve { SERVE_MISSING, SERVE_MINOR, SERVE_WP, SERVE_MOVE, SERVE_FETCH, SERVE_REGISTER };
 
 struct scenario {
 	const char *name;
@@ -148,6 +162,7 @@ struct scenario {
 	size_t len;
 	int threads;
 	int random;
+	size_t resident; /* register scenarios: bytes kept resident elsewhere */
 };
 
 /* The memory under test and its backing. */
@@ -570,9 +585,96 @@ static double run_floor_touch(const struct scenario *s, size_t *order)
 /* ------------------------------------------------------------------ */
 struct variant {
 	const char *name;
-	int kind; /* 0 hand-rolled, 1 libuffd, 2 floor copy, 3 floor touch, 4 hand-rolled x4 readers */
+	int kind; /* 0 hand-rolled, 1 libuffd, 2 floor copy, 3 floor touch, 4 hand-rolled x4 readers,
+	           * 5 raw register+unregister, 6 libuffd_open handle, 7 adopted handle */
 	struct lib_variant lib;
 };
+
+/* ------------------------------------------------------------------ */
+/* The register scenarios: one 4 KiB range registered and unregistered. */
+static char *reg_range;              /* the page, between two PROT_NONE guards */
+static int reg_raw_fd = -1;          /* raw userfaultfd */
+static libuffd_handle *reg_open_h;   /* from libuffd_open, same flags */
+static libuffd_handle *reg_adopt_h;  /* from libuffd_handle_from_fd */
+
+static int raw_userfaultfd(void)
+{
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+	if (fd < 0)
+		die("userfaultfd", errno);
+	return fd;
+}
+
+static void register_setup(void)
+{
+	if (reg_range)
+		return;
+	char *g = mmap(NULL, 3 * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (g == MAP_FAILED)
+		die("mmap", errno);
+	reg_range = g + PAGE;
+	if (mprotect(reg_range, PAGE, PROT_READ | PROT_WRITE) != 0)
+		die("mprotect", errno);
+	reg_raw_fd = raw_userfaultfd();
+	struct uffdio_api api = { .api = UFFD_API };
+	if (ioctl(reg_raw_fd, UFFDIO_API, &api) != 0)
+		die("UFFDIO_API", errno);
+	struct libuffd_open_opts o = LIBUFFD_OPTS_INIT(libuffd_open_opts,
+						       .flags = LIBUFFD_OPEN_NONBLOCK | LIBUFFD_OPEN_USER_ONLY);
+	int rc = libuffd_open(&o, &reg_open_h);
+	if (rc < 0)
+		die("libuffd_open", rc);
+	struct libuffd_open_opts a = LIBUFFD_OPTS_INIT(libuffd_open_opts);
+	int fd = raw_userfaultfd();
+	rc = libuffd_handle_from_fd(fd, &a, &reg_adopt_h);
+	if (rc < 0)
+		die("libuffd_handle_from_fd", rc);
+}
+
+/* Keep `bytes` resident in other mappings (4 KiB pages, every one
+ * touched); returns the mapping, to unmap after the scenario. */
+static char *make_resident(size_t bytes)
+{
+	char *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (m == MAP_FAILED)
+		die("mmap resident", errno);
+	madvise(m, bytes, MADV_NOHUGEPAGE);
+	for (size_t off = 0; off < bytes; off += PAGE)
+		m[off] = (char)off | 1;
+	return m;
+}
+
+/* --pairs register+unregister pairs of reg_range, timed. */
+static double run_register(const struct scenario *s, int kind)
+{
+	size_t pairs = s->len / s->page;
+	libuffd_handle *h = kind == 6 ? reg_open_h : reg_adopt_h;
+	double c0 = cpu_s(), t0 = now_s();
+	for (size_t i = 0; i < pairs; i++) {
+		if (kind == 5) {
+			struct uffdio_register r = {
+				.range = { (uintptr_t)reg_range, PAGE },
+				.mode = UFFDIO_REGISTER_MODE_MISSING,
+			};
+			if (ioctl(reg_raw_fd, UFFDIO_REGISTER, &r) != 0)
+				die("UFFDIO_REGISTER", errno);
+			struct uffdio_range u = { (uintptr_t)reg_range, PAGE };
+			if (ioctl(reg_raw_fd, UFFDIO_UNREGISTER, &u) != 0)
+				die("UFFDIO_UNREGISTER", errno);
+		} else {
+			uint64_t io;
+			int rc = libuffd_register(h, reg_range, PAGE, LIBUFFD_REGISTER_MISSING, &io);
+			if (rc < 0)
+				die("libuffd_register", rc);
+			rc = libuffd_unregister(h, reg_range, PAGE);
+			if (rc < 0)
+				die("libuffd_unregister", rc);
+		}
+	}
+	double dt = now_s() - t0;
+	window_cpu = cpu_s() - c0;
+	return dt;
+}
 
 struct result {
 	double t[MAX_REPS];
@@ -628,7 +730,8 @@ static int print_raw;
 
 static int variant_wanted(const struct variant *v)
 {
-	return !variant_filter || v->kind == 0 || v->kind == 2 || v->kind == 3 || strstr(v->name, variant_filter);
+	return !variant_filter || v->kind == 0 || v->kind == 2 || v->kind == 3 || v->kind == 5 ||
+	       strstr(v->name, variant_filter);
 }
 
 static void run_scenario(const struct scenario *s, const struct variant *vs, int nv, int reps)
@@ -647,6 +750,8 @@ static void run_scenario(const struct scenario *s, const struct variant *vs, int
 				dt = run_handrolled(s, order, v->kind == 4 ? 4 : 1);
 			else if (v->kind == 1)
 				dt = run_libuffd(s, order, &v->lib);
+			else if (v->kind >= 5)
+				dt = run_register(s, v->kind);
 			else if (v->kind == 2)
 				dt = run_floor_copy(s);
 			else
@@ -660,14 +765,18 @@ static void run_scenario(const struct scenario *s, const struct variant *vs, int
 	for (int i = 0; i < nv; i++) {
 		if (!variant_wanted(&vs[i]))
 			continue;
-		if (vs[i].kind == 0)
+		if (vs[i].kind == 0 || vs[i].kind == 5)
 			hand = &res[i];
-		if (vs[i].kind == 2 || (vs[i].kind == 3 && !floor))
+		if (vs[i].kind == 2 || vs[i].kind == 5 || (vs[i].kind == 3 && !floor))
 			floor = &res[i];
 	}
 	size_t pages = s->len / s->page;
-	printf("\n%s  (%zu MiB, %zu pages of %zu KiB, %d thread%s, %s)\n", s->name, s->len >> 20, pages,
-	       s->page >> 10, s->threads, s->threads > 1 ? "s" : "", s->random ? "random" : "sequential");
+	if (s->serve == SERVE_REGISTER)
+		printf("\n%s  (%zu register+unregister pairs of one 4 KiB range per repetition, %zu MiB resident elsewhere; ratios to the raw ioctls)\n",
+		       s->name, pages, s->resident >> 20);
+	else
+		printf("\n%s  (%zu MiB, %zu pages of %zu KiB, %d thread%s, %s)\n", s->name, s->len >> 20, pages,
+		       s->page >> 10, s->threads, s->threads > 1 ? "s" : "", s->random ? "random" : "sequential");
 	printf("  %-34s %10s %21s %10s %9s %9s %8s %5s\n", "variant", "median ms", "spread ms (min..max)", "faults/s",
 	       "x hand", "x floor", "cpu us/p", "cpus");
 	for (int i = 0; i < nv; i++) {
@@ -680,6 +789,8 @@ static void run_scenario(const struct scenario *s, const struct variant *vs, int
 		cpu_use(&res[i], pages, &cpu_us, &busy);
 		printf("  %-34s %10.2f %10.2f..%-10.2f %10.0f %9.3f %9.3f %8.2f %5.2f\n", vs[i].name, med * 1e3,
 		       minv(&res[i]) * 1e3, maxv(&res[i]) * 1e3, pages / med, x_hand, x_floor, cpu_us, busy);
+		if (s->serve == SERVE_REGISTER)
+			printf("    %.3f us per register+unregister pair (median)\n", med * 1e6 / pages);
 		if (print_raw) {
 			printf("    ms by repetition:");
 			for (int k = 0; k < res[i].n; k++)
@@ -711,11 +822,15 @@ static void run_scenario(const struct scenario *s, const struct variant *vs, int
 #define LIB_PREFETCH { "libuffd prefetch", 1, { .prefetch = 1 } }
 #define FLOOR_COPY { "floor: one COPY of the region", 2, { 0 } }
 #define FLOOR_TOUCH { "floor: first touch, no uffd", 3, { 0 } }
+#define REG_RAW { "raw ioctls REGISTER+UNREGISTER", 5, { 0 } }
+#define REG_OPEN { "libuffd, libuffd_open handle", 6, { 0 } }
+#define REG_ADOPT { "libuffd, adopted handle (from_fd)", 7, { 0 } }
 
 int main(int argc, char **argv)
 {
 	size_t mb = 64;
 	int reps = 5, quick = 0;
+	long pairs = 0; /* --pairs; default 2000 (quick: 200) */
 	const char *json_path = NULL, *only = NULL;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--quick"))
@@ -736,8 +851,10 @@ int main(int argc, char **argv)
 			trace_allocs = 1;
 		else if (!strcmp(argv[i], "--fetch-us") && i + 1 < argc)
 			fetch_us = strtol(argv[++i], NULL, 0);
+		else if (!strcmp(argv[i], "--pairs") && i + 1 < argc)
+			pairs = strtol(argv[++i], NULL, 0);
 		else {
-			fprintf(stderr, "usage: %s [--quick] [--mb N] [--reps N] [--json FILE] [--only SUBSTR] [--variant SUBSTR] [--raw] [--trace-allocs] [--fetch-us N]\n", argv[0]);
+			fprintf(stderr, "usage: %s [--quick] [--mb N] [--reps N] [--json FILE] [--only SUBSTR] [--variant SUBSTR] [--raw] [--trace-allocs] [--fetch-us N] [--pairs N]\n", argv[0]);
 			return 2;
 		}
 	}
@@ -745,6 +862,13 @@ int main(int argc, char **argv)
 		mb = 4;
 		reps = 1;
 	}
+	if (pairs == 0)
+		pairs = quick ? 200 : 2000;
+	if (pairs < 1 || pairs > 10000000) {
+		fprintf(stderr, "uffd_bench: need 1 <= pairs <= 10000000\n");
+		return 2;
+	}
+	size_t resident = quick ? (size_t)64 << 20 : (size_t)2 << 30;
 	if (reps < 1 || reps > MAX_REPS || mb < 4 || fetch_us < 0 || fetch_us > 999999) {
 		fprintf(stderr, "uffd_bench: need 1 <= reps <= %d, mb >= 4 and 0 <= fetch-us < 1000000\n", MAX_REPS);
 		return 2;
@@ -776,6 +900,7 @@ int main(int argc, char **argv)
 	const struct variant minor[] = { HAND, LIB_DEFAULT, LIB_FIXED1, FLOOR_TOUCH };
 	const struct variant wp[] = { HAND, LIB_DEFAULT, LIB_SPIN, FLOOR_TOUCH };
 	const struct variant mv[] = { HAND, { "libuffd callback + libuffd_monitor_move", 1, { 0 } }, FLOOR_TOUCH };
+	const struct variant reg[] = { REG_RAW, REG_OPEN, REG_ADOPT };
 	const struct variant fetched[] = { HAND, HAND4, { "libuffd callback (default)", 1, { 0 } }, LIB_WORKERS, FLOOR_TOUCH };
 
 	struct {
@@ -783,25 +908,37 @@ int main(int argc, char **argv)
 		const struct variant *v;
 		int nv;
 	} plan[] = {
-		{ { "anon 4k sequential", MEM_ANON, SERVE_MISSING, PAGE, len, 1, 0 }, seq, 8 },
-		{ { "anon 4k random", MEM_ANON, SERVE_MISSING, PAGE, len, 1, 1 }, rnd, 7 },
-		{ { "anon 4k random x2 threads", MEM_ANON, SERVE_MISSING, PAGE, len, 2, 1 }, thr, 7 },
-		{ { "anon 4k random x4 threads", MEM_ANON, SERVE_MISSING, PAGE, len, 4, 1 }, thr, 7 },
-		{ { "hugetlb 2m sequential", MEM_HUGETLB, SERVE_MISSING, HUGE, huge_len, 1, 0 }, huge, 5 },
-		{ { "hugetlb 2m random", MEM_HUGETLB, SERVE_MISSING, HUGE, huge_len, 1, 1 }, huge, 5 },
-		{ { "shmem minor+continue sequential", MEM_SHMEM, SERVE_MINOR, PAGE, len, 1, 0 }, minor, 4 },
-		{ { "shmem minor+continue random", MEM_SHMEM, SERVE_MINOR, PAGE, len, 1, 1 }, minor, 4 },
-		{ { "anon write-protect round trips", MEM_ANON, SERVE_WP, PAGE, len, 1, 1 }, wp, 4 },
-		{ { "anon MOVE (vs COPY above)", MEM_ANON, SERVE_MOVE, PAGE, len, 1, 1 }, mv, 3 },
-		{ { "anon 4k random x4 threads, fetched", MEM_ANON, SERVE_FETCH, PAGE, fetch_len, 4, 1 }, fetched, 5 },
+		{ { "anon 4k sequential", MEM_ANON, SERVE_MISSING, PAGE, len, 1, 0, 0 }, seq, 8 },
+		{ { "anon 4k random", MEM_ANON, SERVE_MISSING, PAGE, len, 1, 1, 0 }, rnd, 7 },
+		{ { "anon 4k random x2 threads", MEM_ANON, SERVE_MISSING, PAGE, len, 2, 1, 0 }, thr, 7 },
+		{ { "anon 4k random x4 threads", MEM_ANON, SERVE_MISSING, PAGE, len, 4, 1, 0 }, thr, 7 },
+		{ { "hugetlb 2m sequential", MEM_HUGETLB, SERVE_MISSING, HUGE, huge_len, 1, 0, 0 }, huge, 5 },
+		{ { "hugetlb 2m random", MEM_HUGETLB, SERVE_MISSING, HUGE, huge_len, 1, 1, 0 }, huge, 5 },
+		{ { "shmem minor+continue sequential", MEM_SHMEM, SERVE_MINOR, PAGE, len, 1, 0, 0 }, minor, 4 },
+		{ { "shmem minor+continue random", MEM_SHMEM, SERVE_MINOR, PAGE, len, 1, 1, 0 }, minor, 4 },
+		{ { "anon write-protect round trips", MEM_ANON, SERVE_WP, PAGE, len, 1, 1, 0 }, wp, 4 },
+		{ { "anon MOVE (vs COPY above)", MEM_ANON, SERVE_MOVE, PAGE, len, 1, 1, 0 }, mv, 3 },
+		{ { "anon 4k random x4 threads, fetched", MEM_ANON, SERVE_FETCH, PAGE, fetch_len, 4, 1, 0 }, fetched, 5 },
+		{ { "register 4k, small process", MEM_ANON, SERVE_REGISTER, PAGE, (size_t)pairs * PAGE, 1, 0, 0 }, reg, 3 },
+		{ { "register 4k, resident elsewhere", MEM_ANON, SERVE_REGISTER, PAGE, (size_t)pairs * PAGE, 1, 0, resident },
+		  reg, 3 },
 	};
 	for (size_t i = 0; i < sizeof plan / sizeof plan[0]; i++) {
 		if (only && !strstr(plan[i].s.name, only))
 			continue;
 		allocs_during = faults_during = 0;
+		char *res_map = NULL;
+		if (plan[i].s.serve == SERVE_REGISTER) {
+			register_setup();
+			if (plan[i].s.resident)
+				res_map = make_resident(plan[i].s.resident);
+		}
 		run_scenario(&plan[i].s, plan[i].v, plan[i].nv, reps);
-		printf("  heap allocations per fault while faulting (libuffd variants): %lu allocations / %lu faults = %.4f\n",
-		       allocs_during, faults_during, faults_during ? (double)allocs_during / faults_during : 0.0);
+		if (res_map)
+			munmap(res_map, plan[i].s.resident);
+		if (plan[i].s.serve != SERVE_REGISTER)
+			printf("  heap allocations per fault while faulting (libuffd variants): %lu allocations / %lu faults = %.4f\n",
+			       allocs_during, faults_during, faults_during ? (double)allocs_during / faults_during : 0.0);
 	}
 	if (json) {
 		fprintf(json, "\n]}\n");

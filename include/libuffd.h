@@ -8,7 +8,10 @@
  *  - out-parameters are written only on success;
  *  - option structs start with `size_t sz` (use LIBUFFD_OPTS_INIT);
  *  - names are libuffd_* and LIBUFFD_*: this header can be included together
- *    with <linux/userfaultfd.h>.
+ *    with <linux/userfaultfd.h>;
+ *  - thread cancellation: libuffd_read_events(), libuffd_monitor_run() and
+ *    libuffd_monitor_wait() are cancellation points (like read(2)); every
+ *    other function runs with cancellation disabled and is not one.
  *
  * Link with `pkg-config --cflags --libs uffd`.
  */
@@ -945,6 +948,13 @@ const char *libuffd_strerror(int32_t err);
  * with the usual cause ("libuffd_copy: UFFDIO_COPY [0x7f..., +0x1000): EEXIST:
  * File exists (the range is already populated ...)").
  *
+ * For a refused registration or resolving operation the text also says
+ * which argument or mapping the kernel objected to ("nothing is mapped
+ * in [...)", "not aligned to the 2048 KiB pages of the hugetlb mapping
+ * [...)", "length is 0", ...). That diagnosis is worked out here, not
+ * when the operation failed (a failure costs only the ioctl), from the
+ * arguments and from this process's mappings as they are at this call.
+ *
  * Thread safety: the text is per thread.
  *
  * Returns: a NUL-terminated string valid until the thread's next call to
@@ -964,6 +974,31 @@ const char *libuffd_last_error(void);
  *
  * A LIBUFFD_EVENT_FORK event carries a new descriptor that the caller
  * owns from then on (adopt it with libuffd_handle_from_fd() or close it).
+ *
+ * Waiting for something else too (a shutdown pipe or eventfd, other
+ * descriptors): open the handle with LIBUFFD_OPEN_NONBLOCK, poll(2) or
+ * epoll its libuffd_handle_fd() for POLLIN together with the other
+ * descriptors, and when it is readable call
+ * `libuffd_read_events(h, events, max, 0)` (it may return 0: another
+ * thread read the events first):
+ *
+ * ```c
+ * struct pollfd fds[2] = { { libuffd_handle_fd(h), POLLIN, 0 },
+ *                          { shutdown_fd, POLLIN, 0 } };
+ * while (poll(fds, 2, -1) >= 0 || errno == EINTR) {
+ *         if (fds[1].revents)
+ *                 break;
+ *         if (fds[0].revents & POLLIN)
+ *                 n = libuffd_read_events(h, events, max, 0);
+ * }
+ * ```
+ *
+ * Cancellation: a cancellation point, like read(2). A thread blocked here
+ * (or entering with a cancel pending) that is pthread_cancel()ed unwinds
+ * out of the call without reading anything; the handle stays usable. On
+ * a non-blocking handle the call waits in poll(2) and reads with
+ * cancellation disabled, so a cancellation never loses an event; on a
+ * blocking handle it waits in read(2) itself, as the raw fd would.
  *
  * Thread safety: may be called from several threads at once; each event
  * goes to exactly one of them.
@@ -1041,6 +1076,9 @@ int32_t libuffd_handle_from_fd(int32_t fd, const struct libuffd_open_opts *opts,
  *
  * NULL is accepted and ignored. Call it exactly once per handle, when no
  * other thread is using it.
+ *
+ * Cancellation: not a cancellation point; it always completes (a
+ * pending cancellation acts at the thread's next cancellation point).
  *
  * # Safety
  * `h` is NULL or a handle not yet freed.
@@ -1208,12 +1246,28 @@ int32_t libuffd_monitor_add_region(struct libuffd_monitor *m, uint32_t handle_id
 /**
  * Run the monitor on the calling thread until libuffd_monitor_stop().
  *
+ * Callbacks (without workers) run on the calling thread, with thread
+ * cancellation disabled.
+ *
+ * Cancellation: a cancellation point, like read(2). A thread blocked here
+ * (or entering with a cancel pending) that is pthread_cancel()ed unwinds
+ * out of the call; a cancel that arrives while a callback runs acts once
+ * the thread waits again. A run cancelled mid-way ends as if
+ * libuffd_monitor_stop() had been called: the monitor is stopped for good
+ * and, unless LIBUFFD_MONITOR_NO_RELEASE_ON_STOP, its regions released.
+ * That ending is done when the cancelled thread exits (the main thread
+ * too), or earlier by its next libuffd_monitor_* call (a cleanup handler
+ * may call libuffd_monitor_free()); libuffd_monitor_free() from another
+ * thread waits for it. A cancel pending at entry ends the thread before
+ * the run begins: the monitor is left as it was.
+ *
  * Thread safety: one run (or start) at a time per monitor.
  *
- * Returns: 0 when stopped, -EBUSY if already running, or the errno that
- * stopped it (LIBUFFD_ON_ERROR_STOP, a fault that could be neither
- * resolved nor poisoned, see LIBUFFD_ON_ERROR_SIGBUS, or a failure
- * reading events).
+ * Returns: 0 when stopped, -EBUSY if already running, -EAGAIN (a thread,
+ * or the thread-specific key that makes the run cancellable, could not
+ * be created), or the errno that stopped it (LIBUFFD_ON_ERROR_STOP, a
+ * fault that could be neither resolved nor poisoned, see
+ * LIBUFFD_ON_ERROR_SIGBUS, or a failure reading events).
  *
  * # Safety
  * `m` is NULL or a live monitor.
@@ -1252,6 +1306,12 @@ int32_t libuffd_monitor_stop(struct libuffd_monitor *m);
 /**
  * Wait for a monitor started with libuffd_monitor_start() to stop.
  *
+ * Cancellation: a cancellation point, like pthread_join(3). A thread
+ * blocked here (or entering with a cancel pending) that is
+ * pthread_cancel()ed unwinds out of the call and the monitor runs on, as
+ * a thread waited for by a cancelled pthread_join() does: stop, wait for
+ * and free it later as usual.
+ *
  * Thread safety: any thread but the monitor's own (not from a callback).
  *
  * Returns: what the run returned (0 or -errno), or -EINVAL if it was not
@@ -1285,6 +1345,10 @@ int32_t libuffd_monitor_fd(const struct libuffd_monitor *m);
  * ready, so a storm of forks does not deadlock the dispatching thread.
  *
  * Thread safety: one dispatcher at a time; not while running.
+ *
+ * Cancellation: not a cancellation point, even when it waits. For a wait
+ * that can be cancelled, poll(2) libuffd_monitor_fd() yourself and call
+ * this with timeout 0.
  *
  * Returns: the number of ready sources handled (0 on timeout), -EBUSY
  * (running, or another thread dispatching), -EINTR.
@@ -1369,27 +1433,38 @@ int32_t libuffd_monitor_get_stats(const struct libuffd_monitor *m, struct libuff
  * LIBUFFD_MONITOR_NO_RELEASE_ON_STOP), call `user_data_free`, and free
  * it. NULL is ignored. Not from inside a callback.
  *
+ * A libuffd_monitor_run() cancelled on another thread is ended first: this
+ * waits until that thread has exited (or called into the monitor again).
+ *
+ * Cancellation: not a cancellation point; it always completes (a
+ * pending cancellation acts at the thread's next cancellation point).
+ *
  * # Safety
  * `m` is NULL or a live monitor, freed at most once.
  */
 void libuffd_monitor_free(struct libuffd_monitor *m);
 
 /**
- * Register `[start, start+len)` with this userfaultfd.
+ * Register `[start, start+len)` with this userfaultfd (UFFDIO_REGISTER).
  *
  * `mode` is any non-empty combination of LIBUFFD_REGISTER_MISSING, _WP
  * and _MINOR the memory supports. The range must be page-aligned; for
- * hugetlb memory, aligned to its huge-page size (checked against
- * /proc/self/smaps first, so the error says which mapping was misaligned).
- * On success the LIBUFFD_IOCTL_* mask of operations the kernel allows on
- * the range is written to `*ioctls` (which may be NULL).
+ * hugetlb memory, aligned to its huge-page size. Costs the ioctl alone:
+ * only when the kernel refuses does libuffd look at the mappings, to say
+ * in libuffd_last_error() which one was misaligned, unmapped or
+ * unsuitable. On success the LIBUFFD_IOCTL_* mask of operations the
+ * kernel allows on the range is written to `*ioctls` (which may be NULL;
+ * it is not written on failure).
  *
  * Thread safety: may be called from any thread.
  *
- * Returns: 0, or -EINVAL (NULL handle, len 0, misaligned, wrapping range,
- * unknown or empty mode, mode the memory does not support), -ENOMEM
- * (nothing mapped there), -EBUSY (registered with another userfaultfd),
- * -EPERM (mapping not writable).
+ * Returns: 0, or the kernel's -errno: -EINVAL (mode 0 or unknown mode
+ * bits, checked before the range; len 0, misaligned, wrapping or
+ * out-of-range range; nothing mapped there; hugetlb range not aligned to
+ * its huge pages; memory or mode userfaultfd does not support; also a
+ * NULL handle), -EBUSY (registered with another userfaultfd), -EPERM
+ * (shared mapping not writable: read-only file or write-sealed memfd),
+ * -ENOMEM (the process owning the memory is exiting).
  *
  * # Safety
  * `h` is NULL or a live handle; `ioctls` is NULL or writable.
@@ -1397,14 +1472,16 @@ void libuffd_monitor_free(struct libuffd_monitor *m);
 int32_t libuffd_register(struct libuffd_handle *h, void *start, size_t len, uint64_t mode, uint64_t *ioctls);
 
 /**
- * Unregister `[start, start+len)`; threads waiting on missing-page faults
- * there are woken.
+ * Unregister `[start, start+len)` (UFFDIO_UNREGISTER); threads waiting on
+ * missing-page faults there are woken. Costs the ioctl alone.
  *
  * Thread safety: may be called from any thread.
  *
- * Returns: 0, or -EINVAL (NULL handle, len 0, misaligned or wrapping
- * range, hugetlb range not aligned to its huge pages), -ENOMEM (nothing
- * mapped there).
+ * Returns: 0, or the kernel's -errno: -EINVAL (len 0, misaligned,
+ * wrapping or out-of-range range, nothing mapped there, hugetlb range
+ * starting off a huge-page boundary, part of it registered with another
+ * userfaultfd; also a NULL handle), -ENOMEM (the process owning the
+ * memory is exiting).
  *
  * # Safety
  * `h` is NULL or a live handle.
@@ -1417,8 +1494,8 @@ int32_t libuffd_unregister(struct libuffd_handle *h, void *start, size_t len);
  *
  * Thread safety: may be called from any thread.
  *
- * Returns: 0, or -EINVAL (NULL handle, len 0, misaligned or wrapping
- * range), -ESRCH (the process owning the memory exited).
+ * Returns: 0, or the kernel's -errno: -EINVAL (len 0, misaligned,
+ * wrapping or out-of-range range; also a NULL handle).
  *
  * # Safety
  * `h` is NULL or a live handle.
@@ -1435,11 +1512,14 @@ int32_t libuffd_wake(struct libuffd_handle *h, void *start, size_t len);
  * Thread safety: may be called from any thread.
  *
  * Returns: bytes done (`len`, or fewer: continue at dst+n, src+n), or
- * -EEXIST (already populated: resolved by someone else; call libuffd_wake()),
- * -EAGAIN (an event is queued unread: read events, then retry), -ENOENT
- * (no registered mapping at dst), -ESRCH (owning process exited), -EFAULT
- * (src unreadable), -EINVAL (NULL handle, len 0, misaligned or wrapping
- * range, unknown mode bits, a mode the registration does not allow).
+ * the kernel's -errno, in its order: -EAGAIN (an event is queued unread:
+ * read events, then retry; checked before anything else, so even a zero
+ * length gets it), -EINVAL (len 0 or not page-sized, src or dst range
+ * wrapping or out of range, dst misaligned, unknown mode bits, a mode the
+ * registration does not allow, hugetlb misalignment; also a NULL
+ * handle), -EEXIST (already populated: resolved by someone else; call
+ * libuffd_wake()), -ENOENT (no registered mapping at dst), -EFAULT (src
+ * unreadable), -ESRCH (owning process exited).
  *
  * # Safety
  * `h` is NULL or a live handle. `src` need not be valid: the kernel reads
@@ -1453,8 +1533,9 @@ int64_t libuffd_copy(struct libuffd_handle *h, void *dst, const void *src, size_
  *
  * Thread safety: may be called from any thread.
  *
- * Returns: bytes done, as libuffd_copy(), or -EEXIST, -EAGAIN, -ENOENT,
- * -ESRCH, -EINVAL (also: hugetlb memory).
+ * Returns: bytes done, as libuffd_copy(), or the kernel's -errno: -EAGAIN
+ * (first, as for libuffd_copy()), -EINVAL (bad range, unknown mode bits,
+ * hugetlb memory), -EEXIST, -ENOENT, -ESRCH.
  *
  * # Safety
  * `h` is NULL or a live handle.
@@ -1469,9 +1550,10 @@ int64_t libuffd_zeropage(struct libuffd_handle *h, void *start, size_t len, uint
  *
  * Thread safety: may be called from any thread.
  *
- * Returns: 0, or -EINVAL (NULL handle, bad range, unknown mode bits, WP
- * together with DONTWAKE), -ENOENT (not WP-registered on this handle),
- * -EAGAIN (an event is queued unread), -ESRCH.
+ * Returns: 0, or the kernel's -errno: -EAGAIN (an event is queued unread;
+ * checked first), -EINVAL (bad range, unknown mode bits, WP together with
+ * DONTWAKE; also a NULL handle), -ENOENT (not WP-registered on this
+ * handle), -ESRCH.
  *
  * # Safety
  * `h` is NULL or a live handle.
@@ -1486,8 +1568,9 @@ int32_t libuffd_writeprotect(struct libuffd_handle *h, void *start, size_t len, 
  *
  * Thread safety: may be called from any thread.
  *
- * Returns: bytes done, as libuffd_copy(), or -EEXIST, -EAGAIN, -ENOENT,
- * -ESRCH, -EFAULT (no page-cache page there), -EINVAL.
+ * Returns: bytes done, as libuffd_copy(), or the kernel's -errno: -EAGAIN
+ * (first), -EINVAL (bad range or mode, memory that is not shmem/hugetlb),
+ * -EEXIST, -ENOENT, -EFAULT (no page-cache page there), -ESRCH.
  *
  * # Safety
  * `h` is NULL or a live handle.
@@ -1501,8 +1584,8 @@ int64_t libuffd_continue(struct libuffd_handle *h, void *start, size_t len, uint
  *
  * Thread safety: may be called from any thread.
  *
- * Returns: bytes done, as libuffd_copy(), or -EEXIST, -EAGAIN, -ENOENT,
- * -ESRCH, -EINVAL.
+ * Returns: bytes done, as libuffd_copy(), or the kernel's -errno: -EAGAIN
+ * (first), -EINVAL (bad range or mode), -EEXIST, -ENOENT, -ESRCH.
  *
  * # Safety
  * `h` is NULL or a live handle.
@@ -1519,11 +1602,12 @@ int64_t libuffd_poison(struct libuffd_handle *h, void *start, size_t len, uint64
  * Thread safety: may be called from any thread; only one thread should
  * resolve a given address at a time.
  *
- * Returns: bytes done, as libuffd_copy(), or -EEXIST (dst populated),
- * -ENOENT (a src hole without ALLOW_SRC_HOLES, or nothing mapped at dst),
- * -EBUSY (a src page is shared, e.g. after fork), -EAGAIN, -ESRCH,
- * -EINVAL (dst not registered with this handle, not anonymous private
- * memory, another process's uffd, bad range or mode).
+ * Returns: bytes done, as libuffd_copy(), or the kernel's -errno: -EAGAIN
+ * (first), -EINVAL (bad dst or src range, unknown mode bits, dst not
+ * registered with this handle, not anonymous private memory, another
+ * process's uffd), -EEXIST (dst populated), -ENOENT (a src hole without
+ * ALLOW_SRC_HOLES, or nothing mapped at dst), -EBUSY (a src page is
+ * shared, e.g. after fork), -ESRCH.
  *
  * # Safety
  * `h` is NULL or a live handle.

@@ -344,8 +344,21 @@ def fix_lines(text):
     return out
 
 
+def code_roff(lines):
+    """A ```-fenced example, shown as it is."""
+    body = lines[1:-1] if lines[-1].strip().startswith("```") else lines[1:]
+    out = [".in +4n", ".EX"]
+    for line in body:
+        line = esc_code(line)
+        out.append("\\&" + line if line.startswith((".", "'")) else line)
+    return out + [".EE", ".in"]
+
+
 def para_roff(lines, italic=()):
-    """One doc paragraph as roff lines (a "- " list becomes bullets)."""
+    """One doc paragraph as roff lines (a "- " list becomes bullets, a
+    ```-fenced block an example)."""
+    if lines and lines[0].startswith("```"):
+        return code_roff(lines)
     if not any(line.startswith("- ") for line in lines):
         return fix_lines(inline("\n".join(lines), italic))
     out, items, lead = [], [], []
@@ -955,9 +968,15 @@ def overview_page(h, version):
         "waiting to be read, \\fB\\-ENOENT\\fR that there is no registered mapping, "
         "\\fB\\-ESRCH\\fR that the process owning the memory exited."))
     page.add([".PP"] + fix_lines(
-        "NULL handles and pointers, zero or misaligned lengths, wrapping ranges "
-        "and unknown flag bits give \\fB\\-EINVAL\\fR, checked before the kernel "
-        "is asked: bad input never crashes the library. An internal error (a "
+        "The registration and resolving functions pass their arguments to the "
+        "kernel as given and return its errno, in its order of checks, exactly as "
+        "the raw ioctl would: zero or misaligned lengths, wrapping ranges, "
+        "unknown mode bits and unmapped ranges are the kernel's \\fB\\-EINVAL\\fR "
+        "(and a pending event's \\fB\\-EAGAIN\\fR comes first); "
+        "\\fBlibuffd_last_error\\fR() then says which argument or mapping was "
+        "at fault. NULL handles and pointers and unknown bits in libuffd's own "
+        "option structs give \\fB\\-EINVAL\\fR: bad input never crashes the "
+        "library. An internal error (a "
         "Rust panic) is caught at the library boundary and returned as "
         "\\fB\\-ENOTRECOVERABLE\\fR; the handle it happened on is poisoned, and "
         "every later call on it fails the same way."))
@@ -987,6 +1006,21 @@ def overview_page(h, version):
         "Every function taking a handle may be called from several threads at "
         "once. The error detail of \\fBlibuffd_last_error\\fR(3) is kept per "
         "thread. Each page states its function's rules under THREAD SAFETY."))
+    page.ss("Thread cancellation")
+    page.add(fix_lines(
+        "Three functions are cancellation points, as \\fBread\\fR(2) and "
+        "\\fBpthread_join\\fR(3) are: \\fBlibuffd_read_events\\fR(3), "
+        "\\fBlibuffd_monitor_run\\fR(3) and \\fBlibuffd_monitor_wait\\fR(3). "
+        "A thread blocked in one of them, or entering one with a cancellation "
+        "pending, can be cancelled with \\fBpthread_cancel\\fR(3): it unwinds out "
+        "of the call, and the handle or monitor stays usable (each page says in "
+        "what state). No other function is a cancellation point: each runs with "
+        "cancellation disabled, so a cancellation pending or arriving meanwhile "
+        "acts at the thread's next cancellation point; \\fBlibuffd_handle_free\\fR(3) "
+        "and \\fBlibuffd_monitor_free\\fR(3) always complete. Monitor callbacks "
+        "run with cancellation disabled too. Asynchronous cancellation "
+        "(\\fBPTHREAD_CANCEL_ASYNCHRONOUS\\fR) is not supported while a thread "
+        "is inside any libuffd function."))
     page.ss("Caller obligations")
     page.add(fix_lines(
         "libuffd checks pointers for NULL but cannot check that a non-NULL pointer "

@@ -4,7 +4,15 @@
 //! `-errno` (also setting the thread's `errno`, libbpf-style) and records
 //! the error for `libuffd_last_error()`. Recording keeps the `Error` value
 //! itself; the text is formatted only when somebody asks for it.
+//!
+//! The body runs with thread cancellation disabled (`NoCancel`): a
+//! pthread_cancel() pending or arriving meanwhile waits for the next
+//! cancellation point, and never starts a forced unwind among Rust frames
+//! that have destructors or this `catch_unwind` (which would abort the
+//! process). The exported waits that are cancellation points wait outside
+//! the guard: see crate::sys::cancel.
 
+use crate::sys::cancel::NoCancel;
 use crate::uffd::Error;
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -76,6 +84,7 @@ pub(crate) fn guard_with<R: FromErrno>(
     on_panic: impl FnOnce(),
     body: impl FnOnce() -> Result<R, Error>,
 ) -> R {
+    let _no_cancel = NoCancel::new();
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => R::from_errno(record(func, e)),
@@ -85,6 +94,13 @@ pub(crate) fn guard_with<R: FromErrno>(
             R::from_errno(record(func, Error::Internal(msg)))
         }
     }
+}
+
+/// Run `body` like `guard`, for the exported functions that return
+/// nothing (the `free` functions): a panic is swallowed.
+pub(crate) fn guard_void(body: impl FnOnce()) {
+    let _no_cancel = NoCancel::new();
+    let _ = catch_unwind(AssertUnwindSafe(body));
 }
 
 /// `guard_with` for functions that involve no handle.

@@ -15,7 +15,9 @@ fn errno_text(errno: i32) -> &'static CStr {
         libc::EAGAIN => {
             c"Resource temporarily unavailable (an event is pending: read events, then retry)"
         }
-        libc::ENOMEM => c"Cannot allocate memory (or nothing mapped in the range)",
+        libc::ENOMEM => {
+            c"Cannot allocate memory (or nothing mapped at the address given to libuffd_page_size)"
+        }
         libc::EACCES => c"Permission denied",
         libc::EFAULT => c"Bad address",
         libc::EBUSY => c"Device or resource busy",
@@ -53,6 +55,13 @@ pub extern "C" fn libuffd_strerror(err: i32) -> *const libc::c_char {
 /// function, the operation, the address range and the kernel's answer,
 /// with the usual cause ("libuffd_copy: UFFDIO_COPY [0x7f..., +0x1000): EEXIST:
 /// File exists (the range is already populated ...)").
+///
+/// For a refused registration or resolving operation the text also says
+/// which argument or mapping the kernel objected to ("nothing is mapped
+/// in [...)", "not aligned to the 2048 KiB pages of the hugetlb mapping
+/// [...)", "length is 0", ...). That diagnosis is worked out here, not
+/// when the operation failed (a failure costs only the ioctl), from the
+/// arguments and from this process's mappings as they are at this call.
 ///
 /// Thread safety: the text is per thread.
 ///

@@ -1,9 +1,12 @@
 //! Reading events.
 
+use super::boundary::{guard, FromErrno};
 use super::handle_api::with_handle;
 use super::types::*;
-use crate::uffd::{Error, Event, Msg};
-use std::os::fd::IntoRawFd;
+use crate::sys::cancel;
+use crate::sys::wait::now_ns;
+use crate::uffd::{Error, Event, Msg, Uffd};
+use std::os::fd::{AsRawFd, IntoRawFd};
 
 fn to_c(ev: Event) -> libuffd_event {
     // Start from zeros so that every byte of the union is defined, whatever
@@ -62,6 +65,31 @@ fn to_c(ev: Event) -> libuffd_event {
 /// A LIBUFFD_EVENT_FORK event carries a new descriptor that the caller
 /// owns from then on (adopt it with libuffd_handle_from_fd() or close it).
 ///
+/// Waiting for something else too (a shutdown pipe or eventfd, other
+/// descriptors): open the handle with LIBUFFD_OPEN_NONBLOCK, poll(2) or
+/// epoll its libuffd_handle_fd() for POLLIN together with the other
+/// descriptors, and when it is readable call
+/// `libuffd_read_events(h, events, max, 0)` (it may return 0: another
+/// thread read the events first):
+///
+/// ```c
+/// struct pollfd fds[2] = { { libuffd_handle_fd(h), POLLIN, 0 },
+///                          { shutdown_fd, POLLIN, 0 } };
+/// while (poll(fds, 2, -1) >= 0 || errno == EINTR) {
+///         if (fds[1].revents)
+///                 break;
+///         if (fds[0].revents & POLLIN)
+///                 n = libuffd_read_events(h, events, max, 0);
+/// }
+/// ```
+///
+/// Cancellation: a cancellation point, like read(2). A thread blocked here
+/// (or entering with a cancel pending) that is pthread_cancel()ed unwinds
+/// out of the call without reading anything; the handle stays usable. On
+/// a non-blocking handle the call waits in poll(2) and reads with
+/// cancellation disabled, so a cancellation never loses an event; on a
+/// blocking handle it waits in read(2) itself, as the raw fd would.
+///
 /// Thread safety: may be called from several threads at once; each event
 /// goes to exactly one of them.
 ///
@@ -73,12 +101,90 @@ fn to_c(ev: Event) -> libuffd_event {
 /// `h` is NULL or a live handle; `events` is NULL or has room for `max`
 /// events.
 #[no_mangle]
-pub unsafe extern "C" fn libuffd_read_events(
+pub unsafe extern "C-unwind" fn libuffd_read_events(
     h: *mut libuffd_handle,
     events: *mut libuffd_event,
     max: usize,
     timeout_ms: i32,
 ) -> i32 {
+    // This frame holds nothing to drop: the waits below are cancellation
+    // points and a cancellation unwinds through it (see crate::sys::cancel).
+    // Everything else happens behind the guard, with cancellation off.
+    cancel::testcancel();
+    let deadline = if timeout_ms > 0 {
+        now_ns().saturating_add(timeout_ms as u64 * 1_000_000)
+    } else {
+        0
+    };
+    loop {
+        match read_step(h, events, max, timeout_ms) {
+            ReadStep::Done(rc) => return rc,
+            ReadStep::Poll(fd) => {
+                let wait = if deadline == 0 {
+                    -1
+                } else {
+                    let left = deadline.saturating_sub(now_ns());
+                    if left == 0 {
+                        return 0;
+                    }
+                    left.div_ceil(1_000_000).min(i32::MAX as u64) as i32
+                };
+                match cancel::poll_in(fd, wait) {
+                    Ok(revents) if revents & libc::POLLERR != 0 => {
+                        return fail(Error::os(
+                            "poll",
+                            libc::EIO,
+                            "the userfaultfd reported POLLERR",
+                        ))
+                    }
+                    Ok(_) => {}
+                    Err(e) => return fail(Error::os("poll", e, "")),
+                }
+            }
+            ReadStep::Read(fd) => {
+                let len = max.min(MAX_READ) * std::mem::size_of::<libuffd_event>();
+                // SAFETY: `events` has room for `max` events (contract
+                // above); any bytes are valid there until decoded.
+                return match unsafe { cancel::read(fd, events.cast(), len) } {
+                    Ok(bytes) => decode_step(h, events, bytes / std::mem::size_of::<Msg>()),
+                    Err(e) => fail(Error::os("read", e, "")),
+                };
+            }
+        }
+    }
+}
+
+/// One read is capped so the count fits the int return value.
+const MAX_READ: usize = 4096;
+
+/// What libuffd_read_events() does next.
+#[derive(Clone, Copy)]
+enum ReadStep {
+    /// Return this.
+    Done(i32),
+    /// Wait for the non-blocking fd to become readable, then step again.
+    Poll(i32),
+    /// Block in read(2) on the blocking fd.
+    Read(i32),
+}
+
+impl FromErrno for ReadStep {
+    fn from_errno(errno: i32) -> Self {
+        ReadStep::Done(-errno)
+    }
+}
+
+fn fail(e: Error) -> i32 {
+    guard("libuffd_read_events", || -> Result<i32, Error> { Err(e) })
+}
+
+/// Check the arguments and, on a non-blocking handle, read what is there.
+fn read_step(
+    h: *mut libuffd_handle,
+    events: *mut libuffd_event,
+    max: usize,
+    timeout_ms: i32,
+) -> ReadStep {
     with_handle("libuffd_read_events", h, |u| {
         if events.is_null() {
             return Err(Error::invalid("libuffd_read_events: events is NULL"));
@@ -86,27 +192,54 @@ pub unsafe extern "C" fn libuffd_read_events(
         if max == 0 {
             return Err(Error::invalid("libuffd_read_events: max is 0"));
         }
-        // One read is capped so the count fits the int return value.
-        let max = max.min(4096);
-        let n = {
-            // SAFETY: `events` has room for `max` 32-byte events, and Msg
-            // has the same size and alignment (asserted in types.rs and
-            // sys::read::msgs_as_raw); any bytes are a valid Msg.
-            let buf = unsafe { std::slice::from_raw_parts_mut(events.cast::<Msg>(), max) };
-            u.read_msgs(buf, timeout_ms)?
-        };
-        let features = u.features();
-        for i in 0..n {
-            // SAFETY: i < n <= max; the record was just written by read().
-            let mut msg = unsafe { std::ptr::read(events.add(i).cast::<Msg>()) };
-            let ev = msg.take_event(features).map(to_c).unwrap_or(libuffd_event {
-                kind: 0,
-                reserved: 0,
-                u: libuffd_event_data { raw: [0; 3] },
-            });
-            // SAFETY: same slot, writable, now holding a decoded event.
-            unsafe { events.add(i).write(ev) };
+        if timeout_ms < -1 {
+            return Err(Error::invalid(format!(
+                "read events: timeout {timeout_ms} ms is invalid (use -1 to wait forever)"
+            )));
         }
-        Ok(n as i32)
+        if !u.is_nonblocking() {
+            if timeout_ms != -1 {
+                return Err(Error::invalid(
+                    "read events: a timeout needs a non-blocking userfaultfd (open it with the NONBLOCK flag)",
+                ));
+            }
+            return Ok(ReadStep::Read(u.as_raw_fd()));
+        }
+        let max = max.min(MAX_READ);
+        // SAFETY: `events` has room for `max` 32-byte events, and Msg
+        // has the same size and alignment (asserted in types.rs and
+        // sys::read::msgs_as_raw); any bytes are a valid Msg.
+        let buf = unsafe { std::slice::from_raw_parts_mut(events.cast::<Msg>(), max) };
+        let n = u.read_msgs(buf, 0)?;
+        if n > 0 {
+            return Ok(ReadStep::Done(decode(u, events, n)));
+        }
+        Ok(if timeout_ms == 0 {
+            ReadStep::Done(0)
+        } else {
+            ReadStep::Poll(u.as_raw_fd())
+        })
     })
+}
+
+/// Decode `n` records that read(2) left in `events`.
+fn decode_step(h: *mut libuffd_handle, events: *mut libuffd_event, n: usize) -> i32 {
+    with_handle("libuffd_read_events", h, |u| Ok(decode(u, events, n)))
+}
+
+/// Decode, in place, the `n` raw records at `events`.
+fn decode(u: &Uffd, events: *mut libuffd_event, n: usize) -> i32 {
+    let features = u.features();
+    for i in 0..n {
+        // SAFETY: i < n <= max; the record was just written by read().
+        let mut msg = unsafe { std::ptr::read(events.add(i).cast::<Msg>()) };
+        let ev = msg.take_event(features).map(to_c).unwrap_or(libuffd_event {
+            kind: 0,
+            reserved: 0,
+            u: libuffd_event_data { raw: [0; 3] },
+        });
+        // SAFETY: same slot, writable, now holding a decoded event.
+        unsafe { events.add(i).write(ev) };
+    }
+    n as i32
 }

@@ -1,6 +1,6 @@
 //! Creating, adopting, inspecting and freeing handles; probing the kernel.
 
-use super::boundary::{guard, guard_with};
+use super::boundary::{guard, guard_void, guard_with};
 use super::ext::copy_opts;
 use super::handle::{borrow, into_c, release, Handle};
 use super::types::*;
@@ -158,6 +158,9 @@ pub unsafe extern "C" fn libuffd_handle_from_fd(
 /// NULL is accepted and ignored. Call it exactly once per handle, when no
 /// other thread is using it.
 ///
+/// Cancellation: not a cancellation point; it always completes (a
+/// pending cancellation acts at the thread's next cancellation point).
+///
 /// # Safety
 /// `h` is NULL or a handle not yet freed.
 #[no_mangle]
@@ -165,7 +168,7 @@ pub unsafe extern "C" fn libuffd_handle_free(h: *mut libuffd_handle) {
     if h.is_null() {
         return;
     }
-    let _ = std::panic::catch_unwind(|| {
+    guard_void(|| {
         // SAFETY: contract above.
         unsafe { release(h) }
     });

@@ -9,7 +9,11 @@
 //! - NULL handles and pointers are -EINVAL, never a crash; a Rust panic is
 //!   caught and returned as -ENOTRECOVERABLE, and poisons the handle;
 //! - out-parameters are written only on success;
-//! - option structs start with `size_t sz` so later versions can grow.
+//! - option structs start with `size_t sz` so later versions can grow;
+//! - thread cancellation: libuffd_read_events, libuffd_monitor_run and
+//!   libuffd_monitor_wait are cancellation points (`extern "C-unwind"`,
+//!   waiting outside the guard: crate::sys::cancel); everything else runs
+//!   behind the guard with cancellation disabled.
 #![allow(unsafe_code)]
 #![allow(non_camel_case_types)]
 #![allow(clippy::missing_safety_doc)]

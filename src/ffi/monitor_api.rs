@@ -1,13 +1,14 @@
 //! The monitor's C ABI: a C callback table behind the Rust `Handler`.
 
-use super::boundary::guard;
+use super::boundary::{guard, guard_void, FromErrno};
 use super::ext::{copy_opts, copy_sized};
 use super::handle::borrow;
 use super::types::*;
 use crate::monitor::{
-    Action, Applied, Config, ErrorPolicy, FaultCtx, FaultToken, ForkVerdict, Handler, Monitor,
-    RegionOptions, RemovePolicy, Running, Source, Verdict,
+    Action, Applied, Config, Driven, ErrorPolicy, ExitSignal, FaultCtx, FaultToken, ForkVerdict,
+    Handler, Monitor, RegionOptions, RemovePolicy, Running, Source, Turn, Verdict,
 };
+use crate::sys::cancel;
 use crate::uffd::{Error, RegisterMode};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicPtr, Ordering};
@@ -119,8 +120,61 @@ impl Handler for CHandler {
 struct MonitorBox {
     monitor: Monitor,
     started: Mutex<Option<Running>>,
+    /// The exit signal of the last start, kept open while the monitor
+    /// lives so that a libuffd_monitor_wait() polling it never polls a
+    /// closed (or reused) descriptor.
+    last_exit: Mutex<Option<Arc<ExitSignal>>>,
+    /// The state of a libuffd_monitor_run() between its turns.
+    driven: Mutex<Option<Driven>>,
     user: *mut libc::c_void,
     user_free: Option<unsafe extern "C" fn(*mut libc::c_void)>,
+}
+
+/// The monitor whose libuffd_monitor_run() this thread is blocked in,
+/// outside the panic guard (null at any other time, callbacks included).
+///
+/// If the thread is cancelled there, it never comes back to end the run.
+/// The run is then ended as by libuffd_monitor_stop() (and its regions
+/// released, unless LIBUFFD_MONITOR_NO_RELEASE_ON_STOP) when the thread
+/// exits (the slot's destructor), or earlier by the thread's next
+/// libuffd_monitor_* call (a cleanup handler's libuffd_monitor_free()).
+/// Until then the monitor counts as running: libuffd_monitor_free() from
+/// another thread waits for it.
+static PARKED: cancel::ExitSlot = cancel::ExitSlot::new(parked_at_exit);
+
+/// PARKED's destructor: the thread exits with a run parked.
+unsafe extern "C" fn parked_at_exit(mb: *mut libc::c_void) {
+    end_abandoned_run(mb as *const MonitorBox);
+}
+
+fn set_parked(mb: *const MonitorBox) {
+    PARKED.set(mb.cast());
+}
+
+/// End the run this thread abandoned (it was cancelled in it), if any.
+fn end_parked_run() {
+    end_abandoned_run(PARKED.take().cast());
+}
+
+fn end_abandoned_run(mb: *const MonitorBox) {
+    if mb.is_null() {
+        return;
+    }
+    guard_void(|| {
+        let (monitor, driven) = {
+            // SAFETY: a parked run keeps its monitor alive: the monitor
+            // counts as running until `drive_end` below, and
+            // libuffd_monitor_free() waits for that. The reference is not
+            // used past this block.
+            let mb = unsafe { &*mb };
+            let d = mb.driven.lock().unwrap_or_else(|e| e.into_inner()).take();
+            (mb.monitor.clone(), d)
+        };
+        monitor.stop();
+        if let Some(d) = driven {
+            let _ = monitor.drive_end(d);
+        }
+    });
 }
 
 impl Drop for MonitorBox {
@@ -152,6 +206,7 @@ impl Drop for MonitorBox {
 /// # Safety
 /// `m` is NULL or a live monitor.
 unsafe fn monitor_ref<'a>(m: *const libuffd_monitor) -> Result<&'a MonitorBox, Error> {
+    end_parked_run();
     if m.is_null() {
         return Err(Error::invalid("monitor is NULL"));
     }
@@ -295,6 +350,8 @@ pub unsafe extern "C" fn libuffd_monitor_new(
         let boxed = Box::new(MonitorBox {
             monitor,
             started: Mutex::new(None),
+            last_exit: Mutex::new(None),
+            driven: Mutex::new(None),
             user: user_data,
             user_free: user_data_free,
         });
@@ -419,22 +476,105 @@ pub unsafe extern "C" fn libuffd_monitor_add_region(
 
 /// Run the monitor on the calling thread until libuffd_monitor_stop().
 ///
+/// Callbacks (without workers) run on the calling thread, with thread
+/// cancellation disabled.
+///
+/// Cancellation: a cancellation point, like read(2). A thread blocked here
+/// (or entering with a cancel pending) that is pthread_cancel()ed unwinds
+/// out of the call; a cancel that arrives while a callback runs acts once
+/// the thread waits again. A run cancelled mid-way ends as if
+/// libuffd_monitor_stop() had been called: the monitor is stopped for good
+/// and, unless LIBUFFD_MONITOR_NO_RELEASE_ON_STOP, its regions released.
+/// That ending is done when the cancelled thread exits (the main thread
+/// too), or earlier by its next libuffd_monitor_* call (a cleanup handler
+/// may call libuffd_monitor_free()); libuffd_monitor_free() from another
+/// thread waits for it. A cancel pending at entry ends the thread before
+/// the run begins: the monitor is left as it was.
+///
 /// Thread safety: one run (or start) at a time per monitor.
 ///
-/// Returns: 0 when stopped, -EBUSY if already running, or the errno that
-/// stopped it (LIBUFFD_ON_ERROR_STOP, a fault that could be neither
-/// resolved nor poisoned, see LIBUFFD_ON_ERROR_SIGBUS, or a failure
-/// reading events).
+/// Returns: 0 when stopped, -EBUSY if already running, -EAGAIN (a thread,
+/// or the thread-specific key that makes the run cancellable, could not
+/// be created), or the errno that stopped it (LIBUFFD_ON_ERROR_STOP, a
+/// fault that could be neither resolved nor poisoned, see
+/// LIBUFFD_ON_ERROR_SIGBUS, or a failure reading events).
 ///
 /// # Safety
 /// `m` is NULL or a live monitor.
 #[no_mangle]
-pub unsafe extern "C" fn libuffd_monitor_run(m: *mut libuffd_monitor) -> i32 {
+pub unsafe extern "C-unwind" fn libuffd_monitor_run(m: *mut libuffd_monitor) -> i32 {
+    // The waits below are the only places a cancellation can act in this
+    // call; this frame holds nothing to drop (see crate::sys::cancel).
+    cancel::testcancel();
+    let rc = guard("libuffd_monitor_run", || {
+        // SAFETY: contract above.
+        let mb = unsafe { monitor_ref(m) }?;
+        PARKED.ready().map_err(|e| {
+            Error::os(
+                "pthread_key_create",
+                e,
+                "libuffd_monitor_run needs a thread-specific key to be cancellable",
+            )
+        })?;
+        let d = mb.monitor.drive_begin()?;
+        *mb.driven.lock().unwrap_or_else(|e| e.into_inner()) = Some(d);
+        Ok(0)
+    });
+    if rc < 0 {
+        return rc;
+    }
+    let mut poll_errno = 0;
+    while let RunStep::Wait { fd, timeout_ms } = run_turn(m, poll_errno) {
+        poll_errno = match cancel::poll_in(fd, timeout_ms) {
+            Ok(_) | Err(libc::EINTR) => 0,
+            Err(e) => e,
+        };
+    }
     guard("libuffd_monitor_run", || {
         // SAFETY: contract above.
         let mb = unsafe { monitor_ref(m) }?;
-        mb.monitor.run()?;
-        Ok(0)
+        let d = mb.driven.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match d {
+            Some(d) => mb.monitor.drive_end(d).map(|()| 0),
+            None => Err(Error::Internal(
+                "libuffd_monitor_run: the run's state is gone".into(),
+            )),
+        }
+    })
+}
+
+/// What libuffd_monitor_run() does after a turn.
+#[derive(Clone, Copy)]
+enum RunStep {
+    Wait { fd: i32, timeout_ms: i32 },
+    Done,
+}
+
+impl FromErrno for RunStep {
+    fn from_errno(_: i32) -> Self {
+        RunStep::Done
+    }
+}
+
+/// One turn of libuffd_monitor_run(), behind the guard (callbacks run
+/// here); parks the run on this thread when it says to wait.
+fn run_turn(m: *mut libuffd_monitor, poll_errno: i32) -> RunStep {
+    guard("libuffd_monitor_run", || {
+        // Back from the wait: not parked (monitor_ref would end the run).
+        set_parked(std::ptr::null());
+        // SAFETY: libuffd_monitor_run's contract: `m` is live.
+        let mb = unsafe { monitor_ref(m) }?;
+        let mut driven = mb.driven.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(d) = driven.as_mut() else {
+            return Ok(RunStep::Done);
+        };
+        Ok(match mb.monitor.drive_turn(d, poll_errno) {
+            Turn::Done => RunStep::Done,
+            Turn::Wait { fd, timeout_ms } => {
+                set_parked(mb);
+                RunStep::Wait { fd, timeout_ms }
+            }
+        })
     })
 }
 
@@ -463,7 +603,9 @@ pub unsafe extern "C" fn libuffd_monitor_start(m: *mut libuffd_monitor) -> i32 {
                 "already started",
             ));
         }
-        *started = Some(mb.monitor.start()?);
+        let running = mb.monitor.start()?;
+        *mb.last_exit.lock().unwrap_or_else(|e| e.into_inner()) = Some(running.exit_signal());
+        *started = Some(running);
         Ok(0)
     })
 }
@@ -488,6 +630,12 @@ pub unsafe extern "C" fn libuffd_monitor_stop(m: *mut libuffd_monitor) -> i32 {
 
 /// Wait for a monitor started with libuffd_monitor_start() to stop.
 ///
+/// Cancellation: a cancellation point, like pthread_join(3). A thread
+/// blocked here (or entering with a cancel pending) that is
+/// pthread_cancel()ed unwinds out of the call and the monitor runs on, as
+/// a thread waited for by a cancelled pthread_join() does: stop, wait for
+/// and free it later as usual.
+///
 /// Thread safety: any thread but the monitor's own (not from a callback).
 ///
 /// Returns: what the run returned (0 or -errno), or -EINVAL if it was not
@@ -496,18 +644,56 @@ pub unsafe extern "C" fn libuffd_monitor_stop(m: *mut libuffd_monitor) -> i32 {
 /// # Safety
 /// `m` is NULL or a live monitor.
 #[no_mangle]
-pub unsafe extern "C" fn libuffd_monitor_wait(m: *mut libuffd_monitor) -> i32 {
-    guard("libuffd_monitor_wait", || {
-        // SAFETY: contract above.
-        let mb = unsafe { monitor_ref(m) }?;
-        let running = mb.started.lock().unwrap_or_else(|e| e.into_inner()).take();
-        match running {
-            None => Err(Error::invalid(
-                "libuffd_monitor_wait: the monitor was not started",
-            )),
-            Some(r) => r.wait().map(|()| 0),
+pub unsafe extern "C-unwind" fn libuffd_monitor_wait(m: *mut libuffd_monitor) -> i32 {
+    // The wait below is the only place a cancellation can act in this
+    // call; this frame holds nothing to drop (see crate::sys::cancel).
+    cancel::testcancel();
+    let mut join = false;
+    loop {
+        let step = guard("libuffd_monitor_wait", || {
+            // SAFETY: contract above.
+            let mb = unsafe { monitor_ref(m) }?;
+            let mut started = mb.started.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(running) = started.as_ref() else {
+                return Err(Error::invalid(
+                    "libuffd_monitor_wait: the monitor was not started",
+                ));
+            };
+            if !join && !running.has_ended() {
+                return Ok(WaitStep::Wait(running.exit_signal().fd()));
+            }
+            // Ended (or poll failed): joining returns at once (or blocks
+            // without a cancellation point).
+            let running = started.take();
+            drop(started);
+            match running {
+                Some(r) => r.wait().map(|()| WaitStep::Done(0)),
+                None => Ok(WaitStep::Done(0)),
+            }
+        });
+        match step {
+            WaitStep::Done(rc) => return rc,
+            // The descriptor stays open while the monitor lives
+            // (MonitorBox::last_exit), and readable once the thread ends.
+            WaitStep::Wait(fd) => match cancel::poll_in(fd, -1) {
+                Ok(_) | Err(libc::EINTR) => {}
+                Err(_) => join = true,
+            },
         }
-    })
+    }
+}
+
+/// What libuffd_monitor_wait() does next.
+#[derive(Clone, Copy)]
+enum WaitStep {
+    Wait(i32),
+    Done(i32),
+}
+
+impl FromErrno for WaitStep {
+    fn from_errno(errno: i32) -> Self {
+        WaitStep::Done(-errno)
+    }
 }
 
 /// The monitor's descriptor, for callers with their own event loop: it
@@ -536,6 +722,10 @@ pub unsafe extern "C" fn libuffd_monitor_fd(m: *const libuffd_monitor) -> i32 {
 /// ready, so a storm of forks does not deadlock the dispatching thread.
 ///
 /// Thread safety: one dispatcher at a time; not while running.
+///
+/// Cancellation: not a cancellation point, even when it waits. For a wait
+/// that can be cancelled, poll(2) libuffd_monitor_fd() yourself and call
+/// this with timeout 0.
 ///
 /// Returns: the number of ready sources handled (0 on timeout), -EBUSY
 /// (running, or another thread dispatching), -EINTR.
@@ -758,6 +948,12 @@ pub unsafe extern "C" fn libuffd_monitor_get_stats(
 /// LIBUFFD_MONITOR_NO_RELEASE_ON_STOP), call `user_data_free`, and free
 /// it. NULL is ignored. Not from inside a callback.
 ///
+/// A libuffd_monitor_run() cancelled on another thread is ended first: this
+/// waits until that thread has exited (or called into the monitor again).
+///
+/// Cancellation: not a cancellation point; it always completes (a
+/// pending cancellation acts at the thread's next cancellation point).
+///
 /// # Safety
 /// `m` is NULL or a live monitor, freed at most once.
 #[no_mangle]
@@ -765,7 +961,8 @@ pub unsafe extern "C" fn libuffd_monitor_free(m: *mut libuffd_monitor) {
     if m.is_null() {
         return;
     }
-    let _ = std::panic::catch_unwind(|| {
+    guard_void(|| {
+        end_parked_run();
         // SAFETY: per the contract, the Box from libuffd_monitor_new.
         drop(unsafe { Box::from_raw(m as *mut MonitorBox) });
     });

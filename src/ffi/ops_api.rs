@@ -1,5 +1,13 @@
 //! Registration and the resolving operations.
 //!
+//! Each function issues its ioctl with the arguments as given and returns
+//! the kernel's errno, in the kernel's order of checks, exactly as the raw
+//! ioctl would for the same arguments (the only errno of libuffd's own is
+//! -EINVAL for a NULL handle). Nothing is pre-checked or looked up on the
+//! way in; after a refusal libuffd works out why (zero length,
+//! misalignment, what is mapped there, its huge-page size, ...) and puts
+//! that in libuffd_last_error(), never in the errno.
+//!
 //! The fill and move operations return `int64_t`: the number of bytes
 //! done. That is `len` when the whole range was done, a smaller positive
 //! count when the kernel stopped part way (it reports EAGAIN with progress,
@@ -11,36 +19,32 @@
 
 use super::handle_api::with_handle;
 use super::types::libuffd_handle;
-use crate::uffd::{Error, RegisterMode};
+use crate::uffd::RegisterMode;
 
 fn progress(p: crate::uffd::Progress) -> i64 {
     p.done as i64
 }
 
-fn check_len(op: &str, len: usize) -> Result<u64, Error> {
-    if len as u64 > i64::MAX as u64 {
-        return Err(Error::invalid(format!(
-            "{op}: length {len:#x} exceeds INT64_MAX"
-        )));
-    }
-    Ok(len as u64)
-}
-
-/// Register `[start, start+len)` with this userfaultfd.
+/// Register `[start, start+len)` with this userfaultfd (UFFDIO_REGISTER).
 ///
 /// `mode` is any non-empty combination of LIBUFFD_REGISTER_MISSING, _WP
 /// and _MINOR the memory supports. The range must be page-aligned; for
-/// hugetlb memory, aligned to its huge-page size (checked against
-/// /proc/self/smaps first, so the error says which mapping was misaligned).
-/// On success the LIBUFFD_IOCTL_* mask of operations the kernel allows on
-/// the range is written to `*ioctls` (which may be NULL).
+/// hugetlb memory, aligned to its huge-page size. Costs the ioctl alone:
+/// only when the kernel refuses does libuffd look at the mappings, to say
+/// in libuffd_last_error() which one was misaligned, unmapped or
+/// unsuitable. On success the LIBUFFD_IOCTL_* mask of operations the
+/// kernel allows on the range is written to `*ioctls` (which may be NULL;
+/// it is not written on failure).
 ///
 /// Thread safety: may be called from any thread.
 ///
-/// Returns: 0, or -EINVAL (NULL handle, len 0, misaligned, wrapping range,
-/// unknown or empty mode, mode the memory does not support), -ENOMEM
-/// (nothing mapped there), -EBUSY (registered with another userfaultfd),
-/// -EPERM (mapping not writable).
+/// Returns: 0, or the kernel's -errno: -EINVAL (mode 0 or unknown mode
+/// bits, checked before the range; len 0, misaligned, wrapping or
+/// out-of-range range; nothing mapped there; hugetlb range not aligned to
+/// its huge pages; memory or mode userfaultfd does not support; also a
+/// NULL handle), -EBUSY (registered with another userfaultfd), -EPERM
+/// (shared mapping not writable: read-only file or write-sealed memfd),
+/// -ENOMEM (the process owning the memory is exiting).
 ///
 /// # Safety
 /// `h` is NULL or a live handle; `ioctls` is NULL or writable.
@@ -66,14 +70,16 @@ pub unsafe extern "C" fn libuffd_register(
     })
 }
 
-/// Unregister `[start, start+len)`; threads waiting on missing-page faults
-/// there are woken.
+/// Unregister `[start, start+len)` (UFFDIO_UNREGISTER); threads waiting on
+/// missing-page faults there are woken. Costs the ioctl alone.
 ///
 /// Thread safety: may be called from any thread.
 ///
-/// Returns: 0, or -EINVAL (NULL handle, len 0, misaligned or wrapping
-/// range, hugetlb range not aligned to its huge pages), -ENOMEM (nothing
-/// mapped there).
+/// Returns: 0, or the kernel's -errno: -EINVAL (len 0, misaligned,
+/// wrapping or out-of-range range, nothing mapped there, hugetlb range
+/// starting off a huge-page boundary, part of it registered with another
+/// userfaultfd; also a NULL handle), -ENOMEM (the process owning the
+/// memory is exiting).
 ///
 /// # Safety
 /// `h` is NULL or a live handle.
@@ -94,8 +100,8 @@ pub unsafe extern "C" fn libuffd_unregister(
 ///
 /// Thread safety: may be called from any thread.
 ///
-/// Returns: 0, or -EINVAL (NULL handle, len 0, misaligned or wrapping
-/// range), -ESRCH (the process owning the memory exited).
+/// Returns: 0, or the kernel's -errno: -EINVAL (len 0, misaligned,
+/// wrapping or out-of-range range; also a NULL handle).
 ///
 /// # Safety
 /// `h` is NULL or a live handle.
@@ -120,11 +126,14 @@ pub unsafe extern "C" fn libuffd_wake(
 /// Thread safety: may be called from any thread.
 ///
 /// Returns: bytes done (`len`, or fewer: continue at dst+n, src+n), or
-/// -EEXIST (already populated: resolved by someone else; call libuffd_wake()),
-/// -EAGAIN (an event is queued unread: read events, then retry), -ENOENT
-/// (no registered mapping at dst), -ESRCH (owning process exited), -EFAULT
-/// (src unreadable), -EINVAL (NULL handle, len 0, misaligned or wrapping
-/// range, unknown mode bits, a mode the registration does not allow).
+/// the kernel's -errno, in its order: -EAGAIN (an event is queued unread:
+/// read events, then retry; checked before anything else, so even a zero
+/// length gets it), -EINVAL (len 0 or not page-sized, src or dst range
+/// wrapping or out of range, dst misaligned, unknown mode bits, a mode the
+/// registration does not allow, hugetlb misalignment; also a NULL
+/// handle), -EEXIST (already populated: resolved by someone else; call
+/// libuffd_wake()), -ENOENT (no registered mapping at dst), -EFAULT (src
+/// unreadable), -ESRCH (owning process exited).
 ///
 /// # Safety
 /// `h` is NULL or a live handle. `src` need not be valid: the kernel reads
@@ -138,8 +147,7 @@ pub unsafe extern "C" fn libuffd_copy(
     mode: u64,
 ) -> i64 {
     with_handle("libuffd_copy", h, |u| {
-        let len = check_len("libuffd_copy", len)?;
-        Ok(progress(u.copy(dst as u64, src as u64, len, mode)?))
+        Ok(progress(u.copy(dst as u64, src as u64, len as u64, mode)?))
     })
 }
 
@@ -148,8 +156,9 @@ pub unsafe extern "C" fn libuffd_copy(
 ///
 /// Thread safety: may be called from any thread.
 ///
-/// Returns: bytes done, as libuffd_copy(), or -EEXIST, -EAGAIN, -ENOENT,
-/// -ESRCH, -EINVAL (also: hugetlb memory).
+/// Returns: bytes done, as libuffd_copy(), or the kernel's -errno: -EAGAIN
+/// (first, as for libuffd_copy()), -EINVAL (bad range, unknown mode bits,
+/// hugetlb memory), -EEXIST, -ENOENT, -ESRCH.
 ///
 /// # Safety
 /// `h` is NULL or a live handle.
@@ -161,8 +170,7 @@ pub unsafe extern "C" fn libuffd_zeropage(
     mode: u64,
 ) -> i64 {
     with_handle("libuffd_zeropage", h, |u| {
-        let len = check_len("libuffd_zeropage", len)?;
-        Ok(progress(u.zeropage(start as u64, len, mode)?))
+        Ok(progress(u.zeropage(start as u64, len as u64, mode)?))
     })
 }
 
@@ -173,9 +181,10 @@ pub unsafe extern "C" fn libuffd_zeropage(
 ///
 /// Thread safety: may be called from any thread.
 ///
-/// Returns: 0, or -EINVAL (NULL handle, bad range, unknown mode bits, WP
-/// together with DONTWAKE), -ENOENT (not WP-registered on this handle),
-/// -EAGAIN (an event is queued unread), -ESRCH.
+/// Returns: 0, or the kernel's -errno: -EAGAIN (an event is queued unread;
+/// checked first), -EINVAL (bad range, unknown mode bits, WP together with
+/// DONTWAKE; also a NULL handle), -ENOENT (not WP-registered on this
+/// handle), -ESRCH.
 ///
 /// # Safety
 /// `h` is NULL or a live handle.
@@ -199,8 +208,9 @@ pub unsafe extern "C" fn libuffd_writeprotect(
 ///
 /// Thread safety: may be called from any thread.
 ///
-/// Returns: bytes done, as libuffd_copy(), or -EEXIST, -EAGAIN, -ENOENT,
-/// -ESRCH, -EFAULT (no page-cache page there), -EINVAL.
+/// Returns: bytes done, as libuffd_copy(), or the kernel's -errno: -EAGAIN
+/// (first), -EINVAL (bad range or mode, memory that is not shmem/hugetlb),
+/// -EEXIST, -ENOENT, -EFAULT (no page-cache page there), -ESRCH.
 ///
 /// # Safety
 /// `h` is NULL or a live handle.
@@ -212,8 +222,11 @@ pub unsafe extern "C" fn libuffd_continue(
     mode: u64,
 ) -> i64 {
     with_handle("libuffd_continue", h, |u| {
-        let len = check_len("libuffd_continue", len)?;
-        Ok(progress(u.continue_range(start as u64, len, mode)?))
+        Ok(progress(u.continue_range(
+            start as u64,
+            len as u64,
+            mode,
+        )?))
     })
 }
 
@@ -223,8 +236,8 @@ pub unsafe extern "C" fn libuffd_continue(
 ///
 /// Thread safety: may be called from any thread.
 ///
-/// Returns: bytes done, as libuffd_copy(), or -EEXIST, -EAGAIN, -ENOENT,
-/// -ESRCH, -EINVAL.
+/// Returns: bytes done, as libuffd_copy(), or the kernel's -errno: -EAGAIN
+/// (first), -EINVAL (bad range or mode), -EEXIST, -ENOENT, -ESRCH.
 ///
 /// # Safety
 /// `h` is NULL or a live handle.
@@ -236,8 +249,7 @@ pub unsafe extern "C" fn libuffd_poison(
     mode: u64,
 ) -> i64 {
     with_handle("libuffd_poison", h, |u| {
-        let len = check_len("libuffd_poison", len)?;
-        Ok(progress(u.poison(start as u64, len, mode)?))
+        Ok(progress(u.poison(start as u64, len as u64, mode)?))
     })
 }
 
@@ -250,11 +262,12 @@ pub unsafe extern "C" fn libuffd_poison(
 /// Thread safety: may be called from any thread; only one thread should
 /// resolve a given address at a time.
 ///
-/// Returns: bytes done, as libuffd_copy(), or -EEXIST (dst populated),
-/// -ENOENT (a src hole without ALLOW_SRC_HOLES, or nothing mapped at dst),
-/// -EBUSY (a src page is shared, e.g. after fork), -EAGAIN, -ESRCH,
-/// -EINVAL (dst not registered with this handle, not anonymous private
-/// memory, another process's uffd, bad range or mode).
+/// Returns: bytes done, as libuffd_copy(), or the kernel's -errno: -EAGAIN
+/// (first), -EINVAL (bad dst or src range, unknown mode bits, dst not
+/// registered with this handle, not anonymous private memory, another
+/// process's uffd), -EEXIST (dst populated), -ENOENT (a src hole without
+/// ALLOW_SRC_HOLES, or nothing mapped at dst), -EBUSY (a src page is
+/// shared, e.g. after fork), -ESRCH.
 ///
 /// # Safety
 /// `h` is NULL or a live handle.
@@ -267,7 +280,8 @@ pub unsafe extern "C" fn libuffd_move(
     mode: u64,
 ) -> i64 {
     with_handle("libuffd_move", h, |u| {
-        let len = check_len("libuffd_move", len)?;
-        Ok(progress(u.move_pages(dst as u64, src as u64, len, mode)?))
+        Ok(progress(
+            u.move_pages(dst as u64, src as u64, len as u64, mode)?,
+        ))
     })
 }

@@ -172,12 +172,16 @@ struct Helpers {
     /// before it serves faults, so that faults are served without any
     /// allocation in the process (bench/uffd_bench.c counts them).
     started: Arc<std::sync::atomic::AtomicUsize>,
+    /// Fired by each helper as it ends (a driven run waits on it).
+    exit: Option<Arc<ExitSignal>>,
 }
 
 impl Helpers {
     fn spawn(&mut self, name: &str, f: impl FnOnce() + Send + 'static) -> Result<()> {
         let started = self.started.clone();
+        let exit = self.exit.clone().map(FireOnDrop);
         let t = spawn_thread(name, move || {
+            let _exit = exit;
             started.fetch_add(1, Release);
             f()
         })?;
@@ -195,7 +199,8 @@ impl Helpers {
 /// Start a library thread named `name`, with every signal blocked from
 /// its first instruction on (it inherits the mask set around its
 /// creation): a signal the host sends to the process is never handled on
-/// the monitor's threads.
+/// the monitor's threads. Cancellation is disabled in it (nothing may
+/// unwind the library's threads: sys/cancel.rs).
 fn spawn_thread<T: Send + 'static>(
     name: &str,
     f: impl FnOnce() -> T + Send + 'static,
@@ -203,7 +208,10 @@ fn spawn_thread<T: Send + 'static>(
     let _blocked = crate::sys::signals::block_all();
     std::thread::Builder::new()
         .name(name.into())
-        .spawn(f)
+        .spawn(move || {
+            crate::sys::cancel::disable_for_thread();
+            f()
+        })
         .map_err(|e| {
             Error::os(
                 "spawn",
@@ -216,6 +224,75 @@ fn spawn_thread<T: Send + 'static>(
 /// The monitor's threads, while started.
 pub struct Running {
     threads: Vec<JoinHandle<Result<()>>>,
+    /// Fired when the monitor's thread ends.
+    exit: Arc<ExitSignal>,
+}
+
+/// An eventfd that threads fire as they end (by a panic too), counting
+/// them: for callers that wait outside the monitor, with poll(2) on
+/// `fd()`, for a run's helpers or a started monitor's thread to end (the
+/// C API's libuffd_monitor_run and libuffd_monitor_wait, which must block
+/// where a thread cancellation can reach them).
+pub struct ExitSignal {
+    fd: OwnedFd,
+    ended: AtomicU64,
+}
+
+impl ExitSignal {
+    fn new() -> Result<Arc<ExitSignal>> {
+        let fd = wait::eventfd().map_err(|e| Error::os("eventfd", e, ""))?;
+        Ok(Arc::new(ExitSignal {
+            fd,
+            ended: AtomicU64::new(0),
+        }))
+    }
+
+    /// Readable once a thread has ended since the last `drain`.
+    pub fn fd(&self) -> i32 {
+        self.fd.as_raw_fd()
+    }
+
+    /// How many threads have ended.
+    pub fn ended(&self) -> u64 {
+        self.ended.load(Acquire)
+    }
+
+    fn drain(&self) {
+        wait::eventfd_drain(self.fd.as_fd());
+    }
+}
+
+/// Fires its signal when dropped: as its thread's closure ends.
+struct FireOnDrop(Arc<ExitSignal>);
+
+impl Drop for FireOnDrop {
+    fn drop(&mut self) {
+        self.0.ended.fetch_add(1, AcqRel);
+        wait::eventfd_signal(self.0.fd.as_fd());
+    }
+}
+
+/// A `run` driven by its caller one turn at a time, for a caller that must
+/// block outside the monitor's code (the C API's cancellable
+/// libuffd_monitor_run): `Monitor::drive_begin`, then `drive_turn` until it
+/// says `Turn::Done`, blocking in poll(2) on what each turn names, then
+/// `drive_end`. Between turns the caller holds no lock of the monitor. If
+/// the caller never comes back, `stop` and `drive_end` from any thread
+/// finish the run.
+pub struct Driven {
+    helpers: Helpers,
+    exit: Arc<ExitSignal>,
+    result: Result<()>,
+}
+
+/// What a driven run's caller does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    /// poll(2) `fd` for input for up to `timeout_ms` (-1: no limit), then
+    /// take the next turn.
+    Wait { fd: i32, timeout_ms: i32 },
+    /// The run is over: call `drive_end`.
+    Done,
 }
 
 /// How to wait for and read `uffd`: (blocking, nowait). Its status flags
@@ -630,18 +707,7 @@ impl Monitor {
             // monitor is stopped and their queue is empty.
             helpers.wait_started();
             inner.ready.store(true, Release);
-            let workers = helpers.threads.len().min(inner.config.workers as usize);
-            for h in helpers.threads.drain(..workers) {
-                let _ = h.join();
-            }
-            if let Some(e) = inner
-                .loop_error
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take()
-            {
-                result = Err(e);
-            }
+            result = self.join_workers(&mut helpers);
         } else if result.is_ok() {
             helpers.wait_started();
             let mut st = inner.reader.lock().unwrap_or_else(|e| e.into_inner());
@@ -653,6 +719,31 @@ impl Monitor {
                 }
             }
         }
+        self.finish_run(helpers, result)
+    }
+
+    /// Join the workers of a run (they return once the monitor is stopped
+    /// and their queue is empty); the error that ended their reading.
+    fn join_workers(&self, helpers: &mut Helpers) -> Result<()> {
+        let inner = &self.inner;
+        let workers = helpers.threads.len().min(inner.config.workers as usize);
+        for h in helpers.threads.drain(..workers) {
+            let _ = h.join();
+        }
+        match inner
+            .loop_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// The end of every run: stop, join the helpers, release the regions.
+    fn finish_run(&self, helpers: Helpers, mut result: Result<()>) -> Result<()> {
+        let inner = &self.inner;
         if let Some(pool) = inner.pool.lock().unwrap_or_else(|e| e.into_inner()).take() {
             pool.shut_down();
         }
@@ -721,6 +812,103 @@ impl Monitor {
         self.start_reserve()
     }
 
+    /// Begin a run driven by the caller (see `Driven`). Fails with EBUSY
+    /// as `run` does.
+    pub fn drive_begin(&self) -> Result<Driven> {
+        let inner = &self.inner;
+        if inner.running.swap(true, AcqRel) {
+            return Err(Error::os(
+                "monitor run",
+                libc::EBUSY,
+                "the monitor is already running",
+            ));
+        }
+        let exit = match ExitSignal::new() {
+            Ok(e) => e,
+            Err(e) => {
+                inner.running.store(false, Release);
+                return Err(e);
+            }
+        };
+        let mut helpers = Helpers {
+            exit: Some(exit.clone()),
+            ..Helpers::default()
+        };
+        // If a thread cannot be started, the first turn says Done and
+        // `drive_end` stops those that were.
+        let result = self.spawn_helpers(&mut helpers);
+        if result.is_ok() {
+            helpers.wait_started();
+            inner.ready.store(true, Release);
+        }
+        Ok(Driven {
+            helpers,
+            exit,
+            result,
+        })
+    }
+
+    /// One turn of a driven run: serve what is ready without blocking (no
+    /// workers), or see whether the workers are done; then say what to
+    /// wait for. Blocks at most a millisecond (when spinning is on).
+    pub fn drive_turn(&self, d: &mut Driven, poll_errno: i32) -> Turn {
+        let inner = &self.inner;
+        if poll_errno != 0 && d.result.is_ok() {
+            d.result = Err(Error::os(
+                "poll",
+                poll_errno,
+                "waiting for the monitor's input",
+            ));
+        }
+        if d.result.is_err() || inner.stop.load(Acquire) {
+            return Turn::Done;
+        }
+        if inner.config.workers > 0 {
+            // The workers serve; a worker ends only once the monitor is
+            // stopped, and fires `exit` as it does.
+            d.exit.drain();
+            if inner.stop.load(Acquire) {
+                return Turn::Done;
+            }
+            return Turn::Wait {
+                fd: d.exit.fd(),
+                timeout_ms: -1,
+            };
+        }
+        let mut st = inner.reader.lock().unwrap_or_else(|e| e.into_inner());
+        // With spinning on, a turn spins (and then polls a millisecond)
+        // as `run` does before it blocks.
+        let timeout = if inner.config.spin_us > 0 { 1 } else { 0 };
+        if let Err(e) = inner.iterate(&mut st, timeout) {
+            d.result = Err(e);
+            return Turn::Done;
+        }
+        if inner.stop.load(Acquire) {
+            return Turn::Done;
+        }
+        // The epoll set holds the wake eventfd and every served uffd.
+        Turn::Wait {
+            fd: inner.epoll.as_raw_fd(),
+            timeout_ms: if st.retry.is_empty() { -1 } else { 1 },
+        }
+    }
+
+    /// End a driven run (stop first to end one early): join its threads,
+    /// release the regions; what `run` would have returned.
+    pub fn drive_end(&self, d: Driven) -> Result<()> {
+        let Driven {
+            mut helpers,
+            mut result,
+            ..
+        } = d;
+        if result.is_ok() && self.inner.config.workers > 0 {
+            result = self.join_workers(&mut helpers);
+        }
+        let result = self.finish_run(helpers, result);
+        self.inner.running.store(false, Release);
+        result
+    }
+
     /// Start the monitor on its own thread; `Running::wait` joins it.
     pub fn start(&self) -> Result<Running> {
         if self.inner.running.load(Acquire) {
@@ -731,13 +919,21 @@ impl Monitor {
             ));
         }
         let me = self.clone();
-        let t = spawn_thread("uffd-monitor", move || me.run())?;
+        let exit = ExitSignal::new()?;
+        let fire = FireOnDrop(exit.clone());
+        let t = spawn_thread("uffd-monitor", move || {
+            let _fire = fire;
+            me.run()
+        })?;
         // Wait until its threads are up and it reads events, so that the
         // caller's first fault is served and stop() right after is seen.
         while !self.inner.ready.load(Acquire) && !t.is_finished() {
             std::thread::yield_now();
         }
-        Ok(Running { threads: vec![t] })
+        Ok(Running {
+            threads: vec![t],
+            exit,
+        })
     }
 
     /// Ask the monitor to stop. Any thread, inside callbacks too; repeat
@@ -796,12 +992,12 @@ impl Monitor {
                 self.inner.count_applied(a, token.page_size);
                 Ok(a)
             }
-            Err(resolve::Failed::Again) => Err(Error::Kernel {
-                op: crate::uffd::Op::Copy,
-                errno: libc::EAGAIN,
-                addr: token.page,
-                len: token.page_size,
-            }),
+            Err(resolve::Failed::Again) => Err(Error::kernel(
+                crate::uffd::Op::Copy,
+                libc::EAGAIN,
+                token.page,
+                token.page_size,
+            )),
             Err(resolve::Failed::Error(e)) => Err(e),
         }
     }
@@ -813,6 +1009,17 @@ impl Monitor {
 }
 
 impl Running {
+    /// Whether the monitor's thread has ended (`wait` returns at once).
+    pub fn has_ended(&self) -> bool {
+        self.exit.ended() > 0
+    }
+
+    /// What becomes readable (and stays so) when the monitor's thread
+    /// ends, for a caller that waits with poll(2) itself.
+    pub fn exit_signal(&self) -> Arc<ExitSignal> {
+        self.exit.clone()
+    }
+
     /// Wait for the monitor to stop; its result.
     pub fn wait(self) -> Result<()> {
         let mut result = Ok(());

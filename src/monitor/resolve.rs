@@ -104,12 +104,12 @@ impl FaultCtx<'_> {
             }
             Err(Failed::Again) => {
                 self.again.set(true);
-                Err(Error::Kernel {
-                    op: crate::uffd::Op::Copy,
-                    errno: libc::EAGAIN,
-                    addr: self.token.page,
-                    len: self.token.page_size,
-                })
+                Err(Error::kernel(
+                    crate::uffd::Op::Copy,
+                    libc::EAGAIN,
+                    self.token.page,
+                    self.token.page_size,
+                ))
             }
             Err(Failed::Error(e)) => Err(e),
         }

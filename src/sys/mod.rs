@@ -7,6 +7,7 @@
 //! layer cannot pair a request number with the wrong argument type.
 #![allow(unsafe_code)]
 
+pub mod cancel;
 pub mod fdinfo;
 pub mod ioctl;
 pub mod open;

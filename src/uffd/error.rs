@@ -2,11 +2,27 @@
 //! (`Error::errno`), which is what the C ABI returns negated; `Display`
 //! gives the readable detail behind `libuffd_last_error()`.
 //!
-//! Kernel errors carry only plain values (no `String`), so that the hot
-//! paths that meet them routinely (EEXIST, EAGAIN) never allocate.
+//! Kernel errors carry only plain values (no `String`): the arguments of
+//! the refused call, from which `Display` works out why the kernel refused
+//! (`diagnose`) only when the text is asked for. So the paths that meet
+//! kernel errors routinely (EEXIST, EAGAIN, ENOENT in the monitor's reader)
+//! never allocate or read /proc.
 
 use super::features::feature_names;
 use std::fmt;
+
+/// The rest of a refused call's arguments (besides op, address and
+/// length), kept to explain the refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Call {
+    /// COPY's and MOVE's source address.
+    pub src: Option<u64>,
+    pub mode: u64,
+    /// Whether the memory is known to be this process's (a handle from
+    /// `Uffd::open`); otherwise this process's mappings are described
+    /// with that caveat.
+    pub own_memory: bool,
+}
 
 /// The userfaultfd operation an error came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,17 +72,23 @@ impl Op {
 /// Every failure libuffd reports.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// An argument was rejected before the kernel was asked.
+    /// An argument was rejected before the kernel was asked (never for
+    /// an argument of a userfaultfd ioctl: the kernel judges those).
     #[error("{0}")]
     InvalidArgument(String),
 
-    /// The kernel refused an operation on a range.
-    #[error("{op} [{addr:#x}, +{len:#x}): {} ({})", strerror(*errno), hint(*op, *errno))]
+    /// The kernel refused an operation on a range. `errno` is exactly the
+    /// ioctl's. With `call`, the text carries libuffd's diagnosis of why
+    /// (zero length, misalignment, what is mapped there, ...; see
+    /// `detail`), made when the text is formatted; otherwise, or when
+    /// nothing stands out, a generic hint.
+    #[error("{op} [{addr:#x}, +{len:#x}): {}{}", strerror(*errno), Why(*op, *errno, *addr, *len, *call))]
     Kernel {
         op: Op,
         errno: i32,
         addr: u64,
         len: u64,
+        call: Option<Call>,
     },
 
     /// A system call without a range failed.
@@ -118,6 +140,33 @@ impl Error {
     /// queued but unread (retry after reading events).
     pub fn is_again(&self) -> bool {
         matches!(self, Error::Kernel { errno, .. } if *errno == libc::EAGAIN)
+    }
+
+    /// A kernel refusal without a diagnosis (the generic hint is shown).
+    pub fn kernel(op: Op, errno: i32, addr: u64, len: u64) -> Error {
+        Error::Kernel {
+            op,
+            errno,
+            addr,
+            len,
+            call: None,
+        }
+    }
+
+    /// libuffd's diagnosis of a kernel refusal: which argument or mapping
+    /// the kernel objected to, when something stands out. Worked out now
+    /// (it may read this process's mappings), as the text is.
+    pub fn detail(&self) -> Option<String> {
+        match *self {
+            Error::Kernel {
+                op,
+                errno,
+                addr,
+                len,
+                call: Some(call),
+            } => super::diagnose::explain(op, errno, addr, len, call),
+            _ => None,
+        }
     }
 
     pub(crate) fn invalid(msg: impl Into<String>) -> Error {
@@ -183,26 +232,42 @@ pub fn errno_name(errno: i32) -> &'static str {
     }
 }
 
+/// The explanation after a kernel errno: the diagnosis, or the hint.
+struct Why(Op, i32, u64, u64, Option<Call>);
+
+impl fmt::Display for Why {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Why(op, errno, addr, len, call) = *self;
+        match call.and_then(|c| super::diagnose::explain(op, errno, addr, len, c)) {
+            Some(d) => write!(f, ": {d}"),
+            None => write!(f, " ({})", hint(op, errno)),
+        }
+    }
+}
+
 /// What an errno usually means for a given userfaultfd operation.
 fn hint(op: Op, errno: i32) -> &'static str {
     match (op, errno) {
         (_, libc::EEXIST) => "the range is already populated: another thread or an earlier call resolved it; wake the waiter",
-        (_, libc::EAGAIN) => "a non-cooperative event (fork, mremap, munmap, madvise) is queued but unread, or the kernel made partial progress: read events, then retry",
+        (_, libc::EAGAIN) => "a non-cooperative event (fork, mremap, munmap, madvise) is queued but unread, which the kernel checks before the arguments: read events, then retry",
         (_, libc::ESRCH) => "the process owning the registered memory has exited",
         (Op::Register, libc::EBUSY) => "part of the range is registered with another userfaultfd",
-        (Op::Register, libc::EPERM) => "the mapping cannot be written (read-only file mapping or write-sealed memfd)",
-        (Op::Register, libc::EINVAL) => "mode not supported on this memory (MINOR needs shmem or hugetlb, WP on shmem/hugetlb needs WP_HUGETLBFS_SHMEM), or the range is not fully mapped",
-        (Op::Register, libc::ENOMEM) => "nothing is mapped in the range",
+        (Op::Register, libc::EPERM) => "the mapping cannot be written (shared mapping of a file opened read-only, or a write-sealed memfd)",
+        (Op::Register, libc::EINVAL) => "mode 0 or unknown mode bits, a range that is empty, misaligned, wrapping or outside the address space, nothing mapped in the range, a hugetlb range not aligned to its huge pages, or a mode this memory does not support (MINOR needs shmem or hugetlb, WP on shmem/hugetlb needs WP_HUGETLBFS_SHMEM)",
+        (Op::Unregister, libc::EINVAL) => "a range that is empty, misaligned, wrapping or outside the address space, nothing mapped in the range, a hugetlb range not aligned to its huge pages, or part of the range registered with another userfaultfd",
+        (Op::Register | Op::Unregister, libc::ENOMEM) => "the process owning the memory is exiting",
+        (Op::Wake, libc::EINVAL) => "a range that is empty, misaligned, wrapping or outside the address space",
+        (Op::Writeprotect, libc::EINVAL) => "a range that is empty, misaligned, wrapping or outside the address space, unknown mode bits, or MODE_WP together with MODE_DONTWAKE",
         (Op::Writeprotect, libc::ENOENT) => "part of the range is not registered with MODE_WP on this userfaultfd",
         (Op::Move, libc::ENOENT) => "a source page is missing (use ALLOW_SRC_HOLES), or nothing is mapped at the destination",
         (Op::Move, libc::EBUSY) => "a source page is shared (after fork or KSM) or pinned",
-        (Op::Move, libc::EINVAL) => "MOVE needs anonymous private memory at both ends, in this process, with equal protections, and a destination registered with this userfaultfd",
+        (Op::Move, libc::EINVAL) => "a range that is empty, misaligned, wrapping or outside the address space, unknown mode bits, or not anonymous private memory at both ends, in this process, with equal protections, and a destination registered with this userfaultfd",
         (_, libc::ENOENT) => "no mapping registered with this userfaultfd at the destination (unmapped, unregistered, or the range crosses its end)",
         (Op::Copy, libc::EFAULT) => "the source buffer is not readable, or the destination lies beyond the end of the shmem file",
         (Op::Continue, libc::EFAULT) => "no page-cache page exists at this offset to map",
-        (Op::Zeropage, libc::EINVAL) => "bad alignment, or a hugetlb range (ZEROPAGE does not support hugetlb)",
-        (Op::Continue, libc::EINVAL) => "bad alignment, a mode the registration does not allow (CONTINUE_MODE_WP needs MODE_WP), or memory that is not shmem/hugetlb",
-        (_, libc::EINVAL) => "bad alignment (hugetlb needs huge-page alignment), a mode the registration does not allow (MODE_WP needs a MODE_WP registration), or the operation is not supported on this memory",
+        (Op::Zeropage, libc::EINVAL) => "a range that is empty, misaligned, wrapping or outside the address space, unknown mode bits, or a hugetlb range (ZEROPAGE does not support hugetlb)",
+        (Op::Continue, libc::EINVAL) => "a range that is empty, misaligned, wrapping or outside the address space, unknown mode bits, a mode the registration does not allow (CONTINUE_MODE_WP needs MODE_WP), or memory that is not shmem/hugetlb",
+        (_, libc::EINVAL) => "a range that is empty, misaligned, wrapping or outside the address space (hugetlb needs huge-page alignment), unknown mode bits, a mode the registration does not allow (MODE_WP needs a MODE_WP registration), or the operation is not supported on this memory",
         (_, libc::EPERM) => "permission denied",
         (_, libc::ENOMEM) => "out of memory",
         (_, libc::EINTR) => "interrupted by a signal",

@@ -69,8 +69,8 @@ bitflags::bitflags! {
     }
 }
 
-/// Mode bits each operation accepts; anything else is EINVAL before the
-/// kernel is asked.
+/// Mode bits each operation accepts; the kernel refuses anything else
+/// with EINVAL (used to explain that refusal).
 pub mod modes {
     use crate::sys::uapi as k;
     pub const COPY: u64 = k::UFFDIO_COPY_MODE_DONTWAKE | k::UFFDIO_COPY_MODE_WP;

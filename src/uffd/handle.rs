@@ -59,7 +59,8 @@ pub struct Uffd {
     /// kernel does not report it).
     user_only: Option<bool>,
     /// The process whose memory this uffd serves, when known to be ours:
-    /// only then can registrations be checked against /proc/self/smaps.
+    /// only then are this process's mappings the ones to describe when
+    /// the kernel refuses an operation (see `diagnose`).
     owner_pid: Option<i32>,
 }
 
@@ -88,12 +89,8 @@ pub fn probe() -> Result<Probe> {
                 api: UFFD_API,
                 ..Default::default()
             };
-            sys::ioctl::api(fd.as_fd(), &mut api).map_err(|e| Error::Kernel {
-                op: super::error::Op::Api,
-                errno: e,
-                addr: 0,
-                len: 0,
-            })?;
+            sys::ioctl::api(fd.as_fd(), &mut api)
+                .map_err(|e| Error::kernel(super::error::Op::Api, e, 0, 0))?;
             Ok(Probe {
                 features: Features::from_bits_retain(api.features),
                 ioctls: api.ioctls,

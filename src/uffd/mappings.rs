@@ -13,21 +13,6 @@ pub struct Mapping {
     pub page_size: u64,
 }
 
-/// The mappings of this process that intersect `[start, end)`, in order.
-pub fn mappings_in(start: u64, end: u64) -> Result<Vec<Mapping>> {
-    let text = std::fs::read_to_string("/proc/self/smaps").map_err(|e| {
-        Error::os(
-            "read /proc/self/smaps",
-            e.raw_os_error().unwrap_or(libc::EIO),
-            "",
-        )
-    })?;
-    Ok(parse_smaps(&text)
-        .into_iter()
-        .filter(|m| m.start < end && m.end > start)
-        .collect())
-}
-
 /// Parse smaps text into mappings (header line, then "KernelPageSize:").
 pub fn parse_smaps(text: &str) -> Vec<Mapping> {
     let mut out: Vec<Mapping> = Vec::new();
@@ -122,39 +107,6 @@ fn page_size_of(pid: Option<i32>, addr: u64) -> Result<u64> {
             format!("nothing is mapped at {addr:#x} in /proc/{}", pid_name(pid)),
         )
     })
-}
-
-/// Check `[start, start+len)` against the page size of each mapping it
-/// touches: every end that falls inside a mapping must be aligned to that
-/// mapping's page size (hugetlb ranges to their huge-page size).
-pub fn check_alignment(op: &str, start: u64, len: u64) -> Result<()> {
-    let end = start + len;
-    let maps = mappings_in(start, end)?;
-    if maps.is_empty() {
-        return Err(Error::os(
-            if op.contains("UNREGISTER") {
-                "UFFDIO_UNREGISTER"
-            } else {
-                "UFFDIO_REGISTER"
-            },
-            libc::ENOMEM,
-            format!("nothing is mapped in [{start:#x}, {end:#x})"),
-        ));
-    }
-    for m in &maps {
-        let ps = m.page_size;
-        let start_inside = m.start <= start && start < m.end;
-        let end_inside = m.start < end && end <= m.end;
-        if (start_inside && start % ps != 0) || (end_inside && end % ps != 0) {
-            return Err(Error::invalid(format!(
-                "{op}: range [{start:#x}, {end:#x}) is not aligned to the {} KiB pages of the mapping [{:#x}, {:#x})",
-                ps / 1024,
-                m.start,
-                m.end
-            )));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! No `unsafe` here; everything that touches the kernel goes through
 //! `crate::sys`.
 
+mod diagnose;
 pub mod error;
 pub mod event;
 pub mod features;
@@ -10,7 +11,7 @@ pub mod mappings;
 pub mod ops;
 pub mod range;
 
-pub use error::{Error, Op, Result};
+pub use error::{Call, Error, Op, Result};
 pub use event::{Event, Fault, Msg};
 pub use features::{FaultFlags, Features, Ioctls, RegisterMode};
 pub use handle::{create_fd, probe, OpenFlags, OpenOptions, Probe, Uffd};

@@ -1,5 +1,7 @@
-//! Checks on the address ranges every operation takes, done before the
-//! kernel is asked so that a mistake comes back with a readable reason.
+//! Checks on the address ranges libuffd's own functions take (the
+//! monitor's regions). The userfaultfd operations do not use them: they
+//! leave every argument to the kernel, whose errno is the answer, and
+//! explain a refusal afterwards (see `diagnose`).
 
 use super::error::{Error, Result};
 use crate::sys::base_page_size;
@@ -25,17 +27,6 @@ pub fn check_range(op: &str, what: &str, start: u64, len: u64) -> Result<()> {
     if len % page != 0 {
         return Err(Error::invalid(format!(
             "{op}: {what} length {len:#x} is not a multiple of the {page}-byte page size"
-        )));
-    }
-    Ok(())
-}
-
-/// Check that `mode` has no bits outside `allowed`.
-pub fn check_mode(op: &str, mode: u64, allowed: u64) -> Result<()> {
-    let unknown = mode & !allowed;
-    if unknown != 0 {
-        return Err(Error::invalid(format!(
-            "{op}: unknown mode bits {unknown:#x} (this operation accepts {allowed:#x})"
         )));
     }
     Ok(())

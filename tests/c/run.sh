@@ -8,7 +8,8 @@
 # is compiled with the flags below, linked against $BUILD/libuffd.so and
 # run under `timeout 60`; then linked again against $BUILD/libuffd.a and
 # run again. collide.c (with its own uffd.h) also runs with its helpers in
-# a shared object of their own. bad_input also runs under valgrind, and the hygiene_*.c
+# a shared object of their own. bad_input and cancel also run under
+# valgrind, and the hygiene_*.c
 # files are also checked as C++17 and as pedantic C11.
 #
 # Exit codes of a test: 0 pass, 77 skip (the kernel lacks a feature; the
@@ -166,6 +167,16 @@ elif [ -x "$OUT/bad_input" ]; then
     "$VALGRIND" --error-exitcode=1 --leak-check=full "$OUT/bad_input"
 else
   fail "valgrind:bad_input" "bad_input was not built"
+fi
+
+echo "== cancel under valgrind (no faults served: see tests/c/cancel.c)"
+if [ ! -x "$VALGRIND" ]; then
+  fail "valgrind:cancel" "valgrind not found at $VALGRIND"
+elif [ -x "$OUT/cancel" ]; then
+  run "valgrind:cancel" "$OUT/cancel.valgrind.log" \
+    env CANCEL_VALGRIND=1 CANCEL_CYCLES=20 "$VALGRIND" --error-exitcode=1 --leak-check=full "$OUT/cancel"
+else
+  fail "valgrind:cancel" "cancel was not built"
 fi
 
 echo "== header hygiene: C++17 and pedantic C11"
