@@ -541,7 +541,10 @@ fn zeropage_on_hugetlb_is_kernel_einval() {
 #[test]
 fn ebusy_registering_a_range_owned_by_another_uffd() {
     let _w = Watchdog::new("ebusy_registering_a_range_owned_by_another_uffd", 60);
-    let _l = layout_shared();
+    // Exclusive: the test relies on close releasing u1's ranges, which a
+    // child forked meanwhile by another test would delay (it inherits the
+    // descriptor until it exits).
+    let _l = layout_exclusive();
     let mem = Mem::new(Kind::Anon, 4);
     let u1 = open_uffd(Features::empty());
     let u2 = open_uffd(Features::empty());

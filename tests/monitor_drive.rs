@@ -10,11 +10,16 @@ use std::sync::Arc;
 use uffd::monitor::*;
 use uffd::*;
 
-/// Take turns until the run is over, blocking in poll(2) as told.
-fn drive(m: &Monitor, d: &mut Driven) -> usize {
+/// Take turns until the run is over, blocking in poll(2) as told; says
+/// on `first_wait` when it is about to wait the first time.
+fn drive(m: &Monitor, d: &mut Driven, first_wait: Option<std::sync::mpsc::Sender<()>>) -> usize {
     let mut waits = 0;
+    let mut first_wait = first_wait;
     while let Turn::Wait { fd, timeout_ms } = m.drive_turn(d, 0) {
         waits += 1;
+        if let Some(tx) = first_wait.take() {
+            let _ = tx.send(());
+        }
         let mut p = libc::pollfd {
             fd,
             events: libc::POLLIN,
@@ -59,13 +64,18 @@ fn driven_run_serves_and_stops() {
         assert_eq!(e.errno(), libc::EBUSY);
         let e = m.dispatch(0).expect_err("dispatch is refused while driven");
         assert_eq!(e.errno(), libc::EBUSY);
+        // Fault only once the driver waits: with nothing pending, its
+        // first turn must end in a wait (whatever fault-around or spinning
+        // would serve later without one).
+        let (tx, rx) = std::sync::mpsc::channel();
         let driver = {
             let m = m.clone();
             std::thread::spawn(move || {
-                let waits = drive(&m, &mut d);
+                let waits = drive(&m, &mut d, Some(tx));
                 (waits, m.drive_end(d))
             })
         };
+        rx.recv().expect("the driver waits before any fault");
         let readers: Vec<_> = (0..pages)
             .step_by(3)
             .map(|p| reader(&mem, p * PAGE + 9))
