@@ -305,7 +305,13 @@ pub const LIBUFFD_ON_REMOVE_UNREGISTER: u32 = 1;
 pub const LIBUFFD_SOURCE_ZERO: u32 = 0;
 /// Region source: a buffer of this process (`buffer`, `buffer_len`).
 pub const LIBUFFD_SOURCE_BUFFER: u32 = 1;
-/// Region source: pread() from `fd` at `fd_offset`.
+/// Region source: pread() from `fd` at `fd_offset`. Short reads and EINTR
+/// are retried until each page is complete. A page that the file ends
+/// inside or before (end-of-file inside the region, a file truncated while
+/// the monitor runs) and a read error (EIO...) fail that fault: the error
+/// policy applies, the `failed` counter counts it and on_log names the file
+/// offset; no page is ever made of zeros the file does not hold, unless the
+/// region has LIBUFFD_REGION_ZERO_PAST_EOF.
 pub const LIBUFFD_SOURCE_FD: u32 = 2;
 /// Region source: the on_fault callback resolves every fault.
 pub const LIBUFFD_SOURCE_CALLBACK: u32 = 3;
@@ -314,6 +320,10 @@ pub const LIBUFFD_SOURCE_PAGE_CACHE: u32 = 4;
 
 /// libuffd_region_opts.flags: populate the region in the background.
 pub const LIBUFFD_REGION_PREFETCH: u32 = 0x1;
+/// libuffd_region_opts.flags, LIBUFFD_SOURCE_FD: bytes past end-of-file
+/// read as zeros (a page the file ends inside is padded with zeros, a page
+/// past it is a zero page) instead of failing the fault.
+pub const LIBUFFD_REGION_ZERO_PAST_EOF: u32 = 0x2;
 
 /// on_fault return: the callback resolved the fault (libuffd_monitor_copy()
 /// and friends).
@@ -398,11 +408,15 @@ pub struct libuffd_region_opts {
     /// LIBUFFD_SOURCE_BUFFER: bytes available at `buffer` (pages past them
     /// are zero-filled).
     pub buffer_len: u64,
-    /// LIBUFFD_SOURCE_FD: the file to pread (kept open by the caller).
+    /// LIBUFFD_SOURCE_FD: the file to pread (kept open by the caller). Its
+    /// end inside the region fails faults there, unless
+    /// LIBUFFD_REGION_ZERO_PAST_EOF.
     pub fd: i32,
     /// Must be zero.
     pub reserved: u32,
-    /// LIBUFFD_SOURCE_FD: file offset of the region's first byte.
+    /// LIBUFFD_SOURCE_FD: file offset of the region's first byte. An offset
+    /// that overflows (past 2^63 - 1) fails the faults it concerns with
+    /// EOVERFLOW.
     pub fd_offset: u64,
     /// Handed to on_fault as `region_data`.
     pub data: *mut libc::c_void,
