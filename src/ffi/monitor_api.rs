@@ -425,7 +425,8 @@ pub unsafe extern "C" fn libuffd_monitor_add_region(
         let mb = unsafe { monitor_ref(m) }?;
         // SAFETY: contract above.
         let o = unsafe { copy_opts("libuffd_region_opts", opts) }?;
-        if o.flags & !(LIBUFFD_REGION_PREFETCH | LIBUFFD_REGION_ZERO_PAST_EOF) != 0 || o.reserved != 0
+        if o.flags & !(LIBUFFD_REGION_PREFETCH | LIBUFFD_REGION_ZERO_PAST_EOF) != 0
+            || o.reserved != 0
         {
             return Err(Error::invalid(
                 "libuffd_region_opts: unknown flags or non-zero reserved",

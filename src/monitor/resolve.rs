@@ -248,9 +248,9 @@ impl Inner {
                 let full = (avail / ps).min(window);
                 // A buffer that ends past the address space (bad input)
                 // fails the fault instead of wrapping.
-                let from = addr.checked_add(source_offset).filter(|a| {
-                    a.checked_add(full.max(1) * ps).is_some()
-                });
+                let from = addr
+                    .checked_add(source_offset)
+                    .filter(|a| a.checked_add(full.max(1) * ps).is_some());
                 if avail > 0 && from.is_none() {
                     Err(Error::os(
                         "page source",
@@ -340,7 +340,8 @@ impl Inner {
         let (got, err) = read_fully(fd, buf, off);
         let full = got as u64 / ps;
         let r = if got as u64 == want {
-            uffd.copy(page, buf.as_ptr() as u64, want, 0).map(|p| p.done)
+            uffd.copy(page, buf.as_ptr() as u64, want, 0)
+                .map(|p| p.done)
         } else if full > 0 && (err.is_some() || !src.zero_past_eof) {
             // Whole pages first: the faulting page is among them, the
             // rest fault again and meet the error (or the end) on their own.
