@@ -366,7 +366,13 @@
 #define LIBUFFD_ON_ERROR_SIGBUS 0
 
 /**
- * Error policy: wake the thread unresolved, so it faults again.
+ * Error policy: try the fault again (on_fault is called again, or the
+ * source read again) while its thread stays blocked, after a pause of 1 ms
+ * doubled after each failed try (at most 64 ms); each failed try counts in
+ * `failed`. After 8 failed tries (about 127 ms) LIBUFFD_ON_ERROR_SIGBUS
+ * applies to that fault: the page is poisoned and the thread gets SIGBUS.
+ * A fault still waiting for its next try when the monitor stops is
+ * released as the stop releases every blocked thread.
  */
 #define LIBUFFD_ON_ERROR_RETRY 1
 

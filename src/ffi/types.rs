@@ -291,7 +291,13 @@ pub const LIBUFFD_MONITOR_HAND_OFF_ALL: u32 = 0x8;
 /// (libuffd_monitor_run()/libuffd_monitor_wait() return it) and its stop
 /// releases the faulting threads, rather than serve the failure for ever.
 pub const LIBUFFD_ON_ERROR_SIGBUS: u32 = 0;
-/// Error policy: wake the thread unresolved, so it faults again.
+/// Error policy: try the fault again (on_fault is called again, or the
+/// source read again) while its thread stays blocked, after a pause of 1 ms
+/// doubled after each failed try (at most 64 ms); each failed try counts in
+/// `failed`. After 8 failed tries (about 127 ms) LIBUFFD_ON_ERROR_SIGBUS
+/// applies to that fault: the page is poisoned and the thread gets SIGBUS.
+/// A fault still waiting for its next try when the monitor stops is
+/// released as the stop releases every blocked thread.
 pub const LIBUFFD_ON_ERROR_RETRY: u32 = 1;
 /// Error policy: poison the page and stop the monitor with the error.
 pub const LIBUFFD_ON_ERROR_STOP: u32 = 2;
