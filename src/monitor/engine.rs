@@ -988,11 +988,14 @@ impl Inner {
     }
 
     /// Read every blocking uffd that had new messages since its last read
-    /// (an edge in `edges`): each is drained until a read comes back short,
-    /// so that no message waits for a later edge.
+    /// (an edge in `edges`): each is drained until a read comes back short
+    /// or `drain_uffd`'s bound, which re-arms its edge, so that no message
+    /// waits for a later one.
     fn drain_edges(&self, st: &mut ReaderState) -> Result<(), Error> {
         let mut tokens = [0u64; 16];
-        loop {
+        // Bounded: the set stays readable (poll(2) sees it next round)
+        // while edges are left in it.
+        for _ in 0..DRAIN_BATCHES {
             let n = match wait::epoll_wait(self.edges.as_fd(), &mut tokens, 0) {
                 Ok(n) => n,
                 Err(libc::EINTR) => continue,
@@ -1005,6 +1008,7 @@ impl Inner {
                 return Ok(());
             }
         }
+        Ok(())
     }
 
     /// Busy-poll the set for up to `spin_us`; the number of ready entries

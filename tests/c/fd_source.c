@@ -214,6 +214,7 @@ struct scenario {
 	size_t truncate_to;    /* file length after them */
 	uint64_t fd_offset;
 	size_t eio_page, eio_pages; /* EIO_RANGE: the bad pages */
+	int prefetch;          /* LIBUFFD_REGION_PREFETCH, awaited before the faults */
 };
 
 /* What page `p` must read: 1 if the file's bytes (with zeros past `eof`
@@ -262,7 +263,8 @@ static void run_scenario(const struct kind *k, const struct scenario *s)
 	struct libuffd_region_opts r = LIBUFFD_OPTS_INIT(
 		libuffd_region_opts, .source = LIBUFFD_SOURCE_FD, .fd = fd, .fd_offset = s->fd_offset,
 		.register_mode = LIBUFFD_REGISTER_MISSING,
-		.flags = s->zero_past_eof ? LIBUFFD_REGION_ZERO_PAST_EOF : 0);
+		.flags = (s->zero_past_eof ? LIBUFFD_REGION_ZERO_PAST_EOF : 0) |
+			 (s->prefetch ? LIBUFFD_REGION_PREFETCH : 0));
 	CHECK_OK(libuffd_monitor_add_region(m, id, mem, len, &r));
 
 	atomic_store(&calls, 0);
@@ -276,6 +278,22 @@ static void run_scenario(const struct kind *k, const struct scenario *s)
 	atomic_store(&mode, s->mode);
 	CHECK_OK(libuffd_monitor_start(m));
 
+	if (s->prefetch) {
+		/* The prefetcher places every whole page the file holds (all
+		 * of them with ZERO_PAST_EOF) and nothing else; wait for it. */
+		uint64_t want = s->zero_past_eof ? len : (s->file_len < len ? s->file_len : len) / ps * ps;
+		struct libuffd_monitor_stats st = { .sz = sizeof st };
+		for (int i = 0; i < 5000; i++) {
+			CHECK_OK(libuffd_monitor_get_stats(m, &st));
+			if (st.prefetched_bytes >= want)
+				break;
+			usleep(1000);
+		}
+		usleep(20000); /* nothing more comes */
+		CHECK_OK(libuffd_monitor_get_stats(m, &st));
+		CHECK_EQ(st.prefetched_bytes, want);
+		CHECK_EQ(st.faults, 0);
+	}
 	unsigned char *sigbus = calloc(k->pages, 1);
 	size_t eof = s->file_len;
 	size_t first = s->first_pages;
@@ -371,6 +389,13 @@ int main(void)
 			  .first_pages = k->pages / 2, .truncate_to = len * 3 / 4 + ps / 3 },
 			{ .name = "fd_offset + page offset overflows", .mode = PASS, .file_len = len,
 			  .fd_offset = UINT64_MAX - ps + 1 },
+			{ .name = "prefetch, short reads", .mode = SHORT, .file_len = len, .prefetch = 1 },
+			{ .name = "prefetch, EINTR and short reads", .mode = EINTR_SHORT, .file_len = len,
+			  .prefetch = 1 },
+			{ .name = "prefetch, file ends inside the region: demand faults there fail",
+			  .mode = SHORT, .file_len = len * 5 / 8 + ps / 2, .prefetch = 1 },
+			{ .name = "prefetch, file ends inside the region, LIBUFFD_REGION_ZERO_PAST_EOF",
+			  .mode = SHORT, .file_len = len * 5 / 8 + ps / 2, .prefetch = 1, .zero_past_eof = 1 },
 		};
 		for (size_t j = 0; j < sizeof sc / sizeof sc[0]; j++)
 			run_scenario(k, &sc[j]);
