@@ -536,3 +536,93 @@ fn lost_uffd_closed_is_dropped() {
     lost_uffd_case(Reuse::Closed, 0);
     lost_uffd_case(Reuse::Closed, 2);
 }
+
+// ---------------------------------------------------------------------
+// The drain bound loses nothing
+// ---------------------------------------------------------------------
+
+/// `drain_uffd` reads at most DRAIN_BATCHES (16) batches per call: with
+/// one message per batch and 64 threads faulting at once, most faults are
+/// left for a later round. None may be forgotten: a non-blocking uffd is
+/// polled again; a blocking one (read with RWF_NOWAIT, watched through an
+/// edge-triggered set) has its edge re-armed. Every thread is served.
+fn drain_bound_case(blocking: bool) {
+    let threads = 64;
+    let mem = Arc::new(Mem::new(Kind::Anon, threads));
+    let flags = if blocking {
+        OpenFlags::empty()
+    } else {
+        OpenFlags::NONBLOCK
+    };
+    let u = Arc::new(
+        Uffd::open(&OpenOptions {
+            flags,
+            features: Features::empty(),
+            required: Features::empty(),
+        })
+        .unwrap(),
+    );
+    let config = Config {
+        batch: 1,
+        window_max: 1,
+        ..Config::default()
+    };
+    /// The first fault holds the reader 300 ms, so that the others are
+    /// all queued (no new edge comes) before it reads on.
+    struct SlowFirst(AtomicBool);
+    impl Handler for SlowFirst {
+        fn on_fault(&self, ctx: &FaultCtx<'_>) -> Verdict {
+            if !self.0.swap(true, SeqCst) {
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            match ctx.resolve(Action::Zero) {
+                Ok(_) => Verdict::Resolved,
+                Err(e) => Verdict::Error(e.errno()),
+            }
+        }
+    }
+    let m = Monitor::new(config, Box::new(SlowFirst(AtomicBool::new(false)))).unwrap();
+    let id = match m.add_uffd(u) {
+        Ok(id) => id,
+        Err(e) if blocking => {
+            eprintln!("blocking uffd not servable here ({e}); case skipped");
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    add_region(&m, id, &mem, Source::Callback);
+    let run = m.start().unwrap();
+    let barrier = Arc::new(std::sync::Barrier::new(threads));
+    let (tx, rx) = mpsc::channel();
+    for i in 0..threads {
+        let (mem, barrier, tx) = (mem.clone(), barrier.clone(), tx.clone());
+        std::thread::spawn(move || {
+            barrier.wait();
+            let _ = tx.send(mem.read(i * 4096 + 1));
+        });
+    }
+    for i in 0..threads {
+        let v = rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| {
+                panic!("only {i} of {threads} faults served (blocking: {blocking})")
+            });
+        assert_eq!(v, 0);
+    }
+    m.stop();
+    run.wait().unwrap();
+    let s = m.stats();
+    assert_eq!(s.resolved + s.eexist, threads as u64, "{s:?}");
+}
+
+#[test]
+fn drain_bound_loses_nothing_nonblocking() {
+    let _w = Watchdog::new("drain_bound_loses_nothing_nonblocking", 60);
+    drain_bound_case(false);
+}
+
+#[test]
+fn drain_bound_loses_nothing_blocking() {
+    let _w = Watchdog::new("drain_bound_loses_nothing_blocking", 60);
+    drain_bound_case(true);
+}
