@@ -366,7 +366,13 @@
 #define LIBUFFD_ON_ERROR_SIGBUS 0
 
 /**
- * Error policy: wake the thread unresolved, so it faults again.
+ * Error policy: try the fault again (on_fault is called again, or the
+ * source read again) while its thread stays blocked, after a pause of 1 ms
+ * doubled after each failed try (at most 64 ms); each failed try counts in
+ * `failed`. After 8 failed tries (about 127 ms) LIBUFFD_ON_ERROR_SIGBUS
+ * applies to that fault: the page is poisoned and the thread gets SIGBUS.
+ * A fault still waiting for its next try when the monitor stops is
+ * released as the stop releases every blocked thread.
  */
 #define LIBUFFD_ON_ERROR_RETRY 1
 
@@ -396,7 +402,13 @@
 #define LIBUFFD_SOURCE_BUFFER 1
 
 /**
- * Region source: pread() from `fd` at `fd_offset`.
+ * Region source: pread() from `fd` at `fd_offset`. Short reads and EINTR
+ * are retried until each page is complete. A page that the file ends
+ * inside or before (end-of-file inside the region, a file truncated while
+ * the monitor runs) and a read error (EIO...) fail that fault: the error
+ * policy applies, the `failed` counter counts it and on_log names the file
+ * offset; no page is ever made of zeros the file does not hold, unless the
+ * region has LIBUFFD_REGION_ZERO_PAST_EOF.
  */
 #define LIBUFFD_SOURCE_FD 2
 
@@ -414,6 +426,13 @@
  * libuffd_region_opts.flags: populate the region in the background.
  */
 #define LIBUFFD_REGION_PREFETCH 1
+
+/**
+ * libuffd_region_opts.flags, LIBUFFD_SOURCE_FD: bytes past end-of-file
+ * read as zeros (a page the file ends inside is padded with zeros, a page
+ * past it is a zero page) instead of failing the fault.
+ */
+#define LIBUFFD_REGION_ZERO_PAST_EOF 2
 
 /**
  * on_fault return: the callback resolved the fault (libuffd_monitor_copy()
@@ -819,7 +838,9 @@ typedef struct libuffd_region_opts {
    */
   uint64_t buffer_len;
   /**
-   * LIBUFFD_SOURCE_FD: the file to pread (kept open by the caller).
+   * LIBUFFD_SOURCE_FD: the file to pread (kept open by the caller). Its
+   * end inside the region fails faults there, unless
+   * LIBUFFD_REGION_ZERO_PAST_EOF.
    */
   int32_t fd;
   /**
@@ -827,7 +848,9 @@ typedef struct libuffd_region_opts {
    */
   uint32_t reserved;
   /**
-   * LIBUFFD_SOURCE_FD: file offset of the region's first byte.
+   * LIBUFFD_SOURCE_FD: file offset of the region's first byte. An offset
+   * that overflows (past 2^63 - 1) fails the faults it concerns with
+   * EOVERFLOW.
    */
   uint64_t fd_offset;
   /**

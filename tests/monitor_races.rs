@@ -428,6 +428,7 @@ fn source_error_default_policy_sigbus() {
             Source::Fd {
                 fd: bad_fd,
                 offset: 0,
+                zero_past_eof: false,
             },
         );
         let _run = m.start().unwrap();

@@ -70,6 +70,8 @@ enum TestSource {
     Buffer(Vec<u8>),
     /// An unlinked temporary file (or memfd) holding the content.
     Fd(std::fs::File),
+    /// The same, read with zeros past end-of-file (`zero_past_eof`).
+    FdZeroPastEof(std::fs::File),
     Zero,
     /// The handler copies from this buffer.
     Callback(Arc<Vec<u8>>),
@@ -182,10 +184,11 @@ fn lazy_load(
             },
             Box::new(DefaultHandler),
         ),
-        TestSource::Fd(f) => (
+        TestSource::Fd(f) | TestSource::FdZeroPastEof(f) => (
             Source::Fd {
                 fd: std::os::fd::AsRawFd::as_raw_fd(f),
                 offset: 0,
+                zero_past_eof: matches!(source, TestSource::FdZeroPastEof(_)),
             },
             Box::new(DefaultHandler),
         ),
@@ -422,7 +425,8 @@ fn short_buffer_hugetlb() {
     short_buffer_case(Kind::Hugetlb, 4, HUGE + HUGE / 2 + 100);
 }
 
-/// A short file: bytes past end-of-file read as zeros (pread path).
+/// A short file read with `zero_past_eof`: bytes past end-of-file read
+/// as zeros (pread path).
 #[test]
 fn fd_short_file_anon() {
     let _w = Watchdog::new("fd_short_file_anon", 60);
@@ -434,7 +438,7 @@ fn fd_short_file_anon() {
     lazy_load(
         Kind::Anon,
         pages,
-        TestSource::Fd(temp_file(&data, "short")),
+        TestSource::FdZeroPastEof(temp_file(&data, "short")),
         expected,
         THREADS,
         Config::default(),
@@ -461,6 +465,7 @@ fn fd_offset_anon() {
             source: Source::Fd {
                 fd: std::os::fd::AsRawFd::as_raw_fd(&f),
                 offset: skip as u64,
+                zero_past_eof: false,
             },
             register: RegisterMode::MISSING,
             ..Default::default()

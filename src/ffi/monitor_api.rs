@@ -435,7 +435,9 @@ pub unsafe extern "C" fn libuffd_monitor_add_region(
         let mb = unsafe { monitor_ref(m) }?;
         // SAFETY: contract above.
         let o = unsafe { copy_opts("libuffd_region_opts", opts) }?;
-        if o.flags & !LIBUFFD_REGION_PREFETCH != 0 || o.reserved != 0 {
+        if o.flags & !(LIBUFFD_REGION_PREFETCH | LIBUFFD_REGION_ZERO_PAST_EOF) != 0
+            || o.reserved != 0
+        {
             return Err(Error::invalid(
                 "libuffd_region_opts: unknown flags or non-zero reserved",
             ));
@@ -449,6 +451,7 @@ pub unsafe extern "C" fn libuffd_monitor_add_region(
             LIBUFFD_SOURCE_FD => Source::Fd {
                 fd: o.fd,
                 offset: o.fd_offset,
+                zero_past_eof: o.flags & LIBUFFD_REGION_ZERO_PAST_EOF != 0,
             },
             LIBUFFD_SOURCE_CALLBACK => Source::Callback,
             LIBUFFD_SOURCE_PAGE_CACHE => Source::PageCache,

@@ -291,7 +291,13 @@ pub const LIBUFFD_MONITOR_HAND_OFF_ALL: u32 = 0x8;
 /// (libuffd_monitor_run()/libuffd_monitor_wait() return it) and its stop
 /// releases the faulting threads, rather than serve the failure for ever.
 pub const LIBUFFD_ON_ERROR_SIGBUS: u32 = 0;
-/// Error policy: wake the thread unresolved, so it faults again.
+/// Error policy: try the fault again (on_fault is called again, or the
+/// source read again) while its thread stays blocked, after a pause of 1 ms
+/// doubled after each failed try (at most 64 ms); each failed try counts in
+/// `failed`. After 8 failed tries (about 127 ms) LIBUFFD_ON_ERROR_SIGBUS
+/// applies to that fault: the page is poisoned and the thread gets SIGBUS.
+/// A fault still waiting for its next try when the monitor stops is
+/// released as the stop releases every blocked thread.
 pub const LIBUFFD_ON_ERROR_RETRY: u32 = 1;
 /// Error policy: poison the page and stop the monitor with the error.
 pub const LIBUFFD_ON_ERROR_STOP: u32 = 2;
@@ -305,7 +311,13 @@ pub const LIBUFFD_ON_REMOVE_UNREGISTER: u32 = 1;
 pub const LIBUFFD_SOURCE_ZERO: u32 = 0;
 /// Region source: a buffer of this process (`buffer`, `buffer_len`).
 pub const LIBUFFD_SOURCE_BUFFER: u32 = 1;
-/// Region source: pread() from `fd` at `fd_offset`.
+/// Region source: pread() from `fd` at `fd_offset`. Short reads and EINTR
+/// are retried until each page is complete. A page that the file ends
+/// inside or before (end-of-file inside the region, a file truncated while
+/// the monitor runs) and a read error (EIO...) fail that fault: the error
+/// policy applies, the `failed` counter counts it and on_log names the file
+/// offset; no page is ever made of zeros the file does not hold, unless the
+/// region has LIBUFFD_REGION_ZERO_PAST_EOF.
 pub const LIBUFFD_SOURCE_FD: u32 = 2;
 /// Region source: the on_fault callback resolves every fault.
 pub const LIBUFFD_SOURCE_CALLBACK: u32 = 3;
@@ -314,6 +326,10 @@ pub const LIBUFFD_SOURCE_PAGE_CACHE: u32 = 4;
 
 /// libuffd_region_opts.flags: populate the region in the background.
 pub const LIBUFFD_REGION_PREFETCH: u32 = 0x1;
+/// libuffd_region_opts.flags, LIBUFFD_SOURCE_FD: bytes past end-of-file
+/// read as zeros (a page the file ends inside is padded with zeros, a page
+/// past it is a zero page) instead of failing the fault.
+pub const LIBUFFD_REGION_ZERO_PAST_EOF: u32 = 0x2;
 
 /// on_fault return: the callback resolved the fault (libuffd_monitor_copy()
 /// and friends).
@@ -398,11 +414,15 @@ pub struct libuffd_region_opts {
     /// LIBUFFD_SOURCE_BUFFER: bytes available at `buffer` (pages past them
     /// are zero-filled).
     pub buffer_len: u64,
-    /// LIBUFFD_SOURCE_FD: the file to pread (kept open by the caller).
+    /// LIBUFFD_SOURCE_FD: the file to pread (kept open by the caller). Its
+    /// end inside the region fails faults there, unless
+    /// LIBUFFD_REGION_ZERO_PAST_EOF.
     pub fd: i32,
     /// Must be zero.
     pub reserved: u32,
-    /// LIBUFFD_SOURCE_FD: file offset of the region's first byte.
+    /// LIBUFFD_SOURCE_FD: file offset of the region's first byte. An offset
+    /// that overflows (past 2^63 - 1) fails the faults it concerns with
+    /// EOVERFLOW.
     pub fd_offset: u64,
     /// Handed to on_fault as `region_data`.
     pub data: *mut libc::c_void,

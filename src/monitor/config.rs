@@ -16,8 +16,14 @@ pub enum ErrorPolicy {
     /// (`Config::release_on_stop`): no fault livelocks.
     #[default]
     Sigbus,
-    /// Wake the thread without resolving: it faults again and the fault is
-    /// offered again (to the callback, for instance).
+    /// Try again: the thread stays blocked and the fault is offered again
+    /// (to the callback, or read again from the source) after a pause of
+    /// 1 ms, doubled after each failed try (at most 64 ms); each failed try
+    /// counts in `failed`. After 8 failed tries (`ERROR_TRIES`, about
+    /// 127 ms) the `Sigbus` policy applies to the fault: it is poisoned and
+    /// its thread gets SIGBUS. Nothing retries for ever. A fault still
+    /// waiting for its next try when the monitor stops is released as
+    /// every blocked thread is (`Config::release_on_stop`).
     Retry,
     /// Poison the page (as `Sigbus`) and stop the monitor with the error.
     Stop,

@@ -34,6 +34,18 @@ const MAX_WINDOW_BYTES: u64 = 4 << 20;
 /// the monitor gives up and stops with the error.
 pub(crate) const UNRELEASABLE_TRIES: u32 = 8;
 
+/// `ErrorPolicy::Retry`: how many times a fault is tried before the
+/// `Sigbus` policy applies to it, and the first pause between tries
+/// (doubled after each, up to `ERROR_BACKOFF_MAX_NS`): about 127 ms in all.
+pub(crate) const ERROR_TRIES: u32 = 8;
+const ERROR_BACKOFF_NS: u64 = 1_000_000;
+const ERROR_BACKOFF_MAX_NS: u64 = 64_000_000;
+
+/// The most batches `drain_uffd` reads from one uffd in one call: the
+/// reader then goes back to poll, sees stop and the other descriptors,
+/// and comes back if there is more.
+pub(crate) const DRAIN_BATCHES: u32 = 16;
+
 /// Page-aligned scratch memory for staging pages (pread, padding),
 /// allocated on first use and reused: no allocation per fault.
 #[derive(Default)]
@@ -94,8 +106,31 @@ impl Drop for HoldingLayout {
 pub(crate) struct Pending {
     pub uffd_id: u32,
     pub fault: Fault,
+    /// EAGAIN retries so far (bounded by `Config::max_retries`).
     pub attempts: u32,
+    /// Failed tries under `ErrorPolicy::Retry` (bounded by `ERROR_TRIES`).
+    pub errors: u32,
+    /// Not to be tried again before this time (`wait::now_ns`; 0: now).
+    pub due_ns: u64,
     pub t_read: u64,
+}
+
+impl Pending {
+    /// The next try of a fault that `Handled` says to retry.
+    pub(crate) fn next_try(self, h: Handled) -> Pending {
+        match h {
+            Handled::RetryAfterError(due_ns) => Pending {
+                errors: self.errors + 1,
+                due_ns,
+                ..self
+            },
+            _ => Pending {
+                attempts: self.attempts + 1,
+                due_ns: 0,
+                ..self
+            },
+        }
+    }
 }
 
 /// What the reader keeps between iterations.
@@ -147,7 +182,26 @@ pub(crate) enum OnAgain {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Handled {
     Done,
+    /// EAGAIN: retry once the pending event has been read.
     Retry,
+    /// `ErrorPolicy::Retry`: the fault failed and stays blocked; try it
+    /// again at this time (`wait::now_ns`).
+    RetryAfterError(u64),
+}
+
+impl Handled {
+    pub(crate) fn retries(&self) -> bool {
+        *self != Handled::Done
+    }
+}
+
+/// What one read of a userfaultfd gave.
+enum ReadOutcome {
+    /// This many messages (0: none ready).
+    Msgs(usize),
+    /// The descriptor is not a userfaultfd any more (closed underneath the
+    /// monitor, its number reused for another file): why.
+    NotUffd(&'static str),
 }
 
 /// Read the messages ready on `uffd` into `msgs` without ever waiting (0:
@@ -157,19 +211,42 @@ pub(crate) enum Handled {
 /// with another reader of the same file (after poll said it was
 /// readable), or the read after a full batch, returns EAGAIN instead of
 /// waiting for the next fault. The others are non-blocking
-/// (`Inner::add_uffd` sees to it).
-fn read_ready(uffd: &Uffd, nowait: bool, msgs: &mut [Msg]) -> Result<usize, Error> {
+/// (`Inner::add_uffd` sees to it). What a userfaultfd never does (EBADF,
+/// end-of-file, a piece of a message, a message of code 0, an unknown
+/// code from a file that is no userfaultfd) says that its number now
+/// names something else.
+fn read_ready(uffd: &Uffd, nowait: bool, msgs: &mut [Msg]) -> Result<ReadOutcome, Error> {
     let raw = crate::sys::read::msgs_as_raw(msgs);
-    let r = if nowait {
-        crate::sys::read::read_msgs_nowait(uffd.fd(), raw)
-    } else {
-        crate::sys::read::read_msgs(uffd.fd(), raw)
+    let size = std::mem::size_of::<crate::sys::uapi::UffdMsg>();
+    let n = match crate::sys::read::read_msg_bytes(uffd.fd(), raw, nowait) {
+        Ok(0) => return Ok(ReadOutcome::NotUffd("read returned end-of-file")),
+        Ok(b) if b % size != 0 => {
+            return Ok(ReadOutcome::NotUffd("read returned a piece of a message"))
+        }
+        Ok(b) => b / size,
+        Err(libc::EAGAIN) => return Ok(ReadOutcome::Msgs(0)),
+        Err(libc::EBADF) => return Ok(ReadOutcome::NotUffd("read failed with EBADF (closed)")),
+        Err(_) if crate::sys::read::is_userfaultfd(uffd.as_raw_fd()) == Some(false) => {
+            return Ok(ReadOutcome::NotUffd(
+                "read failed as it never does on a userfaultfd",
+            ))
+        }
+        Err(e) => return Err(Error::os("read", e, "reading the userfaultfd")),
     };
-    match r {
-        Ok(n) => Ok(n),
-        Err(libc::EAGAIN) => Ok(0),
-        Err(e) => Err(Error::os("read", e, "reading the userfaultfd")),
+    for m in &msgs[..n] {
+        let code = m.code();
+        if code == 0 {
+            return Ok(ReadOutcome::NotUffd("read returned a message of code 0"));
+        }
+        if !crate::sys::uapi::is_known_event(code)
+            && crate::sys::read::is_userfaultfd(uffd.as_raw_fd()) == Some(false)
+        {
+            return Ok(ReadOutcome::NotUffd(
+                "read returned messages of no known kind",
+            ));
+        }
     }
+    Ok(ReadOutcome::Msgs(n))
 }
 
 impl Inner {
@@ -359,13 +436,36 @@ impl Inner {
         e: &Error,
         on_again: OnAgain,
     ) -> Handled {
-        let policy = self.config.error_policy;
-        let outcome = match policy {
-            ErrorPolicy::Retry => self.apply(token, Action::Wake),
-            // Poison without waking: the thread is released (into SIGBUS,
-            // which may end the process) only after the failure is logged.
-            ErrorPolicy::Sigbus | ErrorPolicy::Stop => self.poison_quietly(token),
-        };
+        let mut policy = self.config.error_policy;
+        if policy == ErrorPolicy::Retry {
+            Stats::add(&self.stats.failed, 1);
+            if p.errors + 1 < ERROR_TRIES && !self.stop.load(Acquire) {
+                // The thread stays blocked; the fault is tried again
+                // (callback or source) after a pause that doubles.
+                let pause = (ERROR_BACKOFF_NS << p.errors.min(16)).min(ERROR_BACKOFF_MAX_NS);
+                if p.errors == 0 {
+                    self.log(format_args!(
+                        "fault at {:#x}: {e}; policy Retry: trying again (at most {ERROR_TRIES} tries)",
+                        token.page
+                    ));
+                }
+                if on_again == OnAgain::Backoff {
+                    std::thread::sleep(std::time::Duration::from_nanos(pause));
+                    return Handled::RetryAfterError(0);
+                }
+                return Handled::RetryAfterError(wait::now_ns() + pause);
+            }
+            // Tried enough (or stopping): the Sigbus policy takes over.
+            self.log(format_args!(
+                "fault at {:#x}: {e}; policy Retry gave up after {} tries: poisoning (SIGBUS)",
+                token.page,
+                p.errors + 1
+            ));
+            policy = ErrorPolicy::Sigbus;
+        }
+        // Poison without waking: the thread is released (into SIGBUS,
+        // which may end the process) only after the failure is logged.
+        let outcome = self.poison_quietly(token);
         if let Ok(Applied::Gone) = outcome {
             // The range went away (ENOENT: unmapped, moved, or
             // unregistered by RemovePolicy::Unregister; ESRCH: the process
@@ -382,23 +482,21 @@ impl Inner {
             // the fault is served. Counting it failed was wrong.
             return self.again(p, token, on_again);
         }
-        Stats::add(&self.stats.failed, 1);
-        self.log(format_args!(
-            "fault at {:#x}: {e}; policy {:?}",
-            token.page, policy
-        ));
+        if self.config.error_policy != ErrorPolicy::Retry {
+            Stats::add(&self.stats.failed, 1);
+            self.log(format_args!(
+                "fault at {:#x}: {e}; policy {:?}",
+                token.page, policy
+            ));
+        }
         // Release the thread: after a poison it gets SIGBUS; if the poison
         // was refused (memory without POISON support, or a page size that
         // is not the mapping's) it faults again, so it is never left
         // blocked; and if that keeps happening, the monitor stops
         // (`unreleasable`) rather than serve the same failure for ever.
-        if policy != ErrorPolicy::Retry || outcome.is_err() {
-            let _ = self.apply(token, Action::Wake);
-        }
-        if policy != ErrorPolicy::Retry {
-            if let Err(Failed::Error(pe)) = &outcome {
-                self.unreleasable(token, e, pe);
-            }
+        let _ = self.apply(token, Action::Wake);
+        if let Err(Failed::Error(pe)) = &outcome {
+            self.unreleasable(token, e, pe);
         }
         if policy == ErrorPolicy::Stop {
             self.request_stop(Some(e.errno()));
@@ -560,7 +658,12 @@ impl Inner {
         let Some((uffd, nowait)) = self.uffd_to_read(id) else {
             return Ok(());
         };
-        loop {
+        // Bounded: at most DRAIN_BATCHES full batches, and not once stop
+        // is asked; poll says when there is more.
+        for _ in 0..DRAIN_BATCHES {
+            if self.stop.load(Acquire) {
+                break;
+            }
             // Read under the layout gate and apply the batch's events
             // before its faults. A read() that returns faults and then an
             // event has already completed the event: a REMOVE's madvise
@@ -573,10 +676,16 @@ impl Inner {
             // them against the new layout is always a valid outcome.
             let gate = self.layout.write().unwrap_or_else(|e| e.into_inner());
             let held = HoldingLayout::new();
-            let n = read_ready(&uffd, nowait, &mut st.msgs)?;
-            if n == 0 {
-                return Ok(());
-            }
+            let n = match read_ready(&uffd, nowait, &mut st.msgs)? {
+                ReadOutcome::Msgs(0) => return Ok(()),
+                ReadOutcome::Msgs(n) => n,
+                ReadOutcome::NotUffd(why) => {
+                    drop(held);
+                    drop(gate);
+                    self.drop_lost_uffd(id, &uffd, why);
+                    return Ok(());
+                }
+            };
             Stats::add(&self.stats.reads, 1);
             let t_read = wait::now_ns();
             st.seen.clear();
@@ -601,6 +710,43 @@ impl Inner {
                 return Ok(());
             }
         }
+        // More may be ready: poll(2) reports a non-blocking uffd again by
+        // itself; a blocking one's edge-triggered watch is re-armed.
+        let blocking = self
+            .uffds
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id as usize)
+            .and_then(|s| s.as_ref().map(|s| s.blocking))
+            .unwrap_or(false);
+        if blocking {
+            wait::epoll_rearm_edge(self.edges.as_fd(), uffd.as_fd(), id as u64 + 1);
+        }
+        Ok(())
+    }
+
+    /// Stop serving uffd `id`, whose descriptor number no longer names
+    /// it (closed underneath the monitor, maybe reused): it leaves the
+    /// poll set, its regions go, and the log says so. The number is not
+    /// closed (it may be another file of the host's now): the monitor's
+    /// reference is forgotten instead.
+    fn drop_lost_uffd(&self, id: u32, uffd: &Uffd, why: &str) {
+        let served = {
+            let mut list = self.uffds.write().unwrap_or_else(|e| e.into_inner());
+            list.get_mut(id as usize).and_then(Option::take)
+        };
+        let Some(s) = served else { return };
+        let set = if s.blocking { &self.edges } else { &self.epoll };
+        wait::epoll_del(set.as_fd(), uffd.as_fd());
+        self.regions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retire(id);
+        self.log(format_args!(
+            "userfaultfd {id} (descriptor {}) is no userfaultfd any more ({why}): closed underneath the monitor? It is no longer served",
+            uffd.as_raw_fd()
+        ));
+        std::mem::forget(s);
     }
 
     fn handle_event(
@@ -626,13 +772,16 @@ impl Inner {
                     uffd_id: id,
                     fault,
                     attempts: 0,
+                    errors: 0,
+                    due_ns: 0,
                     t_read,
                 };
                 if self.hand_off_pays(id, &fault) && self.hand_off(st, p) {
                     return;
                 }
-                if self.handle_fault(&mut st.scratch, p, OnAgain::Queue) == Handled::Retry {
-                    st.retry.push(Pending { attempts: 1, ..p });
+                let h = self.handle_fault(&mut st.scratch, p, OnAgain::Queue);
+                if h.retries() {
+                    st.retry.push(p.next_try(h));
                 }
             }
             Event::Fork(fd) => {
@@ -713,18 +862,54 @@ impl Inner {
         }
         std::mem::swap(&mut st.retry, &mut st.retry_next);
         let mut list = std::mem::take(&mut st.retry_next);
+        let now = wait::now_ns();
         for p in list.drain(..) {
             if self.stop.load(Acquire) && self.uffd(p.uffd_id).is_none() {
                 continue;
             }
-            if self.handle_fault(&mut st.scratch, p, OnAgain::Queue) == Handled::Retry {
-                st.retry.push(Pending {
-                    attempts: p.attempts + 1,
-                    ..p
-                });
+            if p.due_ns > now && !self.stop.load(Acquire) {
+                // Backing off (ErrorPolicy::Retry): not yet.
+                st.retry.push(p);
+                continue;
+            }
+            let h = self.handle_fault(&mut st.scratch, p, OnAgain::Queue);
+            if h.retries() {
+                st.retry.push(p.next_try(h));
             }
         }
         st.retry_next = list;
+    }
+
+    /// `iterate`, with a panic in it (a bug in the engine: callbacks'
+    /// panics are caught where they are called) turned into a stop with
+    /// ENOTRECOVERABLE, so that `run`/`wait` return it and the stop
+    /// releases the faulting threads, instead of a reader gone with the
+    /// monitor still counted as running.
+    pub(crate) fn iterate_guarded(
+        &self,
+        st: &mut ReaderState,
+        timeout_ms: i32,
+    ) -> Result<usize, Error> {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.iterate(st, timeout_ms)
+        })) {
+            Ok(r) => r,
+            Err(_) => Err(self.engine_panicked("the reader")),
+        }
+    }
+
+    /// A panic in the engine on `which` thread: stop with ENOTRECOVERABLE;
+    /// the error to return.
+    pub(crate) fn engine_panicked(&self, which: &str) -> Error {
+        self.log(format_args!(
+            "internal error: {which} panicked; the monitor stops (ENOTRECOVERABLE)"
+        ));
+        self.request_stop(Some(libc::ENOTRECOVERABLE));
+        Error::os(
+            "monitor",
+            libc::ENOTRECOVERABLE,
+            format!("{which} panicked (a bug in libuffd): the monitor stopped"),
+        )
     }
 
     /// One round of the loop: wait up to `timeout_ms` for input, read and
@@ -808,11 +993,14 @@ impl Inner {
     }
 
     /// Read every blocking uffd that had new messages since its last read
-    /// (an edge in `edges`): each is drained until a read comes back short,
-    /// so that no message waits for a later edge.
+    /// (an edge in `edges`): each is drained until a read comes back short
+    /// or `drain_uffd`'s bound, which re-arms its edge, so that no message
+    /// waits for a later one.
     fn drain_edges(&self, st: &mut ReaderState) -> Result<(), Error> {
         let mut tokens = [0u64; 16];
-        loop {
+        // Bounded: the set stays readable (poll(2) sees it next round)
+        // while edges are left in it.
+        for _ in 0..DRAIN_BATCHES {
             let n = match wait::epoll_wait(self.edges.as_fd(), &mut tokens, 0) {
                 Ok(n) => n,
                 Err(libc::EINTR) => continue,
@@ -821,10 +1009,11 @@ impl Inner {
             for &t in &tokens[..n] {
                 self.drain_uffd(st, (t - 1) as u32)?;
             }
-            if n < tokens.len() {
+            if n < tokens.len() || self.stop.load(Acquire) {
                 return Ok(());
             }
         }
+        Ok(())
     }
 
     /// Busy-poll the set for up to `spin_us`; the number of ready entries

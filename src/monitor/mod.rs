@@ -221,6 +221,15 @@ fn spawn_thread<T: Send + 'static>(
         })
 }
 
+/// Clears `Inner::running` when dropped (unwinding too).
+struct NotRunningOnDrop<'a>(&'a Inner);
+
+impl Drop for NotRunningOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.running.store(false, Release);
+    }
+}
+
 /// The monitor's threads, while started.
 pub struct Running {
     threads: Vec<JoinHandle<Result<()>>>,
@@ -556,7 +565,15 @@ impl Monitor {
         }
         reserve::prepare(inner);
         let weak = Arc::downgrade(inner);
-        let t = spawn_thread("uffd-reserve", move || reserve::run(weak))?;
+        let t = spawn_thread("uffd-reserve", move || {
+            let w = weak.clone();
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reserve::run(w)));
+            if r.is_err() {
+                if let Some(i) = weak.upgrade() {
+                    i.fail_loop(i.engine_panicked("the reserve filler"));
+                }
+            }
+        })?;
         *slot = Some(t);
         Ok(())
     }
@@ -692,9 +709,21 @@ impl Monitor {
                 "the monitor is already running",
             ));
         }
-        let result = self.run_inner();
-        self.inner.running.store(false, Release);
-        result
+        // Not running any more once this returns, whatever happens (a
+        // panic included): `free` waits for that.
+        let _running = NotRunningOnDrop(&self.inner);
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_inner())) {
+            Ok(r) => r,
+            Err(_) => {
+                let e = self.inner.engine_panicked("the monitor's run");
+                // The threads and the regions as a normal end would leave
+                // them (finish_run did not get to run, or did not end).
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.finish_run(Helpers::default(), Ok(()))
+                }));
+                Err(e)
+            }
+        }
     }
 
     fn run_inner(&self) -> Result<()> {
@@ -713,7 +742,7 @@ impl Monitor {
             let mut st = inner.reader.lock().unwrap_or_else(|e| e.into_inner());
             inner.ready.store(true, Release);
             while !inner.stop.load(Acquire) {
-                if let Err(e) = inner.iterate(&mut st, -1) {
+                if let Err(e) = inner.iterate_guarded(&mut st, -1) {
                     result = Err(e);
                     break;
                 }
@@ -806,7 +835,14 @@ impl Monitor {
             .any(|r| r.prefetch);
         if wants_prefetch {
             let i = inner.clone();
-            helpers.spawn("uffd-prefetch", move || prefetch::run(i))?;
+            helpers.spawn("uffd-prefetch", move || {
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    prefetch::run(i.clone())
+                }));
+                if r.is_err() {
+                    i.fail_loop(i.engine_panicked("the prefetcher"));
+                }
+            })?;
         }
         // The reserve filler runs from add_uffd on (`start_reserve`).
         self.start_reserve()
@@ -879,7 +915,7 @@ impl Monitor {
         // With spinning on, a turn spins (and then polls a millisecond)
         // as `run` does before it blocks.
         let timeout = if inner.config.spin_us > 0 { 1 } else { 0 };
-        if let Err(e) = inner.iterate(&mut st, timeout) {
+        if let Err(e) = inner.iterate_guarded(&mut st, timeout) {
             d.result = Err(e);
             return Turn::Done;
         }
@@ -978,7 +1014,7 @@ impl Monitor {
                 "another thread is dispatching",
             )
         })?;
-        self.inner.iterate(&mut st, timeout_ms)
+        self.inner.iterate_guarded(&mut st, timeout_ms)
     }
 
     /// Complete a deferred fault from any thread. EAGAIN is retried for up

@@ -9,7 +9,6 @@
 
 use super::engine::{Handled, OnAgain, Pending, Scratch};
 use super::Inner;
-use crate::uffd::Error;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Acquire;
 use std::sync::{Arc, Condvar, Mutex};
@@ -134,11 +133,7 @@ impl Pool {
 pub(crate) fn work(inner: Arc<Inner>, pool: Arc<Pool>) {
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work_loop(&inner, &pool)));
     if run.is_err() {
-        inner.fail_loop(Error::os(
-            "monitor worker",
-            libc::ENOTRECOVERABLE,
-            "a worker thread panicked",
-        ));
+        inner.fail_loop(inner.engine_panicked("a worker thread"));
         pool.shut_down();
     }
 }
@@ -193,7 +188,7 @@ fn lead(inner: &Inner, retry: Option<Pending>) -> Option<Pending> {
     // Checked under the lock: a stop whose wakeup the previous leader
     // consumed is seen here, before this one would sleep in poll(2).
     while !inner.stop.load(Acquire) {
-        if let Err(e) = inner.iterate(&mut st, -1) {
+        if let Err(e) = inner.iterate_guarded(&mut st, -1) {
             inner.fail_loop(e);
             break;
         }
@@ -209,8 +204,12 @@ fn lead(inner: &Inner, retry: Option<Pending>) -> Option<Pending> {
 /// does, take the reading (the fault is returned, to go on the retry list
 /// behind the event).
 fn resolve(inner: &Inner, pool: &Pool, scratch: &mut Scratch, mut p: Pending) -> Option<Pending> {
-    while inner.handle_fault(scratch, p, OnAgain::Backoff) == Handled::Retry {
-        p.attempts += 1;
+    loop {
+        let h = inner.handle_fault(scratch, p, OnAgain::Backoff);
+        if h == Handled::Done {
+            break;
+        }
+        p = p.next_try(h);
         if pool.try_lead() {
             return Some(p);
         }

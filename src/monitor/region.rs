@@ -12,9 +12,17 @@ pub enum Source {
     /// Bytes of this process's memory at `addr` (e.g. an mmapped
     /// snapshot), `len` long; pages past its end are zero-filled.
     Buffer { addr: u64, len: u64 },
-    /// pread(2) from `fd` (borrowed: the caller keeps it open) at `offset`;
-    /// bytes past end-of-file are zero.
-    Fd { fd: i32, offset: u64 },
+    /// pread(2) from `fd` (borrowed: the caller keeps it open) at `offset`.
+    /// Short reads and EINTR are retried until each page is complete. A
+    /// page the file ends in or before (EOF inside the region), and any
+    /// read error, fail that fault (the error policy applies, `failed`
+    /// counts it, the log names the offset); unless `zero_past_eof`, which
+    /// asks for zeros past end-of-file instead.
+    Fd {
+        fd: i32,
+        offset: u64,
+        zero_past_eof: bool,
+    },
     /// The monitor's fault callback decides.
     Callback,
     /// MINOR faults: map the page already in the page cache (CONTINUE).

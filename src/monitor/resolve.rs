@@ -246,8 +246,21 @@ impl Inner {
             Source::Buffer { addr, len } => {
                 let avail = len.saturating_sub(source_offset);
                 let full = (avail / ps).min(window);
-                if full > 0 {
-                    uffd.copy(page, addr + source_offset, full * ps, 0)
+                // A buffer that ends past the address space (bad input)
+                // fails the fault instead of wrapping.
+                let from = addr
+                    .checked_add(source_offset)
+                    .filter(|a| a.checked_add(full.max(1) * ps).is_some());
+                if avail > 0 && from.is_none() {
+                    Err(Error::os(
+                        "page source",
+                        libc::EOVERFLOW,
+                        format!(
+                            "buffer at {addr:#x} + offset {source_offset:#x} overflows the address space"
+                        ),
+                    ))
+                } else if full > 0 {
+                    uffd.copy(page, from.unwrap_or(0), full * ps, 0)
                         .map(|p| p.done)
                 } else if avail == 0 {
                     // Past the buffer's end: zeros.
@@ -258,32 +271,30 @@ impl Inner {
                     match scratch.get(ps) {
                         Err(e) => Err(e),
                         Ok(buf) => {
-                            return self.copy_partial(&uffd, t, addr + source_offset, avail, buf)
+                            return self.copy_partial(&uffd, t, from.unwrap_or(0), avail, buf)
                         }
                     }
                 }
             }
-            Source::Fd { fd, offset } => match scratch.get(ps * window) {
+            Source::Fd {
+                fd,
+                offset,
+                zero_past_eof,
+            } => match scratch.get(ps * window) {
                 Err(e) => Err(e),
                 Ok(buf) => {
                     let cap = (buf.len() as u64 / ps).clamp(1, window);
-                    let want = (cap * ps) as usize;
-                    let fd = crate::sys::wait::borrow_fd(fd);
-                    match crate::sys::wait::pread(fd, &mut buf[..want], offset + source_offset) {
-                        Err(e) => Err(Error::os(
-                            "pread",
-                            e,
-                            format!("page source fd at offset {:#x}", offset + source_offset),
-                        )),
-                        Ok(got) => {
-                            buf[got..want].fill(0);
-                            // Only whole pages that pread filled (or the
-                            // faulting page, padded) are placed.
-                            let pages = ((got as u64).div_ceil(ps)).clamp(1, cap);
-                            uffd.copy(page, buf.as_ptr() as u64, pages * ps, 0)
-                                .map(|p| p.done)
-                        }
-                    }
+                    return self.serve_fd(
+                        &uffd,
+                        t,
+                        FdRead {
+                            fd,
+                            offset,
+                            source_offset,
+                            zero_past_eof,
+                        },
+                        &mut buf[..(cap * ps) as usize],
+                    );
                 }
             },
             Source::Callback => Err(Error::invalid(
@@ -291,6 +302,82 @@ impl Inner {
             )),
         };
         classify(self, &uffd, t.uffd_id, page, ps, r)
+    }
+
+    /// Serve a fault (and up to `buf.len()` bytes of neighbours) from an
+    /// fd source. pread(2) is repeated on short reads and EINTR until the
+    /// buffer is full, end-of-file or an error: whole pages read are
+    /// placed; a faulting page that could not be read whole fails (the
+    /// error policy applies), unless past end-of-file with
+    /// `zero_past_eof`, where the rest is zeros. No data is made up.
+    fn serve_fd(
+        &self,
+        uffd: &Uffd,
+        t: FaultToken,
+        src: FdRead,
+        buf: &mut [u8],
+    ) -> Result<Applied, Failed> {
+        let (page, ps) = (t.page, t.page_size);
+        let want = buf.len() as u64;
+        // The file offset of the faulting page, checked: a wrap would read
+        // the wrong bytes (offset 0) and place them as the page.
+        let Some(off) = src
+            .offset
+            .checked_add(src.source_offset)
+            .filter(|o| o.checked_add(want).is_some_and(|e| e <= i64::MAX as u64))
+        else {
+            let e = Error::os(
+                "pread",
+                libc::EOVERFLOW,
+                format!(
+                    "page source fd {}: offset {:#x} + {:#x} (+ {want:#x} bytes) overflows a file offset, for the page at {page:#x}",
+                    src.fd, src.offset, src.source_offset
+                ),
+            );
+            return Err(Failed::Error(e));
+        };
+        let fd = crate::sys::wait::borrow_fd(src.fd);
+        let (got, err) = read_fully(fd, buf, off);
+        let full = got as u64 / ps;
+        let r = if got as u64 == want {
+            uffd.copy(page, buf.as_ptr() as u64, want, 0)
+                .map(|p| p.done)
+        } else if full > 0 && (err.is_some() || !src.zero_past_eof) {
+            // Whole pages first: the faulting page is among them, the
+            // rest fault again and meet the error (or the end) on their own.
+            uffd.copy(page, buf.as_ptr() as u64, full * ps, 0)
+                .map(|p| p.done)
+        } else if let Some(e) = err {
+            Err(Error::os(
+                "pread",
+                e,
+                format!(
+                    "page source fd {} at offset {:#x} (the page at {page:#x} starts at offset {off:#x})",
+                    src.fd,
+                    off + got as u64
+                ),
+            ))
+        } else if src.zero_past_eof {
+            if got == 0 {
+                self.zero(uffd, page, ps, want / ps)
+            } else {
+                buf[got..].fill(0);
+                let pages = (got as u64).div_ceil(ps);
+                uffd.copy(page, buf.as_ptr() as u64, pages * ps, 0)
+                    .map(|p| p.done)
+            }
+        } else {
+            Err(Error::os(
+                "pread",
+                libc::ENODATA,
+                format!(
+                    "page source fd {} ends at offset {:#x}, inside the page at {page:#x} (file offset {off:#x}, {ps} bytes); set LIBUFFD_REGION_ZERO_PAST_EOF to read zeros past end-of-file",
+                    src.fd,
+                    off + got as u64
+                ),
+            ))
+        };
+        classify(self, uffd, t.uffd_id, page, ps, r)
     }
 
     /// Copy a page whose source has only `avail` bytes: stage it through
@@ -311,4 +398,38 @@ impl Inner {
             .map(|p| p.done);
         classify(self, uffd, t.uffd_id, t.page, ps, r)
     }
+}
+
+/// What an fd source reads for one fault.
+#[derive(Clone, Copy)]
+struct FdRead {
+    fd: i32,
+    offset: u64,
+    source_offset: u64,
+    zero_past_eof: bool,
+}
+
+/// Most EINTRs in a row one read of a page takes before it fails with
+/// EINTR (each is a signal delivered to this thread: the bound only
+/// matters for a signal storm, which must not hold a fault for ever).
+const MAX_EINTR: u32 = 1000;
+
+/// pread(2) into `buf` at `off` until it is full, end-of-file (a read of
+/// 0) or an error other than EINTR: the bytes read and the error, if one
+/// stopped it. Bounded: every round but an EINTR makes progress.
+fn read_fully(fd: std::os::fd::BorrowedFd<'_>, buf: &mut [u8], off: u64) -> (usize, Option<i32>) {
+    let mut got = 0;
+    let mut eintr = 0;
+    while got < buf.len() {
+        match crate::sys::wait::pread(fd, &mut buf[got..], off + got as u64) {
+            Ok(0) => return (got, None),
+            Ok(n) => {
+                got += n.min(buf.len() - got);
+                eintr = 0;
+            }
+            Err(libc::EINTR) if eintr < MAX_EINTR => eintr += 1,
+            Err(e) => return (got, Some(e)),
+        }
+    }
+    (got, None)
 }

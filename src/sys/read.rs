@@ -89,3 +89,60 @@ pub fn msgs_as_raw<T>(buf: &mut [T]) -> &mut [UffdMsg] {
     // memory is a valid slice of the same length of UffdMsg.
     unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast(), buf.len()) }
 }
+
+/// One read of up to `buf.len()` messages, as `read_msgs` (or, with
+/// `nowait`, `read_msgs_nowait`), returning the number of bytes read so
+/// that the caller can tell what a userfaultfd never does: end-of-file (0
+/// bytes) or a read that is not a whole number of messages. Both mean the
+/// descriptor is not (any more) a userfaultfd.
+pub fn read_msg_bytes(fd: BorrowedFd<'_>, buf: &mut [UffdMsg], nowait: bool) -> Result<usize, i32> {
+    let bytes = std::mem::size_of_val(buf);
+    let n = if nowait {
+        let iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: bytes,
+        };
+        // SAFETY: one iovec describing `buf`, a writable slice of
+        // plain-old-data records; the kernel writes at most `bytes` bytes.
+        unsafe { libc::preadv2(fd.as_raw_fd(), &iov, 1, -1, libc::RWF_NOWAIT) }
+    } else {
+        // SAFETY: `buf` is a writable slice of plain-old-data records,
+        // `bytes` long; the kernel writes at most that many bytes.
+        unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), bytes) }
+    };
+    if n < 0 {
+        return Err(super::last_errno());
+    }
+    Ok(n as usize)
+}
+
+/// Whether descriptor `fd` of this process is a userfaultfd, from its
+/// /proc/self/fd link ("anon_inode:[userfaultfd]"); None when that cannot
+/// be read (no /proc). No allocation.
+pub fn is_userfaultfd(fd: i32) -> Option<bool> {
+    let mut path = [0u8; 48];
+    let prefix = b"/proc/self/fd/";
+    path[..prefix.len()].copy_from_slice(prefix);
+    let mut digits = [0u8; 12];
+    let mut n = fd.unsigned_abs();
+    let mut d = 0;
+    loop {
+        digits[d] = b'0' + (n % 10) as u8;
+        d += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for i in 0..d {
+        path[prefix.len() + i] = digits[d - 1 - i];
+    }
+    let mut link = [0u8; 64];
+    // SAFETY: `path` is NUL-terminated (zero-filled past the digits);
+    // `link` is writable for its length.
+    let r = unsafe { libc::readlink(path.as_ptr().cast(), link.as_mut_ptr().cast(), link.len()) };
+    if r < 0 {
+        return None;
+    }
+    Some(&link[..r as usize] == b"anon_inode:[userfaultfd]")
+}

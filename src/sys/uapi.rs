@@ -95,6 +95,11 @@ pub const UFFD_EVENT_FORK: u8 = 0x13;
 pub const UFFD_EVENT_REMAP: u8 = 0x14;
 pub const UFFD_EVENT_REMOVE: u8 = 0x15;
 pub const UFFD_EVENT_UNMAP: u8 = 0x16;
+
+/// Whether `code` is one of the events above.
+pub fn is_known_event(code: u8) -> bool {
+    (UFFD_EVENT_PAGEFAULT..=UFFD_EVENT_UNMAP).contains(&code)
+}
 pub const UFFD_PAGEFAULT_FLAG_WRITE: u64 = 1 << 0;
 pub const UFFD_PAGEFAULT_FLAG_WP: u64 = 1 << 1;
 pub const UFFD_PAGEFAULT_FLAG_MINOR: u64 = 1 << 2;

@@ -82,6 +82,20 @@ pub fn epoll_del(ep: BorrowedFd<'_>, fd: BorrowedFd<'_>) {
         unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_DEL, fd.as_raw_fd(), &mut ev) };
 }
 
+/// Re-arm an edge-triggered watch of `fd` on `ep` (EPOLL_CTL_MOD): if
+/// `fd` is readable now, a new edge is reported, so that input left
+/// unread is not forgotten until the next one.
+pub fn epoll_rearm_edge(ep: BorrowedFd<'_>, fd: BorrowedFd<'_>, token: u64) {
+    let mut ev = libc::epoll_event {
+        events: (libc::EPOLLIN | libc::EPOLLET) as u32,
+        u64: token,
+    };
+    // SAFETY: valid epoll fd, target fd and event struct; a failure (the
+    // fd was removed meanwhile) is harmless.
+    let _ =
+        unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_MOD, fd.as_raw_fd(), &mut ev) };
+}
+
 /// Wait for events; returns the tokens of the ready fds in `out`.
 pub fn epoll_wait(ep: BorrowedFd<'_>, out: &mut [u64], timeout_ms: i32) -> Result<usize, i32> {
     let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 16];
