@@ -342,8 +342,8 @@
 #define LIBUFFD_MONITOR_NO_FORK_SERVE 2
 
 /**
- * libuffd_monitor_opts.flags: on stop, leave regions registered (threads
- * still blocked in faults stay blocked until the handles are freed).
+ * libuffd_monitor_opts.flags: the same as stop_policy LIBUFFD_ON_STOP_BLOCK
+ * (kept for older callers; with it, stop_policy must be 0 or BLOCK).
  */
 #define LIBUFFD_MONITOR_NO_RELEASE_ON_STOP 4
 
@@ -374,6 +374,43 @@
  * Error policy: poison the page and stop the monitor with the error.
  */
 #define LIBUFFD_ON_ERROR_STOP 2
+
+/**
+ * Stop policy (libuffd_monitor_opts.stop_policy,
+ * libuffd_region_opts.stop_policy): what the end of a run (stop, an
+ * error, LIBUFFD_FAULT_STOP) does to a region's memory, for the threads
+ * blocked in faults the monitor no longer serves and the pages not yet
+ * placed. The default: LIBUFFD_ON_STOP_SIGBUS for regions with a buffer,
+ * fd or callback source (pages not yet restored hold data: they never
+ * silently read as zeros), LIBUFFD_ON_STOP_ZERO for ZERO and PAGE_CACHE
+ * regions. In a region's options, 0 means the monitor's policy.
+ */
+#define LIBUFFD_ON_STOP_DEFAULT 0
+
+/**
+ * Stop policy: leave the region registered. Threads blocked in its faults
+ * stay blocked until the monitor runs again (libuffd_monitor_run() or
+ * libuffd_monitor_start() after the stop: the new run wakes them to fault
+ * afresh, and serves them) or the handle is freed. With it as the
+ * monitor's policy, a stop wakes nothing.
+ */
+#define LIBUFFD_ON_STOP_BLOCK 1
+
+/**
+ * Stop policy: poison every page of the region not yet placed
+ * (UFFDIO_POISON), unregister it and wake its threads: they, and every
+ * later access to those pages, get SIGBUS; pages already placed stay
+ * readable. Where the kernel refuses the poison (no POISON support), the
+ * documented fallback is LIBUFFD_ON_STOP_BLOCK, with a log line.
+ */
+#define LIBUFFD_ON_STOP_SIGBUS 2
+
+/**
+ * Stop policy: unregister the region and wake its threads: pages not yet
+ * placed read as zeros from then on (the behaviour of 1.0's
+ * release-on-stop, now only on request for regions whose pages hold data).
+ */
+#define LIBUFFD_ON_STOP_ZERO 3
 
 /**
  * REMOVE policy: later faults in the removed range get zero pages.
@@ -690,9 +727,13 @@ typedef struct libuffd_monitor_opts {
    */
   uint32_t max_retries;
   /**
-   * Must be zero.
+   * LIBUFFD_ON_STOP_* (0: the default, see LIBUFFD_ON_STOP_DEFAULT).
+   * Unless it is LIBUFFD_ON_STOP_BLOCK, a stop also wakes every thread
+   * blocked in a fault the monitor read and never resolved (a deferred
+   * fault never completed, even one whose range was unmapped since).
+   * Added in 1.1 where 1.0 had a reserved zero.
    */
-  uint32_t reserved;
+  uint32_t stop_policy;
 } libuffd_monitor_opts;
 
 /**
@@ -823,9 +864,10 @@ typedef struct libuffd_region_opts {
    */
   int32_t fd;
   /**
-   * Must be zero.
+   * LIBUFFD_ON_STOP_* for this region (0: the monitor's stop_policy).
+   * Added in 1.1 where 1.0 had a reserved zero.
    */
-  uint32_t reserved;
+  uint32_t stop_policy;
   /**
    * LIBUFFD_SOURCE_FD: file offset of the region's first byte.
    */
@@ -926,6 +968,24 @@ typedef struct libuffd_monitor_stats {
    * libuffd_monitor_opts.workers).
    */
   uint64_t handed_off;
+  /**
+   * Faults pending when a run ended (still queued, waiting for a retry,
+   * or deferred by on_fault and not completed) whose threads the stop policy left blocked
+   * (LIBUFFD_ON_STOP_BLOCK, or SIGBUS where the poison was refused).
+   * Added in 1.1.
+   */
+  uint64_t stop_blocked;
+  /**
+   * Such faults released into SIGBUS (LIBUFFD_ON_STOP_SIGBUS).
+   */
+  uint64_t stop_sigbus;
+  /**
+   * Such faults released to zero pages (LIBUFFD_ON_STOP_ZERO), or to an
+   * ordinary fault (a fault whose range was unmapped or moved since:
+   * the stop wakes it unless the monitor's policy is
+   * LIBUFFD_ON_STOP_BLOCK).
+   */
+  uint64_t stop_zeroed;
 } libuffd_monitor_stats;
 
 #ifdef __cplusplus

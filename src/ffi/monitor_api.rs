@@ -5,7 +5,7 @@ use super::ext::{copy_opts, copy_sized};
 use super::handle::borrow;
 use super::types::*;
 use crate::monitor::{
-    Action, Applied, Config, Driven, ErrorPolicy, ExitSignal, FaultCtx, FaultToken, ForkVerdict,
+    Action, Applied, Config, Driven, ErrorPolicy, StopPolicy, ExitSignal, FaultCtx, FaultToken, ForkVerdict,
     Handler, Monitor, RegionOptions, RemovePolicy, Running, Source, Turn, Verdict,
 };
 use crate::sys::cancel;
@@ -212,6 +212,17 @@ unsafe fn monitor_ref<'a>(m: *const libuffd_monitor) -> Result<&'a MonitorBox, E
     Ok(unsafe { &*(m as *const MonitorBox) })
 }
 
+/// A LIBUFFD_ON_STOP_* value (None for 0: the default / the monitor's).
+fn stop_policy_from_c(what: &str, v: u32) -> Result<Option<StopPolicy>, Error> {
+    Ok(match v {
+        LIBUFFD_ON_STOP_DEFAULT => None,
+        LIBUFFD_ON_STOP_BLOCK => Some(StopPolicy::Block),
+        LIBUFFD_ON_STOP_SIGBUS => Some(StopPolicy::Sigbus),
+        LIBUFFD_ON_STOP_ZERO => Some(StopPolicy::ZeroFill),
+        p => return Err(Error::invalid(format!("{what}: unknown stop_policy {p}"))),
+    })
+}
+
 fn config_from_c(o: &libuffd_monitor_opts) -> Result<Config, Error> {
     let known = LIBUFFD_MONITOR_FIXED_WINDOW
         | LIBUFFD_MONITOR_NO_FORK_SERVE
@@ -223,8 +234,15 @@ fn config_from_c(o: &libuffd_monitor_opts) -> Result<Config, Error> {
             o.flags & !known
         )));
     }
-    if o.reserved != 0 {
-        return Err(Error::invalid("libuffd_monitor_opts: reserved must be 0"));
+    let mut stop_policy = stop_policy_from_c("libuffd_monitor_opts", o.stop_policy)?
+        .unwrap_or_default();
+    if o.flags & LIBUFFD_MONITOR_NO_RELEASE_ON_STOP != 0 {
+        if !matches!(stop_policy, StopPolicy::Auto | StopPolicy::Block) {
+            return Err(Error::invalid(
+                "libuffd_monitor_opts: LIBUFFD_MONITOR_NO_RELEASE_ON_STOP contradicts stop_policy",
+            ));
+        }
+        stop_policy = StopPolicy::Block;
     }
     let d = Config::default();
     Ok(Config {
@@ -268,7 +286,7 @@ fn config_from_c(o: &libuffd_monitor_opts) -> Result<Config, Error> {
         },
         serve_forks: o.flags & LIBUFFD_MONITOR_NO_FORK_SERVE == 0,
         hand_off_all: o.flags & LIBUFFD_MONITOR_HAND_OFF_ALL != 0,
-        release_on_stop: o.flags & LIBUFFD_MONITOR_NO_RELEASE_ON_STOP == 0,
+        stop_policy,
     })
 }
 
@@ -425,11 +443,13 @@ pub unsafe extern "C" fn libuffd_monitor_add_region(
         let mb = unsafe { monitor_ref(m) }?;
         // SAFETY: contract above.
         let o = unsafe { copy_opts("libuffd_region_opts", opts) }?;
-        if o.flags & !LIBUFFD_REGION_PREFETCH != 0 || o.reserved != 0 {
-            return Err(Error::invalid(
-                "libuffd_region_opts: unknown flags or non-zero reserved",
-            ));
+        if o.flags & !LIBUFFD_REGION_PREFETCH != 0 {
+            return Err(Error::invalid(format!(
+                "libuffd_region_opts: unknown flags {:#x}",
+                o.flags & !LIBUFFD_REGION_PREFETCH
+            )));
         }
+        let stop_policy = stop_policy_from_c("libuffd_region_opts", o.stop_policy)?;
         let source = match o.source {
             LIBUFFD_SOURCE_ZERO => Source::Zero,
             LIBUFFD_SOURCE_BUFFER => Source::Buffer {
@@ -458,6 +478,7 @@ pub unsafe extern "C" fn libuffd_monitor_add_region(
                 prefetch: o.flags & LIBUFFD_REGION_PREFETCH != 0,
                 user_data: o.data as u64,
                 page_size: o.page_size,
+                stop_policy,
             },
         )?;
         Ok(0)
@@ -911,6 +932,9 @@ pub unsafe extern "C" fn libuffd_monitor_get_stats(
             reads: s.reads,
             latency_log2_ns: s.latency,
             handed_off: s.handed_off,
+            stop_blocked: s.stop_blocked,
+            stop_sigbus: s.stop_sigbus,
+            stop_zeroed: s.stop_zeroed,
         };
         let n = sz.min(std::mem::size_of::<libuffd_monitor_stats>());
         // SAFETY: `n` bytes are writable at `stats` (the caller's size)

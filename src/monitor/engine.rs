@@ -74,10 +74,10 @@ pub(crate) fn holding_layout() -> bool {
 }
 
 /// Marks the calling thread as holding the layout gate until dropped.
-struct HoldingLayout;
+pub(crate) struct HoldingLayout;
 
 impl HoldingLayout {
-    fn new() -> HoldingLayout {
+    pub(crate) fn new() -> HoldingLayout {
         HOLDING_LAYOUT.with(|h| h.set(true));
         HoldingLayout
     }
@@ -158,7 +158,7 @@ pub(crate) enum Handled {
 /// readable), or the read after a full batch, returns EAGAIN instead of
 /// waiting for the next fault. The others are non-blocking
 /// (`Inner::add_uffd` sees to it).
-fn read_ready(uffd: &Uffd, nowait: bool, msgs: &mut [Msg]) -> Result<usize, Error> {
+pub(crate) fn read_ready(uffd: &Uffd, nowait: bool, msgs: &mut [Msg]) -> Result<usize, Error> {
     let raw = crate::sys::read::msgs_as_raw(msgs);
     let r = if nowait {
         crate::sys::read::read_msgs_nowait(uffd.fd(), raw)
@@ -411,7 +411,7 @@ impl Inner {
     /// will fault again, a livelock if nothing changes. Count it by page;
     /// the `UNRELEASABLE_TRIES`th time, stop the monitor with the error
     /// (`run`/`wait` return it), and the stop releases the faulting
-    /// threads (`Config::release_on_stop`). No allocation unless it stops.
+    /// threads (`Config::stop_policy`). No allocation unless it stops.
     fn unreleasable(&self, t: FaultToken, e: &Error, poison: &Error) {
         let tries = {
             let mut table = self.unreleased.lock().unwrap_or_else(|p| p.into_inner());
@@ -501,9 +501,12 @@ impl Inner {
             }
             Verdict::Defer => {
                 Stats::add(&self.stats.deferred, 1);
+                self.deferred_open(token);
                 Handled::Done
             }
             Verdict::Stop => {
+                // Unresolved: the stop policy releases it (stop.rs).
+                self.deferred_open(token);
                 self.request_stop(None);
                 Handled::Done
             }
@@ -604,7 +607,7 @@ impl Inner {
         }
     }
 
-    fn handle_event(
+    pub(crate) fn handle_event(
         &self,
         st: &mut ReaderState,
         uffd: &Arc<Uffd>,

@@ -17,9 +17,10 @@ pub mod region;
 mod reserve;
 pub mod resolve;
 pub mod stats;
+mod stop;
 
 pub use config::{
-    Config, DefaultHandler, ErrorPolicy, ForkVerdict, Handler, RemovePolicy, Verdict,
+    Config, DefaultHandler, ErrorPolicy, ForkVerdict, Handler, RemovePolicy, StopPolicy, Verdict,
 };
 pub use region::Source;
 pub use resolve::{Action, Applied, FaultCtx, FaultToken, RegionInfo};
@@ -69,6 +70,9 @@ pub(crate) struct Inner {
     pub edges: OwnedFd,
     pub stop: AtomicBool,
     pub running: AtomicBool,
+    /// A run has ended (and applied the stop policies): the next run
+    /// starts afresh (`Inner::prepare_rerun`).
+    pub ended: AtomicBool,
     /// Set once workers and the prefetcher are up and the loop is entered.
     pub ready: AtomicBool,
     pub stop_errno: AtomicU64,
@@ -98,7 +102,16 @@ pub(crate) struct Inner {
     /// page): how many times each came back (engine.rs `unreleasable`).
     /// Fixed size: the least-seen entry makes room.
     pub unreleased: Mutex<[(u32, u64, u32); UNRELEASED_SLOTS]>,
+    /// Faults deferred by a callback and not completed yet (uffd id,
+    /// page), for the stop to count (stop.rs); room for
+    /// `DEFERRED_TRACKED`, the rest counted in `deferred_untracked`.
+    pub deferred_open: Mutex<Vec<(u32, u64)>>,
+    pub deferred_untracked: AtomicU64,
 }
+
+/// Room in `Inner::deferred_open` (allocated once: deferring allocates
+/// nothing).
+pub(crate) const DEFERRED_TRACKED: usize = 1024;
 
 /// Room in `Inner::unreleased`.
 pub(crate) const UNRELEASED_SLOTS: usize = 64;
@@ -122,6 +135,9 @@ pub struct RegionOptions {
     /// fault if the descriptor reports thread ids (THREAD_ID), else the
     /// base page size is assumed.
     pub page_size: u64,
+    /// What a stop does to this region's memory (None: the monitor's
+    /// `Config::stop_policy`).
+    pub stop_policy: Option<StopPolicy>,
 }
 
 impl Default for RegionOptions {
@@ -132,6 +148,7 @@ impl Default for RegionOptions {
             prefetch: false,
             user_data: 0,
             page_size: 0,
+            stop_policy: None,
         }
     }
 }
@@ -296,6 +313,10 @@ impl Inner {
     }
 
     pub(crate) fn request_stop(&self, errno: Option<i32>) {
+        // Asked between runs: it is for the next run, which then returns
+        // at once (as before a first run); without this the next run
+        // would start afresh (`prepare_rerun`).
+        self.ended.store(false, Release);
         if let Some(e) = errno {
             let _ = self
                 .stop_errno
@@ -411,31 +432,6 @@ impl Inner {
             }
         }
     }
-
-    /// Unregister every region (releasing blocked threads) and close the
-    /// descriptors of forked children.
-    fn release(&self) {
-        let regions: Vec<(u32, u64, u64)> = {
-            let t = self.regions.read().unwrap_or_else(|e| e.into_inner());
-            t.iter().map(|r| (r.uffd_id, r.start, r.len)).collect()
-        };
-        for (id, start, len) in regions {
-            if let Some(u) = self.uffd(id) {
-                let _ = u.unregister(start, len);
-            }
-        }
-        let owned: Vec<u32> = {
-            let list = self.uffds.read().unwrap_or_else(|e| e.into_inner());
-            list.iter()
-                .enumerate()
-                .filter(|(_, s)| s.as_ref().is_some_and(|s| s.owned))
-                .map(|(i, _)| i as u32)
-                .collect()
-        };
-        for id in owned {
-            self.retire(id);
-        }
-    }
 }
 
 impl Monitor {
@@ -472,6 +468,7 @@ impl Monitor {
                 edges,
                 stop: AtomicBool::new(false),
                 running: AtomicBool::new(false),
+                ended: AtomicBool::new(false),
                 ready: AtomicBool::new(false),
                 stop_errno: AtomicU64::new(0),
                 stats: stats::Stats::default(),
@@ -482,6 +479,8 @@ impl Monitor {
                 pool: Mutex::new(None),
                 loop_error: Mutex::new(None),
                 unreleased: Mutex::new([(0, 0, 0); UNRELEASED_SLOTS]),
+                deferred_open: Mutex::new(Vec::with_capacity(DEFERRED_TRACKED)),
+                deferred_untracked: AtomicU64::new(0),
             }),
         })
     }
@@ -542,6 +541,16 @@ impl Monitor {
                 return Err(Error::invalid("add region: buffer source address is NULL"));
             }
         }
+        if opts.prefetch && self.inner.running.load(Acquire) {
+            // The prefetcher is started (or not) with the run, for the
+            // regions there then: a region added later would never be
+            // prefetched. Refused rather than silently not done.
+            return Err(Error::os(
+                "add region",
+                libc::EBUSY,
+                "PREFETCH is only for regions added before the monitor runs (add it without PREFETCH, or stop, add, and run again)",
+            ));
+        }
         if let Source::Fd { fd, .. } = opts.source {
             if fd < 0 {
                 return Err(Error::invalid(format!(
@@ -590,6 +599,7 @@ impl Monitor {
                 source_offset: 0,
                 prefetch: opts.prefetch,
                 user_data: opts.user_data,
+                stop_policy: opts.stop_policy,
                 window: AtomicU64::new(self.inner.config.window_min as u64),
                 next_page: AtomicU64::new(0),
             });
@@ -605,6 +615,9 @@ impl Monitor {
                 libc::EBUSY,
                 "the monitor is already running",
             ));
+        }
+        if self.inner.ended.swap(false, AcqRel) {
+            self.inner.prepare_rerun();
         }
         let result = self.run_inner();
         self.inner.running.store(false, Release);
@@ -666,9 +679,8 @@ impl Monitor {
         for h in helpers.threads {
             let _ = h.join();
         }
-        if inner.config.release_on_stop {
-            inner.release();
-        }
+        inner.release_at_stop();
+        inner.ended.store(true, Release);
         if result.is_ok() {
             if let Some(e) = inner
                 .loop_error
@@ -730,6 +742,9 @@ impl Monitor {
                 libc::EBUSY,
                 "the monitor is already running",
             ));
+        }
+        if inner.ended.swap(false, AcqRel) {
+            inner.prepare_rerun();
         }
         let exit = match ExitSignal::new() {
             Ok(e) => e,
@@ -899,6 +914,7 @@ impl Monitor {
     /// Complete a deferred fault from any thread. EAGAIN is retried for up
     /// to two seconds while the reader reads the pending event.
     pub fn complete(&self, token: FaultToken, action: Action) -> Result<Applied> {
+        self.inner.deferred_done(token);
         match self
             .inner
             .apply_with_backoff(token, action, Duration::from_secs(2))

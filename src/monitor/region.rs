@@ -38,6 +38,8 @@ pub struct Region {
     pub prefetch: bool,
     /// The caller's tag, handed back to callbacks.
     pub user_data: u64,
+    /// What a stop does to it (None: the monitor's `Config::stop_policy`).
+    pub stop_policy: Option<super::StopPolicy>,
     /// Adaptive fault-around state: current window (pages) and the page
     /// index a sequential reader would fault on next.
     pub window: AtomicU64,
@@ -55,6 +57,7 @@ impl Clone for Region {
             source_offset: self.source_offset,
             prefetch: self.prefetch,
             user_data: self.user_data,
+            stop_policy: self.stop_policy,
             window: AtomicU64::new(self.window.load(Relaxed)),
             next_page: AtomicU64::new(self.next_page.load(Relaxed)),
         }
@@ -234,6 +237,7 @@ mod tests {
             source_offset: 0,
             prefetch: false,
             user_data: 0,
+            stop_policy: None,
             window: AtomicU64::new(1),
             next_page: AtomicU64::new(0),
         }
