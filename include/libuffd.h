@@ -795,9 +795,17 @@ typedef struct libuffd_fault {
  * libuffd_monitor_new(); members are only ever appended.
  *
  * Callbacks run on the monitor's threads (faults on workers, when there
- * are workers): they must be thread-safe, must not throw C++ exceptions
- * or longjmp, and must not fork, mremap, munmap or madvise registered
- * memory (the kernel would wait on the monitor: deadlock).
+ * are workers): they must be thread-safe, and must not fork, mremap,
+ * munmap or madvise registered memory (the kernel would wait on the
+ * monitor: deadlock).
+ *
+ * A callback must return normally: it must not throw a C++ exception out
+ * of itself (mark C++ callbacks `noexcept`, or catch everything inside),
+ * nor longjmp/siglongjmp out of it, nor end its thread (pthread_exit).
+ * Any of these unwinds or jumps over the library's frames: the fault in
+ * hand is never released, locks stay held, and the process may abort.
+ * libuffd_monitor_free() and libuffd_monitor_wait() of the same monitor
+ * from inside a callback fail with EDEADLK.
  */
 typedef struct libuffd_monitor_ops {
   /**
@@ -1135,7 +1143,9 @@ int32_t libuffd_handle_from_fd(int32_t fd, const struct libuffd_open_opts *opts,
  * without userfaultfd and registrations vanish, as on close()).
  *
  * NULL is accepted and ignored. Call it exactly once per handle, when no
- * other thread is using it.
+ * other thread is using it. A pointer that is not a live handle (a
+ * monitor, or a handle already freed, where its type tag tells) is left
+ * alone: errno is set to EINVAL and libuffd_last_error() says why.
  *
  * Cancellation: not a cancellation point; it always completes (a
  * pending cancellation acts at the thread's next cancellation point).
@@ -1361,10 +1371,12 @@ int32_t libuffd_monitor_stop(struct libuffd_monitor *m);
  * a thread waited for by a cancelled pthread_join() does: stop, wait for
  * and free it later as usual.
  *
- * Thread safety: any thread but the monitor's own (not from a callback).
+ * Thread safety: any thread but the monitor's own (not from a callback:
+ * -EDEADLK there).
  *
- * Returns: what the run returned (0 or -errno), or -EINVAL if it was not
- * started.
+ * Returns: what the run returned (0 or -errno), -EINVAL if it was not
+ * started (or `m` is not a monitor), -EDEADLK from inside one of its
+ * callbacks.
  *
  * # Safety
  * `m` is NULL or a live monitor.
@@ -1473,9 +1485,15 @@ int32_t libuffd_monitor_move(struct libuffd_monitor *m, const struct libuffd_fau
 int32_t libuffd_monitor_get_stats(const struct libuffd_monitor *m, struct libuffd_monitor_stats *stats);
 
 /**
- * Stop the monitor, wait for its threads, release its regions (unless
- * LIBUFFD_MONITOR_NO_RELEASE_ON_STOP), call `user_data_free`, and free
- * it. NULL is ignored. Not from inside a callback.
+ * Stop the monitor, wait for its threads, apply the stop policy to its
+ * regions (libuffd_monitor_opts.stop_policy), call `user_data_free`, and
+ * free it. NULL is ignored.
+ *
+ * Misuse is refused, not acted on (the function returns nothing: errno is
+ * set and libuffd_last_error() says why): from inside one of this
+ * monitor's callbacks, EDEADLK (it would wait for, and free, the running
+ * callback); a pointer that is not a live monitor (a handle, or a monitor
+ * already freed, where its type tag tells), EINVAL.
  *
  * A libuffd_monitor_run() cancelled on another thread is ended first: this
  * waits until that thread has exited (or called into the monitor again).

@@ -156,7 +156,9 @@ pub unsafe extern "C" fn libuffd_handle_from_fd(
 /// without userfaultfd and registrations vanish, as on close()).
 ///
 /// NULL is accepted and ignored. Call it exactly once per handle, when no
-/// other thread is using it.
+/// other thread is using it. A pointer that is not a live handle (a
+/// monitor, or a handle already freed, where its type tag tells) is left
+/// alone: errno is set to EINVAL and libuffd_last_error() says why.
 ///
 /// Cancellation: not a cancellation point; it always completes (a
 /// pending cancellation acts at the thread's next cancellation point).
@@ -170,7 +172,9 @@ pub unsafe extern "C" fn libuffd_handle_free(h: *mut libuffd_handle) {
     }
     guard_void(|| {
         // SAFETY: contract above.
-        unsafe { release(h) }
+        if let Err(e) = unsafe { release(h) } {
+            super::boundary::record("libuffd_handle_free", e);
+        }
     });
 }
 

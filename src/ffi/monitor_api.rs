@@ -52,6 +52,7 @@ impl Handler for CHandler {
             handle_id: ctx.token.uffd_id,
             reserved: 0,
         };
+        let _in_cb = InCallback::enter(self.me.load(Ordering::Acquire));
         let saved = CURRENT.with(|c| c.replace((&f, ctx as *const FaultCtx<'_> as *const ())));
         // SAFETY: a C function pointer from the ops table, called with the
         // user's pointer, the monitor and a fault valid during the call.
@@ -71,6 +72,7 @@ impl Handler for CHandler {
         let Some(cb) = self.ops.on_fork else {
             return ForkVerdict::Serve;
         };
+        let _in_cb = InCallback::enter(self.me.load(Ordering::Acquire));
         // SAFETY: C callback with the documented arguments.
         match unsafe { cb(self.user, self.me.load(Ordering::Acquire), uffd_id, fd) } {
             LIBUFFD_FORK_TAKEN => ForkVerdict::Taken,
@@ -81,6 +83,7 @@ impl Handler for CHandler {
 
     fn on_remap(&self, id: u32, from: u64, to: u64, len: u64) {
         if let Some(cb) = self.ops.on_remap {
+            let _in_cb = InCallback::enter(self.me.load(Ordering::Acquire));
             // SAFETY: C callback with the documented arguments.
             unsafe { cb(self.user, id, from, to, len) }
         }
@@ -88,6 +91,7 @@ impl Handler for CHandler {
 
     fn on_remove(&self, id: u32, start: u64, end: u64) {
         if let Some(cb) = self.ops.on_remove {
+            let _in_cb = InCallback::enter(self.me.load(Ordering::Acquire));
             // SAFETY: C callback with the documented arguments.
             unsafe { cb(self.user, id, start, end) }
         }
@@ -95,6 +99,7 @@ impl Handler for CHandler {
 
     fn on_unmap(&self, id: u32, start: u64, end: u64) {
         if let Some(cb) = self.ops.on_unmap {
+            let _in_cb = InCallback::enter(self.me.load(Ordering::Acquire));
             // SAFETY: C callback with the documented arguments.
             unsafe { cb(self.user, id, start, end) }
         }
@@ -109,6 +114,7 @@ impl Handler for CHandler {
             let mut text = msg.as_bytes().to_vec();
             text.retain(|&b| b != 0);
             text.push(0);
+            let _in_cb = InCallback::enter(self.me.load(Ordering::Acquire));
             // SAFETY: C callback; the text is NUL-terminated and lives
             // for the call.
             unsafe { cb(self.user, text.as_ptr().cast()) }
@@ -116,8 +122,46 @@ impl Handler for CHandler {
     }
 }
 
-/// What a `libuffd_monitor *` points to.
+thread_local! {
+    /// The monitor whose C callback this thread is running (null: none):
+    /// libuffd_monitor_free() and libuffd_monitor_wait() of that monitor
+    /// from inside it would wait for the callback itself (and free what it
+    /// runs on), so they fail with EDEADLK instead.
+    static IN_CALLBACK: Cell<*const libuffd_monitor> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Marks the calling thread as running a callback of `m` until dropped.
+struct InCallback(*const libuffd_monitor);
+
+impl InCallback {
+    fn enter(m: *const libuffd_monitor) -> InCallback {
+        InCallback(IN_CALLBACK.with(|c| c.replace(m)))
+    }
+}
+
+impl Drop for InCallback {
+    fn drop(&mut self) {
+        IN_CALLBACK.with(|c| c.set(self.0));
+    }
+}
+
+/// EDEADLK if the calling thread is inside a callback of `m`.
+fn not_in_callback(m: *const libuffd_monitor, func: &'static str) -> Result<(), Error> {
+    if !m.is_null() && IN_CALLBACK.with(|c| c.get()) == m {
+        return Err(Error::os(
+            func,
+            libc::EDEADLK,
+            "called from inside one of this monitor's callbacks, which would wait for (and free) the callback itself; call it from another thread once the monitor is stopped",
+        ));
+    }
+    Ok(())
+}
+
+/// What a `libuffd_monitor *` points to. The tag comes first
+/// (handle.rs `check_tag`).
+#[repr(C)]
 struct MonitorBox {
+    tag: std::sync::atomic::AtomicU64,
     monitor: Monitor,
     started: Mutex<Option<Running>>,
     /// The exit signal of the last start, kept open while the monitor
@@ -198,6 +242,9 @@ impl Drop for MonitorBox {
             // called exactly once, after the last callback.
             unsafe { free(self.user) }
         }
+        // Last: callbacks still running above may use the monitor.
+        self.tag
+            .store(super::handle::DEAD_TAG, std::sync::atomic::Ordering::Release);
     }
 }
 
@@ -208,7 +255,11 @@ unsafe fn monitor_ref<'a>(m: *const libuffd_monitor) -> Result<&'a MonitorBox, E
     if m.is_null() {
         return Err(Error::invalid("monitor is NULL"));
     }
-    // SAFETY: per the contract, a pointer from libuffd_monitor_new, not freed.
+    // SAFETY: per the contract, a pointer from libuffd (a monitor, or by
+    // mistake another of its objects, which also start with a tag).
+    unsafe { super::handle::check_tag(m.cast(), super::handle::MONITOR_TAG, "monitor") }?;
+    // SAFETY: per the contract, a pointer from libuffd_monitor_new, not
+    // freed (its tag says so).
     Ok(unsafe { &*(m as *const MonitorBox) })
 }
 
@@ -360,6 +411,7 @@ pub unsafe extern "C" fn libuffd_monitor_new(
         };
         let monitor = Monitor::new(config, Box::new(handler))?;
         let boxed = Box::new(MonitorBox {
+            tag: std::sync::atomic::AtomicU64::new(super::handle::MONITOR_TAG),
             monitor,
             started: Mutex::new(None),
             last_exit: Mutex::new(None),
@@ -644,10 +696,12 @@ pub unsafe extern "C" fn libuffd_monitor_stop(m: *mut libuffd_monitor) -> i32 {
 /// a thread waited for by a cancelled pthread_join() does: stop, wait for
 /// and free it later as usual.
 ///
-/// Thread safety: any thread but the monitor's own (not from a callback).
+/// Thread safety: any thread but the monitor's own (not from a callback:
+/// -EDEADLK there).
 ///
-/// Returns: what the run returned (0 or -errno), or -EINVAL if it was not
-/// started.
+/// Returns: what the run returned (0 or -errno), -EINVAL if it was not
+/// started (or `m` is not a monitor), -EDEADLK from inside one of its
+/// callbacks.
 ///
 /// # Safety
 /// `m` is NULL or a live monitor.
@@ -661,6 +715,7 @@ pub unsafe extern "C-unwind" fn libuffd_monitor_wait(m: *mut libuffd_monitor) ->
         let step = guard("libuffd_monitor_wait", || {
             // SAFETY: contract above.
             let mb = unsafe { monitor_ref(m) }?;
+            not_in_callback(m, "libuffd_monitor_wait")?;
             let mut started = mb.started.lock().unwrap_or_else(|e| e.into_inner());
             let Some(running) = started.as_ref() else {
                 return Err(Error::invalid(
@@ -950,9 +1005,15 @@ pub unsafe extern "C" fn libuffd_monitor_get_stats(
     })
 }
 
-/// Stop the monitor, wait for its threads, release its regions (unless
-/// LIBUFFD_MONITOR_NO_RELEASE_ON_STOP), call `user_data_free`, and free
-/// it. NULL is ignored. Not from inside a callback.
+/// Stop the monitor, wait for its threads, apply the stop policy to its
+/// regions (libuffd_monitor_opts.stop_policy), call `user_data_free`, and
+/// free it. NULL is ignored.
+///
+/// Misuse is refused, not acted on (the function returns nothing: errno is
+/// set and libuffd_last_error() says why): from inside one of this
+/// monitor's callbacks, EDEADLK (it would wait for, and free, the running
+/// callback); a pointer that is not a live monitor (a handle, or a monitor
+/// already freed, where its type tag tells), EINVAL.
 ///
 /// A libuffd_monitor_run() cancelled on another thread is ended first: this
 /// waits until that thread has exited (or called into the monitor again).
@@ -969,6 +1030,18 @@ pub unsafe extern "C" fn libuffd_monitor_free(m: *mut libuffd_monitor) {
     }
     guard_void(|| {
         end_parked_run();
+        // SAFETY: contract above (a pointer of another kind, or a freed
+        // one where it can be told, is refused by its tag).
+        let checked = unsafe {
+            super::handle::check_tag(m.cast(), super::handle::MONITOR_TAG, "libuffd_monitor_free: monitor")
+        }
+        .and_then(|()| not_in_callback(m, "libuffd_monitor_free"));
+        if let Err(e) = checked {
+            // Left alone: the caller is told through errno and
+            // libuffd_last_error().
+            super::boundary::record("libuffd_monitor_free", e);
+            return;
+        }
         // SAFETY: per the contract, the Box from libuffd_monitor_new.
         drop(unsafe { Box::from_raw(m as *mut MonitorBox) });
     });

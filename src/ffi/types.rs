@@ -503,9 +503,17 @@ pub struct libuffd_fault {
 /// libuffd_monitor_new(); members are only ever appended.
 ///
 /// Callbacks run on the monitor's threads (faults on workers, when there
-/// are workers): they must be thread-safe, must not throw C++ exceptions
-/// or longjmp, and must not fork, mremap, munmap or madvise registered
-/// memory (the kernel would wait on the monitor: deadlock).
+/// are workers): they must be thread-safe, and must not fork, mremap,
+/// munmap or madvise registered memory (the kernel would wait on the
+/// monitor: deadlock).
+///
+/// A callback must return normally: it must not throw a C++ exception out
+/// of itself (mark C++ callbacks `noexcept`, or catch everything inside),
+/// nor longjmp/siglongjmp out of it, nor end its thread (pthread_exit).
+/// Any of these unwinds or jumps over the library's frames: the fault in
+/// hand is never released, locks stay held, and the process may abort.
+/// libuffd_monitor_free() and libuffd_monitor_wait() of the same monitor
+/// from inside a callback fail with EDEADLK.
 #[repr(C)]
 #[derive(Default, Clone, Copy)]
 pub struct libuffd_monitor_ops {

@@ -511,6 +511,69 @@ static void test_bad_input(void)
 	munmap(mem, PAGE);
 }
 
+/* ---- A good guest: wrong kinds of pointers, free/wait from a callback ---- */
+
+static int deadlk_free_rc, deadlk_free_errno, deadlk_wait_rc;
+
+static int free_and_wait_inside(void *ud, libuffd_monitor *m, const struct libuffd_fault *f)
+{
+	(void)ud;
+	errno = 0;
+	libuffd_monitor_free(m); /* refused: it would free the callback's own monitor */
+	deadlk_free_errno = errno;
+	deadlk_free_rc = strstr(libuffd_last_error(), "libuffd_monitor_free") != NULL;
+	deadlk_wait_rc = libuffd_monitor_wait(m);
+	int32_t n = libuffd_monitor_zero(m, f);
+	return n < 0 ? n : LIBUFFD_FAULT_HANDLED;
+}
+
+static void test_good_guest(void)
+{
+	SECTION("a monitor where a handle is expected (and back): -EINVAL, nothing corrupted");
+	char *mem = map_anon(PAGE);
+	libuffd_handle *h = open_nonblock();
+	libuffd_monitor *m = NULL;
+	struct libuffd_monitor_ops ops = { .on_fault = free_and_wait_inside };
+	CHECK_OK(libuffd_monitor_new(NULL, &ops, sizeof ops, NULL, NULL, &m));
+	libuffd_handle *as_handle = (libuffd_handle *)m;
+	libuffd_monitor *as_monitor = (libuffd_monitor *)h;
+	CHECK_FAILS(libuffd_handle_fd(as_handle), -EINVAL, "libuffd_handle_fd");
+	CHECK_FAILS(libuffd_register(as_handle, mem, PAGE, LIBUFFD_REGISTER_MISSING, NULL), -EINVAL,
+		    "libuffd_register");
+	uint32_t id;
+	CHECK_FAILS(libuffd_monitor_add_handle(m, as_handle, &id), -EINVAL, "libuffd_monitor_add_handle");
+	CHECK_FAILS(libuffd_monitor_stop(as_monitor), -EINVAL, "libuffd_monitor_stop");
+	CHECK_FAILS(libuffd_monitor_start(as_monitor), -EINVAL, "libuffd_monitor_start");
+	CHECK_FAILS(libuffd_monitor_wait(as_monitor), -EINVAL, "libuffd_monitor_wait");
+	/* The free functions are void: the wrong kind is left alone, errno says
+	 * EINVAL and libuffd_last_error() why. */
+	errno = 0;
+	libuffd_handle_free(as_handle);
+	CHECK_EQ(errno, EINVAL);
+	CHECK(strstr(libuffd_last_error(), "libuffd_monitor") != NULL);
+	errno = 0;
+	libuffd_monitor_free(as_monitor);
+	CHECK_EQ(errno, EINVAL);
+	/* Both still work. */
+	CHECK(libuffd_handle_fd(h) >= 0);
+
+	SECTION("libuffd_monitor_free/wait from inside a callback: -EDEADLK, no use-after-free");
+	CHECK_OK(libuffd_monitor_add_handle(m, h, &id));
+	struct libuffd_region_opts r = LIBUFFD_OPTS_INIT(libuffd_region_opts, .source = LIBUFFD_SOURCE_CALLBACK,
+						      .register_mode = LIBUFFD_REGISTER_MISSING, .fd = -1);
+	CHECK_OK(libuffd_monitor_add_region(m, id, mem, PAGE, &r));
+	CHECK_OK(libuffd_monitor_start(m));
+	CHECK_EQ(mem[7], 0); /* served by the callback, after its refused calls */
+	CHECK_EQ(deadlk_free_errno, EDEADLK);
+	CHECK_EQ(deadlk_free_rc, 1);
+	CHECK_EQ(deadlk_wait_rc, -EDEADLK);
+	CHECK_OK(libuffd_monitor_stop(m));
+	CHECK_OK(libuffd_monitor_wait(m));
+	libuffd_monitor_free(m);
+	libuffd_handle_free(h);
+	munmap(mem, PAGE);
+}
+
 int main(void)
 {
 	source = malloc(PAGES * PAGE);
@@ -524,6 +587,7 @@ int main(void)
 	test_stop_from_callback();
 	test_dispatch();
 	test_bad_input();
+	test_good_guest();
 	free(source);
 	return h_finish();
 }
