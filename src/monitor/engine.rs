@@ -550,11 +550,16 @@ impl Inner {
     /// A log callback that panics is ignored (there is nowhere to report
     /// it): the monitor goes on.
     pub(crate) fn log(&self, args: std::fmt::Arguments<'_>) {
+        // A panic this thread had inside the library first (its text,
+        // kept by the panic hook instead of printed: uffd/quiet.rs).
+        let pending = crate::uffd::quiet::take_pending();
         if self.handler.wants_log() {
-            let msg = args.to_string();
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.handler.on_log(&msg)
-            }));
+            let _quiet = crate::uffd::quiet::Suppress::enter();
+            for msg in pending.into_iter().chain(std::iter::once(args.to_string())) {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.handler.on_log(&msg)
+                }));
+            }
         }
     }
 

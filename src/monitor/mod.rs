@@ -173,13 +173,19 @@ struct Helpers {
 }
 
 impl Helpers {
-    fn spawn(&mut self, name: &str, f: impl FnOnce() + Send + 'static) -> Result<()> {
+    fn spawn(
+        &mut self,
+        name: &str,
+        sink: crate::uffd::quiet::PanicSink,
+        f: impl FnOnce() + Send + 'static,
+    ) -> Result<()> {
         let started = self.started.clone();
         let exit = self.exit.clone().map(FireOnDrop);
         let t = std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
                 let _exit = exit;
+                let _quiet = crate::uffd::quiet::Scope::enter(Some(sink));
                 crate::sys::cancel::disable_for_thread();
                 started.fetch_add(1, Release);
                 f()
@@ -310,6 +316,18 @@ impl Inner {
         list.get(id as usize)?
             .as_ref()
             .map(|s| (s.uffd.clone(), s.nowait))
+    }
+
+    /// Where panics on the monitor's threads are reported: its log (a
+    /// weak reference: the thread-local that keeps it never keeps the
+    /// monitor alive).
+    pub(crate) fn panic_sink(self: &Arc<Self>) -> crate::uffd::quiet::PanicSink {
+        let weak = Arc::downgrade(self);
+        Arc::new(move |msg: &str| {
+            if let Some(inner) = weak.upgrade() {
+                inner.log(format_args!("{msg}"));
+            }
+        })
     }
 
     pub(crate) fn request_stop(&self, errno: Option<i32>) {
@@ -616,6 +634,7 @@ impl Monitor {
                 "the monitor is already running",
             ));
         }
+        let _quiet = crate::uffd::quiet::Scope::enter(Some(self.inner.panic_sink()));
         if self.inner.ended.swap(false, AcqRel) {
             self.inner.prepare_rerun();
         }
@@ -711,7 +730,9 @@ impl Monitor {
             *inner.pool.lock().unwrap_or_else(|e| e.into_inner()) = Some(pool.clone());
             for n in 0..inner.config.workers {
                 let (i, p) = (inner.clone(), pool.clone());
-                helpers.spawn(&format!("uffd-worker-{n}"), move || pool::work(i, p))?;
+                helpers.spawn(&format!("uffd-worker-{n}"), inner.panic_sink(), move || {
+                    pool::work(i, p)
+                })?;
             }
         }
         let wants_prefetch = inner
@@ -722,12 +743,12 @@ impl Monitor {
             .any(|r| r.prefetch);
         if wants_prefetch {
             let i = inner.clone();
-            helpers.spawn("uffd-prefetch", move || prefetch::run(i))?;
+            helpers.spawn("uffd-prefetch", inner.panic_sink(), move || prefetch::run(i))?;
         }
         if reserve::wanted(inner) {
             reserve::prepare(inner);
             let i = inner.clone();
-            helpers.spawn("uffd-reserve", move || reserve::run(i))?;
+            helpers.spawn("uffd-reserve", inner.panic_sink(), move || reserve::run(i))?;
         }
         Ok(())
     }
@@ -844,10 +865,12 @@ impl Monitor {
         let me = self.clone();
         let exit = ExitSignal::new()?;
         let fire = FireOnDrop(exit.clone());
+        let sink = self.inner.panic_sink();
         let t = std::thread::Builder::new()
             .name("uffd-monitor".into())
             .spawn(move || {
                 let _fire = fire;
+                let _quiet = crate::uffd::quiet::Scope::enter(Some(sink));
                 crate::sys::cancel::disable_for_thread();
                 me.run()
             })
