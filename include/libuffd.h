@@ -554,7 +554,8 @@ typedef struct libuffd_fault_info {
 typedef struct libuffd_fork_info {
   /**
    * A new userfaultfd serving the child's memory, owned by the caller:
-   * adopt it with libuffd_handle_from_fd() or close() it.
+   * close() it, after adopting it with libuffd_handle_from_fd() (which
+   * works on its own duplicate) if it is to be served.
    */
   int32_t fd;
   /**
@@ -868,7 +869,10 @@ typedef struct libuffd_region_opts {
    */
   uint64_t buffer_len;
   /**
-   * LIBUFFD_SOURCE_FD: the file to pread (kept open by the caller).
+   * LIBUFFD_SOURCE_FD: the file to pread. libuffd_monitor_add_region()
+   * duplicates it (F_DUPFD_CLOEXEC) and reads its duplicate, closed
+   * with the monitor: the caller may close its own at once (before 1.1
+   * the monitor read this number, which had to stay open).
    */
   int32_t fd;
   /**
@@ -1113,7 +1117,8 @@ int32_t libuffd_read_events(struct libuffd_handle *h, struct libuffd_event *even
 int32_t libuffd_open(const struct libuffd_open_opts *opts, struct libuffd_handle **out);
 
 /**
- * Adopt an existing userfaultfd descriptor, taking ownership of it.
+ * Adopt an existing userfaultfd descriptor: the handle works on its own
+ * duplicate of it.
  *
  * For a descriptor received from another process or carried by a
  * LIBUFFD_EVENT_FORK event. If its API handshake was already done, its
@@ -1122,19 +1127,26 @@ int32_t libuffd_open(const struct libuffd_open_opts *opts, struct libuffd_handle
  * `opts` (features and required_features). `opts->flags` must be 0: the
  * descriptor keeps its own flags.
  *
- * Ownership: on success the handle owns `fd` and closes it when freed; on
- * failure `fd` stays the caller's (it is not closed) and `*out` is not
- * written.
+ * Ownership: `fd` stays the caller's, always: the handle duplicates it
+ * (F_DUPFD_CLOEXEC: a new descriptor number, close-on-exec, sharing the
+ * same open file and its status flags) and closes only its duplicate when
+ * freed. Close your `fd` when you no longer need it, at once if you like:
+ * a number closed and reused meanwhile never reaches the handle. (Before
+ * 1.1 the handle took `fd` itself; a caller that relied on
+ * libuffd_handle_free() closing it now closes it itself.) On failure
+ * the duplicate is closed again and `*out` is not written.
+ * libuffd_handle_fd() returns the duplicate.
  *
  * Thread safety: may be called from any thread.
  *
  * Returns: 0, or -EINVAL (negative fd, not a userfaultfd, NULL out,
  * non-zero opts->flags), -EBADF, -E2BIG, -EOPNOTSUPP (a required feature
- * is not enabled on this fd).
+ * is not enabled on this fd), -EMFILE (no descriptor left for the
+ * duplicate).
  *
  * # Safety
  * `opts` is NULL or a valid libuffd_open_opts; `out` is NULL or writable;
- * `fd` is not used by anyone else once this returns 0.
+ * nothing else.
  */
 int32_t libuffd_handle_from_fd(int32_t fd, const struct libuffd_open_opts *opts, struct libuffd_handle **out);
 

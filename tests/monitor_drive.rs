@@ -6,15 +6,17 @@
 
 mod common;
 use common::*;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
 use uffd::monitor::*;
 use uffd::*;
 
 /// Take turns until the run is over, blocking in poll(2) as told.
-fn drive(m: &Monitor, d: &mut Driven) -> usize {
+fn drive(m: &Monitor, d: &mut Driven, waited: &AtomicBool) -> usize {
     let mut waits = 0;
     while let Turn::Wait { fd, timeout_ms } = m.drive_turn(d, 0) {
         waits += 1;
+        waited.store(true, SeqCst);
         let mut p = libc::pollfd {
             fd,
             events: libc::POLLIN,
@@ -59,10 +61,12 @@ fn driven_run_serves_and_stops() {
         assert_eq!(e.errno(), libc::EBUSY);
         let e = m.dispatch(0).expect_err("dispatch is refused while driven");
         assert_eq!(e.errno(), libc::EBUSY);
+        let waited = Arc::new(AtomicBool::new(false));
         let driver = {
             let m = m.clone();
+            let waited = waited.clone();
             std::thread::spawn(move || {
-                let waits = drive(&m, &mut d);
+                let waits = drive(&m, &mut d, &waited);
                 (waits, m.drive_end(d))
             })
         };
@@ -72,6 +76,14 @@ fn driven_run_serves_and_stops() {
             .collect();
         for (k, r) in readers.into_iter().enumerate() {
             assert_eq!(r.join().unwrap(), src[k * 3 * PAGE + 9]);
+        }
+        // With workers the faults are served without the driver: let it
+        // take its first turn before the stop (it was racy: the stop could
+        // come first, and the driver never waited).
+        let t0 = std::time::Instant::now();
+        while !waited.load(SeqCst) {
+            assert!(t0.elapsed().as_secs() < 10, "the driver never took a turn");
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
         m.stop();
         let (waits, result) = driver.join().unwrap();

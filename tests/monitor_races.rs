@@ -428,17 +428,45 @@ fn source_error_default_policy_sigbus() {
         let mem = Mem::new(Kind::Anon, 4);
         let u = Arc::new(open_uffd(Features::empty()));
         let m = Monitor::new(Config::default(), Box::new(DefaultHandler)).unwrap();
-        // A descriptor number that is not open in the child.
-        let bad_fd = 999_999;
-        add_all(
-            &m,
-            &u,
-            &mem,
-            Source::Fd {
-                fd: bad_fd,
-                offset: 0,
+        // A descriptor number that is not open is refused when the region
+        // is added (the monitor duplicates the source's descriptor).
+        let id = m.add_uffd(u.clone()).unwrap();
+        let e = m
+            .add_region(
+                id,
+                mem.start(),
+                mem.len as u64,
+                RegionOptions {
+                    source: Source::Fd {
+                        fd: 999_999,
+                        offset: 0,
+                    },
+                    register: RegisterMode::MISSING,
+                    ..RegionOptions::default()
+                },
+            )
+            .expect_err("a closed source fd");
+        if e.errno() != libc::EBADF {
+            return 3;
+        }
+        // One open for writing only: every pread fails (EBADF).
+        // SAFETY: plain open.
+        let bad_fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+        assert!(bad_fd >= 0);
+        m.add_region(
+            id,
+            mem.start(),
+            mem.len as u64,
+            RegionOptions {
+                source: Source::Fd {
+                    fd: bad_fd,
+                    offset: 0,
+                },
+                register: RegisterMode::MISSING,
+                ..RegionOptions::default()
             },
-        );
+        )
+        .unwrap();
         let _run = m.start().unwrap();
         let v = mem.read(5);
         10 + (v as i32 % 100)

@@ -489,3 +489,56 @@ fn prefetch_added_while_running_is_refused() {
     m.stop();
     run.wait().unwrap();
 }
+
+/// An Fd source's descriptor is the monitor's own duplicate: the caller
+/// closes its descriptor right after adding the region, another file takes
+/// the number, and faults still read the source file. Before the fix the
+/// monitor read whatever file had the number (here: the wrong content).
+#[test]
+fn fd_source_is_duplicated() {
+    let _w = Watchdog::new("fd_source_is_duplicated", 60);
+    let src = content(4 * PAGE);
+    let other: Vec<u8> = vec![0x77; 4 * PAGE];
+    let file = |data: &[u8]| -> i32 {
+        // SAFETY: memfd + write of our own buffer.
+        unsafe {
+            let fd = libc::memfd_create(c"libuffd-src".as_ptr(), libc::MFD_CLOEXEC);
+            assert!(fd >= 0);
+            assert_eq!(
+                libc::pwrite(fd, data.as_ptr().cast(), data.len(), 0),
+                data.len() as isize
+            );
+            fd
+        }
+    };
+    let fd = file(&src);
+    let mem = Arc::new(Mem::new(Kind::Anon, 4));
+    let u = Arc::new(open_uffd(Features::empty()));
+    let config = Config {
+        adaptive: false,
+        ..Config::default()
+    };
+    let m = Monitor::new(config, Box::new(DefaultHandler)).unwrap();
+    let id = m.add_uffd(u.clone()).unwrap();
+    m.add_region(
+        id,
+        mem.start(),
+        mem.len as u64,
+        RegionOptions {
+            source: Source::Fd { fd, offset: 0 },
+            register: RegisterMode::MISSING,
+            ..RegionOptions::default()
+        },
+    )
+    .unwrap();
+    // SAFETY: our own descriptor.
+    unsafe { libc::close(fd) };
+    let reused = file(&other);
+    assert_eq!(reused, fd, "the number is taken by another file");
+    let run = m.start().unwrap();
+    assert_eq!(mem.bytes(), &src[..], "read from the source, not the reused number");
+    m.stop();
+    run.wait().unwrap();
+    // SAFETY: our own descriptor.
+    unsafe { libc::close(reused) };
+}

@@ -197,7 +197,8 @@ pub struct libuffd_fault_info {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct libuffd_fork_info {
     /// A new userfaultfd serving the child's memory, owned by the caller:
-    /// adopt it with libuffd_handle_from_fd() or close() it.
+    /// close() it, after adopting it with libuffd_handle_from_fd() (which
+    /// works on its own duplicate) if it is to be served.
     pub fd: i32,
     /// Zero.
     pub reserved: u32,
@@ -428,7 +429,10 @@ pub struct libuffd_region_opts {
     /// LIBUFFD_SOURCE_BUFFER: bytes available at `buffer` (pages past them
     /// are zero-filled).
     pub buffer_len: u64,
-    /// LIBUFFD_SOURCE_FD: the file to pread (kept open by the caller).
+    /// LIBUFFD_SOURCE_FD: the file to pread. libuffd_monitor_add_region()
+    /// duplicates it (F_DUPFD_CLOEXEC) and reads its duplicate, closed
+    /// with the monitor: the caller may close its own at once (before 1.1
+    /// the monitor read this number, which had to stay open).
     pub fd: i32,
     /// LIBUFFD_ON_STOP_* for this region (0: the monitor's stop_policy).
     /// Added in 1.1 where 1.0 had a reserved zero.

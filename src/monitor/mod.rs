@@ -107,6 +107,9 @@ pub(crate) struct Inner {
     /// `DEFERRED_TRACKED`, the rest counted in `deferred_untracked`.
     pub deferred_open: Mutex<Vec<(u32, u64)>>,
     pub deferred_untracked: AtomicU64,
+    /// The monitor's own duplicates of the descriptors of Fd sources
+    /// (`Monitor::add_region`), closed with the monitor.
+    pub source_fds: Mutex<Vec<OwnedFd>>,
 }
 
 /// Room in `Inner::deferred_open` (allocated once: deferring allocates
@@ -499,6 +502,7 @@ impl Monitor {
                 unreleased: Mutex::new([(0, 0, 0); UNRELEASED_SLOTS]),
                 deferred_open: Mutex::new(Vec::with_capacity(DEFERRED_TRACKED)),
                 deferred_untracked: AtomicU64::new(0),
+                source_fds: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -515,6 +519,10 @@ impl Monitor {
     }
 
     /// Serve `[start, start+len)` of uffd `id` as `opts` says.
+    ///
+    /// An Fd source's descriptor is duplicated (F_DUPFD_CLOEXEC): the
+    /// caller may close its own at once; the monitor reads its duplicate,
+    /// closed when the monitor is dropped.
     pub fn add_region(&self, id: u32, start: u64, len: u64, opts: RegionOptions) -> Result<()> {
         let uffd = self
             .inner
@@ -599,8 +607,33 @@ impl Monitor {
                 "add region: [{start:#x}, +{len:#x}) overlaps a region of this userfaultfd"
             )));
         }
+        // The source's own descriptor: a number the caller closes (and
+        // that another file then takes) must never be read as the source.
+        let mut opts = opts;
+        let mut source_fd = None;
+        if let Source::Fd { fd, offset } = opts.source {
+            let dup = crate::sys::dupfd::dup_cloexec(fd).map_err(|e| {
+                Error::os(
+                    "add region",
+                    e,
+                    format!("duplicating the source fd {fd} (F_DUPFD_CLOEXEC)"),
+                )
+            })?;
+            opts.source = Source::Fd {
+                fd: dup.as_raw_fd(),
+                offset,
+            };
+            source_fd = Some(dup);
+        }
         if !opts.register.is_empty() {
             uffd.register(start, len, opts.register)?;
+        }
+        if let Some(dup) = source_fd {
+            self.inner
+                .source_fds
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(dup);
         }
         // Room first, allocating outside the lock (see reserve.rs).
         reserve::grow(&self.inner.regions, RegionTable::vec_mut, 1);

@@ -12,7 +12,9 @@ pub enum Source {
     /// Bytes of this process's memory at `addr` (e.g. an mmapped
     /// snapshot), `len` long; pages past its end are zero-filled.
     Buffer { addr: u64, len: u64 },
-    /// pread(2) from `fd` (borrowed: the caller keeps it open) at `offset`;
+    /// pread(2) from `fd` at `offset` (`Monitor::add_region` duplicates
+    /// `fd`: the region holds the monitor's duplicate, the caller may close
+    /// its own);
     /// bytes past end-of-file are zero.
     Fd { fd: i32, offset: u64 },
     /// The monitor's fault callback decides.
