@@ -178,8 +178,8 @@ struct MonitorBox {
 /// outside the panic guard (null at any other time, callbacks included).
 ///
 /// If the thread is cancelled there, it never comes back to end the run.
-/// The run is then ended as by libuffd_monitor_stop() (and its regions
-/// released, unless LIBUFFD_MONITOR_NO_RELEASE_ON_STOP) when the thread
+/// The run is then ended as by libuffd_monitor_stop() (and the stop
+/// policy applied to its regions) when the thread
 /// exits (the slot's destructor), or earlier by the thread's next
 /// libuffd_monitor_* call (a cleanup handler's libuffd_monitor_free()).
 /// Until then the monitor counts as running: libuffd_monitor_free() from
@@ -372,7 +372,9 @@ unsafe fn ops_from_c(
 ///
 /// `opts` may be NULL (defaults: the reader resolves faults itself, an
 /// adaptive 1..512-page fault-around window, SIGBUS on errors, zero-fill
-/// after REMOVE, forked children served, regions released on stop).
+/// after REMOVE, forked children served, and on stop: SIGBUS for pages of
+/// buffer, fd and callback regions never restored, zeros for the others;
+/// see LIBUFFD_ON_STOP_DEFAULT).
 /// `ops` (with `ops_size` = sizeof(struct libuffd_monitor_ops)) may be NULL
 /// when every region has a page source. `user_data` is passed to every
 /// callback; `user_data_free`, if not NULL, is called with it exactly once,
@@ -476,12 +478,15 @@ pub unsafe extern "C" fn libuffd_monitor_add_handle(
 /// Returns: 0, or -EINVAL (NULL monitor, unknown handle id, bad range,
 /// misaligned for the page size, a page size that is not a power of two
 /// of at least the base page size or not the mapping's, overlap, unknown
-/// source or flags, NULL buffer, negative fd), and libuffd_register()'s
-/// errors.
+/// source, stop_policy or flags, NULL buffer, negative fd), -EBADF (a
+/// source fd that is not open), -EMFILE (no descriptor left for its
+/// duplicate), -EBUSY (LIBUFFD_REGION_PREFETCH while the monitor runs),
+/// and libuffd_register()'s errors.
 ///
 /// # Safety
 /// `opts` NULL or valid; `opts->buffer` readable for `buffer_len` bytes
-/// and `opts->fd` open for as long as the monitor serves the region.
+/// for as long as the monitor serves the region (`opts->fd` is
+/// duplicated: the caller may close it once this returns).
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_monitor_add_region(
     m: *mut libuffd_monitor,
@@ -546,8 +551,8 @@ pub unsafe extern "C" fn libuffd_monitor_add_region(
 /// (or entering with a cancel pending) that is pthread_cancel()ed unwinds
 /// out of the call; a cancel that arrives while a callback runs acts once
 /// the thread waits again. A run cancelled mid-way ends as if
-/// libuffd_monitor_stop() had been called: the monitor is stopped for good
-/// and, unless LIBUFFD_MONITOR_NO_RELEASE_ON_STOP, its regions released.
+/// libuffd_monitor_stop() had been called: the monitor is stopped and the
+/// stop policy applied to its regions (libuffd_monitor_opts.stop_policy).
 /// That ending is done when the cancelled thread exits (the main thread
 /// too), or earlier by its next libuffd_monitor_* call (a cleanup handler
 /// may call libuffd_monitor_free()); libuffd_monitor_free() from another
@@ -672,10 +677,22 @@ pub unsafe extern "C" fn libuffd_monitor_start(m: *mut libuffd_monitor) -> i32 {
 
 /// Ask the monitor to stop; returns at once. Safe from any thread,
 /// including from inside a callback; calling it again does nothing more.
-/// With the default release-on-stop, threads still blocked in faults are
-/// released (their regions are unregistered) when the loop ends.
+/// When the loop ends, each region's stop policy decides what becomes of
+/// the threads still blocked in its faults and of its pages not yet
+/// placed (LIBUFFD_ON_STOP_*: by default SIGBUS for buffer, fd and
+/// callback regions, never silent zeros; zeros for the others); the
+/// counters stop_blocked, stop_sigbus and stop_zeroed of
+/// libuffd_monitor_get_stats() say how many pending faults went each way.
 ///
-/// Returns: 0, or -EINVAL for NULL.
+/// Restart: once the run has ended (libuffd_monitor_wait() returned, or
+/// libuffd_monitor_run() did), libuffd_monitor_start() or
+/// libuffd_monitor_run() runs the monitor again: regions the stop
+/// unregistered (SIGBUS, ZERO) are gone from it (add them again), those
+/// left registered (BLOCK) are served, and the threads the stop left
+/// blocked are woken to fault again. A stop asked while no run is active
+/// ends the next run at once.
+///
+/// Returns: 0, or -EINVAL for NULL (or not a monitor).
 ///
 /// # Safety
 /// `m` is NULL or a live monitor.

@@ -339,7 +339,10 @@ pub const LIBUFFD_SOURCE_CALLBACK: u32 = 3;
 /// Region source: the page cache (MINOR faults, resolved by CONTINUE).
 pub const LIBUFFD_SOURCE_PAGE_CACHE: u32 = 4;
 
-/// libuffd_region_opts.flags: populate the region in the background.
+/// libuffd_region_opts.flags: populate the region in the background. For
+/// regions added before the monitor runs: libuffd_monitor_add_region()
+/// refuses it with -EBUSY while the monitor runs (the prefetcher starts
+/// with the run), rather than accept it and never prefetch.
 pub const LIBUFFD_REGION_PREFETCH: u32 = 0x1;
 
 /// on_fault return: the callback resolved the fault (libuffd_monitor_copy()

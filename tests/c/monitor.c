@@ -431,9 +431,69 @@ static void test_dispatch(void)
 	munmap(mem, PAGES * PAGE);
 }
 
+/* A lazy restore stopped half-way: the page never restored must not read
+ * as zeros. Default policy (buffer region): SIGBUS. Before 1.1 it read 0. */
+static void test_stop_no_silent_zeros(void)
+{
+	SECTION("stop: a page never restored gets SIGBUS, not zeros (default policy)");
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0) {
+		char *mem = map_anon(2 * PAGE);
+		libuffd_handle *h = open_nonblock();
+		struct libuffd_monitor_opts mo =
+			LIBUFFD_OPTS_INIT(libuffd_monitor_opts, .flags = LIBUFFD_MONITOR_FIXED_WINDOW);
+		libuffd_monitor *m = NULL;
+		if (libuffd_monitor_new(&mo, NULL, 0, NULL, NULL, &m) < 0)
+			_exit(10);
+		uint32_t id;
+		libuffd_monitor_add_handle(m, h, &id);
+		struct libuffd_region_opts r = LIBUFFD_OPTS_INIT(libuffd_region_opts, .source = LIBUFFD_SOURCE_BUFFER,
+							      .buffer = source, .buffer_len = 2 * PAGE,
+							      .register_mode = LIBUFFD_REGISTER_MISSING, .fd = -1);
+		if (libuffd_monitor_add_region(m, id, mem, 2 * PAGE, &r) < 0 || libuffd_monitor_start(m) < 0)
+			_exit(11);
+		alarm(20);
+		if (mem[5] != source[5])
+			_exit(12);
+		libuffd_monitor_stop(m);
+		libuffd_monitor_wait(m);
+		if (mem[6] != source[6])
+			_exit(13); /* the restored page keeps its data */
+		volatile char c = mem[PAGE + 1];
+		_exit(c == 0 ? 14 : 15); /* 14: silent zeros (the bug) */
+	}
+	int status = 0;
+	waitpid(pid, &status, 0);
+	CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS, "child status %#x", status);
+}
+
 static void test_bad_input(void)
 {
 	SECTION("bad input");
+	{
+		libuffd_monitor *bm = NULL;
+		struct libuffd_monitor_opts mo = LIBUFFD_OPTS_INIT(libuffd_monitor_opts, .stop_policy = 9);
+		CHECK_FAILS(libuffd_monitor_new(&mo, NULL, 0, NULL, NULL, &bm), -EINVAL, "libuffd_monitor_new");
+		mo = LIBUFFD_OPTS_INIT(libuffd_monitor_opts, .flags = LIBUFFD_MONITOR_NO_RELEASE_ON_STOP,
+				       .stop_policy = LIBUFFD_ON_STOP_SIGBUS);
+		CHECK_FAILS(libuffd_monitor_new(&mo, NULL, 0, NULL, NULL, &bm), -EINVAL, "libuffd_monitor_new");
+		mo = LIBUFFD_OPTS_INIT(libuffd_monitor_opts, .flags = LIBUFFD_MONITOR_NO_RELEASE_ON_STOP,
+				       .stop_policy = LIBUFFD_ON_STOP_BLOCK);
+		CHECK_OK(libuffd_monitor_new(&mo, NULL, 0, NULL, NULL, &bm));
+		char *bmem = map_anon(PAGE);
+		libuffd_handle *bh = open_nonblock();
+		uint32_t bid;
+		CHECK_OK(libuffd_monitor_add_handle(bm, bh, &bid));
+		struct libuffd_region_opts br = LIBUFFD_OPTS_INIT(libuffd_region_opts, .source = LIBUFFD_SOURCE_ZERO,
+							       .register_mode = LIBUFFD_REGISTER_MISSING, .fd = -1,
+							       .stop_policy = 7);
+		CHECK_FAILS(libuffd_monitor_add_region(bm, bid, bmem, PAGE, &br), -EINVAL,
+			    "libuffd_monitor_add_region");
+		libuffd_monitor_free(bm);
+		libuffd_handle_free(bh);
+		munmap(bmem, PAGE);
+	}
 	libuffd_monitor *m = (libuffd_monitor *)0x1;
 	CHECK_FAILS(libuffd_monitor_new(NULL, NULL, 0, NULL, NULL, NULL), -EINVAL, "libuffd_monitor_new");
 	struct libuffd_monitor_ops ops = { 0 };
@@ -580,6 +640,7 @@ int main(void)
 	for (size_t i = 0; i < PAGES * PAGE; i++)
 		source[i] = (char)(i * 13 + (i >> 12) + 1);
 	test_error_policy_sigbus(); /* forks: first, before any thread exists */
+	test_stop_no_silent_zeros(); /* forks too */
 	test_buffer_source();
 	test_callback_source();
 	test_workers();
