@@ -542,3 +542,48 @@ fn fd_source_is_duplicated() {
     // SAFETY: our own descriptor.
     unsafe { libc::close(reused) };
 }
+
+/// What the SIGBUS stop costs (run by hand: `cargo test --release --test
+/// monitor_stop stop_cost -- --ignored --nocapture`): a 256 MiB buffer
+/// region, none of it restored (one poison call), and all of it restored
+/// (the poison walks past every page: one call per present page).
+#[test]
+#[ignore]
+fn stop_cost() {
+    let _w = Watchdog::new("stop_cost", 300);
+    let pages = 65536;
+    for restored in [false, true] {
+        let mem = Arc::new(Mem::new(Kind::Anon, pages));
+        if restored {
+            // SAFETY: our own mapping, before it is registered.
+            unsafe { std::ptr::write_bytes(mem.start() as *mut u8, 1, mem.len) };
+        }
+        let src = vec![7u8; mem.len];
+        let u = Arc::new(open_uffd(Features::empty()));
+        let m = Monitor::new(Config::default(), Box::new(DefaultHandler)).unwrap();
+        let id = m.add_uffd(u.clone()).unwrap();
+        m.add_region(
+            id,
+            mem.start(),
+            mem.len as u64,
+            RegionOptions {
+                source: Source::Buffer {
+                    addr: src.as_ptr() as u64,
+                    len: src.len() as u64,
+                },
+                register: RegisterMode::MISSING,
+                ..RegionOptions::default()
+            },
+        )
+        .unwrap();
+        let run = m.start().unwrap();
+        let t0 = Instant::now();
+        m.stop();
+        run.wait().unwrap();
+        println!(
+            "stop with SIGBUS policy, 256 MiB region, {}: {:?}",
+            if restored { "every page present" } else { "no page present" },
+            t0.elapsed()
+        );
+    }
+}

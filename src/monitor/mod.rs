@@ -659,6 +659,13 @@ impl Monitor {
 
     /// Run on the calling thread until stopped. Returns the errno that
     /// stopped it (an `ErrorPolicy::Stop` failure) as an error, else Ok.
+    ///
+    /// When the run ends, each region's `StopPolicy` is applied. A run
+    /// after an ended one starts afresh: it serves the regions the stop
+    /// left registered (`Block`) and those added since (the others were
+    /// dropped from the monitor with their registration), and wakes the
+    /// threads the stop left blocked so that they fault again. A `stop`
+    /// asked while no run is active ends the next run at once.
     pub fn run(&self) -> Result<()> {
         if self.inner.running.swap(true, AcqRel) {
             return Err(Error::os(
