@@ -342,8 +342,8 @@
 #define LIBUFFD_MONITOR_NO_FORK_SERVE 2
 
 /**
- * libuffd_monitor_opts.flags: on stop, leave regions registered (threads
- * still blocked in faults stay blocked until the handles are freed).
+ * libuffd_monitor_opts.flags: the same as stop_policy LIBUFFD_ON_STOP_BLOCK
+ * (kept for older callers; with it, stop_policy must be 0 or BLOCK).
  */
 #define LIBUFFD_MONITOR_NO_RELEASE_ON_STOP 4
 
@@ -380,6 +380,43 @@
  * Error policy: poison the page and stop the monitor with the error.
  */
 #define LIBUFFD_ON_ERROR_STOP 2
+
+/**
+ * Stop policy (libuffd_monitor_opts.stop_policy,
+ * libuffd_region_opts.stop_policy): what the end of a run (stop, an
+ * error, LIBUFFD_FAULT_STOP) does to a region's memory, for the threads
+ * blocked in faults the monitor no longer serves and the pages not yet
+ * placed. The default: LIBUFFD_ON_STOP_SIGBUS for regions with a buffer,
+ * fd or callback source (pages not yet restored hold data: they never
+ * silently read as zeros), LIBUFFD_ON_STOP_ZERO for ZERO and PAGE_CACHE
+ * regions. In a region's options, 0 means the monitor's policy.
+ */
+#define LIBUFFD_ON_STOP_DEFAULT 0
+
+/**
+ * Stop policy: leave the region registered. Threads blocked in its faults
+ * stay blocked until the monitor runs again (libuffd_monitor_run() or
+ * libuffd_monitor_start() after the stop: the new run wakes them to fault
+ * afresh, and serves them) or the handle is freed. With it as the
+ * monitor's policy, a stop wakes nothing.
+ */
+#define LIBUFFD_ON_STOP_BLOCK 1
+
+/**
+ * Stop policy: poison every page of the region not yet placed
+ * (UFFDIO_POISON), unregister it and wake its threads: they, and every
+ * later access to those pages, get SIGBUS; pages already placed stay
+ * readable. Where the kernel refuses the poison (no POISON support), the
+ * documented fallback is LIBUFFD_ON_STOP_BLOCK, with a log line.
+ */
+#define LIBUFFD_ON_STOP_SIGBUS 2
+
+/**
+ * Stop policy: unregister the region and wake its threads: pages not yet
+ * placed read as zeros from then on (the behaviour of 1.0's
+ * release-on-stop, now only on request for regions whose pages hold data).
+ */
+#define LIBUFFD_ON_STOP_ZERO 3
 
 /**
  * REMOVE policy: later faults in the removed range get zero pages.
@@ -423,7 +460,10 @@
 #define LIBUFFD_SOURCE_PAGE_CACHE 4
 
 /**
- * libuffd_region_opts.flags: populate the region in the background.
+ * libuffd_region_opts.flags: populate the region in the background. For
+ * regions added before the monitor runs: libuffd_monitor_add_region()
+ * refuses it with -EBUSY while the monitor runs (the prefetcher starts
+ * with the run), rather than accept it and never prefetch.
  */
 #define LIBUFFD_REGION_PREFETCH 1
 
@@ -536,7 +576,8 @@ typedef struct libuffd_fault_info {
 typedef struct libuffd_fork_info {
   /**
    * A new userfaultfd serving the child's memory, owned by the caller:
-   * adopt it with libuffd_handle_from_fd() or close() it.
+   * close() it, after adopting it with libuffd_handle_from_fd() (which
+   * works on its own duplicate) if it is to be served.
    */
   int32_t fd;
   /**
@@ -709,9 +750,12 @@ typedef struct libuffd_monitor_opts {
    */
   uint32_t max_retries;
   /**
-   * Must be zero.
+   * LIBUFFD_ON_STOP_* (0: the default, see LIBUFFD_ON_STOP_DEFAULT).
+   * Unless it is LIBUFFD_ON_STOP_BLOCK, a stop also wakes every thread
+   * blocked in a fault the monitor read and never resolved (a deferred
+   * fault never completed, even one whose range was unmapped since).
    */
-  uint32_t reserved;
+  uint32_t stop_policy;
 } libuffd_monitor_opts;
 
 /**
@@ -773,9 +817,17 @@ typedef struct libuffd_fault {
  * libuffd_monitor_new(); members are only ever appended.
  *
  * Callbacks run on the monitor's threads (faults on workers, when there
- * are workers): they must be thread-safe, must not throw C++ exceptions
- * or longjmp, and must not fork, mremap, munmap or madvise registered
- * memory (the kernel would wait on the monitor: deadlock).
+ * are workers): they must be thread-safe, and must not fork, mremap,
+ * munmap or madvise registered memory (the kernel would wait on the
+ * monitor: deadlock).
+ *
+ * A callback must return normally: it must not throw a C++ exception out
+ * of itself (mark C++ callbacks `noexcept`, or catch everything inside),
+ * nor longjmp/siglongjmp out of it, nor end its thread (pthread_exit).
+ * Any of these unwinds or jumps over the library's frames: the fault in
+ * hand is never released, locks stay held, and the process may abort.
+ * libuffd_monitor_free() and libuffd_monitor_wait() of the same monitor
+ * from inside a callback fail with EDEADLK.
  */
 typedef struct libuffd_monitor_ops {
   /**
@@ -838,15 +890,17 @@ typedef struct libuffd_region_opts {
    */
   uint64_t buffer_len;
   /**
-   * LIBUFFD_SOURCE_FD: the file to pread (kept open by the caller). Its
+   * LIBUFFD_SOURCE_FD: the file to pread. libuffd_monitor_add_region()
+   * duplicates it (F_DUPFD_CLOEXEC) and reads its duplicate, closed
+   * with the monitor: the caller may close its own at once. The file's
    * end inside the region fails faults there, unless
    * LIBUFFD_REGION_ZERO_PAST_EOF.
    */
   int32_t fd;
   /**
-   * Must be zero.
+   * LIBUFFD_ON_STOP_* for this region (0: the monitor's stop_policy).
    */
-  uint32_t reserved;
+  uint32_t stop_policy;
   /**
    * LIBUFFD_SOURCE_FD: file offset of the region's first byte. An offset
    * that overflows (past 2^63 - 1) fails the faults it concerns with
@@ -949,6 +1003,23 @@ typedef struct libuffd_monitor_stats {
    * libuffd_monitor_opts.workers).
    */
   uint64_t handed_off;
+  /**
+   * Faults pending when a run ended (still queued, waiting for a retry,
+   * or deferred by on_fault and not completed) whose threads the stop policy left blocked
+   * (LIBUFFD_ON_STOP_BLOCK, or SIGBUS where the poison was refused).
+   */
+  uint64_t stop_blocked;
+  /**
+   * Such faults released into SIGBUS (LIBUFFD_ON_STOP_SIGBUS).
+   */
+  uint64_t stop_sigbus;
+  /**
+   * Such faults released to zero pages (LIBUFFD_ON_STOP_ZERO), or to an
+   * ordinary fault (a fault whose range was unmapped or moved since:
+   * the stop wakes it unless the monitor's policy is
+   * LIBUFFD_ON_STOP_BLOCK).
+   */
+  uint64_t stop_zeroed;
 } libuffd_monitor_stats;
 
 #ifdef __cplusplus
@@ -1068,7 +1139,8 @@ int32_t libuffd_read_events(struct libuffd_handle *h, struct libuffd_event *even
 int32_t libuffd_open(const struct libuffd_open_opts *opts, struct libuffd_handle **out);
 
 /**
- * Adopt an existing userfaultfd descriptor, taking ownership of it.
+ * Adopt an existing userfaultfd descriptor: the handle works on its own
+ * duplicate of it.
  *
  * For a descriptor received from another process or carried by a
  * LIBUFFD_EVENT_FORK event. If its API handshake was already done, its
@@ -1077,19 +1149,24 @@ int32_t libuffd_open(const struct libuffd_open_opts *opts, struct libuffd_handle
  * `opts` (features and required_features). `opts->flags` must be 0: the
  * descriptor keeps its own flags.
  *
- * Ownership: on success the handle owns `fd` and closes it when freed; on
- * failure `fd` stays the caller's (it is not closed) and `*out` is not
- * written.
+ * Ownership: `fd` stays the caller's, always: the handle duplicates it
+ * (F_DUPFD_CLOEXEC: a new descriptor number, close-on-exec, sharing the
+ * same open file and its status flags) and closes only its duplicate when
+ * freed. Close your `fd` when you no longer need it, at once if you like:
+ * a number closed and reused meanwhile never reaches the handle. On failure
+ * the duplicate is closed again and `*out` is not written.
+ * libuffd_handle_fd() returns the duplicate.
  *
  * Thread safety: may be called from any thread.
  *
  * Returns: 0, or -EINVAL (negative fd, not a userfaultfd, NULL out,
  * non-zero opts->flags), -EBADF, -E2BIG, -EOPNOTSUPP (a required feature
- * is not enabled on this fd).
+ * is not enabled on this fd), -EMFILE (no descriptor left for the
+ * duplicate).
  *
  * # Safety
  * `opts` is NULL or a valid libuffd_open_opts; `out` is NULL or writable;
- * `fd` is not used by anyone else once this returns 0.
+ * nothing else.
  */
 int32_t libuffd_handle_from_fd(int32_t fd, const struct libuffd_open_opts *opts, struct libuffd_handle **out);
 
@@ -1098,7 +1175,9 @@ int32_t libuffd_handle_from_fd(int32_t fd, const struct libuffd_open_opts *opts,
  * without userfaultfd and registrations vanish, as on close()).
  *
  * NULL is accepted and ignored. Call it exactly once per handle, when no
- * other thread is using it.
+ * other thread is using it. A pointer that is not a live handle (a
+ * monitor, or a handle already freed, where its type tag tells) is left
+ * alone: errno is set to EINVAL and libuffd_last_error() says why.
  *
  * Cancellation: not a cancellation point; it always completes (a
  * pending cancellation acts at the thread's next cancellation point).
@@ -1199,7 +1278,9 @@ int64_t libuffd_page_size(const void *addr);
  *
  * `opts` may be NULL (defaults: the reader resolves faults itself, an
  * adaptive 1..512-page fault-around window, SIGBUS on errors, zero-fill
- * after REMOVE, forked children served, regions released on stop).
+ * after REMOVE, forked children served, and on stop: SIGBUS for pages of
+ * buffer, fd and callback regions never restored, zeros for the others;
+ * see LIBUFFD_ON_STOP_DEFAULT).
  * `ops` (with `ops_size` = sizeof(struct libuffd_monitor_ops)) may be NULL
  * when every region has a page source. `user_data` is passed to every
  * callback; `user_data_free`, if not NULL, is called with it exactly once,
@@ -1257,12 +1338,15 @@ int32_t libuffd_monitor_add_handle(struct libuffd_monitor *m, struct libuffd_han
  * Returns: 0, or -EINVAL (NULL monitor, unknown handle id, bad range,
  * misaligned for the page size, a page size that is not a power of two
  * of at least the base page size or not the mapping's, overlap, unknown
- * source or flags, NULL buffer, negative fd), and libuffd_register()'s
- * errors.
+ * source, stop_policy or flags, NULL buffer, negative fd), -EBADF (a
+ * source fd that is not open), -EMFILE (no descriptor left for its
+ * duplicate), -EBUSY (LIBUFFD_REGION_PREFETCH while the monitor runs),
+ * and libuffd_register()'s errors.
  *
  * # Safety
  * `opts` NULL or valid; `opts->buffer` readable for `buffer_len` bytes
- * and `opts->fd` open for as long as the monitor serves the region.
+ * for as long as the monitor serves the region (`opts->fd` is
+ * duplicated: the caller may close it once this returns).
  */
 int32_t libuffd_monitor_add_region(struct libuffd_monitor *m, uint32_t handle_id, void *start, size_t len, const struct libuffd_region_opts *opts);
 
@@ -1276,8 +1360,8 @@ int32_t libuffd_monitor_add_region(struct libuffd_monitor *m, uint32_t handle_id
  * (or entering with a cancel pending) that is pthread_cancel()ed unwinds
  * out of the call; a cancel that arrives while a callback runs acts once
  * the thread waits again. A run cancelled mid-way ends as if
- * libuffd_monitor_stop() had been called: the monitor is stopped for good
- * and, unless LIBUFFD_MONITOR_NO_RELEASE_ON_STOP, its regions released.
+ * libuffd_monitor_stop() had been called: the monitor is stopped and the
+ * stop policy applied to its regions (libuffd_monitor_opts.stop_policy).
  * That ending is done when the cancelled thread exits (the main thread
  * too), or earlier by its next libuffd_monitor_* call (a cleanup handler
  * may call libuffd_monitor_free()); libuffd_monitor_free() from another
@@ -1316,10 +1400,22 @@ int32_t libuffd_monitor_start(struct libuffd_monitor *m);
 /**
  * Ask the monitor to stop; returns at once. Safe from any thread,
  * including from inside a callback; calling it again does nothing more.
- * With the default release-on-stop, threads still blocked in faults are
- * released (their regions are unregistered) when the loop ends.
+ * When the loop ends, each region's stop policy decides what becomes of
+ * the threads still blocked in its faults and of its pages not yet
+ * placed (LIBUFFD_ON_STOP_*: by default SIGBUS for buffer, fd and
+ * callback regions, never silent zeros; zeros for the others); the
+ * counters stop_blocked, stop_sigbus and stop_zeroed of
+ * libuffd_monitor_get_stats() say how many pending faults went each way.
  *
- * Returns: 0, or -EINVAL for NULL.
+ * Restart: once the run has ended (libuffd_monitor_wait() returned, or
+ * libuffd_monitor_run() did), libuffd_monitor_start() or
+ * libuffd_monitor_run() runs the monitor again: regions the stop
+ * unregistered (SIGBUS, ZERO) are gone from it (add them again), those
+ * left registered (BLOCK) are served, and the threads the stop left
+ * blocked are woken to fault again. A stop asked while no run is active
+ * ends the next run at once.
+ *
+ * Returns: 0, or -EINVAL for NULL (or not a monitor).
  *
  * # Safety
  * `m` is NULL or a live monitor.
@@ -1335,10 +1431,12 @@ int32_t libuffd_monitor_stop(struct libuffd_monitor *m);
  * a thread waited for by a cancelled pthread_join() does: stop, wait for
  * and free it later as usual.
  *
- * Thread safety: any thread but the monitor's own (not from a callback).
+ * Thread safety: any thread but the monitor's own (not from a callback:
+ * -EDEADLK there).
  *
- * Returns: what the run returned (0 or -errno), or -EINVAL if it was not
- * started.
+ * Returns: what the run returned (0 or -errno), -EINVAL if it was not
+ * started (or `m` is not a monitor), -EDEADLK from inside one of its
+ * callbacks.
  *
  * # Safety
  * `m` is NULL or a live monitor.
@@ -1452,9 +1550,15 @@ int32_t libuffd_monitor_move(struct libuffd_monitor *m, const struct libuffd_fau
 int32_t libuffd_monitor_get_stats(const struct libuffd_monitor *m, struct libuffd_monitor_stats *stats);
 
 /**
- * Stop the monitor, wait for its threads, release its regions (unless
- * LIBUFFD_MONITOR_NO_RELEASE_ON_STOP), call `user_data_free`, and free
- * it. NULL is ignored. Not from inside a callback.
+ * Stop the monitor, wait for its threads, apply the stop policy to its
+ * regions (libuffd_monitor_opts.stop_policy), call `user_data_free`, and
+ * free it. NULL is ignored.
+ *
+ * Misuse is refused, not acted on (the function returns nothing: errno is
+ * set and libuffd_last_error() says why): from inside one of this
+ * monitor's callbacks, EDEADLK (it would wait for, and free, the running
+ * callback); a pointer that is not a live monitor (a handle, or a monitor
+ * already freed, where its type tag tells), EINVAL.
  *
  * A libuffd_monitor_run() cancelled on another thread is ended first: this
  * waits until that thread has exited (or called into the monitor again).

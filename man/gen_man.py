@@ -1000,7 +1000,22 @@ def overview_page(h, version):
         "and nothing else. It is created by \\fBlibuffd_open\\fR(3) or "
         "\\fBlibuffd_handle_from_fd\\fR(3) and freed, exactly once, by "
         "\\fBlibuffd_handle_free\\fR(3); a handle is live between the two. Who owns "
-        "what is described under NOTES in each page."))
+        "what is described under NOTES in each page. Descriptors given to the "
+        "library (\\fBlibuffd_handle_from_fd\\fR(3), the \\fIfd\\fR of a "
+        "\\fBLIBUFFD_SOURCE_FD\\fR region) are duplicated "
+        "(\\fBF_DUPFD_CLOEXEC\\fR): the caller keeps, and closes, its own. "
+        "Handles and monitors carry a type tag: a pointer of the wrong kind (a "
+        "monitor passed as a handle), or one already freed where that can be "
+        "told, fails with \\fB\\-EINVAL\\fR instead of being used."))
+    page.ss("A guest in the host process")
+    page.add(fix_lines(
+        "The library writes nothing on standard error, ever: an internal panic is "
+        "caught, reported to the monitor's \\fIon_log\\fR callback (and as "
+        "\\fB\\-ENOTRECOVERABLE\\fR where a call returns), never printed. "
+        "Callbacks must return normally: no C++ exception thrown out of them, no "
+        "\\fBlongjmp\\fR(3) out of them; \\fBlibuffd_monitor_free\\fR(3) and "
+        "\\fBlibuffd_monitor_wait\\fR(3) from inside one of the monitor's own "
+        "callbacks fail with \\fBEDEADLK\\fR."))
     page.ss("Thread safety")
     page.add(fix_lines(
         "Every function taking a handle may be called from several threads at "

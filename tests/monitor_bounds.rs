@@ -288,6 +288,10 @@ fn engine_panic_case(workers: u32) {
         error_policy: ErrorPolicy::Retry,
         workers,
         hand_off_all: workers > 0,
+        // Zero-fill at stop, so the released thread reads (a callback
+        // region's default would be SIGBUS, which tests/monitor_stop.rs
+        // covers).
+        stop_policy: StopPolicy::ZeroFill,
         ..Config::default()
     };
     let m = Monitor::new(
@@ -306,8 +310,8 @@ fn engine_panic_case(workers: u32) {
         let v = mem2.read(4096 + 3);
         let _ = tx.send(v);
     });
-    // The faulting thread is released by the stop (release_on_stop: the
-    // range is unregistered and the page faults in as a normal one).
+    // The faulting thread is released by the stop (ZeroFill: the range is
+    // unregistered and the page faults in as a normal one).
     let v = rx
         .recv_timeout(Duration::from_secs(10))
         .expect("the faulting thread is released after the engine panicked");

@@ -269,6 +269,9 @@ fn stop_releases_case(workers: u32) {
     let config = Config {
         workers,
         hand_off_all: workers > 0,
+        // Zeros for pages never restored, asked for explicitly (the
+        // default for a callback region is SIGBUS: tests/monitor_stop.rs).
+        stop_policy: StopPolicy::ZeroFill,
         ..Config::default()
     };
     let m = Monitor::new(config, Box::new(BlackHole)).unwrap();
@@ -287,13 +290,15 @@ fn stop_releases_case(workers: u32) {
     );
     m.stop();
     run.wait().unwrap();
-    // release_on_stop unregistered the region: the threads fault again,
-    // normally, and read fresh zero pages.
+    // StopPolicy::ZeroFill unregistered the region: the threads fault
+    // again, normally, and read fresh zero pages.
     for h in hs {
         assert_eq!(h.join().unwrap(), 0);
     }
     let s = m.stats();
     assert_eq!(s.deferred, threads as u64, "{s:?}");
+    assert_eq!(s.stop_zeroed, threads as u64, "{s:?}");
+    assert_eq!(s.stop_sigbus + s.stop_blocked, 0, "{s:?}");
     assert_eq!(s.failed, 0, "{s:?}");
 }
 
@@ -309,7 +314,7 @@ fn stop_releases_blocked_threads_workers() {
     stop_releases_case(2);
 }
 
-/// Without release_on_stop, stopping leaves blocked threads blocked (the
+/// With StopPolicy::Block, stopping leaves blocked threads blocked (the
 /// registration stays); closing the userfaultfd (dropping the monitor and
 /// every handle) releases them.
 #[test]
@@ -318,7 +323,7 @@ fn stop_without_release_then_close() {
     let mem = Arc::new(Mem::new(Kind::Anon, 4));
     let u = Arc::new(open_uffd(Features::empty()));
     let config = Config {
-        release_on_stop: false,
+        stop_policy: StopPolicy::Block,
         ..Config::default()
     };
     let m = Monitor::new(config, Box::new(BlackHole)).unwrap();
@@ -335,8 +340,8 @@ fn stop_without_release_then_close() {
     assert_eq!(h.join().unwrap(), 0, "released by close");
 }
 
-/// A callback that says Stop: the monitor stops; release_on_stop frees
-/// the thread whose fault was not resolved.
+/// A callback that says Stop: the monitor stops; StopPolicy::ZeroFill
+/// frees the thread whose fault was not resolved.
 #[test]
 fn verdict_stop_stops_and_releases() {
     let _w = Watchdog::new("verdict_stop_stops_and_releases", 60);
@@ -348,7 +353,11 @@ fn verdict_stop_stops_and_releases() {
     }
     let mem = Arc::new(Mem::new(Kind::Anon, 4));
     let u = Arc::new(open_uffd(Features::empty()));
-    let m = Monitor::new(Config::default(), Box::new(StopNow)).unwrap();
+    let config = Config {
+        stop_policy: StopPolicy::ZeroFill,
+        ..Config::default()
+    };
+    let m = Monitor::new(config, Box::new(StopNow)).unwrap();
     add_all(&m, &u, &mem, Source::Callback);
     let run = m.start().unwrap();
     let h = reader(&mem, 2 * PAGE);
@@ -419,18 +428,47 @@ fn source_error_default_policy_sigbus() {
         let mem = Mem::new(Kind::Anon, 4);
         let u = Arc::new(open_uffd(Features::empty()));
         let m = Monitor::new(Config::default(), Box::new(DefaultHandler)).unwrap();
-        // A descriptor number that is not open in the child.
-        let bad_fd = 999_999;
-        add_all(
-            &m,
-            &u,
-            &mem,
-            Source::Fd {
-                fd: bad_fd,
-                offset: 0,
-                zero_past_eof: false,
+        // A descriptor number that is not open is refused when the region
+        // is added (the monitor duplicates the source's descriptor).
+        let id = m.add_uffd(u.clone()).unwrap();
+        let e = m
+            .add_region(
+                id,
+                mem.start(),
+                mem.len as u64,
+                RegionOptions {
+                    source: Source::Fd {
+                        fd: 999_999,
+                        offset: 0,
+                        zero_past_eof: false,
+                    },
+                    register: RegisterMode::MISSING,
+                    ..RegionOptions::default()
+                },
+            )
+            .expect_err("a closed source fd");
+        if e.errno() != libc::EBADF {
+            return 3;
+        }
+        // One open for writing only: every pread fails (EBADF).
+        // SAFETY: plain open.
+        let bad_fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+        assert!(bad_fd >= 0);
+        m.add_region(
+            id,
+            mem.start(),
+            mem.len as u64,
+            RegionOptions {
+                source: Source::Fd {
+                    fd: bad_fd,
+                    offset: 0,
+                    zero_past_eof: false,
+                },
+                register: RegisterMode::MISSING,
+                ..RegionOptions::default()
             },
-        );
+        )
+        .unwrap();
         let _run = m.start().unwrap();
         let v = mem.read(5);
         10 + (v as i32 % 100)

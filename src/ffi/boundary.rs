@@ -85,12 +85,16 @@ pub(crate) fn guard_with<R: FromErrno>(
     body: impl FnOnce() -> Result<R, Error>,
 ) -> R {
     let _no_cancel = NoCancel::new();
+    // A panic in here is caught below: it must not print on stderr.
+    let _quiet = crate::uffd::quiet::Scope::enter(None);
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => R::from_errno(record(func, e)),
         Err(payload) => {
             on_panic();
-            let msg = panic_text(payload.as_ref());
+            // The hook kept the text with its location (uffd/quiet.rs).
+            let msg =
+                crate::uffd::quiet::take_pending().unwrap_or_else(|| panic_text(payload.as_ref()));
             R::from_errno(record(func, Error::Internal(msg)))
         }
     }
@@ -100,7 +104,10 @@ pub(crate) fn guard_with<R: FromErrno>(
 /// nothing (the `free` functions): a panic is swallowed.
 pub(crate) fn guard_void(body: impl FnOnce()) {
     let _no_cancel = NoCancel::new();
-    let _ = catch_unwind(AssertUnwindSafe(body));
+    let _quiet = crate::uffd::quiet::Scope::enter(None);
+    if catch_unwind(AssertUnwindSafe(body)).is_err() {
+        let _ = crate::uffd::quiet::take_pending();
+    }
 }
 
 /// `guard_with` for functions that involve no handle.

@@ -85,7 +85,8 @@ pub unsafe extern "C" fn libuffd_open(
     })
 }
 
-/// Adopt an existing userfaultfd descriptor, taking ownership of it.
+/// Adopt an existing userfaultfd descriptor: the handle works on its own
+/// duplicate of it.
 ///
 /// For a descriptor received from another process or carried by a
 /// LIBUFFD_EVENT_FORK event. If its API handshake was already done, its
@@ -94,19 +95,24 @@ pub unsafe extern "C" fn libuffd_open(
 /// `opts` (features and required_features). `opts->flags` must be 0: the
 /// descriptor keeps its own flags.
 ///
-/// Ownership: on success the handle owns `fd` and closes it when freed; on
-/// failure `fd` stays the caller's (it is not closed) and `*out` is not
-/// written.
+/// Ownership: `fd` stays the caller's, always: the handle duplicates it
+/// (F_DUPFD_CLOEXEC: a new descriptor number, close-on-exec, sharing the
+/// same open file and its status flags) and closes only its duplicate when
+/// freed. Close your `fd` when you no longer need it, at once if you like:
+/// a number closed and reused meanwhile never reaches the handle. On failure
+/// the duplicate is closed again and `*out` is not written.
+/// libuffd_handle_fd() returns the duplicate.
 ///
 /// Thread safety: may be called from any thread.
 ///
 /// Returns: 0, or -EINVAL (negative fd, not a userfaultfd, NULL out,
 /// non-zero opts->flags), -EBADF, -E2BIG, -EOPNOTSUPP (a required feature
-/// is not enabled on this fd).
+/// is not enabled on this fd), -EMFILE (no descriptor left for the
+/// duplicate).
 ///
 /// # Safety
 /// `opts` is NULL or a valid libuffd_open_opts; `out` is NULL or writable;
-/// `fd` is not used by anyone else once this returns 0.
+/// nothing else.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_handle_from_fd(
     fd: i32,
@@ -136,18 +142,28 @@ pub unsafe extern "C" fn libuffd_handle_from_fd(
                 format!("fd {fd} is not open"),
             ));
         }
-        // SAFETY: the caller hands over `fd`, which is open (checked).
-        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        // The handle's own descriptor: the caller keeps (and closes) `fd`.
+        // SAFETY: F_DUPFD_CLOEXEC on an open descriptor (checked).
+        let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+        if dup < 0 {
+            let errno = std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EMFILE);
+            return Err(Error::os(
+                "libuffd_handle_from_fd",
+                errno,
+                format!("duplicating fd {fd} (F_DUPFD_CLOEXEC)"),
+            ));
+        }
+        // SAFETY: `dup` was just created and is owned by nobody else.
+        let owned = unsafe { OwnedFd::from_raw_fd(dup) };
         match Uffd::adopt(owned, &opts) {
             Ok(uffd) => {
                 write_out(out, into_c(Handle::new(uffd)));
                 Ok(0)
             }
-            Err((e, owned)) => {
-                // Give the descriptor back: on failure it stays the caller's.
-                let _ = std::os::fd::IntoRawFd::into_raw_fd(owned);
-                Err(e)
-            }
+            // The duplicate is closed; `fd` is untouched.
+            Err((e, _dup)) => Err(e),
         }
     })
 }
@@ -156,7 +172,9 @@ pub unsafe extern "C" fn libuffd_handle_from_fd(
 /// without userfaultfd and registrations vanish, as on close()).
 ///
 /// NULL is accepted and ignored. Call it exactly once per handle, when no
-/// other thread is using it.
+/// other thread is using it. A pointer that is not a live handle (a
+/// monitor, or a handle already freed, where its type tag tells) is left
+/// alone: errno is set to EINVAL and libuffd_last_error() says why.
 ///
 /// Cancellation: not a cancellation point; it always completes (a
 /// pending cancellation acts at the thread's next cancellation point).
@@ -170,7 +188,9 @@ pub unsafe extern "C" fn libuffd_handle_free(h: *mut libuffd_handle) {
     }
     guard_void(|| {
         // SAFETY: contract above.
-        unsafe { release(h) }
+        if let Err(e) = unsafe { release(h) } {
+            super::boundary::record("libuffd_handle_free", e);
+        }
     });
 }
 

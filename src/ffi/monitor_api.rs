@@ -6,7 +6,7 @@ use super::handle::borrow;
 use super::types::*;
 use crate::monitor::{
     Action, Applied, Config, Driven, ErrorPolicy, ExitSignal, FaultCtx, FaultToken, ForkVerdict,
-    Handler, Monitor, RegionOptions, RemovePolicy, Running, Source, Turn, Verdict,
+    Handler, Monitor, RegionOptions, RemovePolicy, Running, Source, StopPolicy, Turn, Verdict,
 };
 use crate::sys::cancel;
 use crate::uffd::{Error, RegisterMode};
@@ -52,6 +52,7 @@ impl Handler for CHandler {
             handle_id: ctx.token.uffd_id,
             reserved: 0,
         };
+        let _in_cb = InCallback::enter(self.me.load(Ordering::Acquire));
         let saved = CURRENT.with(|c| c.replace((&f, ctx as *const FaultCtx<'_> as *const ())));
         // SAFETY: a C function pointer from the ops table, called with the
         // user's pointer, the monitor and a fault valid during the call.
@@ -71,6 +72,7 @@ impl Handler for CHandler {
         let Some(cb) = self.ops.on_fork else {
             return ForkVerdict::Serve;
         };
+        let _in_cb = InCallback::enter(self.me.load(Ordering::Acquire));
         // SAFETY: C callback with the documented arguments.
         match unsafe { cb(self.user, self.me.load(Ordering::Acquire), uffd_id, fd) } {
             LIBUFFD_FORK_TAKEN => ForkVerdict::Taken,
@@ -81,6 +83,7 @@ impl Handler for CHandler {
 
     fn on_remap(&self, id: u32, from: u64, to: u64, len: u64) {
         if let Some(cb) = self.ops.on_remap {
+            let _in_cb = InCallback::enter(self.me.load(Ordering::Acquire));
             // SAFETY: C callback with the documented arguments.
             unsafe { cb(self.user, id, from, to, len) }
         }
@@ -88,6 +91,7 @@ impl Handler for CHandler {
 
     fn on_remove(&self, id: u32, start: u64, end: u64) {
         if let Some(cb) = self.ops.on_remove {
+            let _in_cb = InCallback::enter(self.me.load(Ordering::Acquire));
             // SAFETY: C callback with the documented arguments.
             unsafe { cb(self.user, id, start, end) }
         }
@@ -95,6 +99,7 @@ impl Handler for CHandler {
 
     fn on_unmap(&self, id: u32, start: u64, end: u64) {
         if let Some(cb) = self.ops.on_unmap {
+            let _in_cb = InCallback::enter(self.me.load(Ordering::Acquire));
             // SAFETY: C callback with the documented arguments.
             unsafe { cb(self.user, id, start, end) }
         }
@@ -109,6 +114,7 @@ impl Handler for CHandler {
             let mut text = msg.as_bytes().to_vec();
             text.retain(|&b| b != 0);
             text.push(0);
+            let _in_cb = InCallback::enter(self.me.load(Ordering::Acquire));
             // SAFETY: C callback; the text is NUL-terminated and lives
             // for the call.
             unsafe { cb(self.user, text.as_ptr().cast()) }
@@ -116,8 +122,46 @@ impl Handler for CHandler {
     }
 }
 
-/// What a `libuffd_monitor *` points to.
+thread_local! {
+    /// The monitor whose C callback this thread is running (null: none):
+    /// libuffd_monitor_free() and libuffd_monitor_wait() of that monitor
+    /// from inside it would wait for the callback itself (and free what it
+    /// runs on), so they fail with EDEADLK instead.
+    static IN_CALLBACK: Cell<*const libuffd_monitor> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Marks the calling thread as running a callback of `m` until dropped.
+struct InCallback(*const libuffd_monitor);
+
+impl InCallback {
+    fn enter(m: *const libuffd_monitor) -> InCallback {
+        InCallback(IN_CALLBACK.with(|c| c.replace(m)))
+    }
+}
+
+impl Drop for InCallback {
+    fn drop(&mut self) {
+        IN_CALLBACK.with(|c| c.set(self.0));
+    }
+}
+
+/// EDEADLK if the calling thread is inside a callback of `m`.
+fn not_in_callback(m: *const libuffd_monitor, func: &'static str) -> Result<(), Error> {
+    if !m.is_null() && IN_CALLBACK.with(|c| c.get()) == m {
+        return Err(Error::os(
+            func,
+            libc::EDEADLK,
+            "called from inside one of this monitor's callbacks, which would wait for (and free) the callback itself; call it from another thread once the monitor is stopped",
+        ));
+    }
+    Ok(())
+}
+
+/// What a `libuffd_monitor *` points to. The tag comes first
+/// (handle.rs `check_tag`).
+#[repr(C)]
 struct MonitorBox {
+    tag: std::sync::atomic::AtomicU64,
     monitor: Monitor,
     started: Mutex<Option<Running>>,
     /// The exit signal of the last start, kept open while the monitor
@@ -134,8 +178,8 @@ struct MonitorBox {
 /// outside the panic guard (null at any other time, callbacks included).
 ///
 /// If the thread is cancelled there, it never comes back to end the run.
-/// The run is then ended as by libuffd_monitor_stop() (and its regions
-/// released, unless LIBUFFD_MONITOR_NO_RELEASE_ON_STOP) when the thread
+/// The run is then ended as by libuffd_monitor_stop() (and the stop
+/// policy applied to its regions) when the thread
 /// exits (the slot's destructor), or earlier by the thread's next
 /// libuffd_monitor_* call (a cleanup handler's libuffd_monitor_free()).
 /// Until then the monitor counts as running: libuffd_monitor_free() from
@@ -200,6 +244,11 @@ impl Drop for MonitorBox {
             // called exactly once, after the last callback.
             unsafe { free(self.user) }
         }
+        // Last: callbacks still running above may use the monitor.
+        self.tag.store(
+            super::handle::DEAD_TAG,
+            std::sync::atomic::Ordering::Release,
+        );
     }
 }
 
@@ -210,8 +259,23 @@ unsafe fn monitor_ref<'a>(m: *const libuffd_monitor) -> Result<&'a MonitorBox, E
     if m.is_null() {
         return Err(Error::invalid("monitor is NULL"));
     }
-    // SAFETY: per the contract, a pointer from libuffd_monitor_new, not freed.
+    // SAFETY: per the contract, a pointer from libuffd (a monitor, or by
+    // mistake another of its objects, which also start with a tag).
+    unsafe { super::handle::check_tag(m.cast(), super::handle::MONITOR_TAG, "monitor") }?;
+    // SAFETY: per the contract, a pointer from libuffd_monitor_new, not
+    // freed (its tag says so).
     Ok(unsafe { &*(m as *const MonitorBox) })
+}
+
+/// A LIBUFFD_ON_STOP_* value (None for 0: the default / the monitor's).
+fn stop_policy_from_c(what: &str, v: u32) -> Result<Option<StopPolicy>, Error> {
+    Ok(match v {
+        LIBUFFD_ON_STOP_DEFAULT => None,
+        LIBUFFD_ON_STOP_BLOCK => Some(StopPolicy::Block),
+        LIBUFFD_ON_STOP_SIGBUS => Some(StopPolicy::Sigbus),
+        LIBUFFD_ON_STOP_ZERO => Some(StopPolicy::ZeroFill),
+        p => return Err(Error::invalid(format!("{what}: unknown stop_policy {p}"))),
+    })
 }
 
 fn config_from_c(o: &libuffd_monitor_opts) -> Result<Config, Error> {
@@ -225,8 +289,15 @@ fn config_from_c(o: &libuffd_monitor_opts) -> Result<Config, Error> {
             o.flags & !known
         )));
     }
-    if o.reserved != 0 {
-        return Err(Error::invalid("libuffd_monitor_opts: reserved must be 0"));
+    let mut stop_policy =
+        stop_policy_from_c("libuffd_monitor_opts", o.stop_policy)?.unwrap_or_default();
+    if o.flags & LIBUFFD_MONITOR_NO_RELEASE_ON_STOP != 0 {
+        if !matches!(stop_policy, StopPolicy::Auto | StopPolicy::Block) {
+            return Err(Error::invalid(
+                "libuffd_monitor_opts: LIBUFFD_MONITOR_NO_RELEASE_ON_STOP contradicts stop_policy",
+            ));
+        }
+        stop_policy = StopPolicy::Block;
     }
     let d = Config::default();
     Ok(Config {
@@ -270,7 +341,7 @@ fn config_from_c(o: &libuffd_monitor_opts) -> Result<Config, Error> {
         },
         serve_forks: o.flags & LIBUFFD_MONITOR_NO_FORK_SERVE == 0,
         hand_off_all: o.flags & LIBUFFD_MONITOR_HAND_OFF_ALL != 0,
-        release_on_stop: o.flags & LIBUFFD_MONITOR_NO_RELEASE_ON_STOP == 0,
+        stop_policy,
     })
 }
 
@@ -305,7 +376,9 @@ unsafe fn ops_from_c(
 ///
 /// `opts` may be NULL (defaults: the reader resolves faults itself, an
 /// adaptive 1..512-page fault-around window, SIGBUS on errors, zero-fill
-/// after REMOVE, forked children served, regions released on stop).
+/// after REMOVE, forked children served, and on stop: SIGBUS for pages of
+/// buffer, fd and callback regions never restored, zeros for the others;
+/// see LIBUFFD_ON_STOP_DEFAULT).
 /// `ops` (with `ops_size` = sizeof(struct libuffd_monitor_ops)) may be NULL
 /// when every region has a page source. `user_data` is passed to every
 /// callback; `user_data_free`, if not NULL, is called with it exactly once,
@@ -348,6 +421,7 @@ pub unsafe extern "C" fn libuffd_monitor_new(
         };
         let monitor = Monitor::new(config, Box::new(handler))?;
         let boxed = Box::new(MonitorBox {
+            tag: std::sync::atomic::AtomicU64::new(super::handle::MONITOR_TAG),
             monitor,
             started: Mutex::new(None),
             last_exit: Mutex::new(None),
@@ -416,12 +490,15 @@ pub unsafe extern "C" fn libuffd_monitor_add_handle(
 /// Returns: 0, or -EINVAL (NULL monitor, unknown handle id, bad range,
 /// misaligned for the page size, a page size that is not a power of two
 /// of at least the base page size or not the mapping's, overlap, unknown
-/// source or flags, NULL buffer, negative fd), and libuffd_register()'s
-/// errors.
+/// source, stop_policy or flags, NULL buffer, negative fd), -EBADF (a
+/// source fd that is not open), -EMFILE (no descriptor left for its
+/// duplicate), -EBUSY (LIBUFFD_REGION_PREFETCH while the monitor runs),
+/// and libuffd_register()'s errors.
 ///
 /// # Safety
 /// `opts` NULL or valid; `opts->buffer` readable for `buffer_len` bytes
-/// and `opts->fd` open for as long as the monitor serves the region.
+/// for as long as the monitor serves the region (`opts->fd` is
+/// duplicated: the caller may close it once this returns).
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_monitor_add_region(
     m: *mut libuffd_monitor,
@@ -435,13 +512,14 @@ pub unsafe extern "C" fn libuffd_monitor_add_region(
         let mb = unsafe { monitor_ref(m) }?;
         // SAFETY: contract above.
         let o = unsafe { copy_opts("libuffd_region_opts", opts) }?;
-        if o.flags & !(LIBUFFD_REGION_PREFETCH | LIBUFFD_REGION_ZERO_PAST_EOF) != 0
-            || o.reserved != 0
-        {
-            return Err(Error::invalid(
-                "libuffd_region_opts: unknown flags or non-zero reserved",
-            ));
+        let known_flags = LIBUFFD_REGION_PREFETCH | LIBUFFD_REGION_ZERO_PAST_EOF;
+        if o.flags & !known_flags != 0 {
+            return Err(Error::invalid(format!(
+                "libuffd_region_opts: unknown flags {:#x}",
+                o.flags & !known_flags
+            )));
         }
+        let stop_policy = stop_policy_from_c("libuffd_region_opts", o.stop_policy)?;
         let source = match o.source {
             LIBUFFD_SOURCE_ZERO => Source::Zero,
             LIBUFFD_SOURCE_BUFFER => Source::Buffer {
@@ -471,6 +549,7 @@ pub unsafe extern "C" fn libuffd_monitor_add_region(
                 prefetch: o.flags & LIBUFFD_REGION_PREFETCH != 0,
                 user_data: o.data as u64,
                 page_size: o.page_size,
+                stop_policy,
             },
         )?;
         Ok(0)
@@ -486,8 +565,8 @@ pub unsafe extern "C" fn libuffd_monitor_add_region(
 /// (or entering with a cancel pending) that is pthread_cancel()ed unwinds
 /// out of the call; a cancel that arrives while a callback runs acts once
 /// the thread waits again. A run cancelled mid-way ends as if
-/// libuffd_monitor_stop() had been called: the monitor is stopped for good
-/// and, unless LIBUFFD_MONITOR_NO_RELEASE_ON_STOP, its regions released.
+/// libuffd_monitor_stop() had been called: the monitor is stopped and the
+/// stop policy applied to its regions (libuffd_monitor_opts.stop_policy).
 /// That ending is done when the cancelled thread exits (the main thread
 /// too), or earlier by its next libuffd_monitor_* call (a cleanup handler
 /// may call libuffd_monitor_free()); libuffd_monitor_free() from another
@@ -615,10 +694,22 @@ pub unsafe extern "C" fn libuffd_monitor_start(m: *mut libuffd_monitor) -> i32 {
 
 /// Ask the monitor to stop; returns at once. Safe from any thread,
 /// including from inside a callback; calling it again does nothing more.
-/// With the default release-on-stop, threads still blocked in faults are
-/// released (their regions are unregistered) when the loop ends.
+/// When the loop ends, each region's stop policy decides what becomes of
+/// the threads still blocked in its faults and of its pages not yet
+/// placed (LIBUFFD_ON_STOP_*: by default SIGBUS for buffer, fd and
+/// callback regions, never silent zeros; zeros for the others); the
+/// counters stop_blocked, stop_sigbus and stop_zeroed of
+/// libuffd_monitor_get_stats() say how many pending faults went each way.
 ///
-/// Returns: 0, or -EINVAL for NULL.
+/// Restart: once the run has ended (libuffd_monitor_wait() returned, or
+/// libuffd_monitor_run() did), libuffd_monitor_start() or
+/// libuffd_monitor_run() runs the monitor again: regions the stop
+/// unregistered (SIGBUS, ZERO) are gone from it (add them again), those
+/// left registered (BLOCK) are served, and the threads the stop left
+/// blocked are woken to fault again. A stop asked while no run is active
+/// ends the next run at once.
+///
+/// Returns: 0, or -EINVAL for NULL (or not a monitor).
 ///
 /// # Safety
 /// `m` is NULL or a live monitor.
@@ -639,10 +730,12 @@ pub unsafe extern "C" fn libuffd_monitor_stop(m: *mut libuffd_monitor) -> i32 {
 /// a thread waited for by a cancelled pthread_join() does: stop, wait for
 /// and free it later as usual.
 ///
-/// Thread safety: any thread but the monitor's own (not from a callback).
+/// Thread safety: any thread but the monitor's own (not from a callback:
+/// -EDEADLK there).
 ///
-/// Returns: what the run returned (0 or -errno), or -EINVAL if it was not
-/// started.
+/// Returns: what the run returned (0 or -errno), -EINVAL if it was not
+/// started (or `m` is not a monitor), -EDEADLK from inside one of its
+/// callbacks.
 ///
 /// # Safety
 /// `m` is NULL or a live monitor.
@@ -656,6 +749,7 @@ pub unsafe extern "C-unwind" fn libuffd_monitor_wait(m: *mut libuffd_monitor) ->
         let step = guard("libuffd_monitor_wait", || {
             // SAFETY: contract above.
             let mb = unsafe { monitor_ref(m) }?;
+            not_in_callback(m, "libuffd_monitor_wait")?;
             let mut started = mb.started.lock().unwrap_or_else(|e| e.into_inner());
             let Some(running) = started.as_ref() else {
                 return Err(Error::invalid(
@@ -932,6 +1026,9 @@ pub unsafe extern "C" fn libuffd_monitor_get_stats(
             reads: s.reads,
             latency_log2_ns: s.latency,
             handed_off: s.handed_off,
+            stop_blocked: s.stop_blocked,
+            stop_sigbus: s.stop_sigbus,
+            stop_zeroed: s.stop_zeroed,
         };
         let n = sz.min(std::mem::size_of::<libuffd_monitor_stats>());
         // SAFETY: `n` bytes are writable at `stats` (the caller's size)
@@ -947,9 +1044,15 @@ pub unsafe extern "C" fn libuffd_monitor_get_stats(
     })
 }
 
-/// Stop the monitor, wait for its threads, release its regions (unless
-/// LIBUFFD_MONITOR_NO_RELEASE_ON_STOP), call `user_data_free`, and free
-/// it. NULL is ignored. Not from inside a callback.
+/// Stop the monitor, wait for its threads, apply the stop policy to its
+/// regions (libuffd_monitor_opts.stop_policy), call `user_data_free`, and
+/// free it. NULL is ignored.
+///
+/// Misuse is refused, not acted on (the function returns nothing: errno is
+/// set and libuffd_last_error() says why): from inside one of this
+/// monitor's callbacks, EDEADLK (it would wait for, and free, the running
+/// callback); a pointer that is not a live monitor (a handle, or a monitor
+/// already freed, where its type tag tells), EINVAL.
 ///
 /// A libuffd_monitor_run() cancelled on another thread is ended first: this
 /// waits until that thread has exited (or called into the monitor again).
@@ -966,6 +1069,22 @@ pub unsafe extern "C" fn libuffd_monitor_free(m: *mut libuffd_monitor) {
     }
     guard_void(|| {
         end_parked_run();
+        // SAFETY: contract above (a pointer of another kind, or a freed
+        // one where it can be told, is refused by its tag).
+        let checked = unsafe {
+            super::handle::check_tag(
+                m.cast(),
+                super::handle::MONITOR_TAG,
+                "libuffd_monitor_free: monitor",
+            )
+        }
+        .and_then(|()| not_in_callback(m, "libuffd_monitor_free"));
+        if let Err(e) = checked {
+            // Left alone: the caller is told through errno and
+            // libuffd_last_error().
+            super::boundary::record("libuffd_monitor_free", e);
+            return;
+        }
         // SAFETY: per the contract, the Box from libuffd_monitor_new.
         drop(unsafe { Box::from_raw(m as *mut MonitorBox) });
     });

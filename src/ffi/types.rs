@@ -197,7 +197,8 @@ pub struct libuffd_fault_info {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct libuffd_fork_info {
     /// A new userfaultfd serving the child's memory, owned by the caller:
-    /// adopt it with libuffd_handle_from_fd() or close() it.
+    /// close() it, after adopting it with libuffd_handle_from_fd() (which
+    /// works on its own duplicate) if it is to be served.
     pub fd: i32,
     /// Zero.
     pub reserved: u32,
@@ -275,8 +276,8 @@ pub const LIBUFFD_MONITOR_FIXED_WINDOW: u32 = 0x1;
 /// libuffd_monitor_opts.flags: do not serve forked children (their
 /// userfaultfds are closed unless on_fork takes them).
 pub const LIBUFFD_MONITOR_NO_FORK_SERVE: u32 = 0x2;
-/// libuffd_monitor_opts.flags: on stop, leave regions registered (threads
-/// still blocked in faults stay blocked until the handles are freed).
+/// libuffd_monitor_opts.flags: the same as stop_policy LIBUFFD_ON_STOP_BLOCK
+/// (kept for older callers; with it, stop_policy must be 0 or BLOCK).
 pub const LIBUFFD_MONITOR_NO_RELEASE_ON_STOP: u32 = 0x4;
 /// libuffd_monitor_opts.flags: hand every fault to the workers, however cheap
 /// (without it they take only faults that may wait: a callback, a pread).
@@ -302,6 +303,32 @@ pub const LIBUFFD_ON_ERROR_RETRY: u32 = 1;
 /// Error policy: poison the page and stop the monitor with the error.
 pub const LIBUFFD_ON_ERROR_STOP: u32 = 2;
 
+/// Stop policy (libuffd_monitor_opts.stop_policy,
+/// libuffd_region_opts.stop_policy): what the end of a run (stop, an
+/// error, LIBUFFD_FAULT_STOP) does to a region's memory, for the threads
+/// blocked in faults the monitor no longer serves and the pages not yet
+/// placed. The default: LIBUFFD_ON_STOP_SIGBUS for regions with a buffer,
+/// fd or callback source (pages not yet restored hold data: they never
+/// silently read as zeros), LIBUFFD_ON_STOP_ZERO for ZERO and PAGE_CACHE
+/// regions. In a region's options, 0 means the monitor's policy.
+pub const LIBUFFD_ON_STOP_DEFAULT: u32 = 0;
+/// Stop policy: leave the region registered. Threads blocked in its faults
+/// stay blocked until the monitor runs again (libuffd_monitor_run() or
+/// libuffd_monitor_start() after the stop: the new run wakes them to fault
+/// afresh, and serves them) or the handle is freed. With it as the
+/// monitor's policy, a stop wakes nothing.
+pub const LIBUFFD_ON_STOP_BLOCK: u32 = 1;
+/// Stop policy: poison every page of the region not yet placed
+/// (UFFDIO_POISON), unregister it and wake its threads: they, and every
+/// later access to those pages, get SIGBUS; pages already placed stay
+/// readable. Where the kernel refuses the poison (no POISON support), the
+/// documented fallback is LIBUFFD_ON_STOP_BLOCK, with a log line.
+pub const LIBUFFD_ON_STOP_SIGBUS: u32 = 2;
+/// Stop policy: unregister the region and wake its threads: pages not yet
+/// placed read as zeros from then on (the behaviour of 1.0's
+/// release-on-stop, now only on request for regions whose pages hold data).
+pub const LIBUFFD_ON_STOP_ZERO: u32 = 3;
+
 /// REMOVE policy: later faults in the removed range get zero pages.
 pub const LIBUFFD_ON_REMOVE_ZERO: u32 = 0;
 /// REMOVE policy: unregister the removed range.
@@ -324,7 +351,10 @@ pub const LIBUFFD_SOURCE_CALLBACK: u32 = 3;
 /// Region source: the page cache (MINOR faults, resolved by CONTINUE).
 pub const LIBUFFD_SOURCE_PAGE_CACHE: u32 = 4;
 
-/// libuffd_region_opts.flags: populate the region in the background.
+/// libuffd_region_opts.flags: populate the region in the background. For
+/// regions added before the monitor runs: libuffd_monitor_add_region()
+/// refuses it with -EBUSY while the monitor runs (the prefetcher starts
+/// with the run), rather than accept it and never prefetch.
 pub const LIBUFFD_REGION_PREFETCH: u32 = 0x1;
 /// libuffd_region_opts.flags, LIBUFFD_SOURCE_FD: bytes past end-of-file
 /// read as zeros (a page the file ends inside is padded with zeros, a page
@@ -392,8 +422,11 @@ pub struct libuffd_monitor_opts {
     pub batch: u32,
     /// EAGAIN retries before a thread is woken to fault afresh (0: 1000).
     pub max_retries: u32,
-    /// Must be zero.
-    pub reserved: u32,
+    /// LIBUFFD_ON_STOP_* (0: the default, see LIBUFFD_ON_STOP_DEFAULT).
+    /// Unless it is LIBUFFD_ON_STOP_BLOCK, a stop also wakes every thread
+    /// blocked in a fault the monitor read and never resolved (a deferred
+    /// fault never completed, even one whose range was unmapped since).
+    pub stop_policy: u32,
 }
 
 /// How a region is served (libuffd_monitor_add_region()). Set `sz`.
@@ -414,12 +447,14 @@ pub struct libuffd_region_opts {
     /// LIBUFFD_SOURCE_BUFFER: bytes available at `buffer` (pages past them
     /// are zero-filled).
     pub buffer_len: u64,
-    /// LIBUFFD_SOURCE_FD: the file to pread (kept open by the caller). Its
+    /// LIBUFFD_SOURCE_FD: the file to pread. libuffd_monitor_add_region()
+    /// duplicates it (F_DUPFD_CLOEXEC) and reads its duplicate, closed
+    /// with the monitor: the caller may close its own at once. The file's
     /// end inside the region fails faults there, unless
     /// LIBUFFD_REGION_ZERO_PAST_EOF.
     pub fd: i32,
-    /// Must be zero.
-    pub reserved: u32,
+    /// LIBUFFD_ON_STOP_* for this region (0: the monitor's stop_policy).
+    pub stop_policy: u32,
     /// LIBUFFD_SOURCE_FD: file offset of the region's first byte. An offset
     /// that overflows (past 2^63 - 1) fails the faults it concerns with
     /// EOVERFLOW.
@@ -448,7 +483,7 @@ impl Default for libuffd_region_opts {
             buffer: std::ptr::null(),
             buffer_len: 0,
             fd: -1,
-            reserved: 0,
+            stop_policy: 0,
             fd_offset: 0,
             data: std::ptr::null_mut(),
             page_size: 0,
@@ -492,9 +527,17 @@ pub struct libuffd_fault {
 /// libuffd_monitor_new(); members are only ever appended.
 ///
 /// Callbacks run on the monitor's threads (faults on workers, when there
-/// are workers): they must be thread-safe, must not throw C++ exceptions
-/// or longjmp, and must not fork, mremap, munmap or madvise registered
-/// memory (the kernel would wait on the monitor: deadlock).
+/// are workers): they must be thread-safe, and must not fork, mremap,
+/// munmap or madvise registered memory (the kernel would wait on the
+/// monitor: deadlock).
+///
+/// A callback must return normally: it must not throw a C++ exception out
+/// of itself (mark C++ callbacks `noexcept`, or catch everything inside),
+/// nor longjmp/siglongjmp out of it, nor end its thread (pthread_exit).
+/// Any of these unwinds or jumps over the library's frames: the fault in
+/// hand is never released, locks stay held, and the process may abort.
+/// libuffd_monitor_free() and libuffd_monitor_wait() of the same monitor
+/// from inside a callback fail with EDEADLK.
 #[repr(C)]
 #[derive(Default, Clone, Copy)]
 pub struct libuffd_monitor_ops {
@@ -583,6 +626,17 @@ pub struct libuffd_monitor_stats {
     /// Faults the reader handed to the workers (see
     /// libuffd_monitor_opts.workers).
     pub handed_off: u64,
+    /// Faults pending when a run ended (still queued, waiting for a retry,
+    /// or deferred by on_fault and not completed) whose threads the stop policy left blocked
+    /// (LIBUFFD_ON_STOP_BLOCK, or SIGBUS where the poison was refused).
+    pub stop_blocked: u64,
+    /// Such faults released into SIGBUS (LIBUFFD_ON_STOP_SIGBUS).
+    pub stop_sigbus: u64,
+    /// Such faults released to zero pages (LIBUFFD_ON_STOP_ZERO), or to an
+    /// ordinary fault (a fault whose range was unmapped or moved since:
+    /// the stop wakes it unless the monitor's policy is
+    /// LIBUFFD_ON_STOP_BLOCK).
+    pub stop_zeroed: u64,
 }
 
 /// A fault-handling engine over one or more handles. Create with

@@ -13,7 +13,7 @@ pub enum ErrorPolicy {
     /// again; when the same fault has come back failing
     /// `UNRELEASABLE_TRIES` (8) times, the monitor stops with the error
     /// (`run`/`wait` return it) and its stop releases the faulting threads
-    /// (`Config::release_on_stop`): no fault livelocks.
+    /// (`Config::stop_policy`): no fault livelocks.
     #[default]
     Sigbus,
     /// Try again: the thread stays blocked and the fault is offered again
@@ -27,6 +27,37 @@ pub enum ErrorPolicy {
     Retry,
     /// Poison the page (as `Sigbus`) and stop the monitor with the error.
     Stop,
+}
+
+/// What a stop does to the memory of the monitor's regions: to the
+/// threads blocked in faults the monitor will no longer serve, and to the
+/// pages not yet placed. Applied when a run ends (a stop, a `Verdict::Stop`,
+/// `ErrorPolicy::Stop`, an internal error), per region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StopPolicy {
+    /// Per region: `Sigbus` for regions with a buffer, fd or callback
+    /// source (their pages not yet placed hold data that would be lost, so
+    /// they must not silently read as zeros), `ZeroFill` for Zero and
+    /// PageCache regions (unregistering gives what they would have given).
+    /// The default.
+    #[default]
+    Auto,
+    /// Leave the regions registered: threads blocked in faults stay
+    /// blocked until the monitor runs again (a restart wakes them to fault
+    /// afresh) or the userfaultfd is closed (every handle freed).
+    Block,
+    /// Poison every page of the region not yet placed (UFFDIO_POISON), then
+    /// unregister it and wake the blocked threads: they, and any later
+    /// access to those pages, get SIGBUS; placed pages stay readable.
+    /// Fallback where the poison is refused (a kernel or memory without
+    /// POISON support, an unmapped range): `Block`, with a log line, and
+    /// counted in `stop_blocked`.
+    Sigbus,
+    /// Unregister the region and wake the blocked threads: pages not yet
+    /// placed read as zeros from then on (what release-on-stop always did
+    /// before stop policies existed). For data that can be lost: say so
+    /// explicitly.
+    ZeroFill,
 }
 
 /// What a REMOVE event (madvise DONTNEED/FREE/REMOVE) does to the range.
@@ -73,9 +104,9 @@ pub struct Config {
     pub remove_policy: RemovePolicy,
     /// Serve a forked child's userfaultfd with its parent's regions.
     pub serve_forks: bool,
-    /// When the monitor stops, unregister its regions so that threads still
-    /// blocked in faults are released (they then fault normally).
-    pub release_on_stop: bool,
+    /// What a stop does to the regions' memory (regions may override it:
+    /// `RegionOptions::stop_policy`).
+    pub stop_policy: StopPolicy,
 }
 
 impl Default for Config {
@@ -92,7 +123,7 @@ impl Default for Config {
             error_policy: ErrorPolicy::Sigbus,
             remove_policy: RemovePolicy::ZeroFill,
             serve_forks: true,
-            release_on_stop: true,
+            stop_policy: StopPolicy::Auto,
         }
     }
 }

@@ -86,10 +86,10 @@ pub(crate) fn holding_layout() -> bool {
 }
 
 /// Marks the calling thread as holding the layout gate until dropped.
-struct HoldingLayout;
+pub(crate) struct HoldingLayout;
 
 impl HoldingLayout {
-    fn new() -> HoldingLayout {
+    pub(crate) fn new() -> HoldingLayout {
         HOLDING_LAYOUT.with(|h| h.set(true));
         HoldingLayout
     }
@@ -196,7 +196,7 @@ impl Handled {
 }
 
 /// What one read of a userfaultfd gave.
-enum ReadOutcome {
+pub(crate) enum ReadOutcome {
     /// This many messages (0: none ready).
     Msgs(usize),
     /// The descriptor is not a userfaultfd any more (closed underneath the
@@ -215,7 +215,11 @@ enum ReadOutcome {
 /// end-of-file, a piece of a message, a message of code 0, an unknown
 /// code from a file that is no userfaultfd) says that its number now
 /// names something else.
-fn read_ready(uffd: &Uffd, nowait: bool, msgs: &mut [Msg]) -> Result<ReadOutcome, Error> {
+pub(crate) fn read_ready(
+    uffd: &Uffd,
+    nowait: bool,
+    msgs: &mut [Msg],
+) -> Result<ReadOutcome, Error> {
     let raw = crate::sys::read::msgs_as_raw(msgs);
     let size = std::mem::size_of::<crate::sys::uapi::UffdMsg>();
     let n = match crate::sys::read::read_msg_bytes(uffd.fd(), raw, nowait) {
@@ -508,7 +512,7 @@ impl Inner {
     /// will fault again, a livelock if nothing changes. Count it by page;
     /// the `UNRELEASABLE_TRIES`th time, stop the monitor with the error
     /// (`run`/`wait` return it), and the stop releases the faulting
-    /// threads (`Config::release_on_stop`). No allocation unless it stops.
+    /// threads (`Config::stop_policy`). No allocation unless it stops.
     fn unreleasable(&self, t: FaultToken, e: &Error, poison: &Error) {
         let tries = {
             let mut table = self.unreleased.lock().unwrap_or_else(|p| p.into_inner());
@@ -598,9 +602,12 @@ impl Inner {
             }
             Verdict::Defer => {
                 Stats::add(&self.stats.deferred, 1);
+                self.deferred_open(token);
                 Handled::Done
             }
             Verdict::Stop => {
+                // Unresolved: the stop policy releases it (stop.rs).
+                self.deferred_open(token);
                 self.request_stop(None);
                 Handled::Done
             }
@@ -644,11 +651,16 @@ impl Inner {
     /// A log callback that panics is ignored (there is nowhere to report
     /// it): the monitor goes on.
     pub(crate) fn log(&self, args: std::fmt::Arguments<'_>) {
+        // A panic this thread had inside the library first (its text,
+        // kept by the panic hook instead of printed: uffd/quiet.rs).
+        let pending = crate::uffd::quiet::take_pending();
         if self.handler.wants_log() {
-            let msg = args.to_string();
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.handler.on_log(&msg)
-            }));
+            let _quiet = crate::uffd::quiet::Suppress::enter();
+            for msg in pending.into_iter().chain(std::iter::once(args.to_string())) {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.handler.on_log(&msg)
+                }));
+            }
         }
     }
 
@@ -749,7 +761,7 @@ impl Inner {
         std::mem::forget(s);
     }
 
-    fn handle_event(
+    pub(crate) fn handle_event(
         &self,
         st: &mut ReaderState,
         uffd: &Arc<Uffd>,

@@ -34,9 +34,10 @@ pub mod region;
 mod reserve;
 pub mod resolve;
 pub mod stats;
+mod stop;
 
 pub use config::{
-    Config, DefaultHandler, ErrorPolicy, ForkVerdict, Handler, RemovePolicy, Verdict,
+    Config, DefaultHandler, ErrorPolicy, ForkVerdict, Handler, RemovePolicy, StopPolicy, Verdict,
 };
 pub use region::Source;
 pub use resolve::{Action, Applied, FaultCtx, FaultToken, RegionInfo};
@@ -86,6 +87,9 @@ pub(crate) struct Inner {
     pub edges: OwnedFd,
     pub stop: AtomicBool,
     pub running: AtomicBool,
+    /// A run has ended (and applied the stop policies): the next run
+    /// starts afresh (`Inner::prepare_rerun`).
+    pub ended: AtomicBool,
     /// Set once workers and the prefetcher are up and the loop is entered.
     pub ready: AtomicBool,
     pub stop_errno: AtomicU64,
@@ -119,7 +123,19 @@ pub(crate) struct Inner {
     /// userfaultfd that reports forks is added: `run`'s reader and a
     /// `dispatch` caller both serve forks from what it keeps ready.
     pub reserve_thread: Mutex<Option<JoinHandle<()>>>,
+    /// Faults deferred by a callback and not completed yet (uffd id,
+    /// page), for the stop to count (stop.rs); room for
+    /// `DEFERRED_TRACKED`, the rest counted in `deferred_untracked`.
+    pub deferred_open: Mutex<Vec<(u32, u64)>>,
+    pub deferred_untracked: AtomicU64,
+    /// The monitor's own duplicates of the descriptors of Fd sources
+    /// (`Monitor::add_region`), closed with the monitor.
+    pub source_fds: Mutex<Vec<OwnedFd>>,
 }
+
+/// Room in `Inner::deferred_open` (allocated once: deferring allocates
+/// nothing).
+pub(crate) const DEFERRED_TRACKED: usize = 1024;
 
 /// Room in `Inner::unreleased`.
 pub(crate) const UNRELEASED_SLOTS: usize = 64;
@@ -143,6 +159,9 @@ pub struct RegionOptions {
     /// fault if the descriptor reports thread ids (THREAD_ID), else the
     /// base page size is assumed.
     pub page_size: u64,
+    /// What a stop does to this region's memory (None: the monitor's
+    /// `Config::stop_policy`).
+    pub stop_policy: Option<StopPolicy>,
 }
 
 impl Default for RegionOptions {
@@ -153,6 +172,7 @@ impl Default for RegionOptions {
             prefetch: false,
             user_data: 0,
             page_size: 0,
+            stop_policy: None,
         }
     }
 }
@@ -177,11 +197,17 @@ struct Helpers {
 }
 
 impl Helpers {
-    fn spawn(&mut self, name: &str, f: impl FnOnce() + Send + 'static) -> Result<()> {
+    fn spawn(
+        &mut self,
+        name: &str,
+        sink: crate::uffd::quiet::PanicSink,
+        f: impl FnOnce() + Send + 'static,
+    ) -> Result<()> {
         let started = self.started.clone();
         let exit = self.exit.clone().map(FireOnDrop);
         let t = spawn_thread(name, move || {
             let _exit = exit;
+            let _quiet = crate::uffd::quiet::Scope::enter(Some(sink));
             started.fetch_add(1, Release);
             f()
         })?;
@@ -342,7 +368,23 @@ impl Inner {
             .map(|s| (s.uffd.clone(), s.blocking && s.nowait))
     }
 
+    /// Where panics on the monitor's threads are reported: its log (a
+    /// weak reference: the thread-local that keeps it never keeps the
+    /// monitor alive).
+    pub(crate) fn panic_sink(self: &Arc<Self>) -> crate::uffd::quiet::PanicSink {
+        let weak = Arc::downgrade(self);
+        Arc::new(move |msg: &str| {
+            if let Some(inner) = weak.upgrade() {
+                inner.log(format_args!("{msg}"));
+            }
+        })
+    }
+
     pub(crate) fn request_stop(&self, errno: Option<i32>) {
+        // Asked between runs: it is for the next run, which then returns
+        // at once (as before a first run); without this the next run
+        // would start afresh (`prepare_rerun`).
+        self.ended.store(false, Release);
         if let Some(e) = errno {
             let _ = self
                 .stop_errno
@@ -458,31 +500,6 @@ impl Inner {
             }
         }
     }
-
-    /// Unregister every region (releasing blocked threads) and close the
-    /// descriptors of forked children.
-    fn release(&self) {
-        let regions: Vec<(u32, u64, u64)> = {
-            let t = self.regions.read().unwrap_or_else(|e| e.into_inner());
-            t.iter().map(|r| (r.uffd_id, r.start, r.len)).collect()
-        };
-        for (id, start, len) in regions {
-            if let Some(u) = self.uffd(id) {
-                let _ = u.unregister(start, len);
-            }
-        }
-        let owned: Vec<u32> = {
-            let list = self.uffds.read().unwrap_or_else(|e| e.into_inner());
-            list.iter()
-                .enumerate()
-                .filter(|(_, s)| s.as_ref().is_some_and(|s| s.owned))
-                .map(|(i, _)| i as u32)
-                .collect()
-        };
-        for id in owned {
-            self.retire(id);
-        }
-    }
 }
 
 impl Monitor {
@@ -519,6 +536,7 @@ impl Monitor {
                 edges,
                 stop: AtomicBool::new(false),
                 running: AtomicBool::new(false),
+                ended: AtomicBool::new(false),
                 ready: AtomicBool::new(false),
                 stop_errno: AtomicU64::new(0),
                 stats: stats::Stats::default(),
@@ -530,6 +548,9 @@ impl Monitor {
                 loop_error: Mutex::new(None),
                 unreleased: Mutex::new([(0, 0, 0); UNRELEASED_SLOTS]),
                 reserve_thread: Mutex::new(None),
+                deferred_open: Mutex::new(Vec::with_capacity(DEFERRED_TRACKED)),
+                deferred_untracked: AtomicU64::new(0),
+                source_fds: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -565,7 +586,9 @@ impl Monitor {
         }
         reserve::prepare(inner);
         let weak = Arc::downgrade(inner);
+        let sink = inner.panic_sink();
         let t = spawn_thread("uffd-reserve", move || {
+            let _quiet = crate::uffd::quiet::Scope::enter(Some(sink));
             let w = weak.clone();
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reserve::run(w)));
             if r.is_err() {
@@ -601,6 +624,10 @@ impl Monitor {
     }
 
     /// Serve `[start, start+len)` of uffd `id` as `opts` says.
+    ///
+    /// An Fd source's descriptor is duplicated (F_DUPFD_CLOEXEC): the
+    /// caller may close its own at once; the monitor reads its duplicate,
+    /// closed when the monitor is dropped.
     pub fn add_region(&self, id: u32, start: u64, len: u64, opts: RegionOptions) -> Result<()> {
         let uffd = self
             .inner
@@ -645,6 +672,16 @@ impl Monitor {
                 return Err(Error::invalid("add region: buffer source address is NULL"));
             }
         }
+        if opts.prefetch && self.inner.running.load(Acquire) {
+            // The prefetcher is started (or not) with the run, for the
+            // regions there then: a region added later would never be
+            // prefetched. Refused rather than silently not done.
+            return Err(Error::os(
+                "add region",
+                libc::EBUSY,
+                "PREFETCH is only for regions added before the monitor runs (add it without PREFETCH, or stop, add, and run again)",
+            ));
+        }
         if let Source::Fd { fd, .. } = opts.source {
             if fd < 0 {
                 return Err(Error::invalid(format!(
@@ -675,8 +712,39 @@ impl Monitor {
                 "add region: [{start:#x}, +{len:#x}) overlaps a region of this userfaultfd"
             )));
         }
+        // The source's own descriptor: a number the caller closes (and
+        // that another file then takes) must never be read as the source.
+        let mut opts = opts;
+        let mut source_fd = None;
+        if let Source::Fd {
+            fd,
+            offset,
+            zero_past_eof,
+        } = opts.source
+        {
+            let dup = crate::sys::dupfd::dup_cloexec(fd).map_err(|e| {
+                Error::os(
+                    "add region",
+                    e,
+                    format!("duplicating the source fd {fd} (F_DUPFD_CLOEXEC)"),
+                )
+            })?;
+            opts.source = Source::Fd {
+                fd: dup.as_raw_fd(),
+                offset,
+                zero_past_eof,
+            };
+            source_fd = Some(dup);
+        }
         if !opts.register.is_empty() {
             uffd.register(start, len, opts.register)?;
+        }
+        if let Some(dup) = source_fd {
+            self.inner
+                .source_fds
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(dup);
         }
         // Room first, allocating outside the lock (see reserve.rs).
         reserve::grow(&self.inner.regions, RegionTable::vec_mut, 1);
@@ -693,6 +761,7 @@ impl Monitor {
                 source_offset: 0,
                 prefetch: opts.prefetch,
                 user_data: opts.user_data,
+                stop_policy: opts.stop_policy,
                 window: AtomicU64::new(self.inner.config.window_min as u64),
                 next_page: AtomicU64::new(0),
             });
@@ -701,6 +770,13 @@ impl Monitor {
 
     /// Run on the calling thread until stopped. Returns the errno that
     /// stopped it (an `ErrorPolicy::Stop` failure) as an error, else Ok.
+    ///
+    /// When the run ends, each region's `StopPolicy` is applied. A run
+    /// after an ended one starts afresh: it serves the regions the stop
+    /// left registered (`Block`) and those added since (the others were
+    /// dropped from the monitor with their registration), and wakes the
+    /// threads the stop left blocked so that they fault again. A `stop`
+    /// asked while no run is active ends the next run at once.
     pub fn run(&self) -> Result<()> {
         if self.inner.running.swap(true, AcqRel) {
             return Err(Error::os(
@@ -708,6 +784,10 @@ impl Monitor {
                 libc::EBUSY,
                 "the monitor is already running",
             ));
+        }
+        let _quiet = crate::uffd::quiet::Scope::enter(Some(self.inner.panic_sink()));
+        if self.inner.ended.swap(false, AcqRel) {
+            self.inner.prepare_rerun();
         }
         // Not running any more once this returns, whatever happens (a
         // panic included): `free` waits for that.
@@ -782,7 +862,7 @@ impl Monitor {
             let _ = h.join();
         }
         // The reserve filler, which gives handles to children still
-        // pending before it ends, so that release() below sees them.
+        // pending before it ends, so that the release below sees them.
         let filler = inner
             .reserve_thread
             .lock()
@@ -791,9 +871,8 @@ impl Monitor {
         if let Some(t) = filler {
             let _ = t.join();
         }
-        if inner.config.release_on_stop {
-            inner.release();
-        }
+        inner.release_at_stop();
+        inner.ended.store(true, Release);
         if result.is_ok() {
             if let Some(e) = inner
                 .loop_error
@@ -824,7 +903,9 @@ impl Monitor {
             *inner.pool.lock().unwrap_or_else(|e| e.into_inner()) = Some(pool.clone());
             for n in 0..inner.config.workers {
                 let (i, p) = (inner.clone(), pool.clone());
-                helpers.spawn(&format!("uffd-worker-{n}"), move || pool::work(i, p))?;
+                helpers.spawn(&format!("uffd-worker-{n}"), inner.panic_sink(), move || {
+                    pool::work(i, p)
+                })?;
             }
         }
         let wants_prefetch = inner
@@ -835,7 +916,7 @@ impl Monitor {
             .any(|r| r.prefetch);
         if wants_prefetch {
             let i = inner.clone();
-            helpers.spawn("uffd-prefetch", move || {
+            helpers.spawn("uffd-prefetch", inner.panic_sink(), move || {
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     prefetch::run(i.clone())
                 }));
@@ -858,6 +939,9 @@ impl Monitor {
                 libc::EBUSY,
                 "the monitor is already running",
             ));
+        }
+        if inner.ended.swap(false, AcqRel) {
+            inner.prepare_rerun();
         }
         let exit = match ExitSignal::new() {
             Ok(e) => e,
@@ -957,8 +1041,10 @@ impl Monitor {
         let me = self.clone();
         let exit = ExitSignal::new()?;
         let fire = FireOnDrop(exit.clone());
+        let sink = self.inner.panic_sink();
         let t = spawn_thread("uffd-monitor", move || {
             let _fire = fire;
+            let _quiet = crate::uffd::quiet::Scope::enter(Some(sink));
             me.run()
         })?;
         // Wait until its threads are up and it reads events, so that the
@@ -1020,6 +1106,7 @@ impl Monitor {
     /// Complete a deferred fault from any thread. EAGAIN is retried for up
     /// to two seconds while the reader reads the pending event.
     pub fn complete(&self, token: FaultToken, action: Action) -> Result<Applied> {
+        self.inner.deferred_done(token);
         match self
             .inner
             .apply_with_backoff(token, action, Duration::from_secs(2))

@@ -12,12 +12,13 @@ pub enum Source {
     /// Bytes of this process's memory at `addr` (e.g. an mmapped
     /// snapshot), `len` long; pages past its end are zero-filled.
     Buffer { addr: u64, len: u64 },
-    /// pread(2) from `fd` (borrowed: the caller keeps it open) at `offset`.
-    /// Short reads and EINTR are retried until each page is complete. A
-    /// page the file ends in or before (EOF inside the region), and any
-    /// read error, fail that fault (the error policy applies, `failed`
-    /// counts it, the log names the offset); unless `zero_past_eof`, which
-    /// asks for zeros past end-of-file instead.
+    /// pread(2) from `fd` at `offset` (`Monitor::add_region` duplicates
+    /// `fd`: the region holds the monitor's duplicate, the caller may close
+    /// its own). Short reads and EINTR are retried until each page is
+    /// complete. A page the file ends in or before (EOF inside the region),
+    /// and any read error, fail that fault (the error policy applies,
+    /// `failed` counts it, the log names the offset); unless
+    /// `zero_past_eof`, which asks for zeros past end-of-file instead.
     Fd {
         fd: i32,
         offset: u64,
@@ -46,6 +47,8 @@ pub struct Region {
     pub prefetch: bool,
     /// The caller's tag, handed back to callbacks.
     pub user_data: u64,
+    /// What a stop does to it (None: the monitor's `Config::stop_policy`).
+    pub stop_policy: Option<super::StopPolicy>,
     /// Adaptive fault-around state: current window (pages) and the page
     /// index a sequential reader would fault on next.
     pub window: AtomicU64,
@@ -63,6 +66,7 @@ impl Clone for Region {
             source_offset: self.source_offset,
             prefetch: self.prefetch,
             user_data: self.user_data,
+            stop_policy: self.stop_policy,
             window: AtomicU64::new(self.window.load(Relaxed)),
             next_page: AtomicU64::new(self.next_page.load(Relaxed)),
         }
@@ -242,6 +246,7 @@ mod tests {
             source_offset: 0,
             prefetch: false,
             user_data: 0,
+            stop_policy: None,
             window: AtomicU64::new(1),
             next_page: AtomicU64::new(0),
         }

@@ -26,6 +26,9 @@ pub struct Stats {
     pub prefetched_bytes: AtomicU64,
     pub reads: AtomicU64,
     pub handed_off: AtomicU64,
+    pub stop_blocked: AtomicU64,
+    pub stop_sigbus: AtomicU64,
+    pub stop_zeroed: AtomicU64,
     latency: [AtomicU64; LATENCY_BUCKETS],
 }
 
@@ -64,6 +67,17 @@ pub struct StatsSnapshot {
     pub latency: [u64; LATENCY_BUCKETS],
     /// Faults the reader handed to the workers.
     pub handed_off: u64,
+    /// Faults pending when a run ended (still queued, waiting for a retry,
+    /// or deferred by a callback and not completed) whose threads the stop
+    /// policy left blocked (`StopPolicy::Block`, or `Sigbus` where the
+    /// poison was refused).
+    pub stop_blocked: u64,
+    /// Such faults released into SIGBUS (`StopPolicy::Sigbus`).
+    pub stop_sigbus: u64,
+    /// Such faults released to zero pages (`StopPolicy::ZeroFill`), or to
+    /// an ordinary fault (a fault whose range was unmapped or moved since:
+    /// the stop wakes it unless the monitor's policy is `Block`).
+    pub stop_zeroed: u64,
 }
 
 impl Stats {
@@ -99,6 +113,9 @@ impl Stats {
             reads: self.reads.load(Relaxed),
             latency,
             handed_off: self.handed_off.load(Relaxed),
+            stop_blocked: self.stop_blocked.load(Relaxed),
+            stop_sigbus: self.stop_sigbus.load(Relaxed),
+            stop_zeroed: self.stop_zeroed.load(Relaxed),
         }
     }
 }

@@ -8,6 +8,7 @@
 #![allow(unsafe_code)]
 
 pub mod cancel;
+pub mod dupfd;
 pub mod fdinfo;
 pub mod ioctl;
 pub mod open;

@@ -9,6 +9,7 @@ pub mod features;
 pub mod handle;
 pub mod mappings;
 pub mod ops;
+pub mod quiet;
 pub mod range;
 
 pub use error::{Call, Error, Op, Result};

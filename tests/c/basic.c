@@ -208,11 +208,18 @@ static void test_open_and_accessors(void)
 	int dupfd = fcntl(libuffd_handle_fd(h), F_DUPFD_CLOEXEC, 0);
 	libuffd_handle *adopted = NULL;
 	CHECK_RET(libuffd_handle_from_fd(dupfd, NULL, &adopted), 0);
+	/* The handle has its own duplicate: the caller closes its descriptor,
+	 * and a file that takes its number meanwhile never reaches the handle. */
+	CHECK(fcntl(dupfd, F_GETFD) >= 0);
+	close(dupfd);
+	int reuse = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	CHECK_EQ(reuse, dupfd);
 	if (adopted) {
 		f = SENTINEL_INIT;
 		CHECK_RET(libuffd_handle_features(adopted, &f), 0);
 		CHECK_EQ_HEX(f, LIBUFFD_FEATURE_THREAD_ID | LIBUFFD_FEATURE_MOVE);
-		CHECK_EQ(libuffd_handle_fd(adopted), dupfd);
+		CHECK(libuffd_handle_fd(adopted) != dupfd);
+		CHECK(fcntl(libuffd_handle_fd(adopted), F_GETFD) & FD_CLOEXEC);
 		/* Its user-mode-only setting cannot be learnt from the kernel. */
 		CHECK_EQ_HEX(libuffd_handle_flags(adopted),
 			     LIBUFFD_OPEN_NONBLOCK | LIBUFFD_HANDLE_MODE_UNKNOWN);
@@ -221,11 +228,14 @@ static void test_open_and_accessors(void)
 		CHECK_RET(libuffd_read_events(adopted, ev, 1, 0), 0);
 		libuffd_handle_free(adopted);
 	}
+	CHECK(fcntl(reuse, F_GETFD) >= 0); /* freeing the handle closed its own only */
+	close(reuse);
 	libuffd_handle_free(h);
 	h = open_or_die(0, 0);
 	dupfd = fcntl(libuffd_handle_fd(h), F_DUPFD_CLOEXEC, 0);
 	adopted = NULL;
 	CHECK_RET(libuffd_handle_from_fd(dupfd, NULL, &adopted), 0);
+	close(dupfd);
 	if (adopted) {
 		struct libuffd_event ev[1];
 		CHECK_FAILS(libuffd_read_events(adopted, ev, 1, 0), -EINVAL, "libuffd_read_events");
@@ -1111,7 +1121,8 @@ static void test_fork_event(void)
 		waitpid(pid, NULL, 0);
 		FATAL("libuffd_handle_from_fd on the FORK fd failed: %s", libuffd_last_error());
 	}
-	CHECK_EQ(libuffd_handle_fd(ch), r.fork_fd);
+	CHECK(libuffd_handle_fd(ch) != r.fork_fd); /* its own duplicate */
+	close(r.fork_fd);                           /* ours to close */
 	uint64_t cf = 0;
 	CHECK_RET(libuffd_handle_features(ch, &cf), 0);
 	CHECK_EQ_HEX(cf, feats);

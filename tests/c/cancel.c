@@ -297,7 +297,7 @@ static void monitor_run_cycle(unsigned workers, int check)
 			CHECK_EQ(mem[PAGE + 3], 'r');
 		}
 		CHECK_RET(libuffd_monitor_stop(m), 0);
-		/* Stopped monitors run no more: run returns at once. */
+		/* A stop asked between runs ends the next run at once. */
 		CHECK_RET(libuffd_monitor_run(m), 0);
 		CHECK_FAILS(libuffd_monitor_wait(m), -EINVAL, "libuffd_monitor_wait");
 	}

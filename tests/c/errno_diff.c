@@ -897,6 +897,7 @@ static void open_side(struct side *s, enum kind kind)
 		int fd = raw_uffd();
 		if (libuffd_handle_from_fd(fd, &o, &s->h) != 0)
 			FATAL("libuffd_handle_from_fd: %s", libuffd_last_error());
+		close(fd); /* the handle has its own duplicate */
 		break;
 	}
 	default:

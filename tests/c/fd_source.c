@@ -17,6 +17,7 @@
 #include <setjmp.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 
 #define THREADS 4
@@ -26,13 +27,39 @@
 enum mode { PASS, SHORT, EINTR_SHORT, EIO_RANGE };
 
 static atomic_int mode = PASS;
-static atomic_int target_fd = -1;
+/* The source file, by identity: the monitor reads its own duplicate of
+ * the descriptor, under another number. */
+static atomic_int target_set;
+static _Atomic uint64_t target_dev, target_ino;
 static atomic_long calls, shorts, eintrs, eios;
 static _Atomic int64_t eio_from, eio_to; /* file offsets that fail with EIO */
 
+static int is_target(int fd)
+{
+	struct stat st;
+	if (!atomic_load(&target_set) || fstat(fd, &st) != 0)
+		return 0;
+	return (uint64_t)st.st_dev == atomic_load(&target_dev) &&
+	       (uint64_t)st.st_ino == atomic_load(&target_ino);
+}
+
+static void set_target(int fd)
+{
+	struct stat st;
+	if (fd < 0) {
+		atomic_store(&target_set, 0);
+		return;
+	}
+	if (fstat(fd, &st) != 0)
+		FATAL("fstat: %s", strerror(errno));
+	atomic_store(&target_dev, (uint64_t)st.st_dev);
+	atomic_store(&target_ino, (uint64_t)st.st_ino);
+	atomic_store(&target_set, 1);
+}
+
 static ssize_t fake_pread(int fd, void *buf, size_t n, int64_t off)
 {
-	if (fd != atomic_load(&target_fd) || atomic_load(&mode) == PASS || n == 0)
+	if (atomic_load(&mode) == PASS || n == 0 || !is_target(fd))
 		return syscall(SYS_pread64, fd, buf, n, off);
 	long c = atomic_fetch_add(&calls, 1);
 	switch (atomic_load(&mode)) {
@@ -274,7 +301,7 @@ static void run_scenario(const struct kind *k, const struct scenario *s)
 	atomic_store(&offset_logs, 0);
 	atomic_store(&eio_from, (int64_t)(s->eio_page * ps + ps / 3));
 	atomic_store(&eio_to, (int64_t)((s->eio_page + s->eio_pages) * ps));
-	atomic_store(&target_fd, fd);
+	set_target(fd);
 	atomic_store(&mode, s->mode);
 	CHECK_OK(libuffd_monitor_start(m));
 
@@ -306,7 +333,7 @@ static void run_scenario(const struct kind *k, const struct scenario *s)
 	CHECK_OK(libuffd_monitor_stop(m));
 	CHECK_RET(libuffd_monitor_wait(m), 0);
 	atomic_store(&mode, PASS);
-	atomic_store(&target_fd, -1);
+	set_target(-1);
 
 	/* Every page, byte by byte. */
 	size_t want_failed = 0, bad_pages = 0, zero_lies = 0;

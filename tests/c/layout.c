@@ -102,6 +102,15 @@ SA(offsetof(struct libuffd_region_opts, sz) == 0);
 SA(offsetof(struct libuffd_region_opts, data) == 56);
 SA(offsetof(struct libuffd_region_opts, page_size) == 64);
 SA(TYPE_IS(FIELD(libuffd_region_opts, page_size), uint64_t));
+/* stop_policy (1.1) took the place of 1.0's reserved zero. */
+SA(offsetof(struct libuffd_region_opts, stop_policy) == 44);
+SA(TYPE_IS(FIELD(libuffd_region_opts, stop_policy), uint32_t));
+SA(offsetof(struct libuffd_monitor_opts, stop_policy) == 44);
+SA(TYPE_IS(FIELD(libuffd_monitor_opts, stop_policy), uint32_t));
+/* Stats: the stop counters are appended (sz says what an older caller has). */
+SA(offsetof(struct libuffd_monitor_stats, stop_blocked) ==
+   offsetof(struct libuffd_monitor_stats, handed_off) + 8);
+SA(offsetof(struct libuffd_monitor_stats, stop_zeroed) + 8 == sizeof(struct libuffd_monitor_stats));
 
 /* The handle is opaque (incomplete): only pointers to it exist. */
 SA(sizeof(libuffd_handle *) == sizeof(void *));
@@ -151,6 +160,12 @@ SA(LIBUFFD_MONITOR_FIXED_WINDOW == 0x1);
 SA(LIBUFFD_MONITOR_NO_FORK_SERVE == 0x2);
 SA(LIBUFFD_MONITOR_NO_RELEASE_ON_STOP == 0x4);
 SA(LIBUFFD_MONITOR_HAND_OFF_ALL == 0x8);
+
+/* Stop policies: 0 is the default (per region: the monitor's). */
+SA(LIBUFFD_ON_STOP_DEFAULT == 0);
+SA(LIBUFFD_ON_STOP_BLOCK == 1);
+SA(LIBUFFD_ON_STOP_SIGBUS == 2);
+SA(LIBUFFD_ON_STOP_ZERO == 3);
 
 /* Features: the kernel's bits. */
 SA(LIBUFFD_FEATURE_PAGEFAULT_FLAG_WP == UFFD_FEATURE_PAGEFAULT_FLAG_WP);

@@ -374,8 +374,11 @@ static void test_stop_from_callback(void)
 	CHECK_OK(libuffd_monitor_new(NULL, &ops, sizeof ops, NULL, NULL, &m));
 	uint32_t id;
 	CHECK_OK(libuffd_monitor_add_handle(m, h, &id));
+	/* Zeros for the page never resolved, asked for explicitly (the default
+	 * for a callback region is SIGBUS: no silent zeros). */
 	struct libuffd_region_opts r = LIBUFFD_OPTS_INIT(libuffd_region_opts, .source = LIBUFFD_SOURCE_CALLBACK,
-						      .register_mode = LIBUFFD_REGISTER_MISSING, .fd = -1);
+						      .register_mode = LIBUFFD_REGISTER_MISSING, .fd = -1,
+						      .stop_policy = LIBUFFD_ON_STOP_ZERO);
 	CHECK_OK(libuffd_monitor_add_region(m, id, mem, PAGE, &r));
 	pthread_t t;
 	pthread_create(&t, NULL, read_one, mem);
@@ -383,6 +386,10 @@ static void test_stop_from_callback(void)
 	void *v;
 	pthread_join(t, &v);
 	CHECK_EQ((uintptr_t)v, 0); /* released: the region was unregistered, a zero page */
+	struct libuffd_monitor_stats st = { .sz = sizeof st };
+	CHECK_OK(libuffd_monitor_get_stats(m, &st));
+	CHECK_EQ(st.stop_zeroed, 1);
+	CHECK_EQ(st.stop_sigbus + st.stop_blocked, 0);
 	libuffd_monitor_free(m);
 	libuffd_handle_free(h);
 	munmap(mem, PAGE);
@@ -424,9 +431,69 @@ static void test_dispatch(void)
 	munmap(mem, PAGES * PAGE);
 }
 
+/* A lazy restore stopped half-way: the page never restored must not read
+ * as zeros. Default policy (buffer region): SIGBUS. Before 1.1 it read 0. */
+static void test_stop_no_silent_zeros(void)
+{
+	SECTION("stop: a page never restored gets SIGBUS, not zeros (default policy)");
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0) {
+		char *mem = map_anon(2 * PAGE);
+		libuffd_handle *h = open_nonblock();
+		struct libuffd_monitor_opts mo =
+			LIBUFFD_OPTS_INIT(libuffd_monitor_opts, .flags = LIBUFFD_MONITOR_FIXED_WINDOW);
+		libuffd_monitor *m = NULL;
+		if (libuffd_monitor_new(&mo, NULL, 0, NULL, NULL, &m) < 0)
+			_exit(10);
+		uint32_t id;
+		libuffd_monitor_add_handle(m, h, &id);
+		struct libuffd_region_opts r = LIBUFFD_OPTS_INIT(libuffd_region_opts, .source = LIBUFFD_SOURCE_BUFFER,
+							      .buffer = source, .buffer_len = 2 * PAGE,
+							      .register_mode = LIBUFFD_REGISTER_MISSING, .fd = -1);
+		if (libuffd_monitor_add_region(m, id, mem, 2 * PAGE, &r) < 0 || libuffd_monitor_start(m) < 0)
+			_exit(11);
+		alarm(20);
+		if (mem[5] != source[5])
+			_exit(12);
+		libuffd_monitor_stop(m);
+		libuffd_monitor_wait(m);
+		if (mem[6] != source[6])
+			_exit(13); /* the restored page keeps its data */
+		volatile char c = mem[PAGE + 1];
+		_exit(c == 0 ? 14 : 15); /* 14: silent zeros (the bug) */
+	}
+	int status = 0;
+	waitpid(pid, &status, 0);
+	CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS, "child status %#x", status);
+}
+
 static void test_bad_input(void)
 {
 	SECTION("bad input");
+	{
+		libuffd_monitor *bm = NULL;
+		struct libuffd_monitor_opts mo = LIBUFFD_OPTS_INIT(libuffd_monitor_opts, .stop_policy = 9);
+		CHECK_FAILS(libuffd_monitor_new(&mo, NULL, 0, NULL, NULL, &bm), -EINVAL, "libuffd_monitor_new");
+		mo = LIBUFFD_OPTS_INIT(libuffd_monitor_opts, .flags = LIBUFFD_MONITOR_NO_RELEASE_ON_STOP,
+				       .stop_policy = LIBUFFD_ON_STOP_SIGBUS);
+		CHECK_FAILS(libuffd_monitor_new(&mo, NULL, 0, NULL, NULL, &bm), -EINVAL, "libuffd_monitor_new");
+		mo = LIBUFFD_OPTS_INIT(libuffd_monitor_opts, .flags = LIBUFFD_MONITOR_NO_RELEASE_ON_STOP,
+				       .stop_policy = LIBUFFD_ON_STOP_BLOCK);
+		CHECK_OK(libuffd_monitor_new(&mo, NULL, 0, NULL, NULL, &bm));
+		char *bmem = map_anon(PAGE);
+		libuffd_handle *bh = open_nonblock();
+		uint32_t bid;
+		CHECK_OK(libuffd_monitor_add_handle(bm, bh, &bid));
+		struct libuffd_region_opts br = LIBUFFD_OPTS_INIT(libuffd_region_opts, .source = LIBUFFD_SOURCE_ZERO,
+							       .register_mode = LIBUFFD_REGISTER_MISSING, .fd = -1,
+							       .stop_policy = 7);
+		CHECK_FAILS(libuffd_monitor_add_region(bm, bid, bmem, PAGE, &br), -EINVAL,
+			    "libuffd_monitor_add_region");
+		libuffd_monitor_free(bm);
+		libuffd_handle_free(bh);
+		munmap(bmem, PAGE);
+	}
 	libuffd_monitor *m = (libuffd_monitor *)0x1;
 	CHECK_FAILS(libuffd_monitor_new(NULL, NULL, 0, NULL, NULL, NULL), -EINVAL, "libuffd_monitor_new");
 	struct libuffd_monitor_ops ops = { 0 };
@@ -504,12 +571,76 @@ static void test_bad_input(void)
 	munmap(mem, PAGE);
 }
 
+/* ---- A good guest: wrong kinds of pointers, free/wait from a callback ---- */
+
+static int deadlk_free_rc, deadlk_free_errno, deadlk_wait_rc;
+
+static int free_and_wait_inside(void *ud, libuffd_monitor *m, const struct libuffd_fault *f)
+{
+	(void)ud;
+	errno = 0;
+	libuffd_monitor_free(m); /* refused: it would free the callback's own monitor */
+	deadlk_free_errno = errno;
+	deadlk_free_rc = strstr(libuffd_last_error(), "libuffd_monitor_free") != NULL;
+	deadlk_wait_rc = libuffd_monitor_wait(m);
+	int32_t n = libuffd_monitor_zero(m, f);
+	return n < 0 ? n : LIBUFFD_FAULT_HANDLED;
+}
+
+static void test_good_guest(void)
+{
+	SECTION("a monitor where a handle is expected (and back): -EINVAL, nothing corrupted");
+	char *mem = map_anon(PAGE);
+	libuffd_handle *h = open_nonblock();
+	libuffd_monitor *m = NULL;
+	struct libuffd_monitor_ops ops = { .on_fault = free_and_wait_inside };
+	CHECK_OK(libuffd_monitor_new(NULL, &ops, sizeof ops, NULL, NULL, &m));
+	libuffd_handle *as_handle = (libuffd_handle *)m;
+	libuffd_monitor *as_monitor = (libuffd_monitor *)h;
+	CHECK_FAILS(libuffd_handle_fd(as_handle), -EINVAL, "libuffd_handle_fd");
+	CHECK_FAILS(libuffd_register(as_handle, mem, PAGE, LIBUFFD_REGISTER_MISSING, NULL), -EINVAL,
+		    "libuffd_register");
+	uint32_t id;
+	CHECK_FAILS(libuffd_monitor_add_handle(m, as_handle, &id), -EINVAL, "libuffd_monitor_add_handle");
+	CHECK_FAILS(libuffd_monitor_stop(as_monitor), -EINVAL, "libuffd_monitor_stop");
+	CHECK_FAILS(libuffd_monitor_start(as_monitor), -EINVAL, "libuffd_monitor_start");
+	CHECK_FAILS(libuffd_monitor_wait(as_monitor), -EINVAL, "libuffd_monitor_wait");
+	/* The free functions are void: the wrong kind is left alone, errno says
+	 * EINVAL and libuffd_last_error() why. */
+	errno = 0;
+	libuffd_handle_free(as_handle);
+	CHECK_EQ(errno, EINVAL);
+	CHECK(strstr(libuffd_last_error(), "libuffd_monitor") != NULL);
+	errno = 0;
+	libuffd_monitor_free(as_monitor);
+	CHECK_EQ(errno, EINVAL);
+	/* Both still work. */
+	CHECK(libuffd_handle_fd(h) >= 0);
+
+	SECTION("libuffd_monitor_free/wait from inside a callback: -EDEADLK, no use-after-free");
+	CHECK_OK(libuffd_monitor_add_handle(m, h, &id));
+	struct libuffd_region_opts r = LIBUFFD_OPTS_INIT(libuffd_region_opts, .source = LIBUFFD_SOURCE_CALLBACK,
+						      .register_mode = LIBUFFD_REGISTER_MISSING, .fd = -1);
+	CHECK_OK(libuffd_monitor_add_region(m, id, mem, PAGE, &r));
+	CHECK_OK(libuffd_monitor_start(m));
+	CHECK_EQ(mem[7], 0); /* served by the callback, after its refused calls */
+	CHECK_EQ(deadlk_free_errno, EDEADLK);
+	CHECK_EQ(deadlk_free_rc, 1);
+	CHECK_EQ(deadlk_wait_rc, -EDEADLK);
+	CHECK_OK(libuffd_monitor_stop(m));
+	CHECK_OK(libuffd_monitor_wait(m));
+	libuffd_monitor_free(m);
+	libuffd_handle_free(h);
+	munmap(mem, PAGE);
+}
+
 int main(void)
 {
 	source = malloc(PAGES * PAGE);
 	for (size_t i = 0; i < PAGES * PAGE; i++)
 		source[i] = (char)(i * 13 + (i >> 12) + 1);
 	test_error_policy_sigbus(); /* forks: first, before any thread exists */
+	test_stop_no_silent_zeros(); /* forks too */
 	test_buffer_source();
 	test_callback_source();
 	test_workers();
@@ -517,6 +648,7 @@ int main(void)
 	test_stop_from_callback();
 	test_dispatch();
 	test_bad_input();
+	test_good_guest();
 	free(source);
 	return h_finish();
 }
