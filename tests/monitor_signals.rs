@@ -120,7 +120,16 @@ fn child() -> i32 {
     )
     .unwrap();
     let run = m.start().unwrap();
-    let lib = library_threads();
+    // The monitor's thread starts the others: give them a moment to show
+    // up in /proc (a loaded machine may take a while).
+    let mut lib = library_threads();
+    for _ in 0..200 {
+        if lib.len() >= 5 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        lib = library_threads();
+    }
     if lib.len() < 5 {
         eprintln!("library threads: {lib:?}");
         return 4;
