@@ -1,5 +1,5 @@
 //! Reserves that let the reader serve forks and layout events without
-//! allocating (kernel-semantics.md §6.6).
+//! allocating (docs/kernel-semantics.md §6).
 //!
 //! glibc's fork() takes the malloc locks before it enters the kernel, and
 //! with EVENT_FORK the kernel then waits inside fork() until the FORK
