@@ -1,4 +1,4 @@
-//! The error and race table of kernel-semantics §6.3, on the real kernel:
+//! The error and race table of docs/kernel-semantics.md §5, on the kernel:
 //! EEXIST, EAGAIN (event pending, and partial progress), ENOENT, ESRCH,
 //! EINVAL (always the kernel's, explained by libuffd's diagnosis), EBUSY, and
 //! the one-shot API handshake. Each error's `errno()` and its text are

@@ -76,7 +76,7 @@ fn wait_child(pid: i32) -> i32 {
 /// allocates while it starts (glibc's pthread_getattr_np, Rust's thread
 /// bookkeeping); if the forking thread is already inside fork() holding
 /// glibc's malloc locks, waiting for that very thread to read the FORK
-/// event, neither ever proceeds (kernel-semantics §6.6).
+/// event, neither ever proceeds (docs/kernel-semantics.md §6).
 fn wait_ready(ready: &AtomicBool) {
     let t0 = Instant::now();
     while !ready.load(Ordering::SeqCst) {
@@ -307,7 +307,7 @@ fn unpin() {
     }
 }
 
-/// kernel-semantics §6.6: glibc's fork() holds the malloc locks while the
+/// docs/kernel-semantics.md §6: glibc's fork() holds the malloc locks while the
 /// kernel waits for the FORK read, so a reader that allocates between
 /// reads can deadlock against the next fork. The library's read path must
 /// not allocate: back-to-back forks on one CPU, read by a loop that only

@@ -1,9 +1,9 @@
 //! Monitor tests of the non-cooperative events, on the real kernel
-//! (kernel-semantics.md §6): REMOVE racing faults (zero-fill and
+//! (docs/kernel-semantics.md §4): REMOVE racing faults (zero-fill and
 //! unregister policies), mremap of a served region (REMAP), munmap and
 //! mmap(MAP_FIXED) over it (UNMAP), and fork (FORK: the child's memory is
 //! served through the child's userfaultfd; a child that dies leaves ESRCH
-//! behind; back-to-back forks must not deadlock the reader, §6.6).
+//! behind; back-to-back forks must not deadlock the reader, §6).
 //!
 //! Every test in this file holds EVENTS_LOCK: a fork anywhere in the
 //! process sends a FORK event to every EVENT_FORK userfaultfd of the
@@ -841,7 +841,7 @@ fn fork_child_killed_esrch_retires() {
     assert_eq!(s.failed, 0, "{s:?}");
 }
 
-/// kernel-semantics §6.6: back-to-back forks pinned to one CPU. glibc's
+/// docs/kernel-semantics.md §6: back-to-back forks pinned to one CPU. glibc's
 /// fork takes the malloc locks before the kernel waits for the FORK event
 /// to be read, so a reader that allocates between reads can deadlock with
 /// the next fork. `forks` forks (each child exits at once) must complete.

@@ -1,5 +1,5 @@
-//! Monitor race and failure tests, on the real kernel (kernel-semantics.md
-//! §6.3): many threads faulting on one page (EEXIST and coalescing), stop
+//! Monitor race and failure tests, on the real kernel (docs/kernel-semantics.md
+//! §5): many threads faulting on one page (EEXIST and coalescing), stop
 //! while threads are blocked in faults, and the error policies (SIGBUS,
 //! Retry, Stop) for callbacks that fail or panic.
 //!

@@ -169,7 +169,7 @@ pub enum ForkVerdict {
 /// monitored process forks from several
 /// threads or in quick succession, they should not allocate (glibc's fork
 /// holds the malloc locks while the kernel waits for the reader:
-/// kernel-semantics.md §6.6). The same goes for `on_log` when
+/// docs/kernel-semantics.md §6). The same goes for `on_log` when
 /// `wants_log` is true (the message is formatted on the reader).
 pub trait Handler: Send + Sync + 'static {
     /// A fault in a region whose source is `Callback` (or in no region).

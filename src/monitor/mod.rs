@@ -25,6 +25,8 @@
 //! them. Duplicates are coalesced because one resolution wakes every
 //! thread waiting on the page; the others would only get EEXIST. (Also in
 //! libuffd(7), MONITOR DELIVERY ORDER.)
+//!
+//! Threads, locks, lifecycle and the rules the engine keeps: docs/DESIGN.md.
 
 mod config;
 mod engine;
@@ -110,6 +112,7 @@ pub(crate) struct Inner {
     /// stale source data after the zap, and the thread that called madvise
     /// would read it back instead of zeros (tests/monitor_events.rs
     /// remove_then_read_zero_workers). Callbacks run outside the gate.
+    /// Lock order: reader, layout, regions, uffds (docs/DESIGN.md §4).
     pub layout: RwLock<()>,
     pub pool: Mutex<Option<Arc<pool::Pool>>>,
     /// The error that ended a worker's reading, or that stopped the

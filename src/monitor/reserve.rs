@@ -1,5 +1,5 @@
 //! Reserves that let the reader serve forks and layout events without
-//! allocating (kernel-semantics.md §6.6).
+//! allocating (docs/kernel-semantics.md §6).
 //!
 //! glibc's fork() takes the malloc locks before it enters the kernel, and
 //! with EVENT_FORK the kernel then waits inside fork() until the FORK
@@ -20,6 +20,8 @@
 //! parent's regions, made at FORK time, before any later event) and leaves
 //! the handle to the helper, which fills the slot. Only without a helper
 //! (dispatch mode) or with every spare used up does the reader allocate.
+//!
+//! The rule, its exceptions and the lock order: docs/DESIGN.md §3.5, §4.
 
 use super::{Inner, Served};
 use crate::sys::wait;

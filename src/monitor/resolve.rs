@@ -1,5 +1,5 @@
 //! Resolving one fault: the actions a callback or a page source can take,
-//! and the race rules of kernel-semantics.md applied to each of them:
+//! and the race rules of docs/kernel-semantics.md §5 applied to each:
 //! EEXIST means "already resolved" (wake the waiter), partial progress is
 //! progress, EAGAIN means an event is pending (retry after it is read),
 //! ENOENT means the range went away (wake: the thread refaults and gets
