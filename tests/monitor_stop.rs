@@ -607,3 +607,83 @@ fn stop_cost() {
         );
     }
 }
+
+/// Threads blocked in write-protect and MINOR faults are released by a
+/// stop too: an unregister wakes only threads waiting on missing pages, so
+/// the stop must wake the rest itself. A write to a write-protected page
+/// and a read of a page-cache page, both deferred by the callback and
+/// never completed; the stop (ZeroFill, so the threads live) lets both
+/// finish with the right bytes.
+#[test]
+fn stop_releases_wp_and_minor_waiters() {
+    let _w = Watchdog::new("stop_releases_wp_and_minor_waiters", 60);
+    // Write-protect, anonymous memory.
+    let anon = Arc::new(Mem::new(Kind::Anon, 1));
+    anon.write(0, 0x11);
+    let u = Arc::new(open_uffd(Features::PAGEFAULT_FLAG_WP));
+    // MINOR, shmem: the page is in the page cache already.
+    let shm = Arc::new(Mem::new(Kind::ShmemShared, 1));
+    shm.pwrite_memfd(0, &[0x5a; 64]);
+    let u2 = Arc::new(open_uffd(Features::MINOR_SHMEM));
+    let config = Config {
+        stop_policy: StopPolicy::ZeroFill,
+        ..Config::default()
+    };
+    let m = Monitor::new(config, Box::new(BlackHole)).unwrap();
+    let id = m.add_uffd(u.clone()).unwrap();
+    m.add_region(
+        id,
+        anon.start(),
+        anon.len as u64,
+        RegionOptions {
+            source: Source::Callback,
+            register: RegisterMode::WP,
+            ..RegionOptions::default()
+        },
+    )
+    .unwrap();
+    // UFFDIO_WRITEPROTECT_MODE_WP.
+    u.writeprotect(
+        anon.start(),
+        anon.len as u64,
+        ::uffd::sys::uapi::UFFDIO_WRITEPROTECT_MODE_WP,
+    )
+    .unwrap();
+    let id2 = m.add_uffd(u2.clone()).unwrap();
+    m.add_region(
+        id2,
+        shm.start(),
+        shm.len as u64,
+        RegionOptions {
+            source: Source::Callback,
+            register: RegisterMode::MINOR,
+            ..RegionOptions::default()
+        },
+    )
+    .unwrap();
+    let run = m.start().unwrap();
+    let w = writer(&anon, 8, 0x22);
+    let r = reader(&shm, 3);
+    wait_for("both faults deferred", 10, || m.stats().deferred >= 2);
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(
+        !w.is_finished() && !r.is_finished(),
+        "deferred faults keep their threads"
+    );
+    m.stop();
+    run.wait().unwrap();
+    let t0 = Instant::now();
+    while !(w.is_finished() && r.is_finished()) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "stop left a thread blocked (write-protect: {}, minor: {})",
+            !w.is_finished(),
+            !r.is_finished()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    w.join().unwrap();
+    assert_eq!(r.join().unwrap(), 0x5a);
+    assert_eq!(anon.read(8), 0x22);
+    assert_eq!(anon.read(0), 0x11);
+}
