@@ -200,3 +200,16 @@ test: fuzz-replay
 # C tests under ASan+UBSan, Rust tests under ASan (tests/sanitize.sh).
 sanitize: lib
 	BUILD=$(abspath $(BUILD)) CC="$(CC)" CARGO="$(CARGO)" bash tests/sanitize.sh
+
+# Soak (minutes, not in CI): tests/soak/soak.c against libuffd.so, four
+# phases (fork bursts, late handles, fd sources with errors, stop/restart),
+# each in a child process under a watchdog. SOAK_SECONDS in total (240).
+SOAK_SECONDS ?= 240
+
+$(BUILD)/soak/soak: tests/soak/soak.c include/libuffd.h $(SHLIB)
+	@mkdir -p $(BUILD)/soak
+	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -Werror -Iinclude -o $@ $< -L$(BUILD) -luffd \
+	  -Wl,-rpath,$(abspath $(BUILD)) -lpthread
+
+soak: $(BUILD)/soak/soak
+	$(BUILD)/soak/soak $(SOAK_SECONDS) $(SOAK_PHASE)
