@@ -13,7 +13,10 @@
 #    with the reason printed. SANITIZE_RUST=0 skips it too.
 #
 # handle_sigbus=0: the tests provoke SIGBUS on purpose (error policy,
-# poison) and check that the child dies of it.
+# poison) and check that the child dies of it. fast_unwind_on_malloc=0:
+# ASan's frame-pointer unwinder, run on every malloc, would follow %rbp out
+# of the library's code (built without frame pointers) and may dereference
+# a pointer into registered memory nobody serves: a hang (seen fuzzing).
 #
 # Exit codes of a C test as in run.sh: 0 pass, 77 skip, else fail.
 # Prints "sanitize: N passed, N failed[, N skipped]"; exits 1 on any failure.
@@ -29,7 +32,7 @@ SAN=(-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-poin
 CFLAGS=(-std=c11 -Wall -Wextra -Werror -O1 -g -Iinclude "${SAN[@]}")
 NATIVE_LIBS=$(cat "$BUILD/native-static-libs.txt" 2>/dev/null || echo "-lgcc_s -lutil -lrt -lpthread -lm -ldl -lc")
 
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1:abort_on_error=0:exitcode=99:handle_sigbus=0:detect_stack_use_after_return=1:strict_string_checks=1}
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1:abort_on_error=0:exitcode=99:handle_sigbus=0:fast_unwind_on_malloc=0:detect_stack_use_after_return=1:strict_string_checks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1:exitcode=98}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-exitcode=97}
 
@@ -133,7 +136,7 @@ else
   echo "   cargo +nightly test --target $host (RUSTFLAGS=-Zsanitizer=address), log: $log"
   if RUSTFLAGS="-Zsanitizer=address -Cunsafe-allow-abi-mismatch=sanitizer -Cforce-frame-pointers=yes" \
      RUSTDOCFLAGS="-Zsanitizer=address -Cunsafe-allow-abi-mismatch=sanitizer" \
-     ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:handle_sigbus=0:detect_stack_use_after_return=0" \
+     ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:handle_sigbus=0:fast_unwind_on_malloc=0:detect_stack_use_after_return=0" \
      CARGO_TARGET_DIR="$ROOT/target/asan" \
      timeout 1800 "$CARGO" +nightly test --locked --no-fail-fast --target "$host" --tests -- --test-threads=2 \
        >"$log" 2>&1; then

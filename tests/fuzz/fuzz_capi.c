@@ -48,6 +48,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <libuffd.h>
@@ -62,7 +63,7 @@ static size_t hpage;          /* huge page size, 0 if no hugetlb memory */
 static char *anon;            /* 16 pages, private anonymous */
 static char *shm;             /* 16 pages, memfd MAP_SHARED */
 static char *huge;            /* 2 huge pages, private hugetlb, or NULL */
-static char *arena;           /* 64 pages PROT_NONE: "random" addresses land here */
+static char *arena;           /* PROT_NONE: "random" addresses land here */
 static char *hole;            /* an unmapped page */
 static char *scratch;         /* 16 pages: source buffers, move sources */
 static char *buffer_src;      /* 16 pages of pattern: BUFFER regions read it */
@@ -83,6 +84,19 @@ static void die(const char *fmt, ...)
 	va_end(ap);
 	fprintf(stderr, "\n  last error: %s\n", libuffd_last_error());
 	abort();
+}
+
+/*
+ * ASan's default fast unwinder follows frame pointers on every malloc; the
+ * library's (Rust) code does not keep them, so %rbp may hold any pointer,
+ * and one into registered memory that no monitor serves makes the unwinder
+ * fault there and wait forever (seen: a hang inside malloc called by
+ * libuffd_open). Unwind with the unwind tables instead.
+ */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
+{
+	return "fast_unwind_on_malloc=0:handle_sigbus=1";
 }
 
 /* ---- input reader ------------------------------------------------------ */
@@ -127,6 +141,7 @@ struct mon {
 	int started;        /* start succeeded at least once, wait not yet done */
 	int stop_asked;
 	int starts;         /* successful starts */
+	int stopped_ever;   /* libuffd_monitor_stop was called on it */
 	uint32_t handle_ids[NHANDLES];
 	int handle_slot[NHANDLES]; /* slot of the handle behind handle_ids[i] */
 	int handle_hinfo[NHANDLES];
@@ -162,6 +177,13 @@ static unsigned long n_calls, n_touches;
 
 /* ---- invariant checks -------------------------------------------------- */
 
+static double mono(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static void check_ret(const char *what, long long r, int err)
 {
 	if (r >= 0)
@@ -180,12 +202,13 @@ static void check_ret(const char *what, long long r, int err)
 /* Call EXPR, check the generic invariants; the value is in `r`. */
 #define CALL(what, expr)                                \
 	do {                                            \
+		double t0_ = trace ? mono() : 0;        \
 		errno = 0;                              \
 		n_calls++;                              \
 		r = (long long)(expr);                  \
 		check_ret((what), r, errno);            \
 		if (trace)                              \
-			fprintf(stderr, "%s -> %lld\n", (what), r); \
+			fprintf(stderr, "%s -> %lld (%.3f s)\n", (what), r, mono() - t0_); \
 	} while (0)
 
 #define EXPECT(what, cond)                                                  \
@@ -427,6 +450,8 @@ static void op_open(struct in *in)
 	if (opts && (feats & big.o.required_features) != big.o.required_features)
 		die("handle lacks required features");
 	handle_feats[s] = feats;
+	if (trace)
+		fprintf(stderr, "  handle %d: flags %#x features %#" PRIx64 "\n", s, big.o.flags, feats);
 }
 
 static int raw_uffd(int flags)
@@ -794,6 +819,10 @@ static void op_monitor_new(struct in *in)
 	libuffd_monitor *sentinel = (libuffd_monitor *)(uintptr_t)0x5eed;
 	libuffd_monitor *m = sentinel;
 	int null_out = slot < 0 || u8(in) % 16 == 0;
+	if (trace)
+		fprintf(stderr, "  monitor opts %s: workers %u spin %u window %u..%u flags %#x policy %u/%u batch %u retries %u; ops %s size %zu\n",
+			opts ? "given" : "NULL", mo.o.workers, mo.o.spin_us, mo.o.window_min, mo.o.window_max, mo.o.flags,
+			mo.o.error_policy, mo.o.remove_policy, mo.o.batch, mo.o.max_retries, opsp ? "given" : "NULL", ops_size);
 	CALL("libuffd_monitor_new", libuffd_monitor_new(opts, opsp, ops_size, ud, ud_free, null_out ? NULL : &m));
 	if (null_out)
 		EXPECT("libuffd_monitor_new(out NULL)", r == -EINVAL);
@@ -890,6 +919,10 @@ static void op_monitor_add_region(struct in *in)
 		break;
 	}
 	CALL("libuffd_monitor_add_region", libuffd_monitor_add_region(mon ? mon->m : NULL, id, a, len, opts));
+	if (trace && opts)
+		fprintf(stderr, "  region [%p +%#zx) id %u source %u flags %#x mode %#" PRIx64 " buffer_len %#" PRIx64
+			" fd %d off %#" PRIx64 "\n", (void *)a, len, id, opts->source, opts->flags, opts->register_mode,
+			opts->buffer_len, opts->fd, opts->fd_offset);
 	if (!mon)
 		EXPECT("libuffd_monitor_add_region(NULL)", r == -EINVAL);
 	if (r > 0)
@@ -951,6 +984,7 @@ static void op_monitor_control(struct in *in)
 			EXPECT("libuffd_monitor_stop", r == 0);
 		if (m) {
 			mon->stop_asked = 1;
+			mon->stopped_ever = 1;
 			mon->running = 0;
 		}
 		break;
@@ -1064,9 +1098,11 @@ static void op_touch(struct in *in)
 		return;
 	struct region *rg = &mon->regions[u8(in) % mon->nregions];
 	/* A region added while running must be served too, and a monitor
-	 * started again (issue 14, items 2 and 5): only with FUZZ_STRICT=1,
-	 * so that this target stays usable in CI while those are fixed. */
-	if ((!rg->before_start || mon->starts > 1) && !strict)
+	 * started after a stop (issue 14, items 2 and 5; also a stop before
+	 * the first start: with NO_RELEASE_ON_STOP the start returns 0 and
+	 * the fault is never served): only with FUZZ_STRICT=1, so that this
+	 * target stays usable in CI while those are fixed. */
+	if ((!rg->before_start || mon->starts > 1 || mon->stopped_ever) && !strict)
 		return;
 	if (rg->len < page || hinfo_monitors[rg->hinfo] != 1)
 		return;
@@ -1102,16 +1138,43 @@ static void setup(void)
 	if (page)
 		return;
 	page = (size_t)sysconf(_SC_PAGESIZE);
-	anon = mmap(NULL, ANON_PAGES * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	/*
+	 * The memory inputs may register lives in one 16 MiB reservation of
+	 * our own, bordered by unmapped pages: a registration whose range runs
+	 * past a test mapping (lengths up to 2^47) then covers only our
+	 * PROT_NONE filler and stops at the gap. Left to mmap(NULL), the test
+	 * mappings could border the sanitizers' or libFuzzer's, and an input
+	 * could register those: their next touch of an unpopulated page would
+	 * wait forever (seen as hangs inside malloc). The copy sources
+	 * (scratch, buffer_src) stay outside, where no input can register them.
+	 */
+	const size_t res = 16 << 20;
+	char *base = NULL;
+	for (uintptr_t a = 0x40000000; a < 0x7f000000 && !base; a += res) {
+		char *p = mmap((char *)a - page, res + 2 * page, PROT_NONE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+		if (p == MAP_FAILED)
+			continue;
+		if (p != (char *)a - page) {
+			munmap(p, res + 2 * page);
+			continue;
+		}
+		munmap(p, page);
+		munmap((char *)a + res, page);
+		base = (char *)a;
+	}
+	if (!base)
+		abort();
+	arena = base;                      /* PROT_NONE filler: [0, 1 MiB) */
+	anon = mmap(base + (1 << 20), ANON_PAGES * page, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
 	shm_fd = memfd_create("fuzz-shm", MFD_CLOEXEC);
 	if (shm_fd < 0 || ftruncate(shm_fd, SHM_PAGES * page) != 0)
 		abort();
-	shm = mmap(NULL, SHM_PAGES * page, PROT_READ | PROT_WRITE, MAP_SHARED, shm_fd, 0);
-	arena = mmap(NULL, ARENA_PAGES * page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	shm = mmap(base + (2 << 20), SHM_PAGES * page, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, shm_fd, 0);
 	scratch = mmap(NULL, 16 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	buffer_src = mmap(NULL, 16 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (anon == MAP_FAILED || shm == MAP_FAILED || arena == MAP_FAILED || scratch == MAP_FAILED ||
-	    buffer_src == MAP_FAILED)
+	if (anon == MAP_FAILED || shm == MAP_FAILED || scratch == MAP_FAILED || buffer_src == MAP_FAILED)
 		abort();
 	/* An unmapped page that nothing will map later: a hole punched among
 	 * our own mappings could be filled by any one-page mmap (the fuzzer's,
@@ -1143,9 +1206,16 @@ static void setup(void)
 		fclose(mi);
 	if (hsz) {
 		hpage = hsz * 1024;
-		huge = mmap(NULL, 2 * hpage, PROT_READ | PROT_WRITE,
-			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
-		if (huge == MAP_FAILED) {
+		/* At 4 MiB into the reservation (aligned to the huge page). */
+		char *at = base + ((4 << 20) + hpage - 1) / hpage * hpage;
+		huge = NULL;
+		if (at + 2 * hpage <= base + res)
+			huge = mmap(at, 2 * hpage, PROT_READ | PROT_WRITE,
+				    MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_FIXED, -1, 0);
+		if (huge == MAP_FAILED || huge == NULL) {
+			/* keep the reservation whole */
+			if (at + 2 * hpage <= base + res)
+				mmap(at, 2 * hpage, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
 			huge = NULL;
 			hpage = 0;
 		}
@@ -1197,6 +1267,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int ops = 0;
 	while (in.n > 0 && ops++ < MAX_OPS) {
 		uint8_t op = u8(&in);
+		double t_op = mono();
 		switch (op % 20) {
 		case 0:
 		case 1:
@@ -1266,8 +1337,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			op_touch(&in);
 			break;
 		}
+		/* Nothing hangs, but a call may wait for a bounded time: say
+		 * which operation took long (libFuzzer's -timeout judges). */
+		double dt = mono() - t_op;
+		if (dt > 2.0)
+			fprintf(stderr, "fuzz_capi: operation %u (op %d of the input) took %.1f s\n", op % 20, ops, dt);
 	}
+	double t_td = mono();
 	teardown();
+	if (mono() - t_td > 2.0)
+		fprintf(stderr, "fuzz_capi: teardown (monitor and handle frees) took %.1f s\n", mono() - t_td);
 	return 0;
 }
 

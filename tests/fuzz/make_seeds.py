@@ -92,6 +92,11 @@ seeds = {
     + bytes([MADDH, 2, 4, 0]) + bytes([M18, 0, 2, 0, 0]) + bytes([M18, 1, 2, 0])
     + ctl(2, 0) + ctl(2, 1) + ctl(2, 3) + ctl(2, 4, bytes([0])) + ctl(2, 5)
     + bytes([MISC, 0xff, 0xff, 0xff, 0x7f]) + bytes([PROBE, 0, 0]) + bytes([PROBE, 1, 0, 0]),
+    # A stop before the first start, then start: with NO_RELEASE_ON_STOP
+    # (flags 4) the start returns 0 and the fault is never served; touched
+    # only under FUZZ_STRICT=1 (issue 14, item 5).
+    "stop-before-start": open_nb() + mon_new(flags=4) + add_handle() + ctl(0, 1) + add_region()
+    + ctl(0, 0) + touch(0, 0, 0) + touch(0, 0, 7) + ctl(0, 1) + ctl(0, 3),
     "regions-sources": open_nb() + mon_new(flags=0) + add_handle()
     + bytes([MADDR, 0, 1, A_ANON, 0, L_4P, 2, 0, 1, 1, 1, 2, 3])    # fd source
     + bytes([MADDR, 0, 1, A_ANON, 4, L_4P, 3, 0, 1, 1, 1, 2, 3])    # callback
