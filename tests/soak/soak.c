@@ -12,7 +12,8 @@
  *               waiting between forks (each child reads a page and exits);
  *               the monitor serves the children (FORK_SERVE). Every page
  *               is checked byte by byte, in the parent and the children;
- *               the process's fd count must come back to where it was.
+ *               the children's userfaultfds must be closed once they have
+ *               exited, and the fd count must come back to where it was.
  *  late-handle  a running monitor is given new handles and regions; a
  *               thread faults on each at once; a fault not served within
  *               3 s is "stuck".
@@ -68,6 +69,7 @@ struct result {
 	atomic_ullong failed;      /* the monitors' `failed` counters */
 	atomic_ullong cycles;
 	atomic_llong fd_growth;
+	atomic_llong fd_running_max; /* fork-burst: fds open after the children exited */
 	atomic_ullong api_errors;  /* libuffd calls that failed unexpectedly */
 	atomic_ullong pread_calls; /* interposed pread calls (fd-errors) */
 	char note[512];
@@ -311,6 +313,7 @@ static void phase_fork_burst(double secs)
 		libuffd_handle_free(h);
 		API(libuffd_monitor_add_region(m, id, mem, FB_PAGES * page, &ro));
 		API(libuffd_monitor_start(m));
+		int fds_running = count_fds();
 
 		/* 4 faulting threads, while this thread forks bursts. */
 		struct job jobs[4];
@@ -352,6 +355,12 @@ static void phase_fork_burst(double secs)
 			atomic_fetch_add(&R->corrupt, jobs[t].corrupt);
 			atomic_fetch_add(&R->lost, jobs[t].lost + jobs[t].sigbus);
 		}
+		/* Every child has exited: its userfaultfd should be closed by
+		 * now (give the monitor 100 ms to notice). */
+		usleep(100000);
+		long long open_after = count_fds() - fds_running;
+		if (open_after > atomic_load(&R->fd_running_max))
+			atomic_store(&R->fd_running_max, open_after);
 		API(libuffd_monitor_stop(m));
 		API(libuffd_monitor_wait(m));
 		add_stats(m);
@@ -749,7 +758,7 @@ int main(int argc, char **argv)
 			status = buf;
 		}
 		int bad = strcmp(status, "ok") != 0 || R->corrupt || R->lost || R->stuck || R->fd_growth > 0 ||
-			  R->api_errors;
+			  R->fd_running_max > 0 || R->api_errors;
 		problems += bad;
 		printf("phase %-12s %-4s %6.1f s, %llu cycles: %llu faults served, %llu corruptions, "
 		       "%llu lost (SIGBUS where data was), %llu SIGBUS (expected), %llu stuck, fd growth %lld, "
@@ -762,6 +771,9 @@ int main(int argc, char **argv)
 		       strcmp(status, "ok") ? status : "");
 		if (R->note[0])
 			printf("      notes: %s\n", R->note);
+		if (!strcmp(phases[i].name, "fork-burst"))
+			printf("      fds still open 100 ms after a burst's %d children exited (monitor running): "
+			       "at most %lld\n", FB_BURST, (long long)R->fd_running_max);
 		if (!strcmp(phases[i].name, "fd-errors"))
 			printf("      (pread calls interposed: %llu)\n", (unsigned long long)R->pread_calls);
 		served += R->served;
