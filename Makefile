@@ -176,11 +176,35 @@ FUZZ_FLAGS   := -std=gnu11 -Wall -Wextra -Werror -O1 -g -Iinclude
 
 .PHONY: fuzz fuzz-quick fuzz-replay sanitize soak
 
-$(FUZZ_DIR)/fuzz_capi: tests/fuzz/fuzz_capi.c include/libuffd.h $(BUILD)/libuffd.a
+# With a nightly toolchain the library itself is built with libFuzzer's
+# coverage instrumentation (as cargo-fuzz does), plus debug assertions and
+# overflow checks, so that the fuzzer is guided by the library's branches
+# and an overflow panics (a panic caught at the boundary is
+# -ENOTRECOVERABLE, which the target reports). Without nightly the plain
+# build/libuffd.a is used and only the driver's coverage guides it.
+FUZZ_RUSTFLAGS := -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=3 \
+  -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
+  -Cllvm-args=-sanitizer-coverage-trace-compares -Cdebug-assertions=on -Coverflow-checks=on
+
+.PHONY: fuzz-lib
+fuzz-lib: lib
 	@mkdir -p $(FUZZ_DIR)
+	@if $(CARGO) +nightly --version >/dev/null 2>&1; then \
+	  host=$$(rustc -vV | sed -n 's/^host: //p'); \
+	  echo "fuzz: libuffd.a with coverage instrumentation (cargo +nightly, target/fuzzcov)"; \
+	  RUSTFLAGS="$(FUZZ_RUSTFLAGS)" CARGO_TARGET_DIR=$(abspath target/fuzzcov) \
+	    $(CARGO) +nightly rustc --release --locked --lib --target $$host -q && \
+	  cmp -s target/fuzzcov/$$host/release/libuffd.a $(FUZZ_DIR)/libuffd-fuzz.a || \
+	    cp target/fuzzcov/$$host/release/libuffd.a $(FUZZ_DIR)/libuffd-fuzz.a; \
+	else \
+	  echo "fuzz: no nightly toolchain: libuffd.a is not coverage-instrumented (only the driver guides libFuzzer)"; \
+	  cmp -s $(BUILD)/libuffd.a $(FUZZ_DIR)/libuffd-fuzz.a || cp $(BUILD)/libuffd.a $(FUZZ_DIR)/libuffd-fuzz.a; \
+	fi
+
+$(FUZZ_DIR)/fuzz_capi: tests/fuzz/fuzz_capi.c include/libuffd.h fuzz-lib
 	@command -v $(FUZZ_CC) >/dev/null 2>&1 || { echo "fuzz: $(FUZZ_CC) not found; install clang (apt-get install clang)"; exit 1; }
 	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	  -o $@ $< $(BUILD)/libuffd.a $$(cat $(NATIVE)) -lpthread
+	  -o $@ $< $(FUZZ_DIR)/libuffd-fuzz.a $$(cat $(NATIVE)) -lpthread
 
 $(FUZZ_DIR)/replay: tests/fuzz/fuzz_capi.c include/libuffd.h $(SHLIB)
 	@mkdir -p $(FUZZ_DIR)

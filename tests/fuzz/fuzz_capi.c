@@ -20,6 +20,10 @@
  *    pointer, register mode 0, read_events with max 0 or timeout < -1,
  *    get_stats with sz < sizeof(size_t), ...) return exactly -EINVAL;
  *  - byte counts are never more than the length asked for;
+ *  - no call returns -ENOTRECOVERABLE (a panic caught at the boundary;
+ *    `make fuzz` builds the library with overflow checks and debug
+ *    assertions when a nightly toolchain is there, and with libFuzzer's
+ *    coverage instrumentation so that the library's branches guide it);
  *  - monitors serve faults: a page of a ZERO or BUFFER region added before
  *    the monitor started is touched while it runs and must read back the
  *    region's contents (zeros / the buffer) unless the input itself placed
@@ -192,6 +196,9 @@ static void check_ret(const char *what, long long r, int err)
 		die("%s returned %lld: not a negative errno", what, r);
 	if (err != (int)-r)
 		die("%s returned %lld but errno is %d", what, r, err);
+	/* A panic inside the library, caught at the C boundary. */
+	if (r == -ENOTRECOVERABLE)
+		die("%s returned -ENOTRECOVERABLE: a panic in the library", what);
 	const char *le = libuffd_last_error();
 	if (!le || !*le)
 		die("%s failed (%lld) with an empty libuffd_last_error()", what, r);
