@@ -603,6 +603,22 @@ static void phase_fd_errors(double secs)
 
 /* ---- phase: stop while faulting, then restart -------------------------- */
 
+/* Every 16th page of the second half (never faulted before the stop). */
+static void *after_stop_thread(void *arg)
+{
+	struct job *j = arg;
+	for (size_t p = j->npages / 2; p < j->npages; p += 16) {
+		int r = check_page(j->base, p, j->seed);
+		if (r == PAGE_OK)
+			j->ok++;
+		else if (r == PAGE_CORRUPT)
+			j->corrupt++;
+		else
+			j->sigbus++;
+	}
+	return NULL;
+}
+
 #define SR_PAGES 256
 
 static void phase_stop_restart(double secs)
@@ -612,6 +628,7 @@ static void phase_stop_restart(double secs)
 	char *src = map_anon(SR_PAGES);
 	uint32_t seed = 300;
 	unsigned long zeroed = 0, zeroed_during = 0, restart_stuck = 0, restart_refused = 0, restart_ok = 0;
+	unsigned long kept_blocked = 0;
 	while (now() < end && restart_stuck < 4) {
 		seed++;
 		fill(src, SR_PAGES, seed);
@@ -639,8 +656,18 @@ static void phase_stop_restart(double secs)
 		usleep(200);
 		API(libuffd_monitor_stop(m));
 		API(libuffd_monitor_wait(m));
+		/* A stop policy may keep threads blocked until the handle is
+		 * freed: wait 2 s, then count them as kept (not a problem). */
+		int joined[2] = { 0, 0 };
 		for (int t = 0; t < 2; t++) {
-			pthread_join(th[t], NULL);
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += 2;
+			if (pthread_timedjoin_np(th[t], NULL, &ts) != 0) {
+				kept_blocked++;
+				continue;
+			}
+			joined[t] = 1;
 			atomic_fetch_add(&R->served, jobs[t].ok);
 			atomic_fetch_add(&R->corrupt, jobs[t].corrupt);
 			atomic_fetch_add(&R->lost, jobs[t].lost + jobs[t].sigbus);
@@ -648,17 +675,22 @@ static void phase_stop_restart(double secs)
 		}
 		/* After the stop: pages never restored. They may stay blocked
 		 * (with a policy that keeps them), raise SIGBUS, or be zeros
-		 * only if asked for; silent zeros are data lost. */
-		for (size_t p = SR_PAGES / 2; p < SR_PAGES; p += 16) {
-			int r = check_page(mem, p, seed);
-			if (r == PAGE_CORRUPT) {
-				zeroed++;
-				atomic_fetch_add(&R->corrupt, 1);
-			} else if (r == PAGE_SIGBUS) {
-				atomic_fetch_add(&R->sigbus, 1);
-			} else {
-				atomic_fetch_add(&R->served, 1);
-			}
+		 * only if asked for; silent zeros are data lost. Read in a
+		 * thread, which may stay blocked. */
+		struct job after = { .base = mem, .npages = SR_PAGES, .seed = seed };
+		pthread_t ta;
+		pthread_create(&ta, NULL, after_stop_thread, &after);
+		struct timespec ts2;
+		clock_gettime(CLOCK_REALTIME, &ts2);
+		ts2.tv_sec += 2;
+		int after_joined = pthread_timedjoin_np(ta, NULL, &ts2) == 0;
+		if (after_joined) {
+			zeroed += after.corrupt;
+			atomic_fetch_add(&R->corrupt, after.corrupt);
+			atomic_fetch_add(&R->sigbus, after.sigbus + after.lost);
+			atomic_fetch_add(&R->served, after.ok);
+		} else {
+			kept_blocked++;
 		}
 		/* Start again: it must serve a new region, or refuse. */
 		long long rs = libuffd_monitor_start(m);
@@ -682,8 +714,16 @@ static void phase_stop_restart(double secs)
 		add_stats(m);
 		libuffd_monitor_free(m);
 		libuffd_handle_free(h);
+		/* Freeing the handle releases whatever was kept blocked. */
+		for (int t = 0; t < 2; t++)
+			if (!joined[t])
+				pthread_join(th[t], NULL);
+		if (!after_joined)
+			pthread_join(ta, NULL);
 		atomic_fetch_add(&R->cycles, 1);
 	}
+	if (kept_blocked)
+		note("%lu threads kept blocked by the stop until the handle was freed", kept_blocked);
 	if (zeroed_during)
 		note("%lu pages faulted while the monitor stopped read back wrong (zeros)", zeroed_during);
 	if (zeroed)
