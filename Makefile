@@ -7,6 +7,10 @@
 #   make header       regenerate include/libuffd.h with cbindgen
 #   make bench        benchmark libuffd against the hand-rolled loop (one to two minutes)
 #   make bench-quick  the same as a smoke run (tiny sizes, one repetition)
+#   make fuzz-quick   fuzz the C ABI for a minute (libFuzzer; needs clang)
+#   make fuzz         the same for FUZZ_SECONDS (default 600)
+#   make sanitize     C tests under ASan+UBSan, Rust tests under ASan (nightly)
+#   make soak         stress: fork bursts, late handles, source errors, stop/restart
 
 VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 MAJOR     := $(firstword $(subst ., ,$(VERSION)))
@@ -157,3 +161,79 @@ uninstall: uninstall-man
 
 uninstall-man:
 	rm -f $(patsubst man/%,$(DESTDIR)$(MANDIR)/%,$(MANPAGES))
+
+# Fuzzing the C ABI (tests/fuzz/fuzz_capi.c, a libFuzzer target built with
+# clang -fsanitize=fuzzer,address,undefined against libuffd.a). Installs
+# nothing: without clang it fails and says so (.ci/run installs clang).
+#   make fuzz-quick    one minute from the committed corpus (CI)
+#   make fuzz          FUZZ_SECONDS (600) more; FUZZ_ARGS are passed on
+#   make fuzz-replay   the committed corpus replayed by a plain-C build (make test)
+# New inputs go to build/fuzz/work, crashes to build/fuzz/artifacts.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 600
+FUZZ_DIR     := $(BUILD)/fuzz
+FUZZ_FLAGS   := -std=gnu11 -Wall -Wextra -Werror -O1 -g -Iinclude
+
+.PHONY: fuzz fuzz-quick fuzz-replay sanitize soak
+
+# With a nightly toolchain the library itself is built with libFuzzer's
+# coverage instrumentation (as cargo-fuzz does), plus debug assertions and
+# overflow checks, so that the fuzzer is guided by the library's branches
+# and an overflow panics (a panic caught at the boundary is
+# -ENOTRECOVERABLE, which the target reports). Without nightly the plain
+# build/libuffd.a is used and only the driver's coverage guides it.
+FUZZ_RUSTFLAGS := -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=3 \
+  -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
+  -Cllvm-args=-sanitizer-coverage-trace-compares -Cdebug-assertions=on -Coverflow-checks=on
+
+.PHONY: fuzz-lib
+fuzz-lib: lib
+	@mkdir -p $(FUZZ_DIR)
+	@if $(CARGO) +nightly --version >/dev/null 2>&1; then \
+	  host=$$(rustc -vV | sed -n 's/^host: //p'); \
+	  echo "fuzz: libuffd.a with coverage instrumentation (cargo +nightly, target/fuzzcov)"; \
+	  RUSTFLAGS="$(FUZZ_RUSTFLAGS)" CARGO_TARGET_DIR=$(abspath target/fuzzcov) \
+	    $(CARGO) +nightly rustc --release --locked --lib --target $$host -q && \
+	  cmp -s target/fuzzcov/$$host/release/libuffd.a $(FUZZ_DIR)/libuffd-fuzz.a || \
+	    cp target/fuzzcov/$$host/release/libuffd.a $(FUZZ_DIR)/libuffd-fuzz.a; \
+	else \
+	  echo "fuzz: no nightly toolchain: libuffd.a is not coverage-instrumented (only the driver guides libFuzzer)"; \
+	  cmp -s $(BUILD)/libuffd.a $(FUZZ_DIR)/libuffd-fuzz.a || cp $(BUILD)/libuffd.a $(FUZZ_DIR)/libuffd-fuzz.a; \
+	fi
+
+$(FUZZ_DIR)/fuzz_capi: tests/fuzz/fuzz_capi.c include/libuffd.h fuzz-lib
+	@command -v $(FUZZ_CC) >/dev/null 2>&1 || { echo "fuzz: $(FUZZ_CC) not found; install clang (apt-get install clang)"; exit 1; }
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  -o $@ $< $(FUZZ_DIR)/libuffd-fuzz.a $$(cat $(NATIVE)) -lpthread
+
+$(FUZZ_DIR)/replay: tests/fuzz/fuzz_capi.c include/libuffd.h $(SHLIB)
+	@mkdir -p $(FUZZ_DIR)
+	$(CC) $(FUZZ_FLAGS) -DFUZZ_STANDALONE -o $@ $< -L$(BUILD) -luffd -Wl,-rpath,$(abspath $(BUILD)) -lpthread
+
+fuzz-quick: $(FUZZ_DIR)/fuzz_capi
+	BUILD=$(abspath $(BUILD)) bash tests/fuzz/run.sh 60 $(FUZZ_ARGS)
+
+fuzz: $(FUZZ_DIR)/fuzz_capi
+	BUILD=$(abspath $(BUILD)) bash tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_ARGS)
+
+fuzz-replay: $(FUZZ_DIR)/replay
+	timeout 120 $(FUZZ_DIR)/replay tests/fuzz/corpus
+
+test: fuzz-replay
+
+# C tests under ASan+UBSan, Rust tests under ASan (tests/sanitize.sh).
+sanitize: lib
+	BUILD=$(abspath $(BUILD)) CC="$(CC)" CARGO="$(CARGO)" bash tests/sanitize.sh
+
+# Soak (minutes, not in CI): tests/soak/soak.c against libuffd.so, four
+# phases (fork bursts, late handles, fd sources with errors, stop/restart),
+# each in a child process under a watchdog. SOAK_SECONDS in total (240).
+SOAK_SECONDS ?= 240
+
+$(BUILD)/soak/soak: tests/soak/soak.c include/libuffd.h $(SHLIB)
+	@mkdir -p $(BUILD)/soak
+	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -Werror -Iinclude -o $@ $< -L$(BUILD) -luffd \
+	  -Wl,-rpath,$(abspath $(BUILD)) -lpthread
+
+soak: $(BUILD)/soak/soak
+	$(BUILD)/soak/soak $(SOAK_SECONDS) $(SOAK_PHASE)
