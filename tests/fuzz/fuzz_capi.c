@@ -778,7 +778,7 @@ static void op_monitor_new(struct in *in)
 		expect_einval = 1;
 		break;
 	case 2:
-		mo.o.reserved = 1;
+		mo.o.stop_policy = 99;  /* unknown policy */
 		expect_einval = 1;
 		break;
 	case 3:
@@ -908,7 +908,7 @@ static void op_monitor_add_region(struct in *in)
 	uint8_t fv = u8(in);
 	ro.o.fd = fv % 4 == 0 ? -1 : fv % 4 == 1 ? null_fd : data_fd;
 	ro.o.fd_offset = fv & 0x80 ? (uint64_t)u8(in) * page : 0;
-	ro.o.reserved = (fv & 0x40) ? 1 : 0;
+	ro.o.stop_policy = (fv & 0x40) ? (fv & 0x20 ? 99 : (uint32_t)(fv & 3)) : 0;
 	const struct libuffd_region_opts *opts = &ro.o;
 	uint8_t ov = u8(in);
 	switch (ov % 8) {
