@@ -703,7 +703,9 @@ enum From {
 /// went. Region `a`'s faults (a Callback region) are served from `a_src`.
 struct AddFrom {
     from: From,
-    m: std::sync::OnceLock<Monitor>,
+    /// The monitor whose handler this is: a reference cycle, broken at
+    /// the end of the test (`take`), or the monitor would leak.
+    m: Mutex<Option<Monitor>>,
     id: AtomicU64,
     a_src: Vec<u8>,
     b: (u64, u64),
@@ -716,7 +718,9 @@ impl AddFrom {
         if from != self.from || self.result.lock().unwrap().is_some() {
             return;
         }
-        let m = self.m.get().expect("monitor set");
+        let Some(m) = self.m.lock().unwrap().clone() else {
+            return;
+        };
         let r = m.add_region(
             self.id.load(SeqCst) as u32,
             self.b.0,
@@ -769,7 +773,7 @@ fn add_from_case(from: From, workers: u32) {
     let spare = Mem::new(Kind::Anon, 1);
     let h = Arc::new(AddFrom {
         from,
-        m: std::sync::OnceLock::new(),
+        m: Mutex::new(None),
         id: AtomicU64::new(0),
         a_src: pattern(a.len, 7),
         b: (b.start(), b.len as u64),
@@ -796,7 +800,7 @@ fn add_from_case(from: From, workers: u32) {
     .unwrap();
     let id = m.add_uffd(u.clone()).unwrap();
     h.id.store(id as u64, SeqCst);
-    let _ = h.m.set(m.clone());
+    *h.m.lock().unwrap() = Some(m.clone());
     m.add_region(
         id,
         a.start(),
@@ -875,6 +879,7 @@ fn add_from_case(from: From, workers: u32) {
     assert!(reader.join().unwrap() == h.b_src, "region b's contents");
     m.stop();
     run.wait().unwrap();
+    h.m.lock().unwrap().take();
 }
 
 #[test]
