@@ -48,6 +48,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -438,7 +439,30 @@ static void phase_late_handle(double secs)
 enum { INJ_NONE, INJ_SHORT, INJ_EINTR, INJ_EIO, INJ_TRUNC, INJ_MODES };
 static const char *inj_names[] = { "none", "short", "eintr", "eio", "truncate" };
 static atomic_int inj_mode;
-static atomic_int inj_fd = -1;
+/* The source file, by identity (the monitor reads its own duplicate of
+ * the descriptor, under another number). */
+static atomic_int inj_set;
+static _Atomic unsigned long long inj_dev, inj_ino;
+
+static void inj_target(int fd)
+{
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		atomic_store(&inj_set, 0);
+		return;
+	}
+	atomic_store(&inj_dev, (unsigned long long)st.st_dev);
+	atomic_store(&inj_ino, (unsigned long long)st.st_ino);
+	atomic_store(&inj_set, 1);
+}
+
+static int inj_is_target(int fd)
+{
+	struct stat st;
+	return fd >= 0 && atomic_load(&inj_set) && fstat(fd, &st) == 0 &&
+	       (unsigned long long)st.st_dev == atomic_load(&inj_dev) &&
+	       (unsigned long long)st.st_ino == atomic_load(&inj_ino);
+}
 static atomic_uint inj_count;
 static size_t fe_pages;
 static atomic_size_t fe_file_pages; /* pages the file has now */
@@ -456,7 +480,7 @@ static ssize_t real_pread(int fd, void *buf, size_t n, off_t off)
 
 static ssize_t injected_pread(int fd, void *buf, size_t n, off_t off)
 {
-	if (fd != atomic_load(&inj_fd) || fd < 0)
+	if (!inj_is_target(fd))
 		return real_pread(fd, buf, n, off);
 	atomic_fetch_add(&R->pread_calls, 1);
 	unsigned c = atomic_fetch_add(&inj_count, 1);
@@ -548,7 +572,7 @@ static void phase_fd_errors(double secs)
 		atomic_store(&fe_file_pages, fe_pages);
 		atomic_store(&inj_mode, mode);
 		atomic_store(&inj_count, 0);
-		atomic_store(&inj_fd, fd);
+		inj_target(fd);
 
 		libuffd_handle *h = open_handle(0);
 		struct libuffd_monitor_opts mo = LIBUFFD_OPTS_INIT(libuffd_monitor_opts, .workers = 2);
@@ -584,7 +608,7 @@ static void phase_fd_errors(double secs)
 		API(libuffd_monitor_wait(m));
 		add_stats(m);
 		libuffd_monitor_free(m);
-		atomic_store(&inj_fd, -1);
+		inj_target(-1);
 		if (blocked) {
 			note("%s: %d threads blocked 20 s", inj_names[mode], blocked);
 			break;
@@ -670,7 +694,10 @@ static void phase_stop_restart(double secs)
 			joined[t] = 1;
 			atomic_fetch_add(&R->served, jobs[t].ok);
 			atomic_fetch_add(&R->corrupt, jobs[t].corrupt);
-			atomic_fetch_add(&R->lost, jobs[t].lost + jobs[t].sigbus);
+			/* Pages the stop found unrestored: SIGBUS is the default
+			 * stop policy for a buffer region (data that cannot be
+			 * restored any more fails loudly), not a loss. */
+			atomic_fetch_add(&R->sigbus, jobs[t].lost + jobs[t].sigbus);
 			zeroed_during += jobs[t].corrupt;
 		}
 		/* After the stop: pages never restored. They may stay blocked
