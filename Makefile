@@ -157,3 +157,8 @@ uninstall: uninstall-man
 
 uninstall-man:
 	rm -f $(patsubst man/%,$(DESTDIR)$(MANDIR)/%,$(MANPAGES))
+
+# Issue 14: 1000-fork storms with 4 faulting threads, STORM_RUNS times
+# (minutes; not in CI). Prints each run's figures.
+soak-fork:
+	STORM_RUNS=$${STORM_RUNS:-20} cargo test --release --test monitor_fork_storm -- --ignored --nocapture

@@ -150,6 +150,9 @@ pub(crate) enum Handled {
     Retry,
 }
 
+/// `read_ready`'s answer when the read failed for want of a descriptor.
+const NO_FD: usize = usize::MAX;
+
 /// Read the messages ready on `uffd` into `msgs` without ever waiting (0:
 /// none), whether the descriptor is blocking or not. Its status flags are
 /// not touched (another process may share the file): a file that takes
@@ -168,6 +171,9 @@ fn read_ready(uffd: &Uffd, nowait: bool, msgs: &mut [Msg]) -> Result<usize, Erro
     match r {
         Ok(n) => Ok(n),
         Err(libc::EAGAIN) => Ok(0),
+        // A FORK message whose new descriptor could not be made: the
+        // kernel keeps the message for the next read.
+        Err(libc::EMFILE | libc::ENFILE) => Ok(NO_FD),
         Err(e) => Err(Error::os("read", e, "reading the userfaultfd")),
     }
 }
@@ -577,6 +583,19 @@ impl Inner {
             if n == 0 {
                 return Ok(());
             }
+            if n == NO_FD {
+                // EMFILE/ENFILE: survived, never fatal to the loop. The
+                // helper logs it (a log line allocates, and the forking
+                // thread may hold the malloc locks) and closes the
+                // descriptors of children that exited, which makes room;
+                // the message is read again after a short pause (no spin).
+                Stats::add(&self.stats.read_failures, 1);
+                drop(held);
+                drop(gate);
+                self.reserve.nudge();
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                return Ok(());
+            }
             Stats::add(&self.stats.reads, 1);
             let t_read = wait::now_ns();
             st.seen.clear();
@@ -650,6 +669,8 @@ impl Inner {
                         // Nothing here may allocate while the reserves last:
                         // the parent may already be in its next fork, holding
                         // the malloc locks and waiting for us (reserve.rs).
+                        // Ok(None): left unserved, counted, logged by the
+                        // helper (reserve.rs).
                         if let Err(e) = self.serve_child(id, uffd, fd) {
                             self.log(format_args!("cannot serve forked child: {e}"));
                         }
