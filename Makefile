@@ -161,4 +161,4 @@ uninstall-man:
 # Issue 14: 1000-fork storms with 4 faulting threads, STORM_RUNS times
 # (minutes; not in CI). Prints each run's figures.
 soak-fork:
-	STORM_RUNS=$${STORM_RUNS:-20} cargo test --release --test monitor_fork_storm -- --ignored --nocapture
+	STORM_RUNS=$${STORM_RUNS:-20} cargo test --release --test monitor_fork_storm -- --nocapture

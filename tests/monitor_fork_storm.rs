@@ -139,11 +139,8 @@ fn storm_once(run_no: usize, forks: usize) {
     );
 }
 
-/// Not yet in CI: it still hangs in some runs (a thread in fork() waiting
-/// for its FORK message to be read; see the branch report). `make
-/// soak-fork` runs it.
+/// CI runs it 3 times; `make soak-fork` 20 times.
 #[test]
-#[ignore]
 fn fork_storm_4_faulting_threads() {
     let runs: usize = std::env::var("STORM_RUNS")
         .ok()

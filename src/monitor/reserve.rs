@@ -404,23 +404,20 @@ impl Inner {
     /// operation on it happened to hit ESRCH: 300 forks left 311 fds open,
     /// and at the limit the reader's read failed with EMFILE.
     pub(crate) fn close_exited_children(&self) {
-        let owned: Vec<(u32, Arc<Uffd>)> = {
-            let list = self.uffds.read().unwrap_or_else(|e| e.into_inner());
-            list.iter()
-                .enumerate()
-                .filter_map(|(i, s)| {
-                    s.as_ref()
-                        .filter(|s| s.owned)
-                        .map(|s| (i as u32, s.uffd.clone()))
-                })
-                .collect()
-        };
-        if owned.is_empty() {
-            return;
-        }
+        // One slot at a time, allocating nothing under the lock: the
+        // reader takes it for writing while serving a fork, and an
+        // allocation here may wait for that fork's malloc locks.
+        let slots = self.uffds.read().unwrap_or_else(|e| e.into_inner()).len();
         let base = crate::sys::base_page_size();
         let page = (&PROBE as *const u8 as u64) & !(base - 1);
-        for (id, uffd) in owned {
+        for id in 0..slots as u32 {
+            let uffd = {
+                let list = self.uffds.read().unwrap_or_else(|e| e.into_inner());
+                match list.get(id as usize) {
+                    Some(Some(s)) if s.owned => s.uffd.clone(),
+                    _ => continue,
+                }
+            };
             let gone = uffd
                 .zeropage(page, base, crate::sys::uapi::UFFDIO_ZEROPAGE_MODE_DONTWAKE)
                 .is_err_and(|e| e.errno() == libc::ESRCH);
