@@ -237,3 +237,7 @@ $(BUILD)/soak/soak: tests/soak/soak.c include/libuffd.h $(SHLIB)
 
 soak: $(BUILD)/soak/soak
 	$(BUILD)/soak/soak $(SOAK_SECONDS) $(SOAK_PHASE)
+# Issue 14: 1000-fork storms with 4 faulting threads, STORM_RUNS times
+# (minutes; not in CI). Prints each run's figures.
+soak-fork:
+	STORM_RUNS=$${STORM_RUNS:-20} cargo test --release --test monitor_fork_storm -- --nocapture

@@ -460,10 +460,9 @@
 #define LIBUFFD_SOURCE_PAGE_CACHE 4
 
 /**
- * libuffd_region_opts.flags: populate the region in the background. For
- * regions added before the monitor runs: libuffd_monitor_add_region()
- * refuses it with -EBUSY while the monitor runs (the prefetcher starts
- * with the run), rather than accept it and never prefetch.
+ * libuffd_region_opts.flags: populate the region in the background, under
+ * libuffd_monitor_run()/start() (not libuffd_monitor_dispatch()); a region
+ * added while the monitor runs is prefetched too.
  */
 #define LIBUFFD_REGION_PREFETCH 1
 
@@ -1324,6 +1323,31 @@ int32_t libuffd_monitor_new(const struct libuffd_monitor_opts *opts, const struc
 int32_t libuffd_monitor_add_handle(struct libuffd_monitor *m, struct libuffd_handle *h, uint32_t *id);
 
 /**
+ * Stop serving the handle with id `handle_id` (one added by
+ * libuffd_monitor_add_handle(), or a forked child's), at once, running or
+ * not: its regions are forgotten, its messages are no longer read (a
+ * fault on it after this returns is for whoever reads the descriptor),
+ * and the monitor's reader is woken so that it polls it no more. A
+ * forked child's descriptor, which the monitor owns, is closed; an added
+ * handle's stays open (the caller's handle, if not freed, still works).
+ * Faults already read and deferred (LIBUFFD_VERDICT_DEFER) are the
+ * caller's to complete.
+ *
+ * A forked child's descriptor is also closed by the monitor on its own
+ * once the child has exited (or exec'd).
+ *
+ * Thread safety: may be called from any thread, also while running, and
+ * from inside a callback.
+ *
+ * Returns: 0, or -EINVAL (NULL monitor; no handle with that id is
+ * served: never added, or removed already).
+ *
+ * # Safety
+ * `m` is NULL or a live monitor.
+ */
+int32_t libuffd_monitor_remove_handle(struct libuffd_monitor *m, uint32_t handle_id);
+
+/**
  * Serve `[start, start+len)` of handle `handle_id` as `opts` says
  * (NULL: zero-fill, already registered). With `opts->register_mode` the
  * range is registered first. Regions of one handle may not overlap.
@@ -1340,7 +1364,7 @@ int32_t libuffd_monitor_add_handle(struct libuffd_monitor *m, struct libuffd_han
  * of at least the base page size or not the mapping's, overlap, unknown
  * source, stop_policy or flags, NULL buffer, negative fd), -EBADF (a
  * source fd that is not open), -EMFILE (no descriptor left for its
- * duplicate), -EBUSY (LIBUFFD_REGION_PREFETCH while the monitor runs),
+ * duplicate),
  * and libuffd_register()'s errors.
  *
  * # Safety

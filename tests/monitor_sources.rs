@@ -968,7 +968,10 @@ fn dispatch_mode_poll_loop() {
         },
     )
     .unwrap();
-    // Nothing ready yet: dispatch(0) returns at once with 0.
+    // Adding the handle woke the reader (so that a running one polls
+    // it): the first dispatch sees that; then nothing is ready, and
+    // dispatch(0) returns at once with 0.
+    assert_eq!(m.dispatch(0).unwrap(), 1);
     assert_eq!(m.dispatch(0).unwrap(), 0);
     let done = Arc::new(AtomicBool::new(false));
     let faulter = {

@@ -476,6 +476,40 @@ pub unsafe extern "C" fn libuffd_monitor_add_handle(
     })
 }
 
+/// Stop serving the handle with id `handle_id` (one added by
+/// libuffd_monitor_add_handle(), or a forked child's), at once, running or
+/// not: its regions are forgotten, its messages are no longer read (a
+/// fault on it after this returns is for whoever reads the descriptor),
+/// and the monitor's reader is woken so that it polls it no more. A
+/// forked child's descriptor, which the monitor owns, is closed; an added
+/// handle's stays open (the caller's handle, if not freed, still works).
+/// Faults already read and deferred (LIBUFFD_VERDICT_DEFER) are the
+/// caller's to complete.
+///
+/// A forked child's descriptor is also closed by the monitor on its own
+/// once the child has exited (or exec'd).
+///
+/// Thread safety: may be called from any thread, also while running, and
+/// from inside a callback.
+///
+/// Returns: 0, or -EINVAL (NULL monitor; no handle with that id is
+/// served: never added, or removed already).
+///
+/// # Safety
+/// `m` is NULL or a live monitor.
+#[no_mangle]
+pub unsafe extern "C" fn libuffd_monitor_remove_handle(
+    m: *mut libuffd_monitor,
+    handle_id: u32,
+) -> i32 {
+    guard("libuffd_monitor_remove_handle", || {
+        // SAFETY: contract above.
+        let mb = unsafe { monitor_ref(m) }?;
+        mb.monitor.remove_uffd(handle_id)?;
+        Ok(0)
+    })
+}
+
 /// Serve `[start, start+len)` of handle `handle_id` as `opts` says
 /// (NULL: zero-fill, already registered). With `opts->register_mode` the
 /// range is registered first. Regions of one handle may not overlap.
@@ -492,7 +526,7 @@ pub unsafe extern "C" fn libuffd_monitor_add_handle(
 /// of at least the base page size or not the mapping's, overlap, unknown
 /// source, stop_policy or flags, NULL buffer, negative fd), -EBADF (a
 /// source fd that is not open), -EMFILE (no descriptor left for its
-/// duplicate), -EBUSY (LIBUFFD_REGION_PREFETCH while the monitor runs),
+/// duplicate),
 /// and libuffd_register()'s errors.
 ///
 /// # Safety

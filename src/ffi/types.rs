@@ -351,10 +351,9 @@ pub const LIBUFFD_SOURCE_CALLBACK: u32 = 3;
 /// Region source: the page cache (MINOR faults, resolved by CONTINUE).
 pub const LIBUFFD_SOURCE_PAGE_CACHE: u32 = 4;
 
-/// libuffd_region_opts.flags: populate the region in the background. For
-/// regions added before the monitor runs: libuffd_monitor_add_region()
-/// refuses it with -EBUSY while the monitor runs (the prefetcher starts
-/// with the run), rather than accept it and never prefetch.
+/// libuffd_region_opts.flags: populate the region in the background, under
+/// libuffd_monitor_run()/start() (not libuffd_monitor_dispatch()); a region
+/// added while the monitor runs is prefetched too.
 pub const LIBUFFD_REGION_PREFETCH: u32 = 0x1;
 /// libuffd_region_opts.flags, LIBUFFD_SOURCE_FD: bytes past end-of-file
 /// read as zeros (a page the file ends inside is padded with zeros, a page

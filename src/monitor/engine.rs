@@ -202,6 +202,9 @@ pub(crate) enum ReadOutcome {
     /// The descriptor is not a userfaultfd any more (closed underneath the
     /// monitor, its number reused for another file): why.
     NotUffd(&'static str),
+    /// EMFILE/ENFILE: a FORK message whose new descriptor could not be
+    /// made; the kernel keeps the message for the next read.
+    NoFd,
 }
 
 /// Read the messages ready on `uffd` into `msgs` without ever waiting (0:
@@ -229,6 +232,7 @@ pub(crate) fn read_ready(
         }
         Ok(b) => b / size,
         Err(libc::EAGAIN) => return Ok(ReadOutcome::Msgs(0)),
+        Err(libc::EMFILE | libc::ENFILE) => return Ok(ReadOutcome::NoFd),
         Err(libc::EBADF) => return Ok(ReadOutcome::NotUffd("read failed with EBADF (closed)")),
         Err(_) if crate::sys::read::is_userfaultfd(uffd.as_raw_fd()) == Some(false) => {
             return Ok(ReadOutcome::NotUffd(
@@ -697,6 +701,20 @@ impl Inner {
                     self.drop_lost_uffd(id, &uffd, why);
                     return Ok(());
                 }
+                ReadOutcome::NoFd => {
+                    // EMFILE/ENFILE: survived, never fatal to the loop.
+                    // The helper logs it (a log line allocates, and the
+                    // forking thread may hold the malloc locks) and closes
+                    // the descriptors of children that exited, which makes
+                    // room; the message is read again after a short pause
+                    // (no spin).
+                    Stats::add(&self.stats.read_failures, 1);
+                    drop(held);
+                    drop(gate);
+                    self.reserve.nudge();
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                    return Ok(());
+                }
             };
             Stats::add(&self.stats.reads, 1);
             let t_read = wait::now_ns();
@@ -811,6 +829,8 @@ impl Inner {
                         // Nothing here may allocate while the reserves last:
                         // the parent may already be in its next fork, holding
                         // the malloc locks and waiting for us (reserve.rs).
+                        // Ok(None): left unserved, counted, logged by the
+                        // helper (reserve.rs).
                         if let Err(e) = self.serve_child(id, uffd, fd) {
                             self.log(format_args!("cannot serve forked child: {e}"));
                         }

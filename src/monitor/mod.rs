@@ -134,6 +134,9 @@ pub(crate) struct Inner {
     /// The monitor's own duplicates of the descriptors of Fd sources
     /// (`Monitor::add_region`), closed with the monitor.
     pub source_fds: Mutex<Vec<OwnedFd>>,
+    /// A prefetcher started for a PREFETCH region added while running
+    /// (`Monitor::start_late_prefetch`); joined when the run ends.
+    pub prefetcher: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// Room in `Inner::deferred_open` (allocated once: deferring allocates
@@ -421,6 +424,13 @@ impl Inner {
             blocking,
             nowait,
         }));
+        drop(list);
+        // The reader may be in poll(2) on its old set, which lacks this
+        // descriptor: wake it so that it polls the new set (a write(2),
+        // no allocation: the reader itself comes here serving a fork).
+        // Without it a handle added while running was never served until
+        // something else woke the reader (tests/monitor_wake.rs).
+        wait::eventfd_signal(self.wake_fd.as_fd());
         Ok(id)
     }
 
@@ -554,6 +564,7 @@ impl Monitor {
                 deferred_open: Mutex::new(Vec::with_capacity(DEFERRED_TRACKED)),
                 deferred_untracked: AtomicU64::new(0),
                 source_fds: Mutex::new(Vec::new()),
+                prefetcher: Mutex::new(None),
             }),
         })
     }
@@ -621,6 +632,29 @@ impl Monitor {
         }
     }
 
+    /// Stop serving uffd `id` (one added by `add_uffd`, or a forked
+    /// child's), at once, running or not: its regions are forgotten, its
+    /// messages are no longer read (a fault on it after this returns is for
+    /// whoever reads the descriptor), and the reader is woken to drop it
+    /// from its poll set. A forked child's descriptor, which the monitor
+    /// owns, is closed; one given to `add_uffd` stays open (its owner's).
+    /// Faults already read and deferred are left to their owner to
+    /// complete. EINVAL for an id that is not served (never, or no longer).
+    pub fn remove_uffd(&self, id: u32) -> Result<()> {
+        if self.inner.uffd(id).is_none() {
+            return Err(Error::invalid(format!(
+                "monitor: no userfaultfd with id {id} is served"
+            )));
+        }
+        // The layout gate: not while a fault of it is looked up and served
+        // from its region (nor, from an event callback, which holds it).
+        let _gate = (!engine::holding_layout())
+            .then(|| self.inner.layout.write().unwrap_or_else(|e| e.into_inner()));
+        self.inner.retire(id);
+        wait::eventfd_signal(self.inner.wake_fd.as_fd());
+        Ok(())
+    }
+
     /// The uffd with this id (a forked child's too), if still served.
     pub fn uffd(&self, id: u32) -> Option<Arc<Uffd>> {
         self.inner.uffd(id)
@@ -674,16 +708,6 @@ impl Monitor {
             if addr == 0 {
                 return Err(Error::invalid("add region: buffer source address is NULL"));
             }
-        }
-        if opts.prefetch && self.inner.running.load(Acquire) {
-            // The prefetcher is started (or not) with the run, for the
-            // regions there then: a region added later would never be
-            // prefetched. Refused rather than silently not done.
-            return Err(Error::os(
-                "add region",
-                libc::EBUSY,
-                "PREFETCH is only for regions added before the monitor runs (add it without PREFETCH, or stop, add, and run again)",
-            ));
         }
         if let Source::Fd { fd, .. } = opts.source {
             if fd < 0 {
@@ -768,6 +792,43 @@ impl Monitor {
                 window: AtomicU64::new(self.inner.config.window_min as u64),
                 next_page: AtomicU64::new(0),
             });
+        if opts.prefetch {
+            self.start_late_prefetch()?;
+        }
+        Ok(())
+    }
+
+    /// A PREFETCH region added while running: the run's prefetcher may
+    /// have ended (it ends once every prefetch region is populated) or
+    /// never have started (no prefetch region when the run began). Start
+    /// one, unless one started this way still runs; `finish_run` joins it.
+    /// Before, such a region was accepted and never prefetched
+    /// (tests/monitor_wake.rs add_region_prefetch_while_running).
+    fn start_late_prefetch(&self) -> Result<()> {
+        let inner = &self.inner;
+        if !inner.ready.load(Acquire) || inner.stop.load(Acquire) {
+            // Not running: run() starts the prefetcher.
+            return Ok(());
+        }
+        let mut slot = inner.prefetcher.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.as_ref().is_some_and(|h| !h.is_finished()) {
+            // It is running and will find the new region: it walks the
+            // table afresh after each chunk.
+            return Ok(());
+        }
+        if let Some(old) = slot.take() {
+            let _ = old.join();
+        }
+        let i = inner.clone();
+        let sink = inner.panic_sink();
+        *slot = Some(spawn_thread("uffd-prefetch", move || {
+            let _quiet = crate::uffd::quiet::Scope::enter(Some(sink));
+            let r =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| prefetch::run(i.clone())));
+            if r.is_err() {
+                i.fail_loop(i.engine_panicked("the prefetcher"));
+            }
+        })?);
         Ok(())
     }
 
@@ -863,6 +924,14 @@ impl Monitor {
         inner.ready.store(false, Release);
         for h in helpers.threads {
             let _ = h.join();
+        }
+        let late = inner
+            .prefetcher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(t) = late {
+            let _ = t.join();
         }
         // The reserve filler, which gives handles to children still
         // pending before it ends, so that the release below sees them.

@@ -38,13 +38,25 @@ use std::time::Duration;
 pub(crate) const STOCK: usize = 8;
 /// Spare region-table entries beyond the forks' needs (event splits).
 const SPARE_REGIONS: usize = 16;
+/// Children the reader can register without a handle (slot and region
+/// copies made at FORK time, the handle left to the helper): room the
+/// helper keeps ready in the uffd list and region table, and the capacity
+/// of the pending queue. A fork storm with four faulting threads drained
+/// the old reserve of 8 in a few dozen forks, and the reader then
+/// allocated while the next fork held the malloc locks: 1000-fork storms
+/// hung (tests/monitor_fork_storm.rs).
+pub(crate) const PENDING: usize = 1024;
+/// How long the reader waits (yielding, holding nothing, allocating
+/// nothing) for room when even `PENDING` is used up, before it leaves
+/// that child unserved (counted and logged) rather than allocate.
+const ROOM_WAIT: Duration = Duration::from_secs(1);
 
 pub(crate) struct Reserve {
     /// Pre-made handles (each holding a placeholder eventfd); fixed
     /// capacity `STOCK`, so pushing and popping never allocate.
     stock: Mutex<Vec<Arc<Uffd>>>,
     /// Children whose uffd slot and regions the reader set up without a
-    /// handle: (slot, fd, parent). Fixed capacity `STOCK`.
+    /// handle: (slot, fd, parent). Fixed capacity `PENDING`.
     pending: Mutex<Vec<(u32, OwnedFd, Arc<Uffd>)>>,
     /// The helper runs (else nothing would fill pending slots).
     helper: AtomicBool,
@@ -59,7 +71,7 @@ impl Reserve {
     pub fn new() -> Reserve {
         Reserve {
             stock: Mutex::new(Vec::with_capacity(STOCK)),
-            pending: Mutex::new(Vec::with_capacity(STOCK)),
+            pending: Mutex::new(Vec::with_capacity(PENDING)),
             helper: AtomicBool::new(false),
             poll: Mutex::new((Vec::new(), Vec::new())),
             nudged: Mutex::new(false),
@@ -145,8 +157,9 @@ impl Inner {
         parent_id: u32,
         parent: &Arc<Uffd>,
         fd: OwnedFd,
-    ) -> crate::uffd::Result<u32> {
+    ) -> crate::uffd::Result<Option<u32>> {
         let r = &self.reserve;
+        let mut copied = false;
         let child_id = if let Some(mut handle) = r.take_stock() {
             match Arc::get_mut(&mut handle) {
                 // Drops the placeholder: a close(2), no free().
@@ -155,23 +168,46 @@ impl Inner {
             }
             self.add_uffd(handle, true)?
         } else {
-            match self.pend_child(parent, fd) {
-                Ok(id) => id,
-                Err(fd) => self.add_uffd(Arc::new(Uffd::from_fork(fd, parent)), true)?,
+            // Never allocate here, not even as a last resort: wait (no
+            // lock held) for the helper to make room, and past ROOM_WAIT
+            // leave the child unserved. The wait cannot deadlock: it ends.
+            let mut fd = fd;
+            let started = crate::sys::wait::now_ns();
+            loop {
+                match self.pend_child(parent_id, parent, fd) {
+                    Ok(id) => {
+                        copied = true;
+                        break id;
+                    }
+                    Err(back) => fd = back,
+                }
+                r.nudge();
+                let waited = crate::sys::wait::now_ns().saturating_sub(started);
+                if !r.helper.load(Acquire) || waited > ROOM_WAIT.as_nanos() as u64 {
+                    // Counted; the helper logs it (a log line allocates).
+                    drop(fd);
+                    super::stats::Stats::add(&self.stats.children_dropped, 1);
+                    return Ok(None);
+                }
+                std::thread::yield_now();
             }
         };
-        self.regions
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .duplicate(parent_id, child_id);
+        if !copied {
+            // A stock handle: add_uffd found room (the helper keeps
+            // PENDING spare slots); the region copies likewise.
+            self.regions
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .duplicate(parent_id, child_id);
+        }
         r.nudge();
-        Ok(child_id)
+        Ok(Some(child_id))
     }
 
     /// Take an empty uffd slot for a child whose handle the helper will
     /// make, queueing its fd; the fd back if there is no helper or no room
     /// without allocating.
-    fn pend_child(&self, parent: &Arc<Uffd>, fd: OwnedFd) -> Result<u32, OwnedFd> {
+    fn pend_child(&self, parent_id: u32, parent: &Arc<Uffd>, fd: OwnedFd) -> Result<u32, OwnedFd> {
         let r = &self.reserve;
         if !r.helper.load(Acquire) {
             return Err(fd);
@@ -180,11 +216,20 @@ impl Inner {
             return Err(fd);
         };
         let mut list = self.uffds.write().unwrap_or_else(|e| e.into_inner());
-        if pending.len() == pending.capacity() || list.len() == list.capacity() {
+        let mut regions = self.regions.write().unwrap_or_else(|e| e.into_inner());
+        let copies = regions.iter().filter(|x| x.uffd_id == parent_id).count();
+        let table = super::region::RegionTable::vec_mut(&mut regions);
+        if pending.len() == pending.capacity()
+            || list.len() == list.capacity()
+            || table.capacity() - table.len() < copies
+        {
             return Err(fd);
         }
         let id = list.len() as u32;
         list.push(None);
+        // The copies of the parent's regions now, in order (before any
+        // later event of the parent changes them), in room kept ready.
+        regions.duplicate(parent_id, id);
         pending.push((id, fd, parent.clone()));
         Ok(id)
     }
@@ -256,6 +301,7 @@ pub(crate) fn prepare(inner: &Inner) {
 /// dropped without being stopped (it holds the monitor only while it
 /// works, so that it does not keep an unused monitor alive).
 pub(crate) fn run(weak: std::sync::Weak<Inner>) {
+    let mut reported = (0u64, 0u64);
     loop {
         let Some(inner) = weak.upgrade() else { return };
         if inner.stop.load(Acquire) {
@@ -267,7 +313,14 @@ pub(crate) fn run(weak: std::sync::Weak<Inner>) {
         }
         inner.fill_pending();
         refill(&inner);
-        inner.reserve.wait_nudge(Duration::from_millis(20));
+        inner.close_exited_children();
+        inner.report_read_failures(&mut reported);
+        drop(inner);
+        // Not holding the monitor while asleep (see above).
+        match weak.upgrade() {
+            Some(i) => i.reserve.wait_nudge(Duration::from_millis(20)),
+            None => return,
+        }
     }
 }
 
@@ -297,7 +350,7 @@ fn refill(inner: &Inner) {
         }
     }
     // Spare uffd slots.
-    grow(&inner.uffds, itself, STOCK);
+    grow(&inner.uffds, itself, PENDING);
     // Spare region entries: STOCK forks of the uffd with the most regions,
     // plus room for the splits of layout events.
     let most = {
@@ -317,10 +370,10 @@ fn refill(inner: &Inner) {
     grow(
         &inner.regions,
         super::region::RegionTable::vec_mut,
-        STOCK * most + SPARE_REGIONS,
+        PENDING * most + SPARE_REGIONS,
     );
     // Spare poll arrays for the uffds there may soon be.
-    let want = inner.uffds.read().unwrap_or_else(|e| e.into_inner()).len() + STOCK + 1;
+    let want = inner.uffds.read().unwrap_or_else(|e| e.into_inner()).len() + PENDING + 1;
     let small = {
         let p = r.poll.lock().unwrap_or_else(|e| e.into_inner());
         p.0.capacity() < want || p.1.capacity() < want
@@ -334,5 +387,69 @@ fn refill(inner: &Inner) {
             }
         }
         drop(fresh);
+    }
+}
+
+/// A byte in this library's read-only data: its page is mapped in every
+/// child forked from this process (as long as the child runs this
+/// program) and never registered with a userfaultfd.
+static PROBE: u8 = 0;
+
+impl Inner {
+    /// Close the descriptors of forked children that have exited (or
+    /// exec'd). The FORK message carries no pid, so the child's userfaultfd
+    /// itself is asked: UFFDIO_ZEROPAGE on a page that is mapped in the
+    /// child but never registered fails with ENOENT while the child's
+    /// memory lives, and with ESRCH once it is gone (the kernel checks the
+    /// memory's users before it looks at the range); nothing is ever
+    /// placed. Without this a child's descriptor stayed open until an
+    /// operation on it happened to hit ESRCH: 300 forks left 311 fds open,
+    /// and at the limit the reader's read failed with EMFILE.
+    pub(crate) fn close_exited_children(&self) {
+        // One slot at a time, allocating nothing under the lock: the
+        // reader takes it for writing while serving a fork, and an
+        // allocation here may wait for that fork's malloc locks.
+        let slots = self.uffds.read().unwrap_or_else(|e| e.into_inner()).len();
+        let base = crate::sys::base_page_size();
+        let page = (&PROBE as *const u8 as u64) & !(base - 1);
+        for id in 0..slots as u32 {
+            let uffd = {
+                let list = self.uffds.read().unwrap_or_else(|e| e.into_inner());
+                match list.get(id as usize) {
+                    Some(Some(s)) if s.owned => s.uffd.clone(),
+                    _ => continue,
+                }
+            };
+            let gone = uffd
+                .zeropage(page, base, crate::sys::uapi::UFFDIO_ZEROPAGE_MODE_DONTWAKE)
+                .is_err_and(|e| e.errno() == libc::ESRCH);
+            if gone {
+                drop(uffd);
+                self.retire(id);
+                super::stats::Stats::add(&self.stats.children_closed, 1);
+            }
+        }
+    }
+
+    /// Log the reader's failed reads (EMFILE, ENFILE) here, on the helper:
+    /// the reader must not allocate, and a log line does.
+    fn report_read_failures(&self, reported: &mut (u64, u64)) {
+        let dropped = self.stats.children_dropped.load(Acquire);
+        if dropped > reported.1 {
+            self.log(format_args!(
+                "{} forked children left unserved: a fork storm outran the reserves for a second",
+                dropped - reported.1
+            ));
+            reported.1 = dropped;
+        }
+        let reported = &mut reported.0;
+        let now = self.stats.read_failures.load(Acquire);
+        if now > *reported {
+            self.log(format_args!(
+                "{} read(2) of a userfaultfd failed for want of a file descriptor (EMFILE/ENFILE: a forked child's descriptor could not be made); retried, and children that exited are being closed",
+                now - *reported
+            ));
+            *reported = now;
+        }
     }
 }

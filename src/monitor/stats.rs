@@ -29,6 +29,9 @@ pub struct Stats {
     pub stop_blocked: AtomicU64,
     pub stop_sigbus: AtomicU64,
     pub stop_zeroed: AtomicU64,
+    pub read_failures: AtomicU64,
+    pub children_closed: AtomicU64,
+    pub children_dropped: AtomicU64,
     latency: [AtomicU64; LATENCY_BUCKETS],
 }
 
@@ -63,6 +66,17 @@ pub struct StatsSnapshot {
     pub prefetched_bytes: u64,
     /// read(2) calls that returned messages.
     pub reads: u64,
+    /// read(2) calls that failed for want of a descriptor (EMFILE,
+    /// ENFILE: a FORK event's new descriptor could not be made) and were
+    /// tried again later; each is logged.
+    pub read_failures: u64,
+    /// Forked children's descriptors closed because the child exited (or
+    /// exec'd).
+    pub children_closed: u64,
+    /// Forked children left unserved (their descriptor closed at once):
+    /// a fork storm outran the reserves for a whole second (reserve.rs);
+    /// logged.
+    pub children_dropped: u64,
     /// Fault latency (message read to resolved) histogram, log2 ns buckets.
     pub latency: [u64; LATENCY_BUCKETS],
     /// Faults the reader handed to the workers.
@@ -116,6 +130,9 @@ impl Stats {
             stop_blocked: self.stop_blocked.load(Relaxed),
             stop_sigbus: self.stop_sigbus.load(Relaxed),
             stop_zeroed: self.stop_zeroed.load(Relaxed),
+            read_failures: self.read_failures.load(Relaxed),
+            children_closed: self.children_closed.load(Relaxed),
+            children_dropped: self.children_dropped.load(Relaxed),
         }
     }
 }

@@ -217,6 +217,7 @@ impl Inner {
                         self.log(format_args!("stop: {why}"));
                         0
                     }
+                    Ok(super::engine::ReadOutcome::NoFd) => 0,
                     Err(e) => {
                         self.log(format_args!("stop: {e}"));
                         0

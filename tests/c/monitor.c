@@ -408,6 +408,9 @@ static void test_dispatch(void)
 	struct libuffd_region_opts r = LIBUFFD_OPTS_INIT(libuffd_region_opts, .source = LIBUFFD_SOURCE_ZERO,
 						      .register_mode = LIBUFFD_REGISTER_MISSING, .fd = -1);
 	CHECK_OK(libuffd_monitor_add_region(m, id, mem, PAGES * PAGE, &r));
+	/* Adding the handle woke the reader (so that a running one polls it):
+	   the first dispatch sees that wake-up, the next nothing. */
+	CHECK_RET(libuffd_monitor_dispatch(m, 0), 1);
 	CHECK_RET(libuffd_monitor_dispatch(m, 0), 0);
 	pthread_t t;
 	struct reader_arg a = { mem, 0, PAGES, 0 };
@@ -432,7 +435,7 @@ static void test_dispatch(void)
 }
 
 /* A lazy restore stopped half-way: the page never restored must not read
- * as zeros. Default policy (buffer region): SIGBUS. Before 1.1 it read 0. */
+ * as zeros. Default policy (buffer region): SIGBUS. Before stop policies it read 0. */
 static void test_stop_no_silent_zeros(void)
 {
 	SECTION("stop: a page never restored gets SIGBUS, not zeros (default policy)");
@@ -466,6 +469,43 @@ static void test_stop_no_silent_zeros(void)
 	int status = 0;
 	waitpid(pid, &status, 0);
 	CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS, "child status %#x", status);
+}
+
+static void test_remove_handle(void)
+{
+	SECTION("libuffd_monitor_remove_handle: a removed handle is no longer served");
+	char *mem = map_anon(PAGES * PAGE);
+	libuffd_handle *h = open_nonblock();
+	libuffd_monitor *m = NULL;
+	CHECK_OK(libuffd_monitor_new(NULL, NULL, 0, NULL, NULL, &m));
+	uint32_t id;
+	CHECK_OK(libuffd_monitor_add_handle(m, h, &id));
+	struct libuffd_region_opts r = LIBUFFD_OPTS_INIT(libuffd_region_opts, .source = LIBUFFD_SOURCE_ZERO,
+						      .register_mode = LIBUFFD_REGISTER_MISSING, .fd = -1);
+	CHECK_OK(libuffd_monitor_add_region(m, id, mem, PAGES * PAGE, &r));
+	CHECK_FAILS(libuffd_monitor_remove_handle(NULL, id), -EINVAL, "libuffd_monitor_remove_handle");
+	CHECK_FAILS(libuffd_monitor_remove_handle(m, id + 7), -EINVAL, "libuffd_monitor_remove_handle");
+	CHECK_OK(libuffd_monitor_remove_handle(m, id));
+	CHECK_FAILS(libuffd_monitor_remove_handle(m, id), -EINVAL, "libuffd_monitor_remove_handle");
+	/* Its regions went with it: adding one to the id fails. */
+	CHECK_FAILS(libuffd_monitor_add_region(m, id, mem, PAGE, &r), -EINVAL, "libuffd_monitor_add_region");
+	/* Added again, it is served again (a new id). */
+	uint32_t id2;
+	CHECK_OK(libuffd_monitor_add_handle(m, h, &id2));
+	CHECK(id2 != id);
+	r.register_mode = 0; /* still registered */
+	CHECK_OK(libuffd_monitor_add_region(m, id2, mem, PAGES * PAGE, &r));
+	CHECK_OK(libuffd_monitor_start(m));
+	pthread_t t;
+	struct reader_arg a = { mem, 0, PAGES, 0 };
+	pthread_create(&t, NULL, read_pages, &a);
+	pthread_join(t, NULL);
+	CHECK_EQ(a.sum, 0);
+	CHECK_OK(libuffd_monitor_stop(m));
+	CHECK_OK(libuffd_monitor_wait(m));
+	libuffd_monitor_free(m);
+	libuffd_handle_free(h);
+	munmap(mem, PAGES * PAGE);
 }
 
 static void test_bad_input(void)
@@ -647,6 +687,7 @@ int main(void)
 	test_defer();
 	test_stop_from_callback();
 	test_dispatch();
+	test_remove_handle();
 	test_bad_input();
 	test_good_guest();
 	free(source);
