@@ -1019,6 +1019,21 @@ typedef struct libuffd_monitor_stats {
    * LIBUFFD_ON_STOP_BLOCK).
    */
   uint64_t stop_zeroed;
+  /**
+   * Reads of a userfaultfd that failed for want of a descriptor
+   * (EMFILE/ENFILE while a FORK message waited): counted, logged and
+   * read again, never fatal.
+   */
+  uint64_t read_failures;
+  /**
+   * Forked children's userfaultfds closed because the child exited.
+   */
+  uint64_t children_closed;
+  /**
+   * Forked children left unserved because no room was ready for them
+   * (logged): their memory faults as without userfaultfd.
+   */
+  uint64_t children_dropped;
 } libuffd_monitor_stats;
 
 #ifdef __cplusplus

@@ -1063,6 +1063,9 @@ pub unsafe extern "C" fn libuffd_monitor_get_stats(
             stop_blocked: s.stop_blocked,
             stop_sigbus: s.stop_sigbus,
             stop_zeroed: s.stop_zeroed,
+            read_failures: s.read_failures,
+            children_closed: s.children_closed,
+            children_dropped: s.children_dropped,
         };
         let n = sz.min(std::mem::size_of::<libuffd_monitor_stats>());
         // SAFETY: `n` bytes are writable at `stats` (the caller's size)

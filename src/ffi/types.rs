@@ -636,6 +636,15 @@ pub struct libuffd_monitor_stats {
     /// the stop wakes it unless the monitor's policy is
     /// LIBUFFD_ON_STOP_BLOCK).
     pub stop_zeroed: u64,
+    /// Reads of a userfaultfd that failed for want of a descriptor
+    /// (EMFILE/ENFILE while a FORK message waited): counted, logged and
+    /// read again, never fatal.
+    pub read_failures: u64,
+    /// Forked children's userfaultfds closed because the child exited.
+    pub children_closed: u64,
+    /// Forked children left unserved because no room was ready for them
+    /// (logged): their memory faults as without userfaultfd.
+    pub children_dropped: u64,
 }
 
 /// A fault-handling engine over one or more handles. Create with

@@ -110,7 +110,7 @@ SA(TYPE_IS(FIELD(libuffd_monitor_opts, stop_policy), uint32_t));
 /* Stats: the stop counters are appended (sz says what an older caller has). */
 SA(offsetof(struct libuffd_monitor_stats, stop_blocked) ==
    offsetof(struct libuffd_monitor_stats, handed_off) + 8);
-SA(offsetof(struct libuffd_monitor_stats, stop_zeroed) + 8 == sizeof(struct libuffd_monitor_stats));
+SA(offsetof(struct libuffd_monitor_stats, children_dropped) + 8 == sizeof(struct libuffd_monitor_stats));
 
 /* The handle is opaque (incomplete): only pointers to it exist. */
 SA(sizeof(libuffd_handle *) == sizeof(void *));

@@ -6,6 +6,8 @@
  */
 #include "harness.h"
 
+#include <dirent.h>
+
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -471,6 +473,68 @@ static void test_stop_no_silent_zeros(void)
 	CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS, "child status %#x", status);
 }
 
+/* A forked child's userfaultfd (EVENT_FORK) is served, and closed by the
+ * monitor once the child has exited: children_closed counts it and the
+ * process's descriptors come back to what they were. */
+static int count_fds(void)
+{
+	int n = 0;
+	DIR *d = opendir("/proc/self/fd");
+	if (!d)
+		return -1;
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+static void test_fork_child_closed(void)
+{
+	SECTION("a forked child's userfaultfd is closed when the child exits");
+	char *mem = map_anon(PAGES * PAGE);
+	struct libuffd_open_opts o = LIBUFFD_OPTS_INIT(libuffd_open_opts, .flags = LIBUFFD_OPEN_NONBLOCK,
+						    .required_features = LIBUFFD_FEATURE_EVENT_FORK);
+	libuffd_handle *h = NULL;
+	CHECK_OK(libuffd_open(&o, &h));
+	if (!h)
+		return;
+	libuffd_monitor *m = NULL;
+	CHECK_OK(libuffd_monitor_new(NULL, NULL, 0, NULL, NULL, &m));
+	uint32_t id;
+	CHECK_OK(libuffd_monitor_add_handle(m, h, &id));
+	struct libuffd_region_opts r = LIBUFFD_OPTS_INIT(libuffd_region_opts, .source = LIBUFFD_SOURCE_BUFFER,
+						      .buffer = source, .buffer_len = PAGES * PAGE,
+						      .register_mode = LIBUFFD_REGISTER_MISSING, .fd = -1);
+	CHECK_OK(libuffd_monitor_add_region(m, id, mem, PAGES * PAGE, &r));
+	CHECK_OK(libuffd_monitor_start(m));
+	int fds0 = count_fds();
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0) {
+		alarm(20);
+		/* The child's copy is served by the monitor too. */
+		_exit(mem[PAGE + 5] == source[PAGE + 5] ? 0 : 1);
+	}
+	int status = 0;
+	CHECK_EQ(waitpid(pid, &status, 0), pid);
+	CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+	struct libuffd_monitor_stats st = { .sz = sizeof st };
+	for (int i = 0; i < 5000; i++) {
+		CHECK_OK(libuffd_monitor_get_stats(m, &st));
+		if (st.children_closed >= 1 && count_fds() <= fds0)
+			break;
+		usleep(1000);
+	}
+	CHECK_EQ(st.children_closed, 1);
+	CHECK_EQ(st.children_dropped, 0);
+	CHECK_MSG(count_fds() <= fds0, "descriptors %d after the child exited, %d before", count_fds(), fds0);
+	CHECK_OK(libuffd_monitor_stop(m));
+	CHECK_OK(libuffd_monitor_wait(m));
+	libuffd_monitor_free(m);
+	libuffd_handle_free(h);
+	munmap(mem, PAGES * PAGE);
+}
+
 static void test_remove_handle(void)
 {
 	SECTION("libuffd_monitor_remove_handle: a removed handle is no longer served");
@@ -681,6 +745,7 @@ int main(void)
 		source[i] = (char)(i * 13 + (i >> 12) + 1);
 	test_error_policy_sigbus(); /* forks: first, before any thread exists */
 	test_stop_no_silent_zeros(); /* forks too */
+	test_fork_child_closed(); /* forks too */
 	test_buffer_source();
 	test_callback_source();
 	test_workers();
