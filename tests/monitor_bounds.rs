@@ -15,53 +15,12 @@ mod common;
 use common::*;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 use uffd::monitor::*;
 use uffd::*;
 
 /// Forks are serialized within this test binary.
-static FORK_LOCK: Mutex<()> = Mutex::new(());
-
-/// Run `child` in a forked child (its return value is the exit code; a
-/// panic exits 101); the raw wait status. A child that outlives `timeout`
-/// is killed and the test fails.
-fn in_child(timeout: Duration, child: impl FnOnce() -> i32) -> i32 {
-    let _g = FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    // SAFETY: fork; the child runs `child` and leaves with _exit.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
-    if pid == 0 {
-        let zero = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: plain setrlimit (no core files for the expected SIGBUS).
-        unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) };
-        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(101);
-        // SAFETY: leave the child at once.
-        unsafe { libc::_exit(code) };
-    }
-    let deadline = Instant::now() + timeout;
-    loop {
-        let mut status = 0;
-        // SAFETY: our own child.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
-            return status;
-        }
-        assert_eq!(r, 0, "waitpid: {}", std::io::Error::last_os_error());
-        if Instant::now() > deadline {
-            // SAFETY: our own child.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, &mut status, 0);
-            }
-            panic!("child {pid} still running after {timeout:?} (hung or spinning): killed");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
 
 fn describe(status: i32) -> String {
     if libc::WIFEXITED(status) {

@@ -12,7 +12,7 @@
 mod common;
 use common::*;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 use uffd::monitor::*;
 use uffd::*;
@@ -74,49 +74,6 @@ impl Handler for CopyFrom {
 }
 
 /// Forks are serialized within this test binary.
-static FORK_LOCK: Mutex<()> = Mutex::new(());
-
-/// Run `child` in a forked child process (its return value is the exit
-/// code; a panic exits 101) and return the raw wait status. The child is
-/// killed, and the test fails, if it outlives `timeout`.
-fn in_child(timeout: Duration, child: impl FnOnce() -> i32) -> i32 {
-    let _g = FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    // SAFETY: fork; the child runs `child` and leaves with _exit.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
-    if pid == 0 {
-        // No core files for the expected SIGBUS.
-        let zero = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: plain setrlimit.
-        unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) };
-        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(101);
-        // SAFETY: leave the child at once, without running the parent's
-        // atexit handlers or destructors.
-        unsafe { libc::_exit(code) };
-    }
-    let deadline = Instant::now() + timeout;
-    loop {
-        let mut status = 0;
-        // SAFETY: our own child.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
-            return status;
-        }
-        assert_eq!(r, 0, "waitpid: {}", std::io::Error::last_os_error());
-        if Instant::now() > deadline {
-            // SAFETY: our own child.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, &mut status, 0);
-            }
-            panic!("child {pid} still running after {timeout:?}: killed");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
 
 fn describe(status: i32) -> String {
     if libc::WIFEXITED(status) {
@@ -253,14 +210,6 @@ struct BlackHole;
 impl Handler for BlackHole {
     fn on_fault(&self, _ctx: &FaultCtx<'_>) -> Verdict {
         Verdict::Defer
-    }
-}
-
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
     }
 }
 

@@ -10,53 +10,10 @@ mod common;
 use common::kit::assert_sigbus;
 use common::*;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uffd::monitor::*;
 use uffd::*;
-
-static FORK_LOCK: Mutex<()> = Mutex::new(());
-
-/// Run `child` in a forked child (its return value is the exit code) and
-/// return the wait status; the child is killed if it outlives `timeout`.
-fn in_child(timeout: Duration, child: impl FnOnce() -> i32) -> i32 {
-    let _g = FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    // SAFETY: fork; the child runs `child` and leaves with _exit.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
-    if pid == 0 {
-        let zero = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: plain setrlimit / signal.
-        unsafe {
-            libc::setrlimit(libc::RLIMIT_CORE, &zero);
-            libc::signal(libc::SIGBUS, libc::SIG_DFL);
-        }
-        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(101);
-        // SAFETY: leave at once.
-        unsafe { libc::_exit(code) };
-    }
-    let deadline = Instant::now() + timeout;
-    loop {
-        let mut status = 0;
-        // SAFETY: our own child.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
-            return status;
-        }
-        if Instant::now() > deadline {
-            // SAFETY: our own child.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, &mut status, 0);
-            }
-            panic!("child {pid} still running after {timeout:?}: killed (a hang)");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
 
 fn exit_code(status: i32) -> i32 {
     assert!(
@@ -65,14 +22,6 @@ fn exit_code(status: i32) -> i32 {
         libc::WTERMSIG(status)
     );
     libc::WEXITSTATUS(status)
-}
-
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
 }
 
 fn features(kind: Kind) -> Features {

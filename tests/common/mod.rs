@@ -291,3 +291,66 @@ pub fn add_all(
     .unwrap();
     id
 }
+
+/// Held around every fork of a test binary (`in_child`, and tests that
+/// fork themselves): a child forked while another test's thread holds a
+/// lock (the panic hook's, stderr's, malloc's) would inherit it held.
+pub static FORK_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Run `child` in a forked child process (its return value is the exit
+/// code; a panic exits 101) and return the raw wait status. The child runs
+/// without core files and with SIGBUS at its default action (several tests
+/// expect it to die of SIGBUS). It is killed, and the test fails, if it
+/// outlives `timeout` (hung or spinning).
+pub fn in_child(timeout: Duration, child: impl FnOnce() -> i32) -> i32 {
+    let _g = FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    // SAFETY: fork; the child runs `child` and leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        let zero = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: plain setrlimit / signal.
+        unsafe {
+            libc::setrlimit(libc::RLIMIT_CORE, &zero);
+            libc::signal(libc::SIGBUS, libc::SIG_DFL);
+        }
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(101);
+        // SAFETY: leave the child at once, without running the parent's
+        // atexit handlers or destructors.
+        unsafe { libc::_exit(code) };
+    }
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let mut status = 0;
+        // SAFETY: our own child.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            return status;
+        }
+        assert_eq!(r, 0, "waitpid: {}", std::io::Error::last_os_error());
+        if std::time::Instant::now() > deadline {
+            // SAFETY: our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            panic!("child {pid} still running after {timeout:?} (hung or spinning): killed");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Poll `f` every 2 ms until it holds; fail the test after `secs`.
+pub fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
