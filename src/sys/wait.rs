@@ -40,60 +40,63 @@ pub fn epoll_create() -> Result<OwnedFd, i32> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Watch `fd` for input on `ep`, tagging events with `token`.
-pub fn epoll_add(ep: BorrowedFd<'_>, fd: BorrowedFd<'_>, token: u64) -> Result<(), i32> {
+/// epoll_ctl(2) `op` for `fd` on `ep` with `events`, tagged `token`.
+fn epoll_ctl(
+    ep: BorrowedFd<'_>,
+    op: libc::c_int,
+    fd: BorrowedFd<'_>,
+    events: libc::c_int,
+    token: u64,
+) -> Result<(), i32> {
     let mut ev = libc::epoll_event {
-        events: libc::EPOLLIN as u32,
+        events: events as u32,
         u64: token,
     };
-    // SAFETY: valid epoll fd, target fd and event struct.
-    let rc =
-        unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, fd.as_raw_fd(), &mut ev) };
+    // SAFETY: `ep` and `fd` are live descriptors for the borrows, and `ev`
+    // is a valid event struct (the kernel ignores it for EPOLL_CTL_DEL).
+    let rc = unsafe { libc::epoll_ctl(ep.as_raw_fd(), op, fd.as_raw_fd(), &mut ev) };
     if rc < 0 {
         Err(super::last_errno())
     } else {
         Ok(())
     }
+}
+
+/// Watch `fd` for input on `ep`, tagging events with `token`.
+pub fn epoll_add(ep: BorrowedFd<'_>, fd: BorrowedFd<'_>, token: u64) -> Result<(), i32> {
+    epoll_ctl(ep, libc::EPOLL_CTL_ADD, fd, libc::EPOLLIN, token)
 }
 
 /// Watch `fd` for input on `ep`, edge-triggered: one event per wakeup of
 /// the file's wait queue (its readiness as poll(2) reports it does not
 /// matter: a blocking userfaultfd always reports POLLERR).
 pub fn epoll_add_edge(ep: BorrowedFd<'_>, fd: BorrowedFd<'_>, token: u64) -> Result<(), i32> {
-    let mut ev = libc::epoll_event {
-        events: (libc::EPOLLIN | libc::EPOLLET) as u32,
-        u64: token,
-    };
-    // SAFETY: valid epoll fd, target fd and event struct.
-    let rc =
-        unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, fd.as_raw_fd(), &mut ev) };
-    if rc < 0 {
-        Err(super::last_errno())
-    } else {
-        Ok(())
-    }
+    epoll_ctl(
+        ep,
+        libc::EPOLL_CTL_ADD,
+        fd,
+        libc::EPOLLIN | libc::EPOLLET,
+        token,
+    )
 }
 
-/// Stop watching `fd`.
+/// Stop watching `fd`. A failure (already removed) is harmless.
 pub fn epoll_del(ep: BorrowedFd<'_>, fd: BorrowedFd<'_>) {
-    let mut ev = libc::epoll_event { events: 0, u64: 0 };
-    // SAFETY: valid fds; a failure (already removed) is harmless.
-    let _ =
-        unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_DEL, fd.as_raw_fd(), &mut ev) };
+    let _ = epoll_ctl(ep, libc::EPOLL_CTL_DEL, fd, 0, 0);
 }
 
 /// Re-arm an edge-triggered watch of `fd` on `ep` (EPOLL_CTL_MOD): if
 /// `fd` is readable now, a new edge is reported, so that input left
-/// unread is not forgotten until the next one.
+/// unread is not forgotten until the next one. A failure (the fd was
+/// removed meanwhile) is harmless.
 pub fn epoll_rearm_edge(ep: BorrowedFd<'_>, fd: BorrowedFd<'_>, token: u64) {
-    let mut ev = libc::epoll_event {
-        events: (libc::EPOLLIN | libc::EPOLLET) as u32,
-        u64: token,
-    };
-    // SAFETY: valid epoll fd, target fd and event struct; a failure (the
-    // fd was removed meanwhile) is harmless.
-    let _ =
-        unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_MOD, fd.as_raw_fd(), &mut ev) };
+    let _ = epoll_ctl(
+        ep,
+        libc::EPOLL_CTL_MOD,
+        fd,
+        libc::EPOLLIN | libc::EPOLLET,
+        token,
+    );
 }
 
 /// Wait for events; returns the tokens of the ready fds in `out`.
