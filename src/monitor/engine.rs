@@ -116,6 +116,18 @@ pub(crate) struct Pending {
 }
 
 impl Pending {
+    /// A fault just read, not tried yet.
+    pub(crate) fn fresh(uffd_id: u32, fault: Fault, t_read: u64) -> Pending {
+        Pending {
+            uffd_id,
+            fault,
+            attempts: 0,
+            errors: 0,
+            due_ns: 0,
+            t_read,
+        }
+    }
+
     /// The next try of a fault that `Handled` says to retry.
     pub(crate) fn next_try(self, h: Handled) -> Pending {
         match h {
@@ -798,14 +810,7 @@ impl Inner {
                 if st.seen.len() < st.seen.capacity() {
                     st.seen.push(key);
                 }
-                let p = Pending {
-                    uffd_id: id,
-                    fault,
-                    attempts: 0,
-                    errors: 0,
-                    due_ns: 0,
-                    t_read,
-                };
+                let p = Pending::fresh(id, fault, t_read);
                 if self.hand_off_pays(id, &fault) && self.hand_off(st, p) {
                     return;
                 }

@@ -231,14 +231,7 @@ impl Inner {
                     match ev {
                         crate::uffd::Event::Pagefault(fault) => {
                             Stats::add(&self.stats.faults, 1);
-                            let p = Pending {
-                                uffd_id: id,
-                                fault,
-                                attempts: 0,
-                                errors: 0,
-                                due_ns: 0,
-                                t_read,
-                            };
+                            let p = Pending::fresh(id, fault, t_read);
                             if st.retry.len() < st.retry.capacity() {
                                 st.retry.push(p);
                             } else {
