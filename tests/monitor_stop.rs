@@ -485,10 +485,16 @@ fn fd_source_is_duplicated() {
         },
     )
     .unwrap();
-    // SAFETY: our own descriptor.
-    unsafe { libc::close(fd) };
-    let reused = file(&other);
+    // The caller's file goes away and another file takes its number. dup2
+    // does both atomically: closing first and waiting for the number to be
+    // reused races with the other tests of this binary, which run in
+    // parallel and may take the lowest free number first.
+    let other_fd = file(&other);
+    // SAFETY: both are our own descriptors; dup2 closes the file on `fd`.
+    let reused = unsafe { libc::dup2(other_fd, fd) };
     assert_eq!(reused, fd, "the number is taken by another file");
+    // SAFETY: our own descriptor (the copy on `fd` stays open).
+    unsafe { libc::close(other_fd) };
     let run = m.start().unwrap();
     assert_eq!(
         mem.bytes(),
