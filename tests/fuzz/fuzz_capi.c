@@ -51,6 +51,9 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <pthread.h>
+#include <signal.h>
+#include <dirent.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -1138,6 +1141,117 @@ static void op_touch(struct in *in)
 	}
 }
 
+/* ---- hang watchdog ----------------------------------------------------- */
+
+/*
+ * libFuzzer's -timeout is a SIGALRM handled by the fuzzing thread. It does
+ * not fire when that thread sits in a wait a signal does not end (a killable
+ * kernel wait, e.g. a page fault taken inside a system call on memory no one
+ * serves) and it can itself deadlock (it allocates and symbolizes). This
+ * thread watches each input instead, with nothing but system calls: when one
+ * input runs longer than FUZZ_HANG_SECONDS (default 20) it saves the input
+ * as artifacts/hang-watchdog-<pid>, writes every thread's name, kernel wait
+ * channel, system call and kernel stack to stderr, and ends the process with
+ * exit status 70. run.sh reports that as a failure with the reproducer.
+ */
+static const uint8_t *volatile wd_data;
+static volatile size_t wd_size;
+static atomic_ulong wd_started;   /* CLOCK_MONOTONIC seconds at input start, 0 when idle */
+static unsigned wd_limit = 20;
+
+static void wd_puts(const char *s)
+{
+	ssize_t r = write(2, s, strlen(s));
+	(void)r;
+}
+
+static void wd_cat(const char *path, const char *label)
+{
+	char buf[4096];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = 0;
+	wd_puts(label);
+	wd_puts(buf);
+	if (buf[n - 1] != '\n')
+		wd_puts("\n");
+}
+
+static void wd_dump_threads(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	char path[128];
+	while (d && (e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		wd_puts("-- thread ");
+		wd_puts(e->d_name);
+		wd_puts("\n");
+		snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+		wd_cat(path, "   comm: ");
+		snprintf(path, sizeof path, "/proc/self/task/%s/wchan", e->d_name);
+		wd_cat(path, "   wchan: ");
+		snprintf(path, sizeof path, "/proc/self/task/%s/syscall", e->d_name);
+		wd_cat(path, "   syscall: ");
+		snprintf(path, sizeof path, "/proc/self/task/%s/stack", e->d_name);
+		wd_cat(path, "   kernel stack:\n");
+	}
+	if (d)
+		closedir(d);
+}
+
+static unsigned long wd_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (unsigned long)ts.tv_sec;
+}
+
+static void *wd_thread(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		sleep(1);
+		unsigned long t0 = atomic_load(&wd_started);
+		if (t0 == 0 || wd_now() - t0 < wd_limit)
+			continue;
+		char name[64];
+		snprintf(name, sizeof name, "artifacts/hang-watchdog-%d", (int)getpid());
+		int fd = open(name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd >= 0) {
+			ssize_t r = write(fd, (const void *)wd_data, wd_size);
+			(void)r;
+			close(fd);
+		}
+		wd_puts("fuzz_capi: WATCHDOG: one input has run for too long; saved as ");
+		wd_puts(fd >= 0 ? name : "(could not save: no artifacts/ directory here)");
+		wd_puts("\n");
+		wd_dump_threads();
+		_exit(70);
+	}
+	return NULL;
+}
+
+static void wd_start(void)
+{
+	const char *s = getenv("FUZZ_HANG_SECONDS");
+	if (s && atoi(s) > 0)
+		wd_limit = (unsigned)atoi(s);
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_t t;
+	if (pthread_create(&t, NULL, wd_thread, NULL) == 0)
+		pthread_detach(t);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
 /* ---- the driver -------------------------------------------------------- */
 
 static void setup(void)
@@ -1202,6 +1316,7 @@ static void setup(void)
 	null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
 	strict = getenv("FUZZ_STRICT") && atoi(getenv("FUZZ_STRICT")) > 0;
 	trace = getenv("FUZZ_TRACE") && atoi(getenv("FUZZ_TRACE")) > 0;
+	wd_start();
 	/* Huge pages: 2 of the default size, if any are reserved. */
 	FILE *mi = fopen("/proc/meminfo", "r");
 	char line[256];
@@ -1270,6 +1385,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	setup();
+	wd_data = data;
+	wd_size = size;
+	atomic_store(&wd_started, wd_now());
 	struct in in = { data, size };
 	int ops = 0;
 	while (in.n > 0 && ops++ < MAX_OPS) {
@@ -1354,12 +1472,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	teardown();
 	if (mono() - t_td > 2.0)
 		fprintf(stderr, "fuzz_capi: teardown (monitor and handle frees) took %.1f s\n", mono() - t_td);
+	atomic_store(&wd_started, 0);
 	return 0;
 }
 
 #ifdef FUZZ_STANDALONE
 /* Replay: each argument is an input file (or a directory of them). */
-#include <dirent.h>
 #include <sys/stat.h>
 
 static int replay_file(const char *path)

@@ -2,7 +2,8 @@
 # tests/fuzz/run.sh SECONDS [libFuzzer args...]: run build/fuzz/fuzz_capi
 # (make fuzz / make fuzz-quick) for SECONDS from the committed corpus plus
 # what earlier runs found (build/fuzz/work). Fails on any crash, hang
-# (-timeout), leak or sanitizer report; the reproducer is left in
+# (-timeout, or the driver's own watchdog: FUZZ_HANG_SECONDS), leak or
+# sanitizer report; the reproducer is left in
 # build/fuzz/artifacts and its trace can be replayed with
 #   FUZZ_TRACE=1 build/fuzz/fuzz_capi build/fuzz/artifacts/<file>
 set -u
@@ -20,6 +21,12 @@ echo "== fuzz_capi for ${secs} s (corpus: $(ls "$dir/work" | wc -l) inputs)"
   >"$dir/fuzz.log" 2>&1
 rc=$?
 grep -v -E '^#[0-9]+.*(NEW|REDUCE|pulse) ' "$dir/fuzz.log" | tail -n 40
+# The driver's own hang watchdog (see fuzz_capi.c) dumps every thread's
+# kernel stack: print all of it, it is what tells the hang apart.
+if grep -q 'fuzz_capi: WATCHDOG' "$dir/fuzz.log"; then
+  echo "== the driver's watchdog fired:"
+  sed -n '/fuzz_capi: WATCHDOG/,$p' "$dir/fuzz.log" | head -n 400
+fi
 if [ "$rc" -ne 0 ] || ls "$dir/artifacts" | grep -v '^slow-unit-' | grep -q .; then
   echo "fuzz: FAILED (exit $rc); reproducers in $dir/artifacts:"
   ls -l "$dir/artifacts"
