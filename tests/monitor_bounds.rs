@@ -316,6 +316,10 @@ fn engine_panic_in_dispatch_is_an_error() {
     let u = Arc::new(open_uffd(Features::empty()));
     let config = Config {
         error_policy: ErrorPolicy::Retry,
+        // The dispatch that reports the panic applies the stop policy as a
+        // run's end does; Block keeps the faulting thread for the test to
+        // release below (the default would deliver SIGBUS to it).
+        stop_policy: StopPolicy::Block,
         ..Config::default()
     };
     let m = Monitor::new(
@@ -344,7 +348,7 @@ fn engine_panic_in_dispatch_is_an_error() {
     }
     let e = err.expect("dispatch reports the engine's panic");
     assert_eq!(e.errno(), libc::ENOTRECOVERABLE, "{e}");
-    // Release the faulting thread ourselves (no run, no release on stop).
+    // Release the faulting thread ourselves (Block: left waiting).
     u.unregister(mem.start(), mem.len as u64).unwrap();
     assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), 0);
 }

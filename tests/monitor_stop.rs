@@ -306,6 +306,63 @@ fn restart_after_stop_serves_blocked_threads() {
     }
 }
 
+/// A stop ends a caller's dispatch loop (`while dispatch(-1) is Ok`) with
+/// ECANCELED, after applying the stop policy (Block: the thread faulting
+/// later stays blocked, counted), and the next dispatch serves again, the
+/// blocked thread included. Before the fix, dispatch went on returning
+/// the ready count after a stop: the loop never ended (it spun on the
+/// stop's wake-up, then slept in poll with nothing to serve).
+#[test]
+fn stop_ends_dispatch_loop_and_dispatch_resumes() {
+    let _w = Watchdog::new("stop_ends_dispatch_loop_and_dispatch_resumes", 60);
+    let mem = Arc::new(Mem::new(Kind::Anon, 4));
+    let src = content(4 * PAGE);
+    let u = Arc::new(open_uffd(Features::empty()));
+    let config = Config {
+        stop_policy: StopPolicy::Block,
+        adaptive: false,
+        ..Config::default()
+    };
+    let m = Arc::new(Monitor::new(config, Box::new(DefaultHandler)).unwrap());
+    add_all(
+        &m,
+        &u,
+        &mem,
+        Source::Buffer {
+            addr: src.as_ptr() as u64,
+            len: src.len() as u64,
+        },
+    );
+    let dispatch_loop = |m: &Arc<Monitor>| {
+        let m = m.clone();
+        std::thread::spawn(move || loop {
+            if let Err(e) = m.dispatch(-1) {
+                return e;
+            }
+        })
+    };
+    let d = dispatch_loop(&m);
+    assert_eq!(mem.read(11), src[11]);
+    m.stop();
+    wait_for("the dispatch loop to end at the stop", 10, || d.is_finished());
+    let e = d.join().unwrap();
+    assert_eq!(e.errno(), libc::ECANCELED, "{e}");
+    // Block: a fault after the stop waits; nothing dispatches.
+    let t = reader(&mem, 2 * PAGE + 5);
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(!t.is_finished(), "Block: the fault waits after the stop");
+    // Dispatching again serves it, with the right bytes.
+    let d = dispatch_loop(&m);
+    wait_for("the resumed dispatch to serve the waiting thread", 10, || {
+        t.is_finished()
+    });
+    assert_eq!(t.join().unwrap(), src[2 * PAGE + 5]);
+    assert_eq!(mem.read(3 * PAGE + 1), src[3 * PAGE + 1]);
+    m.stop();
+    wait_for("the second loop to end", 10, || d.is_finished());
+    assert_eq!(d.join().unwrap().errno(), libc::ECANCELED);
+}
+
 /// Restart after a stop that released the regions: they are gone from the
 /// monitor (their memory was explicitly zero-filled), so they can be added
 /// again and are served by the new run. Before the fix, the region was

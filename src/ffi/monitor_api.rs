@@ -858,8 +858,17 @@ pub unsafe extern "C" fn libuffd_monitor_fd(m: *const libuffd_monitor) -> i32 {
 /// that can be cancelled, poll(2) libuffd_monitor_fd() yourself and call
 /// this with timeout 0.
 ///
+/// Stop: libuffd_monitor_stop() (from any thread, a callback included)
+/// ends dispatching as it ends a run. The dispatch that sees the stop
+/// releases the waiting faults and the regions per the stop policies (as
+/// a run's end does) and returns -ECANCELED, or the error that stopped the
+/// monitor (e.g. -EIO under LIBUFFD_ON_ERROR_STOP), so that a loop
+/// `while (libuffd_monitor_dispatch(m, -1) >= 0)` ends. The next dispatch
+/// serves again.
+///
 /// Returns: the number of ready sources handled (0 on timeout), -EBUSY
-/// (running, or another thread dispatching), -EINTR.
+/// (running, or another thread dispatching), -EINTR, -ECANCELED (stopped),
+/// or the error the monitor stopped on.
 ///
 /// # Safety
 /// `m` is NULL or a live monitor.

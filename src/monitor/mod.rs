@@ -1157,22 +1157,83 @@ impl Monitor {
     /// Forks are served as by `run`'s reader, from the reserves that the
     /// reserve thread (started by `add_uffd`) keeps ready, so that a fork
     /// storm cannot deadlock the dispatching thread.
+    ///
+    /// A stop (`stop`, or the engine stopping on an error) ends dispatching
+    /// as it ends a run: the dispatch that sees it releases the faults and
+    /// regions per the stop policies and returns the stop's error
+    /// (ECANCELED for `stop`, else the errno that stopped the monitor), so
+    /// that a `while dispatch(..) >= 0` loop ends instead of spinning on a
+    /// readable descriptor. The next dispatch serves again, as a `run`
+    /// after a stop does.
     pub fn dispatch(&self, timeout_ms: i32) -> Result<usize> {
-        if self.inner.running.load(Acquire) {
+        let inner = &self.inner;
+        if inner.running.load(Acquire) {
             return Err(Error::os(
                 "monitor dispatch",
                 libc::EBUSY,
                 "the monitor is running on its own",
             ));
         }
-        let mut st = self.inner.reader.try_lock().map_err(|_| {
+        let mut st = inner.reader.try_lock().map_err(|_| {
             Error::os(
                 "monitor dispatch",
                 libc::EBUSY,
                 "another thread is dispatching",
             )
         })?;
-        self.inner.iterate_guarded(&mut st, timeout_ms)
+        if inner.ended.swap(false, AcqRel) {
+            // The stop was delivered by an earlier dispatch: serve again.
+            inner.prepare_rerun();
+            self.start_reserve()?;
+        }
+        let result = if inner.stop.load(Acquire) {
+            Ok(0)
+        } else {
+            inner.iterate_guarded(&mut st, timeout_ms)
+        };
+        if !inner.stop.load(Acquire) {
+            return result;
+        }
+        drop(st);
+        let stopped = self.end_dispatch();
+        result.and(stopped.map(|()| 0))
+    }
+
+    /// The end of dispatching (a stop seen by `dispatch`): what
+    /// `finish_run` does at the end of a run, less the run's own threads.
+    /// Always an error: the stop's.
+    fn end_dispatch(&self) -> Result<()> {
+        let inner = &self.inner;
+        let filler = inner
+            .reserve_thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(t) = filler {
+            let _ = t.join();
+        }
+        inner.release_at_stop();
+        inner.ended.store(true, Release);
+        if let Some(e) = inner
+            .loop_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            return Err(e);
+        }
+        match inner.stop_errno.load(Acquire) as i32 {
+            0 => Err(Error::os(
+                "monitor dispatch",
+                libc::ECANCELED,
+                "the monitor was stopped (libuffd_monitor_stop); the next dispatch serves again",
+            )),
+            errno => Err(Error::os(
+                "monitor dispatch",
+                errno,
+                "the monitor stopped on an error (see the log callback)",
+            )),
+        }
     }
 
     /// Complete a deferred fault from any thread. EAGAIN is retried for up

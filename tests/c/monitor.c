@@ -431,6 +431,13 @@ static void test_dispatch(void)
 	CHECK_EQ(a.sum, 0);
 	CHECK_EQ(st.bytes, PAGES * PAGE);
 	CHECK_EQ(st.resolved, PAGES); /* fixed window of 1: one page per fault */
+	/* A stop ends a dispatch loop (before: dispatch went on returning the
+	   ready count, and a `while (dispatch >= 0)` loop never ended); the
+	   next dispatch serves again. */
+	CHECK_OK(libuffd_monitor_stop(m));
+	CHECK_FAILS(libuffd_monitor_dispatch(m, -1), -ECANCELED, "libuffd_monitor_dispatch");
+	CHECK_RET(libuffd_monitor_dispatch(m, 0), 1); /* the stop's wake-up */
+	CHECK_RET(libuffd_monitor_dispatch(m, 0), 0);
 	libuffd_monitor_free(m);
 	libuffd_handle_free(h);
 	munmap(mem, PAGES * PAGE);

@@ -519,6 +519,14 @@ static void op_from_fd(struct in *in)
 	}
 	if (!owned)
 		die("libuffd_handle_from_fd adopted fd %d", fd);
+	/* The handle holds its own duplicate: ours stays open and is ours to
+	 * close. (Left open, it kept the uffd alive after the handle's free:
+	 * with EVENT_REMOVE and a range still registered, the teardown's
+	 * madvise then waited forever for someone to read the REMOVE event,
+	 * the hang fuzz-quick met once.) */
+	if (fcntl(fd, F_GETFD) < 0)
+		die("libuffd_handle_from_fd closed the caller's fd");
+	close(fd);
 	new_handle(s, h);
 	uint64_t feats = 0;
 	CALL("libuffd_handle_features", libuffd_handle_features(h, &feats));
@@ -1186,7 +1194,7 @@ static void wd_dump_threads(void)
 {
 	DIR *d = opendir("/proc/self/task");
 	struct dirent *e;
-	char path[128];
+	char path[sizeof e->d_name + 32];
 	while (d && (e = readdir(d))) {
 		if (e->d_name[0] == '.')
 			continue;
