@@ -11,6 +11,7 @@ mod common;
 use common::*;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 use uffd::monitor::*;
 use uffd::*;
@@ -34,6 +35,9 @@ fn open_fds() -> usize {
 }
 
 fn storm_once(run_no: usize, forks: usize) {
+    // No other test of this binary forks meanwhile (`in_child` takes the
+    // lock too): with EVENT_FORK, their forks would be this monitor's.
+    let _forks = FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let pages = 64;
     let mem = Arc::new(Mem::new(Kind::Anon, pages));
     let data = Arc::new(content(mem.len, 77 + run_no as u64));
@@ -154,4 +158,313 @@ fn fork_storm_4_faulting_threads() {
         storm_once(r, forks);
     }
     eprintln!("fork storm: {runs}/{runs} runs of {forks} forks x 4 faulting threads, no hang");
+}
+
+/// Handler that keeps the log lines (the monitor's helper writes them).
+struct KeepLog(Arc<std::sync::Mutex<Vec<String>>>);
+impl Handler for KeepLog {
+    fn wants_log(&self) -> bool {
+        true
+    }
+    fn on_log(&self, msg: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(msg.to_string());
+    }
+}
+
+/// Issue 14 item 3: EMFILE on the reader is survived and reported. The
+/// process runs out of descriptors, then forks: the reader's read(2) of
+/// the FORK message fails with EMFILE (the kernel needs a descriptor for
+/// the child's userfaultfd). The loop goes on (the fork stays blocked in
+/// the kernel, the message kept), counts the failure and logs it once;
+/// once descriptors are freed the same message is read, the child is
+/// served with the right bytes, and the parent still is. Before the fix the
+/// reader died on EMFILE and fork() hung in D state. Runs in a child
+/// process (it lowers RLIMIT_NOFILE). Exit codes say what broke.
+#[test]
+fn reader_survives_emfile() {
+    let _w = Watchdog::new("reader_survives_emfile", 120);
+    let status = in_child(Duration::from_secs(90), || {
+        let pages = 8;
+        let mem = Arc::new(Mem::new(Kind::Anon, pages));
+        let data = Arc::new(content(mem.len, 5));
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let u = Arc::new(open_uffd(Features::EVENT_FORK));
+        let m = Monitor::new(Config::default(), Box::new(KeepLog(log.clone()))).unwrap();
+        let id = m.add_uffd(u.clone()).unwrap();
+        m.add_region(
+            id,
+            mem.start(),
+            mem.len as u64,
+            RegionOptions {
+                source: Source::Buffer {
+                    addr: data.as_ptr() as u64,
+                    len: data.len() as u64,
+                },
+                register: RegisterMode::MISSING,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let run = m.start().unwrap();
+        if mem.bytes()[..PAGE] != data[..PAGE] {
+            return 2;
+        }
+        // Lower the limit, then take every descriptor left.
+        let limit = libc::rlimit {
+            rlim_cur: (open_fds() + 64) as u64,
+            rlim_max: 4096,
+        };
+        // SAFETY: plain setrlimit of this (child) process.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+            return 3;
+        }
+        let mut fillers = Vec::new();
+        loop {
+            // SAFETY: dup of stdin's number into a descriptor we own.
+            let fd = unsafe { libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 0) };
+            if fd < 0 {
+                break;
+            }
+            fillers.push(fd);
+        }
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EMFILE) {
+            return 4;
+        }
+        // Fork from a thread: fork() waits in the kernel until the FORK
+        // message is read. The child checks a page its parent never read.
+        let (mem2, data2) = (mem.clone(), data.clone());
+        let forker = std::thread::spawn(move || {
+            // SAFETY: fork; the child only reads memory and leaves with
+            // _exit.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                let off = 3 * PAGE;
+                let ok = mem2.bytes()[off..off + PAGE] == data2[off..off + PAGE];
+                // SAFETY: leave the child at once.
+                unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+            }
+            let mut st = 0;
+            // SAFETY: our own child.
+            let r = unsafe { libc::waitpid(pid, &mut st, 0) };
+            (pid, r, st)
+        });
+        let t0 = Instant::now();
+        while m.stats().read_failures == 0 {
+            if t0.elapsed() > Duration::from_secs(20) {
+                return 5; // the reader never met EMFILE
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // The fork waits while no descriptor is free; the loop lives.
+        std::thread::sleep(Duration::from_millis(100));
+        if forker.is_finished() {
+            return 6;
+        }
+        let failures = m.stats().read_failures;
+        // Free some descriptors: the same message is read now.
+        for fd in fillers.drain(..8) {
+            // SAFETY: our own descriptor.
+            unsafe { libc::close(fd) };
+        }
+        let (pid, r, st) = forker.join().unwrap();
+        if pid <= 0 || r != pid || !libc::WIFEXITED(st) || libc::WEXITSTATUS(st) != 0 {
+            return 7; // the child was not served right
+        }
+        // Reported: the counter, and one log line from the helper.
+        let t0 = Instant::now();
+        while !log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("EMFILE") && l.contains("read(2)"))
+        {
+            if t0.elapsed() > Duration::from_secs(10) {
+                return 8;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // The parent is still served, and the monitor stops cleanly.
+        let off = 5 * PAGE;
+        if mem.bytes()[off..off + PAGE] != data[off..off + PAGE] {
+            return 9;
+        }
+        m.stop();
+        if run.wait().is_err() {
+            return 10;
+        }
+        let s = m.stats();
+        eprintln!(
+            "EMFILE: {failures} failed reads before descriptors were freed (1 ms apart), {} in all; forks {}",
+            s.read_failures, s.forks
+        );
+        if s.forks != 1 || s.failed != 0 {
+            return 11;
+        }
+        0
+    });
+    assert_eq!(
+        exit_code(status),
+        0,
+        "EMFILE on the reader: child exit code (see the test's comments)"
+    );
+}
+
+fn exit_code(status: i32) -> i32 {
+    assert!(
+        libc::WIFEXITED(status),
+        "the child did not exit normally: status {status:#x} (signal {})",
+        libc::WTERMSIG(status)
+    );
+    libc::WEXITSTATUS(status)
+}
+
+/// Serves Callback regions from `data`, noting which uffd each fault came
+/// from.
+struct ServeAndNote {
+    data: Arc<Vec<u8>>,
+    ids: Arc<std::sync::Mutex<Vec<u32>>>,
+}
+impl Handler for ServeAndNote {
+    fn on_fault(&self, ctx: &FaultCtx<'_>) -> Verdict {
+        self.ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(ctx.token.uffd_id);
+        let off = ctx.region.map(|r| r.source_offset).unwrap_or(0);
+        match ctx.resolve(Action::Copy(self.data.as_ptr() as u64 + off)) {
+            Ok(_) => Verdict::Resolved,
+            Err(e) => Verdict::Error(e.errno()),
+        }
+    }
+}
+
+/// Issue 14 item 3: `remove_uffd` on a forked child's userfaultfd (its id
+/// learnt from a fault of the child) closes the monitor's descriptor at
+/// once, forgets the child's regions (a second remove is EINVAL), leaves
+/// the parent served, and the child, whose memory is no longer watched,
+/// does not hang. Runs in a child process (it counts descriptors).
+#[test]
+fn remove_forked_childs_uffd() {
+    let _w = Watchdog::new("remove_forked_childs_uffd", 60);
+    let status = in_child(Duration::from_secs(45), || {
+        let pages = 8;
+        let mem = Arc::new(Mem::new(Kind::Anon, pages));
+        let data = Arc::new(content(mem.len, 9));
+        let ids = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let u = Arc::new(open_uffd(Features::EVENT_FORK));
+        let h = ServeAndNote {
+            data: data.clone(),
+            ids: ids.clone(),
+        };
+        let config = Config {
+            adaptive: false,
+            ..Config::default()
+        };
+        let m = Monitor::new(config, Box::new(h)).unwrap();
+        let parent_id = m.add_uffd(u.clone()).unwrap();
+        m.add_region(
+            parent_id,
+            mem.start(),
+            mem.len as u64,
+            RegionOptions {
+                source: Source::Callback,
+                register: RegisterMode::MISSING,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let run = m.start().unwrap();
+        let mut to_child = [0i32; 2];
+        let mut from_child = [0i32; 2];
+        // SAFETY: pipes of our own.
+        unsafe {
+            libc::pipe(to_child.as_mut_ptr());
+            libc::pipe(from_child.as_mut_ptr());
+        }
+        let mem2 = mem.clone();
+        let d2 = data.clone();
+        let forker = std::thread::spawn(move || {
+            // SAFETY: fork; the child reads memory, uses its pipes and
+            // leaves with _exit.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                let b = mem2.bytes();
+                let served = b[PAGE..2 * PAGE] == d2[PAGE..2 * PAGE];
+                let mut c = [served as u8];
+                // SAFETY: our pipe ends.
+                unsafe {
+                    libc::write(from_child[1], c.as_ptr().cast(), 1);
+                    libc::read(to_child[0], c.as_mut_ptr().cast(), 1);
+                }
+                // No longer watched: the page reads as the kernel's zero
+                // page (not data, but no hang either).
+                let unwatched = b[4 * PAGE] == 0;
+                // SAFETY: leave the child at once.
+                unsafe { libc::_exit(if unwatched { 0 } else { 1 }) };
+            }
+            pid
+        });
+        let pid = forker.join().unwrap();
+        let mut c = [0u8];
+        // SAFETY: our pipe end.
+        if unsafe { libc::read(from_child[0], c.as_mut_ptr().cast(), 1) } != 1 || c[0] != 1 {
+            return 2; // the child's fault was not served right
+        }
+        let child_id = match ids.lock().unwrap().iter().find(|&&i| i != parent_id) {
+            Some(&i) => i,
+            None => return 3,
+        };
+        // The child's descriptor, by number (the Arc dropped at once, so
+        // that only the monitor holds it).
+        let child_fd = match m.uffd(child_id) {
+            Some(cu) => cu.as_raw_fd(),
+            None => return 4,
+        };
+        let is_uffd = |fd: i32| {
+            std::fs::read_link(format!("/proc/self/fd/{fd}"))
+                .is_ok_and(|l| l.to_string_lossy().contains("userfaultfd"))
+        };
+        if !is_uffd(child_fd) {
+            return 5;
+        }
+        if m.remove_uffd(child_id).is_err() {
+            return 6;
+        }
+        // Closed at once (the number may already name another file: the
+        // monitor's helper makes eventfds).
+        if m.uffd(child_id).is_some() || is_uffd(child_fd) {
+            return 7;
+        }
+        match m.remove_uffd(child_id) {
+            Err(e) if e.errno() == libc::EINVAL => {}
+            _ => return 8,
+        }
+        // SAFETY: our pipe end.
+        unsafe { libc::write(to_child[1], c.as_ptr().cast(), 1) };
+        let mut st = 0;
+        // SAFETY: our own child.
+        if unsafe { libc::waitpid(pid, &mut st, 0) } != pid
+            || !libc::WIFEXITED(st)
+            || libc::WEXITSTATUS(st) != 0
+        {
+            return 9;
+        }
+        // The parent is still served.
+        if mem.bytes()[6 * PAGE..7 * PAGE] != data[6 * PAGE..7 * PAGE] {
+            return 10;
+        }
+        m.stop();
+        if run.wait().is_err() {
+            return 11;
+        }
+        0
+    });
+    assert_eq!(
+        exit_code(status),
+        0,
+        "remove_uffd on a forked child: child exit code (see the test's comments)"
+    );
 }

@@ -228,7 +228,31 @@ impl Inner {
 
     /// Serve a missing-page fault from a region's source, placing the
     /// faulting page and up to `window - 1` following pages in one ioctl.
+    ///
+    /// ENOENT for a window of several pages does not say that the fault's
+    /// range went away: the kernel refuses a range that is not wholly
+    /// inside one registered mapping, and the region may have been split
+    /// under the monitor (part of it unregistered, mprotected or remapped
+    /// by hand: docs/kernel-semantics.md §5). The faulting page alone then
+    /// decides. Before, the thread was woken as for a vanished range,
+    /// faulted again, met the same window, and never got its page (a
+    /// livelock the fuzzer found: 100,000 faults in two seconds).
     pub(crate) fn serve_source(
+        &self,
+        scratch: &mut super::engine::Scratch,
+        t: FaultToken,
+        source: Source,
+        source_offset: u64,
+        window: u64,
+    ) -> Result<Applied, Failed> {
+        let r = self.serve_window(scratch, t, source, source_offset, window);
+        if window > 1 && matches!(r, Ok(Applied::Gone)) && self.uffd(t.uffd_id).is_some() {
+            return self.serve_window(scratch, t, source, source_offset, 1);
+        }
+        r
+    }
+
+    fn serve_window(
         &self,
         scratch: &mut super::engine::Scratch,
         t: FaultToken,
