@@ -391,6 +391,14 @@ fn remove_forked_childs_uffd() {
             // leaves with _exit.
             let pid = unsafe { libc::fork() };
             if pid == 0 {
+                // Only the ends this child uses: if the test's process
+                // dies, the read below sees end-of-file (no orphan left
+                // waiting for ever).
+                // SAFETY: closing inherited pipe ends.
+                unsafe {
+                    libc::close(to_child[1]);
+                    libc::close(from_child[0]);
+                }
                 let b = mem2.bytes();
                 let served = b[PAGE..2 * PAGE] == d2[PAGE..2 * PAGE];
                 let mut c = [served as u8];
@@ -466,5 +474,197 @@ fn remove_forked_childs_uffd() {
         exit_code(status),
         0,
         "remove_uffd on a forked child: child exit code (see the test's comments)"
+    );
+}
+
+/// Log handler that blocks while `hold` is set (a slow log callback on the
+/// monitor's helper thread), noting that it was entered.
+struct SlowLog {
+    hold: Arc<AtomicBool>,
+    entered: Arc<AtomicBool>,
+    lines: Arc<std::sync::Mutex<Vec<String>>>,
+}
+impl Handler for SlowLog {
+    fn wants_log(&self) -> bool {
+        true
+    }
+    fn on_log(&self, msg: &str) {
+        self.entered.store(true, SeqCst);
+        while self.hold.load(SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(msg.to_string());
+    }
+}
+
+/// Issue 14 item 3, the last resort: the helper that makes forked
+/// children's handles is held up (here: in a slow log callback) while a
+/// fork storm uses up every pre-made handle and every pending slot. The
+/// reader must not allocate (the forking thread holds the malloc locks):
+/// it waits at most a second, holding nothing, then leaves that child
+/// unserved, counted (`children_dropped`) and logged once the helper runs
+/// again; fork() returns, nothing hangs, the parent stays served. Runs in
+/// a child process (descriptor limits, ~1000 forks).
+#[test]
+fn fork_storm_outruns_stalled_helper() {
+    let _w = Watchdog::new("fork_storm_outruns_stalled_helper", 120);
+    let status = in_child(Duration::from_secs(100), || {
+        let pages = 8;
+        let mem = Arc::new(Mem::new(Kind::Anon, pages));
+        let data = Arc::new(content(mem.len, 13));
+        let hold = Arc::new(AtomicBool::new(true));
+        let entered = Arc::new(AtomicBool::new(false));
+        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let u = Arc::new(open_uffd(Features::EVENT_FORK));
+        let h = SlowLog {
+            hold: hold.clone(),
+            entered: entered.clone(),
+            lines: lines.clone(),
+        };
+        let m = Monitor::new(Config::default(), Box::new(h)).unwrap();
+        let id = m.add_uffd(u.clone()).unwrap();
+        m.add_region(
+            id,
+            mem.start(),
+            mem.len as u64,
+            RegionOptions {
+                source: Source::Buffer {
+                    addr: data.as_ptr() as u64,
+                    len: data.len() as u64,
+                },
+                register: RegisterMode::MISSING,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let run = m.start().unwrap();
+        // Make the helper log (and so stall in the callback): one FORK
+        // read with the descriptor table full (see reader_survives_emfile).
+        let tight = libc::rlimit {
+            rlim_cur: (open_fds() + 64) as u64,
+            rlim_max: 8192,
+        };
+        // SAFETY: setrlimit of this (child) process.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &tight) } != 0 {
+            return 2;
+        }
+        let mut fillers = Vec::new();
+        loop {
+            // SAFETY: a descriptor of our own.
+            let fd = unsafe { libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 0) };
+            if fd < 0 {
+                break;
+            }
+            fillers.push(fd);
+        }
+        let fork_one = || -> i32 {
+            // SAFETY: fork; the child leaves at once.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                // SAFETY: leave the child at once.
+                unsafe { libc::_exit(0) };
+            }
+            pid
+        };
+        let first = std::thread::spawn(fork_one);
+        let t0 = Instant::now();
+        while m.stats().read_failures == 0 {
+            if t0.elapsed() > Duration::from_secs(20) {
+                return 3; // the reader never met EMFILE
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // Descriptors back, and room for the storm's (each pending child
+        // holds one). The first fork completes; only then can the helper
+        // log (it allocates, and the forking thread held the malloc locks
+        // until its FORK message was read): it stalls in the callback.
+        for fd in fillers.drain(..) {
+            // SAFETY: our own descriptor.
+            unsafe { libc::close(fd) };
+        }
+        let roomy = libc::rlimit {
+            rlim_cur: 8192,
+            rlim_max: 8192,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &roomy) } != 0 {
+            return 4;
+        }
+        let mut pids = vec![first.join().unwrap()];
+        let t0 = Instant::now();
+        while !entered.load(SeqCst) {
+            if t0.elapsed() > Duration::from_secs(20) {
+                return 12; // the helper never logged
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // The storm, until a child is left unserved (about 1032 forks:
+        // the pre-made handles, then the 1024 pending slots).
+        let mut slowest = Duration::ZERO;
+        while m.stats().children_dropped == 0 {
+            if pids.len() > 1200 {
+                return 5; // the reserves never ran out?
+            }
+            let t = Instant::now();
+            let pid = fork_one();
+            if pid < 0 {
+                return 6;
+            }
+            slowest = slowest.max(t.elapsed());
+            pids.push(pid);
+        }
+        // The fork that found no room waited about a second, not forever.
+        if slowest < Duration::from_millis(900) || slowest > Duration::from_secs(5) {
+            eprintln!("slowest fork: {slowest:?}");
+            return 7;
+        }
+        // The parent is still served while the helper is stalled.
+        if mem.bytes()[2 * PAGE..3 * PAGE] != data[2 * PAGE..3 * PAGE] {
+            return 8;
+        }
+        // The helper runs again: it logs the dropped child, fills the
+        // pending slots and closes the exited children's descriptors.
+        hold.store(false, SeqCst);
+        for pid in &pids {
+            let mut st = 0;
+            // SAFETY: our own children.
+            unsafe { libc::waitpid(*pid, &mut st, 0) };
+        }
+        let t0 = Instant::now();
+        while !lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("forked children left unserved"))
+        {
+            if t0.elapsed() > Duration::from_secs(10) {
+                return 9;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if mem.bytes()[5 * PAGE..6 * PAGE] != data[5 * PAGE..6 * PAGE] {
+            return 10;
+        }
+        m.stop();
+        if run.wait().is_err() {
+            return 11;
+        }
+        let s = m.stats();
+        eprintln!(
+            "stalled helper: {} forks, {} children left unserved, slowest fork {:?}, {} children closed",
+            pids.len(),
+            s.children_dropped,
+            slowest,
+            s.children_closed
+        );
+        0
+    });
+    assert_eq!(
+        exit_code(status),
+        0,
+        "fork storm with a stalled helper: child exit code (see the test's comments)"
     );
 }
