@@ -581,17 +581,22 @@ impl Inner {
             resolved: Cell::new(false),
             again: Cell::new(false),
         };
+        let current = super::resolve::CurrentFault::enter(self, token);
         let verdict = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             self.handler.on_fault(&ctx)
         })) {
             Ok(v) => v,
             Err(_) => Verdict::Error(libc::ENOTRECOVERABLE),
         };
-        if ctx.again.get() {
+        // Resolved through the context or through `Monitor::resolve`.
+        let (by_monitor, again_by_monitor) = current.outcome();
+        drop(current);
+        if ctx.again.get() || again_by_monitor {
             return self.again(p, token, on_again);
         }
+        let resolved = ctx.resolved.get() || by_monitor;
         match verdict {
-            Verdict::Resolved if ctx.resolved.get() => {
+            Verdict::Resolved if resolved => {
                 self.stats
                     .record_latency(wait::now_ns().saturating_sub(p.t_read));
                 Handled::Done

@@ -1248,14 +1248,21 @@ impl Monitor {
                 self.inner.count_applied(a, token.page_size);
                 Ok(a)
             }
-            Err(resolve::Failed::Again) => Err(Error::kernel(
-                crate::uffd::Op::Copy,
-                libc::EAGAIN,
-                token.page,
-                token.page_size,
-            )),
-            Err(resolve::Failed::Error(e)) => Err(e),
+            Err(failed) => Err(failed.into_error(token)),
         }
+    }
+
+    /// Resolve a fault by its token, from anywhere: from the `on_fault`
+    /// callback handling it (on that thread, for this monitor) it is the
+    /// callback's own resolution, as `FaultCtx::resolve` (EAGAIN: the
+    /// monitor retries the fault after reading the pending event and calls
+    /// the callback again); any other fault (deferred, or a token kept
+    /// from earlier) is completed as by `complete`. The C API resolves
+    /// every fault through this.
+    pub fn resolve(&self, token: FaultToken, action: Action) -> Result<Applied> {
+        self.inner
+            .resolve_from_caller(token, action)
+            .map_err(|failed| failed.into_error(token))
     }
 
     /// The counters now.

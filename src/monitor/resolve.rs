@@ -65,6 +65,18 @@ pub enum Failed {
     Error(Error),
 }
 
+impl Failed {
+    /// As the caller's error: EAGAIN for `Again`.
+    pub(crate) fn into_error(self, t: FaultToken) -> Error {
+        match self {
+            Failed::Again => {
+                Error::kernel(crate::uffd::Op::Copy, libc::EAGAIN, t.page, t.page_size)
+            }
+            Failed::Error(e) => e,
+        }
+    }
+}
+
 /// A fault being handled by a callback, with the means to resolve it.
 pub struct FaultCtx<'a> {
     pub(crate) inner: &'a Inner,
@@ -113,6 +125,93 @@ impl FaultCtx<'_> {
             }
             Err(Failed::Error(e)) => Err(e),
         }
+    }
+}
+
+/// The fault an `on_fault` callback is handling on this thread: which
+/// monitor (the address of its shared state, alive while a callback runs),
+/// which fault, and what `Monitor::resolve` did to it. Set by the engine
+/// around each `on_fault` call (`CurrentFault`), so that a resolution
+/// through the monitor (the C API has only the monitor and the fault) counts
+/// as the callback's own, like `FaultCtx::resolve`, and is matched by
+/// monitor as well as by fault: two monitors used from one thread do not
+/// cross. Plain data in a `Cell`: no allocation on the reader.
+#[derive(Clone, Copy)]
+struct Current {
+    monitor: usize,
+    token: FaultToken,
+    resolved: bool,
+    again: bool,
+}
+
+thread_local! {
+    static CURRENT: Cell<Option<Current>> = const { Cell::new(None) };
+}
+
+/// The engine's side of `Current`: set while `on_fault` runs, restoring
+/// what was there before (a callback may drive another monitor).
+pub(crate) struct CurrentFault {
+    saved: Option<Current>,
+}
+
+impl CurrentFault {
+    pub(crate) fn enter(inner: &Inner, token: FaultToken) -> CurrentFault {
+        let now = Current {
+            monitor: inner as *const Inner as usize,
+            token,
+            resolved: false,
+            again: false,
+        };
+        CurrentFault {
+            saved: CURRENT.with(|c| c.replace(Some(now))),
+        }
+    }
+
+    /// Whether `Monitor::resolve` resolved the fault, and whether it met
+    /// EAGAIN.
+    pub(crate) fn outcome(&self) -> (bool, bool) {
+        CURRENT
+            .with(|c| c.get())
+            .map_or((false, false), |c| (c.resolved, c.again))
+    }
+}
+
+impl Drop for CurrentFault {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(self.saved));
+    }
+}
+
+impl Inner {
+    /// `Monitor::resolve`: the fault this thread's `on_fault` is handling
+    /// is resolved as through its `FaultCtx`; any other fault as by
+    /// `Monitor::complete`.
+    pub(crate) fn resolve_from_caller(
+        &self,
+        token: FaultToken,
+        action: Action,
+    ) -> Result<Applied, Failed> {
+        let me = self as *const Inner as usize;
+        let current = CURRENT
+            .with(|c| c.get())
+            .filter(|c| c.monitor == me && c.token == token);
+        let Some(mut current) = current else {
+            self.deferred_done(token);
+            let a = self.apply_with_backoff(token, action, Duration::from_secs(2))?;
+            self.count_applied(a, token.page_size);
+            return Ok(a);
+        };
+        let r = self.apply(token, action);
+        match &r {
+            Ok(a) => {
+                current.resolved = true;
+                self.count_applied(*a, token.page_size);
+            }
+            Err(Failed::Again) => current.again = true,
+            Err(Failed::Error(_)) => {}
+        }
+        CURRENT.with(|c| c.set(Some(current)));
+        r
     }
 }
 
