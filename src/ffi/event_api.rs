@@ -15,8 +15,8 @@ fn to_c(ev: Event) -> libuffd_event {
     let kind = match ev {
         Event::Pagefault(f) => {
             u.fault = libuffd_fault_info {
-                address: f.address,
-                exact_address: f.exact_address.unwrap_or(f.address),
+                address: f.address as *mut libc::c_void,
+                exact_address: f.exact_address.unwrap_or(f.address) as *mut libc::c_void,
                 flags: f.flags.bits() as u32,
                 thread_id: f.thread_id,
             };
@@ -30,15 +30,25 @@ fn to_c(ev: Event) -> libuffd_event {
             LIBUFFD_EVENT_FORK
         }
         Event::Remap { from, to, len } => {
-            u.remap = libuffd_remap_info { from, to, len };
+            u.remap = libuffd_remap_info {
+                from: from as *mut libc::c_void,
+                to: to as *mut libc::c_void,
+                len,
+            };
             LIBUFFD_EVENT_REMAP
         }
         Event::Remove { start, end } => {
-            u.range = libuffd_range_info { start, end };
+            u.range = libuffd_range_info {
+                start: start as *mut libc::c_void,
+                end: end as *mut libc::c_void,
+            };
             LIBUFFD_EVENT_REMOVE
         }
         Event::Unmap { start, end } => {
-            u.range = libuffd_range_info { start, end };
+            u.range = libuffd_range_info {
+                start: start as *mut libc::c_void,
+                end: end as *mut libc::c_void,
+            };
             LIBUFFD_EVENT_UNMAP
         }
         Event::Unknown { code, args } => {

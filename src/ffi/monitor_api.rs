@@ -1,7 +1,7 @@
 //! The monitor's C ABI: a C callback table behind the Rust `Handler`.
 
 use super::boundary::{guard, guard_void, FromErrno};
-use super::ext::{copy_opts, copy_sized};
+use super::ext::copy_opts;
 use super::handle::borrow;
 use super::types::*;
 use crate::monitor::{
@@ -40,13 +40,13 @@ impl Handler for CHandler {
         };
         let region = ctx.region;
         let f = libuffd_fault {
-            address: ctx.fault.address,
-            exact_address: ctx.fault.exact_address.unwrap_or(ctx.fault.address),
+            address: ctx.fault.address as *mut libc::c_void,
+            exact_address: ctx.fault.exact_address.unwrap_or(ctx.fault.address) as *mut libc::c_void,
             flags: ctx.fault.flags.bits() as u32,
             thread_id: ctx.fault.thread_id,
-            page: ctx.token.page,
+            page: ctx.token.page as *mut libc::c_void,
             page_size: ctx.token.page_size,
-            region_start: region.map_or(0, |r| r.start),
+            region_start: region.map_or(0, |r| r.start) as *mut libc::c_void,
             region_offset: region.map_or(0, |r| r.source_offset),
             region_data: region.map_or(std::ptr::null_mut(), |r| r.user_data as *mut libc::c_void),
             handle_id: ctx.token.uffd_id,
@@ -59,10 +59,10 @@ impl Handler for CHandler {
         let rc = unsafe { cb(self.user, self.me.load(Ordering::Acquire), &f) };
         CURRENT.with(|c| c.set(saved));
         match rc {
-            LIBUFFD_FAULT_HANDLED => Verdict::Resolved,
-            LIBUFFD_FAULT_USE_SOURCE => Verdict::UseSource,
-            LIBUFFD_FAULT_DEFER => Verdict::Defer,
-            LIBUFFD_FAULT_STOP => Verdict::Stop,
+            LIBUFFD_ON_FAULT_HANDLED => Verdict::Resolved,
+            LIBUFFD_ON_FAULT_USE_SOURCE => Verdict::UseSource,
+            LIBUFFD_ON_FAULT_DEFER => Verdict::Defer,
+            LIBUFFD_ON_FAULT_STOP => Verdict::Stop,
             e if e < 0 => Verdict::Error(-e),
             _ => Verdict::Error(libc::EINVAL),
         }
@@ -75,8 +75,8 @@ impl Handler for CHandler {
         let _in_cb = InCallback::enter(self.me.load(Ordering::Acquire));
         // SAFETY: C callback with the documented arguments.
         match unsafe { cb(self.user, self.me.load(Ordering::Acquire), uffd_id, fd) } {
-            LIBUFFD_FORK_TAKEN => ForkVerdict::Taken,
-            LIBUFFD_FORK_CLOSE => ForkVerdict::Close,
+            LIBUFFD_ON_FORK_TAKEN => ForkVerdict::Taken,
+            LIBUFFD_ON_FORK_CLOSE => ForkVerdict::Close,
             _ => ForkVerdict::Serve,
         }
     }
@@ -85,7 +85,16 @@ impl Handler for CHandler {
         if let Some(cb) = self.ops.on_remap {
             let _in_cb = InCallback::enter(self.me.load(Ordering::Acquire));
             // SAFETY: C callback with the documented arguments.
-            unsafe { cb(self.user, id, from, to, len) }
+            unsafe {
+                cb(
+                    self.user,
+                    self.me.load(Ordering::Acquire),
+                    id,
+                    from as *mut libc::c_void,
+                    to as *mut libc::c_void,
+                    len,
+                )
+            }
         }
     }
 
@@ -93,7 +102,15 @@ impl Handler for CHandler {
         if let Some(cb) = self.ops.on_remove {
             let _in_cb = InCallback::enter(self.me.load(Ordering::Acquire));
             // SAFETY: C callback with the documented arguments.
-            unsafe { cb(self.user, id, start, end) }
+            unsafe {
+                cb(
+                    self.user,
+                    self.me.load(Ordering::Acquire),
+                    id,
+                    start as *mut libc::c_void,
+                    end as *mut libc::c_void,
+                )
+            }
         }
     }
 
@@ -101,7 +118,15 @@ impl Handler for CHandler {
         if let Some(cb) = self.ops.on_unmap {
             let _in_cb = InCallback::enter(self.me.load(Ordering::Acquire));
             // SAFETY: C callback with the documented arguments.
-            unsafe { cb(self.user, id, start, end) }
+            unsafe {
+                cb(
+                    self.user,
+                    self.me.load(Ordering::Acquire),
+                    id,
+                    start as *mut libc::c_void,
+                    end as *mut libc::c_void,
+                )
+            }
         }
     }
 
@@ -117,7 +142,7 @@ impl Handler for CHandler {
             let _in_cb = InCallback::enter(self.me.load(Ordering::Acquire));
             // SAFETY: C callback; the text is NUL-terminated and lives
             // for the call.
-            unsafe { cb(self.user, text.as_ptr().cast()) }
+            unsafe { cb(self.user, self.me.load(Ordering::Acquire), text.as_ptr().cast()) }
         }
     }
 }
@@ -345,31 +370,25 @@ fn config_from_c(o: &libuffd_monitor_opts) -> Result<Config, Error> {
     })
 }
 
-/// Copy a callback table of `size` bytes (older tables are shorter; a
-/// newer one's extra members must be NULL).
+/// Copy a callback table in: sized like every options struct (older
+/// tables are shorter; a newer one's extra callbacks must be NULL), and
+/// its size a whole number of members, never part of a function pointer.
 ///
 /// # Safety
-/// `ops` is NULL or points to `size` readable bytes.
-unsafe fn ops_from_c(
-    ops: *const libuffd_monitor_ops,
-    size: usize,
-) -> Result<libuffd_monitor_ops, Error> {
-    if ops.is_null() {
-        if size != 0 {
-            return Err(Error::invalid(
-                "libuffd_monitor_new: ops is NULL but ops_size is not 0",
-            ));
+/// `ops` is NULL or points to `(*ops).sz` readable bytes.
+unsafe fn ops_from_c(ops: *const libuffd_monitor_ops) -> Result<libuffd_monitor_ops, Error> {
+    if !ops.is_null() {
+        // SAFETY: the caller guarantees the first field is a readable size_t.
+        let sz = unsafe { std::ptr::read_unaligned(ops.cast::<usize>()) };
+        let word = std::mem::size_of::<usize>();
+        if sz % word != 0 {
+            return Err(Error::invalid(format!(
+                "libuffd_monitor_ops: .sz {sz} is not a whole number of members (set it to sizeof(struct libuffd_monitor_ops))"
+            )));
         }
-        return Ok(libuffd_monitor_ops::default());
     }
-    let ptr = std::mem::size_of::<usize>();
-    if size == 0 || size % ptr != 0 {
-        return Err(Error::invalid(format!(
-            "libuffd_monitor_new: ops_size {size} is not a whole number of callbacks (pass sizeof(struct libuffd_monitor_ops))"
-        )));
-    }
-    // SAFETY: the caller says `size` bytes are readable at `ops`.
-    unsafe { copy_sized("libuffd_monitor_ops", ops, size) }
+    // SAFETY: the caller's contract.
+    unsafe { copy_opts("libuffd_monitor_ops", ops) }
 }
 
 /// Create a monitor.
@@ -399,7 +418,6 @@ unsafe fn ops_from_c(
 pub unsafe extern "C" fn libuffd_monitor_new(
     opts: *const libuffd_monitor_opts,
     ops: *const libuffd_monitor_ops,
-    ops_size: usize,
     user_data: *mut libc::c_void,
     user_data_free: Option<unsafe extern "C" fn(*mut libc::c_void)>,
     out: *mut *mut libuffd_monitor,
@@ -412,7 +430,7 @@ pub unsafe extern "C" fn libuffd_monitor_new(
         let o = unsafe { copy_opts("libuffd_monitor_opts", opts) }?;
         let config = config_from_c(&o)?;
         // SAFETY: contract above.
-        let ops = unsafe { ops_from_c(ops, ops_size) }?;
+        let ops = unsafe { ops_from_c(ops) }?;
         let me = Arc::new(AtomicPtr::new(std::ptr::null_mut()));
         let handler = CHandler {
             ops,
@@ -483,7 +501,7 @@ pub unsafe extern "C" fn libuffd_monitor_add_handle(
 /// and the monitor's reader is woken so that it polls it no more. A
 /// forked child's descriptor, which the monitor owns, is closed; an added
 /// handle's stays open (the caller's handle, if not freed, still works).
-/// Faults already read and deferred (LIBUFFD_VERDICT_DEFER) are the
+/// Faults already read and deferred (LIBUFFD_ON_FAULT_DEFER) are the
 /// caller's to complete.
 ///
 /// A forked child's descriptor is also closed by the monitor on its own
@@ -899,15 +917,15 @@ fn resolve_c(
         // SAFETY: non-NULL, and the caller promised a valid libuffd_fault.
         let fault = unsafe { *f };
         let ps = fault.page_size;
-        if !ps.is_power_of_two() || ps < crate::sys::base_page_size() || fault.page % ps != 0 {
+        let page = fault.page as u64;
+        if !ps.is_power_of_two() || ps < crate::sys::base_page_size() || page % ps != 0 {
             return Err(Error::invalid(format!(
-                "{func}: not a fault from this monitor (page {:#x}, page size {ps})",
-                fault.page
+                "{func}: not a fault from this monitor (page {page:#x}, page size {ps})"
             )));
         }
         let token = FaultToken {
             uffd_id: fault.handle_id,
-            page: fault.page,
+            page,
             page_size: ps,
         };
         let (_, cur_ctx) = CURRENT.with(|c| c.get());
@@ -922,9 +940,9 @@ fn resolve_c(
             _ => mb.monitor.complete(token, action)?,
         };
         Ok(match applied {
-            Applied::Resolved(_) => LIBUFFD_RESOLVED,
-            Applied::AlreadyResolved => LIBUFFD_ALREADY_RESOLVED,
-            Applied::Gone => LIBUFFD_GONE,
+            Applied::Resolved(_) => LIBUFFD_RESOLVE_DONE,
+            Applied::AlreadyResolved => LIBUFFD_RESOLVE_ALREADY_DONE,
+            Applied::Gone => LIBUFFD_RESOLVE_GONE,
         })
     })
 }
@@ -932,8 +950,8 @@ fn resolve_c(
 /// Resolve a fault by copying `f->page_size` bytes from `src`. From the
 /// on_fault callback, or later from any thread for a deferred fault.
 ///
-/// Returns: LIBUFFD_RESOLVED, LIBUFFD_ALREADY_RESOLVED (someone had; the
-/// waiter was woken), LIBUFFD_GONE (range or process gone), or -EINVAL,
+/// Returns: LIBUFFD_RESOLVE_DONE, LIBUFFD_RESOLVE_ALREADY_DONE (someone had; the
+/// waiter was woken), LIBUFFD_RESOLVE_GONE (range or process gone), or -EINVAL,
 /// -EFAULT (bad src), -EAGAIN (an event is pending: inside on_fault the
 /// monitor retries the fault and calls the callback again; elsewhere it
 /// was retried for 2 s first), and the kernel's other errors.
