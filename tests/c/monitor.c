@@ -756,6 +756,106 @@ static void test_good_guest(void)
 	munmap(mem, PAGE);
 }
 
+/* ------------------------------------------ event callbacks: the monitor */
+
+/* What the event callbacks saw (written on the monitor's thread, read here
+ * after the monitor has stopped, or through the atomic counter). */
+static struct {
+	libuffd_monitor *remap_m, *remove_m, *unmap_m;
+	void *user;
+	uint32_t handle_id;
+	void *remap_from, *remap_to;
+	uint64_t remap_len;
+	void *remove_start, *remove_end;
+	void *unmap_start, *unmap_end;
+	atomic_int seen;
+} evcb;
+
+static void on_remap_cb(void *ud, libuffd_monitor *m, uint32_t handle_id, void *from, void *to, uint64_t len)
+{
+	evcb.remap_m = m;
+	evcb.user = ud;
+	evcb.handle_id = handle_id;
+	evcb.remap_from = from;
+	evcb.remap_to = to;
+	evcb.remap_len = len;
+	atomic_fetch_or(&evcb.seen, 1);
+}
+
+static void on_remove_cb(void *ud, libuffd_monitor *m, uint32_t handle_id, void *start, void *end)
+{
+	(void)ud;
+	(void)handle_id;
+	evcb.remove_m = m;
+	evcb.remove_start = start;
+	evcb.remove_end = end;
+	atomic_fetch_or(&evcb.seen, 2);
+}
+
+static void on_unmap_cb(void *ud, libuffd_monitor *m, uint32_t handle_id, void *start, void *end)
+{
+	(void)ud;
+	(void)handle_id;
+	evcb.unmap_m = m;
+	evcb.unmap_start = start;
+	evcb.unmap_end = end;
+	atomic_fetch_or(&evcb.seen, 4);
+}
+
+static void test_event_callbacks_get_monitor(void)
+{
+	SECTION("on_remap, on_remove, on_unmap receive the monitor and the addresses as void *");
+	LIBUFFD_OPTS(libuffd_open_opts, o, .flags = LIBUFFD_OPEN_NONBLOCK,
+		     .features = LIBUFFD_FEATURE_EVENT_REMAP | LIBUFFD_FEATURE_EVENT_REMOVE | LIBUFFD_FEATURE_EVENT_UNMAP,
+		     .required_features =
+			     LIBUFFD_FEATURE_EVENT_REMAP | LIBUFFD_FEATURE_EVENT_REMOVE | LIBUFFD_FEATURE_EVENT_UNMAP);
+	libuffd_handle *h = NULL;
+	CHECK_OK(libuffd_open(&o, &h));
+	if (!h)
+		return;
+	LIBUFFD_OPTS(libuffd_monitor_ops, ops, .on_remap = on_remap_cb, .on_remove = on_remove_cb,
+		     .on_unmap = on_unmap_cb);
+	int user_token = 0;
+	libuffd_monitor *m = NULL;
+	CHECK_OK(libuffd_monitor_new(NULL, &ops, &user_token, NULL, &m));
+	uint32_t id = 99;
+	CHECK_OK(libuffd_monitor_add_handle(m, h, &id));
+	char *mem = map_anon(4 * PAGE);
+	/* All zero but sz and the register mode: a zero-page region. */
+	LIBUFFD_OPTS(libuffd_region_opts, r, .register_mode = LIBUFFD_REGISTER_MISSING);
+	CHECK_OK(libuffd_monitor_add_region(m, id, mem, 4 * PAGE, &r));
+	CHECK_OK(libuffd_monitor_start(m));
+	CHECK_EQ(mem[PAGE + 5], 0); /* a fault, served with zeros */
+
+	/* The kernel waits for the monitor to read REMOVE and REMAP. */
+	CHECK_OK(madvise(mem + PAGE, 2 * PAGE, MADV_DONTNEED));
+	char *moved = mmap(NULL, 4 * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(moved != MAP_FAILED);
+	char *to = mremap(mem, 4 * PAGE, 4 * PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, moved);
+	CHECK(to == moved);
+	CHECK_OK(munmap(to, 4 * PAGE));
+	for (int i = 0; i < 5000 && atomic_load(&evcb.seen) != 7; i++)
+		usleep(1000);
+	CHECK_OK(libuffd_monitor_stop(m));
+	CHECK_OK(libuffd_monitor_wait(m));
+
+	CHECK_EQ(atomic_load(&evcb.seen), 7);
+	CHECK(evcb.remap_m == m);
+	CHECK(evcb.remove_m == m);
+	CHECK(evcb.unmap_m == m);
+	CHECK(evcb.user == &user_token);
+	CHECK_EQ(evcb.handle_id, id);
+	CHECK(evcb.remove_start == mem + PAGE);
+	CHECK(evcb.remove_end == mem + 3 * PAGE);
+	CHECK(evcb.remap_from == mem);
+	CHECK(evcb.remap_to == to);
+	CHECK_EQ(evcb.remap_len, 4 * PAGE);
+	CHECK(evcb.unmap_start == to);
+	CHECK(evcb.unmap_end == to + 4 * PAGE);
+	libuffd_monitor_free(m);
+	libuffd_handle_free(h);
+}
+
 int main(void)
 {
 	source = malloc(PAGES * PAGE);
@@ -773,6 +873,7 @@ int main(void)
 	test_remove_handle();
 	test_bad_input();
 	test_good_guest();
+	test_event_callbacks_get_monitor();
 	free(source);
 	return h_finish();
 }
