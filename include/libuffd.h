@@ -6,8 +6,8 @@
  *    (errno is set as well); libuffd_last_error() gives the detail;
  *  - NULL handles and pointers give -EINVAL, never a crash;
  *  - out-parameters are written only on success;
- *  - addresses are void *, lengths size_t (uint64_t where the kernel's
- *    message carries them);
+ *  - addresses are void * everywhere: parameters, struct members and
+ *    callback arguments;
  *  - every options struct, the callback table too, starts with size_t sz
  *    and means the defaults when all its other bytes are zero: declare it
  *    with LIBUFFD_OPTS(), which sets sz and zeroes the rest;
@@ -24,7 +24,7 @@
  *           6. the monitor: options, callbacks, lifecycle, resolution, stats
  */
 /* Generated from src/ffi by cbindgen, laid out by src/ffi/libuffd.h.in:
- * do not edit. Run `make header`. */
+ * do not edit. Run make header. */
 #ifndef LIBUFFD_H
 #define LIBUFFD_H
 
@@ -59,8 +59,8 @@ extern "C" {
   ((LIBUFFD_VERSION_MAJOR << 16) | (LIBUFFD_VERSION_MINOR << 8) | LIBUFFD_VERSION_PATCH)
 
 /**
- * The version of the loaded library as `(major << 16) | (minor << 8) |
- * patch`; compare with LIBUFFD_VERSION_MAJOR/MINOR/PATCH of the header.
+ * The version of the loaded library as (major << 16) | (minor << 8) |
+ * patch; compare with LIBUFFD_VERSION_MAJOR/MINOR/PATCH of the header.
  *
  * Thread safety: may be called from any thread.
  */
@@ -78,7 +78,7 @@ const char *libuffd_version_string(void);
  * ================================================================ */
 
 /**
- * A static description of an error code. Accepts `-errno` as the
+ * A static description of an error code. Accepts -errno as the
  * functions return it, or a positive errno.
  *
  * Thread safety: may be called from any thread.
@@ -318,14 +318,14 @@ typedef struct libuffd_handle libuffd_handle;
 /**
  * Options for libuffd_open() and libuffd_handle_from_fd().
  *
- * Set `sz` to `sizeof(struct libuffd_open_opts)` and every unused field to
- * zero (`LIBUFFD_OPTS_INIT` does both). Passing NULL instead of a struct
- * means all defaults: close-on-exec, blocking, faults from user and kernel mode trapped, no
- * features.
+ * Set sz to sizeof(struct libuffd_open_opts) and every unused field to
+ * zero (LIBUFFD_OPTS does both). All zero, or NULL instead of a struct,
+ * means the defaults: close-on-exec, blocking, faults from user and
+ * kernel mode trapped, no features.
  */
 typedef struct libuffd_open_opts {
   /**
-   * `sizeof(struct libuffd_open_opts)` as the caller was compiled with.
+   * sizeof(struct libuffd_open_opts) as the caller was compiled with.
    */
   size_t sz;
   /**
@@ -356,11 +356,11 @@ typedef struct libuffd_open_opts {
  * blocking, and traps faults taken in user and in kernel mode, like the
  * raw system call; LIBUFFD_OPEN_USER_ONLY asks for user-mode-only (see
  * libuffd_handle_flags() for which one a handle has).
- * `opts->features` are enabled where the kernel offers them;
- * `opts->required_features` must all be offered.
+ * opts->features are enabled where the kernel offers them;
+ * opts->required_features must all be offered.
  *
- * Ownership: on success `*out` is a new handle that the caller frees with
- * libuffd_handle_free(); on failure `*out` is not written.
+ * Ownership: on success *out is a new handle that the caller frees with
+ * libuffd_handle_free(); on failure *out is not written.
  *
  * Thread safety: may be called from any thread.
  *
@@ -373,9 +373,8 @@ typedef struct libuffd_open_opts {
  * ways out: CAP_SYS_PTRACE or vm.unprivileged_userfaultfd=1, or
  * LIBUFFD_OPEN_USER_ONLY), -ENOSYS, -EMFILE, -ENOMEM.
  *
- * # Safety
- * `opts` is NULL or a valid libuffd_open_opts of `opts->sz` bytes; `out` is
- * NULL or writable.
+ * Pointers: opts must be NULL or a libuffd_open_opts of opts->sz readable
+ * bytes; out NULL or writable.
  */
 int32_t libuffd_open(const struct libuffd_open_opts *opts, struct libuffd_handle **out);
 
@@ -386,16 +385,16 @@ int32_t libuffd_open(const struct libuffd_open_opts *opts, struct libuffd_handle
  * For a descriptor received from another process or carried by a
  * LIBUFFD_EVENT_FORK event. If its API handshake was already done, its
  * negotiated features are read from /proc/self/fdinfo and checked against
- * `opts->required_features`; otherwise the handshake is done here with
- * `opts` (features and required_features). `opts->flags` must be 0: the
+ * opts->required_features; otherwise the handshake is done here with
+ * opts (features and required_features). opts->flags must be 0: the
  * descriptor keeps its own flags.
  *
- * Ownership: `fd` stays the caller's, always: the handle duplicates it
+ * Ownership: fd stays the caller's, always: the handle duplicates it
  * (F_DUPFD_CLOEXEC: a new descriptor number, close-on-exec, sharing the
  * same open file and its status flags) and closes only its duplicate when
- * freed. Close your `fd` when you no longer need it, at once if you like:
+ * freed. Close your fd when you no longer need it, at once if you like:
  * a number closed and reused meanwhile never reaches the handle. On failure
- * the duplicate is closed again and `*out` is not written.
+ * the duplicate is closed again and *out is not written.
  * libuffd_handle_fd() returns the duplicate.
  *
  * Thread safety: may be called from any thread.
@@ -405,9 +404,8 @@ int32_t libuffd_open(const struct libuffd_open_opts *opts, struct libuffd_handle
  * is not enabled on this fd), -EMFILE (no descriptor left for the
  * duplicate).
  *
- * # Safety
- * `opts` is NULL or a valid libuffd_open_opts; `out` is NULL or writable;
- * nothing else.
+ * Pointers: opts must be NULL or a libuffd_open_opts of opts->sz readable
+ * bytes; out NULL or writable. fd may be any number.
  */
 int32_t libuffd_handle_from_fd(int32_t fd, const struct libuffd_open_opts *opts, struct libuffd_handle **out);
 
@@ -423,8 +421,7 @@ int32_t libuffd_handle_from_fd(int32_t fd, const struct libuffd_open_opts *opts,
  * Cancellation: not a cancellation point; it always completes (a
  * pending cancellation acts at the thread's next cancellation point).
  *
- * # Safety
- * `h` is NULL or a handle not yet freed.
+ * Pointers: h must be NULL or a handle not yet freed.
  */
 void libuffd_handle_free(struct libuffd_handle *h);
 
@@ -436,8 +433,7 @@ void libuffd_handle_free(struct libuffd_handle *h);
  *
  * Returns: the descriptor (>= 0), or -EINVAL for a NULL handle.
  *
- * # Safety
- * `h` is NULL or a live handle.
+ * Pointers: h must be NULL or a live handle.
  */
 int32_t libuffd_handle_fd(const struct libuffd_handle *h);
 
@@ -453,21 +449,19 @@ int32_t libuffd_handle_fd(const struct libuffd_handle *h);
  *
  * Returns: the mask (>= 0), or -EINVAL (NULL handle), -EBADF.
  *
- * # Safety
- * `h` is NULL or a live handle.
+ * Pointers: h must be NULL or a live handle.
  */
 int32_t libuffd_handle_flags(const struct libuffd_handle *h);
 
 /**
  * The features negotiated for this handle (LIBUFFD_FEATURE_* bits plus
- * any newer bits the kernel enabled), written to `*features`.
+ * any newer bits the kernel enabled), written to *features.
  *
  * Thread safety: may be called from any thread.
  *
  * Returns: 0, or -EINVAL (NULL handle or pointer).
  *
- * # Safety
- * `h` is NULL or a live handle; `features` is NULL or writable.
+ * Pointers: h must be NULL or a live handle; features NULL or writable.
  */
 int32_t libuffd_handle_features(const struct libuffd_handle *h, uint64_t *features);
 
@@ -481,16 +475,15 @@ int32_t libuffd_handle_features(const struct libuffd_handle *h, uint64_t *featur
  *
  * Thread safety: may be called from any thread.
  *
- * Returns: 0 with `*features` written, or -EINVAL (NULL pointer), or the
+ * Returns: 0 with *features written, or -EINVAL (NULL pointer), or the
  * error libuffd_open() would give (-EPERM, -EACCES, -ENOSYS ...).
  *
- * # Safety
- * `features` is NULL or writable.
+ * Pointers: features must be NULL or writable.
  */
 int32_t libuffd_probe_features(uint64_t *features);
 
 /**
- * Whether the running kernel offers every feature in `mask`.
+ * Whether the running kernel offers every feature in mask.
  *
  * Thread safety: may be called from any thread.
  *
@@ -500,7 +493,7 @@ int32_t libuffd_probe_features(uint64_t *features);
 int32_t libuffd_feature_supported(uint64_t mask);
 
 /**
- * The page size of the memory mapped at `addr` in this process: 4096, or
+ * The page size of the memory mapped at addr in this process: 4096, or
  * the huge-page size of a hugetlb mapping. Registration and resolving
  * operations on hugetlb memory must be aligned to it.
  *
@@ -574,15 +567,15 @@ int64_t libuffd_page_size(const void *addr);
 #define LIBUFFD_IOCTL_POISON 0x100
 
 /**
- * Register `[start, start+len)` with this userfaultfd (UFFDIO_REGISTER).
+ * Register [start, start+len) with this userfaultfd (UFFDIO_REGISTER).
  *
- * `mode` is any non-empty combination of LIBUFFD_REGISTER_MISSING, _WP
+ * mode is any non-empty combination of LIBUFFD_REGISTER_MISSING, _WP
  * and _MINOR the memory supports. The range must be page-aligned; for
  * hugetlb memory, aligned to its huge-page size. Costs the ioctl alone:
  * only when the kernel refuses does libuffd look at the mappings, to say
  * in libuffd_last_error() which one was misaligned, unmapped or
  * unsuitable. On success the LIBUFFD_IOCTL_* mask of operations the
- * kernel allows on the range is written to `*ioctls` (which may be NULL;
+ * kernel allows on the range is written to *ioctls (which may be NULL;
  * it is not written on failure).
  *
  * Thread safety: may be called from any thread.
@@ -595,13 +588,12 @@ int64_t libuffd_page_size(const void *addr);
  * (shared mapping not writable: read-only file or write-sealed memfd),
  * -ENOMEM (the process owning the memory is exiting).
  *
- * # Safety
- * `h` is NULL or a live handle; `ioctls` is NULL or writable.
+ * Pointers: h must be NULL or a live handle; ioctls NULL or writable.
  */
 int32_t libuffd_register(struct libuffd_handle *h, void *start, size_t len, uint64_t mode, uint64_t *ioctls);
 
 /**
- * Unregister `[start, start+len)` (UFFDIO_UNREGISTER); threads waiting on
+ * Unregister [start, start+len) (UFFDIO_UNREGISTER); threads waiting on
  * missing-page faults there are woken. Costs the ioctl alone.
  *
  * Thread safety: may be called from any thread.
@@ -612,13 +604,12 @@ int32_t libuffd_register(struct libuffd_handle *h, void *start, size_t len, uint
  * userfaultfd; also a NULL handle), -ENOMEM (the process owning the
  * memory is exiting).
  *
- * # Safety
- * `h` is NULL or a live handle.
+ * Pointers: h must be NULL or a live handle.
  */
 int32_t libuffd_unregister(struct libuffd_handle *h, void *start, size_t len);
 
 /**
- * Wake the threads waiting on faults in `[start, start+len)`, after
+ * Wake the threads waiting on faults in [start, start+len), after
  * operations done with a DONTWAKE mode, or after -EEXIST.
  *
  * Thread safety: may be called from any thread.
@@ -626,8 +617,7 @@ int32_t libuffd_unregister(struct libuffd_handle *h, void *start, size_t len);
  * Returns: 0, or the kernel's -errno: -EINVAL (len 0, misaligned,
  * wrapping or out-of-range range; also a NULL handle).
  *
- * # Safety
- * `h` is NULL or a live handle.
+ * Pointers: h must be NULL or a live handle.
  */
 int32_t libuffd_wake(struct libuffd_handle *h, void *start, size_t len);
 
@@ -645,15 +635,15 @@ int32_t libuffd_wake(struct libuffd_handle *h, void *start, size_t len);
 #define LIBUFFD_COPY_WP 0x2
 
 /**
- * Resolve missing-page faults by copying `len` bytes from `src` into
- * `[dst, dst+len)`, atomically per page, then waking the waiters.
+ * Resolve missing-page faults by copying len bytes from src into
+ * [dst, dst+len), atomically per page, then waking the waiters.
  *
  * Modes: LIBUFFD_COPY_DONTWAKE, LIBUFFD_COPY_WP (map write-protected;
  * needs a WP registration).
  *
  * Thread safety: may be called from any thread.
  *
- * Returns: bytes done (`len`, or fewer: continue at dst+n, src+n), or
+ * Returns: bytes done (len, or fewer: continue at dst+n, src+n), or
  * the kernel's -errno, in its order: -EAGAIN (an event is queued unread:
  * read events, then retry; checked before anything else, so even a zero
  * length gets it), -EINVAL (len 0 or not page-sized, src or dst range
@@ -663,9 +653,8 @@ int32_t libuffd_wake(struct libuffd_handle *h, void *start, size_t len);
  * libuffd_wake()), -ENOENT (no registered mapping at dst), -EFAULT (src
  * unreadable), -ESRCH (owning process exited).
  *
- * # Safety
- * `h` is NULL or a live handle. `src` need not be valid: the kernel reads
- * it and reports -EFAULT.
+ * Pointers: h must be NULL or a live handle. src need not be valid: the
+ * kernel reads it and reports -EFAULT.
  */
 int64_t libuffd_copy(struct libuffd_handle *h, void *dst, const void *src, size_t len, uint64_t mode);
 
@@ -675,7 +664,7 @@ int64_t libuffd_copy(struct libuffd_handle *h, void *dst, const void *src, size_
 #define LIBUFFD_ZEROPAGE_DONTWAKE 0x1
 
 /**
- * Resolve missing-page faults in `[start, start+len)` with zero-filled
+ * Resolve missing-page faults in [start, start+len) with zero-filled
  * pages. Mode: LIBUFFD_ZEROPAGE_DONTWAKE. Not supported on hugetlb.
  *
  * Thread safety: may be called from any thread.
@@ -684,8 +673,7 @@ int64_t libuffd_copy(struct libuffd_handle *h, void *dst, const void *src, size_
  * (first, as for libuffd_copy()), -EINVAL (bad range, unknown mode bits,
  * hugetlb memory), -EEXIST, -ENOENT, -ESRCH.
  *
- * # Safety
- * `h` is NULL or a live handle.
+ * Pointers: h must be NULL or a live handle.
  */
 int64_t libuffd_zeropage(struct libuffd_handle *h, void *start, size_t len, uint64_t mode);
 
@@ -700,7 +688,7 @@ int64_t libuffd_zeropage(struct libuffd_handle *h, void *start, size_t len, uint
 #define LIBUFFD_WRITEPROTECT_DONTWAKE 0x2
 
 /**
- * Write-protect `[start, start+len)` (mode LIBUFFD_WRITEPROTECT_WP), or
+ * Write-protect [start, start+len) (mode LIBUFFD_WRITEPROTECT_WP), or
  * remove the protection and wake the waiters (mode 0; add
  * LIBUFFD_WRITEPROTECT_DONTWAKE to skip the wake). The range must be
  * registered with LIBUFFD_REGISTER_WP.
@@ -712,8 +700,7 @@ int64_t libuffd_zeropage(struct libuffd_handle *h, void *start, size_t len, uint
  * DONTWAKE; also a NULL handle), -ENOENT (not WP-registered on this
  * handle), -ESRCH.
  *
- * # Safety
- * `h` is NULL or a live handle.
+ * Pointers: h must be NULL or a live handle.
  */
 int32_t libuffd_writeprotect(struct libuffd_handle *h, void *start, size_t len, uint64_t mode);
 
@@ -728,7 +715,7 @@ int32_t libuffd_writeprotect(struct libuffd_handle *h, void *start, size_t len, 
 #define LIBUFFD_CONTINUE_WP 0x2
 
 /**
- * Resolve minor faults in `[start, start+len)` by mapping the pages that
+ * Resolve minor faults in [start, start+len) by mapping the pages that
  * already exist in the page cache (shmem, hugetlbfs; register with
  * LIBUFFD_REGISTER_MINOR). Modes: LIBUFFD_CONTINUE_DONTWAKE,
  * LIBUFFD_CONTINUE_WP.
@@ -739,8 +726,7 @@ int32_t libuffd_writeprotect(struct libuffd_handle *h, void *start, size_t len, 
  * (first), -EINVAL (bad range or mode, memory that is not shmem/hugetlb),
  * -EEXIST, -ENOENT, -EFAULT (no page-cache page there), -ESRCH.
  *
- * # Safety
- * `h` is NULL or a live handle.
+ * Pointers: h must be NULL or a live handle.
  */
 int64_t libuffd_continue(struct libuffd_handle *h, void *start, size_t len, uint64_t mode);
 
@@ -750,7 +736,7 @@ int64_t libuffd_continue(struct libuffd_handle *h, void *start, size_t len, uint
 #define LIBUFFD_POISON_DONTWAKE 0x1
 
 /**
- * Resolve faults in `[start, start+len)` by marking the pages poisoned:
+ * Resolve faults in [start, start+len) by marking the pages poisoned:
  * later accesses raise SIGBUS. Mode: LIBUFFD_POISON_DONTWAKE. Needs
  * LIBUFFD_FEATURE_POISON from the kernel.
  *
@@ -759,8 +745,7 @@ int64_t libuffd_continue(struct libuffd_handle *h, void *start, size_t len, uint
  * Returns: bytes done, as libuffd_copy(), or the kernel's -errno: -EAGAIN
  * (first), -EINVAL (bad range or mode), -EEXIST, -ENOENT, -ESRCH.
  *
- * # Safety
- * `h` is NULL or a live handle.
+ * Pointers: h must be NULL or a live handle.
  */
 int64_t libuffd_poison(struct libuffd_handle *h, void *start, size_t len, uint64_t mode);
 
@@ -776,9 +761,9 @@ int64_t libuffd_poison(struct libuffd_handle *h, void *start, size_t len, uint64
 #define LIBUFFD_MOVE_ALLOW_SRC_HOLES 0x2
 
 /**
- * Resolve missing-page faults at `[dst, dst+len)` by moving the pages of
- * `[src, src+len)` there, without copying. Both ranges must be anonymous
- * private memory of the calling process with the same protections; `dst`
+ * Resolve missing-page faults at [dst, dst+len) by moving the pages of
+ * [src, src+len) there, without copying. Both ranges must be anonymous
+ * private memory of the calling process with the same protections; dst
  * registered with this handle. Modes: LIBUFFD_MOVE_DONTWAKE,
  * LIBUFFD_MOVE_ALLOW_SRC_HOLES. Needs LIBUFFD_FEATURE_MOVE.
  *
@@ -792,8 +777,7 @@ int64_t libuffd_poison(struct libuffd_handle *h, void *start, size_t len, uint64
  * ALLOW_SRC_HOLES, or nothing mapped at dst), -EBUSY (a src page is
  * shared, e.g. after fork), -ESRCH.
  *
- * # Safety
- * `h` is NULL or a live handle.
+ * Pointers: h must be NULL or a live handle.
  */
 int64_t libuffd_move(struct libuffd_handle *h, void *dst, void *src, size_t len, uint64_t mode);
 
@@ -804,27 +788,27 @@ int64_t libuffd_move(struct libuffd_handle *h, void *dst, void *src, size_t len,
 /* Event kinds (libuffd_event.kind) */
 
 /**
- * Event kind: a thread faulted on registered memory (`u.fault`).
+ * Event kind: a thread faulted on registered memory (u.fault).
  */
 #define LIBUFFD_EVENT_PAGEFAULT 0x12
 
 /**
- * Event kind: the monitored process forked (`u.fork`).
+ * Event kind: the monitored process forked (u.fork).
  */
 #define LIBUFFD_EVENT_FORK 0x13
 
 /**
- * Event kind: a registered range was moved by mremap() (`u.remap`).
+ * Event kind: a registered range was moved by mremap() (u.remap).
  */
 #define LIBUFFD_EVENT_REMAP 0x14
 
 /**
- * Event kind: madvise() is dropping the pages of a range (`u.range`).
+ * Event kind: madvise() is dropping the pages of a range (u.range).
  */
 #define LIBUFFD_EVENT_REMOVE 0x15
 
 /**
- * Event kind: a range was unmapped (`u.range`).
+ * Event kind: a range was unmapped (u.range).
  */
 #define LIBUFFD_EVENT_UNMAP 0x16
 
@@ -918,7 +902,7 @@ typedef struct libuffd_range_info {
 } libuffd_range_info;
 
 /**
- * The payload of a libuffd_event; which member is valid depends on `kind`.
+ * The payload of a libuffd_event; which member is valid depends on kind.
  */
 typedef union libuffd_event_data {
   /**
@@ -958,15 +942,15 @@ typedef struct libuffd_event {
    */
   uint32_t reserved;
   /**
-   * The payload, selected by `kind`.
+   * The payload, selected by kind.
    */
   union libuffd_event_data u;
 } libuffd_event;
 
 /**
- * Read up to `max` events into `events`, decoded.
+ * Read up to max events into events, decoded.
  *
- * `timeout_ms`: -1 waits until at least one event arrives; 0 returns at
+ * timeout_ms: -1 waits until at least one event arrives; 0 returns at
  * once; > 0 waits at most that long. Any value but -1 needs a handle
  * opened with LIBUFFD_OPEN_NONBLOCK (the kernel cannot poll a blocking
  * userfaultfd). Finding nothing is not an error: the call returns 0. A
@@ -980,19 +964,17 @@ typedef struct libuffd_event {
  * descriptors): open the handle with LIBUFFD_OPEN_NONBLOCK, poll(2) or
  * epoll its libuffd_handle_fd() for POLLIN together with the other
  * descriptors, and when it is readable call
- * `libuffd_read_events(h, events, max, 0)` (it may return 0: another
+ * libuffd_read_events(h, events, max, 0) (it may return 0: another
  * thread read the events first):
  *
- * ```c
- * struct pollfd fds[2] = { { libuffd_handle_fd(h), POLLIN, 0 },
- *                          { shutdown_fd, POLLIN, 0 } };
- * while (poll(fds, 2, -1) >= 0 || errno == EINTR) {
- *         if (fds[1].revents)
- *                 break;
- *         if (fds[0].revents & POLLIN)
- *                 n = libuffd_read_events(h, events, max, 0);
- * }
- * ```
+ *     struct pollfd fds[2] = { { libuffd_handle_fd(h), POLLIN, 0 },
+ *                              { shutdown_fd, POLLIN, 0 } };
+ *     while (poll(fds, 2, -1) >= 0 || errno == EINTR) {
+ *             if (fds[1].revents)
+ *                     break;
+ *             if (fds[0].revents & POLLIN)
+ *                     n = libuffd_read_events(h, events, max, 0);
+ *     }
  *
  * Cancellation: a cancellation point, like read(2). A thread blocked here
  * (or entering with a cancel pending) that is pthread_cancel()ed unwinds
@@ -1008,8 +990,7 @@ typedef struct libuffd_event {
  * handle or events, max 0, timeout < -1, a timeout on a blocking handle),
  * -EINTR (a signal arrived while waiting).
  *
- * # Safety
- * `h` is NULL or a live handle; `events` is NULL or has room for `max`
+ * Pointers: h must be NULL or a live handle; events NULL or room for max
  * events.
  */
 int32_t libuffd_read_events(struct libuffd_handle *h, struct libuffd_event *events, size_t max, int32_t timeout_ms);
@@ -1070,7 +1051,7 @@ typedef struct libuffd_monitor libuffd_monitor;
  * Error policy: try the fault again (on_fault is called again, or the
  * source read again) while its thread stays blocked, after a pause of 1 ms
  * doubled after each failed try (at most 64 ms); each failed try counts in
- * `failed`. After 8 failed tries (about 127 ms) LIBUFFD_ON_ERROR_SIGBUS
+ * failed. After 8 failed tries (about 127 ms) LIBUFFD_ON_ERROR_SIGBUS
  * applies to that fault: the page is poisoned and the thread gets SIGBUS.
  * A fault still waiting for its next try when the monitor stops is
  * released as the stop releases every blocked thread.
@@ -1134,11 +1115,11 @@ typedef struct libuffd_monitor libuffd_monitor;
 #define LIBUFFD_ON_REMOVE_UNREGISTER 1
 
 /**
- * Monitor options (all zero: the defaults). Set `sz` to the struct's size.
+ * Monitor options (all zero: the defaults). Set sz to the struct's size.
  */
 typedef struct libuffd_monitor_opts {
   /**
-   * `sizeof(struct libuffd_monitor_opts)`.
+   * sizeof(struct libuffd_monitor_opts).
    */
   size_t sz;
   /**
@@ -1202,16 +1183,16 @@ typedef struct libuffd_monitor_opts {
 #define LIBUFFD_SOURCE_ZERO 0
 
 /**
- * Region source: a buffer of this process (`buffer`, `buffer_len`).
+ * Region source: a buffer of this process (buffer, buffer_len).
  */
 #define LIBUFFD_SOURCE_BUFFER 1
 
 /**
- * Region source: pread() from `fd` at `fd_offset`. Short reads and EINTR
+ * Region source: pread() from fd at fd_offset. Short reads and EINTR
  * are retried until each page is complete. A page that the file ends
  * inside or before (end-of-file inside the region, a file truncated while
  * the monitor runs) and a read error (EIO...) fail that fault: the error
- * policy applies, the `failed` counter counts it and on_log names the file
+ * policy applies, the failed counter counts it and on_log names the file
  * offset; no page is ever made of zeros the file does not hold, unless the
  * region has LIBUFFD_REGION_ZERO_PAST_EOF.
  */
@@ -1244,11 +1225,13 @@ typedef struct libuffd_monitor_opts {
 #define LIBUFFD_REGION_ZERO_PAST_EOF 0x2
 
 /**
- * How a region is served (libuffd_monitor_add_region()). Set `sz`.
+ * How a region is served (libuffd_monitor_add_region()). Set sz; every
+ * other field zero means its default: zero pages, the range registered
+ * already, the monitor's stop policy, the page size asked.
  */
 typedef struct libuffd_region_opts {
   /**
-   * `sizeof(struct libuffd_region_opts)`.
+   * sizeof(struct libuffd_region_opts).
    */
   size_t sz;
   /**
@@ -1269,7 +1252,7 @@ typedef struct libuffd_region_opts {
    */
   const void *buffer;
   /**
-   * LIBUFFD_SOURCE_BUFFER: bytes available at `buffer` (pages past them
+   * LIBUFFD_SOURCE_BUFFER: bytes available at buffer (pages past them
    * are zero-filled).
    */
   uint64_t buffer_len;
@@ -1294,7 +1277,7 @@ typedef struct libuffd_region_opts {
    */
   uint64_t fd_offset;
   /**
-   * Handed to on_fault as `region_data`.
+   * Handed to on_fault as region_data.
    */
   void *data;
   /**
@@ -1306,7 +1289,7 @@ typedef struct libuffd_region_opts {
    * 2 MiB hugetlb guest); with 0 it is asked of the faulting thread's
    * mappings at the region's first fault when the descriptor has
    * LIBUFFD_FEATURE_THREAD_ID, else the base page size is assumed.
-   * Added in 1.0: older, shorter structs (see `sz`) mean 0.
+   * Added in 1.0: older, shorter structs (see sz) mean 0.
    */
   uint64_t page_size;
 } libuffd_region_opts;
@@ -1469,16 +1452,16 @@ typedef struct libuffd_monitor_ops {
 /**
  * Create a monitor.
  *
- * `opts` may be NULL (defaults: the reader resolves faults itself, an
+ * opts may be NULL (defaults: the reader resolves faults itself, an
  * adaptive 1..512-page fault-around window, SIGBUS on errors, zero-fill
  * after REMOVE, forked children served, and on stop: SIGBUS for pages of
  * buffer, fd and callback regions never restored, zeros for the others;
  * see LIBUFFD_ON_STOP_DEFAULT).
- * `ops` (with `ops_size` = sizeof(struct libuffd_monitor_ops)) may be NULL
- * when every region has a page source. `user_data` is passed to every
- * callback; `user_data_free`, if not NULL, is called with it exactly once,
+ * ops, the callback table (its sz set as for every options struct), may
+ * be NULL when every region has a page source. user_data is passed to every
+ * callback; user_data_free, if not NULL, is called with it exactly once,
  * by libuffd_monitor_free(). On failure it is not called (the caller keeps
- * ownership) and `*out` is not written.
+ * ownership) and *out is not written.
  *
  * The monitor applies the events of each batch it reads before serving
  * the batch's faults, and serves a fault reported several times in a
@@ -1486,10 +1469,12 @@ typedef struct libuffd_monitor_ops {
  *
  * Thread safety: may be called from any thread.
  *
- * Returns: 0, or -EINVAL (NULL out, bad opts or ops_size), -E2BIG, -EMFILE.
+ * Returns: 0, or -EINVAL (NULL out, bad opts, an ops->sz too small or
+ * not a whole number of members), -E2BIG, -EMFILE.
  *
- * # Safety
- * Pointers are NULL or valid as described.
+ * Pointers: opts must be NULL or a libuffd_monitor_opts of opts->sz
+ * readable bytes; ops NULL or a libuffd_monitor_ops of ops->sz readable
+ * bytes; out NULL or writable.
  */
 int32_t libuffd_monitor_new(const struct libuffd_monitor_opts *opts, const struct libuffd_monitor_ops *ops, void *user_data, void (*user_data_free)(void*), struct libuffd_monitor **out);
 
@@ -1499,7 +1484,7 @@ int32_t libuffd_monitor_new(const struct libuffd_monitor_opts *opts, const struc
  * afterwards). Blocking and non-blocking handles are served alike, and
  * the descriptor's file status flags are left as they are (the file may
  * be shared with another process): a blocking one is read with
- * RWF_NOWAIT, so no read of the monitor ever waits. `*id` (may be NULL)
+ * RWF_NOWAIT, so no read of the monitor ever waits. *id (may be NULL)
  * receives the handle's id, used by regions, faults and events. For a
  * handle with LIBUFFD_FEATURE_EVENT_FORK (unless
  * LIBUFFD_MONITOR_NO_FORK_SERVE) it starts the monitor's reserve thread,
@@ -1511,13 +1496,13 @@ int32_t libuffd_monitor_new(const struct libuffd_monitor_opts *opts, const struc
  * Returns: 0, or -EINVAL (NULL monitor or handle; a blocking handle on a
  * kernel whose userfaultfd does not take RWF_NOWAIT: set O_NONBLOCK).
  *
- * # Safety
- * Pointers are NULL or live objects; `id` NULL or writable.
+ * Pointers: m must be NULL or a live monitor; h NULL or a live handle; id
+ * NULL or writable.
  */
 int32_t libuffd_monitor_add_handle(struct libuffd_monitor *m, struct libuffd_handle *h, uint32_t *id);
 
 /**
- * Stop serving the handle with id `handle_id` (one added by
+ * Stop serving the handle with id handle_id (one added by
  * libuffd_monitor_add_handle(), or a forked child's), at once, running or
  * not: its regions are forgotten, its messages are no longer read (a
  * fault on it after this returns is for whoever reads the descriptor),
@@ -1536,14 +1521,13 @@ int32_t libuffd_monitor_add_handle(struct libuffd_monitor *m, struct libuffd_han
  * Returns: 0, or -EINVAL (NULL monitor; no handle with that id is
  * served: never added, or removed already).
  *
- * # Safety
- * `m` is NULL or a live monitor.
+ * Pointers: m must be NULL or a live monitor.
  */
 int32_t libuffd_monitor_remove_handle(struct libuffd_monitor *m, uint32_t handle_id);
 
 /**
- * Serve `[start, start+len)` of handle `handle_id` as `opts` says
- * (NULL: zero-fill, already registered). With `opts->register_mode` the
+ * Serve [start, start+len) of handle handle_id as opts says
+ * (NULL: zero-fill, already registered). With opts->register_mode the
  * range is registered first. Regions of one handle may not overlap.
  *
  * Thread safety: may be called from any thread, also while running, and
@@ -1551,7 +1535,7 @@ int32_t libuffd_monitor_remove_handle(struct libuffd_monitor *m, uint32_t handle
  * on_unmap, on_log): the region is served from the next fault on.
  *
  * The region's page size is the mapping's for this process's own memory;
- * for an adopted descriptor's, give it in `opts->page_size` (see there).
+ * for an adopted descriptor's, give it in opts->page_size (see there).
  *
  * Returns: 0, or -EINVAL (NULL monitor, unknown handle id, bad range,
  * misaligned for the page size, a page size that is not a power of two
@@ -1561,10 +1545,10 @@ int32_t libuffd_monitor_remove_handle(struct libuffd_monitor *m, uint32_t handle
  * duplicate),
  * and libuffd_register()'s errors.
  *
- * # Safety
- * `opts` NULL or valid; `opts->buffer` readable for `buffer_len` bytes
- * for as long as the monitor serves the region (`opts->fd` is
- * duplicated: the caller may close it once this returns).
+ * Pointers: m must be NULL or a live monitor; opts NULL or a
+ * libuffd_region_opts of opts->sz readable bytes; opts->buffer readable
+ * for opts->buffer_len bytes for as long as the monitor serves the region
+ * (opts->fd is duplicated: the caller may close it once this returns).
  */
 int32_t libuffd_monitor_add_region(struct libuffd_monitor *m, uint32_t handle_id, void *start, size_t len, const struct libuffd_region_opts *opts);
 
@@ -1594,8 +1578,7 @@ int32_t libuffd_monitor_add_region(struct libuffd_monitor *m, uint32_t handle_id
  * fault that could be neither resolved nor poisoned, see
  * LIBUFFD_ON_ERROR_SIGBUS, or a failure reading events).
  *
- * # Safety
- * `m` is NULL or a live monitor.
+ * Pointers: m must be NULL or a live monitor.
  */
 int32_t libuffd_monitor_run(struct libuffd_monitor *m);
 
@@ -1610,8 +1593,7 @@ int32_t libuffd_monitor_run(struct libuffd_monitor *m);
  *
  * Returns: 0, -EBUSY (already running), -EAGAIN (no thread).
  *
- * # Safety
- * `m` is NULL or a live monitor.
+ * Pointers: m must be NULL or a live monitor.
  */
 int32_t libuffd_monitor_start(struct libuffd_monitor *m);
 
@@ -1635,8 +1617,7 @@ int32_t libuffd_monitor_start(struct libuffd_monitor *m);
  *
  * Returns: 0, or -EINVAL for NULL (or not a monitor).
  *
- * # Safety
- * `m` is NULL or a live monitor.
+ * Pointers: m must be NULL or a live monitor.
  */
 int32_t libuffd_monitor_stop(struct libuffd_monitor *m);
 
@@ -1653,11 +1634,10 @@ int32_t libuffd_monitor_stop(struct libuffd_monitor *m);
  * -EDEADLK there).
  *
  * Returns: what the run returned (0 or -errno), -EINVAL if it was not
- * started (or `m` is not a monitor), -EDEADLK from inside one of its
+ * started (or m is not a monitor), -EDEADLK from inside one of its
  * callbacks.
  *
- * # Safety
- * `m` is NULL or a live monitor.
+ * Pointers: m must be NULL or a live monitor.
  */
 int32_t libuffd_monitor_wait(struct libuffd_monitor *m);
 
@@ -1668,13 +1648,12 @@ int32_t libuffd_monitor_wait(struct libuffd_monitor *m);
  *
  * Returns: the descriptor, or -EINVAL for NULL.
  *
- * # Safety
- * `m` is NULL or a live monitor.
+ * Pointers: m must be NULL or a live monitor.
  */
 int32_t libuffd_monitor_fd(const struct libuffd_monitor *m);
 
 /**
- * Handle whatever is ready, waiting up to `timeout_ms` (0: do not wait;
+ * Handle whatever is ready, waiting up to timeout_ms (0: do not wait;
  * -1: wait). For callers that poll libuffd_monitor_fd() themselves; workers
  * and prefetch run only under libuffd_monitor_run()/start(). Forked
  * children are served as by the monitor's own thread, without allocating
@@ -1694,21 +1673,20 @@ int32_t libuffd_monitor_fd(const struct libuffd_monitor *m);
  * releases the waiting faults and the regions per the stop policies (as
  * a run's end does) and returns -ECANCELED, or the error that stopped the
  * monitor (e.g. -EIO under LIBUFFD_ON_ERROR_STOP), so that a loop
- * `while (libuffd_monitor_dispatch(m, -1) >= 0)` ends. The next dispatch
+ * while (libuffd_monitor_dispatch(m, -1) >= 0) ends. The next dispatch
  * serves again.
  *
  * Returns: the number of ready sources handled (0 on timeout), -EBUSY
  * (running, or another thread dispatching), -EINTR, -ECANCELED (stopped),
  * or the error the monitor stopped on.
  *
- * # Safety
- * `m` is NULL or a live monitor.
+ * Pointers: m must be NULL or a live monitor.
  */
 int32_t libuffd_monitor_dispatch(struct libuffd_monitor *m, int32_t timeout_ms);
 
 /**
  * Stop the monitor, wait for its threads, apply the stop policy to its
- * regions (libuffd_monitor_opts.stop_policy), call `user_data_free`, and
+ * regions (libuffd_monitor_opts.stop_policy), call user_data_free, and
  * free it. NULL is ignored.
  *
  * Misuse is refused, not acted on (the function returns nothing: errno is
@@ -1723,8 +1701,7 @@ int32_t libuffd_monitor_dispatch(struct libuffd_monitor *m, int32_t timeout_ms);
  * Cancellation: not a cancellation point; it always completes (a
  * pending cancellation acts at the thread's next cancellation point).
  *
- * # Safety
- * `m` is NULL or a live monitor, freed at most once.
+ * Pointers: m must be NULL or a live monitor, freed at most once.
  */
 void libuffd_monitor_free(struct libuffd_monitor *m);
 
@@ -1749,7 +1726,7 @@ void libuffd_monitor_free(struct libuffd_monitor *m);
 #define LIBUFFD_RESOLVE_GONE 2
 
 /**
- * Resolve a fault by copying `f->page_size` bytes from `src`. From the
+ * Resolve a fault by copying f->page_size bytes from src. From the
  * on_fault callback, or later from any thread for a deferred fault.
  *
  * Returns: LIBUFFD_RESOLVE_DONE, LIBUFFD_RESOLVE_ALREADY_DONE (someone had; the
@@ -1758,16 +1735,16 @@ void libuffd_monitor_free(struct libuffd_monitor *m);
  * monitor retries the fault and calls the callback again; elsewhere it
  * was retried for 2 s first), and the kernel's other errors.
  *
- * # Safety
- * `m` NULL or live; `f` NULL or a fault from this monitor.
+ * Pointers: m must be NULL or a live monitor; f NULL or a fault from this
+ * monitor.
  */
 int32_t libuffd_monitor_copy(struct libuffd_monitor *m, const struct libuffd_fault *f, const void *src);
 
 /**
  * Resolve a fault with zeros (hugetlb too). Returns as libuffd_monitor_copy().
  *
- * # Safety
- * `m` NULL or live; `f` NULL or a fault from this monitor.
+ * Pointers: m must be NULL or a live monitor; f NULL or a fault from this
+ * monitor.
  */
 int32_t libuffd_monitor_zero(struct libuffd_monitor *m, const struct libuffd_fault *f);
 
@@ -1775,8 +1752,8 @@ int32_t libuffd_monitor_zero(struct libuffd_monitor *m, const struct libuffd_fau
  * Resolve a minor fault by mapping the page-cache page. Returns as
  * libuffd_monitor_copy().
  *
- * # Safety
- * `m` NULL or live; `f` NULL or a fault from this monitor.
+ * Pointers: m must be NULL or a live monitor; f NULL or a fault from this
+ * monitor.
  */
 int32_t libuffd_monitor_continue(struct libuffd_monitor *m, const struct libuffd_fault *f);
 
@@ -1784,8 +1761,8 @@ int32_t libuffd_monitor_continue(struct libuffd_monitor *m, const struct libuffd
  * Resolve a write-protect fault by removing the protection from the page.
  * Returns as libuffd_monitor_copy().
  *
- * # Safety
- * `m` NULL or live; `f` NULL or a fault from this monitor.
+ * Pointers: m must be NULL or a live monitor; f NULL or a fault from this
+ * monitor.
  */
 int32_t libuffd_monitor_unprotect(struct libuffd_monitor *m, const struct libuffd_fault *f);
 
@@ -1793,17 +1770,17 @@ int32_t libuffd_monitor_unprotect(struct libuffd_monitor *m, const struct libuff
  * Resolve a fault by poisoning the page: the thread gets SIGBUS. Returns
  * as libuffd_monitor_copy().
  *
- * # Safety
- * `m` NULL or live; `f` NULL or a fault from this monitor.
+ * Pointers: m must be NULL or a live monitor; f NULL or a fault from this
+ * monitor.
  */
 int32_t libuffd_monitor_poison(struct libuffd_monitor *m, const struct libuffd_fault *f);
 
 /**
- * Resolve a fault by moving the page at `src` (anonymous private memory
+ * Resolve a fault by moving the page at src (anonymous private memory
  * of this process) into place. Returns as libuffd_monitor_copy().
  *
- * # Safety
- * `m` NULL or live; `f` NULL or a fault from this monitor.
+ * Pointers: m must be NULL or a live monitor; f NULL or a fault from this
+ * monitor.
  */
 int32_t libuffd_monitor_move(struct libuffd_monitor *m, const struct libuffd_fault *f, void *src);
 
@@ -1815,11 +1792,11 @@ int32_t libuffd_monitor_move(struct libuffd_monitor *m, const struct libuffd_fau
 #define LIBUFFD_LATENCY_BUCKETS 32
 
 /**
- * Monitor counters (libuffd_monitor_get_stats()). Set `sz` before the call.
+ * Monitor counters (libuffd_monitor_get_stats()). Set sz before the call.
  */
 typedef struct libuffd_monitor_stats {
   /**
-   * `sizeof(struct libuffd_monitor_stats)`.
+   * sizeof(struct libuffd_monitor_stats).
    */
   size_t sz;
   /**
@@ -1927,13 +1904,13 @@ typedef struct libuffd_monitor_stats {
 } libuffd_monitor_stats;
 
 /**
- * Copy the monitor's counters into `*stats` (set `stats->sz` first; a
+ * Copy the monitor's counters into *stats (set stats->sz first; a
  * smaller, older struct gets the members it has). Readable at any time.
  *
  * Returns: 0, or -EINVAL (NULL, or sz smaller than sizeof(size_t)).
  *
- * # Safety
- * `m` NULL or live; `stats` NULL or writable for `stats->sz` bytes.
+ * Pointers: m must be NULL or a live monitor; stats NULL or writable for
+ * stats->sz bytes.
  */
 int32_t libuffd_monitor_get_stats(const struct libuffd_monitor *m, struct libuffd_monitor_stats *stats);
 

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 const LAYOUT: &str = "src/ffi/libuffd.h.in";
-const NOTICE: &str = "/* Generated from src/ffi by cbindgen, laid out by src/ffi/libuffd.h.in:\n * do not edit. Run `make header`. */";
+const NOTICE: &str = "/* Generated from src/ffi by cbindgen, laid out by src/ffi/libuffd.h.in:\n * do not edit. Run make header. */";
 
 /// One generated declaration: its name and its text (doc comment included).
 struct Item {
@@ -44,7 +44,10 @@ fn item_name(text: &str) -> String {
     } else if decl.starts_with("typedef union ") {
         word_after("typedef union ")
     } else if let Some(p) = decl.find("libuffd_").filter(|_| decl.contains('(')) {
-        decl[p..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect()
+        decl[p..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
     } else {
         panic!("unrecognised generated declaration: {decl}")
     }
@@ -67,7 +70,7 @@ fn generated_items(root: &Path) -> Vec<Item> {
         .filter(|t| !t.is_empty())
         .map(|t| Item {
             name: item_name(t),
-            text: t.to_string(),
+            text: indent_code_blocks(t),
         })
         .collect()
 }
@@ -87,6 +90,27 @@ fn hex_define(text: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// A fenced code block of a doc comment (rustdoc's ```c ... ```) as C
+/// comments show code: indented by four spaces, without the fences.
+fn indent_code_blocks(text: &str) -> String {
+    let mut out = Vec::new();
+    let mut in_code = false;
+    for l in text.lines() {
+        if l.trim_start().starts_with("* ```") {
+            in_code = !in_code;
+            continue;
+        }
+        if in_code {
+            let body = l.trim_start().strip_prefix('*').unwrap_or(l);
+            let body = body.strip_prefix(' ').unwrap_or(body);
+            out.push(format!(" *     {body}").trim_end().to_string());
+        } else {
+            out.push(l.to_string());
+        }
+    }
+    out.join("\n")
 }
 
 /// Put the generated items into the layout; every problem is listed.
@@ -122,7 +146,9 @@ fn compose(layout: &str, items: &[Item]) -> Result<String, Vec<String>> {
     // Assign each item to its place: an exact name, else the one family.
     let mut placed: Vec<Vec<usize>> = vec![Vec::new(); places.len()];
     for (k, it) in items.iter().enumerate() {
-        let exact: Vec<usize> = (0..places.len()).filter(|&p| places[p].pattern == it.name).collect();
+        let exact: Vec<usize> = (0..places.len())
+            .filter(|&p| places[p].pattern == it.name)
+            .collect();
         let family: Vec<usize> = (0..places.len())
             .filter(|&p| {
                 places[p]
@@ -189,7 +215,10 @@ fn header_is_fresh() {
     let layout = std::fs::read_to_string(root.join(LAYOUT)).expect("read the layout");
     let generated = match compose(&layout, &items) {
         Ok(h) => h,
-        Err(errors) => panic!("include/libuffd.h cannot be made:\n  {}", errors.join("\n  ")),
+        Err(errors) => panic!(
+            "include/libuffd.h cannot be made:\n  {}",
+            errors.join("\n  ")
+        ),
     };
     let path = root.join("include/libuffd.h");
     if std::env::var_os("LIBUFFD_BLESS").is_some() {
@@ -217,19 +246,53 @@ fn layout_rules() {
         item("LIBUFFD_A_Y", "#define LIBUFFD_A_Y 255"),
         item("libuffd_f", "/**\n * Doc.\n */\nint libuffd_f(void);"),
     ];
-    let ok = compose("top\n@@ LIBUFFD_A_* hex @@\n\n@@ libuffd_f @@\nend\n", &items).unwrap();
+    let ok = compose(
+        "top\n@@ LIBUFFD_A_* hex @@\n\n@@ libuffd_f @@\nend\n",
+        &items,
+    )
+    .unwrap();
     assert_eq!(
         ok,
         "top\n#define LIBUFFD_A_X 0x10\n\n#define LIBUFFD_A_Y 0xff\n\n/**\n * Doc.\n */\nint libuffd_f(void);\nend\n"
     );
-    let exact = compose("@@ LIBUFFD_A_Y @@\n@@ LIBUFFD_A_* @@\n@@ libuffd_f @@\n", &items).unwrap();
+    let exact = compose(
+        "@@ LIBUFFD_A_Y @@\n@@ LIBUFFD_A_* @@\n@@ libuffd_f @@\n",
+        &items,
+    )
+    .unwrap();
     assert!(exact.starts_with("#define LIBUFFD_A_Y 255\n#define LIBUFFD_A_X 16\n"));
     let missing = compose("@@ LIBUFFD_A_* @@\n", &items).unwrap_err();
-    assert!(missing.iter().any(|e| e.contains("libuffd_f is generated")), "{missing:?}");
-    let empty = compose("@@ LIBUFFD_A_* @@\n@@ libuffd_f @@\n@@ LIBUFFD_B_* @@\n", &items).unwrap_err();
+    assert!(
+        missing.iter().any(|e| e.contains("libuffd_f is generated")),
+        "{missing:?}"
+    );
+    let empty = compose(
+        "@@ LIBUFFD_A_* @@\n@@ libuffd_f @@\n@@ LIBUFFD_B_* @@\n",
+        &items,
+    )
+    .unwrap_err();
     assert!(empty.iter().any(|e| e.contains("LIBUFFD_B_*")), "{empty:?}");
-    let twice = compose("@@ LIBUFFD_A_* @@\n@@ LIBUFFD_A_X* @@\n@@ libuffd_f @@\n", &items).unwrap_err();
-    assert!(twice.iter().any(|e| e.contains("matches 2 places")), "{twice:?}");
-    assert_eq!(item_name("/**\n * x\n */\nconst char *libuffd_s(int32_t e);"), "libuffd_s");
-    assert_eq!(item_name("typedef struct libuffd_h libuffd_h;"), "libuffd_h");
+    let twice = compose(
+        "@@ LIBUFFD_A_* @@\n@@ LIBUFFD_A_X* @@\n@@ libuffd_f @@\n",
+        &items,
+    )
+    .unwrap_err();
+    assert!(
+        twice.iter().any(|e| e.contains("matches 2 places")),
+        "{twice:?}"
+    );
+    assert_eq!(
+        item_name("/**\n * x\n */\nconst char *libuffd_s(int32_t e);"),
+        "libuffd_s"
+    );
+    assert_eq!(
+        item_name("typedef struct libuffd_h libuffd_h;"),
+        "libuffd_h"
+    );
+    assert_eq!(
+        indent_code_blocks(
+            "/**\n * Example:\n *\n * ```c\n * f(x);\n *\n *     g();\n * ```\n */\nint f(int);"
+        ),
+        "/**\n * Example:\n *\n *     f(x);\n *\n *         g();\n */\nint f(int);"
+    );
 }

@@ -63,9 +63,9 @@ fn to_c(ev: Event) -> libuffd_event {
     }
 }
 
-/// Read up to `max` events into `events`, decoded.
+/// Read up to max events into events, decoded.
 ///
-/// `timeout_ms`: -1 waits until at least one event arrives; 0 returns at
+/// timeout_ms: -1 waits until at least one event arrives; 0 returns at
 /// once; > 0 waits at most that long. Any value but -1 needs a handle
 /// opened with LIBUFFD_OPEN_NONBLOCK (the kernel cannot poll a blocking
 /// userfaultfd). Finding nothing is not an error: the call returns 0. A
@@ -79,7 +79,7 @@ fn to_c(ev: Event) -> libuffd_event {
 /// descriptors): open the handle with LIBUFFD_OPEN_NONBLOCK, poll(2) or
 /// epoll its libuffd_handle_fd() for POLLIN together with the other
 /// descriptors, and when it is readable call
-/// `libuffd_read_events(h, events, max, 0)` (it may return 0: another
+/// libuffd_read_events(h, events, max, 0) (it may return 0: another
 /// thread read the events first):
 ///
 /// ```c
@@ -107,8 +107,7 @@ fn to_c(ev: Event) -> libuffd_event {
 /// handle or events, max 0, timeout < -1, a timeout on a blocking handle),
 /// -EINTR (a signal arrived while waiting).
 ///
-/// # Safety
-/// `h` is NULL or a live handle; `events` is NULL or has room for `max`
+/// Pointers: h must be NULL or a live handle; events NULL or room for max
 /// events.
 #[no_mangle]
 pub unsafe extern "C-unwind" fn libuffd_read_events(
@@ -232,12 +231,12 @@ fn read_step(
     })
 }
 
-/// Decode `n` records that read(2) left in `events`.
+/// Decode n records that read(2) left in events.
 fn decode_step(h: *mut libuffd_handle, events: *mut libuffd_event, n: usize) -> i32 {
     with_handle("libuffd_read_events", h, |u| Ok(decode(u, events, n)))
 }
 
-/// Decode, in place, the `n` raw records at `events`.
+/// Decode, in place, the n raw records at events.
 fn decode(u: &Uffd, events: *mut libuffd_event, n: usize) -> i32 {
     let features = u.features();
     for i in 0..n {

@@ -29,7 +29,7 @@ unsafe impl Sync for CHandler {}
 
 thread_local! {
     /// The fault being handled by a C callback on this thread: the
-    /// `libuffd_fault` handed to C, and its Rust context.
+    /// libuffd_fault handed to C, and its Rust context.
     static CURRENT: Cell<(*const libuffd_fault, *const ())> = const { Cell::new((std::ptr::null(), std::ptr::null())) };
 }
 
@@ -41,7 +41,8 @@ impl Handler for CHandler {
         let region = ctx.region;
         let f = libuffd_fault {
             address: ctx.fault.address as *mut libc::c_void,
-            exact_address: ctx.fault.exact_address.unwrap_or(ctx.fault.address) as *mut libc::c_void,
+            exact_address: ctx.fault.exact_address.unwrap_or(ctx.fault.address)
+                as *mut libc::c_void,
             flags: ctx.fault.flags.bits() as u32,
             thread_id: ctx.fault.thread_id,
             page: ctx.token.page as *mut libc::c_void,
@@ -142,7 +143,13 @@ impl Handler for CHandler {
             let _in_cb = InCallback::enter(self.me.load(Ordering::Acquire));
             // SAFETY: C callback; the text is NUL-terminated and lives
             // for the call.
-            unsafe { cb(self.user, self.me.load(Ordering::Acquire), text.as_ptr().cast()) }
+            unsafe {
+                cb(
+                    self.user,
+                    self.me.load(Ordering::Acquire),
+                    text.as_ptr().cast(),
+                )
+            }
         }
     }
 }
@@ -155,7 +162,7 @@ thread_local! {
     static IN_CALLBACK: Cell<*const libuffd_monitor> = const { Cell::new(std::ptr::null()) };
 }
 
-/// Marks the calling thread as running a callback of `m` until dropped.
+/// Marks the calling thread as running a callback of m until dropped.
 struct InCallback(*const libuffd_monitor);
 
 impl InCallback {
@@ -170,7 +177,7 @@ impl Drop for InCallback {
     }
 }
 
-/// EDEADLK if the calling thread is inside a callback of `m`.
+/// EDEADLK if the calling thread is inside a callback of m.
 fn not_in_callback(m: *const libuffd_monitor, func: &'static str) -> Result<(), Error> {
     if !m.is_null() && IN_CALLBACK.with(|c| c.get()) == m {
         return Err(Error::os(
@@ -182,8 +189,8 @@ fn not_in_callback(m: *const libuffd_monitor, func: &'static str) -> Result<(), 
     Ok(())
 }
 
-/// What a `libuffd_monitor *` points to. The tag comes first
-/// (handle.rs `check_tag`).
+/// What a libuffd_monitor * points to. The tag comes first
+/// (handle.rs check_tag).
 #[repr(C)]
 struct MonitorBox {
     tag: std::sync::atomic::AtomicU64,
@@ -393,16 +400,16 @@ unsafe fn ops_from_c(ops: *const libuffd_monitor_ops) -> Result<libuffd_monitor_
 
 /// Create a monitor.
 ///
-/// `opts` may be NULL (defaults: the reader resolves faults itself, an
+/// opts may be NULL (defaults: the reader resolves faults itself, an
 /// adaptive 1..512-page fault-around window, SIGBUS on errors, zero-fill
 /// after REMOVE, forked children served, and on stop: SIGBUS for pages of
 /// buffer, fd and callback regions never restored, zeros for the others;
 /// see LIBUFFD_ON_STOP_DEFAULT).
-/// `ops` (with `ops_size` = sizeof(struct libuffd_monitor_ops)) may be NULL
-/// when every region has a page source. `user_data` is passed to every
-/// callback; `user_data_free`, if not NULL, is called with it exactly once,
+/// ops, the callback table (its sz set as for every options struct), may
+/// be NULL when every region has a page source. user_data is passed to every
+/// callback; user_data_free, if not NULL, is called with it exactly once,
 /// by libuffd_monitor_free(). On failure it is not called (the caller keeps
-/// ownership) and `*out` is not written.
+/// ownership) and *out is not written.
 ///
 /// The monitor applies the events of each batch it reads before serving
 /// the batch's faults, and serves a fault reported several times in a
@@ -410,10 +417,12 @@ unsafe fn ops_from_c(ops: *const libuffd_monitor_ops) -> Result<libuffd_monitor_
 ///
 /// Thread safety: may be called from any thread.
 ///
-/// Returns: 0, or -EINVAL (NULL out, bad opts or ops_size), -E2BIG, -EMFILE.
+/// Returns: 0, or -EINVAL (NULL out, bad opts, an ops->sz too small or
+/// not a whole number of members), -E2BIG, -EMFILE.
 ///
-/// # Safety
-/// Pointers are NULL or valid as described.
+/// Pointers: opts must be NULL or a libuffd_monitor_opts of opts->sz
+/// readable bytes; ops NULL or a libuffd_monitor_ops of ops->sz readable
+/// bytes; out NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_monitor_new(
     opts: *const libuffd_monitor_opts,
@@ -460,7 +469,7 @@ pub unsafe extern "C" fn libuffd_monitor_new(
 /// afterwards). Blocking and non-blocking handles are served alike, and
 /// the descriptor's file status flags are left as they are (the file may
 /// be shared with another process): a blocking one is read with
-/// RWF_NOWAIT, so no read of the monitor ever waits. `*id` (may be NULL)
+/// RWF_NOWAIT, so no read of the monitor ever waits. *id (may be NULL)
 /// receives the handle's id, used by regions, faults and events. For a
 /// handle with LIBUFFD_FEATURE_EVENT_FORK (unless
 /// LIBUFFD_MONITOR_NO_FORK_SERVE) it starts the monitor's reserve thread,
@@ -472,8 +481,8 @@ pub unsafe extern "C" fn libuffd_monitor_new(
 /// Returns: 0, or -EINVAL (NULL monitor or handle; a blocking handle on a
 /// kernel whose userfaultfd does not take RWF_NOWAIT: set O_NONBLOCK).
 ///
-/// # Safety
-/// Pointers are NULL or live objects; `id` NULL or writable.
+/// Pointers: m must be NULL or a live monitor; h NULL or a live handle; id
+/// NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_monitor_add_handle(
     m: *mut libuffd_monitor,
@@ -494,7 +503,7 @@ pub unsafe extern "C" fn libuffd_monitor_add_handle(
     })
 }
 
-/// Stop serving the handle with id `handle_id` (one added by
+/// Stop serving the handle with id handle_id (one added by
 /// libuffd_monitor_add_handle(), or a forked child's), at once, running or
 /// not: its regions are forgotten, its messages are no longer read (a
 /// fault on it after this returns is for whoever reads the descriptor),
@@ -513,8 +522,7 @@ pub unsafe extern "C" fn libuffd_monitor_add_handle(
 /// Returns: 0, or -EINVAL (NULL monitor; no handle with that id is
 /// served: never added, or removed already).
 ///
-/// # Safety
-/// `m` is NULL or a live monitor.
+/// Pointers: m must be NULL or a live monitor.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_monitor_remove_handle(
     m: *mut libuffd_monitor,
@@ -528,8 +536,8 @@ pub unsafe extern "C" fn libuffd_monitor_remove_handle(
     })
 }
 
-/// Serve `[start, start+len)` of handle `handle_id` as `opts` says
-/// (NULL: zero-fill, already registered). With `opts->register_mode` the
+/// Serve [start, start+len) of handle handle_id as opts says
+/// (NULL: zero-fill, already registered). With opts->register_mode the
 /// range is registered first. Regions of one handle may not overlap.
 ///
 /// Thread safety: may be called from any thread, also while running, and
@@ -537,7 +545,7 @@ pub unsafe extern "C" fn libuffd_monitor_remove_handle(
 /// on_unmap, on_log): the region is served from the next fault on.
 ///
 /// The region's page size is the mapping's for this process's own memory;
-/// for an adopted descriptor's, give it in `opts->page_size` (see there).
+/// for an adopted descriptor's, give it in opts->page_size (see there).
 ///
 /// Returns: 0, or -EINVAL (NULL monitor, unknown handle id, bad range,
 /// misaligned for the page size, a page size that is not a power of two
@@ -547,10 +555,10 @@ pub unsafe extern "C" fn libuffd_monitor_remove_handle(
 /// duplicate),
 /// and libuffd_register()'s errors.
 ///
-/// # Safety
-/// `opts` NULL or valid; `opts->buffer` readable for `buffer_len` bytes
-/// for as long as the monitor serves the region (`opts->fd` is
-/// duplicated: the caller may close it once this returns).
+/// Pointers: m must be NULL or a live monitor; opts NULL or a
+/// libuffd_region_opts of opts->sz readable bytes; opts->buffer readable
+/// for opts->buffer_len bytes for as long as the monitor serves the region
+/// (opts->fd is duplicated: the caller may close it once this returns).
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_monitor_add_region(
     m: *mut libuffd_monitor,
@@ -633,8 +641,7 @@ pub unsafe extern "C" fn libuffd_monitor_add_region(
 /// fault that could be neither resolved nor poisoned, see
 /// LIBUFFD_ON_ERROR_SIGBUS, or a failure reading events).
 ///
-/// # Safety
-/// `m` is NULL or a live monitor.
+/// Pointers: m must be NULL or a live monitor.
 #[no_mangle]
 pub unsafe extern "C-unwind" fn libuffd_monitor_run(m: *mut libuffd_monitor) -> i32 {
     // The waits below are the only places a cancellation can act in this
@@ -722,8 +729,7 @@ fn run_turn(m: *mut libuffd_monitor, poll_errno: i32) -> RunStep {
 ///
 /// Returns: 0, -EBUSY (already running), -EAGAIN (no thread).
 ///
-/// # Safety
-/// `m` is NULL or a live monitor.
+/// Pointers: m must be NULL or a live monitor.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_monitor_start(m: *mut libuffd_monitor) -> i32 {
     guard("libuffd_monitor_start", || {
@@ -763,8 +769,7 @@ pub unsafe extern "C" fn libuffd_monitor_start(m: *mut libuffd_monitor) -> i32 {
 ///
 /// Returns: 0, or -EINVAL for NULL (or not a monitor).
 ///
-/// # Safety
-/// `m` is NULL or a live monitor.
+/// Pointers: m must be NULL or a live monitor.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_monitor_stop(m: *mut libuffd_monitor) -> i32 {
     guard("libuffd_monitor_stop", || {
@@ -786,11 +791,10 @@ pub unsafe extern "C" fn libuffd_monitor_stop(m: *mut libuffd_monitor) -> i32 {
 /// -EDEADLK there).
 ///
 /// Returns: what the run returned (0 or -errno), -EINVAL if it was not
-/// started (or `m` is not a monitor), -EDEADLK from inside one of its
+/// started (or m is not a monitor), -EDEADLK from inside one of its
 /// callbacks.
 ///
-/// # Safety
-/// `m` is NULL or a live monitor.
+/// Pointers: m must be NULL or a live monitor.
 #[no_mangle]
 pub unsafe extern "C-unwind" fn libuffd_monitor_wait(m: *mut libuffd_monitor) -> i32 {
     // The wait below is the only place a cancellation can act in this
@@ -851,8 +855,7 @@ impl FromErrno for WaitStep {
 ///
 /// Returns: the descriptor, or -EINVAL for NULL.
 ///
-/// # Safety
-/// `m` is NULL or a live monitor.
+/// Pointers: m must be NULL or a live monitor.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_monitor_fd(m: *const libuffd_monitor) -> i32 {
     guard("libuffd_monitor_fd", || {
@@ -861,7 +864,7 @@ pub unsafe extern "C" fn libuffd_monitor_fd(m: *const libuffd_monitor) -> i32 {
     })
 }
 
-/// Handle whatever is ready, waiting up to `timeout_ms` (0: do not wait;
+/// Handle whatever is ready, waiting up to timeout_ms (0: do not wait;
 /// -1: wait). For callers that poll libuffd_monitor_fd() themselves; workers
 /// and prefetch run only under libuffd_monitor_run()/start(). Forked
 /// children are served as by the monitor's own thread, without allocating
@@ -881,15 +884,14 @@ pub unsafe extern "C" fn libuffd_monitor_fd(m: *const libuffd_monitor) -> i32 {
 /// releases the waiting faults and the regions per the stop policies (as
 /// a run's end does) and returns -ECANCELED, or the error that stopped the
 /// monitor (e.g. -EIO under LIBUFFD_ON_ERROR_STOP), so that a loop
-/// `while (libuffd_monitor_dispatch(m, -1) >= 0)` ends. The next dispatch
+/// while (libuffd_monitor_dispatch(m, -1) >= 0) ends. The next dispatch
 /// serves again.
 ///
 /// Returns: the number of ready sources handled (0 on timeout), -EBUSY
 /// (running, or another thread dispatching), -EINTR, -ECANCELED (stopped),
 /// or the error the monitor stopped on.
 ///
-/// # Safety
-/// `m` is NULL or a live monitor.
+/// Pointers: m must be NULL or a live monitor.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_monitor_dispatch(m: *mut libuffd_monitor, timeout_ms: i32) -> i32 {
     guard("libuffd_monitor_dispatch", || {
@@ -947,7 +949,7 @@ fn resolve_c(
     })
 }
 
-/// Resolve a fault by copying `f->page_size` bytes from `src`. From the
+/// Resolve a fault by copying f->page_size bytes from src. From the
 /// on_fault callback, or later from any thread for a deferred fault.
 ///
 /// Returns: LIBUFFD_RESOLVE_DONE, LIBUFFD_RESOLVE_ALREADY_DONE (someone had; the
@@ -956,8 +958,8 @@ fn resolve_c(
 /// monitor retries the fault and calls the callback again; elsewhere it
 /// was retried for 2 s first), and the kernel's other errors.
 ///
-/// # Safety
-/// `m` NULL or live; `f` NULL or a fault from this monitor.
+/// Pointers: m must be NULL or a live monitor; f NULL or a fault from this
+/// monitor.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_monitor_copy(
     m: *mut libuffd_monitor,
@@ -974,8 +976,8 @@ pub unsafe extern "C" fn libuffd_monitor_copy(
 
 /// Resolve a fault with zeros (hugetlb too). Returns as libuffd_monitor_copy().
 ///
-/// # Safety
-/// `m` NULL or live; `f` NULL or a fault from this monitor.
+/// Pointers: m must be NULL or a live monitor; f NULL or a fault from this
+/// monitor.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_monitor_zero(
     m: *mut libuffd_monitor,
@@ -987,8 +989,8 @@ pub unsafe extern "C" fn libuffd_monitor_zero(
 /// Resolve a minor fault by mapping the page-cache page. Returns as
 /// libuffd_monitor_copy().
 ///
-/// # Safety
-/// `m` NULL or live; `f` NULL or a fault from this monitor.
+/// Pointers: m must be NULL or a live monitor; f NULL or a fault from this
+/// monitor.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_monitor_continue(
     m: *mut libuffd_monitor,
@@ -1000,8 +1002,8 @@ pub unsafe extern "C" fn libuffd_monitor_continue(
 /// Resolve a write-protect fault by removing the protection from the page.
 /// Returns as libuffd_monitor_copy().
 ///
-/// # Safety
-/// `m` NULL or live; `f` NULL or a fault from this monitor.
+/// Pointers: m must be NULL or a live monitor; f NULL or a fault from this
+/// monitor.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_monitor_unprotect(
     m: *mut libuffd_monitor,
@@ -1013,8 +1015,8 @@ pub unsafe extern "C" fn libuffd_monitor_unprotect(
 /// Resolve a fault by poisoning the page: the thread gets SIGBUS. Returns
 /// as libuffd_monitor_copy().
 ///
-/// # Safety
-/// `m` NULL or live; `f` NULL or a fault from this monitor.
+/// Pointers: m must be NULL or a live monitor; f NULL or a fault from this
+/// monitor.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_monitor_poison(
     m: *mut libuffd_monitor,
@@ -1023,11 +1025,11 @@ pub unsafe extern "C" fn libuffd_monitor_poison(
     resolve_c("libuffd_monitor_poison", m, f, Action::Poison)
 }
 
-/// Resolve a fault by moving the page at `src` (anonymous private memory
+/// Resolve a fault by moving the page at src (anonymous private memory
 /// of this process) into place. Returns as libuffd_monitor_copy().
 ///
-/// # Safety
-/// `m` NULL or live; `f` NULL or a fault from this monitor.
+/// Pointers: m must be NULL or a live monitor; f NULL or a fault from this
+/// monitor.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_monitor_move(
     m: *mut libuffd_monitor,
@@ -1042,13 +1044,13 @@ pub unsafe extern "C" fn libuffd_monitor_move(
     resolve_c("libuffd_monitor_move", m, f, Action::Move(src as u64))
 }
 
-/// Copy the monitor's counters into `*stats` (set `stats->sz` first; a
+/// Copy the monitor's counters into *stats (set stats->sz first; a
 /// smaller, older struct gets the members it has). Readable at any time.
 ///
 /// Returns: 0, or -EINVAL (NULL, or sz smaller than sizeof(size_t)).
 ///
-/// # Safety
-/// `m` NULL or live; `stats` NULL or writable for `stats->sz` bytes.
+/// Pointers: m must be NULL or a live monitor; stats NULL or writable for
+/// stats->sz bytes.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_monitor_get_stats(
     m: *const libuffd_monitor,
@@ -1109,7 +1111,7 @@ pub unsafe extern "C" fn libuffd_monitor_get_stats(
 }
 
 /// Stop the monitor, wait for its threads, apply the stop policy to its
-/// regions (libuffd_monitor_opts.stop_policy), call `user_data_free`, and
+/// regions (libuffd_monitor_opts.stop_policy), call user_data_free, and
 /// free it. NULL is ignored.
 ///
 /// Misuse is refused, not acted on (the function returns nothing: errno is
@@ -1124,8 +1126,7 @@ pub unsafe extern "C" fn libuffd_monitor_get_stats(
 /// Cancellation: not a cancellation point; it always completes (a
 /// pending cancellation acts at the thread's next cancellation point).
 ///
-/// # Safety
-/// `m` is NULL or a live monitor, freed at most once.
+/// Pointers: m must be NULL or a live monitor, freed at most once.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_monitor_free(m: *mut libuffd_monitor) {
     if m.is_null() {

@@ -135,15 +135,15 @@ pub const LIBUFFD_MOVE_ALLOW_SRC_HOLES: u64 = 0x2;
 
 // ---------------------------------------------------------------- events
 
-/// Event kind: a thread faulted on registered memory (`u.fault`).
+/// Event kind: a thread faulted on registered memory (u.fault).
 pub const LIBUFFD_EVENT_PAGEFAULT: u32 = 0x12;
-/// Event kind: the monitored process forked (`u.fork`).
+/// Event kind: the monitored process forked (u.fork).
 pub const LIBUFFD_EVENT_FORK: u32 = 0x13;
-/// Event kind: a registered range was moved by mremap() (`u.remap`).
+/// Event kind: a registered range was moved by mremap() (u.remap).
 pub const LIBUFFD_EVENT_REMAP: u32 = 0x14;
-/// Event kind: madvise() is dropping the pages of a range (`u.range`).
+/// Event kind: madvise() is dropping the pages of a range (u.range).
 pub const LIBUFFD_EVENT_REMOVE: u32 = 0x15;
-/// Event kind: a range was unmapped (`u.range`).
+/// Event kind: a range was unmapped (u.range).
 pub const LIBUFFD_EVENT_UNMAP: u32 = 0x16;
 
 /// Fault flag: the access was a write.
@@ -155,14 +155,14 @@ pub const LIBUFFD_PAGEFAULT_FLAG_MINOR: u32 = 0x4;
 
 /// Options for libuffd_open() and libuffd_handle_from_fd().
 ///
-/// Set `sz` to `sizeof(struct libuffd_open_opts)` and every unused field to
-/// zero (`LIBUFFD_OPTS_INIT` does both). Passing NULL instead of a struct
-/// means all defaults: close-on-exec, blocking, faults from user and kernel mode trapped, no
-/// features.
+/// Set sz to sizeof(struct libuffd_open_opts) and every unused field to
+/// zero (LIBUFFD_OPTS does both). All zero, or NULL instead of a struct,
+/// means the defaults: close-on-exec, blocking, faults from user and
+/// kernel mode trapped, no features.
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
 pub struct libuffd_open_opts {
-    /// `sizeof(struct libuffd_open_opts)` as the caller was compiled with.
+    /// sizeof(struct libuffd_open_opts) as the caller was compiled with.
     pub sz: usize,
     /// LIBUFFD_OPEN_* flags.
     pub flags: u32,
@@ -226,7 +226,7 @@ pub struct libuffd_range_info {
     pub end: *mut libc::c_void,
 }
 
-/// The payload of a libuffd_event; which member is valid depends on `kind`.
+/// The payload of a libuffd_event; which member is valid depends on kind.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub union libuffd_event_data {
@@ -252,7 +252,7 @@ pub struct libuffd_event {
     pub kind: u32,
     /// Zero.
     pub reserved: u32,
-    /// The payload, selected by `kind`.
+    /// The payload, selected by kind.
     pub u: libuffd_event_data,
 }
 
@@ -295,7 +295,7 @@ pub const LIBUFFD_ON_ERROR_SIGBUS: u32 = 0;
 /// Error policy: try the fault again (on_fault is called again, or the
 /// source read again) while its thread stays blocked, after a pause of 1 ms
 /// doubled after each failed try (at most 64 ms); each failed try counts in
-/// `failed`. After 8 failed tries (about 127 ms) LIBUFFD_ON_ERROR_SIGBUS
+/// failed. After 8 failed tries (about 127 ms) LIBUFFD_ON_ERROR_SIGBUS
 /// applies to that fault: the page is poisoned and the thread gets SIGBUS.
 /// A fault still waiting for its next try when the monitor stops is
 /// released as the stop releases every blocked thread.
@@ -336,13 +336,13 @@ pub const LIBUFFD_ON_REMOVE_UNREGISTER: u32 = 1;
 
 /// Region source: zero-filled pages.
 pub const LIBUFFD_SOURCE_ZERO: u32 = 0;
-/// Region source: a buffer of this process (`buffer`, `buffer_len`).
+/// Region source: a buffer of this process (buffer, buffer_len).
 pub const LIBUFFD_SOURCE_BUFFER: u32 = 1;
-/// Region source: pread() from `fd` at `fd_offset`. Short reads and EINTR
+/// Region source: pread() from fd at fd_offset. Short reads and EINTR
 /// are retried until each page is complete. A page that the file ends
 /// inside or before (end-of-file inside the region, a file truncated while
 /// the monitor runs) and a read error (EIO...) fail that fault: the error
-/// policy applies, the `failed` counter counts it and on_log names the file
+/// policy applies, the failed counter counts it and on_log names the file
 /// offset; no page is ever made of zeros the file does not hold, unless the
 /// region has LIBUFFD_REGION_ZERO_PAST_EOF.
 pub const LIBUFFD_SOURCE_FD: u32 = 2;
@@ -389,11 +389,11 @@ pub const LIBUFFD_RESOLVE_GONE: i32 = 2;
 /// Number of buckets of libuffd_monitor_stats.latency_log2_ns.
 pub const LIBUFFD_LATENCY_BUCKETS: u32 = 32;
 
-/// Monitor options (all zero: the defaults). Set `sz` to the struct's size.
+/// Monitor options (all zero: the defaults). Set sz to the struct's size.
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
 pub struct libuffd_monitor_opts {
-    /// `sizeof(struct libuffd_monitor_opts)`.
+    /// sizeof(struct libuffd_monitor_opts).
     pub sz: usize,
     /// Worker threads resolving faults in parallel (0: the monitor's
     /// thread does). They take turns to read; faults whose resolution may
@@ -428,11 +428,13 @@ pub struct libuffd_monitor_opts {
     pub stop_policy: u32,
 }
 
-/// How a region is served (libuffd_monitor_add_region()). Set `sz`.
+/// How a region is served (libuffd_monitor_add_region()). Set sz; every
+/// other field zero means its default: zero pages, the range registered
+/// already, the monitor's stop policy, the page size asked.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct libuffd_region_opts {
-    /// `sizeof(struct libuffd_region_opts)`.
+    /// sizeof(struct libuffd_region_opts).
     pub sz: usize,
     /// LIBUFFD_SOURCE_*.
     pub source: u32,
@@ -443,7 +445,7 @@ pub struct libuffd_region_opts {
     pub register_mode: u64,
     /// LIBUFFD_SOURCE_BUFFER: the first byte of the region's contents.
     pub buffer: *const libc::c_void,
-    /// LIBUFFD_SOURCE_BUFFER: bytes available at `buffer` (pages past them
+    /// LIBUFFD_SOURCE_BUFFER: bytes available at buffer (pages past them
     /// are zero-filled).
     pub buffer_len: u64,
     /// LIBUFFD_SOURCE_FD: the file to pread (only that source reads this
@@ -460,7 +462,7 @@ pub struct libuffd_region_opts {
     /// that overflows (past 2^63 - 1) fails the faults it concerns with
     /// EOVERFLOW.
     pub fd_offset: u64,
-    /// Handed to on_fault as `region_data`.
+    /// Handed to on_fault as region_data.
     pub data: *mut libc::c_void,
     /// The page size of the memory (0: ask). For a handle of this
     /// process's own memory the monitor reads the mapping's page size
@@ -470,7 +472,7 @@ pub struct libuffd_region_opts {
     /// 2 MiB hugetlb guest); with 0 it is asked of the faulting thread's
     /// mappings at the region's first fault when the descriptor has
     /// LIBUFFD_FEATURE_THREAD_ID, else the base page size is assumed.
-    /// Added in 1.0: older, shorter structs (see `sz`) mean 0.
+    /// Added in 1.0: older, shorter structs (see sz) mean 0.
     pub page_size: u64,
 }
 
@@ -610,11 +612,11 @@ pub struct libuffd_monitor_ops {
     >,
 }
 
-/// Monitor counters (libuffd_monitor_get_stats()). Set `sz` before the call.
+/// Monitor counters (libuffd_monitor_get_stats()). Set sz before the call.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct libuffd_monitor_stats {
-    /// `sizeof(struct libuffd_monitor_stats)`.
+    /// sizeof(struct libuffd_monitor_stats).
     pub sz: usize,
     /// Page-fault messages read.
     pub faults: u64,
@@ -688,8 +690,10 @@ mod tests {
         // SAFETY: T is a repr(C) struct of integers and pointers without
         // padding (checked by the size assertion of each caller); reading its
         // bytes is reading initialised memory.
-        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
-            .to_vec()
+        unsafe {
+            std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>())
+        }
+        .to_vec()
     }
 
     /// Zero means default for every field, in C and in Rust alike: a C
@@ -700,14 +704,20 @@ mod tests {
         assert_eq!(std::mem::size_of::<libuffd_open_opts>(), 32);
         assert!(bytes(&libuffd_open_opts::default()).iter().all(|&b| b == 0));
         assert_eq!(std::mem::size_of::<libuffd_monitor_opts>(), 48);
-        assert!(bytes(&libuffd_monitor_opts::default()).iter().all(|&b| b == 0));
+        assert!(bytes(&libuffd_monitor_opts::default())
+            .iter()
+            .all(|&b| b == 0));
         assert_eq!(std::mem::size_of::<libuffd_region_opts>(), 72);
         assert!(
-            bytes(&libuffd_region_opts::default()).iter().all(|&b| b == 0),
+            bytes(&libuffd_region_opts::default())
+                .iter()
+                .all(|&b| b == 0),
             "libuffd_region_opts::default() is not all zeros: {:?}",
             libuffd_region_opts::default()
         );
         assert_eq!(std::mem::size_of::<libuffd_monitor_ops>(), 7 * 8);
-        assert!(bytes(&libuffd_monitor_ops::default()).iter().all(|&b| b == 0));
+        assert!(bytes(&libuffd_monitor_ops::default())
+            .iter()
+            .all(|&b| b == 0));
     }
 }
