@@ -19,9 +19,10 @@
  *
  * Link with: pkg-config --cflags --libs uffd
  *
- * Contents: 1. version  2. errors  3. handles and features
- *           4. registration and operations  5. events
- *           6. the monitor: options, callbacks, lifecycle, resolution, stats
+ * Contents: 1. version  2. errors  (options structs: LIBUFFD_OPTS)
+ *           3. handles and features  4. registration and operations
+ *           5. events  6. the monitor: options, callbacks, lifecycle,
+ *           resolution, stats
  */
 /* Generated from src/ffi by cbindgen, laid out by src/ffi/libuffd.h.in:
  * do not edit. Run make header. */
@@ -108,7 +109,7 @@ const char *libuffd_strerror(int32_t err);
 const char *libuffd_last_error(void);
 
 /* ================================================================ *
- * Options structs                                                  *
+ * Options structs (sections 3 and 6)                               *
  * ================================================================ */
 
 /*
@@ -1427,8 +1428,8 @@ typedef struct libuffd_monitor_ops {
    */
   int32_t (*on_fork)(void *user_data, struct libuffd_monitor *m, uint32_t handle_id, int32_t fd);
   /**
-   * A registered range of len bytes moved from from to to (its regions
-   * moved with it).
+   * A registered range moved (mremap()): the len bytes that were at
+   * from are now at to, and its regions moved with them.
    */
   void (*on_remap)(void *user_data, struct libuffd_monitor *m, uint32_t handle_id, void *from, void *to, uint64_t len);
   /**

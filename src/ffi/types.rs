@@ -568,8 +568,8 @@ pub struct libuffd_monitor_ops {
             fd: i32,
         ) -> i32,
     >,
-    /// A registered range of len bytes moved from from to to (its regions
-    /// moved with it).
+    /// A registered range moved (mremap()): the len bytes that were at
+    /// from are now at to, and its regions moved with them.
     pub on_remap: Option<
         unsafe extern "C" fn(
             user_data: *mut libc::c_void,
