@@ -467,8 +467,8 @@ static char *move_src_for_cb;
 static int move_fault(void *ud, libuffd_monitor *m, const struct libuffd_fault *f)
 {
 	char *base = ud;
-	int rc = libuffd_monitor_move(m, f, move_src_for_cb + (f->page - (uint64_t)(uintptr_t)base));
-	return rc < 0 ? rc : LIBUFFD_FAULT_HANDLED;
+	int rc = libuffd_monitor_move(m, f, move_src_for_cb + ((char *)f->page - base));
+	return rc < 0 ? rc : LIBUFFD_ON_FAULT_HANDLED;
 }
 
 /* The "fetched" scenario's fault callback (runs on the monitor's reader or
@@ -477,9 +477,9 @@ static int fetch_fault(void *ud, libuffd_monitor *m, const struct libuffd_fault 
 {
 	static __thread char buf[PAGE] __attribute__((aligned(PAGE)));
 	char *base = ud;
-	fetch_page(f->page - (uint64_t)(uintptr_t)base, buf, f->page_size);
+	fetch_page((size_t)((char *)f->page - base), buf, f->page_size);
 	int rc = libuffd_monitor_copy(m, f, buf);
-	return rc < 0 ? rc : LIBUFFD_FAULT_HANDLED;
+	return rc < 0 ? rc : LIBUFFD_ON_FAULT_HANDLED;
 }
 
 static unsigned long allocs_during, faults_during;
@@ -497,10 +497,10 @@ static double run_libuffd(const struct scenario *s, size_t *order, const struct 
 	struct libuffd_monitor_opts mo = LIBUFFD_OPTS_INIT(libuffd_monitor_opts, .workers = v->workers,
 							.spin_us = v->spin_us, .window_min = v->window_min,
 							.window_max = v->window_max, .flags = v->flags);
-	struct libuffd_monitor_ops ops = { .on_fault = s->serve == SERVE_FETCH ? fetch_fault : move_fault };
+	LIBUFFD_OPTS(libuffd_monitor_ops, ops, .on_fault = s->serve == SERVE_FETCH ? fetch_fault : move_fault);
 	int cb = s->serve == SERVE_MOVE || s->serve == SERVE_FETCH;
 	libuffd_monitor *m;
-	rc = libuffd_monitor_new(&mo, cb ? &ops : NULL, cb ? sizeof ops : 0, r.addr, NULL, &m);
+	rc = libuffd_monitor_new(&mo, cb ? &ops : NULL, r.addr, NULL, &m);
 	if (rc < 0)
 		die("libuffd_monitor_new", rc);
 	uint32_t id;

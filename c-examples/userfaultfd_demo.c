@@ -52,14 +52,14 @@ static void *fault_handler(void *arg)
 				fprintf(stderr, "unexpected event 0x%x\n", ev[i].kind);
 				exit(EXIT_FAILURE);
 			}
-			printf("    fault handler: flags = %u; address = %#llx\n",
-			       ev[i].u.fault.flags, (unsigned long long)ev[i].u.fault.address);
+			printf("    fault handler: flags = %u; address = %p\n",
+			       ev[i].u.fault.flags, ev[i].u.fault.address);
 
 			/* A new letter for each fault, wrapping after 'T'. */
 			memset(page, 'A' + fault_cnt % 20, page_size);
 			fault_cnt++;
 
-			void *dst = (void *)(uintptr_t)(ev[i].u.fault.address & ~(page_size - 1));
+			void *dst = (void *)((uintptr_t)ev[i].u.fault.address & ~(page_size - 1));
 			int64_t done = libuffd_copy(h, dst, page, page_size, 0);
 			if (done == -EEXIST) {
 				/* Resolved by someone else meanwhile: just wake. */

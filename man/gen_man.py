@@ -12,8 +12,9 @@ only on the header and on the version in Cargo.toml: no date, no host.
 Each function's doc comment is split into its paragraphs: the summary
 (first sentence) goes to NAME; "Returns:" to RETURN VALUE, with the
 -EXXX list parsed into ERRORS; "Thread safety:" to THREAD SAFETY;
-"Ownership:" to NOTES; "# Safety" to CALLER OBLIGATIONS (reworded as rules
-for C callers); the rest is the DESCRIPTION. Structs and unions of the
+"Ownership:" to NOTES; "Pointers:" to CALLER OBLIGATIONS (one rule per
+clause); the rest is the DESCRIPTION. A paragraph indented by four spaces
+is an example, shown as it is. Structs and unions of the
 prototype (followed through their members) go to STRUCTURES, the
 LIBUFFD_* constants the text refers to go to CONSTANTS.
 
@@ -67,7 +68,7 @@ ERRNO_TEXT = {
     "ETIMEDOUT": "Timed out.",
 }
 
-LABELS = ("Returns", "Thread safety", "Ownership")
+LABELS = ("Returns", "Thread safety", "Ownership", "Pointers")
 
 
 # ----------------------------------------------------------------- parsing
@@ -247,9 +248,9 @@ def parse_header(text):
 
 
 def paragraphs(doc):
-    """Split doc lines into (label, lines) paragraphs. label is "Safety" for
-    the "# Safety" section, one of LABELS for a labelled paragraph (its
-    label removed), else None."""
+    """Split doc lines into (label, lines) paragraphs. label is one of
+    LABELS for a labelled paragraph (its label removed), the heading's
+    text under a "# " heading, else None."""
     paras, cur, heading = [], [], None
     for line in doc + [""]:
         if line.startswith("# "):
@@ -319,11 +320,36 @@ def inline(text, italic=()):
             continue
         for k, piece in enumerate(NAME_RE.split(part)):
             if k % 2 == 0:
-                out.append(esc_prose(piece))
+                out.append(params_italic(piece, italic))
             elif piece.endswith("()"):
                 out.append("\\fB" + esc_code(piece[:-2]) + "\\fR()")
             else:
                 out.append("\\fB" + esc_code(piece) + "\\fR")
+    return "".join(out)
+
+
+# Parameter and field names that are also everyday words: set in italics
+# only as p->field, never alone in running text.
+COMMON_WORDS = {"out", "start", "end", "from", "to", "data", "max", "mode", "source", "flags",
+                "events", "features", "page", "id", "size", "kind", "address", "reserved",
+                "raw", "fork", "range", "remap", "fault", "buffer", "u", "batch", "workers"}
+
+
+def params_italic(text, italic):
+    """Running text with the names of the page's parameters (or fields) in
+    italics: the doc comments name them plainly, as C comments do."""
+    names = sorted((n for n in italic if n), key=len, reverse=True)
+    if not names:
+        return esc_prose(text)
+    pat = re.compile(r"(?<![\w>.-])(%s)((?:->\w+)+)?(?![\w(])" % "|".join(map(re.escape, names)))
+    out, last = [], 0
+    for m in pat.finditer(text):
+        if m.group(1) in COMMON_WORDS and not m.group(2):
+            continue
+        out.append(esc_prose(text[last:m.start()]))
+        out.append("\\fI" + esc_code(m.group(0)) + "\\fR")
+        last = m.end()
+    out.append(esc_prose(text[last:]))
     return "".join(out)
 
 
@@ -345,8 +371,8 @@ def fix_lines(text):
 
 
 def code_roff(lines):
-    """A ```-fenced example, shown as it is."""
-    body = lines[1:-1] if lines[-1].strip().startswith("```") else lines[1:]
+    """An example (indented by four spaces), shown as it is."""
+    body = [line[4:] for line in lines]
     out = [".in +4n", ".EX"]
     for line in body:
         line = esc_code(line)
@@ -355,9 +381,9 @@ def code_roff(lines):
 
 
 def para_roff(lines, italic=()):
-    """One doc paragraph as roff lines (a "- " list becomes bullets, a
-    ```-fenced block an example)."""
-    if lines and lines[0].startswith("```"):
+    """One doc paragraph as roff lines (a "- " list becomes bullets, an
+    indented block an example)."""
+    if lines and all(line.startswith("    ") for line in lines):
         return code_roff(lines)
     if not any(line.startswith("- ") for line in lines):
         return fix_lines(inline("\n".join(lines), italic))
@@ -734,17 +760,24 @@ def constant_roff(d):
 
 
 def obligations_roff(lines, italic):
-    """"# Safety" (the Rust contract) as rules for C callers: one bullet
-    per clause, "`p` is ..." becoming "p must be ..."."""
+    """"Pointers:" (what the caller's pointers must be) as rules: one
+    bullet per clause, "p must be ...; q NULL or ..." becoming "p must be
+    ..." and "q must be NULL or ...", the parameter in italics."""
     text = joined(lines)
     clauses = []
     for part in split_top(text, ";"):
-        for s in re.split(r"(?<=\.)\s+(?=[`A-Z])", part.strip()):
+        for s in re.split(r"(?<=\.)\s+(?=[`A-Za-z])", part.strip()):
             s = s.strip().rstrip(".;").strip()
             if s:
                 clauses.append(s)
     rules = []
     for c in clauses:
+        # A clause about a parameter (or a field of one: opts->buffer) names
+        # it first: set it as code, so that the rules below apply.
+        m = re.match(r"^(\w+)((?:->\w+)*)\b", c)
+        if m and m.group(1) in italic:
+            c = "`%s`%s" % (m.group(0), c[m.end():])
+        c = re.sub(r"^(`[^`]+`) must be ", r"\1 must be ", c)
         c = re.sub(r"^(`[^`]+`) is not ", r"\1 must not be ", c)
         c = re.sub(r"^(`[^`]+`) (is|are) ", r"\1 must be ", c)
         c = re.sub(r"^(`[^`]+`) has ", r"\1 must have ", c)
@@ -790,9 +823,9 @@ def function_page(f, h, version, errors, names):
     returns = [joined(lines) for label, lines in paras if label == "Returns"]
     thread = [lines for label, lines in paras if label == "Thread safety"]
     owner = [lines for label, lines in paras if label == "Ownership"]
-    safety = [lines for label, lines in paras if label == "Safety"]
+    safety = [lines for label, lines in paras if label == "Pointers"]
     other = [(label, lines) for label, lines in paras
-             if label not in (None, "Safety") + LABELS]
+             if label not in (None,) + LABELS]
 
     # "Returns as libuffd_x()." inside the description: a RETURN VALUE of its own.
     returns_as = None
@@ -986,11 +1019,16 @@ def overview_page(h, version):
         "on failure the pointed-to objects are left as they were."))
     page.ss("Option structs")
     page.add(fix_lines(
-        "Option structs start with a \\fBsize_t sz\\fR member, set to the size "
-        "of the struct the caller was compiled with. "
-        "\\fBLIBUFFD_OPTS_INIT\\fR(\\fITYPE\\fR, ...) sets \\fIsz\\fR and zeroes "
-        "every other member before applying the designated initialisers given "
-        "(C only; in C++ zero the struct and set \\fIsz\\fR yourself). A caller "
+        "Option structs, the monitor's callback table (\\fBstruct libuffd_monitor_ops\\fR) "
+        "too, start with a \\fBsize_t sz\\fR member, set to the size "
+        "of the struct the caller was compiled with, and zero means the default "
+        "for every other member. "
+        "\\fBLIBUFFD_OPTS\\fR(\\fITYPE\\fR, \\fINAME\\fR, ...) declares one: it sets "
+        "\\fIsz\\fR and zeroes every other byte before applying the designated "
+        "initialisers given, in C (C99 and later) and C++ (C++11 and later, the "
+        "initialisers in the order of the members); "
+        "\\fBLIBUFFD_OPTS_INIT\\fR(\\fITYPE\\fR, ...) is the same value for an "
+        "assignment. A caller "
         "built against an older header gets the defaults for members added "
         "later; members this library does not know must be zero, else the call "
         "fails with \\fB\\-E2BIG\\fR. A NULL options pointer means all defaults."))

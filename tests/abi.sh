@@ -15,7 +15,8 @@
 #  - a C program linked with -luffd needs libuffd.so.1 and records a
 #    LIBUFFD_1.0 requirement (readelf -V);
 #  - the static archive defines the same functions;
-#  - include/libuffd.h is what cbindgen generates (cargo test header_fresh).
+#  - include/libuffd.h is what cbindgen generates from src/ffi, laid out by
+#    src/ffi/libuffd.h.in (cargo test header_fresh).
 # Prints "abi: N passed, N failed"; exits 1 on any failure.
 set -u
 

@@ -83,7 +83,7 @@ int main(void)
 	for (int i = 0; i < 100 && n == 0; i++)
 		n = libuffd_read_events(h, ev, 1, 100);
 	if (n != 1 || ev[0].kind != LIBUFFD_EVENT_PAGEFAULT ||
-	    ev[0].u.fault.address != (uintptr_t)mem) {
+	    ev[0].u.fault.address != (void *)mem) {
 		fprintf(stderr, "no fault event (%d): %s\n", n, libuffd_last_error());
 		return 1;
 	}

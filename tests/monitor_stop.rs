@@ -344,7 +344,9 @@ fn stop_ends_dispatch_loop_and_dispatch_resumes() {
     let d = dispatch_loop(&m);
     assert_eq!(mem.read(11), src[11]);
     m.stop();
-    wait_for("the dispatch loop to end at the stop", 10, || d.is_finished());
+    wait_for("the dispatch loop to end at the stop", 10, || {
+        d.is_finished()
+    });
     let e = d.join().unwrap();
     assert_eq!(e.errno(), libc::ECANCELED, "{e}");
     // Block: a fault after the stop waits; nothing dispatches.
@@ -353,9 +355,11 @@ fn stop_ends_dispatch_loop_and_dispatch_resumes() {
     assert!(!t.is_finished(), "Block: the fault waits after the stop");
     // Dispatching again serves it, with the right bytes.
     let d = dispatch_loop(&m);
-    wait_for("the resumed dispatch to serve the waiting thread", 10, || {
-        t.is_finished()
-    });
+    wait_for(
+        "the resumed dispatch to serve the waiting thread",
+        10,
+        || t.is_finished(),
+    );
     assert_eq!(t.join().unwrap(), src[2 * PAGE + 5]);
     assert_eq!(mem.read(3 * PAGE + 1), src[3 * PAGE + 1]);
     m.stop();

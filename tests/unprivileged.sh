@@ -136,9 +136,9 @@ int main(void)
 	struct libuffd_event ev[1];
 	int n = libuffd_read_events(h, ev, 1, -1);
 	CHECK(n == 1 && ev[0].kind == LIBUFFD_EVENT_PAGEFAULT &&
-	      ev[0].u.fault.address == (uintptr_t)mem,
-	      "fault event read: n %d kind %#x address %#llx (expected %p)", n, ev[0].kind,
-	      (unsigned long long)ev[0].u.fault.address, (void *)mem);
+	      ev[0].u.fault.address == (void *)mem,
+	      "fault event read: n %d kind %#x address %p (expected %p)", n, ev[0].kind,
+	      ev[0].u.fault.address, (void *)mem);
 	int64_t done = libuffd_copy(h, (void *)mem, src, page, 0);
 	CHECK(done == page, "libuffd_copy resolved the fault: %lld", (long long)done);
 	pthread_join(t, NULL);

@@ -38,7 +38,7 @@ fn errno_text(errno: i32) -> &'static CStr {
     }
 }
 
-/// A static description of an error code. Accepts `-errno` as the
+/// A static description of an error code. Accepts -errno as the
 /// functions return it, or a positive errno.
 ///
 /// Thread safety: may be called from any thread.

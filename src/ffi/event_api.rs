@@ -15,8 +15,8 @@ fn to_c(ev: Event) -> libuffd_event {
     let kind = match ev {
         Event::Pagefault(f) => {
             u.fault = libuffd_fault_info {
-                address: f.address,
-                exact_address: f.exact_address.unwrap_or(f.address),
+                address: f.address as *mut libc::c_void,
+                exact_address: f.exact_address.unwrap_or(f.address) as *mut libc::c_void,
                 flags: f.flags.bits() as u32,
                 thread_id: f.thread_id,
             };
@@ -30,15 +30,25 @@ fn to_c(ev: Event) -> libuffd_event {
             LIBUFFD_EVENT_FORK
         }
         Event::Remap { from, to, len } => {
-            u.remap = libuffd_remap_info { from, to, len };
+            u.remap = libuffd_remap_info {
+                from: from as *mut libc::c_void,
+                to: to as *mut libc::c_void,
+                len,
+            };
             LIBUFFD_EVENT_REMAP
         }
         Event::Remove { start, end } => {
-            u.range = libuffd_range_info { start, end };
+            u.range = libuffd_range_info {
+                start: start as *mut libc::c_void,
+                end: end as *mut libc::c_void,
+            };
             LIBUFFD_EVENT_REMOVE
         }
         Event::Unmap { start, end } => {
-            u.range = libuffd_range_info { start, end };
+            u.range = libuffd_range_info {
+                start: start as *mut libc::c_void,
+                end: end as *mut libc::c_void,
+            };
             LIBUFFD_EVENT_UNMAP
         }
         Event::Unknown { code, args } => {
@@ -53,9 +63,9 @@ fn to_c(ev: Event) -> libuffd_event {
     }
 }
 
-/// Read up to `max` events into `events`, decoded.
+/// Read up to max events into events, decoded.
 ///
-/// `timeout_ms`: -1 waits until at least one event arrives; 0 returns at
+/// timeout_ms: -1 waits until at least one event arrives; 0 returns at
 /// once; > 0 waits at most that long. Any value but -1 needs a handle
 /// opened with LIBUFFD_OPEN_NONBLOCK (the kernel cannot poll a blocking
 /// userfaultfd). Finding nothing is not an error: the call returns 0. A
@@ -69,7 +79,7 @@ fn to_c(ev: Event) -> libuffd_event {
 /// descriptors): open the handle with LIBUFFD_OPEN_NONBLOCK, poll(2) or
 /// epoll its libuffd_handle_fd() for POLLIN together with the other
 /// descriptors, and when it is readable call
-/// `libuffd_read_events(h, events, max, 0)` (it may return 0: another
+/// libuffd_read_events(h, events, max, 0) (it may return 0: another
 /// thread read the events first):
 ///
 /// ```c
@@ -97,8 +107,7 @@ fn to_c(ev: Event) -> libuffd_event {
 /// handle or events, max 0, timeout < -1, a timeout on a blocking handle),
 /// -EINTR (a signal arrived while waiting).
 ///
-/// # Safety
-/// `h` is NULL or a live handle; `events` is NULL or has room for `max`
+/// Pointers: h must be NULL or a live handle; events NULL or room for max
 /// events.
 #[no_mangle]
 pub unsafe extern "C-unwind" fn libuffd_read_events(
@@ -222,12 +231,12 @@ fn read_step(
     })
 }
 
-/// Decode `n` records that read(2) left in `events`.
+/// Decode n records that read(2) left in events.
 fn decode_step(h: *mut libuffd_handle, events: *mut libuffd_event, n: usize) -> i32 {
     with_handle("libuffd_read_events", h, |u| Ok(decode(u, events, n)))
 }
 
-/// Decode, in place, the `n` raw records at `events`.
+/// Decode, in place, the n raw records at events.
 fn decode(u: &Uffd, events: *mut libuffd_event, n: usize) -> i32 {
     let features = u.features();
     for i in 0..n {

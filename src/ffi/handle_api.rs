@@ -50,11 +50,11 @@ fn check_out<T>(func: &str, out: *mut T) -> Result<(), Error> {
 /// blocking, and traps faults taken in user and in kernel mode, like the
 /// raw system call; LIBUFFD_OPEN_USER_ONLY asks for user-mode-only (see
 /// libuffd_handle_flags() for which one a handle has).
-/// `opts->features` are enabled where the kernel offers them;
-/// `opts->required_features` must all be offered.
+/// opts->features are enabled where the kernel offers them;
+/// opts->required_features must all be offered.
 ///
-/// Ownership: on success `*out` is a new handle that the caller frees with
-/// libuffd_handle_free(); on failure `*out` is not written.
+/// Ownership: on success *out is a new handle that the caller frees with
+/// libuffd_handle_free(); on failure *out is not written.
 ///
 /// Thread safety: may be called from any thread.
 ///
@@ -67,9 +67,8 @@ fn check_out<T>(func: &str, out: *mut T) -> Result<(), Error> {
 /// ways out: CAP_SYS_PTRACE or vm.unprivileged_userfaultfd=1, or
 /// LIBUFFD_OPEN_USER_ONLY), -ENOSYS, -EMFILE, -ENOMEM.
 ///
-/// # Safety
-/// `opts` is NULL or a valid libuffd_open_opts of `opts->sz` bytes; `out` is
-/// NULL or writable.
+/// Pointers: opts must be NULL or a libuffd_open_opts of opts->sz readable
+/// bytes; out NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_open(
     opts: *const libuffd_open_opts,
@@ -91,16 +90,16 @@ pub unsafe extern "C" fn libuffd_open(
 /// For a descriptor received from another process or carried by a
 /// LIBUFFD_EVENT_FORK event. If its API handshake was already done, its
 /// negotiated features are read from /proc/self/fdinfo and checked against
-/// `opts->required_features`; otherwise the handshake is done here with
-/// `opts` (features and required_features). `opts->flags` must be 0: the
+/// opts->required_features; otherwise the handshake is done here with
+/// opts (features and required_features). opts->flags must be 0: the
 /// descriptor keeps its own flags.
 ///
-/// Ownership: `fd` stays the caller's, always: the handle duplicates it
+/// Ownership: fd stays the caller's, always: the handle duplicates it
 /// (F_DUPFD_CLOEXEC: a new descriptor number, close-on-exec, sharing the
 /// same open file and its status flags) and closes only its duplicate when
-/// freed. Close your `fd` when you no longer need it, at once if you like:
+/// freed. Close your fd when you no longer need it, at once if you like:
 /// a number closed and reused meanwhile never reaches the handle. On failure
-/// the duplicate is closed again and `*out` is not written.
+/// the duplicate is closed again and *out is not written.
 /// libuffd_handle_fd() returns the duplicate.
 ///
 /// Thread safety: may be called from any thread.
@@ -110,9 +109,8 @@ pub unsafe extern "C" fn libuffd_open(
 /// is not enabled on this fd), -EMFILE (no descriptor left for the
 /// duplicate).
 ///
-/// # Safety
-/// `opts` is NULL or a valid libuffd_open_opts; `out` is NULL or writable;
-/// nothing else.
+/// Pointers: opts must be NULL or a libuffd_open_opts of opts->sz readable
+/// bytes; out NULL or writable. fd may be any number.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_handle_from_fd(
     fd: i32,
@@ -179,8 +177,7 @@ pub unsafe extern "C" fn libuffd_handle_from_fd(
 /// Cancellation: not a cancellation point; it always completes (a
 /// pending cancellation acts at the thread's next cancellation point).
 ///
-/// # Safety
-/// `h` is NULL or a handle not yet freed.
+/// Pointers: h must be NULL or a handle not yet freed.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_handle_free(h: *mut libuffd_handle) {
     if h.is_null() {
@@ -201,8 +198,7 @@ pub unsafe extern "C" fn libuffd_handle_free(h: *mut libuffd_handle) {
 ///
 /// Returns: the descriptor (>= 0), or -EINVAL for a NULL handle.
 ///
-/// # Safety
-/// `h` is NULL or a live handle.
+/// Pointers: h must be NULL or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_handle_fd(h: *const libuffd_handle) -> i32 {
     guard("libuffd_handle_fd", || {
@@ -223,8 +219,7 @@ pub unsafe extern "C" fn libuffd_handle_fd(h: *const libuffd_handle) -> i32 {
 ///
 /// Returns: the mask (>= 0), or -EINVAL (NULL handle), -EBADF.
 ///
-/// # Safety
-/// `h` is NULL or a live handle.
+/// Pointers: h must be NULL or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_handle_flags(h: *const libuffd_handle) -> i32 {
     guard("libuffd_handle_flags", || {
@@ -251,14 +246,13 @@ pub unsafe extern "C" fn libuffd_handle_flags(h: *const libuffd_handle) -> i32 {
 }
 
 /// The features negotiated for this handle (LIBUFFD_FEATURE_* bits plus
-/// any newer bits the kernel enabled), written to `*features`.
+/// any newer bits the kernel enabled), written to *features.
 ///
 /// Thread safety: may be called from any thread.
 ///
 /// Returns: 0, or -EINVAL (NULL handle or pointer).
 ///
-/// # Safety
-/// `h` is NULL or a live handle; `features` is NULL or writable.
+/// Pointers: h must be NULL or a live handle; features NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_handle_features(
     h: *const libuffd_handle,
@@ -282,11 +276,10 @@ pub unsafe extern "C" fn libuffd_handle_features(
 ///
 /// Thread safety: may be called from any thread.
 ///
-/// Returns: 0 with `*features` written, or -EINVAL (NULL pointer), or the
+/// Returns: 0 with *features written, or -EINVAL (NULL pointer), or the
 /// error libuffd_open() would give (-EPERM, -EACCES, -ENOSYS ...).
 ///
-/// # Safety
-/// `features` is NULL or writable.
+/// Pointers: features must be NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_probe_features(features: *mut u64) -> i32 {
     guard("libuffd_probe_features", || {
@@ -297,7 +290,7 @@ pub unsafe extern "C" fn libuffd_probe_features(features: *mut u64) -> i32 {
     })
 }
 
-/// Whether the running kernel offers every feature in `mask`.
+/// Whether the running kernel offers every feature in mask.
 ///
 /// Thread safety: may be called from any thread.
 ///
@@ -314,7 +307,7 @@ pub extern "C" fn libuffd_feature_supported(mask: u64) -> i32 {
     })
 }
 
-/// The page size of the memory mapped at `addr` in this process: 4096, or
+/// The page size of the memory mapped at addr in this process: 4096, or
 /// the huge-page size of a hugetlb mapping. Registration and resolving
 /// operations on hugetlb memory must be aligned to it.
 ///

@@ -1,7 +1,7 @@
 //! The monitor's C ABI: a C callback table behind the Rust `Handler`.
 
 use super::boundary::{guard, guard_void, FromErrno};
-use super::ext::{copy_opts, copy_sized};
+use super::ext::copy_opts;
 use super::handle::borrow;
 use super::types::*;
 use crate::monitor::{
@@ -29,7 +29,7 @@ unsafe impl Sync for CHandler {}
 
 thread_local! {
     /// The fault being handled by a C callback on this thread: the
-    /// `libuffd_fault` handed to C, and its Rust context.
+    /// libuffd_fault handed to C, and its Rust context.
     static CURRENT: Cell<(*const libuffd_fault, *const ())> = const { Cell::new((std::ptr::null(), std::ptr::null())) };
 }
 
@@ -40,13 +40,14 @@ impl Handler for CHandler {
         };
         let region = ctx.region;
         let f = libuffd_fault {
-            address: ctx.fault.address,
-            exact_address: ctx.fault.exact_address.unwrap_or(ctx.fault.address),
+            address: ctx.fault.address as *mut libc::c_void,
+            exact_address: ctx.fault.exact_address.unwrap_or(ctx.fault.address)
+                as *mut libc::c_void,
             flags: ctx.fault.flags.bits() as u32,
             thread_id: ctx.fault.thread_id,
-            page: ctx.token.page,
+            page: ctx.token.page as *mut libc::c_void,
             page_size: ctx.token.page_size,
-            region_start: region.map_or(0, |r| r.start),
+            region_start: region.map_or(0, |r| r.start) as *mut libc::c_void,
             region_offset: region.map_or(0, |r| r.source_offset),
             region_data: region.map_or(std::ptr::null_mut(), |r| r.user_data as *mut libc::c_void),
             handle_id: ctx.token.uffd_id,
@@ -59,10 +60,10 @@ impl Handler for CHandler {
         let rc = unsafe { cb(self.user, self.me.load(Ordering::Acquire), &f) };
         CURRENT.with(|c| c.set(saved));
         match rc {
-            LIBUFFD_FAULT_HANDLED => Verdict::Resolved,
-            LIBUFFD_FAULT_USE_SOURCE => Verdict::UseSource,
-            LIBUFFD_FAULT_DEFER => Verdict::Defer,
-            LIBUFFD_FAULT_STOP => Verdict::Stop,
+            LIBUFFD_ON_FAULT_HANDLED => Verdict::Resolved,
+            LIBUFFD_ON_FAULT_USE_SOURCE => Verdict::UseSource,
+            LIBUFFD_ON_FAULT_DEFER => Verdict::Defer,
+            LIBUFFD_ON_FAULT_STOP => Verdict::Stop,
             e if e < 0 => Verdict::Error(-e),
             _ => Verdict::Error(libc::EINVAL),
         }
@@ -75,8 +76,8 @@ impl Handler for CHandler {
         let _in_cb = InCallback::enter(self.me.load(Ordering::Acquire));
         // SAFETY: C callback with the documented arguments.
         match unsafe { cb(self.user, self.me.load(Ordering::Acquire), uffd_id, fd) } {
-            LIBUFFD_FORK_TAKEN => ForkVerdict::Taken,
-            LIBUFFD_FORK_CLOSE => ForkVerdict::Close,
+            LIBUFFD_ON_FORK_TAKEN => ForkVerdict::Taken,
+            LIBUFFD_ON_FORK_CLOSE => ForkVerdict::Close,
             _ => ForkVerdict::Serve,
         }
     }
@@ -85,7 +86,16 @@ impl Handler for CHandler {
         if let Some(cb) = self.ops.on_remap {
             let _in_cb = InCallback::enter(self.me.load(Ordering::Acquire));
             // SAFETY: C callback with the documented arguments.
-            unsafe { cb(self.user, id, from, to, len) }
+            unsafe {
+                cb(
+                    self.user,
+                    self.me.load(Ordering::Acquire),
+                    id,
+                    from as *mut libc::c_void,
+                    to as *mut libc::c_void,
+                    len,
+                )
+            }
         }
     }
 
@@ -93,7 +103,15 @@ impl Handler for CHandler {
         if let Some(cb) = self.ops.on_remove {
             let _in_cb = InCallback::enter(self.me.load(Ordering::Acquire));
             // SAFETY: C callback with the documented arguments.
-            unsafe { cb(self.user, id, start, end) }
+            unsafe {
+                cb(
+                    self.user,
+                    self.me.load(Ordering::Acquire),
+                    id,
+                    start as *mut libc::c_void,
+                    end as *mut libc::c_void,
+                )
+            }
         }
     }
 
@@ -101,7 +119,15 @@ impl Handler for CHandler {
         if let Some(cb) = self.ops.on_unmap {
             let _in_cb = InCallback::enter(self.me.load(Ordering::Acquire));
             // SAFETY: C callback with the documented arguments.
-            unsafe { cb(self.user, id, start, end) }
+            unsafe {
+                cb(
+                    self.user,
+                    self.me.load(Ordering::Acquire),
+                    id,
+                    start as *mut libc::c_void,
+                    end as *mut libc::c_void,
+                )
+            }
         }
     }
 
@@ -117,7 +143,13 @@ impl Handler for CHandler {
             let _in_cb = InCallback::enter(self.me.load(Ordering::Acquire));
             // SAFETY: C callback; the text is NUL-terminated and lives
             // for the call.
-            unsafe { cb(self.user, text.as_ptr().cast()) }
+            unsafe {
+                cb(
+                    self.user,
+                    self.me.load(Ordering::Acquire),
+                    text.as_ptr().cast(),
+                )
+            }
         }
     }
 }
@@ -130,7 +162,7 @@ thread_local! {
     static IN_CALLBACK: Cell<*const libuffd_monitor> = const { Cell::new(std::ptr::null()) };
 }
 
-/// Marks the calling thread as running a callback of `m` until dropped.
+/// Marks the calling thread as running a callback of m until dropped.
 struct InCallback(*const libuffd_monitor);
 
 impl InCallback {
@@ -145,7 +177,7 @@ impl Drop for InCallback {
     }
 }
 
-/// EDEADLK if the calling thread is inside a callback of `m`.
+/// EDEADLK if the calling thread is inside a callback of m.
 fn not_in_callback(m: *const libuffd_monitor, func: &'static str) -> Result<(), Error> {
     if !m.is_null() && IN_CALLBACK.with(|c| c.get()) == m {
         return Err(Error::os(
@@ -157,8 +189,8 @@ fn not_in_callback(m: *const libuffd_monitor, func: &'static str) -> Result<(), 
     Ok(())
 }
 
-/// What a `libuffd_monitor *` points to. The tag comes first
-/// (handle.rs `check_tag`).
+/// What a libuffd_monitor * points to. The tag comes first
+/// (handle.rs check_tag).
 #[repr(C)]
 struct MonitorBox {
     tag: std::sync::atomic::AtomicU64,
@@ -345,45 +377,39 @@ fn config_from_c(o: &libuffd_monitor_opts) -> Result<Config, Error> {
     })
 }
 
-/// Copy a callback table of `size` bytes (older tables are shorter; a
-/// newer one's extra members must be NULL).
+/// Copy a callback table in: sized like every options struct (older
+/// tables are shorter; a newer one's extra callbacks must be NULL), and
+/// its size a whole number of members, never part of a function pointer.
 ///
 /// # Safety
-/// `ops` is NULL or points to `size` readable bytes.
-unsafe fn ops_from_c(
-    ops: *const libuffd_monitor_ops,
-    size: usize,
-) -> Result<libuffd_monitor_ops, Error> {
-    if ops.is_null() {
-        if size != 0 {
-            return Err(Error::invalid(
-                "libuffd_monitor_new: ops is NULL but ops_size is not 0",
-            ));
+/// `ops` is NULL or points to `(*ops).sz` readable bytes.
+unsafe fn ops_from_c(ops: *const libuffd_monitor_ops) -> Result<libuffd_monitor_ops, Error> {
+    if !ops.is_null() {
+        // SAFETY: the caller guarantees the first field is a readable size_t.
+        let sz = unsafe { std::ptr::read_unaligned(ops.cast::<usize>()) };
+        let word = std::mem::size_of::<usize>();
+        if sz % word != 0 {
+            return Err(Error::invalid(format!(
+                "libuffd_monitor_ops: .sz {sz} is not a whole number of members (set it to sizeof(struct libuffd_monitor_ops))"
+            )));
         }
-        return Ok(libuffd_monitor_ops::default());
     }
-    let ptr = std::mem::size_of::<usize>();
-    if size == 0 || size % ptr != 0 {
-        return Err(Error::invalid(format!(
-            "libuffd_monitor_new: ops_size {size} is not a whole number of callbacks (pass sizeof(struct libuffd_monitor_ops))"
-        )));
-    }
-    // SAFETY: the caller says `size` bytes are readable at `ops`.
-    unsafe { copy_sized("libuffd_monitor_ops", ops, size) }
+    // SAFETY: the caller's contract.
+    unsafe { copy_opts("libuffd_monitor_ops", ops) }
 }
 
 /// Create a monitor.
 ///
-/// `opts` may be NULL (defaults: the reader resolves faults itself, an
+/// opts may be NULL (defaults: the reader resolves faults itself, an
 /// adaptive 1..512-page fault-around window, SIGBUS on errors, zero-fill
 /// after REMOVE, forked children served, and on stop: SIGBUS for pages of
 /// buffer, fd and callback regions never restored, zeros for the others;
 /// see LIBUFFD_ON_STOP_DEFAULT).
-/// `ops` (with `ops_size` = sizeof(struct libuffd_monitor_ops)) may be NULL
-/// when every region has a page source. `user_data` is passed to every
-/// callback; `user_data_free`, if not NULL, is called with it exactly once,
+/// ops, the callback table (its sz set as for every options struct), may
+/// be NULL when every region has a page source. user_data is passed to every
+/// callback; user_data_free, if not NULL, is called with it exactly once,
 /// by libuffd_monitor_free(). On failure it is not called (the caller keeps
-/// ownership) and `*out` is not written.
+/// ownership) and *out is not written.
 ///
 /// The monitor applies the events of each batch it reads before serving
 /// the batch's faults, and serves a fault reported several times in a
@@ -391,15 +417,16 @@ unsafe fn ops_from_c(
 ///
 /// Thread safety: may be called from any thread.
 ///
-/// Returns: 0, or -EINVAL (NULL out, bad opts or ops_size), -E2BIG, -EMFILE.
+/// Returns: 0, or -EINVAL (NULL out, bad opts, an ops->sz too small or
+/// not a whole number of members), -E2BIG, -EMFILE.
 ///
-/// # Safety
-/// Pointers are NULL or valid as described.
+/// Pointers: opts must be NULL or a libuffd_monitor_opts of opts->sz
+/// readable bytes; ops NULL or a libuffd_monitor_ops of ops->sz readable
+/// bytes; out NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_monitor_new(
     opts: *const libuffd_monitor_opts,
     ops: *const libuffd_monitor_ops,
-    ops_size: usize,
     user_data: *mut libc::c_void,
     user_data_free: Option<unsafe extern "C" fn(*mut libc::c_void)>,
     out: *mut *mut libuffd_monitor,
@@ -412,7 +439,7 @@ pub unsafe extern "C" fn libuffd_monitor_new(
         let o = unsafe { copy_opts("libuffd_monitor_opts", opts) }?;
         let config = config_from_c(&o)?;
         // SAFETY: contract above.
-        let ops = unsafe { ops_from_c(ops, ops_size) }?;
+        let ops = unsafe { ops_from_c(ops) }?;
         let me = Arc::new(AtomicPtr::new(std::ptr::null_mut()));
         let handler = CHandler {
             ops,
@@ -442,7 +469,7 @@ pub unsafe extern "C" fn libuffd_monitor_new(
 /// afterwards). Blocking and non-blocking handles are served alike, and
 /// the descriptor's file status flags are left as they are (the file may
 /// be shared with another process): a blocking one is read with
-/// RWF_NOWAIT, so no read of the monitor ever waits. `*id` (may be NULL)
+/// RWF_NOWAIT, so no read of the monitor ever waits. *id (may be NULL)
 /// receives the handle's id, used by regions, faults and events. For a
 /// handle with LIBUFFD_FEATURE_EVENT_FORK (unless
 /// LIBUFFD_MONITOR_NO_FORK_SERVE) it starts the monitor's reserve thread,
@@ -454,8 +481,8 @@ pub unsafe extern "C" fn libuffd_monitor_new(
 /// Returns: 0, or -EINVAL (NULL monitor or handle; a blocking handle on a
 /// kernel whose userfaultfd does not take RWF_NOWAIT: set O_NONBLOCK).
 ///
-/// # Safety
-/// Pointers are NULL or live objects; `id` NULL or writable.
+/// Pointers: m must be NULL or a live monitor; h NULL or a live handle; id
+/// NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_monitor_add_handle(
     m: *mut libuffd_monitor,
@@ -476,14 +503,14 @@ pub unsafe extern "C" fn libuffd_monitor_add_handle(
     })
 }
 
-/// Stop serving the handle with id `handle_id` (one added by
+/// Stop serving the handle with id handle_id (one added by
 /// libuffd_monitor_add_handle(), or a forked child's), at once, running or
 /// not: its regions are forgotten, its messages are no longer read (a
 /// fault on it after this returns is for whoever reads the descriptor),
 /// and the monitor's reader is woken so that it polls it no more. A
 /// forked child's descriptor, which the monitor owns, is closed; an added
 /// handle's stays open (the caller's handle, if not freed, still works).
-/// Faults already read and deferred (LIBUFFD_VERDICT_DEFER) are the
+/// Faults already read and deferred (LIBUFFD_ON_FAULT_DEFER) are the
 /// caller's to complete.
 ///
 /// A forked child's descriptor is also closed by the monitor on its own
@@ -495,8 +522,7 @@ pub unsafe extern "C" fn libuffd_monitor_add_handle(
 /// Returns: 0, or -EINVAL (NULL monitor; no handle with that id is
 /// served: never added, or removed already).
 ///
-/// # Safety
-/// `m` is NULL or a live monitor.
+/// Pointers: m must be NULL or a live monitor.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_monitor_remove_handle(
     m: *mut libuffd_monitor,
@@ -510,8 +536,8 @@ pub unsafe extern "C" fn libuffd_monitor_remove_handle(
     })
 }
 
-/// Serve `[start, start+len)` of handle `handle_id` as `opts` says
-/// (NULL: zero-fill, already registered). With `opts->register_mode` the
+/// Serve [start, start+len) of handle handle_id as opts says
+/// (NULL: zero-fill, already registered). With opts->register_mode the
 /// range is registered first. Regions of one handle may not overlap.
 ///
 /// Thread safety: may be called from any thread, also while running, and
@@ -519,7 +545,7 @@ pub unsafe extern "C" fn libuffd_monitor_remove_handle(
 /// on_unmap, on_log): the region is served from the next fault on.
 ///
 /// The region's page size is the mapping's for this process's own memory;
-/// for an adopted descriptor's, give it in `opts->page_size` (see there).
+/// for an adopted descriptor's, give it in opts->page_size (see there).
 ///
 /// Returns: 0, or -EINVAL (NULL monitor, unknown handle id, bad range,
 /// misaligned for the page size, a page size that is not a power of two
@@ -529,10 +555,10 @@ pub unsafe extern "C" fn libuffd_monitor_remove_handle(
 /// duplicate),
 /// and libuffd_register()'s errors.
 ///
-/// # Safety
-/// `opts` NULL or valid; `opts->buffer` readable for `buffer_len` bytes
-/// for as long as the monitor serves the region (`opts->fd` is
-/// duplicated: the caller may close it once this returns).
+/// Pointers: m must be NULL or a live monitor; opts NULL or a
+/// libuffd_region_opts of opts->sz readable bytes; opts->buffer readable
+/// for opts->buffer_len bytes for as long as the monitor serves the region
+/// (opts->fd is duplicated: the caller may close it once this returns).
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_monitor_add_region(
     m: *mut libuffd_monitor,
@@ -615,8 +641,7 @@ pub unsafe extern "C" fn libuffd_monitor_add_region(
 /// fault that could be neither resolved nor poisoned, see
 /// LIBUFFD_ON_ERROR_SIGBUS, or a failure reading events).
 ///
-/// # Safety
-/// `m` is NULL or a live monitor.
+/// Pointers: m must be NULL or a live monitor.
 #[no_mangle]
 pub unsafe extern "C-unwind" fn libuffd_monitor_run(m: *mut libuffd_monitor) -> i32 {
     // The waits below are the only places a cancellation can act in this
@@ -704,8 +729,7 @@ fn run_turn(m: *mut libuffd_monitor, poll_errno: i32) -> RunStep {
 ///
 /// Returns: 0, -EBUSY (already running), -EAGAIN (no thread).
 ///
-/// # Safety
-/// `m` is NULL or a live monitor.
+/// Pointers: m must be NULL or a live monitor.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_monitor_start(m: *mut libuffd_monitor) -> i32 {
     guard("libuffd_monitor_start", || {
@@ -745,8 +769,7 @@ pub unsafe extern "C" fn libuffd_monitor_start(m: *mut libuffd_monitor) -> i32 {
 ///
 /// Returns: 0, or -EINVAL for NULL (or not a monitor).
 ///
-/// # Safety
-/// `m` is NULL or a live monitor.
+/// Pointers: m must be NULL or a live monitor.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_monitor_stop(m: *mut libuffd_monitor) -> i32 {
     guard("libuffd_monitor_stop", || {
@@ -768,11 +791,10 @@ pub unsafe extern "C" fn libuffd_monitor_stop(m: *mut libuffd_monitor) -> i32 {
 /// -EDEADLK there).
 ///
 /// Returns: what the run returned (0 or -errno), -EINVAL if it was not
-/// started (or `m` is not a monitor), -EDEADLK from inside one of its
+/// started (or m is not a monitor), -EDEADLK from inside one of its
 /// callbacks.
 ///
-/// # Safety
-/// `m` is NULL or a live monitor.
+/// Pointers: m must be NULL or a live monitor.
 #[no_mangle]
 pub unsafe extern "C-unwind" fn libuffd_monitor_wait(m: *mut libuffd_monitor) -> i32 {
     // The wait below is the only place a cancellation can act in this
@@ -833,8 +855,7 @@ impl FromErrno for WaitStep {
 ///
 /// Returns: the descriptor, or -EINVAL for NULL.
 ///
-/// # Safety
-/// `m` is NULL or a live monitor.
+/// Pointers: m must be NULL or a live monitor.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_monitor_fd(m: *const libuffd_monitor) -> i32 {
     guard("libuffd_monitor_fd", || {
@@ -843,7 +864,7 @@ pub unsafe extern "C" fn libuffd_monitor_fd(m: *const libuffd_monitor) -> i32 {
     })
 }
 
-/// Handle whatever is ready, waiting up to `timeout_ms` (0: do not wait;
+/// Handle whatever is ready, waiting up to timeout_ms (0: do not wait;
 /// -1: wait). For callers that poll libuffd_monitor_fd() themselves; workers
 /// and prefetch run only under libuffd_monitor_run()/start(). Forked
 /// children are served as by the monitor's own thread, without allocating
@@ -863,15 +884,14 @@ pub unsafe extern "C" fn libuffd_monitor_fd(m: *const libuffd_monitor) -> i32 {
 /// releases the waiting faults and the regions per the stop policies (as
 /// a run's end does) and returns -ECANCELED, or the error that stopped the
 /// monitor (e.g. -EIO under LIBUFFD_ON_ERROR_STOP), so that a loop
-/// `while (libuffd_monitor_dispatch(m, -1) >= 0)` ends. The next dispatch
+/// while (libuffd_monitor_dispatch(m, -1) >= 0) ends. The next dispatch
 /// serves again.
 ///
 /// Returns: the number of ready sources handled (0 on timeout), -EBUSY
 /// (running, or another thread dispatching), -EINTR, -ECANCELED (stopped),
 /// or the error the monitor stopped on.
 ///
-/// # Safety
-/// `m` is NULL or a live monitor.
+/// Pointers: m must be NULL or a live monitor.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_monitor_dispatch(m: *mut libuffd_monitor, timeout_ms: i32) -> i32 {
     guard("libuffd_monitor_dispatch", || {
@@ -899,15 +919,15 @@ fn resolve_c(
         // SAFETY: non-NULL, and the caller promised a valid libuffd_fault.
         let fault = unsafe { *f };
         let ps = fault.page_size;
-        if !ps.is_power_of_two() || ps < crate::sys::base_page_size() || fault.page % ps != 0 {
+        let page = fault.page as u64;
+        if !ps.is_power_of_two() || ps < crate::sys::base_page_size() || page % ps != 0 {
             return Err(Error::invalid(format!(
-                "{func}: not a fault from this monitor (page {:#x}, page size {ps})",
-                fault.page
+                "{func}: not a fault from this monitor (page {page:#x}, page size {ps})"
             )));
         }
         let token = FaultToken {
             uffd_id: fault.handle_id,
-            page: fault.page,
+            page,
             page_size: ps,
         };
         let (_, cur_ctx) = CURRENT.with(|c| c.get());
@@ -922,24 +942,24 @@ fn resolve_c(
             _ => mb.monitor.complete(token, action)?,
         };
         Ok(match applied {
-            Applied::Resolved(_) => LIBUFFD_RESOLVED,
-            Applied::AlreadyResolved => LIBUFFD_ALREADY_RESOLVED,
-            Applied::Gone => LIBUFFD_GONE,
+            Applied::Resolved(_) => LIBUFFD_RESOLVE_DONE,
+            Applied::AlreadyResolved => LIBUFFD_RESOLVE_ALREADY_DONE,
+            Applied::Gone => LIBUFFD_RESOLVE_GONE,
         })
     })
 }
 
-/// Resolve a fault by copying `f->page_size` bytes from `src`. From the
+/// Resolve a fault by copying f->page_size bytes from src. From the
 /// on_fault callback, or later from any thread for a deferred fault.
 ///
-/// Returns: LIBUFFD_RESOLVED, LIBUFFD_ALREADY_RESOLVED (someone had; the
-/// waiter was woken), LIBUFFD_GONE (range or process gone), or -EINVAL,
+/// Returns: LIBUFFD_RESOLVE_DONE, LIBUFFD_RESOLVE_ALREADY_DONE (someone had; the
+/// waiter was woken), LIBUFFD_RESOLVE_GONE (range or process gone), or -EINVAL,
 /// -EFAULT (bad src), -EAGAIN (an event is pending: inside on_fault the
 /// monitor retries the fault and calls the callback again; elsewhere it
 /// was retried for 2 s first), and the kernel's other errors.
 ///
-/// # Safety
-/// `m` NULL or live; `f` NULL or a fault from this monitor.
+/// Pointers: m must be NULL or a live monitor; f NULL or a fault from this
+/// monitor.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_monitor_copy(
     m: *mut libuffd_monitor,
@@ -956,8 +976,8 @@ pub unsafe extern "C" fn libuffd_monitor_copy(
 
 /// Resolve a fault with zeros (hugetlb too). Returns as libuffd_monitor_copy().
 ///
-/// # Safety
-/// `m` NULL or live; `f` NULL or a fault from this monitor.
+/// Pointers: m must be NULL or a live monitor; f NULL or a fault from this
+/// monitor.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_monitor_zero(
     m: *mut libuffd_monitor,
@@ -969,8 +989,8 @@ pub unsafe extern "C" fn libuffd_monitor_zero(
 /// Resolve a minor fault by mapping the page-cache page. Returns as
 /// libuffd_monitor_copy().
 ///
-/// # Safety
-/// `m` NULL or live; `f` NULL or a fault from this monitor.
+/// Pointers: m must be NULL or a live monitor; f NULL or a fault from this
+/// monitor.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_monitor_continue(
     m: *mut libuffd_monitor,
@@ -982,8 +1002,8 @@ pub unsafe extern "C" fn libuffd_monitor_continue(
 /// Resolve a write-protect fault by removing the protection from the page.
 /// Returns as libuffd_monitor_copy().
 ///
-/// # Safety
-/// `m` NULL or live; `f` NULL or a fault from this monitor.
+/// Pointers: m must be NULL or a live monitor; f NULL or a fault from this
+/// monitor.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_monitor_unprotect(
     m: *mut libuffd_monitor,
@@ -995,8 +1015,8 @@ pub unsafe extern "C" fn libuffd_monitor_unprotect(
 /// Resolve a fault by poisoning the page: the thread gets SIGBUS. Returns
 /// as libuffd_monitor_copy().
 ///
-/// # Safety
-/// `m` NULL or live; `f` NULL or a fault from this monitor.
+/// Pointers: m must be NULL or a live monitor; f NULL or a fault from this
+/// monitor.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_monitor_poison(
     m: *mut libuffd_monitor,
@@ -1005,11 +1025,11 @@ pub unsafe extern "C" fn libuffd_monitor_poison(
     resolve_c("libuffd_monitor_poison", m, f, Action::Poison)
 }
 
-/// Resolve a fault by moving the page at `src` (anonymous private memory
+/// Resolve a fault by moving the page at src (anonymous private memory
 /// of this process) into place. Returns as libuffd_monitor_copy().
 ///
-/// # Safety
-/// `m` NULL or live; `f` NULL or a fault from this monitor.
+/// Pointers: m must be NULL or a live monitor; f NULL or a fault from this
+/// monitor.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_monitor_move(
     m: *mut libuffd_monitor,
@@ -1024,13 +1044,13 @@ pub unsafe extern "C" fn libuffd_monitor_move(
     resolve_c("libuffd_monitor_move", m, f, Action::Move(src as u64))
 }
 
-/// Copy the monitor's counters into `*stats` (set `stats->sz` first; a
+/// Copy the monitor's counters into *stats (set stats->sz first; a
 /// smaller, older struct gets the members it has). Readable at any time.
 ///
 /// Returns: 0, or -EINVAL (NULL, or sz smaller than sizeof(size_t)).
 ///
-/// # Safety
-/// `m` NULL or live; `stats` NULL or writable for `stats->sz` bytes.
+/// Pointers: m must be NULL or a live monitor; stats NULL or writable for
+/// stats->sz bytes.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_monitor_get_stats(
     m: *const libuffd_monitor,
@@ -1091,7 +1111,7 @@ pub unsafe extern "C" fn libuffd_monitor_get_stats(
 }
 
 /// Stop the monitor, wait for its threads, apply the stop policy to its
-/// regions (libuffd_monitor_opts.stop_policy), call `user_data_free`, and
+/// regions (libuffd_monitor_opts.stop_policy), call user_data_free, and
 /// free it. NULL is ignored.
 ///
 /// Misuse is refused, not acted on (the function returns nothing: errno is
@@ -1106,8 +1126,7 @@ pub unsafe extern "C" fn libuffd_monitor_get_stats(
 /// Cancellation: not a cancellation point; it always completes (a
 /// pending cancellation acts at the thread's next cancellation point).
 ///
-/// # Safety
-/// `m` is NULL or a live monitor, freed at most once.
+/// Pointers: m must be NULL or a live monitor, freed at most once.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_monitor_free(m: *mut libuffd_monitor) {
     if m.is_null() {

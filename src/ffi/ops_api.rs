@@ -25,15 +25,15 @@ fn progress(p: crate::uffd::Progress) -> i64 {
     p.done as i64
 }
 
-/// Register `[start, start+len)` with this userfaultfd (UFFDIO_REGISTER).
+/// Register [start, start+len) with this userfaultfd (UFFDIO_REGISTER).
 ///
-/// `mode` is any non-empty combination of LIBUFFD_REGISTER_MISSING, _WP
+/// mode is any non-empty combination of LIBUFFD_REGISTER_MISSING, _WP
 /// and _MINOR the memory supports. The range must be page-aligned; for
 /// hugetlb memory, aligned to its huge-page size. Costs the ioctl alone:
 /// only when the kernel refuses does libuffd look at the mappings, to say
 /// in libuffd_last_error() which one was misaligned, unmapped or
 /// unsuitable. On success the LIBUFFD_IOCTL_* mask of operations the
-/// kernel allows on the range is written to `*ioctls` (which may be NULL;
+/// kernel allows on the range is written to *ioctls (which may be NULL;
 /// it is not written on failure).
 ///
 /// Thread safety: may be called from any thread.
@@ -46,8 +46,7 @@ fn progress(p: crate::uffd::Progress) -> i64 {
 /// (shared mapping not writable: read-only file or write-sealed memfd),
 /// -ENOMEM (the process owning the memory is exiting).
 ///
-/// # Safety
-/// `h` is NULL or a live handle; `ioctls` is NULL or writable.
+/// Pointers: h must be NULL or a live handle; ioctls NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_register(
     h: *mut libuffd_handle,
@@ -70,7 +69,7 @@ pub unsafe extern "C" fn libuffd_register(
     })
 }
 
-/// Unregister `[start, start+len)` (UFFDIO_UNREGISTER); threads waiting on
+/// Unregister [start, start+len) (UFFDIO_UNREGISTER); threads waiting on
 /// missing-page faults there are woken. Costs the ioctl alone.
 ///
 /// Thread safety: may be called from any thread.
@@ -81,8 +80,7 @@ pub unsafe extern "C" fn libuffd_register(
 /// userfaultfd; also a NULL handle), -ENOMEM (the process owning the
 /// memory is exiting).
 ///
-/// # Safety
-/// `h` is NULL or a live handle.
+/// Pointers: h must be NULL or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_unregister(
     h: *mut libuffd_handle,
@@ -95,7 +93,7 @@ pub unsafe extern "C" fn libuffd_unregister(
     })
 }
 
-/// Wake the threads waiting on faults in `[start, start+len)`, after
+/// Wake the threads waiting on faults in [start, start+len), after
 /// operations done with a DONTWAKE mode, or after -EEXIST.
 ///
 /// Thread safety: may be called from any thread.
@@ -103,8 +101,7 @@ pub unsafe extern "C" fn libuffd_unregister(
 /// Returns: 0, or the kernel's -errno: -EINVAL (len 0, misaligned,
 /// wrapping or out-of-range range; also a NULL handle).
 ///
-/// # Safety
-/// `h` is NULL or a live handle.
+/// Pointers: h must be NULL or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_wake(
     h: *mut libuffd_handle,
@@ -117,15 +114,15 @@ pub unsafe extern "C" fn libuffd_wake(
     })
 }
 
-/// Resolve missing-page faults by copying `len` bytes from `src` into
-/// `[dst, dst+len)`, atomically per page, then waking the waiters.
+/// Resolve missing-page faults by copying len bytes from src into
+/// [dst, dst+len), atomically per page, then waking the waiters.
 ///
 /// Modes: LIBUFFD_COPY_DONTWAKE, LIBUFFD_COPY_WP (map write-protected;
 /// needs a WP registration).
 ///
 /// Thread safety: may be called from any thread.
 ///
-/// Returns: bytes done (`len`, or fewer: continue at dst+n, src+n), or
+/// Returns: bytes done (len, or fewer: continue at dst+n, src+n), or
 /// the kernel's -errno, in its order: -EAGAIN (an event is queued unread:
 /// read events, then retry; checked before anything else, so even a zero
 /// length gets it), -EINVAL (len 0 or not page-sized, src or dst range
@@ -135,9 +132,8 @@ pub unsafe extern "C" fn libuffd_wake(
 /// libuffd_wake()), -ENOENT (no registered mapping at dst), -EFAULT (src
 /// unreadable), -ESRCH (owning process exited).
 ///
-/// # Safety
-/// `h` is NULL or a live handle. `src` need not be valid: the kernel reads
-/// it and reports -EFAULT.
+/// Pointers: h must be NULL or a live handle. src need not be valid: the
+/// kernel reads it and reports -EFAULT.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_copy(
     h: *mut libuffd_handle,
@@ -151,7 +147,7 @@ pub unsafe extern "C" fn libuffd_copy(
     })
 }
 
-/// Resolve missing-page faults in `[start, start+len)` with zero-filled
+/// Resolve missing-page faults in [start, start+len) with zero-filled
 /// pages. Mode: LIBUFFD_ZEROPAGE_DONTWAKE. Not supported on hugetlb.
 ///
 /// Thread safety: may be called from any thread.
@@ -160,8 +156,7 @@ pub unsafe extern "C" fn libuffd_copy(
 /// (first, as for libuffd_copy()), -EINVAL (bad range, unknown mode bits,
 /// hugetlb memory), -EEXIST, -ENOENT, -ESRCH.
 ///
-/// # Safety
-/// `h` is NULL or a live handle.
+/// Pointers: h must be NULL or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_zeropage(
     h: *mut libuffd_handle,
@@ -174,7 +169,7 @@ pub unsafe extern "C" fn libuffd_zeropage(
     })
 }
 
-/// Write-protect `[start, start+len)` (mode LIBUFFD_WRITEPROTECT_WP), or
+/// Write-protect [start, start+len) (mode LIBUFFD_WRITEPROTECT_WP), or
 /// remove the protection and wake the waiters (mode 0; add
 /// LIBUFFD_WRITEPROTECT_DONTWAKE to skip the wake). The range must be
 /// registered with LIBUFFD_REGISTER_WP.
@@ -186,8 +181,7 @@ pub unsafe extern "C" fn libuffd_zeropage(
 /// DONTWAKE; also a NULL handle), -ENOENT (not WP-registered on this
 /// handle), -ESRCH.
 ///
-/// # Safety
-/// `h` is NULL or a live handle.
+/// Pointers: h must be NULL or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_writeprotect(
     h: *mut libuffd_handle,
@@ -201,7 +195,7 @@ pub unsafe extern "C" fn libuffd_writeprotect(
     })
 }
 
-/// Resolve minor faults in `[start, start+len)` by mapping the pages that
+/// Resolve minor faults in [start, start+len) by mapping the pages that
 /// already exist in the page cache (shmem, hugetlbfs; register with
 /// LIBUFFD_REGISTER_MINOR). Modes: LIBUFFD_CONTINUE_DONTWAKE,
 /// LIBUFFD_CONTINUE_WP.
@@ -212,8 +206,7 @@ pub unsafe extern "C" fn libuffd_writeprotect(
 /// (first), -EINVAL (bad range or mode, memory that is not shmem/hugetlb),
 /// -EEXIST, -ENOENT, -EFAULT (no page-cache page there), -ESRCH.
 ///
-/// # Safety
-/// `h` is NULL or a live handle.
+/// Pointers: h must be NULL or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_continue(
     h: *mut libuffd_handle,
@@ -230,7 +223,7 @@ pub unsafe extern "C" fn libuffd_continue(
     })
 }
 
-/// Resolve faults in `[start, start+len)` by marking the pages poisoned:
+/// Resolve faults in [start, start+len) by marking the pages poisoned:
 /// later accesses raise SIGBUS. Mode: LIBUFFD_POISON_DONTWAKE. Needs
 /// LIBUFFD_FEATURE_POISON from the kernel.
 ///
@@ -239,8 +232,7 @@ pub unsafe extern "C" fn libuffd_continue(
 /// Returns: bytes done, as libuffd_copy(), or the kernel's -errno: -EAGAIN
 /// (first), -EINVAL (bad range or mode), -EEXIST, -ENOENT, -ESRCH.
 ///
-/// # Safety
-/// `h` is NULL or a live handle.
+/// Pointers: h must be NULL or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_poison(
     h: *mut libuffd_handle,
@@ -253,9 +245,9 @@ pub unsafe extern "C" fn libuffd_poison(
     })
 }
 
-/// Resolve missing-page faults at `[dst, dst+len)` by moving the pages of
-/// `[src, src+len)` there, without copying. Both ranges must be anonymous
-/// private memory of the calling process with the same protections; `dst`
+/// Resolve missing-page faults at [dst, dst+len) by moving the pages of
+/// [src, src+len) there, without copying. Both ranges must be anonymous
+/// private memory of the calling process with the same protections; dst
 /// registered with this handle. Modes: LIBUFFD_MOVE_DONTWAKE,
 /// LIBUFFD_MOVE_ALLOW_SRC_HOLES. Needs LIBUFFD_FEATURE_MOVE.
 ///
@@ -269,8 +261,7 @@ pub unsafe extern "C" fn libuffd_poison(
 /// ALLOW_SRC_HOLES, or nothing mapped at dst), -EBUSY (a src page is
 /// shared, e.g. after fork), -ESRCH.
 ///
-/// # Safety
-/// `h` is NULL or a live handle.
+/// Pointers: h must be NULL or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_move(
     h: *mut libuffd_handle,

@@ -135,34 +135,34 @@ pub const LIBUFFD_MOVE_ALLOW_SRC_HOLES: u64 = 0x2;
 
 // ---------------------------------------------------------------- events
 
-/// Event kind: a thread faulted on registered memory (`u.fault`).
+/// Event kind: a thread faulted on registered memory (u.fault).
 pub const LIBUFFD_EVENT_PAGEFAULT: u32 = 0x12;
-/// Event kind: the monitored process forked (`u.fork`).
+/// Event kind: the monitored process forked (u.fork).
 pub const LIBUFFD_EVENT_FORK: u32 = 0x13;
-/// Event kind: a registered range was moved by mremap() (`u.remap`).
+/// Event kind: a registered range was moved by mremap() (u.remap).
 pub const LIBUFFD_EVENT_REMAP: u32 = 0x14;
-/// Event kind: madvise() is dropping the pages of a range (`u.range`).
+/// Event kind: madvise() is dropping the pages of a range (u.range).
 pub const LIBUFFD_EVENT_REMOVE: u32 = 0x15;
-/// Event kind: a range was unmapped (`u.range`).
+/// Event kind: a range was unmapped (u.range).
 pub const LIBUFFD_EVENT_UNMAP: u32 = 0x16;
 
 /// Fault flag: the access was a write.
-pub const LIBUFFD_FAULT_WRITE: u32 = 0x1;
+pub const LIBUFFD_PAGEFAULT_FLAG_WRITE: u32 = 0x1;
 /// Fault flag: a write to a write-protected page.
-pub const LIBUFFD_FAULT_WP: u32 = 0x2;
+pub const LIBUFFD_PAGEFAULT_FLAG_WP: u32 = 0x2;
 /// Fault flag: a minor fault (page in the page cache, not mapped).
-pub const LIBUFFD_FAULT_MINOR: u32 = 0x4;
+pub const LIBUFFD_PAGEFAULT_FLAG_MINOR: u32 = 0x4;
 
 /// Options for libuffd_open() and libuffd_handle_from_fd().
 ///
-/// Set `sz` to `sizeof(struct libuffd_open_opts)` and every unused field to
-/// zero (`LIBUFFD_OPTS_INIT` does both). Passing NULL instead of a struct
-/// means all defaults: close-on-exec, blocking, faults from user and kernel mode trapped, no
-/// features.
+/// Set sz to sizeof(struct libuffd_open_opts) and every unused field to
+/// zero (LIBUFFD_OPTS does both). All zero, or NULL instead of a struct,
+/// means the defaults: close-on-exec, blocking, faults from user and
+/// kernel mode trapped, no features.
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
 pub struct libuffd_open_opts {
-    /// `sizeof(struct libuffd_open_opts)` as the caller was compiled with.
+    /// sizeof(struct libuffd_open_opts) as the caller was compiled with.
     pub sz: usize,
     /// LIBUFFD_OPEN_* flags.
     pub flags: u32,
@@ -178,15 +178,15 @@ pub struct libuffd_open_opts {
 
 /// A page fault (event kind LIBUFFD_EVENT_PAGEFAULT).
 #[repr(C)]
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct libuffd_fault_info {
     /// The faulting address, page-aligned (without EXACT_ADDRESS on
     /// hugetlb, aligned to the huge page, as the kernel reports it).
-    pub address: u64,
+    pub address: *mut libc::c_void,
     /// The exact faulting address when LIBUFFD_FEATURE_EXACT_ADDRESS was
-    /// negotiated; otherwise equal to `address`.
-    pub exact_address: u64,
-    /// LIBUFFD_FAULT_* bits. Neither WP nor MINOR: a missing-page fault.
+    /// negotiated; otherwise equal to address.
+    pub exact_address: *mut libc::c_void,
+    /// LIBUFFD_PAGEFAULT_FLAG_* bits. Neither WP nor MINOR: a missing-page fault.
     pub flags: u32,
     /// The faulting thread's id with LIBUFFD_FEATURE_THREAD_ID, else 0.
     pub thread_id: u32,
@@ -206,27 +206,27 @@ pub struct libuffd_fork_info {
 
 /// A move of registered memory (event kind LIBUFFD_EVENT_REMAP).
 #[repr(C)]
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct libuffd_remap_info {
     /// Old start address.
-    pub from: u64,
+    pub from: *mut libc::c_void,
     /// New start address.
-    pub to: u64,
+    pub to: *mut libc::c_void,
     /// Old length in bytes.
     pub len: u64,
 }
 
-/// An address range `[start, end)` (events LIBUFFD_EVENT_REMOVE, _UNMAP).
+/// An address range [start, end) (events LIBUFFD_EVENT_REMOVE, _UNMAP).
 #[repr(C)]
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct libuffd_range_info {
     /// First byte.
-    pub start: u64,
+    pub start: *mut libc::c_void,
     /// One past the last byte.
-    pub end: u64,
+    pub end: *mut libc::c_void,
 }
 
-/// The payload of a libuffd_event; which member is valid depends on `kind`.
+/// The payload of a libuffd_event; which member is valid depends on kind.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub union libuffd_event_data {
@@ -252,7 +252,7 @@ pub struct libuffd_event {
     pub kind: u32,
     /// Zero.
     pub reserved: u32,
-    /// The payload, selected by `kind`.
+    /// The payload, selected by kind.
     pub u: libuffd_event_data,
 }
 
@@ -295,7 +295,7 @@ pub const LIBUFFD_ON_ERROR_SIGBUS: u32 = 0;
 /// Error policy: try the fault again (on_fault is called again, or the
 /// source read again) while its thread stays blocked, after a pause of 1 ms
 /// doubled after each failed try (at most 64 ms); each failed try counts in
-/// `failed`. After 8 failed tries (about 127 ms) LIBUFFD_ON_ERROR_SIGBUS
+/// failed. After 8 failed tries (about 127 ms) LIBUFFD_ON_ERROR_SIGBUS
 /// applies to that fault: the page is poisoned and the thread gets SIGBUS.
 /// A fault still waiting for its next try when the monitor stops is
 /// released as the stop releases every blocked thread.
@@ -305,7 +305,7 @@ pub const LIBUFFD_ON_ERROR_STOP: u32 = 2;
 
 /// Stop policy (libuffd_monitor_opts.stop_policy,
 /// libuffd_region_opts.stop_policy): what the end of a run (stop, an
-/// error, LIBUFFD_FAULT_STOP) does to a region's memory, for the threads
+/// error, LIBUFFD_ON_FAULT_STOP) does to a region's memory, for the threads
 /// blocked in faults the monitor no longer serves and the pages not yet
 /// placed. The default: LIBUFFD_ON_STOP_SIGBUS for regions with a buffer,
 /// fd or callback source (pages not yet restored hold data: they never
@@ -336,13 +336,13 @@ pub const LIBUFFD_ON_REMOVE_UNREGISTER: u32 = 1;
 
 /// Region source: zero-filled pages.
 pub const LIBUFFD_SOURCE_ZERO: u32 = 0;
-/// Region source: a buffer of this process (`buffer`, `buffer_len`).
+/// Region source: a buffer of this process (buffer, buffer_len).
 pub const LIBUFFD_SOURCE_BUFFER: u32 = 1;
-/// Region source: pread() from `fd` at `fd_offset`. Short reads and EINTR
+/// Region source: pread() from fd at fd_offset. Short reads and EINTR
 /// are retried until each page is complete. A page that the file ends
 /// inside or before (end-of-file inside the region, a file truncated while
 /// the monitor runs) and a read error (EIO...) fail that fault: the error
-/// policy applies, the `failed` counter counts it and on_log names the file
+/// policy applies, the failed counter counts it and on_log names the file
 /// offset; no page is ever made of zeros the file does not hold, unless the
 /// region has LIBUFFD_REGION_ZERO_PAST_EOF.
 pub const LIBUFFD_SOURCE_FD: u32 = 2;
@@ -362,38 +362,38 @@ pub const LIBUFFD_REGION_ZERO_PAST_EOF: u32 = 0x2;
 
 /// on_fault return: the callback resolved the fault (libuffd_monitor_copy()
 /// and friends).
-pub const LIBUFFD_FAULT_HANDLED: i32 = 0;
+pub const LIBUFFD_ON_FAULT_HANDLED: i32 = 0;
 /// on_fault return: serve the fault from the region's source.
-pub const LIBUFFD_FAULT_USE_SOURCE: i32 = 1;
+pub const LIBUFFD_ON_FAULT_USE_SOURCE: i32 = 1;
 /// on_fault return: the callback kept a copy of the fault and will resolve
 /// it later, from any thread.
-pub const LIBUFFD_FAULT_DEFER: i32 = 2;
+pub const LIBUFFD_ON_FAULT_DEFER: i32 = 2;
 /// on_fault return: stop the monitor.
-pub const LIBUFFD_FAULT_STOP: i32 = 3;
+pub const LIBUFFD_ON_FAULT_STOP: i32 = 3;
 
 /// on_fork return: serve the child with the parent's regions.
-pub const LIBUFFD_FORK_SERVE: i32 = 0;
+pub const LIBUFFD_ON_FORK_SERVE: i32 = 0;
 /// on_fork return: the callback took ownership of the descriptor.
-pub const LIBUFFD_FORK_TAKEN: i32 = 1;
+pub const LIBUFFD_ON_FORK_TAKEN: i32 = 1;
 /// on_fork return: close the child's descriptor.
-pub const LIBUFFD_FORK_CLOSE: i32 = 2;
+pub const LIBUFFD_ON_FORK_CLOSE: i32 = 2;
 
 /// Resolution result: resolved now.
-pub const LIBUFFD_RESOLVED: i32 = 0;
+pub const LIBUFFD_RESOLVE_DONE: i32 = 0;
 /// Resolution result: it had been resolved by someone else; the waiter was
 /// woken.
-pub const LIBUFFD_ALREADY_RESOLVED: i32 = 1;
+pub const LIBUFFD_RESOLVE_ALREADY_DONE: i32 = 1;
 /// Resolution result: the range or the process went away.
-pub const LIBUFFD_GONE: i32 = 2;
+pub const LIBUFFD_RESOLVE_GONE: i32 = 2;
 
 /// Number of buckets of libuffd_monitor_stats.latency_log2_ns.
 pub const LIBUFFD_LATENCY_BUCKETS: u32 = 32;
 
-/// Monitor options (all zero: the defaults). Set `sz` to the struct's size.
+/// Monitor options (all zero: the defaults). Set sz to the struct's size.
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
 pub struct libuffd_monitor_opts {
-    /// `sizeof(struct libuffd_monitor_opts)`.
+    /// sizeof(struct libuffd_monitor_opts).
     pub sz: usize,
     /// Worker threads resolving faults in parallel (0: the monitor's
     /// thread does). They take turns to read; faults whose resolution may
@@ -428,11 +428,13 @@ pub struct libuffd_monitor_opts {
     pub stop_policy: u32,
 }
 
-/// How a region is served (libuffd_monitor_add_region()). Set `sz`.
+/// How a region is served (libuffd_monitor_add_region()). Set sz; every
+/// other field zero means its default: zero pages, the range registered
+/// already, the monitor's stop policy, the page size asked.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct libuffd_region_opts {
-    /// `sizeof(struct libuffd_region_opts)`.
+    /// sizeof(struct libuffd_region_opts).
     pub sz: usize,
     /// LIBUFFD_SOURCE_*.
     pub source: u32,
@@ -443,10 +445,12 @@ pub struct libuffd_region_opts {
     pub register_mode: u64,
     /// LIBUFFD_SOURCE_BUFFER: the first byte of the region's contents.
     pub buffer: *const libc::c_void,
-    /// LIBUFFD_SOURCE_BUFFER: bytes available at `buffer` (pages past them
+    /// LIBUFFD_SOURCE_BUFFER: bytes available at buffer (pages past them
     /// are zero-filled).
     pub buffer_len: u64,
-    /// LIBUFFD_SOURCE_FD: the file to pread. libuffd_monitor_add_region()
+    /// LIBUFFD_SOURCE_FD: the file to pread (only that source reads this
+    /// field: for the others any value, 0 included, is ignored).
+    /// libuffd_monitor_add_region()
     /// duplicates it (F_DUPFD_CLOEXEC) and reads its duplicate, closed
     /// with the monitor: the caller may close its own at once. The file's
     /// end inside the region fails faults there, unless
@@ -458,7 +462,7 @@ pub struct libuffd_region_opts {
     /// that overflows (past 2^63 - 1) fails the faults it concerns with
     /// EOVERFLOW.
     pub fd_offset: u64,
-    /// Handed to on_fault as `region_data`.
+    /// Handed to on_fault as region_data.
     pub data: *mut libc::c_void,
     /// The page size of the memory (0: ask). For a handle of this
     /// process's own memory the monitor reads the mapping's page size
@@ -468,7 +472,7 @@ pub struct libuffd_region_opts {
     /// 2 MiB hugetlb guest); with 0 it is asked of the faulting thread's
     /// mappings at the region's first fault when the descriptor has
     /// LIBUFFD_FEATURE_THREAD_ID, else the base page size is assumed.
-    /// Added in 1.0: older, shorter structs (see `sz`) mean 0.
+    /// Added in 1.0: older, shorter structs (see sz) mean 0.
     pub page_size: u64,
 }
 
@@ -481,7 +485,7 @@ impl Default for libuffd_region_opts {
             register_mode: 0,
             buffer: std::ptr::null(),
             buffer_len: 0,
-            fd: -1,
+            fd: 0,
             stop_policy: 0,
             fd_offset: 0,
             data: std::ptr::null_mut(),
@@ -496,25 +500,25 @@ impl Default for libuffd_region_opts {
 #[derive(Debug, Clone, Copy)]
 pub struct libuffd_fault {
     /// The faulting address as reported (page-aligned).
-    pub address: u64,
-    /// The exact address with LIBUFFD_FEATURE_EXACT_ADDRESS, else `address`.
-    pub exact_address: u64,
-    /// LIBUFFD_FAULT_* bits.
+    pub address: *mut libc::c_void,
+    /// The exact address with LIBUFFD_FEATURE_EXACT_ADDRESS, else address.
+    pub exact_address: *mut libc::c_void,
+    /// LIBUFFD_PAGEFAULT_FLAG_* bits.
     pub flags: u32,
     /// Faulting thread id with LIBUFFD_FEATURE_THREAD_ID, else 0.
     pub thread_id: u32,
-    /// The faulting page, aligned to `page_size`.
-    pub page: u64,
+    /// The faulting page, aligned to page_size.
+    pub page: *mut libc::c_void,
     /// The page size of the memory at the fault (4096, or the hugetlb
     /// size): the region's; for a fault in no region, the mapping's, as
     /// the memory's owner maps it (the base page size when that cannot
     /// be learnt).
     pub page_size: u64,
-    /// Start of the region the fault is in (0 if in none).
-    pub region_start: u64,
-    /// Offset of `page` in the region's source.
+    /// Start of the region the fault is in (NULL if in none).
+    pub region_start: *mut libc::c_void,
+    /// Offset of page in the region's source.
     pub region_offset: u64,
-    /// The region's `data` pointer.
+    /// The region's data pointer.
     pub region_data: *mut libc::c_void,
     /// Which of the monitor's handles the fault came from.
     pub handle_id: u32,
@@ -522,8 +526,10 @@ pub struct libuffd_fault {
     pub reserved: u32,
 }
 
-/// Monitor callbacks. Every member may be NULL. Pass the table's size to
-/// libuffd_monitor_new(); members are only ever appended.
+/// Monitor callbacks (libuffd_monitor_new()). Every callback may be NULL;
+/// set sz to sizeof(struct libuffd_monitor_ops) (LIBUFFD_OPTS does), as for
+/// every options struct: callbacks are only ever appended. Every callback
+/// receives the user_data given to libuffd_monitor_new() and the monitor.
 ///
 /// Callbacks run on the monitor's threads (faults on workers, when there
 /// are workers): they must be thread-safe, and must not fork, mremap,
@@ -531,7 +537,7 @@ pub struct libuffd_fault {
 /// monitor: deadlock).
 ///
 /// A callback must return normally: it must not throw a C++ exception out
-/// of itself (mark C++ callbacks `noexcept`, or catch everything inside),
+/// of itself (mark C++ callbacks noexcept, or catch everything inside),
 /// nor longjmp/siglongjmp out of it, nor end its thread (pthread_exit).
 /// Any of these unwinds or jumps over the library's frames: the fault in
 /// hand is never released, locks stay held, and the process may abort.
@@ -540,8 +546,10 @@ pub struct libuffd_fault {
 #[repr(C)]
 #[derive(Default, Clone, Copy)]
 pub struct libuffd_monitor_ops {
+    /// sizeof(struct libuffd_monitor_ops).
+    pub sz: usize,
     /// A fault in a LIBUFFD_SOURCE_CALLBACK region, or in no region.
-    /// Returns LIBUFFD_FAULT_* or a negative errno (the error policy then
+    /// Returns LIBUFFD_ON_FAULT_* or a negative errno (the error policy then
     /// releases the thread). NULL: such faults fall to the error policy.
     pub on_fault: Option<
         unsafe extern "C" fn(
@@ -550,8 +558,8 @@ pub struct libuffd_monitor_ops {
             f: *const libuffd_fault,
         ) -> i32,
     >,
-    /// The monitored process forked; `fd` is the child's userfaultfd.
-    /// Returns LIBUFFD_FORK_*. NULL: serve the child.
+    /// The monitored process forked; fd is the child's userfaultfd.
+    /// Returns LIBUFFD_ON_FORK_*. NULL: serve the child.
     pub on_fork: Option<
         unsafe extern "C" fn(
             user_data: *mut libc::c_void,
@@ -560,34 +568,55 @@ pub struct libuffd_monitor_ops {
             fd: i32,
         ) -> i32,
     >,
-    /// A registered range moved (its regions moved with it).
+    /// A registered range moved (mremap()): the len bytes that were at
+    /// from are now at to, and its regions moved with them.
     pub on_remap: Option<
         unsafe extern "C" fn(
             user_data: *mut libc::c_void,
+            m: *mut libuffd_monitor,
             handle_id: u32,
-            from: u64,
-            to: u64,
+            from: *mut libc::c_void,
+            to: *mut libc::c_void,
             len: u64,
         ),
     >,
-    /// A registered range's pages are being dropped by madvise().
+    /// The pages of the registered range [start, end) are being dropped by
+    /// madvise().
     pub on_remove: Option<
-        unsafe extern "C" fn(user_data: *mut libc::c_void, handle_id: u32, start: u64, end: u64),
+        unsafe extern "C" fn(
+            user_data: *mut libc::c_void,
+            m: *mut libuffd_monitor,
+            handle_id: u32,
+            start: *mut libc::c_void,
+            end: *mut libc::c_void,
+        ),
     >,
-    /// A registered range was unmapped (its regions are gone).
+    /// The registered range [start, end) was unmapped (its regions are
+    /// gone).
     pub on_unmap: Option<
-        unsafe extern "C" fn(user_data: *mut libc::c_void, handle_id: u32, start: u64, end: u64),
+        unsafe extern "C" fn(
+            user_data: *mut libc::c_void,
+            m: *mut libuffd_monitor,
+            handle_id: u32,
+            start: *mut libc::c_void,
+            end: *mut libc::c_void,
+        ),
     >,
     /// An error the monitor handled, as text valid during the call.
-    pub on_log:
-        Option<unsafe extern "C" fn(user_data: *mut libc::c_void, msg: *const libc::c_char)>,
+    pub on_log: Option<
+        unsafe extern "C" fn(
+            user_data: *mut libc::c_void,
+            m: *mut libuffd_monitor,
+            msg: *const libc::c_char,
+        ),
+    >,
 }
 
-/// Monitor counters (libuffd_monitor_get_stats()). Set `sz` before the call.
+/// Monitor counters (libuffd_monitor_get_stats()). Set sz before the call.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct libuffd_monitor_stats {
-    /// `sizeof(struct libuffd_monitor_stats)`.
+    /// sizeof(struct libuffd_monitor_stats).
     pub sz: usize,
     /// Page-fault messages read.
     pub faults: u64,
@@ -651,4 +680,44 @@ pub struct libuffd_monitor_stats {
 /// libuffd_monitor_new(); free with libuffd_monitor_free().
 pub struct libuffd_monitor {
     _private: [u8; 0],
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes<T: Copy>(v: &T) -> Vec<u8> {
+        // SAFETY: T is a repr(C) struct of integers and pointers without
+        // padding (checked by the size assertion of each caller); reading its
+        // bytes is reading initialised memory.
+        unsafe {
+            std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>())
+        }
+        .to_vec()
+    }
+
+    /// Zero means default for every field, in C and in Rust alike: a C
+    /// caller's memset(0) struct (what LIBUFFD_OPTS starts from) and the
+    /// Rust Default are the same bytes.
+    #[test]
+    fn zeroed_options_are_the_defaults() {
+        assert_eq!(std::mem::size_of::<libuffd_open_opts>(), 32);
+        assert!(bytes(&libuffd_open_opts::default()).iter().all(|&b| b == 0));
+        assert_eq!(std::mem::size_of::<libuffd_monitor_opts>(), 48);
+        assert!(bytes(&libuffd_monitor_opts::default())
+            .iter()
+            .all(|&b| b == 0));
+        assert_eq!(std::mem::size_of::<libuffd_region_opts>(), 72);
+        assert!(
+            bytes(&libuffd_region_opts::default())
+                .iter()
+                .all(|&b| b == 0),
+            "libuffd_region_opts::default() is not all zeros: {:?}",
+            libuffd_region_opts::default()
+        );
+        assert_eq!(std::mem::size_of::<libuffd_monitor_ops>(), 7 * 8);
+        assert!(bytes(&libuffd_monitor_ops::default())
+            .iter()
+            .all(|&b| b == 0));
+    }
 }

@@ -2,8 +2,8 @@
 
 use super::types::*;
 
-/// The version of the loaded library as `(major << 16) | (minor << 8) |
-/// patch`; compare with LIBUFFD_VERSION_MAJOR/MINOR/PATCH of the header.
+/// The version of the loaded library as (major << 16) | (minor << 8) |
+/// patch; compare with LIBUFFD_VERSION_MAJOR/MINOR/PATCH of the header.
 ///
 /// Thread safety: may be called from any thread.
 #[no_mangle]

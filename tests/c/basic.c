@@ -145,9 +145,10 @@ static void test_opts_init(void)
 	CHECK_EQ(o.flags, 0);
 	CHECK_EQ_HEX(o.features, LIBUFFD_FEATURE_THREAD_ID);
 	CHECK_EQ_HEX(o.required_features, LIBUFFD_FEATURE_MOVE);
-	/* As a function argument. */
+	/* Declared by LIBUFFD_OPTS, with no field given. */
 	libuffd_handle *h = NULL;
-	CHECK_RET(libuffd_open(&LIBUFFD_OPTS_INIT(libuffd_open_opts, .flags = 0), &h), 0);
+	LIBUFFD_OPTS(libuffd_open_opts, zero);
+	CHECK_RET(libuffd_open(&zero, &h), 0);
 	libuffd_handle_free(h);
 }
 
@@ -447,8 +448,8 @@ static void test_fault_copy_zeropage(void)
 		FATAL("no write-fault event within 10 s");
 	CHECK_EQ(ev[0].kind, LIBUFFD_EVENT_PAGEFAULT);
 	CHECK_EQ_HEX(ev[0].u.fault.address, (uintptr_t)(mem + 3 * page));
-	CHECK_EQ_HEX(ev[0].u.fault.flags & LIBUFFD_FAULT_WRITE, LIBUFFD_FAULT_WRITE);
-	CHECK_EQ_HEX(ev[0].u.fault.flags & (LIBUFFD_FAULT_WP | LIBUFFD_FAULT_MINOR), 0);
+	CHECK_EQ_HEX(ev[0].u.fault.flags & LIBUFFD_PAGEFAULT_FLAG_WRITE, LIBUFFD_PAGEFAULT_FLAG_WRITE);
+	CHECK_EQ_HEX(ev[0].u.fault.flags & (LIBUFFD_PAGEFAULT_FLAG_WP | LIBUFFD_PAGEFAULT_FLAG_MINOR), 0);
 	CHECK_RET(libuffd_zeropage(h, mem + 3 * page, page, 0), (int64_t)page);
 	touch_join(&t);
 	CHECK_EQ(mem[3 * page + 7], 'W');
@@ -534,7 +535,7 @@ static void test_writeprotect(void)
 		FATAL("no WP fault event within 10 s");
 	CHECK_EQ(ev[0].kind, LIBUFFD_EVENT_PAGEFAULT);
 	CHECK_EQ_HEX(ev[0].u.fault.address, (uintptr_t)mem);
-	CHECK_EQ_HEX(ev[0].u.fault.flags, LIBUFFD_FAULT_WRITE | LIBUFFD_FAULT_WP);
+	CHECK_EQ_HEX(ev[0].u.fault.flags, LIBUFFD_PAGEFAULT_FLAG_WRITE | LIBUFFD_PAGEFAULT_FLAG_WP);
 	usleep(50 * 1000);
 	CHECK(!__atomic_load_n(&t.done, __ATOMIC_SEQ_CST));
 	CHECK_EQ(mem[10], 'p');
@@ -550,7 +551,7 @@ static void test_writeprotect(void)
 	CHECK_EQ(n, 1);
 	if (n < 1)
 		FATAL("no WP fault event within 10 s");
-	CHECK_EQ_HEX(ev[0].u.fault.flags, LIBUFFD_FAULT_WRITE | LIBUFFD_FAULT_WP);
+	CHECK_EQ_HEX(ev[0].u.fault.flags, LIBUFFD_PAGEFAULT_FLAG_WRITE | LIBUFFD_PAGEFAULT_FLAG_WP);
 	CHECK_RET(libuffd_writeprotect(h, mem + page, page, LIBUFFD_WRITEPROTECT_DONTWAKE), 0);
 	CHECK_RET(libuffd_wake(h, mem + page, page), 0);
 	touch_join(&t);
@@ -592,7 +593,7 @@ static void test_continue(void)
 		FATAL("no minor fault event within 10 s");
 	CHECK_EQ(ev[0].kind, LIBUFFD_EVENT_PAGEFAULT);
 	CHECK_EQ_HEX(ev[0].u.fault.address, (uintptr_t)b);
-	CHECK_EQ_HEX(ev[0].u.fault.flags, LIBUFFD_FAULT_MINOR);
+	CHECK_EQ_HEX(ev[0].u.fault.flags, LIBUFFD_PAGEFAULT_FLAG_MINOR);
 	CHECK_RET(libuffd_continue(h, b, page, 0), (int64_t)page);
 	touch_join(&t);
 	CHECK_EQ(t.value, 'c');

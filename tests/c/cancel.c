@@ -214,7 +214,7 @@ static void serve_one_fault(libuffd_handle *h, int timeout_ms)
 	CHECK_RET(n, 1);
 	if (n == 1) {
 		CHECK_EQ(ev[0].kind, LIBUFFD_EVENT_PAGEFAULT);
-		CHECK_EQ_HEX(ev[0].u.fault.address & ~(PAGE - 1), (uintptr_t)mem);
+		CHECK_EQ_HEX((uintptr_t)ev[0].u.fault.address & ~(PAGE - 1), (uintptr_t)mem);
 	}
 	CHECK_RET(libuffd_copy(h, mem, copy_src, PAGE, 0), PAGE);
 	pthread_join(th, NULL);
@@ -262,7 +262,7 @@ static libuffd_monitor *new_monitor(unsigned workers, char **mem)
 	struct libuffd_monitor_opts o = LIBUFFD_OPTS_INIT(libuffd_monitor_opts, .workers = workers);
 	libuffd_monitor *m = NULL;
 	uint32_t id;
-	if (libuffd_monitor_new(&o, NULL, 0, &user_freed, user_free, &m) < 0)
+	if (libuffd_monitor_new(&o, NULL, &user_freed, user_free, &m) < 0)
 		FATAL("libuffd_monitor_new: %s", libuffd_last_error());
 	CHECK_OK(libuffd_monitor_add_handle(m, h, &id));
 	libuffd_handle_free(h);
@@ -485,7 +485,7 @@ static int32_t slow_on_fault(void *user, libuffd_monitor *m, const struct libuff
 	usleep(30000);
 	int rc = libuffd_monitor_zero(m, f);
 	in_callback = 2;
-	return rc < 0 ? rc : LIBUFFD_FAULT_HANDLED;
+	return rc < 0 ? rc : LIBUFFD_ON_FAULT_HANDLED;
 }
 
 static void test_cancel_in_callback(void)
@@ -494,11 +494,11 @@ static void test_cancel_in_callback(void)
 	if (no_faults)
 		return;
 	libuffd_handle *h = open_handle(1);
-	struct libuffd_monitor_ops ops = { .on_fault = slow_on_fault };
+	LIBUFFD_OPTS(libuffd_monitor_ops, ops, .on_fault = slow_on_fault);
 	libuffd_monitor *m = NULL;
 	uint32_t id;
 	char *mem = map_anon(MON_PAGES * PAGE);
-	CHECK_OK(libuffd_monitor_new(NULL, &ops, sizeof ops, NULL, NULL, &m));
+	CHECK_OK(libuffd_monitor_new(NULL, &ops, NULL, NULL, &m));
 	CHECK_OK(libuffd_monitor_add_handle(m, h, &id));
 	libuffd_handle_free(h);
 	struct libuffd_region_opts r = LIBUFFD_OPTS_INIT(libuffd_region_opts, .source = LIBUFFD_SOURCE_CALLBACK,
@@ -638,7 +638,7 @@ static void *event_loop(void *arg)
 		for (int i = 0; i < n; i++) {
 			if (ev[i].kind != LIBUFFD_EVENT_PAGEFAULT)
 				continue;
-			uint64_t page = ev[i].u.fault.address & ~(PAGE - 1);
+			uint64_t page = (uintptr_t)ev[i].u.fault.address & ~(PAGE - 1);
 			if (libuffd_copy(a->h, (void *)(uintptr_t)page, copy_src, PAGE, 0) == (int64_t)PAGE)
 				a->served++;
 		}

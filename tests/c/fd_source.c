@@ -223,9 +223,10 @@ static void touch_range(char *base, size_t ps, size_t first, size_t count, unsig
 
 static atomic_int offset_logs;
 
-static void on_log(void *ud, const char *msg)
+static void on_log(void *ud, libuffd_monitor *m, const char *msg)
 {
 	(void)ud;
+	(void)m;
 	if (msg && strstr(msg, "pread") && strstr(msg, "offset 0x"))
 		atomic_fetch_add(&offset_logs, 1);
 }
@@ -281,9 +282,9 @@ static void run_scenario(const struct kind *k, const struct scenario *s)
 	}
 	if (rc < 0)
 		FATAL("libuffd_open: %s", libuffd_last_error());
-	struct libuffd_monitor_ops ops = { .on_log = on_log };
+	LIBUFFD_OPTS(libuffd_monitor_ops, ops, .on_log = on_log);
 	libuffd_monitor *m = NULL;
-	CHECK_OK(libuffd_monitor_new(NULL, &ops, sizeof ops, NULL, NULL, &m));
+	CHECK_OK(libuffd_monitor_new(NULL, &ops, NULL, NULL, &m));
 	uint32_t id = 0;
 	CHECK_OK(libuffd_monitor_add_handle(m, h, &id));
 	libuffd_handle_free(h);

@@ -24,8 +24,8 @@ SA(offsetof(struct libuffd_fault_info, address) == 0);
 SA(offsetof(struct libuffd_fault_info, exact_address) == 8);
 SA(offsetof(struct libuffd_fault_info, flags) == 16);
 SA(offsetof(struct libuffd_fault_info, thread_id) == 20);
-SA(TYPE_IS(FIELD(libuffd_fault_info, address), uint64_t));
-SA(TYPE_IS(FIELD(libuffd_fault_info, exact_address), uint64_t));
+SA(TYPE_IS(FIELD(libuffd_fault_info, address), void *));
+SA(TYPE_IS(FIELD(libuffd_fault_info, exact_address), void *));
 SA(TYPE_IS(FIELD(libuffd_fault_info, flags), uint32_t));
 SA(TYPE_IS(FIELD(libuffd_fault_info, thread_id), uint32_t));
 
@@ -43,8 +43,8 @@ SA(alignof(struct libuffd_remap_info) == 8);
 SA(offsetof(struct libuffd_remap_info, from) == 0);
 SA(offsetof(struct libuffd_remap_info, to) == 8);
 SA(offsetof(struct libuffd_remap_info, len) == 16);
-SA(TYPE_IS(FIELD(libuffd_remap_info, from), uint64_t));
-SA(TYPE_IS(FIELD(libuffd_remap_info, to), uint64_t));
+SA(TYPE_IS(FIELD(libuffd_remap_info, from), void *));
+SA(TYPE_IS(FIELD(libuffd_remap_info, to), void *));
 SA(TYPE_IS(FIELD(libuffd_remap_info, len), uint64_t));
 
 /* struct libuffd_range_info: 16 bytes. */
@@ -52,8 +52,8 @@ SA(sizeof(struct libuffd_range_info) == 16);
 SA(alignof(struct libuffd_range_info) == 8);
 SA(offsetof(struct libuffd_range_info, start) == 0);
 SA(offsetof(struct libuffd_range_info, end) == 8);
-SA(TYPE_IS(FIELD(libuffd_range_info, start), uint64_t));
-SA(TYPE_IS(FIELD(libuffd_range_info, end), uint64_t));
+SA(TYPE_IS(FIELD(libuffd_range_info, start), void *));
+SA(TYPE_IS(FIELD(libuffd_range_info, end), void *));
 
 /* union libuffd_event_data: 24 bytes, every member at 0. */
 SA(sizeof(union libuffd_event_data) == 24);
@@ -112,6 +112,38 @@ SA(offsetof(struct libuffd_monitor_stats, stop_blocked) ==
    offsetof(struct libuffd_monitor_stats, handed_off) + 8);
 SA(offsetof(struct libuffd_monitor_stats, children_dropped) + 8 == sizeof(struct libuffd_monitor_stats));
 
+/* struct libuffd_fault: addresses as void *, like every address of the API. */
+SA(sizeof(struct libuffd_fault) == 72);
+SA(offsetof(struct libuffd_fault, address) == 0);
+SA(offsetof(struct libuffd_fault, page) == 24);
+SA(offsetof(struct libuffd_fault, region_start) == 40);
+SA(offsetof(struct libuffd_fault, handle_id) == 64);
+SA(TYPE_IS(FIELD(libuffd_fault, address), void *));
+SA(TYPE_IS(FIELD(libuffd_fault, exact_address), void *));
+SA(TYPE_IS(FIELD(libuffd_fault, page), void *));
+SA(TYPE_IS(FIELD(libuffd_fault, region_start), void *));
+SA(TYPE_IS(FIELD(libuffd_fault, region_offset), uint64_t));
+
+/* struct libuffd_monitor_ops: sized like every options struct, then the
+ * callbacks in order, each receiving user_data and the monitor. */
+SA(sizeof(struct libuffd_monitor_ops) == 56);
+SA(offsetof(struct libuffd_monitor_ops, sz) == 0);
+SA(offsetof(struct libuffd_monitor_ops, on_fault) == 8);
+SA(offsetof(struct libuffd_monitor_ops, on_fork) == 16);
+SA(offsetof(struct libuffd_monitor_ops, on_remap) == 24);
+SA(offsetof(struct libuffd_monitor_ops, on_remove) == 32);
+SA(offsetof(struct libuffd_monitor_ops, on_unmap) == 40);
+SA(offsetof(struct libuffd_monitor_ops, on_log) == 48);
+SA(TYPE_IS(FIELD(libuffd_monitor_ops, sz), size_t));
+SA(TYPE_IS(FIELD(libuffd_monitor_ops, on_fault),
+	   int32_t (*)(void *, libuffd_monitor *, const struct libuffd_fault *)));
+SA(TYPE_IS(FIELD(libuffd_monitor_ops, on_fork), int32_t (*)(void *, libuffd_monitor *, uint32_t, int32_t)));
+SA(TYPE_IS(FIELD(libuffd_monitor_ops, on_remap),
+	   void (*)(void *, libuffd_monitor *, uint32_t, void *, void *, uint64_t)));
+SA(TYPE_IS(FIELD(libuffd_monitor_ops, on_remove), void (*)(void *, libuffd_monitor *, uint32_t, void *, void *)));
+SA(TYPE_IS(FIELD(libuffd_monitor_ops, on_unmap), void (*)(void *, libuffd_monitor *, uint32_t, void *, void *)));
+SA(TYPE_IS(FIELD(libuffd_monitor_ops, on_log), void (*)(void *, libuffd_monitor *, const char *)));
+
 /* The handle is opaque (incomplete): only pointers to it exist. */
 SA(sizeof(libuffd_handle *) == sizeof(void *));
 
@@ -136,6 +168,8 @@ SA(TYPE_IS(&libuffd_writeprotect, int32_t (*)(libuffd_handle *, void *, size_t, 
 SA(TYPE_IS(&libuffd_continue, int64_t (*)(libuffd_handle *, void *, size_t, uint64_t)));
 SA(TYPE_IS(&libuffd_poison, int64_t (*)(libuffd_handle *, void *, size_t, uint64_t)));
 SA(TYPE_IS(&libuffd_move, int64_t (*)(libuffd_handle *, void *, void *, size_t, uint64_t)));
+SA(TYPE_IS(&libuffd_monitor_new, int32_t (*)(const struct libuffd_monitor_opts *, const struct libuffd_monitor_ops *,
+					    void *, void (*)(void *), libuffd_monitor **)));
 SA(TYPE_IS(&libuffd_version, uint32_t (*)(void)));
 SA(TYPE_IS(&libuffd_version_string, const char *(*)(void)));
 
@@ -265,9 +299,9 @@ SA(LIBUFFD_EVENT_REMOVE == UFFD_EVENT_REMOVE);
 SA(LIBUFFD_EVENT_UNMAP == UFFD_EVENT_UNMAP);
 
 /* Fault flags. */
-SA(LIBUFFD_FAULT_WRITE == UFFD_PAGEFAULT_FLAG_WRITE);
-SA(LIBUFFD_FAULT_WP == UFFD_PAGEFAULT_FLAG_WP);
-SA(LIBUFFD_FAULT_MINOR == UFFD_PAGEFAULT_FLAG_MINOR);
+SA(LIBUFFD_PAGEFAULT_FLAG_WRITE == UFFD_PAGEFAULT_FLAG_WRITE);
+SA(LIBUFFD_PAGEFAULT_FLAG_WP == UFFD_PAGEFAULT_FLAG_WP);
+SA(LIBUFFD_PAGEFAULT_FLAG_MINOR == UFFD_PAGEFAULT_FLAG_MINOR);
 
 /* The kernel message's layout that libuffd_event mirrors in size. */
 SA(sizeof(((struct uffd_msg *)0)->arg) == sizeof(union libuffd_event_data));
@@ -283,9 +317,11 @@ int main(void)
 	CHECK_EQ(LIBUFFD_FEATURE_MINOR_SHMEM, UFFD_FEATURE_MINOR_SHMEM);
 	CHECK_EQ(LIBUFFD_IOCTL_COPY, 1ULL << _UFFDIO_COPY);
 
-	/* LIBUFFD_OPTS_INIT fills sz with the struct's size. */
+	/* LIBUFFD_OPTS and LIBUFFD_OPTS_INIT fill sz with the struct's size. */
 	struct libuffd_open_opts o = LIBUFFD_OPTS_INIT(libuffd_open_opts, .flags = 0);
 	CHECK_EQ(o.sz, 32);
+	LIBUFFD_OPTS(libuffd_monitor_ops, ops);
+	CHECK_EQ(ops.sz, 56);
 
 	/* The loaded library is the one this header describes. */
 	CHECK_EQ(libuffd_version(), LIBUFFD_VERSION);

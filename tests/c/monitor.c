@@ -71,7 +71,7 @@ static void test_buffer_source(void)
 	char *mem = map_anon(PAGES * PAGE);
 	libuffd_handle *h = open_nonblock();
 	libuffd_monitor *m = NULL;
-	CHECK_OK(libuffd_monitor_new(NULL, NULL, 0, NULL, NULL, &m));
+	CHECK_OK(libuffd_monitor_new(NULL, NULL, NULL, NULL, &m));
 	uint32_t id = 99;
 	CHECK_OK(libuffd_monitor_add_handle(m, h, &id));
 	CHECK_EQ(id, 0);
@@ -118,7 +118,7 @@ static int copy_from_source(void *ud, libuffd_monitor *m, const struct libuffd_f
 	if (f->region_data != (void *)s)
 		return -EINVAL;
 	int rc = libuffd_monitor_copy(m, f, source + f->region_offset);
-	return rc < 0 ? rc : LIBUFFD_FAULT_HANDLED;
+	return rc < 0 ? rc : LIBUFFD_ON_FAULT_HANDLED;
 }
 
 static void free_state(void *ud)
@@ -133,9 +133,9 @@ static void test_callback_source(void)
 	static struct cb_state s;
 	s.base = map_anon(PAGES * PAGE);
 	libuffd_handle *h = open_nonblock();
-	struct libuffd_monitor_ops ops = { .on_fault = copy_from_source };
+	LIBUFFD_OPTS(libuffd_monitor_ops, ops, .on_fault = copy_from_source);
 	libuffd_monitor *m = NULL;
-	CHECK_OK(libuffd_monitor_new(NULL, &ops, sizeof ops, &s, free_state, &m));
+	CHECK_OK(libuffd_monitor_new(NULL, &ops, &s, free_state, &m));
 	uint32_t id;
 	CHECK_OK(libuffd_monitor_add_handle(m, h, &id));
 	struct libuffd_region_opts r = LIBUFFD_OPTS_INIT(libuffd_region_opts, .source = LIBUFFD_SOURCE_CALLBACK,
@@ -172,7 +172,7 @@ static int fetch_and_copy(void *ud, libuffd_monitor *m, const struct libuffd_fau
 	if (s->delay_us)
 		usleep(s->delay_us); /* a fetch: the network, a disk */
 	int rc = libuffd_monitor_copy(m, f, source + f->region_offset);
-	return rc < 0 ? rc : LIBUFFD_FAULT_HANDLED;
+	return rc < 0 ? rc : LIBUFFD_ON_FAULT_HANDLED;
 }
 
 /* Serve PAGES pages with 4 workers from a callback (s != NULL) or from the
@@ -181,10 +181,10 @@ static struct libuffd_monitor_stats run_pool(struct pool_state *s, uint32_t flag
 {
 	char *mem = map_anon(PAGES * PAGE);
 	libuffd_handle *h = open_nonblock();
-	struct libuffd_monitor_ops ops = { .on_fault = fetch_and_copy };
+	LIBUFFD_OPTS(libuffd_monitor_ops, ops, .on_fault = fetch_and_copy);
 	struct libuffd_monitor_opts mo = LIBUFFD_OPTS_INIT(libuffd_monitor_opts, .workers = 4, .flags = flags);
 	libuffd_monitor *m = NULL;
-	CHECK_OK(libuffd_monitor_new(&mo, &ops, sizeof ops, s, NULL, &m));
+	CHECK_OK(libuffd_monitor_new(&mo, &ops, s, NULL, &m));
 	uint32_t id;
 	CHECK_OK(libuffd_monitor_add_handle(m, h, &id));
 	struct libuffd_region_opts r = LIBUFFD_OPTS_INIT(libuffd_region_opts, .source = LIBUFFD_SOURCE_CALLBACK,
@@ -245,7 +245,7 @@ static int defer_fault(void *ud, libuffd_monitor *m, const struct libuffd_fault 
 	int i = atomic_load(&n_deferred);
 	deferred[i] = *f;
 	atomic_store(&n_deferred, i + 1);
-	return LIBUFFD_FAULT_DEFER;
+	return LIBUFFD_ON_FAULT_DEFER;
 }
 
 struct completer {
@@ -262,7 +262,7 @@ static void *complete_later(void *arg)
 		for (; served < n; served++) {
 			usleep(20000); /* "a page fetched over the network" */
 			int rc = libuffd_monitor_copy(c->m, &deferred[served], source + deferred[served].region_offset);
-			if (rc == LIBUFFD_RESOLVED || rc == LIBUFFD_ALREADY_RESOLVED)
+			if (rc == LIBUFFD_RESOLVE_DONE || rc == LIBUFFD_RESOLVE_ALREADY_DONE)
 				c->done++;
 		}
 		usleep(1000);
@@ -275,9 +275,9 @@ static void test_defer(void)
 	SECTION("defer and complete from another thread");
 	char *mem = map_anon(PAGE);
 	libuffd_handle *h = open_nonblock();
-	struct libuffd_monitor_ops ops = { .on_fault = defer_fault };
+	LIBUFFD_OPTS(libuffd_monitor_ops, ops, .on_fault = defer_fault);
 	libuffd_monitor *m = NULL;
-	CHECK_OK(libuffd_monitor_new(NULL, &ops, sizeof ops, NULL, NULL, &m));
+	CHECK_OK(libuffd_monitor_new(NULL, &ops, NULL, NULL, &m));
 	uint32_t id;
 	CHECK_OK(libuffd_monitor_add_handle(m, h, &id));
 	struct libuffd_region_opts r = LIBUFFD_OPTS_INIT(libuffd_region_opts, .source = LIBUFFD_SOURCE_CALLBACK,
@@ -308,9 +308,10 @@ static int fail_eio(void *ud, libuffd_monitor *m, const struct libuffd_fault *f)
 }
 
 static int log_pipe[2];
-static void count_log(void *ud, const char *msg)
+static void count_log(void *ud, libuffd_monitor *m, const char *msg)
 {
 	(void)ud;
+	(void)m;
 	/* The child dies of SIGBUS: tell the parent through a pipe. */
 	if (msg && strstr(msg, "fault callback") && strstr(msg, "EIO"))
 		(void)!write(log_pipe[1], "L", 1);
@@ -326,9 +327,9 @@ static void test_error_policy_sigbus(void)
 	if (pid == 0) {
 		char *mem = map_anon(PAGE);
 		libuffd_handle *h = open_nonblock();
-		struct libuffd_monitor_ops ops = { .on_fault = fail_eio, .on_log = count_log };
+		LIBUFFD_OPTS(libuffd_monitor_ops, ops, .on_fault = fail_eio, .on_log = count_log);
 		libuffd_monitor *m = NULL;
-		if (libuffd_monitor_new(NULL, &ops, sizeof ops, NULL, NULL, &m) < 0)
+		if (libuffd_monitor_new(NULL, &ops, NULL, NULL, &m) < 0)
 			_exit(10);
 		uint32_t id;
 		libuffd_monitor_add_handle(m, h, &id);
@@ -357,7 +358,7 @@ static int stop_now(void *ud, libuffd_monitor *m, const struct libuffd_fault *f)
 	(void)ud;
 	(void)f;
 	libuffd_monitor_stop(m); /* allowed from a callback */
-	return LIBUFFD_FAULT_STOP;
+	return LIBUFFD_ON_FAULT_STOP;
 }
 
 static void *read_one(void *arg)
@@ -371,9 +372,9 @@ static void test_stop_from_callback(void)
 	SECTION("stop from a callback releases the faulting thread");
 	char *mem = map_anon(PAGE);
 	libuffd_handle *h = open_nonblock();
-	struct libuffd_monitor_ops ops = { .on_fault = stop_now };
+	LIBUFFD_OPTS(libuffd_monitor_ops, ops, .on_fault = stop_now);
 	libuffd_monitor *m = NULL;
-	CHECK_OK(libuffd_monitor_new(NULL, &ops, sizeof ops, NULL, NULL, &m));
+	CHECK_OK(libuffd_monitor_new(NULL, &ops, NULL, NULL, &m));
 	uint32_t id;
 	CHECK_OK(libuffd_monitor_add_handle(m, h, &id));
 	/* Zeros for the page never resolved, asked for explicitly (the default
@@ -404,7 +405,7 @@ static void test_dispatch(void)
 	libuffd_handle *h = open_nonblock();
 	libuffd_monitor *m = NULL;
 	struct libuffd_monitor_opts mo = LIBUFFD_OPTS_INIT(libuffd_monitor_opts, .flags = LIBUFFD_MONITOR_FIXED_WINDOW);
-	CHECK_OK(libuffd_monitor_new(&mo, NULL, 0, NULL, NULL, &m));
+	CHECK_OK(libuffd_monitor_new(&mo, NULL, NULL, NULL, &m));
 	uint32_t id;
 	CHECK_OK(libuffd_monitor_add_handle(m, h, &id));
 	struct libuffd_region_opts r = LIBUFFD_OPTS_INIT(libuffd_region_opts, .source = LIBUFFD_SOURCE_ZERO,
@@ -456,7 +457,7 @@ static void test_stop_no_silent_zeros(void)
 		struct libuffd_monitor_opts mo =
 			LIBUFFD_OPTS_INIT(libuffd_monitor_opts, .flags = LIBUFFD_MONITOR_FIXED_WINDOW);
 		libuffd_monitor *m = NULL;
-		if (libuffd_monitor_new(&mo, NULL, 0, NULL, NULL, &m) < 0)
+		if (libuffd_monitor_new(&mo, NULL, NULL, NULL, &m) < 0)
 			_exit(10);
 		uint32_t id;
 		libuffd_monitor_add_handle(m, h, &id);
@@ -506,7 +507,7 @@ static void test_fork_child_closed(void)
 	if (!h)
 		return;
 	libuffd_monitor *m = NULL;
-	CHECK_OK(libuffd_monitor_new(NULL, NULL, 0, NULL, NULL, &m));
+	CHECK_OK(libuffd_monitor_new(NULL, NULL, NULL, NULL, &m));
 	uint32_t id;
 	CHECK_OK(libuffd_monitor_add_handle(m, h, &id));
 	struct libuffd_region_opts r = LIBUFFD_OPTS_INIT(libuffd_region_opts, .source = LIBUFFD_SOURCE_BUFFER,
@@ -548,7 +549,7 @@ static void test_remove_handle(void)
 	char *mem = map_anon(PAGES * PAGE);
 	libuffd_handle *h = open_nonblock();
 	libuffd_monitor *m = NULL;
-	CHECK_OK(libuffd_monitor_new(NULL, NULL, 0, NULL, NULL, &m));
+	CHECK_OK(libuffd_monitor_new(NULL, NULL, NULL, NULL, &m));
 	uint32_t id;
 	CHECK_OK(libuffd_monitor_add_handle(m, h, &id));
 	struct libuffd_region_opts r = LIBUFFD_OPTS_INIT(libuffd_region_opts, .source = LIBUFFD_SOURCE_ZERO,
@@ -585,13 +586,13 @@ static void test_bad_input(void)
 	{
 		libuffd_monitor *bm = NULL;
 		struct libuffd_monitor_opts mo = LIBUFFD_OPTS_INIT(libuffd_monitor_opts, .stop_policy = 9);
-		CHECK_FAILS(libuffd_monitor_new(&mo, NULL, 0, NULL, NULL, &bm), -EINVAL, "libuffd_monitor_new");
+		CHECK_FAILS(libuffd_monitor_new(&mo, NULL, NULL, NULL, &bm), -EINVAL, "libuffd_monitor_new");
 		mo = LIBUFFD_OPTS_INIT(libuffd_monitor_opts, .flags = LIBUFFD_MONITOR_NO_RELEASE_ON_STOP,
 				       .stop_policy = LIBUFFD_ON_STOP_SIGBUS);
-		CHECK_FAILS(libuffd_monitor_new(&mo, NULL, 0, NULL, NULL, &bm), -EINVAL, "libuffd_monitor_new");
+		CHECK_FAILS(libuffd_monitor_new(&mo, NULL, NULL, NULL, &bm), -EINVAL, "libuffd_monitor_new");
 		mo = LIBUFFD_OPTS_INIT(libuffd_monitor_opts, .flags = LIBUFFD_MONITOR_NO_RELEASE_ON_STOP,
 				       .stop_policy = LIBUFFD_ON_STOP_BLOCK);
-		CHECK_OK(libuffd_monitor_new(&mo, NULL, 0, NULL, NULL, &bm));
+		CHECK_OK(libuffd_monitor_new(&mo, NULL, NULL, NULL, &bm));
 		char *bmem = map_anon(PAGE);
 		libuffd_handle *bh = open_nonblock();
 		uint32_t bid;
@@ -606,22 +607,32 @@ static void test_bad_input(void)
 		munmap(bmem, PAGE);
 	}
 	libuffd_monitor *m = (libuffd_monitor *)0x1;
-	CHECK_FAILS(libuffd_monitor_new(NULL, NULL, 0, NULL, NULL, NULL), -EINVAL, "libuffd_monitor_new");
+	CHECK_FAILS(libuffd_monitor_new(NULL, NULL, NULL, NULL, NULL), -EINVAL, "libuffd_monitor_new");
 	struct libuffd_monitor_ops ops = { 0 };
-	CHECK_FAILS(libuffd_monitor_new(NULL, &ops, 3, NULL, NULL, &m), -EINVAL, "libuffd_monitor_new");
-	CHECK_FAILS(libuffd_monitor_new(NULL, NULL, 8, NULL, NULL, &m), -EINVAL, "libuffd_monitor_new");
+	CHECK_FAILS(libuffd_monitor_new(NULL, &ops, NULL, NULL, &m), -EINVAL, "libuffd_monitor_ops: .sz is 0");
+	ops.sz = 3;
+	CHECK_FAILS(libuffd_monitor_new(NULL, &ops, NULL, NULL, &m), -EINVAL, "libuffd_monitor_ops");
+	ops.sz = sizeof ops + 4; /* part of a member that does not exist */
+	CHECK_FAILS(libuffd_monitor_new(NULL, &ops, NULL, NULL, &m), -EINVAL, "whole number of members");
 	CHECK(m == (libuffd_monitor *)0x1); /* not written on failure */
-	char big[sizeof ops + 8];
-	memset(big, 0, sizeof big);
-	big[sizeof ops] = 1;
-	CHECK_FAILS(libuffd_monitor_new(NULL, (struct libuffd_monitor_ops *)big, sizeof big, NULL, NULL, &m), -E2BIG,
-		    "libuffd_monitor_new");
+	union {
+		struct libuffd_monitor_ops o;
+		char bytes[sizeof(struct libuffd_monitor_ops) + 8];
+	} big;
+	memset(&big, 0, sizeof big);
+	big.o.sz = sizeof big;
+	big.bytes[sizeof(struct libuffd_monitor_ops)] = 1;
+	CHECK_FAILS(libuffd_monitor_new(NULL, &big.o, NULL, NULL, &m), -E2BIG, "libuffd_monitor_new");
+	big.bytes[sizeof(struct libuffd_monitor_ops)] = 0; /* a zero tail is fine */
+	CHECK_OK(libuffd_monitor_new(NULL, &big.o, NULL, NULL, &m));
+	libuffd_monitor_free(m);
+	m = (libuffd_monitor *)0x1;
 	struct libuffd_monitor_opts bad = LIBUFFD_OPTS_INIT(libuffd_monitor_opts, .error_policy = 9);
-	CHECK_FAILS(libuffd_monitor_new(&bad, NULL, 0, NULL, NULL, &m), -EINVAL, "libuffd_monitor_new");
-	bad = (struct libuffd_monitor_opts)LIBUFFD_OPTS_INIT(libuffd_monitor_opts, .window_min = 8, .window_max = 2);
-	CHECK_FAILS(libuffd_monitor_new(&bad, NULL, 0, NULL, NULL, &m), -EINVAL, "libuffd_monitor");
-	bad = (struct libuffd_monitor_opts)LIBUFFD_OPTS_INIT(libuffd_monitor_opts, .flags = 0x80);
-	CHECK_FAILS(libuffd_monitor_new(&bad, NULL, 0, NULL, NULL, &m), -EINVAL, "libuffd_monitor_new");
+	CHECK_FAILS(libuffd_monitor_new(&bad, NULL, NULL, NULL, &m), -EINVAL, "libuffd_monitor_new");
+	bad = LIBUFFD_OPTS_INIT(libuffd_monitor_opts, .window_min = 8, .window_max = 2);
+	CHECK_FAILS(libuffd_monitor_new(&bad, NULL, NULL, NULL, &m), -EINVAL, "libuffd_monitor");
+	bad = LIBUFFD_OPTS_INIT(libuffd_monitor_opts, .flags = 0x80);
+	CHECK_FAILS(libuffd_monitor_new(&bad, NULL, NULL, NULL, &m), -EINVAL, "libuffd_monitor_new");
 
 	CHECK_FAILS(libuffd_monitor_add_handle(NULL, NULL, NULL), -EINVAL, "libuffd_monitor_add_handle");
 	CHECK_FAILS(libuffd_monitor_add_region(NULL, 0, NULL, 0, NULL), -EINVAL, "libuffd_monitor_add_region");
@@ -640,7 +651,7 @@ static void test_bad_input(void)
 	CHECK_FAILS(libuffd_monitor_move(NULL, NULL, source), -EINVAL, "libuffd_monitor_move");
 	libuffd_monitor_free(NULL);
 
-	CHECK_OK(libuffd_monitor_new(NULL, NULL, 0, NULL, NULL, &m));
+	CHECK_OK(libuffd_monitor_new(NULL, NULL, NULL, NULL, &m));
 	libuffd_handle *blocking = NULL;
 	CHECK_OK(libuffd_open(NULL, &blocking));
 	/* Blocking handles are served too (tests/monitor_fidelity.rs). */
@@ -654,21 +665,21 @@ static void test_bad_input(void)
 	CHECK_FAILS(libuffd_monitor_add_region(m, id, mem + 1, PAGE, NULL), -EINVAL, "libuffd_monitor_add_region");
 	struct libuffd_region_opts ro = LIBUFFD_OPTS_INIT(libuffd_region_opts, .source = 42, .fd = -1);
 	CHECK_FAILS(libuffd_monitor_add_region(m, id, mem, PAGE, &ro), -EINVAL, "libuffd_monitor_add_region");
-	ro = (struct libuffd_region_opts)LIBUFFD_OPTS_INIT(libuffd_region_opts, .source = LIBUFFD_SOURCE_BUFFER, .fd = -1);
+	ro = LIBUFFD_OPTS_INIT(libuffd_region_opts, .source = LIBUFFD_SOURCE_BUFFER, .fd = -1);
 	CHECK_FAILS(libuffd_monitor_add_region(m, id, mem, PAGE, &ro), -EINVAL, "libuffd_monitor_add_region");
-	ro = (struct libuffd_region_opts)LIBUFFD_OPTS_INIT(libuffd_region_opts, .source = LIBUFFD_SOURCE_FD, .fd = -5);
+	ro = LIBUFFD_OPTS_INIT(libuffd_region_opts, .source = LIBUFFD_SOURCE_FD, .fd = -5);
 	CHECK_FAILS(libuffd_monitor_add_region(m, id, mem, PAGE, &ro), -EINVAL, "libuffd_monitor_add_region");
 	/* page_size: a power of two of at least the base page size, and for
 	 * this process's own memory the mapping's. */
-	ro = (struct libuffd_region_opts)LIBUFFD_OPTS_INIT(libuffd_region_opts, .fd = -1, .page_size = 3);
+	ro = LIBUFFD_OPTS_INIT(libuffd_region_opts, .fd = -1, .page_size = 3);
 	CHECK_FAILS(libuffd_monitor_add_region(m, id, mem, PAGE, &ro), -EINVAL, "power of two");
-	ro = (struct libuffd_region_opts)LIBUFFD_OPTS_INIT(libuffd_region_opts, .fd = -1, .page_size = 2 << 20);
+	ro = LIBUFFD_OPTS_INIT(libuffd_region_opts, .fd = -1, .page_size = 2 << 20);
 	CHECK_FAILS(libuffd_monitor_add_region(m, id, mem, PAGE, &ro), -EINVAL, "KiB pages");
 	/* A struct from before page_size (shorter sz) means page_size 0. */
-	ro = (struct libuffd_region_opts)LIBUFFD_OPTS_INIT(libuffd_region_opts, .fd = -1, .page_size = 2 << 20);
+	ro = LIBUFFD_OPTS_INIT(libuffd_region_opts, .fd = -1, .page_size = 2 << 20);
 	ro.sz = offsetof(struct libuffd_region_opts, page_size);
 	CHECK_OK(libuffd_monitor_add_region(m, id, mem, PAGE, &ro));
-	struct libuffd_fault f = { .page = 0x1001, .page_size = 4096 };
+	struct libuffd_fault f = { .page = (void *)0x1001, .page_size = 4096 };
 	CHECK_FAILS(libuffd_monitor_zero(m, &f), -EINVAL, "libuffd_monitor_zero");
 	struct libuffd_monitor_stats st = { .sz = 2 };
 	CHECK_FAILS(libuffd_monitor_get_stats(m, &st), -EINVAL, "libuffd_monitor_get_stats");
@@ -695,7 +706,7 @@ static int free_and_wait_inside(void *ud, libuffd_monitor *m, const struct libuf
 	deadlk_free_rc = strstr(libuffd_last_error(), "libuffd_monitor_free") != NULL;
 	deadlk_wait_rc = libuffd_monitor_wait(m);
 	int32_t n = libuffd_monitor_zero(m, f);
-	return n < 0 ? n : LIBUFFD_FAULT_HANDLED;
+	return n < 0 ? n : LIBUFFD_ON_FAULT_HANDLED;
 }
 
 static void test_good_guest(void)
@@ -704,8 +715,8 @@ static void test_good_guest(void)
 	char *mem = map_anon(PAGE);
 	libuffd_handle *h = open_nonblock();
 	libuffd_monitor *m = NULL;
-	struct libuffd_monitor_ops ops = { .on_fault = free_and_wait_inside };
-	CHECK_OK(libuffd_monitor_new(NULL, &ops, sizeof ops, NULL, NULL, &m));
+	LIBUFFD_OPTS(libuffd_monitor_ops, ops, .on_fault = free_and_wait_inside);
+	CHECK_OK(libuffd_monitor_new(NULL, &ops, NULL, NULL, &m));
 	libuffd_handle *as_handle = (libuffd_handle *)m;
 	libuffd_monitor *as_monitor = (libuffd_monitor *)h;
 	CHECK_FAILS(libuffd_handle_fd(as_handle), -EINVAL, "libuffd_handle_fd");
@@ -745,6 +756,106 @@ static void test_good_guest(void)
 	munmap(mem, PAGE);
 }
 
+/* ------------------------------------------ event callbacks: the monitor */
+
+/* What the event callbacks saw (written on the monitor's thread, read here
+ * after the monitor has stopped, or through the atomic counter). */
+static struct {
+	libuffd_monitor *remap_m, *remove_m, *unmap_m;
+	void *user;
+	uint32_t handle_id;
+	void *remap_from, *remap_to;
+	uint64_t remap_len;
+	void *remove_start, *remove_end;
+	void *unmap_start, *unmap_end;
+	atomic_int seen;
+} evcb;
+
+static void on_remap_cb(void *ud, libuffd_monitor *m, uint32_t handle_id, void *from, void *to, uint64_t len)
+{
+	evcb.remap_m = m;
+	evcb.user = ud;
+	evcb.handle_id = handle_id;
+	evcb.remap_from = from;
+	evcb.remap_to = to;
+	evcb.remap_len = len;
+	atomic_fetch_or(&evcb.seen, 1);
+}
+
+static void on_remove_cb(void *ud, libuffd_monitor *m, uint32_t handle_id, void *start, void *end)
+{
+	(void)ud;
+	(void)handle_id;
+	evcb.remove_m = m;
+	evcb.remove_start = start;
+	evcb.remove_end = end;
+	atomic_fetch_or(&evcb.seen, 2);
+}
+
+static void on_unmap_cb(void *ud, libuffd_monitor *m, uint32_t handle_id, void *start, void *end)
+{
+	(void)ud;
+	(void)handle_id;
+	evcb.unmap_m = m;
+	evcb.unmap_start = start;
+	evcb.unmap_end = end;
+	atomic_fetch_or(&evcb.seen, 4);
+}
+
+static void test_event_callbacks_get_monitor(void)
+{
+	SECTION("on_remap, on_remove, on_unmap receive the monitor and the addresses as void *");
+	LIBUFFD_OPTS(libuffd_open_opts, o, .flags = LIBUFFD_OPEN_NONBLOCK,
+		     .features = LIBUFFD_FEATURE_EVENT_REMAP | LIBUFFD_FEATURE_EVENT_REMOVE | LIBUFFD_FEATURE_EVENT_UNMAP,
+		     .required_features =
+			     LIBUFFD_FEATURE_EVENT_REMAP | LIBUFFD_FEATURE_EVENT_REMOVE | LIBUFFD_FEATURE_EVENT_UNMAP);
+	libuffd_handle *h = NULL;
+	CHECK_OK(libuffd_open(&o, &h));
+	if (!h)
+		return;
+	LIBUFFD_OPTS(libuffd_monitor_ops, ops, .on_remap = on_remap_cb, .on_remove = on_remove_cb,
+		     .on_unmap = on_unmap_cb);
+	int user_token = 0;
+	libuffd_monitor *m = NULL;
+	CHECK_OK(libuffd_monitor_new(NULL, &ops, &user_token, NULL, &m));
+	uint32_t id = 99;
+	CHECK_OK(libuffd_monitor_add_handle(m, h, &id));
+	char *mem = map_anon(4 * PAGE);
+	/* All zero but sz and the register mode: a zero-page region. */
+	LIBUFFD_OPTS(libuffd_region_opts, r, .register_mode = LIBUFFD_REGISTER_MISSING);
+	CHECK_OK(libuffd_monitor_add_region(m, id, mem, 4 * PAGE, &r));
+	CHECK_OK(libuffd_monitor_start(m));
+	CHECK_EQ(mem[PAGE + 5], 0); /* a fault, served with zeros */
+
+	/* The kernel waits for the monitor to read REMOVE and REMAP. */
+	CHECK_OK(madvise(mem + PAGE, 2 * PAGE, MADV_DONTNEED));
+	char *moved = mmap(NULL, 4 * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(moved != MAP_FAILED);
+	char *to = mremap(mem, 4 * PAGE, 4 * PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, moved);
+	CHECK(to == moved);
+	CHECK_OK(munmap(to, 4 * PAGE));
+	for (int i = 0; i < 5000 && atomic_load(&evcb.seen) != 7; i++)
+		usleep(1000);
+	CHECK_OK(libuffd_monitor_stop(m));
+	CHECK_OK(libuffd_monitor_wait(m));
+
+	CHECK_EQ(atomic_load(&evcb.seen), 7);
+	CHECK(evcb.remap_m == m);
+	CHECK(evcb.remove_m == m);
+	CHECK(evcb.unmap_m == m);
+	CHECK(evcb.user == &user_token);
+	CHECK_EQ(evcb.handle_id, id);
+	CHECK(evcb.remove_start == mem + PAGE);
+	CHECK(evcb.remove_end == mem + 3 * PAGE);
+	CHECK(evcb.remap_from == mem);
+	CHECK(evcb.remap_to == to);
+	CHECK_EQ(evcb.remap_len, 4 * PAGE);
+	CHECK(evcb.unmap_start == to);
+	CHECK(evcb.unmap_end == to + 4 * PAGE);
+	libuffd_monitor_free(m);
+	libuffd_handle_free(h);
+}
+
 int main(void)
 {
 	source = malloc(PAGES * PAGE);
@@ -762,6 +873,7 @@ int main(void)
 	test_remove_handle();
 	test_bad_input();
 	test_good_guest();
+	test_event_callbacks_get_monitor();
 	free(source);
 	return h_finish();
 }

@@ -10,7 +10,8 @@
 # run again. collide.c (with its own uffd.h) also runs with its helpers in
 # a shared object of their own. bad_input and cancel also run under
 # valgrind, and the hygiene_*.c
-# files are also checked as C++17 and as pedantic C11.
+# files are also checked as C++17 and as pedantic C11. opts_macro.c is
+# also built and run as C99, C++11 and C++17 (GCC, and Clang if present).
 #
 # Exit codes of a test: 0 pass, 77 skip (the kernel lacks a feature; the
 # test prints why), anything else fail; a timeout is a failure.
@@ -198,6 +199,21 @@ compile "c11:libuffd.h-alone" "$OUT/alone.c.log" \
 compile "c++17:libuffd.h-alone" "$OUT/alone.cxx.log" \
     "$CXX" -std=c++17 -x c++ -fsyntax-only -Wall -Wextra -Werror -Iinclude "$OUT/alone.c" \
   && pass "c++17:libuffd.h-alone"
+
+echo "== LIBUFFD_OPTS and LIBUFFD_OPTS_INIT in C99, C11, C++11 and C++17 (-Wall -Wextra -Werror)"
+# opts_macro.c already ran as C11 with $CC above; here every language
+# standard, with GCC and, when installed, Clang.
+opts_builds=("$CC -std=c99" "$CC -std=c11" "$CXX -x c++ -std=c++11" "$CXX -x c++ -std=c++17")
+if command -v clang >/dev/null && command -v clang++ >/dev/null; then
+  opts_builds+=("clang -std=c99" "clang -std=c11" "clang++ -x c++ -std=c++11" "clang++ -x c++ -std=c++17")
+fi
+for b in "${opts_builds[@]}"; do
+  tag=$(printf '%s' "$b" | sed 's/ -x c++//; s/ -std=/:/; s/[^A-Za-z0-9:+]/_/g')
+  # shellcheck disable=SC2086 # $b is a compiler and its flags
+  compile "opts_macro:$tag" "$OUT/opts_macro-$tag.build.log" \
+      $b -Wall -Wextra -Werror -O1 -g -Iinclude -o "$OUT/opts_macro-$tag" tests/c/opts_macro.c "${SHARED_LIBS[@]}" \
+    && run "opts_macro:$tag" "$OUT/opts_macro-$tag.log" "$OUT/opts_macro-$tag"
+done
 
 echo
 if [ "$failed" -gt 0 ]; then

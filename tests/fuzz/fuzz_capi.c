@@ -348,13 +348,15 @@ static int32_t cb_fault(void *ud, libuffd_monitor *m, const libuffd_fault *f)
 	(void)ud;
 	(void)m;
 	(void)f;
-	return LIBUFFD_FAULT_USE_SOURCE;
+	return LIBUFFD_ON_FAULT_USE_SOURCE;
 }
-static void cb_log(void *ud, const char *msg)
+static void cb_log(void *ud, libuffd_monitor *m, const char *msg)
 {
 	(void)ud;
 	if (!msg)
 		die("on_log called with NULL");
+	if (!m)
+		die("on_log called without its monitor");
 	atomic_fetch_add(&log_calls, 1);
 	if (trace)
 		fprintf(stderr, "  on_log: %s\n", msg);
@@ -828,7 +830,7 @@ static void op_monitor_new(struct in *in)
 		break;
 	case 3:
 		opsp = NULL;
-		ops_size = sizeof ops.o; /* NULL with a size: must not be read */
+		ops_size = sizeof ops.o; /* NULL: no table, whatever the size */
 		break;
 	default:
 		break;
@@ -841,7 +843,9 @@ static void op_monitor_new(struct in *in)
 		fprintf(stderr, "  monitor opts %s: workers %u spin %u window %u..%u flags %#x policy %u/%u batch %u retries %u; ops %s size %zu\n",
 			opts ? "given" : "NULL", mo.o.workers, mo.o.spin_us, mo.o.window_min, mo.o.window_max, mo.o.flags,
 			mo.o.error_policy, mo.o.remove_policy, mo.o.batch, mo.o.max_retries, opsp ? "given" : "NULL", ops_size);
-	CALL("libuffd_monitor_new", libuffd_monitor_new(opts, opsp, ops_size, ud, ud_free, null_out ? NULL : &m));
+	if (opsp)
+		ops.o.sz = ops_size;
+	CALL("libuffd_monitor_new", libuffd_monitor_new(opts, opsp, ud, ud_free, null_out ? NULL : &m));
 	if (null_out)
 		EXPECT("libuffd_monitor_new(out NULL)", r == -EINVAL);
 	if (expect_einval && opts)

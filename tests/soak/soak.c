@@ -276,13 +276,14 @@ static char *map_anon(size_t npages)
 	return p;
 }
 
-static void log_cb(void *ud, const char *msg)
+static void log_cb(void *ud, libuffd_monitor *m, const char *msg)
 {
 	(void)ud;
+	(void)m;
 	(void)msg; /* counted through stats; the soak must not flood stdout */
 }
 
-static const struct libuffd_monitor_ops quiet_ops = { .on_log = log_cb };
+static const struct libuffd_monitor_ops quiet_ops = { .sz = sizeof(struct libuffd_monitor_ops), .on_log = log_cb };
 
 /* ---- phase: fork bursts ------------------------------------------------ */
 
@@ -303,7 +304,7 @@ static void phase_fork_burst(double secs)
 			return;
 		struct libuffd_monitor_opts mo = LIBUFFD_OPTS_INIT(libuffd_monitor_opts, .workers = 2);
 		libuffd_monitor *m = NULL;
-		if (API(libuffd_monitor_new(&mo, &quiet_ops, sizeof quiet_ops, NULL, NULL, &m)) < 0)
+		if (API(libuffd_monitor_new(&mo, &quiet_ops, NULL, NULL, &m)) < 0)
 			return;
 		uint32_t id;
 		char *mem = map_anon(FB_PAGES);
@@ -383,7 +384,7 @@ static void phase_late_handle(double secs)
 	char *src = map_anon(LH_PAGES);
 	fill(src, LH_PAGES, 7);
 	libuffd_monitor *m = NULL;
-	if (API(libuffd_monitor_new(NULL, &quiet_ops, sizeof quiet_ops, NULL, NULL, &m)) < 0)
+	if (API(libuffd_monitor_new(NULL, &quiet_ops, NULL, NULL, &m)) < 0)
 		return;
 	/* One handle from the start, so the monitor has something to poll. */
 	libuffd_handle *h0 = open_handle(0);
@@ -577,7 +578,7 @@ static void phase_fd_errors(double secs)
 		libuffd_handle *h = open_handle(0);
 		struct libuffd_monitor_opts mo = LIBUFFD_OPTS_INIT(libuffd_monitor_opts, .workers = 2);
 		libuffd_monitor *m = NULL;
-		if (!h || API(libuffd_monitor_new(&mo, &quiet_ops, sizeof quiet_ops, NULL, NULL, &m)) < 0)
+		if (!h || API(libuffd_monitor_new(&mo, &quiet_ops, NULL, NULL, &m)) < 0)
 			return;
 		uint32_t id;
 		char *mem = map_anon(fe_pages);
@@ -660,7 +661,7 @@ static void phase_stop_restart(double secs)
 		libuffd_monitor *m = NULL;
 		struct libuffd_monitor_opts mo = LIBUFFD_OPTS_INIT(libuffd_monitor_opts, .workers = 1,
 								 .window_max = 1);
-		if (!h || API(libuffd_monitor_new(&mo, &quiet_ops, sizeof quiet_ops, NULL, NULL, &m)) < 0)
+		if (!h || API(libuffd_monitor_new(&mo, &quiet_ops, NULL, NULL, &m)) < 0)
 			return;
 		uint32_t id;
 		char *mem = map_anon(SR_PAGES);
