@@ -27,12 +27,6 @@ unsafe impl Send for CHandler {}
 // SAFETY: as above.
 unsafe impl Sync for CHandler {}
 
-thread_local! {
-    /// The fault being handled by a C callback on this thread: the
-    /// libuffd_fault handed to C, and its Rust context.
-    static CURRENT: Cell<(*const libuffd_fault, *const ())> = const { Cell::new((std::ptr::null(), std::ptr::null())) };
-}
-
 impl Handler for CHandler {
     fn on_fault(&self, ctx: &FaultCtx<'_>) -> Verdict {
         let Some(cb) = self.ops.on_fault else {
@@ -54,11 +48,12 @@ impl Handler for CHandler {
             reserved: 0,
         };
         let _in_cb = InCallback::enter(self.me.load(Ordering::Acquire));
-        let saved = CURRENT.with(|c| c.replace((&f, ctx as *const FaultCtx<'_> as *const ())));
         // SAFETY: a C function pointer from the ops table, called with the
         // user's pointer, the monitor and a fault valid during the call.
+        // The callback resolves through libuffd_monitor_copy() & co., which
+        // go through Monitor::resolve: the engine knows the fault this
+        // thread is handling (monitor/resolve.rs `CurrentFault`).
         let rc = unsafe { cb(self.user, self.me.load(Ordering::Acquire), &f) };
-        CURRENT.with(|c| c.set(saved));
         match rc {
             LIBUFFD_ON_FAULT_HANDLED => Verdict::Resolved,
             LIBUFFD_ON_FAULT_USE_SOURCE => Verdict::UseSource,
@@ -930,17 +925,10 @@ fn resolve_c(
             page,
             page_size: ps,
         };
-        let (_, cur_ctx) = CURRENT.with(|c| c.get());
-        // SAFETY: CURRENT holds the context of the callback running on this
-        // thread (null outside callbacks); it outlives the callback call.
-        let ctx = (!cur_ctx.is_null()).then(|| unsafe { &*(cur_ctx as *const FaultCtx<'_>) });
-        // Inside on_fault, resolving the fault being handled (through the
-        // pointer given or a copy of it) goes through its context, so the
-        // monitor knows it was resolved and retries it on EAGAIN.
-        let applied = match ctx {
-            Some(ctx) if ctx.token == token => ctx.resolve(action)?,
-            _ => mb.monitor.complete(token, action)?,
-        };
+        // Inside on_fault, the fault being handled (the pointer given or a
+        // copy of it) is resolved as the callback's own, so the monitor
+        // knows and retries it on EAGAIN; any other as a completion.
+        let applied = mb.monitor.resolve(token, action)?;
         Ok(match applied {
             Applied::Resolved(_) => LIBUFFD_RESOLVE_DONE,
             Applied::AlreadyResolved => LIBUFFD_RESOLVE_ALREADY_DONE,

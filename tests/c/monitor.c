@@ -127,6 +127,69 @@ static void free_state(void *ud)
 	atomic_fetch_add(&s->freed, 1);
 }
 
+/* Two monitors, one thread: monitor A's callback first calls the resolve
+ * functions with monitor B (which serves no handle at all) and A's fault.
+ * That is not a fault B's callback is handling, so it is a completion on
+ * B, which knows no handle 0: LIBUFFD_RESOLVE_GONE, nothing placed, and
+ * A's fault is resolved by A's own call. Before, the fault being handled
+ * was found by fault alone (a per-thread pointer in the C layer): the call
+ * through B resolved A's fault (LIBUFFD_RESOLVE_DONE). */
+struct cross_state {
+	libuffd_monitor *other;
+	atomic_int via_other_rc;
+	atomic_int own_rc;
+};
+
+static int cross_fault(void *ud, libuffd_monitor *m, const struct libuffd_fault *f)
+{
+	struct cross_state *s = ud;
+	atomic_store(&s->via_other_rc, libuffd_monitor_copy(s->other, f, source + f->region_offset));
+	int rc = libuffd_monitor_copy(m, f, source + f->region_offset);
+	atomic_store(&s->own_rc, rc);
+	return rc < 0 ? rc : LIBUFFD_ON_FAULT_HANDLED;
+}
+
+static void test_two_monitors_one_thread(void)
+{
+	SECTION("two monitors on one thread: a resolution through the other monitor is not this fault's");
+	char *a_mem = map_anon(PAGE);
+	libuffd_handle *ha = open_nonblock();
+	libuffd_monitor *a = NULL, *b = NULL;
+	CHECK_OK(libuffd_monitor_new(NULL, NULL, NULL, NULL, &b));
+	static struct cross_state s;
+	s.other = b;
+	atomic_store(&s.via_other_rc, 1000);
+	atomic_store(&s.own_rc, 1000);
+	LIBUFFD_OPTS(libuffd_monitor_ops, ops, .on_fault = cross_fault);
+	struct libuffd_monitor_opts mo = LIBUFFD_OPTS_INIT(libuffd_monitor_opts, .flags = LIBUFFD_MONITOR_FIXED_WINDOW);
+	CHECK_OK(libuffd_monitor_new(&mo, &ops, &s, NULL, &a));
+	uint32_t ida;
+	CHECK_OK(libuffd_monitor_add_handle(a, ha, &ida));
+	struct libuffd_region_opts r = LIBUFFD_OPTS_INIT(libuffd_region_opts, .source = LIBUFFD_SOURCE_CALLBACK,
+						      .register_mode = LIBUFFD_REGISTER_MISSING);
+	CHECK_OK(libuffd_monitor_add_region(a, ida, a_mem, PAGE, &r));
+	CHECK_OK(libuffd_monitor_start(a));
+	CHECK_EQ(((volatile char *)a_mem)[PAGE / 2], source[PAGE / 2]);
+	CHECK(memcmp(a_mem, source, PAGE) == 0);
+	/* The copy wakes this thread before the callback returns: wait for
+	   the callback (and the engine's count) to finish, bounded. */
+	struct libuffd_monitor_stats st = { .sz = sizeof st };
+	for (int i = 0; i < 5000; i++) {
+		CHECK_OK(libuffd_monitor_get_stats(a, &st));
+		if (atomic_load(&s.own_rc) != 1000 && st.resolved >= 1)
+			break;
+		usleep(1000);
+	}
+	CHECK_EQ(atomic_load(&s.via_other_rc), LIBUFFD_RESOLVE_GONE);
+	CHECK_EQ(atomic_load(&s.own_rc), LIBUFFD_RESOLVE_DONE);
+	CHECK_EQ(st.resolved, 1);
+	CHECK_EQ(st.failed, 0);
+	libuffd_monitor_free(a);
+	libuffd_monitor_free(b);
+	libuffd_handle_free(ha);
+	munmap(a_mem, PAGE);
+}
+
 static void test_callback_source(void)
 {
 	SECTION("callback source, user data, finaliser");
@@ -866,6 +929,7 @@ int main(void)
 	test_fork_child_closed(); /* forks too */
 	test_buffer_source();
 	test_callback_source();
+	test_two_monitors_one_thread();
 	test_workers();
 	test_defer();
 	test_stop_from_callback();
