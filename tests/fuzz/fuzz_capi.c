@@ -71,6 +71,7 @@ static char *anon;            /* 16 pages, private anonymous */
 static char *shm;             /* 16 pages, memfd MAP_SHARED */
 static char *huge;            /* 2 huge pages, private hugetlb, or NULL */
 static char *arena;           /* PROT_NONE: "random" addresses land here */
+#define RESERVATION (16UL << 20)  /* arena .. arena + RESERVATION: all test memory */
 static char *hole;            /* an unmapped page */
 static char *scratch;         /* 16 pages: source buffers, move sources */
 static char *buffer_src;      /* 16 pages of pattern: BUFFER regions read it */
@@ -606,13 +607,36 @@ static int on_test_memory(const char *a, size_t len)
 	       (s < (uintptr_t)shm + SHM_PAGES * page && e > (uintptr_t)shm);
 }
 
+/*
+ * A registration covers every mapping inside its range, holes or not (the
+ * kernel skips the gaps: a range that runs past our reservation registers
+ * whatever lies beyond, the sanitizers' allocator included, and their next
+ * touch of a fresh page waits for ever; seen). Ranges that the kernel
+ * would accept and that leave our memory are cut at its end: the
+ * reservation, or the unmapped `hole` page. Ranges the kernel refuses
+ * anyway (wrapping, past the user address space, unaligned) are kept.
+ */
+static size_t keep_inside(const char *a, size_t len)
+{
+	uintptr_t s = (uintptr_t)a, e;
+	if (__builtin_add_overflow(s, len, &e) || e > (1ULL << 47))
+		return len;
+	uintptr_t lo = (uintptr_t)arena, hi = lo + RESERVATION;
+	if (s >= lo && s < hi)
+		return e <= hi ? len : hi - s;
+	if (s >= (uintptr_t)hole && s < (uintptr_t)hole + page)
+		return e <= (uintptr_t)hole + page ? len : (uintptr_t)hole + page - s;
+	/* NULL and anything else of the user half: at most a page. */
+	return len < page ? len : page;
+}
+
 static void op_register(struct in *in)
 {
 	long long r;
 	int s;
 	libuffd_handle *h = pick_handle(in, &s);
 	char *a = pick_addr(in);
-	size_t len = pick_len(in);
+	size_t len = keep_inside(a, pick_len(in));
 	uint64_t mode = pick_mode(in);
 	uint64_t ioctls = 0x5eed;
 	int null_ioctls = u8(in) & 1;
@@ -906,7 +930,7 @@ static void op_monitor_add_region(struct in *in)
 		id = u32(in) % 8 == 0 ? 0xffffffffu : u8(in);
 	}
 	char *a = pick_addr(in);
-	size_t len = pick_len(in);
+	size_t len = keep_inside(a, pick_len(in));
 	struct {
 		struct libuffd_region_opts o;
 		uint64_t extra[2];
@@ -1273,15 +1297,14 @@ static void setup(void)
 	page = (size_t)sysconf(_SC_PAGESIZE);
 	/*
 	 * The memory inputs may register lives in one 16 MiB reservation of
-	 * our own, bordered by unmapped pages: a registration whose range runs
-	 * past a test mapping (lengths up to 2^47) then covers only our
-	 * PROT_NONE filler and stops at the gap. Left to mmap(NULL), the test
-	 * mappings could border the sanitizers' or libFuzzer's, and an input
-	 * could register those: their next touch of an unpopulated page would
+	 * our own, bordered by unmapped pages, and registrations are cut at
+	 * its end (keep_inside): a registration covers every mapping in its
+	 * range, gaps or not, and one that reached the sanitizers' or
+	 * libFuzzer's memory made their next touch of an unpopulated page
 	 * wait forever (seen as hangs inside malloc). The copy sources
 	 * (scratch, buffer_src) stay outside, where no input can register them.
 	 */
-	const size_t res = 16 << 20;
+	const size_t res = RESERVATION;
 	char *base = NULL;
 	for (uintptr_t a = 0x40000000; a < 0x7f000000 && !base; a += res) {
 		char *p = mmap((char *)a - page, res + 2 * page, PROT_NONE,
