@@ -842,13 +842,26 @@ impl Monitor {
     /// threads the stop left blocked so that they fault again. A `stop`
     /// asked while no run is active ends the next run at once.
     pub fn run(&self) -> Result<()> {
+        self.claim_run("monitor run")?;
+        self.run_claimed()
+    }
+
+    /// Mark the monitor running, or EBUSY if a run is active: the one
+    /// place a run is claimed (`run`, and `start` on the caller's thread,
+    /// so that of two racing starts exactly one starts a thread).
+    fn claim_run(&self, what: &'static str) -> Result<()> {
         if self.inner.running.swap(true, AcqRel) {
             return Err(Error::os(
-                "monitor run",
+                what,
                 libc::EBUSY,
                 "the monitor is already running",
             ));
         }
+        Ok(())
+    }
+
+    /// `run` once claimed.
+    fn run_claimed(&self) -> Result<()> {
         let _quiet = crate::uffd::quiet::Scope::enter(Some(self.inner.panic_sink()));
         if self.inner.ended.swap(false, AcqRel) {
             self.inner.prepare_rerun();
@@ -1103,22 +1116,26 @@ impl Monitor {
 
     /// Start the monitor on its own thread; `Running::wait` joins it.
     pub fn start(&self) -> Result<Running> {
-        if self.inner.running.load(Acquire) {
-            return Err(Error::os(
-                "monitor start",
-                libc::EBUSY,
-                "the monitor is already running",
-            ));
-        }
-        let me = self.clone();
-        let exit = ExitSignal::new()?;
-        let fire = FireOnDrop(exit.clone());
-        let sink = self.inner.panic_sink();
-        let t = spawn_thread("uffd-monitor", move || {
-            let _fire = fire;
-            let _quiet = crate::uffd::quiet::Scope::enter(Some(sink));
-            me.run()
-        })?;
+        self.claim_run("monitor start")?;
+        let spawned = ExitSignal::new().and_then(|exit| {
+            let me = self.clone();
+            let fire = FireOnDrop(exit.clone());
+            let sink = self.inner.panic_sink();
+            let t = spawn_thread("uffd-monitor", move || {
+                let _fire = fire;
+                let _quiet = crate::uffd::quiet::Scope::enter(Some(sink));
+                me.run_claimed()
+            })?;
+            Ok((t, exit))
+        });
+        let (t, exit) = match spawned {
+            Ok(v) => v,
+            Err(e) => {
+                // No thread: the claim is given back.
+                self.inner.running.store(false, Release);
+                return Err(e);
+            }
+        };
         // Wait until its threads are up and it reads events, so that the
         // caller's first fault is served and stop() right after is seen.
         while !self.inner.ready.load(Acquire) && !t.is_finished() {
