@@ -39,8 +39,14 @@ thread_local! {
     static DEPTH: Cell<u32> = const { Cell::new(0) };
     /// The log for this thread's library panics, if any.
     static SINK: RefCell<Option<PanicSink>> = const { RefCell::new(None) };
-    /// The text of the thread's first library panic not yet logged.
-    static PENDING: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// The text of the thread's first library panic not yet logged. A
+    /// fixed buffer, not a String: a thread-local without a destructor
+    /// needs no registration with the C library (`__cxa_thread_atexit_impl`,
+    /// which calls calloc) on its first use, and its first use may be on a
+    /// monitor's reader while a fork() elsewhere holds the malloc locks
+    /// until the reader reads its FORK message (seen: 1000-fork storms on a
+    /// loaded machine hung with the reader in that calloc, via `log`).
+    static PENDING: RefCell<PanicText> = const { RefCell::new(PanicText { len: 0, buf: [0; PANIC_TEXT_MAX] }) };
     /// Inside a log callback: its panics are dropped, not logged.
     static SUPPRESS: Cell<u32> = const { Cell::new(0) };
 }
@@ -51,6 +57,39 @@ pub fn take_pending() -> Option<String> {
         .try_with(|p| p.try_borrow_mut().ok().and_then(|mut p| p.take()))
         .ok()
         .flatten()
+}
+
+/// Longest panic text kept (longer ones are cut at a character boundary).
+const PANIC_TEXT_MAX: usize = 1024;
+
+/// A panic's text in a fixed buffer (no destructor: see `PENDING`).
+struct PanicText {
+    len: usize,
+    buf: [u8; PANIC_TEXT_MAX],
+}
+
+impl PanicText {
+    /// Keep `msg` unless a text is already kept (the first panic wins).
+    fn keep(&mut self, msg: &str) {
+        if self.len > 0 {
+            return;
+        }
+        let mut n = msg.len().min(PANIC_TEXT_MAX);
+        while !msg.is_char_boundary(n) {
+            n -= 1;
+        }
+        self.buf[..n].copy_from_slice(&msg.as_bytes()[..n]);
+        self.len = n;
+    }
+
+    fn take(&mut self) -> Option<String> {
+        if self.len == 0 {
+            return None;
+        }
+        let text = String::from_utf8_lossy(&self.buf[..self.len]).into_owned();
+        self.len = 0;
+        Some(text)
+    }
 }
 
 /// While alive, the calling thread's panics are dropped (around a log
@@ -95,7 +134,7 @@ fn install() {
             // Kept, not logged here (see the module's text).
             let _ = PENDING.try_with(|p| {
                 if let Ok(mut p) = p.try_borrow_mut() {
-                    p.get_or_insert(msg);
+                    p.keep(&msg);
                 }
             });
         }));
