@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT OR Apache-2.0
 # libuffd: build, test and install.
 #
 #   make              build build/libuffd.so.1.x.y (+ symlinks), build/libuffd.a, build/uffd.pc
@@ -112,6 +113,13 @@ test-install: lib
 
 test-unprivileged: lib
 	BUILD=$(abspath $(BUILD)) CC="$(CC)" bash tests/unprivileged.sh
+
+# LICENSE-MIT, LICENSE-APACHE and an SPDX line in every source file, the
+# header and the man pages.
+test-licence:
+	bash tests/licence.sh
+
+test: test-licence
 
 install: lib
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)

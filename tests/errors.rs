@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The error and race table of docs/kernel-semantics.md §5, on the kernel:
 //! EEXIST, EAGAIN (event pending, and partial progress), ENOENT, ESRCH,
 //! EINVAL (always the kernel's, explained by libuffd's diagnosis), EBUSY, and

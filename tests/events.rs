@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Messages on the real kernel: page-fault details (flags, thread id, exact
 //! address, huge-page masking), the non-cooperative events REMAP, REMOVE
 //! and UNMAP (and that their originator blocks until they are read), the

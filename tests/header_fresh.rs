@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! include/libuffd.h must be exactly what cbindgen generates from src/ffi.
 //! `LIBUFFD_BLESS=1 cargo test --test header_fresh` (or `make header`)
 //! rewrites it.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT OR Apache-2.0
 # tests/install.sh: `make install` and `make uninstall` into a DESTDIR
 # (make test-install).
 #

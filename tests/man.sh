@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT OR Apache-2.0
 # tests/man.sh: the man pages under man/ (make test-man).
 #
 #   bash tests/man.sh

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The monitor takes what the raw descriptor takes (issue 9, item 6):
 //! blocking descriptors as well as non-blocking ones, their status flags
 //! untouched; adopted descriptors of hugetlb memory with their real page

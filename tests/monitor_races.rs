@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Monitor race and failure tests, on the real kernel (docs/kernel-semantics.md
 //! §5): many threads faulting on one page (EEXIST and coalescing), stop
 //! while threads are blocked in faults, and the error policies (SIGBUS,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Monitor integration tests, on the real kernel: lazy loading from every
 //! page source (Buffer, Fd, Zero, Callback, PageCache) on anonymous, shmem
 //! and hugetlb memory; fault-around; defer-and-complete; the worker pool,

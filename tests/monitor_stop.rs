@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! What a stop does to memory (issue 14, item 4): the stop policy per
 //! monitor and per region (no silent zeros by default for regions whose
 //! pages hold data), the counters of each path, restart after stop, stop

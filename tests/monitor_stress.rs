@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Monitor stress test in the spirit of the kernel's uffd-stress
 //! (tools/testing/selftests/mm/uffd-stress.c): several rounds; in each,
 //! fresh memory is registered with a Buffer source whose content is

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Every resolving operation and mode on hugetlb memory with 2 MiB pages
 //! (a MFD_HUGETLB memfd mapped MAP_SHARED, and MAP_PRIVATE|MAP_HUGETLB
 //! anonymous memory), on the real kernel: COPY (plain, DONTWAKE, WP),

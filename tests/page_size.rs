@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Page-size queries: PROCMAP_QUERY answers (this process and another
 //! one), checked against the smaps fallback on every kind of memory.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! UFFDIO_REGISTER and UNREGISTER on the real kernel: the ioctl mask each
 //! memory kind and mode combination returns (kernel-uapi.md §1.2), bad
 //! arguments (mode 0, unknown mode bits, hugetlb misalignment, nothing

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Raw kernel interface: the userfaultfd uAPI as Rust constants and
 //! `repr(C)` structs, and the system calls that use them.
 //!

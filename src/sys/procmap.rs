@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! What is mapped at one address, asked of the kernel without walking the
 //! process: the PROCMAP_QUERY ioctl on `/proc/<pid>/maps` (Linux 6.11 and
 //! later) answers for the one mapping that covers an address, at a cost

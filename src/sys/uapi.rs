@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The userfaultfd uAPI of Linux 6.18, defined here rather than taken from
 //! the system headers: this machine's headers are 6.1 and lack MOVE, POISON
 //! and WP_ASYNC. Values are checked against the kernel's in the unit tests

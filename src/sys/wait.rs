@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! eventfd, epoll and pread: what the monitor waits on and reads with.
 
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};

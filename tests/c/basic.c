@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
  * basic: libuffd's C API doing real work on the running kernel (Linux
  * 6.18 with 64 reserved 2 MiB huge pages, as root): open and probe,

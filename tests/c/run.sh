@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT OR Apache-2.0
 # tests/c/run.sh: build and run the C tests of libuffd.
 #
 #   BUILD=<absolute build dir> CC=cc bash tests/c/run.sh      (make test-c)

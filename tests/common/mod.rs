@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Helpers shared by the integration tests: real memory of each kind, a
 //! watchdog that turns a hang into a loud failure, and threads that fault.
 #![allow(dead_code)]
