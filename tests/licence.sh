@@ -33,11 +33,12 @@ grep -q 'Apache License' LICENSE-APACHE 2>/dev/null && grep -q 'Version 2.0, Jan
 # The sources: what git tracks, or (in an unpacked tarball) what find sees.
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
   files=$(git ls-files '*.rs' '*.c' '*.h' '*.sh' '*.py' '*.toml' '*.map' '*.in' '*.cmake' '*.build' \
-    Makefile .ci/run | grep -v '^tests/fuzz/corpus/')
+    Makefile .ci/run '*CMakeLists.txt' '*meson_options.txt' | grep -v '^tests/fuzz/corpus/')
 else
   files=$(find . -path ./target -prune -o -path ./build -prune -o -path ./tests/fuzz/corpus -prune -o -type f \
     \( -name '*.rs' -o -name '*.c' -o -name '*.h' -o -name '*.sh' -o -name '*.py' -o -name '*.toml' \
-       -o -name '*.map' -o -name '*.in' -o -name '*.cmake' -o -name '*.build' -o -name Makefile \) -print \
+       -o -name '*.map' -o -name '*.in' -o -name '*.cmake' -o -name '*.build' -o -name Makefile \
+       -o -name CMakeLists.txt -o -name meson_options.txt \) -print \
     | sed 's|^\./||'; echo .ci/run)
 fi
 missing=""
