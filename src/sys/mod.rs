@@ -8,6 +8,7 @@
 //! layer cannot pair a request number with the wrong argument type.
 #![allow(unsafe_code)]
 
+pub mod arch;
 pub mod cancel;
 pub mod dupfd;
 pub mod fdinfo;
