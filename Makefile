@@ -72,7 +72,7 @@ EXAMPLES  := $(BUILD)/userfaultfd_demo
 
 .PHONY: all lib cargo header example test test-rust test-c test-abi test-install \
         test-unprivileged test-consumers test-all install install-lib install-cmake install-debug uninstall clean \
-        bench bench-quick test-licence check-arch
+        bench bench-quick test-licence check-arch check-abi abi-baseline
 
 all: lib $(EXAMPLES)
 
@@ -170,6 +170,17 @@ test-consumers: lib
 	BUILD=$(abspath $(BUILD)) MAKE="$(MAKE)" CC="$(CC)" bash tests/install-consumers.sh
 
 test-all: test-consumers
+
+# The ABI gate: abidiff (abigail-tools) of the built library and of the
+# header's C view against abi/libuffd.abi and abi/libuffd-types.abi; fails
+# on removed symbols and changed types, signatures or constants, passes on
+# functions added under a new version node (docs/ABI.md). abi-baseline
+# rewrites the baseline from the current build (commit it with a release).
+check-abi: lib
+	BUILD=$(abspath $(BUILD)) CC="$(CC)" bash tests/check-abi.sh
+
+abi-baseline: lib
+	BUILD=$(abspath $(BUILD)) CC="$(CC)" bash tests/check-abi.sh --baseline
 
 # cargo check for each Linux architecture (x86_64, aarch64, arm, ppc64le,
 # ppc64, s390x, riscv64; mips64el with nightly): src/sys/arch.rs asserts
