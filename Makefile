@@ -72,7 +72,7 @@ EXAMPLES  := $(BUILD)/userfaultfd_demo
 
 .PHONY: all lib cargo header example test test-rust test-c test-abi test-install \
         test-unprivileged test-consumers test-all install install-lib install-cmake install-debug uninstall clean \
-        bench bench-quick test-licence check-arch check-abi abi-baseline
+        bench bench-quick test-licence check-arch check-abi abi-baseline check-msrv
 
 all: lib $(EXAMPLES)
 
@@ -181,6 +181,19 @@ check-abi: lib
 
 abi-baseline: lib
 	BUILD=$(abspath $(BUILD)) CC="$(CC)" bash tests/check-abi.sh --baseline
+
+# The minimum Rust version (Cargo.toml's rust-version) builds the library
+# and every test with the locked dependencies (rustup toolchain install
+# <version>; .ci/run does).
+MSRV := $(shell sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
+check-msrv:
+	@if ! $(CARGO) +$(MSRV) --version >/dev/null 2>&1; then \
+	  echo "SKIP    check-msrv: Rust $(MSRV) is not installed (rustup toolchain install $(MSRV) --profile minimal)"; \
+	else \
+	  echo "== cargo +$(MSRV) build --locked --all-targets (rust-version = $(MSRV))"; \
+	  CARGO_TARGET_DIR=$(abspath target/msrv) $(CARGO) +$(MSRV) build --locked --all-targets -q && \
+	  echo "check-msrv: Rust $(MSRV) builds the library and every test"; \
+	fi
 
 # cargo check for each Linux architecture (x86_64, aarch64, arm, ppc64le,
 # ppc64, s390x, riscv64; mips64el with nightly): src/sys/arch.rs asserts

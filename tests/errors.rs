@@ -525,6 +525,9 @@ fn kernel_einval_for_unsupported_combinations() {
 
 #[test]
 fn zeropage_on_hugetlb_is_kernel_einval() {
+    if common::skip_without_hugetlb("zeropage_on_hugetlb_is_kernel_einval") {
+        return;
+    }
     let _w = Watchdog::new("zeropage_on_hugetlb_is_kernel_einval", 60);
     if !kernel_has(Features::MISSING_HUGETLBFS) {
         return;

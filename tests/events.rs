@@ -186,6 +186,11 @@ fn exact_address_is_unmasked() {
 
 #[test]
 fn hugetlb_fault_address_is_huge_page_aligned_without_exact_address() {
+    if common::skip_without_hugetlb(
+        "hugetlb_fault_address_is_huge_page_aligned_without_exact_address",
+    ) {
+        return;
+    }
     let _w = Watchdog::new(
         "hugetlb_fault_address_is_huge_page_aligned_without_exact_address",
         60,

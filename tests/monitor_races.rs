@@ -198,6 +198,9 @@ fn same_page_many_threads_shmem() {
 
 #[test]
 fn same_page_many_threads_hugetlb() {
+    if common::skip_without_hugetlb("same_page_many_threads_hugetlb") {
+        return;
+    }
     let _w = Watchdog::new("same_page_many_threads_hugetlb", 60);
     same_page_case(Kind::Hugetlb, 4, 8, 2, false);
 }

@@ -204,10 +204,16 @@ fn stress_shmem_workers() {
 
 #[test]
 fn stress_hugetlb() {
+    if common::skip_without_hugetlb("stress_hugetlb") {
+        return;
+    }
     stress("stress_hugetlb", Kind::Hugetlb, 8, 0);
 }
 
 #[test]
 fn stress_hugetlb_workers() {
+    if common::skip_without_hugetlb("stress_hugetlb_workers") {
+        return;
+    }
     stress("stress_hugetlb_workers", Kind::Hugetlb, 8, 2);
 }

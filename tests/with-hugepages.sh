@@ -20,7 +20,7 @@ if [ -z "$old" ]; then
 elif [ "$old" -ge "$want" ]; then
   echo "== huge pages: $old reserved (>= $want), left as they are"
 elif [ "$(id -u)" -ne 0 ]; then
-  echo "== huge pages: $old reserved, not root so none reserved for the run: hugetlb tests will skip"
+  echo "== huge pages: $old reserved; not root, so left as they are (hugetlb tests skip if too few)"
 elif echo "$want" > "$knob" 2>/dev/null; then
   restore=$old
   now=$(cat "$knob")

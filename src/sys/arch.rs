@@ -97,15 +97,28 @@ pub const fn iowr<T>(ty: u8, nr: u8) -> u64 {
 const _: () = assert!(io(0xAA, 0) == libc::_IO(0xAA, 0) as u32 as u64);
 const _: () = assert!(ior::<[u64; 2]>(0xAA, 1) == libc::_IOR::<[u64; 2]>(0xAA, 1) as u32 as u64);
 const _: () = assert!(iowr::<[u64; 4]>(0xAA, 0) == libc::_IOWR::<[u64; 4]>(0xAA, 0) as u32 as u64);
-const _: () = assert!(iowr::<[u64; 13]>(b'f', 17) == libc::_IOWR::<[u64; 13]>(b'f' as u32, 17) as u32 as u64);
+const _: () =
+    assert!(iowr::<[u64; 13]>(b'f', 17) == libc::_IOWR::<[u64; 13]>(b'f' as u32, 17) as u32 as u64);
 
 // The kernel's userfaultfd system call numbers (arch/*/kernel/syscalls/
 // *.tbl and include/uapi/asm-generic/unistd.h): libc must agree.
 #[cfg(target_arch = "x86_64")]
-const _: () = assert!(NR_USERFAULTFD == if cfg!(target_pointer_width = "32") { 0x4000_0000 + 323 } else { 323 });
+const _: () = assert!(
+    NR_USERFAULTFD
+        == if cfg!(target_pointer_width = "32") {
+            0x4000_0000 + 323
+        } else {
+            323
+        }
+);
 #[cfg(target_arch = "x86")]
 const _: () = assert!(NR_USERFAULTFD == 374);
-#[cfg(any(target_arch = "aarch64", target_arch = "riscv64", target_arch = "riscv32", target_arch = "loongarch64"))]
+#[cfg(any(
+    target_arch = "aarch64",
+    target_arch = "riscv64",
+    target_arch = "riscv32",
+    target_arch = "loongarch64"
+))]
 const _: () = assert!(NR_USERFAULTFD == 282);
 #[cfg(target_arch = "arm")]
 const _: () = assert!(NR_USERFAULTFD == 388);
@@ -161,13 +174,41 @@ mod tests {
     ];
 
     const KERNELS: [Kernel; 7] = [
-        Kernel { arch: "x86_64", layout: IocLayout::Generic, numbers: GENERIC },
-        Kernel { arch: "aarch64", layout: IocLayout::Generic, numbers: GENERIC },
-        Kernel { arch: "arm", layout: IocLayout::Generic, numbers: GENERIC },
-        Kernel { arch: "s390x", layout: IocLayout::Generic, numbers: GENERIC },
-        Kernel { arch: "riscv64", layout: IocLayout::Generic, numbers: GENERIC },
-        Kernel { arch: "powerpc64", layout: IocLayout::ThreeDirBits, numbers: THREE_DIR_BITS },
-        Kernel { arch: "mips", layout: IocLayout::ThreeDirBits, numbers: THREE_DIR_BITS },
+        Kernel {
+            arch: "x86_64",
+            layout: IocLayout::Generic,
+            numbers: GENERIC,
+        },
+        Kernel {
+            arch: "aarch64",
+            layout: IocLayout::Generic,
+            numbers: GENERIC,
+        },
+        Kernel {
+            arch: "arm",
+            layout: IocLayout::Generic,
+            numbers: GENERIC,
+        },
+        Kernel {
+            arch: "s390x",
+            layout: IocLayout::Generic,
+            numbers: GENERIC,
+        },
+        Kernel {
+            arch: "riscv64",
+            layout: IocLayout::Generic,
+            numbers: GENERIC,
+        },
+        Kernel {
+            arch: "powerpc64",
+            layout: IocLayout::ThreeDirBits,
+            numbers: THREE_DIR_BITS,
+        },
+        Kernel {
+            arch: "mips",
+            layout: IocLayout::ThreeDirBits,
+            numbers: THREE_DIR_BITS,
+        },
     ];
 
     #[test]
@@ -175,7 +216,11 @@ mod tests {
         for k in &KERNELS {
             for (i, (name, dir, nr, size)) in REQUESTS.iter().enumerate() {
                 let got = k.layout.encode(*dir, 0xAA, *nr, *size);
-                assert_eq!(got, k.numbers[i], "{name} on {}: {got:#x} != kernel's {:#x}", k.arch, k.numbers[i]);
+                assert_eq!(
+                    got, k.numbers[i],
+                    "{name} on {}: {got:#x} != kernel's {:#x}",
+                    k.arch, k.numbers[i]
+                );
             }
         }
     }
@@ -183,7 +228,10 @@ mod tests {
     #[test]
     fn host_layout_is_the_targets() {
         let arch = std::env::consts::ARCH;
-        let three = matches!(arch, "powerpc" | "powerpc64" | "mips" | "mips64" | "sparc" | "sparc64");
+        let three = matches!(
+            arch,
+            "powerpc" | "powerpc64" | "mips" | "mips64" | "sparc" | "sparc64"
+        );
         assert_eq!(IocLayout::HOST == IocLayout::ThreeDirBits, three, "{arch}");
         if let Some(k) = KERNELS.iter().find(|k| k.arch == arch) {
             assert_eq!(IocLayout::HOST, k.layout);
@@ -203,7 +251,13 @@ mod tests {
             assert_eq!(n & 0xFF, 17);
             assert!(n >> 32 == 0, "{layout:?}: request numbers are 32-bit");
         }
-        assert_eq!(IocLayout::Generic.encode(IocDir::Write, 0xAA, 1, 8) >> 30, 1);
-        assert_eq!(IocLayout::ThreeDirBits.encode(IocDir::Write, 0xAA, 1, 8) >> 29, 4);
+        assert_eq!(
+            IocLayout::Generic.encode(IocDir::Write, 0xAA, 1, 8) >> 30,
+            1
+        );
+        assert_eq!(
+            IocLayout::ThreeDirBits.encode(IocDir::Write, 0xAA, 1, 8) >> 29,
+            4
+        );
     }
 }

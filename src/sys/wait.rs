@@ -124,7 +124,14 @@ pub fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> Result<usize, i
     #[cfg(not(target_pointer_width = "64"))]
     let call = libc::pread64;
     // SAFETY: `buf` is writable for its length.
-    let n = unsafe { call(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), offset as _) };
+    let n = unsafe {
+        call(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            offset as _,
+        )
+    };
     if n < 0 {
         Err(super::last_errno())
     } else {
