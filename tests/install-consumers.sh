@@ -12,6 +12,8 @@
 #  - checks the default LIBDIR follows the host (Debian: lib/<multiarch>);
 #  - checks the installed .so and .a carry no debug info and that
 #    `make install-debug` installs the .so's debug file where gdb finds it;
+#  - checks that a Rust crate depending on libuffd builds no staticlib
+#    or cdylib;
 #  - builds tests/consumer/consumer.c from the staged tree, each time
 #    running it (it resolves one real fault):
 #      shared with `pkg-config --cflags --libs uffd` (the .pc is found from
@@ -291,6 +293,32 @@ else
     notok "find_package(uffd 2.0) is refused by libuffd $VERSION"
   else
     ok "find_package(uffd 2.0) is refused by libuffd $VERSION"
+  fi
+fi
+
+# ------------------------------------------------------ a Rust crate
+# A crate that depends on libuffd builds its rlib only: no libuffd.a or
+# libuffd.so (those come from the Makefile's own cargo rustc).
+CARGO=${CARGO:-cargo}
+if ! command -v "$CARGO" >/dev/null 2>&1; then
+  skip "Rust dependent: $CARGO not found"
+else
+  dep=$work/rust-dependent
+  mkdir -p "$dep/src"
+  printf '[package]\nname = "uffd-dependent"\nversion = "0.1.0"\nedition = "2021"\n\n[dependencies]\nlibuffd = { path = "%s" }\n' \
+    "$ROOT" > "$dep/Cargo.toml"
+  printf 'use uffd as _;\nfn main() {}\n' > "$dep/src/main.rs"
+  if (cd "$dep" && CARGO_TARGET_DIR="$dep/target" timeout 900 "$CARGO" build --offline -q) >"$work/dep.log" 2>&1; then
+    artefacts=$(find "$dep/target" \( -name '*uffd*.a' -o -name '*uffd*.so*' \) | sed "s|$dep/target/||")
+    rlib=$(find "$dep/target" -name 'libuffd-*.rlib' | head -n 1)
+    if [ -z "$artefacts" ] && [ -n "$rlib" ]; then
+      ok "a Rust crate depending on libuffd builds its rlib and no staticlib or cdylib"
+    else
+      notok "a Rust crate depending on libuffd builds no staticlib or cdylib (found: $(echo $artefacts), rlib: ${rlib:-none})"
+    fi
+  else
+    notok "a Rust crate depending on libuffd builds (cargo build --offline)"
+    sed 's/^/    | /' "$work/dep.log" | tail -n 20
   fi
 fi
 
