@@ -6,7 +6,7 @@
 #   make test         every test: Rust, C, ABI, install, unprivileged, example, man (not the benchmark)
 #   make example      build and run c-examples/userfaultfd_demo
 #   make install      copy what `make` built (runs no cargo and builds nothing); PREFIX, LIBDIR,
-#                     INCLUDEDIR, PKGCONFIGDIR, CMAKEDIR, MANDIR, DESTDIR honoured
+#                     INCLUDEDIR, PKGCONFIGDIR, CMAKEDIR, MANDIR, DOCDIR, DESTDIR honoured
 #   make install-debug  the shared library's separate debug info (DEBUGDIR)
 #   make header       regenerate include/libuffd.h with cbindgen
 #   make bench        benchmark libuffd against the hand-rolled loop (one to two minutes)
@@ -42,6 +42,7 @@ LIBDIR       ?= $(PREFIX)/$(HOST_LIBDIR)
 INCLUDEDIR   ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 CMAKEDIR     ?= $(LIBDIR)/cmake/uffd
+DOCDIR       ?= $(PREFIX)/share/doc/libuffd
 DEBUGDIR     ?= $(LIBDIR)/.debug
 DESTDIR      ?=
 # yes: uffd.pc and uffdConfig.cmake find the prefix from their own place
@@ -71,7 +72,7 @@ PC_LIBS   := $(BUILD)/libs-private.txt
 EXAMPLES  := $(BUILD)/userfaultfd_demo
 
 .PHONY: all lib cargo header example test test-rust test-c test-abi test-install \
-        test-unprivileged test-consumers test-all install install-lib install-cmake install-debug uninstall clean \
+        test-unprivileged test-consumers test-all install install-lib install-cmake install-doc install-debug uninstall clean \
         bench bench-quick test-licence check-arch check-abi abi-baseline check-msrv
 
 all: lib $(EXAMPLES)
@@ -214,7 +215,7 @@ test-all: test-licence
 # `sudo make install` works after `make` ran as a user.
 BUILT := $(SHLIB) $(BUILD)/libuffd.a $(PC_LIBS) include/libuffd.h
 
-install: install-lib install-cmake
+install: install-lib install-cmake install-doc
 
 install-lib:
 	@for f in $(BUILT); do [ -f $$f ] || { echo "make install: $$f is missing: run 'make' first" >&2; exit 1; }; done
@@ -237,6 +238,13 @@ install-cmake:
 	  chmod 0644 $(DESTDIR)$(CMAKEDIR)/$$f.cmake || exit 1; \
 	done
 
+# The licence texts (which a binary package must ship) and the changelog.
+DOCS := LICENSE-MIT LICENSE-APACHE CHANGELOG.md
+
+install-doc:
+	install -d $(DESTDIR)$(DOCDIR)
+	install -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)
+
 # The debug info of libuffd.so, where gdb looks for it by default
 # ($(LIBDIR)/.debug; distributions: DEBUGDIR=/usr/lib/debug$(LIBDIR)).
 install-debug:
@@ -249,7 +257,7 @@ uninstall:
 	      $(DESTDIR)$(LIBDIR)/libuffd.so $(DESTDIR)$(LIBDIR)/libuffd.a \
 	      $(DESTDIR)$(INCLUDEDIR)/libuffd.h $(DESTDIR)$(PKGCONFIGDIR)/uffd.pc \
 	      $(DESTDIR)$(CMAKEDIR)/uffdConfig.cmake $(DESTDIR)$(CMAKEDIR)/uffdConfigVersion.cmake \
-	      $(DESTDIR)$(DEBUGDIR)/$(REALNAME).debug
+	      $(DESTDIR)$(DEBUGDIR)/$(REALNAME).debug $(addprefix $(DESTDIR)$(DOCDIR)/,$(DOCS))
 
 clean:
 	rm -rf $(BUILD)

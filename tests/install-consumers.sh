@@ -226,6 +226,19 @@ if "$MAKE" -C "$ROOT" -s install-lib DESTDIR="$dest2" PREFIX=/usr RELOCATABLE=no
       *) notok "pkg-config --define-variable=prefix=<stage>/usr on it gives the staged paths: $dlibs" ;;
     esac
   fi
+  # Cross-compilation style: PKG_CONFIG_SYSROOT_DIR, on both kinds of uffd.pc
+  # (the relocatable one must not get the sysroot twice).
+  for d in "$dest2" "$dest"; do
+    sl=$(env PKG_CONFIG_SYSROOT_DIR="$d" PKG_CONFIG_PATH="$d$want_libdir/pkgconfig" \
+      PKG_CONFIG_LIBDIR="$d$want_libdir/pkgconfig" "$PKG_CONFIG" --cflags --libs uffd 2>&1)
+    si=$(echo "$sl" | sed -n 's/.*-I\([^ ]*\).*/\1/p')
+    sL=$(echo "$sl" | sed -n 's/.*-L\([^ ]*\).*/\1/p')
+    if [ -n "$si" ] && [ "$(realpath -m "$si")" = "$d/usr/include" ] && [ "$(realpath -m "$sL")" = "$d$want_libdir" ]; then
+      ok "PKG_CONFIG_SYSROOT_DIR=<stage> gives the staged paths ($( [ "$d" = "$dest" ] && echo relocatable || echo RELOCATABLE=no) uffd.pc)"
+    else
+      notok "PKG_CONFIG_SYSROOT_DIR=<stage> gives the staged paths: $sl"
+    fi
+  done
 else
   notok "make install-lib RELOCATABLE=no"
   sed 's/^/    | /' "$work/norel.log"

@@ -9,7 +9,8 @@
 # LIBDIR=/opt/x/lib64 INCLUDEDIR=/opt/x/inc MANDIR=/opt/x/man. Each time it
 # checks every file and symlink (place, target, mode, content; the man
 # pages of man/ in MANDIR/man3 and man7; the CMake package files in
-# LIBDIR/cmake/uffd), the relocatable paths in uffd.pc,
+# LIBDIR/cmake/uffd; the licences and changelog in PREFIX/share/doc/libuffd),
+# the relocatable paths in uffd.pc,
 # then builds a small consumer with `pkg-config --cflags --libs uffd`
 # (shared, run with LD_LIBRARY_PATH) and with `pkg-config --static --libs
 # uffd` against libuffd.a; the consumer opens a userfaultfd and resolves
@@ -101,6 +102,10 @@ one_round() {
   check_file "$dest$pcdir/uffd.pc" 644
   check_file "$dest$cmakedir/uffdConfig.cmake" 644
   check_file "$dest$cmakedir/uffdConfigVersion.cmake" 644
+  local docdir=$prefix/share/doc/libuffd d
+  for d in LICENSE-MIT LICENSE-APACHE CHANGELOG.md; do
+    check_file "$dest$docdir/$d" 644 "$ROOT/$d"
+  done
   check_file "$dest$mandir/man3/libuffd_copy.3" 644 "$ROOT/man/man3/libuffd_copy.3"
   check_file "$dest$mandir/man7/libuffd.7" 644 "$ROOT/man/man7/libuffd.7"
   local manpages=() page bad_pages=
@@ -120,11 +125,12 @@ one_round() {
   local expected found
   expected=$(printf '%s\n' "$dest$libdir/$REALNAME" "$dest$libdir/$SONAME" "$dest$libdir/libuffd.so" \
     "$dest$libdir/libuffd.a" "$dest$incdir/libuffd.h" "$dest$pcdir/uffd.pc" \
-    "$dest$cmakedir/uffdConfig.cmake" "$dest$cmakedir/uffdConfigVersion.cmake" "${manpages[@]}" | sort)
+    "$dest$cmakedir/uffdConfig.cmake" "$dest$cmakedir/uffdConfigVersion.cmake" \
+    "$dest$docdir/LICENSE-MIT" "$dest$docdir/LICENSE-APACHE" "$dest$docdir/CHANGELOG.md" "${manpages[@]}" | sort)
   found=$(find "$dest" \( -type f -o -type l \) | sort)
-  local n_expected=$((8 + ${#manpages[@]}))
+  local n_expected=$((11 + ${#manpages[@]}))
   if [ "$expected" = "$found" ]; then
-    ok "exactly the $n_expected expected files and symlinks were installed (8 + ${#manpages[@]} man pages)"
+    ok "exactly the $n_expected expected files and symlinks were installed (11 + ${#manpages[@]} man pages)"
   else
     notok "exactly the $n_expected expected files and symlinks were installed; found:"
     printf '    %s\n' $found
