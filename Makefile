@@ -1,12 +1,17 @@
+# SPDX-License-Identifier: MIT OR Apache-2.0
 # libuffd: build, test and install.
 #
 #   make              build build/libuffd.so.1.x.y (+ symlinks), build/libuffd.a, build/uffd.pc
-#   make test         every test: Rust, C, ABI, install, unprivileged, example
+#                     (stripped; the debug info is kept in build/debug/)
+#   make test         every test: Rust, C, ABI, install, unprivileged, example, man (not the benchmark)
 #   make example      build and run c-examples/userfaultfd_demo
-#   make install      PREFIX, LIBDIR, INCLUDEDIR, PKGCONFIGDIR, DESTDIR honoured
+#   make install      copy what `make` built (runs no cargo and builds nothing); PREFIX, LIBDIR,
+#                     INCLUDEDIR, PKGCONFIGDIR, CMAKEDIR, MANDIR, DOCDIR, DESTDIR honoured
+#   make install-debug  the shared library's separate debug info (DEBUGDIR)
 #   make header       regenerate include/libuffd.h with cbindgen
 #   make bench        benchmark libuffd against the hand-rolled loop (one to two minutes)
 #   make bench-quick  the same as a smoke run (tiny sizes, one repetition)
+#   make check-abi    compare the built library with abi/libuffd.abi (abidiff); make abi-baseline rewrites it
 #   make fuzz-quick   fuzz the C ABI for a minute (libFuzzer; needs clang)
 #   make fuzz         the same for FUZZ_SECONDS (default 600)
 #   make sanitize     C tests under ASan+UBSan, Rust tests under ASan (nightly)
@@ -15,29 +20,60 @@
 VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 MAJOR     := $(firstword $(subst ., ,$(VERSION)))
 
+CARGO   ?= cargo
+CC      ?= cc
+OBJCOPY ?= objcopy
+CFLAGS  ?= -O2 -g
+WARN    := -std=c11 -Wall -Wextra -Werror
+BUILD   := build
+
+# Install directories. LIBDIR follows the host's convention: the multiarch
+# directory on Debian and its derivatives (lib/x86_64-linux-gnu), lib64
+# where 64-bit libraries live in a real /usr/lib64 (Fedora, openSUSE),
+# else lib. Every one can be overridden on the command line.
+MULTIARCH   := $(shell $(CC) -print-multiarch 2>/dev/null)
+HOST_LIBDIR := $(shell if [ -f /etc/debian_version ] && [ -n "$(MULTIARCH)" ]; then echo lib/$(MULTIARCH); \
+                 elif [ -d /usr/lib64 ] && [ ! -L /usr/lib64 ] && [ "$$(getconf LONG_BIT 2>/dev/null)" = 64 ]; then echo lib64; \
+                 else echo lib; fi)
+SIZEOF_VOID_P := $(shell echo __SIZEOF_POINTER__ | $(CC) -E -P - 2>/dev/null | tail -n 1)
+
 PREFIX       ?= /usr/local
-LIBDIR       ?= $(PREFIX)/lib
+LIBDIR       ?= $(PREFIX)/$(HOST_LIBDIR)
 INCLUDEDIR   ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+CMAKEDIR     ?= $(LIBDIR)/cmake/uffd
+DOCDIR       ?= $(PREFIX)/share/doc/libuffd
+DEBUGDIR     ?= $(LIBDIR)/.debug
 DESTDIR      ?=
-
-CARGO  ?= cargo
-CC     ?= cc
-CFLAGS ?= -O2 -g
-WARN   := -std=c11 -Wall -Wextra -Werror
-BUILD  := build
+# yes: uffd.pc and uffdConfig.cmake find the prefix from their own place
+# (${pcfiledir}/../..), so a staged or moved tree works; no: PREFIX as is.
+RELOCATABLE  ?= yes
 
 SONAME    := libuffd.so.$(MAJOR)
 REALNAME  := libuffd.so.$(VERSION)
-STATICLIB := target/release/libuffd.a
 MAPFILE   := src/ffi/libuffd.map
 SHLIB     := $(BUILD)/$(REALNAME)
+DEBUG     := $(BUILD)/debug
+# The C artefacts are built here with `cargo rustc --crate-type staticlib`:
+# Cargo.toml itself declares only an rlib, so a Rust crate that depends on
+# libuffd builds no staticlib or cdylib. The archive cargo writes is copied
+# to build/debug/libuffd.a (only when it changed: cargo runs every time).
+RUST_A    := target/release/libuffd.a
+FULL_A    := $(DEBUG)/libuffd.a
+FULL_SO   := $(DEBUG)/$(REALNAME)
+SO_DEBUG  := $(DEBUG)/$(REALNAME).debug
+# The native libraries a static link of libuffd.a needs, as rustc prints
+# them (NATIVE), and as uffd.pc / uffdConfig.cmake give them (PC_LIBS:
+# without -lgcc_s, which no static link can use and which the compiler
+# driver adds by itself to a dynamic link, nor -lc, which it always adds).
 NATIVE    := $(BUILD)/native-static-libs.txt
+PC_LIBS   := $(BUILD)/libs-private.txt
 
 EXAMPLES  := $(BUILD)/userfaultfd_demo
 
 .PHONY: all lib cargo header example test test-rust test-c test-abi test-install \
-        test-unprivileged install uninstall clean bench bench-quick
+        test-unprivileged test-consumers test-all install install-lib install-cmake install-doc install-debug uninstall clean \
+        bench bench-quick test-licence check-arch check-abi abi-baseline check-msrv
 
 all: lib $(EXAMPLES)
 
@@ -46,33 +82,44 @@ lib: $(SHLIB) $(BUILD)/libuffd.a $(BUILD)/uffd.pc
 # Cargo decides whether anything changed; rustc prints the native libraries
 # a static link needs only when it actually compiles, so keep the last list.
 cargo:
-	@mkdir -p $(BUILD)
-	$(CARGO) rustc --release --locked --lib -- --print native-static-libs 2> $(BUILD)/cargo.log \
+	@mkdir -p $(DEBUG)
+	$(CARGO) rustc --release --locked --lib --crate-type staticlib -- --print native-static-libs 2> $(BUILD)/cargo.log \
 	  || { cat $(BUILD)/cargo.log; exit 1; }
 	@sed -n 's/.*native-static-libs: //p' $(BUILD)/cargo.log | tail -n 1 > $(NATIVE).new
-	@if [ -s $(NATIVE).new ]; then mv $(NATIVE).new $(NATIVE); else rm -f $(NATIVE).new; fi
+	@if [ -s $(NATIVE).new ]; then cmp -s $(NATIVE).new $(NATIVE) && rm -f $(NATIVE).new || mv $(NATIVE).new $(NATIVE); \
+	 else rm -f $(NATIVE).new; fi
 	@test -s $(NATIVE) || echo "-lgcc_s -lutil -lrt -lpthread -lm -ldl -lc" > $(NATIVE)
+	@cmp -s $(RUST_A) $(FULL_A) || cp $(RUST_A) $(FULL_A)
 
-$(STATICLIB): cargo
+$(FULL_A) $(NATIVE): cargo ;
+
+$(PC_LIBS): $(NATIVE)
+	tr ' ' '\n' < $< | grep -v -x -e '-lgcc_s' -e '-lc' -e '' | tr '\n' ' ' | sed 's/ $$//' > $@
 
 # rustc's own version script cannot carry named version nodes, so the
-# shared library is linked here from the static archive.
-$(SHLIB): cargo $(MAPFILE)
+# shared library is linked here from the static archive, then split into
+# the stripped library (build/) and its debug info (build/debug/, found by
+# gdb through the .gnu_debuglink section).
+$(FULL_SO): $(FULL_A) $(MAPFILE) $(NATIVE)
 	$(CC) -shared -o $@ \
-	  -Wl,--whole-archive $(STATICLIB) -Wl,--no-whole-archive \
+	  -Wl,--whole-archive $(FULL_A) -Wl,--no-whole-archive \
 	  -Wl,--version-script=$(MAPFILE) -Wl,--no-undefined-version \
-	  -Wl,-soname,$(SONAME) -Wl,-z,defs -Wl,--gc-sections -Wl,-Bsymbolic \
+	  -Wl,-soname,$(SONAME) -Wl,-z,defs -Wl,--gc-sections -Wl,-Bsymbolic -Wl,--build-id \
 	  $$(cat $(NATIVE))
+
+$(SHLIB): $(FULL_SO)
+	$(OBJCOPY) --only-keep-debug $< $(SO_DEBUG)
+	$(OBJCOPY) --strip-unneeded --remove-section=.comment --add-gnu-debuglink=$(SO_DEBUG) $< $@
 	ln -sf $(REALNAME) $(BUILD)/$(SONAME)
 	ln -sf $(SONAME) $(BUILD)/libuffd.so
 
-$(BUILD)/libuffd.a: cargo
-	cp $(STATICLIB) $@
+$(BUILD)/libuffd.a: $(FULL_A)
+	$(OBJCOPY) --strip-debug --remove-section=.comment --enable-deterministic-archives $< $@
 
-$(BUILD)/uffd.pc: pkgconfig/uffd.pc.in Cargo.toml cargo
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
-	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
-	    -e "s|@NATIVE_LIBS@|$$(cat $(NATIVE))|g" $< > $@
+# Generated for PREFIX (make install writes its own for the paths it installs to).
+$(BUILD)/uffd.pc: pkgconfig/uffd.pc.in pkgconfig/subst.sh Cargo.toml $(PC_LIBS)
+	sh pkgconfig/subst.sh $< $(PKGCONFIGDIR) $(PREFIX) $(LIBDIR) $(INCLUDEDIR) $(VERSION) \
+	  "$$(cat $(PC_LIBS))" $(RELOCATABLE) > $@
 
 header:
 	LIBUFFD_BLESS=1 $(CARGO) test --locked --test header_fresh
@@ -96,7 +143,12 @@ bench-quick: $(BUILD)/uffd_bench
 example: $(BUILD)/userfaultfd_demo
 	timeout 60 $(BUILD)/userfaultfd_demo 3
 
-test: test-rust test-c test-abi test-install test-unprivileged example bench-quick
+# Huge pages for the hugetlb tests: reserved for the run when root (the
+# old value is put back after), else those tests skip with the reason.
+test:
+	@bash tests/with-hugepages.sh $(MAKE) --no-print-directory test-all
+
+test-all: test-rust test-c test-abi test-install test-unprivileged example
 
 test-rust:
 	timeout 1200 $(CARGO) test --locked -- --test-threads=2
@@ -113,19 +165,99 @@ test-install: lib
 test-unprivileged: lib
 	BUILD=$(abspath $(BUILD)) CC="$(CC)" bash tests/unprivileged.sh
 
-install: lib
+# make install with a minimal PATH into a DESTDIR, then shared, fully
+# static, Meson and CMake consumers built from that tree and run.
+test-consumers: lib
+	BUILD=$(abspath $(BUILD)) MAKE="$(MAKE)" CC="$(CC)" bash tests/install-consumers.sh
+
+test-all: test-consumers
+
+# The ABI gate: abidiff (abigail-tools) of the built library and of the
+# header's C view against abi/libuffd.abi and abi/libuffd-types.abi; fails
+# on removed symbols and changed types, signatures or constants, passes on
+# functions added under a new version node (docs/ABI.md). abi-baseline
+# rewrites the baseline from the current build (commit it with a release).
+check-abi: lib
+	BUILD=$(abspath $(BUILD)) CC="$(CC)" bash tests/check-abi.sh
+
+abi-baseline: lib
+	BUILD=$(abspath $(BUILD)) CC="$(CC)" bash tests/check-abi.sh --baseline
+
+# The minimum Rust version (Cargo.toml's rust-version) builds the library
+# and every test with the locked dependencies (rustup toolchain install
+# <version>; .ci/run does).
+MSRV := $(shell sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
+check-msrv:
+	@if ! $(CARGO) +$(MSRV) --version >/dev/null 2>&1; then \
+	  echo "SKIP    check-msrv: Rust $(MSRV) is not installed (rustup toolchain install $(MSRV) --profile minimal)"; \
+	else \
+	  echo "== cargo +$(MSRV) build --locked --all-targets (rust-version = $(MSRV))"; \
+	  CARGO_TARGET_DIR=$(abspath target/msrv) $(CARGO) +$(MSRV) build --locked --all-targets -q && \
+	  echo "check-msrv: Rust $(MSRV) builds the library and every test"; \
+	fi
+
+# cargo check for each Linux architecture (x86_64, aarch64, arm, ppc64le,
+# ppc64, s390x, riscv64; mips64el with nightly): src/sys/arch.rs asserts
+# its ioctl encoding and syscall number per target. Targets that are not
+# installed are skipped, visibly (.ci/run installs them).
+check-arch:
+	CARGO="$(CARGO)" bash tests/cross-check.sh
+
+# LICENSE-MIT, LICENSE-APACHE and an SPDX line in every source file, the
+# header and the man pages.
+test-licence:
+	bash tests/licence.sh
+
+test-all: test-licence
+
+# Installing copies what `make` built and writes uffd.pc and the CMake
+# files for the install paths (with sh and sed): no cargo, no compiler, so
+# `sudo make install` works after `make` ran as a user.
+BUILT := $(SHLIB) $(BUILD)/libuffd.a $(PC_LIBS) include/libuffd.h
+
+install: install-lib install-cmake install-doc
+
+install-lib:
+	@for f in $(BUILT); do [ -f $$f ] || { echo "make install: $$f is missing: run 'make' first" >&2; exit 1; }; done
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
 	install -m 0755 $(SHLIB) $(DESTDIR)$(LIBDIR)/$(REALNAME)
 	ln -sf $(REALNAME) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libuffd.so
 	install -m 0644 $(BUILD)/libuffd.a $(DESTDIR)$(LIBDIR)/libuffd.a
 	install -m 0644 include/libuffd.h $(DESTDIR)$(INCLUDEDIR)/libuffd.h
-	install -m 0644 $(BUILD)/uffd.pc $(DESTDIR)$(PKGCONFIGDIR)/uffd.pc
+	sh pkgconfig/subst.sh pkgconfig/uffd.pc.in $(PKGCONFIGDIR) $(PREFIX) $(LIBDIR) $(INCLUDEDIR) \
+	  $(VERSION) "$$(cat $(PC_LIBS))" $(RELOCATABLE) > $(DESTDIR)$(PKGCONFIGDIR)/uffd.pc
+	chmod 0644 $(DESTDIR)$(PKGCONFIGDIR)/uffd.pc
+
+install-cmake:
+	@[ -f $(PC_LIBS) ] || { echo "make install: $(PC_LIBS) is missing: run 'make' first" >&2; exit 1; }
+	install -d $(DESTDIR)$(CMAKEDIR)
+	for f in uffdConfig uffdConfigVersion; do \
+	  sh pkgconfig/subst.sh cmake/$$f.cmake.in $(CMAKEDIR) $(PREFIX) $(LIBDIR) $(INCLUDEDIR) \
+	    $(VERSION) "$$(cat $(PC_LIBS))" $(RELOCATABLE) $(SIZEOF_VOID_P) > $(DESTDIR)$(CMAKEDIR)/$$f.cmake && \
+	  chmod 0644 $(DESTDIR)$(CMAKEDIR)/$$f.cmake || exit 1; \
+	done
+
+# The licence texts (which a binary package must ship) and the changelog.
+DOCS := LICENSE-MIT LICENSE-APACHE CHANGELOG.md
+
+install-doc:
+	install -d $(DESTDIR)$(DOCDIR)
+	install -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)
+
+# The debug info of libuffd.so, where gdb looks for it by default
+# ($(LIBDIR)/.debug; distributions: DEBUGDIR=/usr/lib/debug$(LIBDIR)).
+install-debug:
+	@[ -f $(SO_DEBUG) ] || { echo "make install-debug: $(SO_DEBUG) is missing: run 'make' first" >&2; exit 1; }
+	install -d $(DESTDIR)$(DEBUGDIR)
+	install -m 0644 $(SO_DEBUG) $(DESTDIR)$(DEBUGDIR)/$(REALNAME).debug
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/$(REALNAME) $(DESTDIR)$(LIBDIR)/$(SONAME) \
 	      $(DESTDIR)$(LIBDIR)/libuffd.so $(DESTDIR)$(LIBDIR)/libuffd.a \
-	      $(DESTDIR)$(INCLUDEDIR)/libuffd.h $(DESTDIR)$(PKGCONFIGDIR)/uffd.pc
+	      $(DESTDIR)$(INCLUDEDIR)/libuffd.h $(DESTDIR)$(PKGCONFIGDIR)/uffd.pc \
+	      $(DESTDIR)$(CMAKEDIR)/uffdConfig.cmake $(DESTDIR)$(CMAKEDIR)/uffdConfigVersion.cmake \
+	      $(DESTDIR)$(DEBUGDIR)/$(REALNAME).debug $(addprefix $(DESTDIR)$(DOCDIR)/,$(DOCS))
 
 clean:
 	rm -rf $(BUILD)
@@ -145,7 +277,7 @@ MANPAGES := $(sort $(wildcard man/man3/*.3)) man/man7/libuffd.7
 man:
 	$(PYTHON3) man/gen_man.py
 
-test: test-man
+test-all: test-man
 
 test-man:
 	PYTHON3="$(PYTHON3)" CC="$(CC)" bash tests/man.sh
@@ -193,7 +325,7 @@ fuzz-lib: lib
 	  host=$$(rustc -vV | sed -n 's/^host: //p'); \
 	  echo "fuzz: libuffd.a with coverage instrumentation (cargo +nightly, target/fuzzcov)"; \
 	  RUSTFLAGS="$(FUZZ_RUSTFLAGS)" CARGO_TARGET_DIR=$(abspath target/fuzzcov) \
-	    $(CARGO) +nightly rustc --release --locked --lib --target $$host -q && \
+	    $(CARGO) +nightly rustc --release --locked --lib --crate-type staticlib --target $$host -q && \
 	  cmp -s target/fuzzcov/$$host/release/libuffd.a $(FUZZ_DIR)/libuffd-fuzz.a || \
 	    cp target/fuzzcov/$$host/release/libuffd.a $(FUZZ_DIR)/libuffd-fuzz.a; \
 	else \
@@ -219,7 +351,7 @@ fuzz: $(FUZZ_DIR)/fuzz_capi
 fuzz-replay: $(FUZZ_DIR)/replay
 	timeout 120 $(FUZZ_DIR)/replay tests/fuzz/corpus
 
-test: fuzz-replay
+test-all: fuzz-replay
 
 # C tests under ASan+UBSan, Rust tests under ASan (tests/sanitize.sh).
 sanitize: lib

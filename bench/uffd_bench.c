@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
  * uffd_bench: libuffd against the hand-rolled userfaultfd loop and the
  * physical floor, measured in one process, interleaved over repetitions.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
  * userfaultfd_demo: the example program of userfaultfd(2), on libuffd.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
  * libuffd.h: libuffd, Linux userfaultfd made safe and fast for C and C++.
  *

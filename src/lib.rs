@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! libuffd: Linux userfaultfd, safely, for Rust and (through `libuffd.so.1`
 //! and `include/libuffd.h`) for C and C++.
 //!

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT OR Apache-2.0
 # tests/abi.sh: the ABI of libuffd.so.1 as built in $BUILD (make test-abi).
 #
 #   BUILD=<absolute build dir> bash tests/abi.sh

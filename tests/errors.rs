@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The error and race table of docs/kernel-semantics.md §5, on the kernel:
 //! EEXIST, EAGAIN (event pending, and partial progress), ENOENT, ESRCH,
 //! EINVAL (always the kernel's, explained by libuffd's diagnosis), EBUSY, and
@@ -524,6 +525,9 @@ fn kernel_einval_for_unsupported_combinations() {
 
 #[test]
 fn zeropage_on_hugetlb_is_kernel_einval() {
+    if common::skip_without_hugetlb("zeropage_on_hugetlb_is_kernel_einval") {
+        return;
+    }
     let _w = Watchdog::new("zeropage_on_hugetlb_is_kernel_einval", 60);
     if !kernel_has(Features::MISSING_HUGETLBFS) {
         return;

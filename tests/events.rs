@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Messages on the real kernel: page-fault details (flags, thread id, exact
 //! address, huge-page masking), the non-cooperative events REMAP, REMOVE
 //! and UNMAP (and that their originator blocks until they are read), the
@@ -185,6 +186,11 @@ fn exact_address_is_unmasked() {
 
 #[test]
 fn hugetlb_fault_address_is_huge_page_aligned_without_exact_address() {
+    if common::skip_without_hugetlb(
+        "hugetlb_fault_address_is_huge_page_aligned_without_exact_address",
+    ) {
+        return;
+    }
     let _w = Watchdog::new(
         "hugetlb_fault_address_is_huge_page_aligned_without_exact_address",
         60,

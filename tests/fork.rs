@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! fork() and userfaultfd, on the real kernel. With EVENT_FORK, fork()
 //! waits until a reader has read the FORK event, which carries a new uffd
 //! serving the child's memory; without it the child's copies of registered

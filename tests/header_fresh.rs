@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! include/libuffd.h must be exactly what src/ffi makes of it: the
 //! declarations cbindgen generates from src/ffi (every constant, type and
 //! function with its doc comment), laid out by src/ffi/libuffd.h.in.

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT OR Apache-2.0
 # tests/install.sh: `make install` and `make uninstall` into a DESTDIR
 # (make test-install).
 #
 #   BUILD=<absolute build dir> MAKE=make bash tests/install.sh
 #
-# Installs twice: with PREFIX=/usr, and with PREFIX=/opt/x
+# Installs twice: with PREFIX=/usr LIBDIR=/usr/lib, and with PREFIX=/opt/x
 # LIBDIR=/opt/x/lib64 INCLUDEDIR=/opt/x/inc MANDIR=/opt/x/man. Each time it
 # checks every file and symlink (place, target, mode, content; the man
-# pages of man/ in MANDIR/man3 and man7), the paths in uffd.pc,
+# pages of man/ in MANDIR/man3 and man7; the CMake package files in
+# LIBDIR/cmake/uffd; the licences and changelog in PREFIX/share/doc/libuffd),
+# the relocatable paths in uffd.pc,
 # then builds a small consumer with `pkg-config --cflags --libs uffd`
 # (shared, run with LD_LIBRARY_PATH) and with `pkg-config --static --libs
 # uffd` against libuffd.a; the consumer opens a userfaultfd and resolves
@@ -37,68 +40,7 @@ trap 'rm -rf "$work"' EXIT
 chmod 755 "$work"
 
 # The consumer: open a userfaultfd, let a thread fault, resolve the fault.
-cat > "$work/consumer.c" <<'EOF'
-#define _GNU_SOURCE
-#include <pthread.h>
-#include <stdio.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
-#include <libuffd.h>
-
-static volatile char *mem;
-static char seen;
-
-static void *toucher(void *arg)
-{
-	(void)arg;
-	seen = mem[100];
-	return NULL;
-}
-
-int main(void)
-{
-	long page = sysconf(_SC_PAGESIZE);
-	struct libuffd_open_opts o = LIBUFFD_OPTS_INIT(libuffd_open_opts, .flags = LIBUFFD_OPEN_NONBLOCK);
-	libuffd_handle *h = NULL;
-	int rc = libuffd_open(&o, &h);
-	if (rc != 0) {
-		fprintf(stderr, "libuffd_open: %s\n", libuffd_last_error());
-		return 1;
-	}
-	mem = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	char *src = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (mem == MAP_FAILED || src == MAP_FAILED)
-		return 1;
-	memset(src, 'Z', page);
-	if (libuffd_register(h, (void *)mem, page, LIBUFFD_REGISTER_MISSING, NULL) != 0) {
-		fprintf(stderr, "libuffd_register: %s\n", libuffd_last_error());
-		return 1;
-	}
-	pthread_t t;
-	if (pthread_create(&t, NULL, toucher, NULL) != 0)
-		return 1;
-	struct libuffd_event ev[1];
-	int n = 0;
-	for (int i = 0; i < 100 && n == 0; i++)
-		n = libuffd_read_events(h, ev, 1, 100);
-	if (n != 1 || ev[0].kind != LIBUFFD_EVENT_PAGEFAULT ||
-	    ev[0].u.fault.address != (void *)mem) {
-		fprintf(stderr, "no fault event (%d): %s\n", n, libuffd_last_error());
-		return 1;
-	}
-	if (libuffd_copy(h, (void *)mem, src, page, 0) != page) {
-		fprintf(stderr, "libuffd_copy: %s\n", libuffd_last_error());
-		return 1;
-	}
-	pthread_join(t, NULL);
-	if (seen != 'Z')
-		return 1;
-	printf("consumer: libuffd %s resolved a fault at %p\n", libuffd_version_string(), (void *)mem);
-	libuffd_handle_free(h);
-	return 0;
-}
-EOF
+cp tests/consumer/consumer.c "$work/consumer.c"
 
 # mode FILE: the octal permission bits.
 mode() { stat -c '%a' "$1"; }
@@ -135,6 +77,7 @@ one_round() {
   shift 4
   local dest=$work/$name
   local pcdir=$libdir/pkgconfig
+  local cmakedir=$libdir/cmake/uffd
   local mandir=$prefix/share/man arg
   for arg in "$@"; do
     case $arg in MANDIR=*) mandir=${arg#MANDIR=} ;; esac
@@ -157,6 +100,12 @@ one_round() {
   check_file "$dest$libdir/libuffd.a" 644 "$BUILD/libuffd.a"
   check_file "$dest$incdir/libuffd.h" 644 "$ROOT/include/libuffd.h"
   check_file "$dest$pcdir/uffd.pc" 644
+  check_file "$dest$cmakedir/uffdConfig.cmake" 644
+  check_file "$dest$cmakedir/uffdConfigVersion.cmake" 644
+  local docdir=$prefix/share/doc/libuffd d
+  for d in LICENSE-MIT LICENSE-APACHE CHANGELOG.md; do
+    check_file "$dest$docdir/$d" 644 "$ROOT/$d"
+  done
   check_file "$dest$mandir/man3/libuffd_copy.3" 644 "$ROOT/man/man3/libuffd_copy.3"
   check_file "$dest$mandir/man7/libuffd.7" 644 "$ROOT/man/man7/libuffd.7"
   local manpages=() page bad_pages=
@@ -169,17 +118,19 @@ one_round() {
   done
   [ -z "$bad_pages" ] && ok "all ${#manpages[@]} man pages of man/ installed in $mandir (mode 644, same content)" \
     || notok "all man pages of man/ installed in $mandir (mode 644, same content); wrong:$bad_pages"
-  for d in "$dest$libdir" "$dest$incdir" "$dest$pcdir" "$dest$mandir/man3" "$dest$mandir/man7"; do
+  for d in "$dest$libdir" "$dest$incdir" "$dest$pcdir" "$dest$cmakedir" "$dest$mandir/man3" "$dest$mandir/man7"; do
     if [ -d "$d" ] && [ "$(mode "$d")" = 755 ]; then ok "directory $d (mode 755)"; else notok "directory $d has mode 755"; fi
   done
   # Nothing else was installed.
   local expected found
   expected=$(printf '%s\n' "$dest$libdir/$REALNAME" "$dest$libdir/$SONAME" "$dest$libdir/libuffd.so" \
-    "$dest$libdir/libuffd.a" "$dest$incdir/libuffd.h" "$dest$pcdir/uffd.pc" "${manpages[@]}" | sort)
+    "$dest$libdir/libuffd.a" "$dest$incdir/libuffd.h" "$dest$pcdir/uffd.pc" \
+    "$dest$cmakedir/uffdConfig.cmake" "$dest$cmakedir/uffdConfigVersion.cmake" \
+    "$dest$docdir/LICENSE-MIT" "$dest$docdir/LICENSE-APACHE" "$dest$docdir/CHANGELOG.md" "${manpages[@]}" | sort)
   found=$(find "$dest" \( -type f -o -type l \) | sort)
-  local n_expected=$((6 + ${#manpages[@]}))
+  local n_expected=$((11 + ${#manpages[@]}))
   if [ "$expected" = "$found" ]; then
-    ok "exactly the $n_expected expected files and symlinks were installed (6 + ${#manpages[@]} man pages)"
+    ok "exactly the $n_expected expected files and symlinks were installed (11 + ${#manpages[@]} man pages)"
   else
     notok "exactly the $n_expected expected files and symlinks were installed; found:"
     printf '    %s\n' $found
@@ -189,13 +140,18 @@ one_round() {
   [ "$so_soname" = "$SONAME" ] && ok "installed library's SONAME is $SONAME" \
     || notok "installed library's SONAME is $SONAME (found '$so_soname')"
 
-  # uffd.pc names the final paths, never the DESTDIR.
+  # uffd.pc finds its prefix from its own place (${pcfiledir}), with
+  # libdir and includedir under ${prefix}: read from the staged tree it
+  # names the staged paths, once installed the final ones.
   local pc=$dest$pcdir/uffd.pc
-  if grep -q -x "prefix=$prefix" "$pc" && grep -q -x "libdir=$libdir" "$pc" \
-     && grep -q -x "includedir=$incdir" "$pc" && grep -q -x "Version: $VERSION" "$pc"; then
-    ok "uffd.pc: prefix=$prefix libdir=$libdir includedir=$incdir Version: $VERSION"
+  local rel_prefix=..
+  local rest=${pcdir#"$prefix"/}
+  while [ "${rest#*/}" != "$rest" ]; do rest=${rest#*/}; rel_prefix=$rel_prefix/..; done
+  if grep -q -x "prefix=\${pcfiledir}/$rel_prefix" "$pc" && grep -q -x "libdir=\${prefix}${libdir#"$prefix"}" "$pc" \
+     && grep -q -x "includedir=\${prefix}${incdir#"$prefix"}" "$pc" && grep -q -x "Version: $VERSION" "$pc"; then
+    ok "uffd.pc: prefix=\${pcfiledir}/$rel_prefix libdir=\${prefix}${libdir#"$prefix"} includedir=\${prefix}${incdir#"$prefix"} Version: $VERSION"
   else
-    notok "uffd.pc has prefix=$prefix libdir=$libdir includedir=$incdir Version: $VERSION:"
+    notok "uffd.pc has prefix=\${pcfiledir}/$rel_prefix libdir=\${prefix}${libdir#"$prefix"} includedir=\${prefix}${incdir#"$prefix"} Version: $VERSION:"
     sed 's/^/    | /' "$pc"
   fi
   if grep -q -F "$dest" "$pc" || grep -q -F "$BUILD" "$pc"; then
@@ -205,7 +161,7 @@ one_round() {
   fi
 
   # A consumer built with pkg-config, as a user of the installed tree would.
-  local pkg=(env PKG_CONFIG_SYSROOT_DIR="$dest" PKG_CONFIG_PATH="$dest$pcdir" PKG_CONFIG_LIBDIR="$dest$pcdir" "$PKG_CONFIG")
+  local pkg=(env PKG_CONFIG_PATH="$dest$pcdir" PKG_CONFIG_LIBDIR="$dest$pcdir" "$PKG_CONFIG")
   local modver cflags libs slibs cflags_libs out
   modver=$("${pkg[@]}" --modversion uffd 2>&1)
   [ "$modver" = "$VERSION" ] && ok "pkg-config --modversion uffd = $VERSION" \
@@ -215,10 +171,13 @@ one_round() {
     return
   fi
   echo "   pkg-config --cflags --libs uffd: $cflags_libs"
-  case " $cflags_libs " in
-    *" -I$dest$incdir "*) ok "pkg-config --cflags points into the installed include directory" ;;
-    *) notok "pkg-config --cflags points into $dest$incdir" ;;
-  esac
+  local got_inc
+  got_inc=$(echo "$cflags_libs" | sed -n 's/.*-I\([^ ]*\).*/\1/p')
+  if [ -n "$got_inc" ] && [ "$(realpath -m "$got_inc")" = "$dest$incdir" ]; then
+    ok "pkg-config --cflags points into the installed include directory"
+  else
+    notok "pkg-config --cflags points into $dest$incdir (got -I$got_inc)"
+  fi
   # shellcheck disable=SC2086 # word splitting of compiler flags is wanted
   if "$CC" -std=c11 -Wall -Wextra -Werror -O1 -o "$work/$name-shared" "$work/consumer.c" \
        $cflags_libs -lpthread >"$work/$name-shared.log" 2>&1; then
@@ -249,7 +208,8 @@ one_round() {
   cflags=$("${pkg[@]}" --cflags uffd)
   echo "   pkg-config --static --libs uffd: $slibs"
   case " $slibs " in
-    *" -lpthread "* | *" -lgcc_s "*) ok "pkg-config --static --libs lists the native libraries" ;;
+    *" -lgcc_s "* | *" -lc "*) notok "pkg-config --static --libs has neither -lgcc_s nor -lc" ;;
+    *" -lpthread "*) ok "pkg-config --static --libs lists the native libraries (without -lgcc_s, -lc)" ;;
     *) notok "pkg-config --static --libs lists the native libraries (Libs.private)" ;;
   esac
   # -l:libuffd.a picks the archive where -luffd would pick the .so.
@@ -294,7 +254,7 @@ one_round() {
   [ -n "$dirs" ] && echo "   (empty directories left, as usual for uninstall: $dirs)"
 }
 
-one_round usr /usr /usr/lib /usr/include
+one_round usr /usr /usr/lib /usr/include LIBDIR=/usr/lib
 one_round custom /opt/x /opt/x/lib64 /opt/x/inc LIBDIR=/opt/x/lib64 INCLUDEDIR=/opt/x/inc MANDIR=/opt/x/man
 
 # Leave build/uffd.pc as a plain `make lib` makes it.

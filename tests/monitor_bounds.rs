@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Nothing spins or hangs without bound (issue 14, item 5), on the real
 //! kernel: ErrorPolicy::Retry gives up after a bounded number of tries
 //! with backoff and falls to SIGBUS; a panic in the engine (on the reader,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! A run driven turn by turn (`Monitor::drive_begin` / `drive_turn` /
 //! `drive_end`), as the C API's cancellable libuffd_monitor_run does it:
 //! it serves like `run`, with and without workers, excludes other runs,

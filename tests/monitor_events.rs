@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Monitor tests of the non-cooperative events, on the real kernel
 //! (docs/kernel-semantics.md §4): REMOVE racing faults (zero-fill and
 //! unregister policies), mremap of a served region (REMAP), munmap and

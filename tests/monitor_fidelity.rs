@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The monitor takes what the raw descriptor takes (issue 9, item 6):
 //! blocking descriptors as well as non-blocking ones, their status flags
 //! untouched; adopted descriptors of hugetlb memory with their real page
@@ -358,12 +359,18 @@ fn outside_case(kind: Kind) {
 
 #[test]
 fn outside_fault_hugetlb_page_size() {
+    if common::skip_without_hugetlb("outside_fault_hugetlb_page_size") {
+        return;
+    }
     let _w = Watchdog::new("outside_fault_hugetlb_page_size", 60);
     outside_case(Kind::Hugetlb);
 }
 
 #[test]
 fn outside_fault_hugetlb_private_page_size() {
+    if common::skip_without_hugetlb("outside_fault_hugetlb_private_page_size") {
+        return;
+    }
     let _w = Watchdog::new("outside_fault_hugetlb_private_page_size", 60);
     outside_case(Kind::HugetlbPrivate);
 }
@@ -441,12 +448,18 @@ fn livelock_case(workers: u32, policy: ErrorPolicy) {
 
 #[test]
 fn unreleasable_fault_stops_monitor() {
+    if common::skip_without_hugetlb("unreleasable_fault_stops_monitor") {
+        return;
+    }
     let _w = Watchdog::new("unreleasable_fault_stops_monitor", 60);
     livelock_case(0, ErrorPolicy::Sigbus);
 }
 
 #[test]
 fn unreleasable_fault_stops_monitor_workers() {
+    if common::skip_without_hugetlb("unreleasable_fault_stops_monitor_workers") {
+        return;
+    }
     let _w = Watchdog::new("unreleasable_fault_stops_monitor_workers", 60);
     livelock_case(2, ErrorPolicy::Sigbus);
 }
@@ -612,6 +625,9 @@ fn adopted_guest_case(features: u64, page_size: u64) -> (i32, Result<()>) {
 
 #[test]
 fn adopted_hugetlb_guest_page_size_given() {
+    if common::skip_without_hugetlb("adopted_hugetlb_guest_page_size_given") {
+        return;
+    }
     let _w = Watchdog::new("adopted_hugetlb_guest_page_size_given", 60);
     let (status, result) = adopted_guest_case(0, HUGE as u64);
     assert!(
@@ -623,6 +639,9 @@ fn adopted_hugetlb_guest_page_size_given() {
 
 #[test]
 fn region_page_size_checked() {
+    if common::skip_without_hugetlb("region_page_size_checked") {
+        return;
+    }
     let _w = Watchdog::new("region_page_size_checked", 60);
     let mem = Mem::new(Kind::Hugetlb, 1);
     let u = Arc::new(open_uffd(Features::empty()));
@@ -676,6 +695,9 @@ fn region_page_size_checked() {
 /// (PROCMAP_QUERY on /proc/<tid>/maps) at the region's first fault.
 #[test]
 fn adopted_hugetlb_guest_page_size_learnt() {
+    if common::skip_without_hugetlb("adopted_hugetlb_guest_page_size_learnt") {
+        return;
+    }
     let _w = Watchdog::new("adopted_hugetlb_guest_page_size_learnt", 60);
     let thread_id = Features::THREAD_ID.bits();
     let (status, result) = adopted_guest_case(thread_id, 0);

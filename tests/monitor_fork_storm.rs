@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Issue 14 item 3: fork storms never deadlock and never leak. One thread
 //! forks 1000 times back to back (children reaped only after the storm)
 //! while four threads keep faulting on a served region; no hang (SIGALRM

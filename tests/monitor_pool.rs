@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The worker pool's hand-off rule, on the real kernel: with workers,
 //! faults whose resolution may wait (a callback, here one that waits as a
 //! network fetch would) go to the workers and run side by side; faults the

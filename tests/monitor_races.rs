@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Monitor race and failure tests, on the real kernel (docs/kernel-semantics.md
 //! §5): many threads faulting on one page (EEXIST and coalescing), stop
 //! while threads are blocked in faults, and the error policies (SIGBUS,
@@ -197,6 +198,9 @@ fn same_page_many_threads_shmem() {
 
 #[test]
 fn same_page_many_threads_hugetlb() {
+    if common::skip_without_hugetlb("same_page_many_threads_hugetlb") {
+        return;
+    }
     let _w = Watchdog::new("same_page_many_threads_hugetlb", 60);
     same_page_case(Kind::Hugetlb, 4, 8, 2, false);
 }

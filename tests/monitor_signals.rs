@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The threads the library creates block every signal (issue 9, item 6):
 //! a host's SIGUSR1 sent to the process is never handled on the
 //! monitor's thread, its workers, the prefetcher or the reserve thread.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 mod common;
 use common::*;
 use std::sync::Arc;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Monitor integration tests, on the real kernel: lazy loading from every
 //! page source (Buffer, Fd, Zero, Callback, PageCache) on anonymous, shmem
 //! and hugetlb memory; fault-around; defer-and-complete; the worker pool,
@@ -331,6 +332,9 @@ fn buffer_shmem() {
 
 #[test]
 fn buffer_hugetlb() {
+    if common::skip_without_hugetlb("buffer_hugetlb") {
+        return;
+    }
     let _w = Watchdog::new("buffer_hugetlb", 60);
     buffer_case(Kind::Hugetlb);
 }
@@ -349,6 +353,9 @@ fn fd_memfd_shmem() {
 
 #[test]
 fn fd_tmpfile_hugetlb() {
+    if common::skip_without_hugetlb("fd_tmpfile_hugetlb") {
+        return;
+    }
     let _w = Watchdog::new("fd_tmpfile_hugetlb", 60);
     fd_case(Kind::Hugetlb, false);
 }
@@ -368,6 +375,9 @@ fn zero_shmem() {
 /// hugetlb has no ZEROPAGE: the monitor copies from a zeroed huge page.
 #[test]
 fn zero_hugetlb() {
+    if common::skip_without_hugetlb("zero_hugetlb") {
+        return;
+    }
     let _w = Watchdog::new("zero_hugetlb", 60);
     zero_case(Kind::Hugetlb);
 }
@@ -386,6 +396,9 @@ fn callback_shmem() {
 
 #[test]
 fn callback_hugetlb() {
+    if common::skip_without_hugetlb("callback_hugetlb") {
+        return;
+    }
     let _w = Watchdog::new("callback_hugetlb", 60);
     callback_case(Kind::Hugetlb);
 }
@@ -421,6 +434,9 @@ fn short_buffer_shmem() {
 
 #[test]
 fn short_buffer_hugetlb() {
+    if common::skip_without_hugetlb("short_buffer_hugetlb") {
+        return;
+    }
     let _w = Watchdog::new("short_buffer_hugetlb", 60);
     short_buffer_case(Kind::Hugetlb, 4, HUGE + HUGE / 2 + 100);
 }
@@ -538,6 +554,9 @@ fn page_cache_minor_shmem() {
 
 #[test]
 fn page_cache_minor_hugetlb() {
+    if common::skip_without_hugetlb("page_cache_minor_hugetlb") {
+        return;
+    }
     let _w = Watchdog::new("page_cache_minor_hugetlb", 60);
     page_cache_case(Kind::Hugetlb, 4);
 }
@@ -765,6 +784,9 @@ fn defer_and_complete_anon_workers() {
 
 #[test]
 fn defer_and_complete_hugetlb() {
+    if common::skip_without_hugetlb("defer_and_complete_hugetlb") {
+        return;
+    }
     let _w = Watchdog::new("defer_and_complete_hugetlb", 60);
     defer_case(Kind::Hugetlb, 2, 0);
 }
@@ -812,6 +834,9 @@ fn workers_two_spin_shmem() {
 
 #[test]
 fn workers_four_hugetlb() {
+    if common::skip_without_hugetlb("workers_four_hugetlb") {
+        return;
+    }
     let _w = Watchdog::new("workers_four_hugetlb", 60);
     workers_case(Kind::Hugetlb, 4, 0);
 }
@@ -937,6 +962,9 @@ fn prefetch_shmem_workers() {
 
 #[test]
 fn prefetch_hugetlb() {
+    if common::skip_without_hugetlb("prefetch_hugetlb") {
+        return;
+    }
     let _w = Watchdog::new("prefetch_hugetlb", 60);
     prefetch_case(Kind::Hugetlb, 8, 0);
 }

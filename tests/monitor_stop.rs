@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! What a stop does to memory (issue 14, item 4): the stop policy per
 //! monitor and per region (no silent zeros by default for regions whose
 //! pages hold data), the counters of each path, restart after stop, stop
@@ -114,6 +115,9 @@ fn stop_default_no_silent_zeros_shmem() {
 
 #[test]
 fn stop_default_no_silent_zeros_hugetlb() {
+    if common::skip_without_hugetlb("stop_default_no_silent_zeros_hugetlb") {
+        return;
+    }
     let _w = Watchdog::new("stop_default_no_silent_zeros_hugetlb", 60);
     let st = in_child(Duration::from_secs(20), || {
         lazy_restore_stopped(Kind::Hugetlb, None, false)

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Monitor stress test in the spirit of the kernel's uffd-stress
 //! (tools/testing/selftests/mm/uffd-stress.c): several rounds; in each,
 //! fresh memory is registered with a Buffer source whose content is
@@ -203,10 +204,16 @@ fn stress_shmem_workers() {
 
 #[test]
 fn stress_hugetlb() {
+    if common::skip_without_hugetlb("stress_hugetlb") {
+        return;
+    }
     stress("stress_hugetlb", Kind::Hugetlb, 8, 0);
 }
 
 #[test]
 fn stress_hugetlb_workers() {
+    if common::skip_without_hugetlb("stress_hugetlb_workers") {
+        return;
+    }
     stress("stress_hugetlb_workers", Kind::Hugetlb, 8, 2);
 }

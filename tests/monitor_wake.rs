@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Issue 14 item 2: every change to a running monitor reaches its reader
 //! within one poll round. A handle added while the reader sits in poll(2)
 //! on its old set, a region added with PREFETCH while running, a handle

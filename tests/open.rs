@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Creating a userfaultfd and negotiating its features, on the real kernel:
 //! the creation flags (blocking, close-on-exec, user-mode-only, the two
 //! creation paths), the feature handshake (unknown wanted bits dropped,

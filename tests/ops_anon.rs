@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Every resolving operation and mode on private anonymous memory, on the
 //! real kernel: COPY (plain, DONTWAKE, WP), ZEROPAGE (+DONTWAKE), WAKE,
 //! WRITEPROTECT (sync, WP_UNPOPULATED, WP_ASYNC), POISON (+DONTWAKE), MOVE

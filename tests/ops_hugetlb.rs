@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Every resolving operation and mode on hugetlb memory with 2 MiB pages
 //! (a MFD_HUGETLB memfd mapped MAP_SHARED, and MAP_PRIVATE|MAP_HUGETLB
 //! anonymous memory), on the real kernel: COPY (plain, DONTWAKE, WP),
@@ -15,16 +16,25 @@ const PRIVATE: Kind = Kind::HugetlbPrivate;
 
 #[test]
 fn copy_shared() {
+    if common::skip_without_hugetlb("copy_shared") {
+        return;
+    }
     copy_case("copy_shared", SHARED, 0);
 }
 
 #[test]
 fn copy_private() {
+    if common::skip_without_hugetlb("copy_private") {
+        return;
+    }
     copy_case("copy_private", PRIVATE, 0);
 }
 
 #[test]
 fn copy_dontwake_then_wake_shared() {
+    if common::skip_without_hugetlb("copy_dontwake_then_wake_shared") {
+        return;
+    }
     copy_case(
         "copy_dontwake_then_wake_shared",
         SHARED,
@@ -34,6 +44,9 @@ fn copy_dontwake_then_wake_shared() {
 
 #[test]
 fn copy_dontwake_then_wake_private() {
+    if common::skip_without_hugetlb("copy_dontwake_then_wake_private") {
+        return;
+    }
     copy_case(
         "copy_dontwake_then_wake_private",
         PRIVATE,
@@ -43,21 +56,33 @@ fn copy_dontwake_then_wake_private() {
 
 #[test]
 fn copy_wp_then_write_is_wp_fault_shared() {
+    if common::skip_without_hugetlb("copy_wp_then_write_is_wp_fault_shared") {
+        return;
+    }
     copy_wp_case("copy_wp_then_write_is_wp_fault_shared", SHARED);
 }
 
 #[test]
 fn copy_wp_then_write_is_wp_fault_private() {
+    if common::skip_without_hugetlb("copy_wp_then_write_is_wp_fault_private") {
+        return;
+    }
     copy_wp_case("copy_wp_then_write_is_wp_fault_private", PRIVATE);
 }
 
 #[test]
 fn copy_partial_progress_then_eexist_shared() {
+    if common::skip_without_hugetlb("copy_partial_progress_then_eexist_shared") {
+        return;
+    }
     partial_case("copy_partial_progress_then_eexist_shared", SHARED);
 }
 
 #[test]
 fn copy_partial_progress_then_eexist_private() {
+    if common::skip_without_hugetlb("copy_partial_progress_then_eexist_private") {
+        return;
+    }
     partial_case("copy_partial_progress_then_eexist_private", PRIVATE);
 }
 
@@ -96,21 +121,33 @@ fn zeropage_einval_case(name: &'static str, kind: Kind) {
 
 #[test]
 fn zeropage_is_einval_shared() {
+    if common::skip_without_hugetlb("zeropage_is_einval_shared") {
+        return;
+    }
     zeropage_einval_case("zeropage_is_einval_shared", SHARED);
 }
 
 #[test]
 fn zeropage_is_einval_private() {
+    if common::skip_without_hugetlb("zeropage_is_einval_private") {
+        return;
+    }
     zeropage_einval_case("zeropage_is_einval_private", PRIVATE);
 }
 
 #[test]
 fn writeprotect_fault_then_unprotect_wakes_shared() {
+    if common::skip_without_hugetlb("writeprotect_fault_then_unprotect_wakes_shared") {
+        return;
+    }
     wp_case("writeprotect_fault_then_unprotect_wakes_shared", SHARED, 0);
 }
 
 #[test]
 fn writeprotect_fault_then_unprotect_wakes_private() {
+    if common::skip_without_hugetlb("writeprotect_fault_then_unprotect_wakes_private") {
+        return;
+    }
     wp_case(
         "writeprotect_fault_then_unprotect_wakes_private",
         PRIVATE,
@@ -120,6 +157,9 @@ fn writeprotect_fault_then_unprotect_wakes_private() {
 
 #[test]
 fn writeprotect_unprotect_dontwake_then_wake_shared() {
+    if common::skip_without_hugetlb("writeprotect_unprotect_dontwake_then_wake_shared") {
+        return;
+    }
     wp_case(
         "writeprotect_unprotect_dontwake_then_wake_shared",
         SHARED,
@@ -129,6 +169,9 @@ fn writeprotect_unprotect_dontwake_then_wake_shared() {
 
 #[test]
 fn writeprotect_unprotect_dontwake_then_wake_private() {
+    if common::skip_without_hugetlb("writeprotect_unprotect_dontwake_then_wake_private") {
+        return;
+    }
     wp_case(
         "writeprotect_unprotect_dontwake_then_wake_private",
         PRIVATE,
@@ -138,12 +181,18 @@ fn writeprotect_unprotect_dontwake_then_wake_private() {
 
 #[test]
 fn writeprotect_wp_with_dontwake_is_einval() {
+    if common::skip_without_hugetlb("writeprotect_wp_with_dontwake_is_einval") {
+        return;
+    }
     wp_dontwake_rejected_case("writeprotect_wp_with_dontwake_is_einval", SHARED);
 }
 
 /// Operations on hugetlb must cover whole huge pages.
 #[test]
 fn ops_need_huge_page_alignment() {
+    if common::skip_without_hugetlb("ops_need_huge_page_alignment") {
+        return;
+    }
     let name = "ops_need_huge_page_alignment";
     let _w = Watchdog::new(name, 60);
     let Some(u) = uffd_with(wp_features(SHARED) | Features::POISON, name) else {
@@ -171,11 +220,17 @@ fn ops_need_huge_page_alignment() {
 
 #[test]
 fn continue_wakes_reader() {
+    if common::skip_without_hugetlb("continue_wakes_reader") {
+        return;
+    }
     continue_case("continue_wakes_reader", SHARED, 0);
 }
 
 #[test]
 fn continue_dontwake_then_wake() {
+    if common::skip_without_hugetlb("continue_dontwake_then_wake") {
+        return;
+    }
     continue_case(
         "continue_dontwake_then_wake",
         SHARED,
@@ -185,6 +240,9 @@ fn continue_dontwake_then_wake() {
 
 #[test]
 fn continue_wp_then_write_is_wp_fault() {
+    if common::skip_without_hugetlb("continue_wp_then_write_is_wp_fault") {
+        return;
+    }
     continue_case(
         "continue_wp_then_write_is_wp_fault",
         SHARED,
@@ -194,21 +252,33 @@ fn continue_wp_then_write_is_wp_fault() {
 
 #[test]
 fn continue_resolves_minor_write_fault() {
+    if common::skip_without_hugetlb("continue_resolves_minor_write_fault") {
+        return;
+    }
     continue_write_case("continue_resolves_minor_write_fault", SHARED);
 }
 
 #[test]
 fn continue_without_page_cache_page_is_efault() {
+    if common::skip_without_hugetlb("continue_without_page_cache_page_is_efault") {
+        return;
+    }
     continue_hole_case("continue_without_page_cache_page_is_efault", SHARED);
 }
 
 #[test]
 fn poison_wakes_blocked_child_into_sigbus_shared() {
+    if common::skip_without_hugetlb("poison_wakes_blocked_child_into_sigbus_shared") {
+        return;
+    }
     poison_blocked_case("poison_wakes_blocked_child_into_sigbus_shared", SHARED, 0);
 }
 
 #[test]
 fn poison_dontwake_then_wake_shared() {
+    if common::skip_without_hugetlb("poison_dontwake_then_wake_shared") {
+        return;
+    }
     poison_blocked_case(
         "poison_dontwake_then_wake_shared",
         SHARED,
@@ -218,6 +288,9 @@ fn poison_dontwake_then_wake_shared() {
 
 #[test]
 fn poison_wakes_blocked_child_into_sigbus_private() {
+    if common::skip_without_hugetlb("poison_wakes_blocked_child_into_sigbus_private") {
+        return;
+    }
     poison_blocked_case("poison_wakes_blocked_child_into_sigbus_private", PRIVATE, 0);
 }
 
@@ -225,12 +298,18 @@ fn poison_wakes_blocked_child_into_sigbus_private() {
 /// markers (a shared one's are not copied; see the CLONE_VM tests above).
 #[test]
 fn poison_then_fork_child_gets_sigbus_private() {
+    if common::skip_without_hugetlb("poison_then_fork_child_gets_sigbus_private") {
+        return;
+    }
     poison_fork_case("poison_then_fork_child_gets_sigbus_private", PRIVATE);
 }
 
 /// MOVE is for anonymous memory only; hugetlb ranges do not even list it.
 #[test]
 fn move_on_hugetlb_is_einval() {
+    if common::skip_without_hugetlb("move_on_hugetlb_is_einval") {
+        return;
+    }
     let name = "move_on_hugetlb_is_einval";
     let _w = Watchdog::new(name, 60);
     let Some(u) = uffd_with(Features::MOVE, name) else {
@@ -258,5 +337,8 @@ fn move_on_hugetlb_is_einval() {
 
 #[test]
 fn poison_on_shared_not_seen_by_fork_child() {
+    if common::skip_without_hugetlb("poison_on_shared_not_seen_by_fork_child") {
+        return;
+    }
     poison_shared_fork_case("poison_on_shared_not_seen_by_fork_child", SHARED);
 }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Every resolving operation and mode on shmem (a memfd mapped MAP_SHARED,
 //! and the same memfd mapped MAP_PRIVATE), on the real kernel: COPY
 //! (plain, DONTWAKE, WP), ZEROPAGE (+DONTWAKE), WAKE, WRITEPROTECT (incl.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Page-size queries: PROCMAP_QUERY answers (this process and another
 //! one), checked against the smaps fallback on every kind of memory.
 
@@ -7,6 +8,9 @@ use uffd::mappings::{mapping_at, mapping_at_from_smaps, page_size_at, page_size_
 
 #[test]
 fn page_size_matches_smaps_on_every_kind() {
+    if common::skip_without_hugetlb("page_size_matches_smaps_on_every_kind") {
+        return;
+    }
     let _w = Watchdog::new("page_size_matches_smaps_on_every_kind", 60);
     for kind in [
         Kind::Anon,
@@ -50,6 +54,9 @@ fn unmapped_address_is_enomem_and_none() {
 
 #[test]
 fn page_size_of_another_process() {
+    if common::skip_without_hugetlb("page_size_of_another_process") {
+        return;
+    }
     let _w = Watchdog::new("page_size_of_another_process", 60);
     // The child inherits the hugetlb mapping and waits on a pipe; the
     // parent replaces its own copy with 4 KiB pages at the same address,

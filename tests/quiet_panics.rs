@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! A good guest (issue 14, item 6): a panic inside the library never
 //! prints on the host's stderr; it goes to the monitor's log. The panic
 //! hook the library installs chains to the host's for every other panic.

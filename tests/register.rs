@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! UFFDIO_REGISTER and UNREGISTER on the real kernel: the ioctl mask each
 //! memory kind and mode combination returns (kernel-uapi.md §1.2), bad
 //! arguments (mode 0, unknown mode bits, hugetlb misalignment, nothing
@@ -211,6 +212,9 @@ fn masks_shmem_anon_shared() {
 
 #[test]
 fn masks_hugetlb_shared() {
+    if common::skip_without_hugetlb("masks_hugetlb_shared") {
+        return;
+    }
     check_row(
         "masks_hugetlb_shared",
         "hugetlb memfd",
@@ -221,6 +225,9 @@ fn masks_hugetlb_shared() {
 
 #[test]
 fn masks_hugetlb_private() {
+    if common::skip_without_hugetlb("masks_hugetlb_private") {
+        return;
+    }
     check_row(
         "masks_hugetlb_private",
         "hugetlb private",
@@ -234,6 +241,9 @@ fn masks_hugetlb_private() {
 /// kinds are made with MAP_FIXED inside one reservation.)
 #[test]
 fn mask_of_mixed_range_is_the_intersection() {
+    if common::skip_without_hugetlb("mask_of_mixed_range_is_the_intersection") {
+        return;
+    }
     let name = "mask_of_mixed_range_is_the_intersection";
     let _w = Watchdog::new(name, 60);
     let Some(u) = uffd_with(Features::MISSING_HUGETLBFS, name) else {
@@ -342,6 +352,9 @@ fn bad_modes_are_the_kernels_einval() {
 /// whose text names the 2048 KiB pages.
 #[test]
 fn hugetlb_misaligned_range_is_einval() {
+    if common::skip_without_hugetlb("hugetlb_misaligned_range_is_einval") {
+        return;
+    }
     let _w = Watchdog::new("hugetlb_misaligned_range_is_einval", 60);
     let u = open_uffd(Features::empty());
     for kind in [Kind::Hugetlb, Kind::HugetlbPrivate] {
@@ -430,6 +443,9 @@ fn unmapped_range_is_einval() {
 /// first one lets go.
 #[test]
 fn second_uffd_on_same_range_is_ebusy() {
+    if common::skip_without_hugetlb("second_uffd_on_same_range_is_ebusy") {
+        return;
+    }
     let _w = Watchdog::new("second_uffd_on_same_range_is_ebusy", 60);
     let u1 = open_uffd(Features::empty());
     let u2 = open_uffd(Features::empty());
@@ -494,6 +510,9 @@ fn unregister_wakes_missing_fault_shmem() {
 
 #[test]
 fn unregister_wakes_missing_fault_hugetlb() {
+    if common::skip_without_hugetlb("unregister_wakes_missing_fault_hugetlb") {
+        return;
+    }
     unregister_wakes_case("unregister_wakes_missing_fault_hugetlb", Kind::Hugetlb);
 }
 
@@ -515,6 +534,9 @@ fn thread_read_syscalls() -> u64 {
 /// /proc/self/smaps on opened handles.
 #[test]
 fn register_and_unregister_read_nothing() {
+    if common::skip_without_hugetlb("register_and_unregister_read_nothing") {
+        return;
+    }
     let _w = Watchdog::new("register_and_unregister_read_nothing", 60);
     let opened = open_uffd(Features::MISSING_HUGETLBFS);
     // SAFETY: the raw system call has no memory-safety preconditions.

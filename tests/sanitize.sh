@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT OR Apache-2.0
 # tests/sanitize.sh: the test suites under sanitizers (make sanitize).
 #
 #   BUILD=<absolute build dir> CC=cc bash tests/sanitize.sh

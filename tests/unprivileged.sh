@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT OR Apache-2.0
 # tests/unprivileged.sh: libuffd as an unprivileged user (make test-unprivileged).
 #
 #   BUILD=<absolute build dir> CC=cc bash tests/unprivileged.sh

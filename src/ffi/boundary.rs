@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The panic and error boundary every exported function goes through.
 //!
 //! `guard` runs the body under `catch_unwind`, turns an `Error` into

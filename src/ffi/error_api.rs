@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Error texts.
 
 use super::boundary::last_error_ptr;

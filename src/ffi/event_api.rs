@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Reading events.
 
 use super::boundary::{guard, FromErrno};

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Size-versioned option structs, libbpf/openat2 style: the struct starts
 //! with `size_t sz`, set by the caller to `sizeof` the struct it was
 //! compiled with. A shorter struct (an older caller) gets defaults for the

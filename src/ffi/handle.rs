@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The Rust object behind `libuffd_handle *`, and checked conversions from
 //! the pointers C passes in.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Creating, adopting, inspecting and freeing handles; probing the kernel.
 
 use super::boundary::{guard, guard_void, guard_with};

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The C ABI of libuffd (`include/libuffd.h`, generated from this module by
 //! cbindgen).
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The monitor's C ABI: a C callback table behind the Rust `Handler`.
 
 use super::boundary::{guard, guard_void, FromErrno};

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Registration and the resolving operations.
 //!
 //! Each function issues its ioctl with the arguments as given and returns

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Every type and constant of the C ABI. Once released, nothing here is
 //! renamed, renumbered, reordered or removed; additions go at the end of a
 //! struct (behind its size field) or as new constants.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Monitor configuration and the callback interface.
 
 use super::resolve::FaultCtx;

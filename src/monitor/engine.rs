@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The reader loop and fault dispatch.
 //!
 //! One thread at a time (the reader: the monitor's thread, or with

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The monitor: a fault-handling engine over one or more userfaultfds.
 //!
 //! Give it regions (address ranges of a uffd and where their pages come

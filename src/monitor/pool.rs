@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Worker threads, leader/follower style: one worker at a time reads (the
 //! leader, holding the reader state); when it reads a fault that may wait
 //! (a callback, a pread: `Inner::hand_off_pays`) it keeps that fault,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The background prefetcher: populates prefetch regions from their
 //! sources, chunk by chunk, while demand faults are served by the reader.
 //! It takes no lock that a demand fault needs while it copies (the kernel

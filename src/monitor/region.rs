@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The table of served regions: which uffd, which addresses, where their
 //! pages come from. REMAP, UNMAP and REMOVE events rewrite it so that later
 //! faults are served from the right place.

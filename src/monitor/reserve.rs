@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Reserves that let the reader serve forks and layout events without
 //! allocating (docs/kernel-semantics.md §6).
 //!

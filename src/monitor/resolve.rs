@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Resolving one fault: the actions a callback or a page source can take,
 //! and the race rules of docs/kernel-semantics.md §5 applied to each:
 //! EEXIST means "already resolved" (wake the waiter), partial progress is

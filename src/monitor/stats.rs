@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Counters and the fault-latency histogram, updated with relaxed atomics
 //! (no locks, no allocation) and readable at any time.
 

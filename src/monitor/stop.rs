@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! What the end of a run does to the memory of the monitor's regions
 //! (`StopPolicy`), and what a restart does to the threads a stop left
 //! blocked.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Thread cancellation (pthread_cancel) and the library's waits.
 //!
 //! glibc cancels a thread by a forced unwind (`_Unwind_ForcedUnwind`)

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Descriptors given to the library are duplicated, so that the caller may
 //! close (and its number be reused by another file) whenever it likes.
 

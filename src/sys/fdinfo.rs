@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Parsing `/proc/self/fdinfo/<fd>` of a userfaultfd: the kernel prints
 //! `API:\t<api>:<features>:<ioctls>` there, which is how an adopted fd's
 //! negotiated features are learnt without a second (refused) UFFDIO_API.

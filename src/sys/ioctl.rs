@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Typed userfaultfd ioctls. Each function pairs one request number with
 //! the struct the kernel expects for it; the result is `Ok(())` or the
 //! errno the kernel set. The structs' result fields are left as the kernel

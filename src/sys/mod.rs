@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Raw kernel interface: the userfaultfd uAPI as Rust constants and
 //! `repr(C)` structs, and the system calls that use them.
 //!
@@ -7,6 +8,7 @@
 //! layer cannot pair a request number with the wrong argument type.
 #![allow(unsafe_code)]
 
+pub mod arch;
 pub mod cancel;
 pub mod dupfd;
 pub mod fdinfo;

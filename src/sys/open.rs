@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The two ways to get a new userfaultfd: the `userfaultfd(2)` system call
 //! and `ioctl(USERFAULTFD_IOC_NEW)` on `/dev/userfaultfd`.
 

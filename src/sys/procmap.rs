@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! What is mapped at one address, asked of the kernel without walking the
 //! process: the PROCMAP_QUERY ioctl on `/proc/<pid>/maps` (Linux 6.11 and
 //! later) answers for the one mapping that covers an address, at a cost
@@ -33,9 +34,9 @@ struct ProcmapQuery {
 }
 const _: () = assert!(std::mem::size_of::<ProcmapQuery>() == 104);
 
-/// `PROCMAP_QUERY`: `_IOWR('f', 17, struct procmap_query)`, generic
-/// `_IOC` encoding (direction in bits 30-31, size in 16-29).
-pub const PROCMAP_QUERY: u64 = (3 << 30) | (104 << 16) | ((b'f' as u64) << 8) | 17;
+/// `PROCMAP_QUERY`: `_IOWR('f', 17, struct procmap_query)`, with the
+/// target's `_IOC` encoding (0xC0686611 on x86_64).
+pub const PROCMAP_QUERY: u64 = super::arch::iowr::<ProcmapQuery>(b'f', 17);
 
 /// `PROCMAP_QUERY_VMA_SHARED`: the mapping is MAP_SHARED.
 pub const VMA_SHARED: u64 = 0x08;

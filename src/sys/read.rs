@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Reading `struct uffd_msg` records and waiting for them with poll(2).
 
 use super::uapi::UffdMsg;

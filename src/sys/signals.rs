@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The signal mask of the threads the library creates.
 
 /// The calling thread's signal mask before `block_all`; restored on drop.

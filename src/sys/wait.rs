@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! eventfd, epoll and pread: what the monitor waits on and reads with.
 
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -116,13 +117,19 @@ pub fn epoll_wait(ep: BorrowedFd<'_>, out: &mut [u64], timeout_ms: i32) -> Resul
 
 /// pread(2) into `buf` at `offset`; returns the bytes read.
 pub fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> Result<usize, i32> {
+    // `pread` itself where off_t is 64-bit (a host's pread interposer sees
+    // the call), pread64 where off_t is 32-bit (arm, mips, x86).
+    #[cfg(target_pointer_width = "64")]
+    let call = libc::pread;
+    #[cfg(not(target_pointer_width = "64"))]
+    let call = libc::pread64;
     // SAFETY: `buf` is writable for its length.
     let n = unsafe {
-        libc::pread(
+        call(
             fd.as_raw_fd(),
             buf.as_mut_ptr().cast(),
             buf.len(),
-            offset as i64,
+            offset as _,
         )
     };
     if n < 0 {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Why the kernel refused: libuffd's diagnosis of a failed userfaultfd
 //! ioctl, made only after the refusal.
 //!

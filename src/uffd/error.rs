@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The one error type of libuffd. Every variant maps to exactly one errno
 //! (`Error::errno`), which is what the C ABI returns negated; `Display`
 //! gives the readable detail behind `libuffd_last_error()`.

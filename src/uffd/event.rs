@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Reading and decoding userfaultfd messages.
 
 use super::error::{Error, Op, Result};

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Flag sets: features, registration modes, ioctl masks, fault flags and
 //! per-operation modes. Unknown bits are kept (`from_bits_retain`) so that
 //! features of kernels newer than 6.18 pass through untouched.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! `Uffd`: one userfaultfd, created (syscall, then /dev/userfaultfd) or
 //! adopted, with its API handshake done and its features known.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! What is mapped at an address, and with which page size: one
 //! PROCMAP_QUERY per address (see sys::procmap), with `/proc/<pid>/smaps`
 //! ("KernelPageSize") as the fallback for kernels before 6.11.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The safe core: one userfaultfd (`Uffd`), its operations and events.
 //! No `unsafe` here; everything that touches the kernel goes through
 //! `crate::sys`.

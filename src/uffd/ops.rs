@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Registration and every resolving operation, with the kernel's result
 //! field decoded into one `Progress` type.
 //!

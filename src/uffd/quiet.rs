@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! A good guest: a panic inside libuffd never prints on the host's stderr.
 //!
 //! Rust's default panic hook prints "thread '…' panicked at …" on stderr

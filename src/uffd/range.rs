@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Checks on the address ranges libuffd's own functions take (the
 //! monitor's regions). The userfaultfd operations do not use them: they
 //! leave every argument to the kernel, whose errno is the answer, and

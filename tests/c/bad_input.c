@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
  * bad_input: every exported function of libuffd (the 22 of include/libuffd.h)
  * fed bad input. Each failure must come back as the documented negative

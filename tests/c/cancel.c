@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
  * cancel.c: pthread_cancel() of threads blocked in libuffd's waits.
  *

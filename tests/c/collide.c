@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
  * collide: libuffd next to the code it replaces. The program has its own
  * uffd.h and its own uffd_open/uffd_register/uffd_copy/... (QEMU's,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* The host program's own helpers (see uffd.h), written on raw system calls. */
 #define _GNU_SOURCE
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
  * errno_diff: libuffd answers exactly as the kernel does.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
  * fd_source.c: LIBUFFD_SOURCE_FD never lies. This program defines pread()
  * and pread64() itself, so the library's reads of the source file (linked

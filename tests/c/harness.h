@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
  * harness.h: the tiny test harness of libuffd's C tests.
  *

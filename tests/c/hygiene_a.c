@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
  * hygiene_a: <libuffd.h> first, then <linux/userfaultfd.h>. No name may
  * clash; libuffd.h may be included twice. Built as C11 (and run) and checked

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
  * hygiene_b: <linux/userfaultfd.h> first, then <libuffd.h> (twice). Built as
  * C11 (and run) and checked as C++17 by run.sh.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
  * layout: the ABI of include/libuffd.h pinned at compile time. Sizes,
  * offsets, alignments and field types of every public struct are frozen

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
  * monitor.c: the monitor's C API on the real kernel: page sources, the
  * callback table with user data and its finaliser, deferral completed

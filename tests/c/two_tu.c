@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
  * two_tu: libuffd.h included by two translation units linked into one
  * program (two_tu.c and its companion two_tu_tu2.c, linked together by

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* The second translation unit of two_tu.c: libuffd.h alone. */
 #include <libuffd.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
  * tests/c/uffd.h: a host program's own userfaultfd helpers, declared under
  * the names such programs really give theirs: QEMU's util/userfaultfd.c

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Helpers for the tests of every resolving operation on each memory kind
 //! (tests/ops_anon.rs, ops_shmem.rs, ops_hugetlb.rs).
 

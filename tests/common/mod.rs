@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! Helpers shared by the integration tests: real memory of each kind, a
 //! watchdog that turns a hang into a loud failure, and threads that fault.
 #![allow(dead_code)]
@@ -85,6 +86,11 @@ impl Mem {
     /// Map `pages` pages of `kind`. Panics (fails the test) if the memory
     /// cannot be had, e.g. no huge pages reserved: never a silent skip.
     pub fn new(kind: Kind, pages: usize) -> Mem {
+        if kind.is_hugetlb() {
+            if let Some(why) = hugetlb_unavailable() {
+                panic!("{kind:?} memory cannot be had ({why}): the test must start with skip_without_hugetlb");
+            }
+        }
         let len = pages * kind.page();
         let prot = libc::PROT_READ | libc::PROT_WRITE;
         // SAFETY: plain mmap/memfd calls; results are checked.
@@ -352,5 +358,55 @@ pub fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
             "timed out waiting for {what}"
         );
         std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Reserved 2 MiB huge pages the hugetlb tests need (they map up to 8 at
+/// once, two tests at a time).
+pub const HUGEPAGES_NEEDED: u64 = 32;
+
+/// Why the hugetlb tests cannot run on this machine, or None: they need
+/// the default huge page size to be 2 MiB and HUGEPAGES_NEEDED pages
+/// reserved (`make test` reserves them when run as root). Setting
+/// LIBUFFD_TEST_NO_HUGETLB skips them as if there were none.
+pub fn hugetlb_unavailable() -> Option<String> {
+    if std::env::var_os("LIBUFFD_TEST_NO_HUGETLB").is_some() {
+        return Some("LIBUFFD_TEST_NO_HUGETLB is set".into());
+    }
+    let info = match std::fs::read_to_string("/proc/meminfo") {
+        Ok(s) => s,
+        Err(e) => return Some(format!("/proc/meminfo unreadable: {e}")),
+    };
+    let field = |name: &str| -> Option<u64> {
+        info.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+    };
+    match (field("HugePages_Total:"), field("Hugepagesize:")) {
+        (None, _) | (_, None) => Some("the kernel has no hugetlb support".into()),
+        (_, Some(kb)) if kb != 2048 => Some(format!(
+            "the default huge page size is {kb} kB, not 2048 kB"
+        )),
+        (Some(n), _) if n < HUGEPAGES_NEEDED => Some(format!(
+            "{n} huge pages reserved, {HUGEPAGES_NEEDED} needed \
+             (as root: echo 64 > /proc/sys/vm/nr_hugepages; make test does it)"
+        )),
+        _ => None,
+    }
+}
+
+/// At the start of a test that needs hugetlb memory: when it cannot run
+/// here, prints "SKIP <test>: <reason>" where it is seen (the process's
+/// stderr, which the test harness does not capture) and returns true, so
+/// that the test returns; otherwise false.
+pub fn skip_without_hugetlb(test: &str) -> bool {
+    use std::io::Write;
+    match hugetlb_unavailable() {
+        Some(why) => {
+            let _ = writeln!(std::io::stderr(), "SKIP {test}: {why}");
+            true
+        }
+        None => false,
     }
 }

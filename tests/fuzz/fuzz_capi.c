@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
  * fuzz_capi.c: a libFuzzer target over libuffd's C ABI.
  *

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT OR Apache-2.0
 """Write the seed corpus of fuzz_capi.c (tests/fuzz/corpus/*).
 
 Each seed is a small program in the byte language of fuzz_capi.c

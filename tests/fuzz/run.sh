@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT OR Apache-2.0
 # tests/fuzz/run.sh SECONDS [libFuzzer args...]: run build/fuzz/fuzz_capi
 # (make fuzz / make fuzz-quick) for SECONDS from the committed corpus plus
 # what earlier runs found (build/fuzz/work). Fails on any crash, hang

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
  * soak.c: a stress soak of libuffd's monitor (make soak; not in CI).
  *
