@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
 //! The monitor's lifecycle (docs/DESIGN.md §5): new → running → stopping →
 //! stopped, and a stopped monitor runs again. Here: starts racing each
 //! other, and a run while started. Real kernel, real memory.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
  * opts_macro: LIBUFFD_OPTS and LIBUFFD_OPTS_INIT, the options-struct
  * macros, in C and in C++. run.sh builds this file as C11 (with every C
