@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use uffd::monitor::*;
+use uffd::Range;
 use uffd::*;
 
 fn pattern(len: usize, seed: u64) -> Vec<u8> {
@@ -109,8 +110,7 @@ fn blocking_case(workers: u32) {
         .expect("the monitor takes a blocking uffd");
     m.add_region(
         id,
-        mem.start(),
-        mem.len as u64,
+        Range::new(mem.start(), mem.len as u64),
         RegionOptions {
             source: buffer(&data),
             register: RegisterMode::MISSING,
@@ -158,7 +158,10 @@ fn blocking_adopted_fd_dispatch() {
     let data = pattern(mem.len, 2);
     let owner = open_blocking(Features::empty());
     owner
-        .register(mem.start(), mem.len as u64, RegisterMode::MISSING)
+        .register(
+            Range::new(mem.start(), mem.len as u64),
+            RegisterMode::MISSING,
+        )
         .unwrap();
     let u = Arc::new(adopt_dup(&owner));
     assert!(!u.is_nonblocking());
@@ -175,8 +178,7 @@ fn blocking_adopted_fd_dispatch() {
         .expect("the monitor takes a blocking uffd");
     m.add_region(
         id,
-        mem.start(),
-        mem.len as u64,
+        Range::new(mem.start(), mem.len as u64),
         RegionOptions {
             source: buffer(&data),
             ..Default::default()
@@ -236,8 +238,7 @@ fn blocking_fd_fork_child_served() {
     let id = m.add_uffd(u.clone()).unwrap();
     m.add_region(
         id,
-        mem.start(),
-        mem.len as u64,
+        Range::new(mem.start(), mem.len as u64),
         RegionOptions {
             source: buffer(&data),
             register: RegisterMode::MISSING,
@@ -316,8 +317,11 @@ impl Handler for ZeroIfHuge {
 fn outside_case(kind: Kind) {
     let mem = Arc::new(Mem::new(kind, 2));
     let u = Arc::new(open_uffd(Features::empty()));
-    u.register(mem.start(), mem.len as u64, RegisterMode::MISSING)
-        .unwrap();
+    u.register(
+        Range::new(mem.start(), mem.len as u64),
+        RegisterMode::MISSING,
+    )
+    .unwrap();
     let h = Arc::new(ZeroIfHuge {
         want: HUGE as u64,
         seen: Mutex::new(Vec::new()),
@@ -338,7 +342,8 @@ fn outside_case(kind: Kind) {
     let released = kit::wait_finished(&reader, 5000);
     if !released {
         // The range is in no region, so stopping does not release it.
-        u.unregister(mem.start(), mem.len as u64).unwrap();
+        u.unregister(Range::new(mem.start(), mem.len as u64))
+            .unwrap();
     }
     let v = reader.join().unwrap();
     m.stop();
@@ -406,8 +411,7 @@ fn livelock_case(workers: u32, policy: ErrorPolicy) {
     let id = m.add_uffd(u.clone()).unwrap();
     m.add_region(
         id,
-        mem.start(),
-        mem.len as u64,
+        Range::new(mem.start(), mem.len as u64),
         RegionOptions {
             source: Source::Zero,
             register: RegisterMode::MISSING,
@@ -595,8 +599,7 @@ fn adopted_guest_case(features: u64, page_size: u64) -> (i32, Result<()>) {
     let id = m.add_uffd(u.clone()).unwrap();
     m.add_region(
         id,
-        addr,
-        2 * HUGE as u64,
+        Range::new(addr, 2 * HUGE as u64),
         RegionOptions {
             source: buffer(&data),
             page_size,
@@ -632,8 +635,7 @@ fn region_page_size_checked() {
         let e = m
             .add_region(
                 id,
-                mem.start(),
-                mem.len as u64,
+                Range::new(mem.start(), mem.len as u64),
                 RegionOptions {
                     page_size: bad,
                     ..Default::default()
@@ -648,8 +650,7 @@ fn region_page_size_checked() {
     let e = m
         .add_region(
             id,
-            mem.start(),
-            mem.len as u64,
+            Range::new(mem.start(), mem.len as u64),
             RegionOptions {
                 page_size: 4096,
                 ..Default::default()
@@ -660,8 +661,7 @@ fn region_page_size_checked() {
     assert!(e.to_string().contains("2048 KiB pages"), "{e}");
     m.add_region(
         id,
-        mem.start(),
-        mem.len as u64,
+        Range::new(mem.start(), mem.len as u64),
         RegionOptions {
             page_size: HUGE as u64,
             register: RegisterMode::MISSING,
@@ -723,8 +723,7 @@ impl AddFrom {
         };
         let r = m.add_region(
             self.id.load(SeqCst) as u32,
-            self.b.0,
-            self.b.1,
+            Range::new(self.b.0, self.b.1),
             RegionOptions {
                 source: buffer(&self.b_src),
                 register: RegisterMode::MISSING,
@@ -803,8 +802,7 @@ fn add_from_case(from: From, workers: u32) {
     *h.m.lock().unwrap() = Some(m.clone());
     m.add_region(
         id,
-        a.start(),
-        a.len as u64,
+        Range::new(a.start(), a.len as u64),
         RegionOptions {
             source: Source::Callback,
             register: RegisterMode::MISSING,

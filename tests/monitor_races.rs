@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 use uffd::monitor::*;
+use uffd::Range;
 use uffd::*;
 
 // ---------------------------------------------------------------------
@@ -385,8 +386,7 @@ fn source_error_default_policy_sigbus() {
         let e = m
             .add_region(
                 id,
-                mem.start(),
-                mem.len as u64,
+                Range::new(mem.start(), mem.len as u64),
                 RegionOptions {
                     source: Source::Fd {
                         fd: 999_999,
@@ -407,8 +407,7 @@ fn source_error_default_policy_sigbus() {
         assert!(bad_fd >= 0);
         m.add_region(
             id,
-            mem.start(),
-            mem.len as u64,
+            Range::new(mem.start(), mem.len as u64),
             RegionOptions {
                 source: Source::Fd {
                     fd: bad_fd,

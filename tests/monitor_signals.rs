@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 use uffd::monitor::*;
+use uffd::Range;
 use uffd::*;
 
 const SLOTS: usize = 4096;
@@ -98,8 +99,7 @@ fn child() -> i32 {
     };
     m.add_region(
         id,
-        mem.start(),
-        mem.len as u64,
+        Range::new(mem.start(), mem.len as u64),
         RegionOptions {
             source: src,
             register: RegisterMode::MISSING,
@@ -109,8 +109,7 @@ fn child() -> i32 {
     .unwrap();
     m.add_region(
         id,
-        lazy.start(),
-        lazy.len as u64,
+        Range::new(lazy.start(), lazy.len as u64),
         RegionOptions {
             source: src,
             register: RegisterMode::MISSING,

@@ -2,6 +2,7 @@ mod common;
 use common::*;
 use std::sync::Arc;
 use uffd::monitor::*;
+use uffd::Range;
 use uffd::*;
 
 #[test]
@@ -15,8 +16,7 @@ fn lazy_load_from_buffer_anon() {
     let id = m.add_uffd(u.clone()).unwrap();
     m.add_region(
         id,
-        mem.start(),
-        mem.len as u64,
+        Range::new(mem.start(), mem.len as u64),
         RegionOptions {
             source: Source::Buffer {
                 addr: src.as_ptr() as u64,

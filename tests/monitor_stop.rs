@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uffd::monitor::*;
 use uffd::*;
+use uffd::{Range, WriteprotectMode};
 
 fn exit_code(status: i32) -> i32 {
     assert!(
@@ -61,8 +62,7 @@ fn lazy_restore_stopped(kind: Kind, policy: Option<StopPolicy>, per_region: bool
     let id = m.add_uffd(u.clone()).unwrap();
     m.add_region(
         id,
-        mem.start(),
-        mem.len as u64,
+        Range::new(mem.start(), mem.len as u64),
         RegionOptions {
             source: Source::Buffer {
                 addr: src.as_ptr() as u64,
@@ -344,7 +344,9 @@ fn stop_ends_dispatch_loop_and_dispatch_resumes() {
     let d = dispatch_loop(&m);
     assert_eq!(mem.read(11), src[11]);
     m.stop();
-    wait_for("the dispatch loop to end at the stop", 10, || d.is_finished());
+    wait_for("the dispatch loop to end at the stop", 10, || {
+        d.is_finished()
+    });
     let e = d.join().unwrap();
     assert_eq!(e.errno(), libc::ECANCELED, "{e}");
     // Block: a fault after the stop waits; nothing dispatches.
@@ -353,9 +355,11 @@ fn stop_ends_dispatch_loop_and_dispatch_resumes() {
     assert!(!t.is_finished(), "Block: the fault waits after the stop");
     // Dispatching again serves it, with the right bytes.
     let d = dispatch_loop(&m);
-    wait_for("the resumed dispatch to serve the waiting thread", 10, || {
-        t.is_finished()
-    });
+    wait_for(
+        "the resumed dispatch to serve the waiting thread",
+        10,
+        || t.is_finished(),
+    );
     assert_eq!(t.join().unwrap(), src[2 * PAGE + 5]);
     assert_eq!(mem.read(3 * PAGE + 1), src[3 * PAGE + 1]);
     m.stop();
@@ -388,7 +392,8 @@ fn restart_after_zero_fill_stop_serves_readded_region() {
         register: RegisterMode::MISSING,
         ..RegionOptions::default()
     };
-    m.add_region(id, mem.start(), mem.len as u64, opts).unwrap();
+    m.add_region(id, Range::new(mem.start(), mem.len as u64), opts)
+        .unwrap();
     let run = m.start().unwrap();
     assert_eq!(mem.read(1), src[1]);
     m.stop();
@@ -404,7 +409,7 @@ fn restart_after_zero_fill_stop_serves_readded_region() {
             libc::MADV_DONTNEED,
         )
     };
-    m.add_region(id, mem.start(), mem.len as u64, opts)
+    m.add_region(id, Range::new(mem.start(), mem.len as u64), opts)
         .expect("the released region can be added again");
     let run = m.start().expect("restart");
     let t = reader(&mem, 3 * PAGE + 5);
@@ -485,7 +490,7 @@ fn prefetch_added_while_running_is_done() {
         prefetch: true,
         ..RegionOptions::default()
     };
-    m.add_region(id, other.start(), other.len as u64, opts)
+    m.add_region(id, Range::new(other.start(), other.len as u64), opts)
         .unwrap();
     wait_for("the late region prefetched", 10, || {
         m.stats().prefetched_bytes >= other.len as u64
@@ -529,8 +534,7 @@ fn fd_source_is_duplicated() {
     let id = m.add_uffd(u.clone()).unwrap();
     m.add_region(
         id,
-        mem.start(),
-        mem.len as u64,
+        Range::new(mem.start(), mem.len as u64),
         RegionOptions {
             source: Source::Fd {
                 fd,
@@ -585,8 +589,7 @@ fn stop_cost() {
         let id = m.add_uffd(u.clone()).unwrap();
         m.add_region(
             id,
-            mem.start(),
-            mem.len as u64,
+            Range::new(mem.start(), mem.len as u64),
             RegionOptions {
                 source: Source::Buffer {
                     addr: src.as_ptr() as u64,
@@ -638,8 +641,7 @@ fn stop_releases_wp_and_minor_waiters() {
     let id = m.add_uffd(u.clone()).unwrap();
     m.add_region(
         id,
-        anon.start(),
-        anon.len as u64,
+        Range::new(anon.start(), anon.len as u64),
         RegionOptions {
             source: Source::Callback,
             register: RegisterMode::WP,
@@ -647,18 +649,16 @@ fn stop_releases_wp_and_minor_waiters() {
         },
     )
     .unwrap();
-    // UFFDIO_WRITEPROTECT_MODE_WP.
+    // WriteprotectMode::WP.
     u.writeprotect(
-        anon.start(),
-        anon.len as u64,
-        ::uffd::sys::uapi::UFFDIO_WRITEPROTECT_MODE_WP,
+        Range::new(anon.start(), anon.len as u64),
+        WriteprotectMode::WP,
     )
     .unwrap();
     let id2 = m.add_uffd(u2.clone()).unwrap();
     m.add_region(
         id2,
-        shm.start(),
-        shm.len as u64,
+        Range::new(shm.start(), shm.len as u64),
         RegionOptions {
             source: Source::Callback,
             register: RegisterMode::MINOR,

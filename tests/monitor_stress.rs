@@ -25,6 +25,7 @@ mod common;
 use common::*;
 use std::sync::Arc;
 use uffd::monitor::*;
+use uffd::Range;
 use uffd::*;
 
 const THREADS: usize = 4;
@@ -105,8 +106,7 @@ fn stress(name: &'static str, kind: Kind, pages: usize, workers: u32) {
         let mem = Arc::new(Mem::new(kind, pages));
         m.add_region(
             id,
-            mem.start(),
-            mem.len as u64,
+            Range::new(mem.start(), mem.len as u64),
             RegionOptions {
                 source: Source::Buffer {
                     addr: src.as_ptr() as u64,

@@ -9,7 +9,8 @@ mod common;
 use common::*;
 
 use ::uffd::{
-    Error, FaultFlags, Features, Ioctls, Msg, OpenFlags, OpenOptions, RegisterMode, Uffd,
+    CopyMode, Error, FaultFlags, Features, Ioctls, Msg, OpenFlags, OpenOptions, Range,
+    RegisterMode, Uffd,
 };
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
@@ -34,16 +35,13 @@ fn status_flags(fd: i32) -> i32 {
 
 /// `ctx->features` as the kernel prints it in fdinfo (with INITIALIZED).
 fn kernel_features(fd: i32) -> u64 {
-    ::uffd::sys::fdinfo::read_uffd_fdinfo(fd)
-        .expect("read fdinfo")
-        .expect("fdinfo of a userfaultfd")
-        .features
+    raw::fdinfo(fd).expect("fdinfo of a userfaultfd").features
 }
 
 /// Faults queued or read but not yet woken, as fdinfo counts them (a
 /// snapshot, not a cumulative count).
 fn kernel_waiting_faults(fd: i32) -> u64 {
-    let i = ::uffd::sys::fdinfo::read_uffd_fdinfo(fd).unwrap().unwrap();
+    let i = raw::fdinfo(fd).expect("fdinfo of a userfaultfd");
     i.pending + i.total
 }
 
@@ -76,7 +74,7 @@ fn opts(flags: OpenFlags, features: Features, required: Features) -> OpenOptions
 /// the fault arrives, COPY resolves it, the thread sees the data.
 fn fault_roundtrip(u: &Uffd) {
     let mem = Arc::new(Mem::new(Kind::Anon, 1));
-    u.register(mem.start(), PAGE as u64, RegisterMode::MISSING)
+    u.register(Range::new(mem.start(), PAGE as u64), RegisterMode::MISSING)
         .expect("register");
     let t = reader(&mem, 100);
     let f = if u.is_nonblocking() {
@@ -86,7 +84,7 @@ fn fault_roundtrip(u: &Uffd) {
     };
     assert_eq!(f.address, mem.start());
     let data = pattern(PAGE, 7);
-    let p = u.copy_from_slice(mem.start(), &data, 0).expect("copy");
+    let p = unsafe { u.copy_from_slice(mem.start(), &data, CopyMode::empty()) }.expect("copy");
     assert!(p.is_complete());
     assert_eq!(t.join().unwrap(), data[100]);
 }
@@ -123,8 +121,11 @@ fn user_only_open_kernel_access_gets_efault() {
     ))
     .expect("user-mode-only open");
     assert_eq!(u.user_mode_only(), Some(true));
-    u.register(mem.start(), 2 * PAGE as u64, RegisterMode::MISSING)
-        .unwrap();
+    u.register(
+        Range::new(mem.start(), 2 * PAGE as u64),
+        RegisterMode::MISSING,
+    )
+    .unwrap();
     let (r, w) = pipe();
     assert_eq!(write_fd(w.as_raw_fd(), b"hello"), 5);
     // read(2) writes INTO the missing page from kernel mode: no trap, EFAULT.
@@ -155,8 +156,11 @@ fn default_open_traps_syscall_accesses() {
     ))
     .expect("open with the default mode");
     assert_eq!(u.user_mode_only(), Some(false));
-    u.register(mem.start(), 2 * PAGE as u64, RegisterMode::MISSING)
-        .unwrap();
+    u.register(
+        Range::new(mem.start(), 2 * PAGE as u64),
+        RegisterMode::MISSING,
+    )
+    .unwrap();
     let (r, w) = pipe();
     assert_eq!(write_fd(w.as_raw_fd(), b"hello"), 5);
 
@@ -174,7 +178,7 @@ fn default_open_traps_syscall_accesses() {
         "read(2) into the page is a write fault: {f:?}"
     );
     let data = pattern(PAGE, 3);
-    u.copy_from_slice(mem.start(), &data, 0).unwrap();
+    unsafe { u.copy_from_slice(mem.start(), &data, CopyMode::empty()) }.unwrap();
     assert_eq!(
         t.join().unwrap(),
         5,
@@ -199,7 +203,7 @@ fn default_open_traps_syscall_accesses() {
         "write(2) from the page is a read fault: {f:?}"
     );
     let data = pattern(PAGE, 9);
-    u.copy_from_slice(mem.page_addr(1), &data, 0).unwrap();
+    unsafe { u.copy_from_slice(mem.page_addr(1), &data, CopyMode::empty()) }.unwrap();
     assert_eq!(t.join().unwrap(), 64);
     let mut got = [0u8; 64];
     // SAFETY: valid buffer.

@@ -575,8 +575,7 @@ pub unsafe extern "C" fn libuffd_monitor_add_region(
         };
         mb.monitor.add_region(
             handle_id,
-            start as u64,
-            len as u64,
+            crate::uffd::Range::of_ptr(start, len),
             RegionOptions {
                 source,
                 register: RegisterMode::from_bits_retain(o.register_mode),

@@ -32,10 +32,10 @@ mod config;
 mod engine;
 mod pool;
 mod prefetch;
-pub mod region;
+mod region;
 mod reserve;
-pub mod resolve;
-pub mod stats;
+mod resolve;
+mod stats;
 mod stop;
 
 pub use config::{
@@ -46,7 +46,7 @@ pub use resolve::{Action, Applied, FaultCtx, FaultToken, RegionInfo};
 pub use stats::{StatsSnapshot, LATENCY_BUCKETS};
 
 use crate::sys::wait;
-use crate::uffd::{Error, RegisterMode, Result, Uffd};
+use crate::uffd::{Error, Range, RegisterMode, Result, Uffd};
 use engine::{ReaderState, EDGES_TOKEN, WAKE_TOKEN};
 use once_cell::sync::OnceCell;
 use region::{Region, RegionTable};
@@ -149,6 +149,7 @@ pub(crate) const UNRELEASED_SLOTS: usize = 64;
 /// Region options for `Monitor::add_region`.
 #[derive(Debug, Clone, Copy)]
 pub struct RegionOptions {
+    /// Where the region's pages come from.
     pub source: Source,
     /// Register the range with this mode first (empty: the caller already
     /// registered it).
@@ -331,7 +332,12 @@ pub struct Driven {
 pub enum Turn {
     /// poll(2) `fd` for input for up to `timeout_ms` (-1: no limit), then
     /// take the next turn.
-    Wait { fd: i32, timeout_ms: i32 },
+    Wait {
+        /// The descriptor to poll.
+        fd: i32,
+        /// How long to poll at most (-1: no limit).
+        timeout_ms: i32,
+    },
     /// The run is over: call `drive_end`.
     Done,
 }
@@ -660,17 +666,25 @@ impl Monitor {
         self.inner.uffd(id)
     }
 
-    /// Serve `[start, start+len)` of uffd `id` as `opts` says.
+    /// Serve `range` of uffd `id` as `opts` says.
+    ///
+    /// The range is handed over: from now on its missing pages get their
+    /// contents from the region's source, at the first access (or from
+    /// the prefetcher, or a stop policy's zeros or poison). Memory that
+    /// Rust values of this process live in (a `Vec`, a `Box`, a stack)
+    /// has no business here: give it memory mapped for the purpose, or
+    /// another process's.
     ///
     /// An Fd source's descriptor is duplicated (F_DUPFD_CLOEXEC): the
     /// caller may close its own at once; the monitor reads its duplicate,
     /// closed when the monitor is dropped.
-    pub fn add_region(&self, id: u32, start: u64, len: u64, opts: RegionOptions) -> Result<()> {
+    pub fn add_region(&self, id: u32, range: Range, opts: RegionOptions) -> Result<()> {
+        let Range { start, len } = range;
         let uffd = self
             .inner
             .uffd(id)
             .ok_or_else(|| Error::invalid(format!("monitor: no userfaultfd with id {id}")))?;
-        crate::uffd::range::check_range("add region", "range", start, len)?;
+        crate::uffd::check_range("add region", "range", start, len)?;
         let base = crate::sys::base_page_size();
         let given = opts.page_size;
         if given != 0 && (!given.is_power_of_two() || given < base) {
@@ -679,7 +693,7 @@ impl Monitor {
             )));
         }
         let page_size = if uffd.serves_this_process() {
-            let mapped = crate::uffd::mappings::page_size_at(start)?;
+            let mapped = crate::uffd::page_size_at(start)?;
             if given != 0 && given != mapped {
                 return Err(Error::invalid(format!(
                     "add region: page size {} KiB given, but the memory at {start:#x} has {} KiB pages",
@@ -764,7 +778,7 @@ impl Monitor {
             source_fd = Some(dup);
         }
         if !opts.register.is_empty() {
-            uffd.register(start, len, opts.register)?;
+            uffd.register(Range::new(start, len), opts.register)?;
         }
         if let Some(dup) = source_fd {
             self.inner

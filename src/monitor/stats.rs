@@ -9,7 +9,7 @@ pub const LATENCY_BUCKETS: usize = 32;
 
 /// Live counters of a monitor.
 #[derive(Default)]
-pub struct Stats {
+pub(crate) struct Stats {
     pub faults: AtomicU64,
     pub forks: AtomicU64,
     pub remaps: AtomicU64,
@@ -35,15 +35,19 @@ pub struct Stats {
     latency: [AtomicU64; LATENCY_BUCKETS],
 }
 
-/// A copy of the counters at one moment.
+/// A copy of a monitor's counters at one moment
+/// ([`Monitor::stats`](super::Monitor::stats)).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StatsSnapshot {
     /// Page-fault messages read.
     pub faults: u64,
-    /// FORK, REMAP, REMOVE, UNMAP events read.
+    /// FORK events read.
     pub forks: u64,
+    /// REMAP events read.
     pub remaps: u64,
+    /// REMOVE events read.
     pub removes: u64,
+    /// UNMAP events read.
     pub unmaps: u64,
     /// Faults resolved by the monitor or a callback.
     pub resolved: u64,

@@ -37,8 +37,6 @@ const _: () = assert!(std::mem::size_of::<ProcmapQuery>() == 104);
 /// `_IOC` encoding (direction in bits 30-31, size in 16-29).
 pub const PROCMAP_QUERY: u64 = (3 << 30) | (104 << 16) | ((b'f' as u64) << 8) | 17;
 
-/// `PROCMAP_QUERY_VMA_SHARED`: the mapping is MAP_SHARED.
-pub const VMA_SHARED: u64 = 0x08;
 /// `PROCMAP_QUERY_FILE_BACKED_VMA`: query flag, only file-backed mappings.
 const _FILE_BACKED_VMA: u64 = 0x20;
 

@@ -17,6 +17,7 @@ use std::fmt;
 pub struct Call {
     /// COPY's and MOVE's source address.
     pub src: Option<u64>,
+    /// The mode bits as given.
     pub mode: u64,
     /// Whether the memory is known to be this process's (a handle from
     /// `Uffd::open`); otherwise this process's mappings are described
@@ -27,18 +28,31 @@ pub struct Call {
 /// The userfaultfd operation an error came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
+    /// UFFDIO_API, the handshake.
     Api,
+    /// UFFDIO_REGISTER.
     Register,
+    /// UFFDIO_UNREGISTER.
     Unregister,
+    /// UFFDIO_WAKE.
     Wake,
+    /// UFFDIO_COPY.
     Copy,
+    /// UFFDIO_ZEROPAGE.
     Zeropage,
+    /// UFFDIO_WRITEPROTECT.
     Writeprotect,
+    /// UFFDIO_CONTINUE.
     Continue,
+    /// UFFDIO_POISON.
     Poison,
+    /// UFFDIO_MOVE.
     Move,
+    /// read(2) of messages.
     Read,
+    /// poll(2) for messages.
     Poll,
+    /// Adopting a descriptor made elsewhere.
     Adopt,
 }
 
@@ -84,29 +98,47 @@ pub enum Error {
     /// nothing stands out, a generic hint.
     #[error("{op} [{addr:#x}, +{len:#x}): {}{}", strerror(*errno), Why(*op, *errno, *addr, *len, *call))]
     Kernel {
+        /// The operation refused.
         op: Op,
+        /// The ioctl's errno.
         errno: i32,
+        /// The start of the (destination) range.
         addr: u64,
+        /// Its length.
         len: u64,
+        /// The rest of the arguments, to explain the refusal.
         call: Option<Call>,
     },
 
     /// A system call without a range failed.
     #[error("{op}: {}{}", strerror(*errno), if detail.is_empty() { String::new() } else { format!(" ({detail})") })]
     Os {
+        /// The call that failed.
         op: &'static str,
+        /// Its errno.
         errno: i32,
+        /// What libuffd knows of the cause (may be empty).
         detail: String,
     },
 
     /// Features the caller required are not offered by this kernel.
     #[error("required userfaultfd features missing from this kernel: {} (mask {missing:#x}; kernel offers {offered:#x})", feature_names(*missing))]
-    MissingFeatures { missing: u64, offered: u64 },
+    MissingFeatures {
+        /// The required features the kernel lacks.
+        missing: u64,
+        /// Every feature the kernel offers.
+        offered: u64,
+    },
 
     /// No way of creating a userfaultfd worked; `attempts` names each path
     /// tried and why it failed.
     #[error("could not create a userfaultfd: {attempts}")]
-    Open { errno: i32, attempts: String },
+    Open {
+        /// The errno of the most telling attempt.
+        errno: i32,
+        /// Each path tried and why it failed.
+        attempts: String,
+    },
 
     /// A Rust panic was caught at the C boundary, or the object was
     /// poisoned by an earlier one.
@@ -183,12 +215,12 @@ impl Error {
 }
 
 /// The C library's text for an errno, without allocation when possible.
-pub fn strerror(errno: i32) -> StrError {
+pub(crate) fn strerror(errno: i32) -> StrError {
     StrError(errno)
 }
 
 /// Display adapter for an errno: "EEXIST: File exists".
-pub struct StrError(pub i32);
+pub(crate) struct StrError(pub i32);
 
 impl fmt::Display for StrError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -202,7 +234,7 @@ impl fmt::Display for StrError {
 }
 
 /// The symbolic name of the errnos userfaultfd produces.
-pub fn errno_name(errno: i32) -> &'static str {
+pub(crate) fn errno_name(errno: i32) -> &'static str {
     match errno {
         libc::EPERM => "EPERM",
         libc::ENOENT => "ENOENT",

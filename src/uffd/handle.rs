@@ -36,6 +36,7 @@ bitflags::bitflags! {
 /// What to ask for when creating or adopting a userfaultfd.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OpenOptions {
+    /// How to create the descriptor (ignored by [`Uffd::adopt`]).
     pub flags: OpenFlags,
     /// Features wanted if the kernel has them; the ones it lacks are left
     /// out of the negotiated set without error.
@@ -121,7 +122,7 @@ fn read_sysctl_unprivileged() -> Option<String> {
 
 /// Create a raw userfaultfd, trying the system call and then the device.
 /// On failure the error lists each path tried and why it failed.
-pub fn create_fd(flags: OpenFlags) -> Result<OwnedFd> {
+pub(crate) fn create_fd(flags: OpenFlags) -> Result<OwnedFd> {
     let kflags = syscall_flags(flags);
     let mut attempts = String::new();
     let mut chosen_errno = 0;

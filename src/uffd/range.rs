@@ -6,10 +6,52 @@
 use super::error::{Error, Result};
 use crate::sys::base_page_size;
 
+/// An address range `[start, start + len)` in the memory a userfaultfd
+/// serves (this process's, or another's when the descriptor came from a
+/// FORK event or over a socket).
+///
+/// Plain numbers, checked by nobody but the kernel: the operations pass
+/// them as given, so a range the kernel refuses gets exactly the kernel's
+/// errno (and libuffd's explanation in the error's text).
+///
+/// ```
+/// use uffd::Range;
+/// let buf = [0u8; 64];
+/// let r = Range::of_ptr(buf.as_ptr(), buf.len());
+/// assert_eq!(r.len, 64);
+/// assert_eq!(r.end(), r.start + 64);
+/// assert_eq!(Range::new(0x1000, 0x2000).end(), 0x3000);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Range {
+    /// The first address.
+    pub start: u64,
+    /// The length in bytes.
+    pub len: u64,
+}
+
+impl Range {
+    /// `[start, start + len)`.
+    pub const fn new(start: u64, len: u64) -> Range {
+        Range { start, len }
+    }
+
+    /// The range of `len` bytes at `ptr` (in this process).
+    pub fn of_ptr<T>(ptr: *const T, len: usize) -> Range {
+        Range::new(ptr as usize as u64, len as u64)
+    }
+
+    /// The address one past the end (wrapping, as the kernel would see a
+    /// range that wraps: it refuses it).
+    pub const fn end(&self) -> u64 {
+        self.start.wrapping_add(self.len)
+    }
+}
+
 /// Check `[start, start+len)`: non-empty, no wrap past the end of the
 /// address space, and both ends aligned to the base page size. `what`
 /// names the argument in the error message ("dst", "range", ...).
-pub fn check_range(op: &str, what: &str, start: u64, len: u64) -> Result<()> {
+pub(crate) fn check_range(op: &str, what: &str, start: u64, len: u64) -> Result<()> {
     let page = base_page_size();
     if len == 0 {
         return Err(Error::invalid(format!("{op}: {what} length is 0")));
