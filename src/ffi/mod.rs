@@ -19,6 +19,7 @@
 #![allow(clippy::missing_safety_doc)]
 
 mod boundary;
+mod consts_check;
 pub mod error_api;
 pub mod event_api;
 mod ext;

@@ -43,6 +43,7 @@ pub use config::{
 };
 pub use region::Source;
 pub use resolve::{Action, Applied, FaultCtx, FaultToken, RegionInfo};
+pub(crate) use stats::counters;
 pub use stats::{StatsSnapshot, LATENCY_BUCKETS};
 
 use crate::sys::wait;

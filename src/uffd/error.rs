@@ -233,35 +233,64 @@ impl fmt::Display for StrError {
     }
 }
 
-/// The symbolic name of the errnos userfaultfd produces.
+/// Every errno libuffd returns or explains, declared once: its symbolic
+/// name (in `Error`'s text) and the static text `libuffd_strerror()`
+/// gives C callers (the C library's text, plus what it usually means
+/// here). Both lookups below are derived from this one table.
+macro_rules! errno_table {
+    ($($errno:ident => $text:literal,)*) => {
+        const ERRNOS: &[(i32, &str, &std::ffi::CStr)] = &[
+            (0, "OK", c"Success"),
+            $((libc::$errno, stringify!($errno), $text),)*
+        ];
+    };
+}
+
+errno_table! {
+    EPERM => c"Operation not permitted",
+    ENOENT => c"No such file or directory (no registered mapping there)",
+    ESRCH => c"No such process (the process owning the memory exited)",
+    EINTR => c"Interrupted system call",
+    EIO => c"Input/output error",
+    EBADF => c"Bad file descriptor",
+    EAGAIN => c"Resource temporarily unavailable (an event is pending: read events, then retry)",
+    ENOMEM => c"Cannot allocate memory (or nothing mapped at the address given to libuffd_page_size)",
+    EACCES => c"Permission denied",
+    EFAULT => c"Bad address",
+    EBUSY => c"Device or resource busy",
+    EEXIST => c"File exists (the range is already populated: wake the waiter)",
+    ENODEV => c"No such device",
+    EINVAL => c"Invalid argument",
+    ENFILE => c"Too many open files in system",
+    EMFILE => c"Too many open files",
+    ENOTTY => c"Inappropriate ioctl for device",
+    ENOSPC => c"No space left on device",
+    ERANGE => c"Numerical result out of range",
+    ENOSYS => c"Function not implemented",
+    EOPNOTSUPP => c"Operation not supported (a required userfaultfd feature is missing)",
+    E2BIG => c"Argument list too long (options struct sets fields this libuffd does not know)",
+    EPROTO => c"Protocol error",
+    EOVERFLOW => c"Value too large for defined data type",
+    ETIMEDOUT => c"Connection timed out",
+    ECANCELED => c"Operation canceled",
+    ENOTRECOVERABLE => c"State not recoverable (internal libuffd error)",
+}
+
+/// The symbolic name of an errno libuffd produces ("E?" for others).
 pub(crate) fn errno_name(errno: i32) -> &'static str {
-    match errno {
-        libc::EPERM => "EPERM",
-        libc::ENOENT => "ENOENT",
-        libc::ESRCH => "ESRCH",
-        libc::EINTR => "EINTR",
-        libc::EIO => "EIO",
-        libc::EBADF => "EBADF",
-        libc::EAGAIN => "EAGAIN",
-        libc::ENOMEM => "ENOMEM",
-        libc::EACCES => "EACCES",
-        libc::EFAULT => "EFAULT",
-        libc::EBUSY => "EBUSY",
-        libc::EEXIST => "EEXIST",
-        libc::ENODEV => "ENODEV",
-        libc::EINVAL => "EINVAL",
-        libc::ENOTTY => "ENOTTY",
-        libc::ENOSPC => "ENOSPC",
-        libc::ERANGE => "ERANGE",
-        libc::ENOSYS => "ENOSYS",
-        libc::EOPNOTSUPP => "EOPNOTSUPP",
-        libc::E2BIG => "E2BIG",
-        libc::EPROTO => "EPROTO",
-        libc::ETIMEDOUT => "ETIMEDOUT",
-        libc::ENOTRECOVERABLE => "ENOTRECOVERABLE",
-        libc::EOVERFLOW => "EOVERFLOW",
-        _ => "E?",
-    }
+    ERRNOS
+        .iter()
+        .find(|e| e.0 == errno && errno != 0)
+        .map_or("E?", |e| e.1)
+}
+
+/// The static text of an errno for C callers ("Unknown error" for
+/// others).
+pub(crate) fn errno_text(errno: i32) -> &'static std::ffi::CStr {
+    ERRNOS
+        .iter()
+        .find(|e| e.0 == errno)
+        .map_or(c"Unknown error", |e| e.2)
 }
 
 /// The explanation after a kernel errno: the diagnosis, or the hint.

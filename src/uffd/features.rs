@@ -6,7 +6,8 @@ use crate::sys::uapi as k;
 
 bitflags::bitflags! {
     /// `uffdio_api.features` bits: what a userfaultfd may do beyond
-    /// anonymous MISSING faults.
+    /// anonymous MISSING faults. Their names here are the one list of
+    /// feature names ([`feature_names`] and the error texts use it).
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
     pub struct Features: u64 {
         /// WP registration and write-protect faults on anonymous memory.
@@ -183,28 +184,10 @@ pub(crate) mod modes {
     pub const REGISTER: u64 = RegisterMode::all().bits();
 }
 
-const FEATURE_NAMES: [(u64, &str); 17] = [
-    (k::UFFD_FEATURE_PAGEFAULT_FLAG_WP, "PAGEFAULT_FLAG_WP"),
-    (k::UFFD_FEATURE_EVENT_FORK, "EVENT_FORK"),
-    (k::UFFD_FEATURE_EVENT_REMAP, "EVENT_REMAP"),
-    (k::UFFD_FEATURE_EVENT_REMOVE, "EVENT_REMOVE"),
-    (k::UFFD_FEATURE_MISSING_HUGETLBFS, "MISSING_HUGETLBFS"),
-    (k::UFFD_FEATURE_MISSING_SHMEM, "MISSING_SHMEM"),
-    (k::UFFD_FEATURE_EVENT_UNMAP, "EVENT_UNMAP"),
-    (k::UFFD_FEATURE_SIGBUS, "SIGBUS"),
-    (k::UFFD_FEATURE_THREAD_ID, "THREAD_ID"),
-    (k::UFFD_FEATURE_MINOR_HUGETLBFS, "MINOR_HUGETLBFS"),
-    (k::UFFD_FEATURE_MINOR_SHMEM, "MINOR_SHMEM"),
-    (k::UFFD_FEATURE_EXACT_ADDRESS, "EXACT_ADDRESS"),
-    (k::UFFD_FEATURE_WP_HUGETLBFS_SHMEM, "WP_HUGETLBFS_SHMEM"),
-    (k::UFFD_FEATURE_WP_UNPOPULATED, "WP_UNPOPULATED"),
-    (k::UFFD_FEATURE_POISON, "POISON"),
-    (k::UFFD_FEATURE_WP_ASYNC, "WP_ASYNC"),
-    (k::UFFD_FEATURE_MOVE, "MOVE"),
-];
-
-/// Human-readable names of the bits in `mask`: "MOVE|POISON|bit17".
+/// Human-readable names of the bits in `mask`: "MOVE|POISON|bit17". The
+/// names are those of [`Features`]' constants.
 pub fn feature_names(mask: u64) -> String {
+    use bitflags::Flags as _;
     let mut out = String::new();
     for bit in 0..64 {
         let b = 1u64 << bit;
@@ -214,8 +197,11 @@ pub fn feature_names(mask: u64) -> String {
         if !out.is_empty() {
             out.push('|');
         }
-        match FEATURE_NAMES.iter().find(|(v, _)| *v == b) {
-            Some((_, name)) => out.push_str(name),
+        match Features::FLAGS
+            .iter()
+            .find(|f| f.is_named() && f.value().bits() == b)
+        {
+            Some(f) => out.push_str(f.name()),
             None => out.push_str(&format!("bit{bit}")),
         }
     }

@@ -24,4 +24,5 @@ pub use mappings::{mapping_at, page_size_at, page_size_in, Mapping};
 pub use ops::Progress;
 pub use range::Range;
 
+pub(crate) use error::errno_text;
 pub(crate) use range::check_range;
