@@ -152,3 +152,42 @@ pub struct FillsAreUnsafe;
 /// }
 /// ```
 pub struct TypedModesAndRanges;
+
+/// The monitor changes memory only where it was handed over: a
+/// [`HandedOver`](crate::HandedOver) range, which only `unsafe` code can
+/// make. A live `Vec` cannot become a region, nor the source of a move.
+///
+/// ```compile_fail,E0308
+/// # use uffd::{monitor::*, Range};
+/// fn f(m: &Monitor, v: &Vec<u8>) {
+///     let _ = m.add_region(0, Range::of_ptr(v.as_ptr(), v.len()), RegionOptions::default());
+/// }
+/// ```
+///
+/// ```compile_fail,E0133
+/// # use uffd::{monitor::*, HandedOver, Range};
+/// fn f(m: &Monitor, v: &Vec<u8>) {
+///     let h = HandedOver::new(Range::of_ptr(v.as_ptr(), v.len()));
+///     let _ = m.add_region(0, h, RegionOptions::default());
+/// }
+/// ```
+///
+/// ```compile_fail,E0308
+/// # use uffd::monitor::*;
+/// fn f(ctx: &FaultCtx<'_>, live: &[u8]) {
+///     let _ = ctx.resolve(Action::Move(live.as_ptr() as u64));
+/// }
+/// ```
+///
+/// ```
+/// // The twin: with the caller's promise.
+/// # use uffd::{monitor::*, HandedOver, Range};
+/// fn f(m: &Monitor, ctx: &FaultCtx<'_>, start: u64, len: u64) {
+///     // SAFETY (of this example, never run): the caller keeps Rust
+///     // values out of the range.
+///     let h = unsafe { HandedOver::new(Range::new(start, len)) };
+///     let _ = m.add_region(0, h, RegionOptions::default());
+///     let _ = ctx.resolve(Action::Move(h));
+/// }
+/// ```
+pub struct MonitorTakesHandedOver;

@@ -36,7 +36,7 @@ fn describe(status: i32) -> String {
 fn add_region(m: &Monitor, id: u32, mem: &Mem, source: Source) {
     m.add_region(
         id,
-        Range::new(mem.start(), mem.len as u64),
+        handed(mem.start(), mem.len as u64),
         RegionOptions {
             source,
             register: RegisterMode::MISSING,

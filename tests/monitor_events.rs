@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use uffd::monitor::*;
-use uffd::Range;
 use uffd::*;
 
 // ---------------------------------------------------------------------
@@ -225,7 +224,7 @@ fn remove_race_case(policy: RemovePolicy, workers: u32) {
     let id = m.add_uffd(u.clone()).unwrap();
     m.add_region(
         id,
-        Range::new(mem.start(), mem.len as u64),
+        handed(mem.start(), mem.len as u64),
         missing(buffer(&data)),
     )
     .unwrap();
@@ -358,7 +357,7 @@ fn remove_then_read_case(workers: u32, rounds: usize) {
     let id = m.add_uffd(u.clone()).unwrap();
     m.add_region(
         id,
-        Range::new(mem.start(), mem.len as u64),
+        handed(mem.start(), mem.len as u64),
         missing(buffer(&data)),
     )
     .unwrap();
@@ -437,7 +436,7 @@ fn remap_whole_case(workers: u32) {
     };
     let m = Monitor::new(config, Box::new(Recording(rec.clone()))).unwrap();
     let id = m.add_uffd(u.clone()).unwrap();
-    m.add_region(id, Range::new(old, len as u64), missing(buffer(&data)))
+    m.add_region(id, handed(old, len as u64), missing(buffer(&data)))
         .unwrap();
     let run = m.start().unwrap();
     for p in [0usize, 1, 2, 10, 40] {
@@ -509,7 +508,7 @@ fn remap_moves_middle_piece() {
     let rec = Arc::new(Recorder::default());
     let m = Monitor::new(Config::default(), Box::new(Recording(rec.clone()))).unwrap();
     let id = m.add_uffd(u.clone()).unwrap();
-    m.add_region(id, Range::new(old, len as u64), missing(buffer(&data)))
+    m.add_region(id, handed(old, len as u64), missing(buffer(&data)))
         .unwrap();
     let run = m.start().unwrap();
     let (a, b) = (16 * PAGE, 32 * PAGE);
@@ -561,7 +560,7 @@ fn unmap_drops_region() {
     let rec = Arc::new(Recorder::default());
     let m = Monitor::new(Config::default(), Box::new(Recording(rec.clone()))).unwrap();
     let id = m.add_uffd(u.clone()).unwrap();
-    m.add_region(id, Range::new(base, len as u64), missing(buffer(&data)))
+    m.add_region(id, handed(base, len as u64), missing(buffer(&data)))
         .unwrap();
     let run = m.start().unwrap();
     assert_eq!(read_at(base + 5), data[5]);
@@ -592,12 +591,8 @@ fn unmap_drops_region() {
     );
     // The old region no longer covers the hole: a new region (another
     // source) can be added there, and faults get the new source.
-    m.add_region(
-        id,
-        Range::new(hole, (8 * PAGE) as u64),
-        missing(buffer(&other)),
-    )
-    .expect("the unmapped range left the region table");
+    m.add_region(id, handed(hole, (8 * PAGE) as u64), missing(buffer(&other)))
+        .expect("the unmapped range left the region table");
     // 2. munmap pages 24..32.
     unmap(base + (24 * PAGE) as u64, 8 * PAGE);
     wait_for("the second UNMAP counted", || m.stats().unmaps == 2);
@@ -635,7 +630,7 @@ fn unmap_races_faults() {
     let data = Arc::new(content(len, 37));
     for round in 0..20 {
         let base = map_anon(len, libc::PROT_READ | libc::PROT_WRITE);
-        m.add_region(id, Range::new(base, len as u64), missing(buffer(&data)))
+        m.add_region(id, handed(base, len as u64), missing(buffer(&data)))
             .unwrap();
         let keep = 32 * PAGE; // pages 0..32 stay mapped
         let hs: Vec<_> = (0..2usize)
@@ -715,7 +710,7 @@ fn fork_case(workers: u32) {
     let id = m.add_uffd(u.clone()).unwrap();
     m.add_region(
         id,
-        Range::new(mem.start(), mem.len as u64),
+        handed(mem.start(), mem.len as u64),
         missing(buffer(&data)),
     )
     .unwrap();
@@ -808,7 +803,7 @@ fn fork_child_killed_esrch_retires() {
     assert_eq!(id, 0);
     m.add_region(
         id,
-        Range::new(mem.start(), mem.len as u64),
+        handed(mem.start(), mem.len as u64),
         missing(Source::Callback),
     )
     .unwrap();
@@ -901,7 +896,7 @@ fn back_to_back_case(forks: u64, verdict: ForkVerdict) {
     let id = m.add_uffd(u.clone()).unwrap();
     m.add_region(
         id,
-        Range::new(mem.start(), mem.len as u64),
+        handed(mem.start(), mem.len as u64),
         missing(buffer(&data)),
     )
     .unwrap();
@@ -977,7 +972,7 @@ fn dispatch_back_to_back_case(forks: u64) {
     let id = m.add_uffd(u.clone()).unwrap();
     m.add_region(
         id,
-        Range::new(mem.start(), mem.len as u64),
+        handed(mem.start(), mem.len as u64),
         missing(buffer(&data)),
     )
     .unwrap();

@@ -110,7 +110,7 @@ fn blocking_case(workers: u32) {
         .expect("the monitor takes a blocking uffd");
     m.add_region(
         id,
-        Range::new(mem.start(), mem.len as u64),
+        handed(mem.start(), mem.len as u64),
         RegionOptions {
             source: buffer(&data),
             register: RegisterMode::MISSING,
@@ -178,7 +178,7 @@ fn blocking_adopted_fd_dispatch() {
         .expect("the monitor takes a blocking uffd");
     m.add_region(
         id,
-        Range::new(mem.start(), mem.len as u64),
+        handed(mem.start(), mem.len as u64),
         RegionOptions {
             source: buffer(&data),
             ..Default::default()
@@ -238,7 +238,7 @@ fn blocking_fd_fork_child_served() {
     let id = m.add_uffd(u.clone()).unwrap();
     m.add_region(
         id,
-        Range::new(mem.start(), mem.len as u64),
+        handed(mem.start(), mem.len as u64),
         RegionOptions {
             source: buffer(&data),
             register: RegisterMode::MISSING,
@@ -411,7 +411,7 @@ fn livelock_case(workers: u32, policy: ErrorPolicy) {
     let id = m.add_uffd(u.clone()).unwrap();
     m.add_region(
         id,
-        Range::new(mem.start(), mem.len as u64),
+        handed(mem.start(), mem.len as u64),
         RegionOptions {
             source: Source::Zero,
             register: RegisterMode::MISSING,
@@ -599,7 +599,7 @@ fn adopted_guest_case(features: u64, page_size: u64) -> (i32, Result<()>) {
     let id = m.add_uffd(u.clone()).unwrap();
     m.add_region(
         id,
-        Range::new(addr, 2 * HUGE as u64),
+        handed(addr, 2 * HUGE as u64),
         RegionOptions {
             source: buffer(&data),
             page_size,
@@ -635,7 +635,7 @@ fn region_page_size_checked() {
         let e = m
             .add_region(
                 id,
-                Range::new(mem.start(), mem.len as u64),
+                handed(mem.start(), mem.len as u64),
                 RegionOptions {
                     page_size: bad,
                     ..Default::default()
@@ -650,7 +650,7 @@ fn region_page_size_checked() {
     let e = m
         .add_region(
             id,
-            Range::new(mem.start(), mem.len as u64),
+            handed(mem.start(), mem.len as u64),
             RegionOptions {
                 page_size: 4096,
                 ..Default::default()
@@ -661,7 +661,7 @@ fn region_page_size_checked() {
     assert!(e.to_string().contains("2048 KiB pages"), "{e}");
     m.add_region(
         id,
-        Range::new(mem.start(), mem.len as u64),
+        handed(mem.start(), mem.len as u64),
         RegionOptions {
             page_size: HUGE as u64,
             register: RegisterMode::MISSING,
@@ -723,7 +723,7 @@ impl AddFrom {
         };
         let r = m.add_region(
             self.id.load(SeqCst) as u32,
-            Range::new(self.b.0, self.b.1),
+            handed(self.b.0, self.b.1),
             RegionOptions {
                 source: buffer(&self.b_src),
                 register: RegisterMode::MISSING,
@@ -802,7 +802,7 @@ fn add_from_case(from: From, workers: u32) {
     *h.m.lock().unwrap() = Some(m.clone());
     m.add_region(
         id,
-        Range::new(a.start(), a.len as u64),
+        handed(a.start(), a.len as u64),
         RegionOptions {
             source: Source::Callback,
             register: RegisterMode::MISSING,

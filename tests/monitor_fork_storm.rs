@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uffd::monitor::*;
-use uffd::Range;
 use uffd::*;
 
 fn content(len: usize, seed: u64) -> Vec<u8> {
@@ -43,7 +42,7 @@ fn storm_once(run_no: usize, forks: usize) {
     let id = m.add_uffd(u.clone()).unwrap();
     m.add_region(
         id,
-        Range::new(mem.start(), mem.len as u64),
+        handed(mem.start(), mem.len as u64),
         RegionOptions {
             source: Source::Buffer {
                 addr: data.as_ptr() as u64,

@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 use uffd::monitor::*;
-use uffd::Range;
 use uffd::*;
 
 // ---------------------------------------------------------------------
@@ -386,7 +385,7 @@ fn source_error_default_policy_sigbus() {
         let e = m
             .add_region(
                 id,
-                Range::new(mem.start(), mem.len as u64),
+                handed(mem.start(), mem.len as u64),
                 RegionOptions {
                     source: Source::Fd {
                         fd: 999_999,
@@ -407,7 +406,7 @@ fn source_error_default_policy_sigbus() {
         assert!(bad_fd >= 0);
         m.add_region(
             id,
-            Range::new(mem.start(), mem.len as u64),
+            handed(mem.start(), mem.len as u64),
             RegionOptions {
                 source: Source::Fd {
                     fd: bad_fd,

@@ -17,7 +17,6 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 use uffd::monitor::*;
-use uffd::Range;
 use uffd::*;
 
 const SLOTS: usize = 4096;
@@ -99,7 +98,7 @@ fn child() -> i32 {
     };
     m.add_region(
         id,
-        Range::new(mem.start(), mem.len as u64),
+        handed(mem.start(), mem.len as u64),
         RegionOptions {
             source: src,
             register: RegisterMode::MISSING,
@@ -109,7 +108,7 @@ fn child() -> i32 {
     .unwrap();
     m.add_region(
         id,
-        Range::new(lazy.start(), lazy.len as u64),
+        handed(lazy.start(), lazy.len as u64),
         RegionOptions {
             source: src,
             register: RegisterMode::MISSING,

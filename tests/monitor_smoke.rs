@@ -2,7 +2,6 @@ mod common;
 use common::*;
 use std::sync::Arc;
 use uffd::monitor::*;
-use uffd::Range;
 use uffd::*;
 
 #[test]
@@ -16,7 +15,7 @@ fn lazy_load_from_buffer_anon() {
     let id = m.add_uffd(u.clone()).unwrap();
     m.add_region(
         id,
-        Range::new(mem.start(), mem.len as u64),
+        handed(mem.start(), mem.len as u64),
         RegionOptions {
             source: Source::Buffer {
                 addr: src.as_ptr() as u64,

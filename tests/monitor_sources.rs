@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 use uffd::monitor::*;
-use uffd::Range;
 use uffd::*;
 
 // ---------------------------------------------------------------------
@@ -206,7 +205,7 @@ fn lazy_load(
     let id = m.add_uffd(u.clone()).unwrap();
     m.add_region(
         id,
-        Range::new(mem.start(), mem.len as u64),
+        handed(mem.start(), mem.len as u64),
         RegionOptions {
             source: src,
             register: RegisterMode::MISSING,
@@ -459,7 +458,7 @@ fn fd_offset_anon() {
     let id = m.add_uffd(u).unwrap();
     m.add_region(
         id,
-        Range::new(mem.start(), mem.len as u64),
+        handed(mem.start(), mem.len as u64),
         RegionOptions {
             source: Source::Fd {
                 fd: std::os::fd::AsRawFd::as_raw_fd(&f),
@@ -508,7 +507,7 @@ fn page_cache_case(kind: Kind, pages: usize) {
     let id = m.add_uffd(u).unwrap();
     m.add_region(
         id,
-        Range::new(mem.start(), mem.len as u64),
+        handed(mem.start(), mem.len as u64),
         RegionOptions {
             source: Source::PageCache,
             register: RegisterMode::MINOR,
@@ -553,7 +552,7 @@ fn access_pattern(config: Config, pages: usize, order: &[usize]) -> StatsSnapsho
     let id = m.add_uffd(u).unwrap();
     m.add_region(
         id,
-        Range::new(mem.start(), mem.len as u64),
+        handed(mem.start(), mem.len as u64),
         RegionOptions {
             source: Source::Buffer {
                 addr: data.as_ptr() as u64,
@@ -693,7 +692,7 @@ fn defer_case(kind: Kind, pages: usize, workers: u32) {
     let id = m.add_uffd(u).unwrap();
     m.add_region(
         id,
-        Range::new(mem.start(), mem.len as u64),
+        handed(mem.start(), mem.len as u64),
         RegionOptions {
             source: Source::Callback,
             register: RegisterMode::MISSING,
@@ -864,7 +863,7 @@ fn prefetch_case(kind: Kind, pages: usize, workers: u32) {
     let id = m.add_uffd(u).unwrap();
     m.add_region(
         id,
-        Range::new(mem.start(), mem.len as u64),
+        handed(mem.start(), mem.len as u64),
         RegionOptions {
             source: Source::Buffer {
                 addr: data.as_ptr() as u64,
@@ -951,7 +950,7 @@ fn dispatch_mode_poll_loop() {
     let id = m.add_uffd(u).unwrap();
     m.add_region(
         id,
-        Range::new(mem.start(), mem.len as u64),
+        handed(mem.start(), mem.len as u64),
         RegionOptions {
             source: Source::Buffer {
                 addr: data.as_ptr() as u64,

@@ -62,7 +62,7 @@ fn lazy_restore_stopped(kind: Kind, policy: Option<StopPolicy>, per_region: bool
     let id = m.add_uffd(u.clone()).unwrap();
     m.add_region(
         id,
-        Range::new(mem.start(), mem.len as u64),
+        handed(mem.start(), mem.len as u64),
         RegionOptions {
             source: Source::Buffer {
                 addr: src.as_ptr() as u64,
@@ -392,7 +392,7 @@ fn restart_after_zero_fill_stop_serves_readded_region() {
         register: RegisterMode::MISSING,
         ..RegionOptions::default()
     };
-    m.add_region(id, Range::new(mem.start(), mem.len as u64), opts)
+    m.add_region(id, handed(mem.start(), mem.len as u64), opts)
         .unwrap();
     let run = m.start().unwrap();
     assert_eq!(mem.read(1), src[1]);
@@ -409,7 +409,7 @@ fn restart_after_zero_fill_stop_serves_readded_region() {
             libc::MADV_DONTNEED,
         )
     };
-    m.add_region(id, Range::new(mem.start(), mem.len as u64), opts)
+    m.add_region(id, handed(mem.start(), mem.len as u64), opts)
         .expect("the released region can be added again");
     let run = m.start().expect("restart");
     let t = reader(&mem, 3 * PAGE + 5);
@@ -490,7 +490,7 @@ fn prefetch_added_while_running_is_done() {
         prefetch: true,
         ..RegionOptions::default()
     };
-    m.add_region(id, Range::new(other.start(), other.len as u64), opts)
+    m.add_region(id, handed(other.start(), other.len as u64), opts)
         .unwrap();
     wait_for("the late region prefetched", 10, || {
         m.stats().prefetched_bytes >= other.len as u64
@@ -534,7 +534,7 @@ fn fd_source_is_duplicated() {
     let id = m.add_uffd(u.clone()).unwrap();
     m.add_region(
         id,
-        Range::new(mem.start(), mem.len as u64),
+        handed(mem.start(), mem.len as u64),
         RegionOptions {
             source: Source::Fd {
                 fd,
@@ -589,7 +589,7 @@ fn stop_cost() {
         let id = m.add_uffd(u.clone()).unwrap();
         m.add_region(
             id,
-            Range::new(mem.start(), mem.len as u64),
+            handed(mem.start(), mem.len as u64),
             RegionOptions {
                 source: Source::Buffer {
                     addr: src.as_ptr() as u64,
@@ -641,7 +641,7 @@ fn stop_releases_wp_and_minor_waiters() {
     let id = m.add_uffd(u.clone()).unwrap();
     m.add_region(
         id,
-        Range::new(anon.start(), anon.len as u64),
+        handed(anon.start(), anon.len as u64),
         RegionOptions {
             source: Source::Callback,
             register: RegisterMode::WP,
@@ -658,7 +658,7 @@ fn stop_releases_wp_and_minor_waiters() {
     let id2 = m.add_uffd(u2.clone()).unwrap();
     m.add_region(
         id2,
-        Range::new(shm.start(), shm.len as u64),
+        handed(shm.start(), shm.len as u64),
         RegionOptions {
             source: Source::Callback,
             register: RegisterMode::MINOR,

@@ -25,7 +25,6 @@ mod common;
 use common::*;
 use std::sync::Arc;
 use uffd::monitor::*;
-use uffd::Range;
 use uffd::*;
 
 const THREADS: usize = 4;
@@ -106,7 +105,7 @@ fn stress(name: &'static str, kind: Kind, pages: usize, workers: u32) {
         let mem = Arc::new(Mem::new(kind, pages));
         m.add_region(
             id,
-            Range::new(mem.start(), mem.len as u64),
+            handed(mem.start(), mem.len as u64),
             RegionOptions {
                 source: Source::Buffer {
                     addr: src.as_ptr() as u64,

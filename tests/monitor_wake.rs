@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use uffd::monitor::*;
+use uffd::CopyMode;
 use uffd::*;
-use uffd::{CopyMode, Range};
 
 /// Tests here fork nothing, but serialise anyway: they count threads and
 /// time, and two monitors side by side blur both.
@@ -80,7 +80,7 @@ fn add_handle_case(workers: u32, kind: Kind) {
     let id0 = m.add_uffd(u0).unwrap();
     m.add_region(
         id0,
-        Range::new(first.start(), first.len as u64),
+        handed(first.start(), first.len as u64),
         buffer_opts(&data0, false),
     )
     .unwrap();
@@ -93,7 +93,7 @@ fn add_handle_case(workers: u32, kind: Kind) {
     let id = m.add_uffd(u).unwrap();
     m.add_region(
         id,
-        Range::new(mem.start(), mem.len as u64),
+        handed(mem.start(), mem.len as u64),
         buffer_opts(&data, false),
     )
     .unwrap();
@@ -146,7 +146,7 @@ fn add_region_prefetch_while_running() {
     let id = m.add_uffd(u).unwrap();
     m.add_region(
         id,
-        Range::new(first.start(), first.len as u64),
+        handed(first.start(), first.len as u64),
         buffer_opts(&data0, false),
     )
     .unwrap();
@@ -156,7 +156,7 @@ fn add_region_prefetch_while_running() {
     let data = content(mem.len, 4);
     m.add_region(
         id,
-        Range::new(mem.start(), mem.len as u64),
+        handed(mem.start(), mem.len as u64),
         buffer_opts(&data, true),
     )
     .unwrap();
@@ -201,7 +201,7 @@ fn remove_handle_while_running() {
     let id = m.add_uffd(u.clone()).unwrap();
     m.add_region(
         id,
-        Range::new(mem.start(), mem.len as u64),
+        handed(mem.start(), mem.len as u64),
         RegionOptions {
             source: Source::Callback,
             register: RegisterMode::MISSING,

@@ -9,7 +9,7 @@ use crate::monitor::{
     Handler, Monitor, RegionOptions, RemovePolicy, Running, Source, StopPolicy, Turn, Verdict,
 };
 use crate::sys::cancel;
-use crate::uffd::{Error, RegisterMode};
+use crate::uffd::{Error, HandedOver, Range, RegisterMode};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Arc, Mutex};
@@ -573,9 +573,12 @@ pub unsafe extern "C" fn libuffd_monitor_add_region(
                 )))
             }
         };
+        // SAFETY: the region's memory is the C caller's (see C_MEMORY in
+        // ops_api.rs): no Rust value of libuffd lives there.
+        let memory = unsafe { HandedOver::new(Range::of_ptr(start, len)) };
         mb.monitor.add_region(
             handle_id,
-            crate::uffd::Range::of_ptr(start, len),
+            memory,
             RegionOptions {
                 source,
                 register: RegisterMode::from_bits_retain(o.register_mode),
@@ -1020,7 +1023,18 @@ pub unsafe extern "C" fn libuffd_monitor_move(
             Err(Error::invalid("libuffd_monitor_move: src is NULL"))
         });
     }
-    resolve_c("libuffd_monitor_move", m, f, Action::Move(src as u64))
+    // The fault's page size, when `f` is there (resolve_c refuses a NULL
+    // or malformed one before the action is looked at).
+    let ps = if f.is_null() {
+        0
+    } else {
+        // SAFETY: non-NULL, and the caller promised a valid libuffd_fault.
+        unsafe { (*f).page_size }
+    };
+    // SAFETY: the memory at `src` is the C caller's (see C_MEMORY in
+    // ops_api.rs): no Rust value of libuffd lives there.
+    let src = unsafe { HandedOver::new(Range::new(src as usize as u64, ps)) };
+    resolve_c("libuffd_monitor_move", m, f, Action::Move(src))
 }
 
 // The C struct from the Rust snapshot, field by field as

@@ -27,6 +27,51 @@
 //! libuffd(7), MONITOR DELIVERY ORDER.)
 //!
 //! Threads, locks, lifecycle and the rules the engine keeps: docs/DESIGN.md.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use uffd::monitor::{Config, DefaultHandler, Monitor, RegionOptions, Source};
+//! use uffd::{Features, HandedOver, OpenFlags, OpenOptions, Range, RegisterMode, Uffd};
+//!
+//! let uffd = Uffd::open(&OpenOptions {
+//!     flags: OpenFlags::USER_ONLY | OpenFlags::NONBLOCK,
+//!     features: Features::empty(),
+//!     required: Features::empty(),
+//! })?;
+//! let len = 4 * 4096;
+//! // SAFETY: a fresh anonymous mapping, used only through raw pointers.
+//! let mem = unsafe {
+//!     libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE,
+//!                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+//! };
+//! assert_ne!(mem, libc::MAP_FAILED);
+//! // Its pages come from this snapshot, at the first access.
+//! let snapshot: Vec<u8> = (0..len).map(|i| (i / 4096) as u8 + 1).collect();
+//!
+//! let monitor = Monitor::new(Config::default(), Box::new(DefaultHandler))?;
+//! let id = monitor.add_uffd(Arc::new(uffd))?;
+//! // SAFETY: no Rust value lives in the mapping: it is handed over.
+//! let memory = unsafe { HandedOver::new(Range::of_ptr(mem, len)) };
+//! let opts = RegionOptions {
+//!     source: Source::Buffer { addr: snapshot.as_ptr() as u64, len: len as u64 },
+//!     register: RegisterMode::MISSING,
+//!     ..RegionOptions::default()
+//! };
+//! monitor.add_region(id, memory, opts)?;
+//! let running = monitor.start()?;
+//!
+//! // SAFETY: reads of the mapping, which the monitor fills on demand.
+//! let third = unsafe { *(mem as *const u8).add(2 * 4096 + 5) };
+//! assert_eq!(third, 3);
+//! assert!(monitor.stats().faults >= 1);
+//!
+//! monitor.stop();
+//! running.wait()?;
+//! drop(monitor);
+//! // SAFETY: the mapping made above, no longer served or used.
+//! unsafe { libc::munmap(mem, len) };
+//! # Ok::<(), uffd::Error>(())
+//! ```
 
 mod config;
 mod engine;
@@ -47,7 +92,7 @@ pub(crate) use stats::counters;
 pub use stats::{StatsSnapshot, LATENCY_BUCKETS};
 
 use crate::sys::wait;
-use crate::uffd::{Error, Range, RegisterMode, Result, Uffd};
+use crate::uffd::{Error, HandedOver, Range, RegisterMode, Result, Uffd};
 use engine::{ReaderState, EDGES_TOKEN, WAKE_TOKEN};
 use once_cell::sync::OnceCell;
 use region::{Region, RegionTable};
@@ -667,20 +712,18 @@ impl Monitor {
         self.inner.uffd(id)
     }
 
-    /// Serve `range` of uffd `id` as `opts` says.
+    /// Serve `memory` of uffd `id` as `opts` says.
     ///
-    /// The range is handed over: from now on its missing pages get their
-    /// contents from the region's source, at the first access (or from
-    /// the prefetcher, or a stop policy's zeros or poison). Memory that
-    /// Rust values of this process live in (a `Vec`, a `Box`, a stack)
-    /// has no business here: give it memory mapped for the purpose, or
-    /// another process's.
+    /// The range is handed over ([`HandedOver`]): from now on its missing
+    /// pages get their contents from the region's source, at the first
+    /// access (or from the prefetcher, or a stop policy's zeros or
+    /// poison).
     ///
     /// An Fd source's descriptor is duplicated (F_DUPFD_CLOEXEC): the
     /// caller may close its own at once; the monitor reads its duplicate,
     /// closed when the monitor is dropped.
-    pub fn add_region(&self, id: u32, range: Range, opts: RegionOptions) -> Result<()> {
-        let Range { start, len } = range;
+    pub fn add_region(&self, id: u32, memory: HandedOver, opts: RegionOptions) -> Result<()> {
+        let Range { start, len } = memory.range();
         let uffd = self
             .inner
             .uffd(id)

@@ -8,8 +8,8 @@
 use super::region::Source;
 use super::Inner;
 use crate::uffd::{
-    ContinueMode, CopyMode, Error, Fault, MoveMode, PoisonMode, Range, Uffd, WriteprotectMode,
-    ZeropageMode,
+    ContinueMode, CopyMode, Error, Fault, HandedOver, MoveMode, PoisonMode, Range, Uffd,
+    WriteprotectMode, ZeropageMode,
 };
 use std::cell::Cell;
 use std::sync::Arc;
@@ -42,12 +42,10 @@ pub enum Action {
     Unprotect,
     /// Poison: the thread gets SIGBUS.
     Poison,
-    /// Move the page at this address here (anonymous memory only). The
-    /// page leaves the source address, which must therefore be memory no
-    /// Rust value of this process lives in (as for
-    /// [`Uffd::move_pages`](crate::Uffd::move_pages)): a staging mapping
-    /// made for it.
-    Move(u64),
+    /// Move the page at the start of this range here (anonymous memory
+    /// only): the pages leave it, so it is handed over too. It must cover
+    /// the fault's page size (a shorter range is refused: EINVAL).
+    Move(HandedOver),
     /// Wake without resolving: the thread faults again.
     Wake,
 }
@@ -105,6 +103,13 @@ impl FaultCtx<'_> {
     /// (someone else had; the waiter was woken) or `Gone` (the range or
     /// process went away), or an error (`EAGAIN`: the monitor retries the
     /// fault after reading the pending event, calling the callback again).
+    ///
+    /// A fault in a region is in memory handed over with
+    /// `Monitor::add_region`. A fault outside every region (`region` is
+    /// `None`) is in memory its owner registered on the userfaultfd
+    /// directly: filling it (every action but `Unprotect` and `Wake`)
+    /// carries the contract of [`Uffd::copy`](crate::Uffd::copy), which
+    /// the handler keeps: no Rust value may live in memory it fills.
     pub fn resolve(&self, action: Action) -> Result<Applied, Error> {
         match self.inner.apply(self.token, action) {
             Ok(a) => {
@@ -194,8 +199,13 @@ impl Inner {
             Action::Poison => uffd
                 .fill_poison(Range::new(page, ps), PoisonMode::empty())
                 .map(|p| p.done),
+            Action::Move(src) if src.range().len < ps => Err(Error::invalid(format!(
+                "move: the source range [{:#x}, +{:#x}) is shorter than the {ps}-byte page",
+                src.range().start,
+                src.range().len
+            ))),
             Action::Move(src) => uffd
-                .fill_move(Range::new(page, ps), src, MoveMode::empty())
+                .fill_move(Range::new(page, ps), src.range().start, MoveMode::empty())
                 .map(|p| p.done),
             Action::Wake => uffd.wake(Range::new(page, ps)).map(|()| 0),
         };

@@ -22,7 +22,7 @@ pub use features::{
 pub use handle::{probe, OpenFlags, OpenOptions, Probe, Uffd, DEV_PATH};
 pub use mappings::{mapping_at, page_size_at, page_size_in, Mapping};
 pub use ops::Progress;
-pub use range::Range;
+pub use range::{HandedOver, Range};
 
 pub(crate) use error::errno_text;
 pub(crate) use range::check_range;

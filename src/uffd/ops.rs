@@ -318,15 +318,20 @@ impl Uffd {
     // The operations themselves, safe to call but crate-private. The
     // public `unsafe fn`s above delegate here; so does the monitor
     // (src/monitor), which has no `unsafe` and keeps the contract by
-    // construction: it only places, moves or poisons pages of ranges
-    // handed to it with `Monitor::add_region` (whose documentation makes
-    // the caller promise that no Rust value covers them: the region's
-    // contents are its source's), and only pages the kernel reports
-    // missing (COPY, ZEROPAGE, CONTINUE and POISON never touch a present
-    // page: EEXIST), which no access has observed yet: the first access
-    // faulted and waits for exactly this call. The one exception is a
-    // handler's `Action::Move(src)`, whose source address the handler
-    // chooses: see `Action::Move`.
+    // construction:
+    // - it places, zeroes or poisons pages of the regions handed to it
+    //   with `Monitor::add_region`, which takes a `HandedOver` range: the
+    //   caller's promise (made with an `unsafe` constructor) that no Rust
+    //   value lives there;
+    // - it moves pages out of a source only on `Action::Move`, which takes
+    //   a `HandedOver` range too;
+    // - and only pages the kernel reports missing: COPY, ZEROPAGE,
+    //   CONTINUE and POISON never touch a present page (EEXIST), so no
+    //   access has observed them yet; the first one faulted and waits for
+    //   exactly this call.
+    // The one path without such a promise: a handler resolving a fault
+    // outside every region (memory its owner registered on a uffd it gave
+    // the monitor with `Monitor::add_uffd`); `FaultCtx::resolve` says so.
 
     /// UFFDIO_COPY (see [`Uffd::copy`]); `src` is an address of this
     /// process.

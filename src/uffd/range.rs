@@ -48,6 +48,57 @@ impl Range {
     }
 }
 
+/// A [`Range`] handed over to userfaultfd: memory in which no Rust value
+/// or reference of this process lives (a mapping made for the purpose, or
+/// another process's memory), so that the kernel may place pages there,
+/// move them out or poison them behind the compiler's back.
+///
+/// The monitor takes one wherever it will change memory on the caller's
+/// behalf ([`Monitor::add_region`](crate::monitor::Monitor::add_region),
+/// [`Action::Move`](crate::monitor::Action::Move)). Only the caller can
+/// know it, so making one is `unsafe`:
+///
+/// ```compile_fail,E0133
+/// let v = vec![0u8; 4096];
+/// let h = uffd::HandedOver::new(uffd::Range::of_ptr(v.as_ptr(), v.len()));
+/// ```
+///
+/// ```
+/// use uffd::{HandedOver, Range};
+/// // SAFETY: a fresh anonymous mapping; no Rust value lives in it.
+/// let p = unsafe {
+///     libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ | libc::PROT_WRITE,
+///                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+/// };
+/// assert_ne!(p, libc::MAP_FAILED);
+/// // SAFETY: as above, for as long as the mapping is used with userfaultfd.
+/// let h = unsafe { HandedOver::new(Range::of_ptr(p, 4096)) };
+/// assert_eq!(h.range().len, 4096);
+/// # unsafe { libc::munmap(p, 4096) };
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HandedOver(Range);
+
+impl HandedOver {
+    /// The caller's promise that `range` is memory userfaultfd may change.
+    ///
+    /// # Safety
+    ///
+    /// As long as this value, or a copy, is in use (given to a monitor
+    /// that may still serve it), no Rust value or reference of this
+    /// process may cover `range` (see [`Uffd::copy`](crate::Uffd::copy)):
+    /// its bytes will be whatever the kernel places there.
+    #[allow(unsafe_code)] // the declaration only: the contract is the caller's
+    pub const unsafe fn new(range: Range) -> HandedOver {
+        HandedOver(range)
+    }
+
+    /// The range.
+    pub const fn range(&self) -> Range {
+        self.0
+    }
+}
+
 /// Check `[start, start+len)`: non-empty, no wrap past the end of the
 /// address space, and both ends aligned to the base page size. `what`
 /// names the argument in the error message ("dst", "range", ...).

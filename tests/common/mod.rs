@@ -20,6 +20,15 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use uffd::{Event, Fault, Features, Msg, OpenFlags, OpenOptions, Range, Uffd};
 
+/// `[start, start+len)` handed over to a monitor. Test code only: the
+/// tests hand over `Mem` mappings and other mappings made for them, in
+/// which no Rust value lives (see the module's text), so the promise of
+/// `HandedOver::new` holds for every call.
+pub fn handed(start: u64, len: u64) -> uffd::HandedOver {
+    // SAFETY: see above.
+    unsafe { uffd::HandedOver::new(Range::new(start, len)) }
+}
+
 pub const PAGE: usize = 4096;
 pub const HUGE: usize = 2 << 20;
 
@@ -290,7 +299,7 @@ pub fn add_all(
     let id = m.add_uffd(u.clone()).unwrap();
     m.add_region(
         id,
-        Range::new(mem.start(), mem.len as u64),
+        handed(mem.start(), mem.len as u64),
         uffd::monitor::RegionOptions {
             source,
             register: uffd::RegisterMode::MISSING,
