@@ -8,7 +8,7 @@
 //! kernel errors routinely (EEXIST, EAGAIN, ENOENT in the monitor's reader)
 //! never allocate or read /proc.
 
-use super::features::feature_names;
+use super::features::{feature_names, Features};
 use std::fmt;
 
 /// The rest of a refused call's arguments (besides op, address and
@@ -122,12 +122,12 @@ pub enum Error {
     },
 
     /// Features the caller required are not offered by this kernel.
-    #[error("required userfaultfd features missing from this kernel: {} (mask {missing:#x}; kernel offers {offered:#x})", feature_names(*missing))]
+    #[error("required userfaultfd features missing from this kernel: {} (mask {:#x}; kernel offers {:#x})", feature_names(missing.bits()), missing.bits(), offered.bits())]
     MissingFeatures {
         /// The required features the kernel lacks.
-        missing: u64,
+        missing: Features,
         /// Every feature the kernel offers.
-        offered: u64,
+        offered: Features,
     },
 
     /// No way of creating a userfaultfd worked; `attempts` names each path

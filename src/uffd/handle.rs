@@ -2,7 +2,7 @@
 //! adopted, with its API handshake done and its features known.
 
 use super::error::{Error, Result};
-use super::features::Features;
+use super::features::{Features, Ioctls};
 use crate::sys::{self, uapi::*};
 use once_cell::sync::OnceCell;
 use std::fmt::Write as _;
@@ -71,7 +71,7 @@ pub struct Probe {
     /// Every feature UFFDIO_API reported as available.
     pub features: Features,
     /// The fd-level ioctl mask UFFDIO_API reported.
-    pub ioctls: u64,
+    pub ioctls: Ioctls,
 }
 
 static PROBE: OnceCell<Probe> = OnceCell::new();
@@ -94,7 +94,7 @@ pub fn probe() -> Result<Probe> {
                 .map_err(|e| Error::kernel(super::error::Op::Api, e, 0, 0))?;
             Ok(Probe {
                 features: Features::from_bits_retain(api.features),
-                ioctls: api.ioctls,
+                ioctls: Ioctls::from_bits_retain(api.ioctls),
             })
         })
         .copied()
@@ -210,10 +210,7 @@ fn negotiate(
                 let offered = probe()?.features;
                 let missing = required - offered;
                 if !missing.is_empty() {
-                    return Err(Error::MissingFeatures {
-                        missing: missing.bits(),
-                        offered: offered.bits(),
-                    });
+                    return Err(Error::MissingFeatures { missing, offered });
                 }
                 request = required | (wanted & offered);
             }
@@ -302,8 +299,8 @@ impl Uffd {
             let missing = opts.required - features;
             if !missing.is_empty() {
                 return Err(Error::MissingFeatures {
-                    missing: missing.bits(),
-                    offered: features.bits(),
+                    missing,
+                    offered: features,
                 });
             }
             (features, None)
