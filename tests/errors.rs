@@ -9,8 +9,11 @@
 mod common;
 use common::*;
 
-use ::uffd::sys::uapi::{UffdioApi, UffdioRange, UffdioRegister, UFFD_API};
-use ::uffd::{Error, Event, Features, OpenOptions, RegisterMode, Uffd};
+use ::uffd::{
+    ContinueMode, CopyMode, Error, Event, Features, MoveMode, OpenOptions, PoisonMode, Range,
+    RegisterMode, Uffd, WriteprotectMode, ZeropageMode,
+};
+use common::raw::{self, UffdioApi, UffdioRange, UffdioRegister, UFFD_API};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::{mpsc, Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
@@ -100,28 +103,35 @@ fn eexist_on_populated_page() {
     let _l = layout_shared();
     let mem = Mem::new(Kind::Anon, 2);
     let u = open_uffd(Features::empty());
-    u.register(mem.start(), 2 * P, RegisterMode::MISSING)
+    u.register(Range::new(mem.start(), 2 * P), RegisterMode::MISSING)
         .unwrap();
     let data = pattern(PAGE, 3);
-    assert!(u.zeropage(mem.page_addr(0), P, 0).unwrap().is_complete());
-    let e = u.copy_from_slice(mem.page_addr(0), &data, 0).unwrap_err();
+    assert!(
+        unsafe { u.zeropage(Range::new(mem.page_addr(0), P), ZeropageMode::empty()) }
+            .unwrap()
+            .is_complete()
+    );
+    let e = unsafe { u.copy_from_slice(mem.page_addr(0), &data, CopyMode::empty()) }.unwrap_err();
     assert_kernel(&e, "UFFDIO_COPY", libc::EEXIST, "EEXIST");
-    let e = u.zeropage(mem.page_addr(0), P, 0).unwrap_err();
+    let e =
+        unsafe { u.zeropage(Range::new(mem.page_addr(0), P), ZeropageMode::empty()) }.unwrap_err();
     assert_kernel(&e, "UFFDIO_ZEROPAGE", libc::EEXIST, "EEXIST");
 
-    assert!(u
-        .copy_from_slice(mem.page_addr(1), &data, 0)
-        .unwrap()
-        .is_complete());
-    let e = u.zeropage(mem.page_addr(1), P, 0).unwrap_err();
+    assert!(
+        unsafe { u.copy_from_slice(mem.page_addr(1), &data, CopyMode::empty()) }
+            .unwrap()
+            .is_complete()
+    );
+    let e =
+        unsafe { u.zeropage(Range::new(mem.page_addr(1), P), ZeropageMode::empty()) }.unwrap_err();
     assert_kernel(&e, "UFFDIO_ZEROPAGE", libc::EEXIST, "EEXIST");
-    let e = u.copy_from_slice(mem.page_addr(1), &data, 0).unwrap_err();
+    let e = unsafe { u.copy_from_slice(mem.page_addr(1), &data, CopyMode::empty()) }.unwrap_err();
     assert!(e.is_exists());
     // Contents are the first resolution's.
     assert_eq!(mem.read(PAGE + 17), data[17]);
     assert_eq!(mem.read(17), 0);
     // EEXIST is "resolved": waking the (empty) range is fine.
-    u.wake(mem.start(), 2 * P).unwrap();
+    u.wake(Range::new(mem.start(), 2 * P)).unwrap();
 }
 
 #[test]
@@ -130,21 +140,26 @@ fn partial_progress_then_eexist_on_the_rest() {
     let _l = layout_shared();
     let mem = Mem::new(Kind::Anon, 3);
     let u = open_uffd(Features::empty());
-    u.register(mem.start(), 3 * P, RegisterMode::MISSING)
+    u.register(Range::new(mem.start(), 3 * P), RegisterMode::MISSING)
         .unwrap();
-    u.zeropage(mem.page_addr(1), P, 0).unwrap();
+    unsafe { u.zeropage(Range::new(mem.page_addr(1), P), ZeropageMode::empty()) }.unwrap();
     let data = pattern(3 * PAGE, 6);
     // The kernel stops at page 1 and reports 1 page done (EAGAIN, copy=4096).
-    let p = u.copy_from_slice(mem.start(), &data, 0).unwrap();
+    let p = unsafe { u.copy_from_slice(mem.start(), &data, CopyMode::empty()) }.unwrap();
     assert_eq!((p.done, p.len), (P, 3 * P));
     assert!(!p.is_complete());
     // Continuing at start + done hits the populated page.
-    let e = u
-        .copy_from_slice(mem.start() + p.done, &data[p.done as usize..], 0)
-        .unwrap_err();
+    let e = unsafe {
+        u.copy_from_slice(
+            mem.start() + p.done,
+            &data[p.done as usize..],
+            CopyMode::empty(),
+        )
+    }
+    .unwrap_err();
     assert_kernel(&e, "UFFDIO_COPY", libc::EEXIST, "EEXIST");
     // ZEROPAGE reports progress the same way.
-    let p = u.zeropage(mem.page_addr(2), P, 0).unwrap();
+    let p = unsafe { u.zeropage(Range::new(mem.page_addr(2), P), ZeropageMode::empty()) }.unwrap();
     assert!(p.is_complete());
     assert_eq!(mem.read(5), data[5]);
     assert_eq!(mem.read(PAGE + 5), 0);
@@ -161,9 +176,9 @@ fn eagain_while_remove_event_unread() {
     src.write(0, 1);
     let mem = Mem::new(Kind::Anon, 2);
     let u = open_uffd(Features::EVENT_REMOVE);
-    u.register(mem.start(), 2 * P, RegisterMode::MISSING)
+    u.register(Range::new(mem.start(), 2 * P), RegisterMode::MISSING)
         .unwrap();
-    u.zeropage(mem.page_addr(0), P, 0).unwrap();
+    unsafe { u.zeropage(Range::new(mem.page_addr(0), P), ZeropageMode::empty()) }.unwrap();
 
     let (addr, tx_rx) = (mem.page_addr(0), mpsc::channel());
     let tx = tx_rx.0;
@@ -175,21 +190,23 @@ fn eagain_while_remove_event_unread() {
     wait_blocked(tx_rx.1.recv().unwrap());
 
     let data = pattern(PAGE, 4);
-    let e = u.copy_from_slice(mem.page_addr(1), &data, 0).unwrap_err();
+    let e = unsafe { u.copy_from_slice(mem.page_addr(1), &data, CopyMode::empty()) }.unwrap_err();
     assert_kernel(&e, "UFFDIO_COPY", libc::EAGAIN, "EAGAIN");
     assert!(e.to_string().contains("read events"), "{e}");
-    let e = u.zeropage(mem.page_addr(1), P, 0).unwrap_err();
+    let e =
+        unsafe { u.zeropage(Range::new(mem.page_addr(1), P), ZeropageMode::empty()) }.unwrap_err();
     assert_kernel(&e, "UFFDIO_ZEROPAGE", libc::EAGAIN, "EAGAIN");
-    let e = u
-        .move_pages(mem.page_addr(1), src.start(), P, 0)
-        .unwrap_err();
+    let e = unsafe {
+        u.move_pages(
+            Range::new(mem.page_addr(1), P),
+            src.start(),
+            MoveMode::empty(),
+        )
+    }
+    .unwrap_err();
     assert_kernel(&e, "UFFDIO_MOVE", libc::EAGAIN, "EAGAIN");
     let e = u
-        .writeprotect(
-            mem.page_addr(1),
-            P,
-            ::uffd::sys::uapi::UFFDIO_WRITEPROTECT_MODE_WP,
-        )
+        .writeprotect(Range::new(mem.page_addr(1), P), WriteprotectMode::WP)
         .unwrap_err();
     assert_kernel(&e, "UFFDIO_WRITEPROTECT", libc::EAGAIN, "EAGAIN");
 
@@ -199,15 +216,17 @@ fn eagain_while_remove_event_unread() {
         other => panic!("expected REMOVE, got {other:?}"),
     }
     assert_eq!(t.join().unwrap(), 0);
-    assert!(u
-        .copy_from_slice(mem.page_addr(1), &data, 0)
-        .unwrap()
-        .is_complete());
+    assert!(
+        unsafe { u.copy_from_slice(mem.page_addr(1), &data, CopyMode::empty()) }
+            .unwrap()
+            .is_complete()
+    );
     // Page 0 was zapped by the madvise: COPY fills it again.
-    assert!(u
-        .copy_from_slice(mem.page_addr(0), &data, 0)
-        .unwrap()
-        .is_complete());
+    assert!(
+        unsafe { u.copy_from_slice(mem.page_addr(0), &data, CopyMode::empty()) }
+            .unwrap()
+            .is_complete()
+    );
     assert_eq!(mem.read(10), data[10]);
     assert_eq!(mem.read(PAGE + 10), data[10]);
     drop(u);
@@ -220,15 +239,15 @@ fn enoent_on_unregistered_range() {
     let mem = Mem::new(Kind::Anon, 2);
     let u = open_uffd(Features::empty());
     let data = pattern(PAGE, 1);
-    let e = u.copy_from_slice(mem.start(), &data, 0).unwrap_err();
+    let e = unsafe { u.copy_from_slice(mem.start(), &data, CopyMode::empty()) }.unwrap_err();
     assert_kernel(&e, "UFFDIO_COPY", libc::ENOENT, "ENOENT");
-    let e = u.zeropage(mem.start(), P, 0).unwrap_err();
+    let e = unsafe { u.zeropage(Range::new(mem.start(), P), ZeropageMode::empty()) }.unwrap_err();
     assert_kernel(&e, "UFFDIO_ZEROPAGE", libc::ENOENT, "ENOENT");
     // Registered, then unregistered: the same.
-    u.register(mem.start(), 2 * P, RegisterMode::MISSING)
+    u.register(Range::new(mem.start(), 2 * P), RegisterMode::MISSING)
         .unwrap();
-    u.unregister(mem.start(), 2 * P).unwrap();
-    let e = u.copy_from_slice(mem.page_addr(1), &data, 0).unwrap_err();
+    u.unregister(Range::new(mem.start(), 2 * P)).unwrap();
+    let e = unsafe { u.copy_from_slice(mem.page_addr(1), &data, CopyMode::empty()) }.unwrap_err();
     assert_kernel(&e, "UFFDIO_COPY", libc::ENOENT, "ENOENT");
     assert_eq!(mem.read(PAGE), 0, "nothing was written");
 }
@@ -239,14 +258,14 @@ fn enoent_when_range_crosses_the_registered_vma_end() {
     let _l = layout_shared();
     let mem = Mem::new(Kind::Anon, 2);
     let u = open_uffd(Features::empty());
-    u.register(mem.start(), 2 * P, RegisterMode::MISSING)
+    u.register(Range::new(mem.start(), 2 * P), RegisterMode::MISSING)
         .unwrap();
     let data = pattern(3 * PAGE, 1);
-    let e = u
-        .copy_from_slice(mem.page_addr(1), &data[..2 * PAGE], 0)
+    let e = unsafe { u.copy_from_slice(mem.page_addr(1), &data[..2 * PAGE], CopyMode::empty()) }
         .unwrap_err();
     assert_kernel(&e, "UFFDIO_COPY", libc::ENOENT, "ENOENT");
-    let e = u.zeropage(mem.start(), 3 * P, 0).unwrap_err();
+    let e =
+        unsafe { u.zeropage(Range::new(mem.start(), 3 * P), ZeropageMode::empty()) }.unwrap_err();
     assert_kernel(&e, "UFFDIO_ZEROPAGE", libc::ENOENT, "ENOENT");
 }
 
@@ -256,17 +275,17 @@ fn enoent_after_munmap() {
     let _l = layout_exclusive();
     let mut mem = Mem::new(Kind::Anon, 2);
     let u = open_uffd(Features::empty());
-    u.register(mem.start(), 2 * P, RegisterMode::MISSING)
+    u.register(Range::new(mem.start(), 2 * P), RegisterMode::MISSING)
         .unwrap();
     let (start, data) = (mem.start(), pattern(PAGE, 1));
     mem.unmap();
-    let e = u.copy_from_slice(start, &data, 0).unwrap_err();
+    let e = unsafe { u.copy_from_slice(start, &data, CopyMode::empty()) }.unwrap_err();
     assert_kernel(&e, "UFFDIO_COPY", libc::ENOENT, "ENOENT");
     assert!(e.to_string().contains("unmapped"), "{e}");
-    let e = u.zeropage(start + P, P, 0).unwrap_err();
+    let e = unsafe { u.zeropage(Range::new(start + P, P), ZeropageMode::empty()) }.unwrap_err();
     assert_kernel(&e, "UFFDIO_ZEROPAGE", libc::ENOENT, "ENOENT");
     // WAKE needs no mapping.
-    u.wake(start, 2 * P).unwrap();
+    u.wake(Range::new(start, 2 * P)).unwrap();
 }
 
 fn pipe() -> (OwnedFd, OwnedFd) {
@@ -297,7 +316,7 @@ fn esrch_child(start: u64, len: u64, tell: i32, wait: i32, parent_ends: [i32; 2]
             features: 0,
             ioctls: 0,
         };
-        if ::uffd::sys::ioctl::api(b, &mut api).is_err() {
+        if raw::api(b, &mut api).is_err() {
             libc::_exit(11);
         }
         let mut reg = UffdioRegister {
@@ -305,7 +324,7 @@ fn esrch_child(start: u64, len: u64, tell: i32, wait: i32, parent_ends: [i32; 2]
             mode: 1,
             ioctls: 0,
         };
-        if ::uffd::sys::ioctl::register(b, &mut reg).is_err() {
+        if raw::register(b, &mut reg).is_err() {
             libc::_exit(12);
         }
         if libc::write(tell, (&fd as *const i32).cast(), 4) != 4 {
@@ -384,15 +403,19 @@ fn esrch_after_the_forked_owner_exits() {
     assert!(u.is_nonblocking());
     // While the child lives, COPY fills the child's memory (not ours).
     let data = pattern(PAGE, 2);
-    assert!(u.copy_from_slice(start, &data, 0).unwrap().is_complete());
+    assert!(
+        unsafe { u.copy_from_slice(start, &data, CopyMode::empty()) }
+            .unwrap()
+            .is_complete()
+    );
     assert_eq!(mem.read(0), 0, "our own page is untouched");
 
     drop(wait_w); // the child sees EOF and exits
     assert_eq!(wait_child(pid), 0);
-    let e = u.copy_from_slice(start + P, &data, 0).unwrap_err();
+    let e = unsafe { u.copy_from_slice(start + P, &data, CopyMode::empty()) }.unwrap_err();
     assert_kernel(&e, "UFFDIO_COPY", libc::ESRCH, "ESRCH");
     assert!(e.to_string().contains("exited"), "{e}");
-    let e = u.zeropage(start + P, P, 0).unwrap_err();
+    let e = unsafe { u.zeropage(Range::new(start + P, P), ZeropageMode::empty()) }.unwrap_err();
     assert_kernel(&e, "UFFDIO_ZEROPAGE", libc::ESRCH, "ESRCH");
 }
 
@@ -403,35 +426,75 @@ fn unknown_mode_bits_are_einval_on_every_op() {
     let mem = Mem::new(Kind::Anon, 2);
     let other = Mem::new(Kind::Anon, 1);
     let u = open_uffd(Features::empty());
-    u.register(mem.start(), 2 * P, RegisterMode::MISSING)
+    u.register(Range::new(mem.start(), 2 * P), RegisterMode::MISSING)
         .unwrap();
     let (a, s) = (mem.start(), other.start());
     let cases: Vec<(&str, Result<(), Error>)> = vec![
         (
             "UFFDIO_REGISTER",
-            u.register(a, P, RegisterMode::from_bits_retain(1 << 3))
+            u.register(Range::new(a, P), RegisterMode::from_bits_retain(1 << 3))
                 .map(|_| ()),
         ),
-        ("UFFDIO_COPY", u.copy(a, s, P, 1 << 2).map(|_| ())),
-        ("UFFDIO_ZEROPAGE", u.zeropage(a, P, 1 << 1).map(|_| ())),
-        ("UFFDIO_WRITEPROTECT", u.writeprotect(a, P, 1 << 2)),
+        (
+            "UFFDIO_COPY",
+            unsafe {
+                u.copy(
+                    Range::new(a, P),
+                    (s) as usize as *const u8,
+                    CopyMode::from_bits_retain(1 << 2),
+                )
+            }
+            .map(|_| ()),
+        ),
+        (
+            "UFFDIO_ZEROPAGE",
+            unsafe { u.zeropage(Range::new(a, P), ZeropageMode::from_bits_retain(1 << 1)) }
+                .map(|_| ()),
+        ),
+        (
+            "UFFDIO_WRITEPROTECT",
+            u.writeprotect(Range::new(a, P), WriteprotectMode::from_bits_retain(1 << 2)),
+        ),
         (
             "UFFDIO_CONTINUE",
-            u.continue_range(a, P, 1 << 2).map(|_| ()),
+            unsafe { u.continue_range(Range::new(a, P), ContinueMode::from_bits_retain(1 << 2)) }
+                .map(|_| ()),
         ),
-        ("UFFDIO_POISON", u.poison(a, P, 1 << 1).map(|_| ())),
-        ("UFFDIO_MOVE", u.move_pages(a, s, P, 1 << 2).map(|_| ())),
-        ("UFFDIO_COPY", u.copy(a, s, P, 1 << 63).map(|_| ())),
+        (
+            "UFFDIO_POISON",
+            unsafe { u.poison(Range::new(a, P), PoisonMode::from_bits_retain(1 << 1)) }.map(|_| ()),
+        ),
+        (
+            "UFFDIO_MOVE",
+            unsafe { u.move_pages(Range::new(a, P), s, MoveMode::from_bits_retain(1 << 2)) }
+                .map(|_| ()),
+        ),
+        (
+            "UFFDIO_COPY",
+            unsafe {
+                u.copy(
+                    Range::new(a, P),
+                    (s) as usize as *const u8,
+                    CopyMode::from_bits_retain(1 << 63),
+                )
+            }
+            .map(|_| ()),
+        ),
     ];
     for (op, r) in cases {
         let e = r.expect_err(op);
         assert_invalid(&e, op, "unknown mode bits");
     }
     // WRITEPROTECT: WP and DONTWAKE are each valid, not together.
-    let e = u.writeprotect(a, P, 0b11).unwrap_err();
+    let e = u
+        .writeprotect(
+            Range::new(a, P),
+            WriteprotectMode::WP | WriteprotectMode::DONTWAKE,
+        )
+        .unwrap_err();
     assert_invalid(&e, "UFFDIO_WRITEPROTECT", "together");
     // Nothing was mapped by any of them: page 0 is still missing.
-    let e = u.zeropage(a, P, 0);
+    let e = unsafe { u.zeropage(Range::new(a, P), ZeropageMode::empty()) };
     assert!(e.unwrap().is_complete());
 }
 
@@ -442,7 +505,7 @@ fn bad_ranges_are_einval_on_every_op() {
     let mem = Mem::new(Kind::Anon, 2);
     let other = Mem::new(Kind::Anon, 2);
     let u = open_uffd(Features::empty());
-    u.register(mem.start(), 2 * P, RegisterMode::MISSING)
+    u.register(Range::new(mem.start(), 2 * P), RegisterMode::MISSING)
         .unwrap();
     let base = mem.start();
     let o = other.start();
@@ -450,38 +513,61 @@ fn bad_ranges_are_einval_on_every_op() {
     let ops: Vec<(&str, Op)> = vec![
         (
             "UFFDIO_REGISTER",
-            Box::new(|s, l| u.register(s, l, RegisterMode::MISSING).map(|_| ())),
+            Box::new(|s, l| {
+                u.register(Range::new(s, l), RegisterMode::MISSING)
+                    .map(|_| ())
+            }),
         ),
-        ("UFFDIO_UNREGISTER", Box::new(|s, l| u.unregister(s, l))),
-        ("UFFDIO_WAKE", Box::new(|s, l| u.wake(s, l))),
+        (
+            "UFFDIO_UNREGISTER",
+            Box::new(|s, l| u.unregister(Range::new(s, l))),
+        ),
+        ("UFFDIO_WAKE", Box::new(|s, l| u.wake(Range::new(s, l)))),
         (
             "UFFDIO_COPY",
-            Box::new(|s, l| u.copy(s, o, l, 0).map(|_| ())),
+            Box::new(|s, l| {
+                unsafe {
+                    u.copy(
+                        Range::new(s, l),
+                        (o) as usize as *const u8,
+                        CopyMode::empty(),
+                    )
+                }
+                .map(|_| ())
+            }),
         ),
         (
             "UFFDIO_ZEROPAGE",
-            Box::new(|s, l| u.zeropage(s, l, 0).map(|_| ())),
+            Box::new(|s, l| {
+                unsafe { u.zeropage(Range::new(s, l), ZeropageMode::empty()) }.map(|_| ())
+            }),
         ),
         (
             "UFFDIO_WRITEPROTECT",
-            Box::new(|s, l| u.writeprotect(s, l, 0)),
+            Box::new(|s, l| u.writeprotect(Range::new(s, l), WriteprotectMode::empty())),
         ),
         (
             "UFFDIO_CONTINUE",
-            Box::new(|s, l| u.continue_range(s, l, 0).map(|_| ())),
+            Box::new(|s, l| {
+                unsafe { u.continue_range(Range::new(s, l), ContinueMode::empty()) }.map(|_| ())
+            }),
         ),
         (
             "UFFDIO_POISON",
-            Box::new(|s, l| u.poison(s, l, 0).map(|_| ())),
+            Box::new(|s, l| unsafe { u.poison(Range::new(s, l), PoisonMode::empty()) }.map(|_| ())),
         ),
         (
             "UFFDIO_MOVE",
-            Box::new(|s, l| u.move_pages(s, o, l, 0).map(|_| ())),
+            Box::new(|s, l| {
+                unsafe { u.move_pages(Range::new(s, l), o, MoveMode::empty()) }.map(|_| ())
+            }),
         ),
         // The same checks on MOVE's source.
         (
             "UFFDIO_MOVE",
-            Box::new(|s, l| u.move_pages(o, s, l, 0).map(|_| ())),
+            Box::new(|s, l| {
+                unsafe { u.move_pages(Range::new(o, l), s, MoveMode::empty()) }.map(|_| ())
+            }),
         ),
     ];
     let top = u64::MAX - P + 1; // page-aligned, so only the wrap is wrong
@@ -495,11 +581,22 @@ fn bad_ranges_are_einval_on_every_op() {
         assert_invalid(&op(base, u64::MAX - P + 1).unwrap_err(), name, "wraps");
     }
     // COPY's source may be unaligned, but may not wrap.
-    let e = u.copy(base, top, 2 * P, 0).unwrap_err();
+    let e = unsafe {
+        u.copy(
+            Range::new(base, 2 * P),
+            (top) as usize as *const u8,
+            CopyMode::empty(),
+        )
+    }
+    .unwrap_err();
     assert_invalid(&e, "UFFDIO_COPY", "wraps");
     assert!(e.to_string().contains("src"), "{e}");
     // The registration is intact after all that.
-    assert!(u.zeropage(base, 2 * P, 0).unwrap().is_complete());
+    assert!(
+        unsafe { u.zeropage(Range::new(base, 2 * P), ZeropageMode::empty()) }
+            .unwrap()
+            .is_complete()
+    );
 }
 
 #[test]
@@ -509,17 +606,19 @@ fn kernel_einval_for_unsupported_combinations() {
     let mem = Mem::new(Kind::Anon, 1);
     let u = open_uffd(Features::empty());
     // MINOR is not for anonymous memory.
-    let e = u.register(mem.start(), P, RegisterMode::MINOR).unwrap_err();
+    let e = u
+        .register(Range::new(mem.start(), P), RegisterMode::MINOR)
+        .unwrap_err();
     assert_kernel(&e, "UFFDIO_REGISTER", libc::EINVAL, "EINVAL");
-    u.register(mem.start(), P, RegisterMode::MISSING).unwrap();
+    u.register(Range::new(mem.start(), P), RegisterMode::MISSING)
+        .unwrap();
     // COPY_MODE_WP needs a WP registration.
     let data = pattern(PAGE, 1);
-    let e = u
-        .copy_from_slice(mem.start(), &data, ::uffd::sys::uapi::UFFDIO_COPY_MODE_WP)
-        .unwrap_err();
+    let e = unsafe { u.copy_from_slice(mem.start(), &data, CopyMode::WP) }.unwrap_err();
     assert_kernel(&e, "UFFDIO_COPY", libc::EINVAL, "EINVAL");
     // CONTINUE is not for anonymous memory.
-    let e = u.continue_range(mem.start(), P, 0).unwrap_err();
+    let e =
+        unsafe { u.continue_range(Range::new(mem.start(), P), ContinueMode::empty()) }.unwrap_err();
     assert_eq!(e.errno(), libc::EINVAL, "{e}");
 }
 
@@ -535,9 +634,10 @@ fn zeropage_on_hugetlb_is_kernel_einval() {
     let _l = layout_shared();
     let mem = Mem::new(Kind::Hugetlb, 1);
     let u = open_uffd(Features::MISSING_HUGETLBFS);
-    u.register(mem.start(), HUGE as u64, RegisterMode::MISSING)
+    u.register(Range::new(mem.start(), HUGE as u64), RegisterMode::MISSING)
         .unwrap();
-    let e = u.zeropage(mem.start(), HUGE as u64, 0).unwrap_err();
+    let e = unsafe { u.zeropage(Range::new(mem.start(), HUGE as u64), ZeropageMode::empty()) }
+        .unwrap_err();
     assert_kernel(&e, "UFFDIO_ZEROPAGE", libc::EINVAL, "EINVAL");
     assert!(e.to_string().contains("hugetlb"), "{e}");
 }
@@ -552,25 +652,27 @@ fn ebusy_registering_a_range_owned_by_another_uffd() {
     let mem = Mem::new(Kind::Anon, 4);
     let u1 = open_uffd(Features::empty());
     let u2 = open_uffd(Features::empty());
-    u1.register(mem.start(), 2 * P, RegisterMode::MISSING)
+    u1.register(Range::new(mem.start(), 2 * P), RegisterMode::MISSING)
         .unwrap();
     for (s, l) in [
         (mem.start(), 2 * P),
         (mem.page_addr(1), 2 * P),
         (mem.start(), 4 * P),
     ] {
-        let e = u2.register(s, l, RegisterMode::MISSING).unwrap_err();
+        let e = u2
+            .register(Range::new(s, l), RegisterMode::MISSING)
+            .unwrap_err();
         assert_kernel(&e, "UFFDIO_REGISTER", libc::EBUSY, "EBUSY");
         assert!(e.to_string().contains("another userfaultfd"), "{e}");
     }
     // The free part is fine, and the owner may re-register its own range.
-    u2.register(mem.page_addr(2), 2 * P, RegisterMode::MISSING)
+    u2.register(Range::new(mem.page_addr(2), 2 * P), RegisterMode::MISSING)
         .unwrap();
-    u1.register(mem.start(), 2 * P, RegisterMode::MISSING)
+    u1.register(Range::new(mem.start(), 2 * P), RegisterMode::MISSING)
         .unwrap();
     // Once the owner closes, the range is free.
     drop(u1);
-    u2.register(mem.start(), 2 * P, RegisterMode::MISSING)
+    u2.register(Range::new(mem.start(), 2 * P), RegisterMode::MISSING)
         .unwrap();
 }
 
@@ -582,12 +684,7 @@ fn second_api_handshake_is_refused_and_adopt_does_not_retry_it() {
     );
     let want = Features::THREAD_ID | Features::EVENT_REMOVE;
     let u = open_uffd(want);
-    let fdinfo = |fd: i32| {
-        ::uffd::sys::fdinfo::read_uffd_fdinfo(fd)
-            .unwrap()
-            .unwrap()
-            .features
-    };
+    let fdinfo = |fd: i32| raw::fdinfo(fd).expect("fdinfo of a userfaultfd").features;
     let before = fdinfo(u.as_raw_fd());
     assert_eq!(before, (1 << 31) | want.bits());
     // The kernel refuses a second UFFDIO_API on the same file.
@@ -596,10 +693,7 @@ fn second_api_handshake_is_refused_and_adopt_does_not_retry_it() {
         features: Features::MOVE.bits(),
         ioctls: 0,
     };
-    assert_eq!(
-        ::uffd::sys::ioctl::api(u.as_fd(), &mut api),
-        Err(libc::EINVAL)
-    );
+    assert_eq!(raw::api(u.as_fd(), &mut api), Err(libc::EINVAL));
     assert_eq!(fdinfo(u.as_raw_fd()), before, "features unchanged");
     // Adopting a duplicate reads the features instead of re-negotiating.
     // SAFETY: dup of a live fd.
@@ -625,8 +719,10 @@ fn errors_are_usable_across_threads() {
     let mem = Arc::new(Mem::new(Kind::Anon, 1));
     let u = Arc::new(open_uffd(Features::empty()));
     let (m, uu) = (mem.clone(), u.clone());
-    let e = std::thread::spawn(move || uu.zeropage(m.start(), P, 0).unwrap_err())
-        .join()
-        .unwrap();
+    let e = std::thread::spawn(move || {
+        unsafe { uu.zeropage(Range::new(m.start(), P), ZeropageMode::empty()) }.unwrap_err()
+    })
+    .join()
+    .unwrap();
     assert_kernel(&e, "UFFDIO_ZEROPAGE", libc::ENOENT, "ENOENT");
 }

@@ -13,7 +13,10 @@
 mod common;
 use common::*;
 
-use ::uffd::{Event, FaultFlags, Features, Msg, OpenOptions, RegisterMode, Uffd};
+use ::uffd::{
+    CopyMode, Event, FaultFlags, Features, Msg, OpenOptions, Range, RegisterMode, Uffd,
+    ZeropageMode,
+};
 use std::mem::ManuallyDrop;
 use std::os::fd::AsRawFd;
 use std::sync::{mpsc, Arc};
@@ -40,9 +43,7 @@ fn gettid() -> u32 {
 fn wait_pending(u: &Uffd, n: u64) {
     let t0 = Instant::now();
     loop {
-        let info = ::uffd::sys::fdinfo::read_uffd_fdinfo(u.as_raw_fd())
-            .unwrap()
-            .unwrap();
+        let info = raw::fdinfo(u.as_raw_fd()).expect("fdinfo of a userfaultfd");
         if info.pending >= n {
             assert_eq!(info.pending, n, "more faults queued than expected");
             return;
@@ -104,7 +105,7 @@ fn read_and_write_fault_flags() {
     let _w = Watchdog::new("read_and_write_fault_flags", 60);
     let mem = Arc::new(Mem::new(Kind::Anon, 2));
     let u = open_uffd(Features::empty());
-    u.register(mem.start(), 2 * P, RegisterMode::MISSING)
+    u.register(Range::new(mem.start(), 2 * P), RegisterMode::MISSING)
         .unwrap();
 
     let t = reader(&mem, 10);
@@ -114,14 +115,14 @@ fn read_and_write_fault_flags() {
     assert_eq!(f.exact_address, None);
     assert_eq!(f.thread_id, 0, "no THREAD_ID feature");
     let data = pattern(PAGE, 1);
-    u.copy_from_slice(mem.page_addr(0), &data, 0).unwrap();
+    unsafe { u.copy_from_slice(mem.page_addr(0), &data, CopyMode::empty()) }.unwrap();
     assert_eq!(t.join().unwrap(), data[10]);
 
     let t = writer(&mem, PAGE + 5, 0xAB);
     let f = next_fault(&u, 5000);
     assert_eq!(f.address, mem.page_addr(1));
     assert_eq!(f.flags, FaultFlags::WRITE, "write to a missing page");
-    u.zeropage(mem.page_addr(1), P, 0).unwrap();
+    unsafe { u.zeropage(Range::new(mem.page_addr(1), P), ZeropageMode::empty()) }.unwrap();
     t.join().unwrap();
     assert_eq!(mem.read(PAGE + 5), 0xAB);
     assert_eq!(mem.read(PAGE + 6), 0);
@@ -135,7 +136,7 @@ fn thread_id_is_the_faulting_thread() {
     }
     let mem = Arc::new(Mem::new(Kind::Anon, 2));
     let u = open_uffd(Features::THREAD_ID);
-    u.register(mem.start(), 2 * P, RegisterMode::MISSING)
+    u.register(Range::new(mem.start(), 2 * P), RegisterMode::MISSING)
         .unwrap();
     for page in 0..2 {
         let (tx, rx) = mpsc::channel();
@@ -148,7 +149,7 @@ fn thread_id_is_the_faulting_thread() {
         let f = next_fault(&u, 5000);
         assert_eq!(f.thread_id, tid, "fault must carry the faulter's gettid()");
         assert_ne!(f.thread_id, gettid());
-        u.zeropage(mem.page_addr(page), P, 0).unwrap();
+        unsafe { u.zeropage(Range::new(mem.page_addr(page), P), ZeropageMode::empty()) }.unwrap();
         assert_eq!(t.join().unwrap(), 0);
     }
 }
@@ -161,26 +162,27 @@ fn exact_address_is_unmasked() {
     }
     let mem = Arc::new(Mem::new(Kind::Anon, 2));
     let u = open_uffd(Features::EXACT_ADDRESS);
-    u.register(mem.start(), 2 * P, RegisterMode::MISSING)
+    u.register(Range::new(mem.start(), 2 * P), RegisterMode::MISSING)
         .unwrap();
     let t = writer(&mem, PAGE + 0x123, 7);
     let f = next_fault(&u, 5000);
     assert_eq!(f.exact_address, Some(mem.page_addr(1) + 0x123));
     assert_eq!(f.address, mem.page_addr(1), "address stays page-aligned");
     assert_eq!(f.flags, FaultFlags::WRITE);
-    u.zeropage(mem.page_addr(1), P, 0).unwrap();
+    unsafe { u.zeropage(Range::new(mem.page_addr(1), P), ZeropageMode::empty()) }.unwrap();
     t.join().unwrap();
     assert_eq!(mem.read(PAGE + 0x123), 7);
 
     // Without the feature: masked, and no exact address.
     let mem2 = Arc::new(Mem::new(Kind::Anon, 1));
     let u2 = open_uffd(Features::empty());
-    u2.register(mem2.start(), P, RegisterMode::MISSING).unwrap();
+    u2.register(Range::new(mem2.start(), P), RegisterMode::MISSING)
+        .unwrap();
     let t = reader(&mem2, 0x777);
     let f = next_fault(&u2, 5000);
     assert_eq!(f.address, mem2.start());
     assert_eq!(f.exact_address, None);
-    u2.zeropage(mem2.start(), P, 0).unwrap();
+    unsafe { u2.zeropage(Range::new(mem2.start(), P), ZeropageMode::empty()) }.unwrap();
     assert_eq!(t.join().unwrap(), 0);
 }
 
@@ -207,7 +209,7 @@ fn hugetlb_fault_address_is_huge_page_aligned_without_exact_address() {
             f |= Features::EXACT_ADDRESS;
         }
         let u = open_uffd(f);
-        u.register(mem.start(), HUGE as u64, RegisterMode::MISSING)
+        u.register(Range::new(mem.start(), HUGE as u64), RegisterMode::MISSING)
             .unwrap();
         let t = reader(&mem, off);
         let fault = next_fault(&u, 5000);
@@ -219,7 +221,7 @@ fn hugetlb_fault_address_is_huge_page_aligned_without_exact_address() {
             assert_eq!(fault.address, mem.start(), "masked to the 2 MiB page");
             assert_eq!(fault.address % HUGE as u64, 0);
         }
-        u.copy_from_slice(mem.start(), &src, 0).unwrap();
+        unsafe { u.copy_from_slice(mem.start(), &src, CopyMode::empty()) }.unwrap();
         assert_eq!(t.join().unwrap(), src[off]);
     }
 }
@@ -235,8 +237,9 @@ fn remap_event_moves_the_registration() {
     let old = ManuallyDrop::new(Mem::new(Kind::Anon, 4));
     let dst = Arc::new(Mem::new(Kind::Anon, 4));
     let u = open_uffd(Features::EVENT_REMAP);
-    u.register(old.start(), len, RegisterMode::MISSING).unwrap();
-    u.zeropage(old.page_addr(0), P, 0).unwrap();
+    u.register(Range::new(old.start(), len), RegisterMode::MISSING)
+        .unwrap();
+    unsafe { u.zeropage(Range::new(old.page_addr(0), P), ZeropageMode::empty()) }.unwrap();
 
     let (from, to) = (old.start(), dst.start());
     let (tx, rx) = mpsc::channel();
@@ -273,7 +276,7 @@ fn remap_event_moves_the_registration() {
     let f = next_fault(&u, 5000);
     assert_eq!(f.address, dst.page_addr(2));
     let data = pattern(PAGE, 11);
-    u.copy_from_slice(dst.page_addr(2), &data, 0).unwrap();
+    unsafe { u.copy_from_slice(dst.page_addr(2), &data, CopyMode::empty()) }.unwrap();
     assert_eq!(r.join().unwrap(), data[1]);
     // Nothing else is queued.
     assert!(read_batch(&u, 4, 0).is_empty());
@@ -290,7 +293,8 @@ fn remap_then_unmap_order_with_both_features() {
     let old = ManuallyDrop::new(Mem::new(Kind::Anon, 2));
     let dst = Mem::new(Kind::Anon, 2);
     let u = open_uffd(Features::EVENT_REMAP | Features::EVENT_UNMAP);
-    u.register(old.start(), len, RegisterMode::MISSING).unwrap();
+    u.register(Range::new(old.start(), len), RegisterMode::MISSING)
+        .unwrap();
     let (from, to) = (old.start(), dst.start());
     let t = std::thread::spawn(move || {
         // SAFETY: moves our own mapping onto our own destination mapping.
@@ -343,7 +347,8 @@ fn remap_without_feature_unregisters_the_moved_range() {
     let old = ManuallyDrop::new(Mem::new(Kind::Anon, 2));
     let dst = Mem::new(Kind::Anon, 2);
     let u = open_uffd(Features::empty());
-    u.register(old.start(), len, RegisterMode::MISSING).unwrap();
+    u.register(Range::new(old.start(), len), RegisterMode::MISSING)
+        .unwrap();
     // No event, so mremap does not block: safe on this thread.
     // SAFETY: moves our own mapping onto our own destination mapping.
     let r = unsafe {
@@ -359,7 +364,7 @@ fn remap_without_feature_unregisters_the_moved_range() {
     // The moved range is no longer registered: reading it does not trap.
     assert_eq!(dst.read(PAGE + 3), 0);
     assert!(read_batch(&u, 4, 0).is_empty());
-    let e = u.zeropage(dst.start(), P, 0).unwrap_err();
+    let e = unsafe { u.zeropage(Range::new(dst.start(), P), ZeropageMode::empty()) }.unwrap_err();
     assert_eq!(e.errno(), libc::ENOENT, "{e}");
 }
 
@@ -371,10 +376,10 @@ fn remove_event_blocks_madvise_until_read() {
     }
     let mem = Arc::new(Mem::new(Kind::Anon, 4));
     let u = open_uffd(Features::EVENT_REMOVE);
-    u.register(mem.start(), 4 * P, RegisterMode::MISSING)
+    u.register(Range::new(mem.start(), 4 * P), RegisterMode::MISSING)
         .unwrap();
     let data = pattern(4 * PAGE, 2);
-    u.copy_from_slice(mem.start(), &data, 0).unwrap();
+    unsafe { u.copy_from_slice(mem.start(), &data, CopyMode::empty()) }.unwrap();
 
     let (tid, t) = madvise_thread(mem.page_addr(1), 2 * P, libc::MADV_DONTNEED);
     wait_blocked(tid);
@@ -399,7 +404,7 @@ fn remove_event_blocks_madvise_until_read() {
     let r = reader(&mem, PAGE + 9);
     let f = next_fault(&u, 5000);
     assert_eq!(f.address, mem.page_addr(1));
-    u.zeropage(mem.page_addr(1), P, 0).unwrap();
+    unsafe { u.zeropage(Range::new(mem.page_addr(1), P), ZeropageMode::empty()) }.unwrap();
     assert_eq!(r.join().unwrap(), 0);
     drop(u);
 }
@@ -412,7 +417,7 @@ fn unmap_event_blocks_munmap_until_read() {
     }
     let mut mem = Mem::new(Kind::Anon, 3);
     let u = open_uffd(Features::EVENT_UNMAP);
-    u.register(mem.start(), 3 * P, RegisterMode::MISSING)
+    u.register(Range::new(mem.start(), 3 * P), RegisterMode::MISSING)
         .unwrap();
     let (start, end) = (mem.start(), mem.start() + 3 * P);
     let (tx, rx) = mpsc::channel();
@@ -438,9 +443,9 @@ fn faults_overtake_events() {
     }
     let mem = Arc::new(Mem::new(Kind::Anon, 2));
     let u = open_uffd(Features::EVENT_REMOVE);
-    u.register(mem.start(), 2 * P, RegisterMode::MISSING)
+    u.register(Range::new(mem.start(), 2 * P), RegisterMode::MISSING)
         .unwrap();
-    u.zeropage(mem.page_addr(0), P, 0).unwrap();
+    unsafe { u.zeropage(Range::new(mem.page_addr(0), P), ZeropageMode::empty()) }.unwrap();
 
     // First the REMOVE event is queued...
     let (tid, m) = madvise_thread(mem.page_addr(0), P, libc::MADV_DONTNEED);
@@ -462,7 +467,7 @@ fn faults_overtake_events() {
         other => panic!("then the REMOVE, got {other:?}"),
     }
     assert_eq!(m.join().unwrap(), 0);
-    u.zeropage(mem.page_addr(1), P, 0).unwrap();
+    unsafe { u.zeropage(Range::new(mem.page_addr(1), P), ZeropageMode::empty()) }.unwrap();
     assert_eq!(r.join().unwrap(), 0);
     drop(u);
 }
@@ -473,7 +478,7 @@ fn batch_read_returns_several_faults() {
     let n = 4;
     let mem = Arc::new(Mem::new(Kind::Anon, n));
     let u = open_uffd(Features::empty());
-    u.register(mem.start(), n as u64 * P, RegisterMode::MISSING)
+    u.register(Range::new(mem.start(), n as u64 * P), RegisterMode::MISSING)
         .unwrap();
     let threads: Vec<_> = (0..n).map(|i| reader(&mem, i * PAGE + i)).collect();
     wait_pending(&u, n as u64);
@@ -490,7 +495,7 @@ fn batch_read_returns_several_faults() {
     let want: Vec<u64> = (0..n).map(|i| mem.page_addr(i)).collect();
     assert_eq!(addrs, want);
     let data = pattern(n * PAGE, 4);
-    u.copy_from_slice(mem.start(), &data, 0).unwrap();
+    unsafe { u.copy_from_slice(mem.start(), &data, CopyMode::empty()) }.unwrap();
     for (i, t) in threads.into_iter().enumerate() {
         assert_eq!(t.join().unwrap(), data[i * PAGE + i]);
     }
@@ -545,7 +550,8 @@ fn duplicate_fault_message_resolves_with_eexist_then_wake() {
     let _w = Watchdog::new("duplicate_fault_message_resolves_with_eexist_then_wake", 60);
     let mem = Arc::new(Mem::new(Kind::Anon, 1));
     let u = open_uffd(Features::empty());
-    u.register(mem.start(), P, RegisterMode::MISSING).unwrap();
+    u.register(Range::new(mem.start(), P), RegisterMode::MISSING)
+        .unwrap();
     let a = reader(&mem, 1);
     let b = reader(&mem, 2000);
     wait_pending(&u, 2);
@@ -559,13 +565,7 @@ fn duplicate_fault_message_resolves_with_eexist_then_wake() {
     }
     // Resolve the first message without waking anybody.
     let data = pattern(PAGE, 8);
-    let p = u
-        .copy_from_slice(
-            mem.start(),
-            &data,
-            ::uffd::sys::uapi::UFFDIO_COPY_MODE_DONTWAKE,
-        )
-        .unwrap();
+    let p = unsafe { u.copy_from_slice(mem.start(), &data, CopyMode::DONTWAKE) }.unwrap();
     assert!(p.is_complete());
     std::thread::sleep(Duration::from_millis(100));
     assert!(
@@ -573,11 +573,11 @@ fn duplicate_fault_message_resolves_with_eexist_then_wake() {
         "DONTWAKE must not wake"
     );
     // The second message is stale: EEXIST, and the waiters still need a wake.
-    let e = u.copy_from_slice(mem.start(), &data, 0).unwrap_err();
+    let e = unsafe { u.copy_from_slice(mem.start(), &data, CopyMode::empty()) }.unwrap_err();
     assert!(e.is_exists(), "{e}");
     assert_eq!(e.errno(), libc::EEXIST);
     assert!(!a.is_finished() && !b.is_finished(), "EEXIST does not wake");
-    u.wake(mem.start(), P).unwrap();
+    u.wake(Range::new(mem.start(), P)).unwrap();
     assert_eq!(a.join().unwrap(), data[1]);
     assert_eq!(b.join().unwrap(), data[2000]);
     assert!(read_batch(&u, 4, 0).is_empty());
@@ -588,11 +588,12 @@ fn fault_resolved_before_read_leaves_nothing_queued() {
     let _w = Watchdog::new("fault_resolved_before_read_leaves_nothing_queued", 60);
     let mem = Arc::new(Mem::new(Kind::Anon, 1));
     let u = open_uffd(Features::empty());
-    u.register(mem.start(), P, RegisterMode::MISSING).unwrap();
+    u.register(Range::new(mem.start(), P), RegisterMode::MISSING)
+        .unwrap();
     let r = reader(&mem, 5);
     wait_pending(&u, 1);
     // Resolved (and woken) before anybody reads the message.
-    u.zeropage(mem.start(), P, 0).unwrap();
+    unsafe { u.zeropage(Range::new(mem.start(), P), ZeropageMode::empty()) }.unwrap();
     assert_eq!(r.join().unwrap(), 0);
     let mut buf = [Msg::default()];
     assert_eq!(

@@ -13,7 +13,10 @@
 mod common;
 use common::*;
 
-use ::uffd::{Event, FaultFlags, Features, Msg, OpenOptions, RegisterMode, Uffd};
+use ::uffd::{
+    CopyMode, Event, FaultFlags, Features, MoveMode, Msg, OpenOptions, Range, RegisterMode, Uffd,
+    ZeropageMode,
+};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
@@ -145,7 +148,7 @@ fn fork_event_fd_serves_the_child_then_gives_esrch() {
     let src = Mem::new(Kind::Anon, 1);
     src.write(0, 1);
     let u = Arc::new(open_uffd(want));
-    u.register(mem.start(), 2 * P, RegisterMode::MISSING)
+    u.register(Range::new(mem.start(), 2 * P), RegisterMode::MISSING)
         .unwrap();
     let expected = pattern(PAGE, 21);
     let (tx, rx) = mpsc::channel();
@@ -187,32 +190,42 @@ fn fork_event_fd_serves_the_child_then_gives_esrch() {
     );
 
     // MOVE is confined to the caller's own mm.
-    let e = cu
-        .move_pages(mem.page_addr(1), src.start(), P, 0)
-        .unwrap_err();
+    let e = unsafe {
+        cu.move_pages(
+            Range::new(mem.page_addr(1), P),
+            src.start(),
+            MoveMode::empty(),
+        )
+    }
+    .unwrap_err();
     assert_eq!(e.errno(), libc::EINVAL, "{e}");
 
     let f = next_fault(&cu, 5000);
     assert_eq!(f.address, mem.page_addr(0));
     assert_eq!(f.flags, FaultFlags::empty());
     assert_eq!(f.thread_id, pid as u32, "the child's main thread faulted");
-    assert!(cu
-        .copy_from_slice(mem.page_addr(0), &expected, 0)
-        .unwrap()
-        .is_complete());
+    assert!(
+        unsafe { cu.copy_from_slice(mem.page_addr(0), &expected, CopyMode::empty()) }
+            .unwrap()
+            .is_complete()
+    );
     let f = next_fault(&cu, 5000);
     assert_eq!(f.address, mem.page_addr(1));
     assert_eq!(f.flags, FaultFlags::WRITE);
-    assert!(cu.zeropage(mem.page_addr(1), P, 0).unwrap().is_complete());
+    assert!(
+        unsafe { cu.zeropage(Range::new(mem.page_addr(1), P), ZeropageMode::empty()) }
+            .unwrap()
+            .is_complete()
+    );
     assert_eq!(wait_child(pid), 0, "the child saw the data served to it");
 
     // The child is gone: its uffd has no mm left.
-    let e = cu
-        .copy_from_slice(mem.page_addr(0), &expected, 0)
-        .unwrap_err();
+    let e =
+        unsafe { cu.copy_from_slice(mem.page_addr(0), &expected, CopyMode::empty()) }.unwrap_err();
     assert_eq!(e.errno(), libc::ESRCH, "{e}");
     assert!(e.to_string().contains("ESRCH"), "{e}");
-    let e = cu.zeropage(mem.page_addr(1), P, 0).unwrap_err();
+    let e =
+        unsafe { cu.zeropage(Range::new(mem.page_addr(1), P), ZeropageMode::empty()) }.unwrap_err();
     assert_eq!(e.errno(), libc::ESRCH, "{e}");
     let mut buf = [Msg::default()];
     assert_eq!(cu.read_msgs(&mut buf, 0).unwrap(), 0);
@@ -223,7 +236,7 @@ fn fork_event_fd_serves_the_child_then_gives_esrch() {
     let f = next_fault(&u, 5000);
     assert_eq!(f.address, mem.page_addr(0));
     assert_ne!(f.thread_id, pid as u32);
-    u.zeropage(mem.page_addr(0), P, 0).unwrap();
+    unsafe { u.zeropage(Range::new(mem.page_addr(0), P), ZeropageMode::empty()) }.unwrap();
     assert_eq!(r.join().unwrap(), 0, "not the child's data");
 }
 
@@ -236,7 +249,8 @@ fn fork_blocks_until_the_fork_event_is_read() {
     let _g = fork_lock();
     let mem = Mem::new(Kind::Anon, 1);
     let u = Arc::new(open_uffd(Features::EVENT_FORK));
-    u.register(mem.start(), P, RegisterMode::MISSING).unwrap();
+    u.register(Range::new(mem.start(), P), RegisterMode::MISSING)
+        .unwrap();
     let (tx, rx) = mpsc::channel();
     let delay = Duration::from_millis(300);
     let t0 = Instant::now();
@@ -262,9 +276,9 @@ fn without_event_fork_the_child_is_unregistered() {
     let _g = fork_lock();
     let mem = Mem::new(Kind::Anon, 2);
     let u = open_uffd(Features::THREAD_ID);
-    u.register(mem.start(), 2 * P, RegisterMode::MISSING)
+    u.register(Range::new(mem.start(), 2 * P), RegisterMode::MISSING)
         .unwrap();
-    u.zeropage(mem.page_addr(1), P, 0).unwrap();
+    unsafe { u.zeropage(Range::new(mem.page_addr(1), P), ZeropageMode::empty()) }.unwrap();
     let t0 = Instant::now();
     let pid = fork();
     if pid == 0 {
@@ -284,7 +298,7 @@ fn without_event_fork_the_child_is_unregistered() {
     let mem = Arc::new(mem);
     let r = reader(&mem, 5);
     assert_eq!(next_fault(&u, 5000).address, mem.page_addr(0));
-    u.zeropage(mem.page_addr(0), P, 0).unwrap();
+    unsafe { u.zeropage(Range::new(mem.page_addr(0), P), ZeropageMode::empty()) }.unwrap();
     assert_eq!(r.join().unwrap(), 0);
 }
 
@@ -323,7 +337,8 @@ fn back_to_back_forks_with_an_allocation_free_reader() {
     let _g = fork_lock();
     let mem = Mem::new(Kind::Anon, 1);
     let u = Arc::new(open_uffd(Features::EVENT_FORK | Features::THREAD_ID));
-    u.register(mem.start(), P, RegisterMode::MISSING).unwrap();
+    u.register(Range::new(mem.start(), P), RegisterMode::MISSING)
+        .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let ready = Arc::new(AtomicBool::new(false));
     let (uu, s, r) = (u.clone(), stop.clone(), ready.clone());

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 use uffd::monitor::*;
+use uffd::Range;
 use uffd::*;
 
 /// Forks are serialized within this test binary.
@@ -36,8 +37,7 @@ fn describe(status: i32) -> String {
 fn add_region(m: &Monitor, id: u32, mem: &Mem, source: Source) {
     m.add_region(
         id,
-        mem.start(),
-        mem.len as u64,
+        handed(mem.start(), mem.len as u64),
         RegionOptions {
             source,
             register: RegisterMode::MISSING,
@@ -350,7 +350,8 @@ fn engine_panic_in_dispatch_is_an_error() {
     let e = err.expect("dispatch reports the engine's panic");
     assert_eq!(e.errno(), libc::ENOTRECOVERABLE, "{e}");
     // Release the faulting thread ourselves (Block: left waiting).
-    u.unregister(mem.start(), mem.len as u64).unwrap();
+    u.unregister(Range::new(mem.start(), mem.len as u64))
+        .unwrap();
     assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), 0);
 }
 

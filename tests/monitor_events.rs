@@ -223,8 +223,12 @@ fn remove_race_case(policy: RemovePolicy, workers: u32) {
     };
     let m = Monitor::new(config, Box::new(Recording(rec.clone()))).unwrap();
     let id = m.add_uffd(u.clone()).unwrap();
-    m.add_region(id, mem.start(), mem.len as u64, missing(buffer(&data)))
-        .unwrap();
+    m.add_region(
+        id,
+        handed(mem.start(), mem.len as u64),
+        missing(buffer(&data)),
+    )
+    .unwrap();
     let run = m.start().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let faulters: Vec<_> = (0..3u64)
@@ -352,8 +356,12 @@ fn remove_then_read_case(workers: u32, rounds: usize) {
     };
     let m = Monitor::new(config, Box::new(DefaultHandler)).unwrap();
     let id = m.add_uffd(u.clone()).unwrap();
-    m.add_region(id, mem.start(), mem.len as u64, missing(buffer(&data)))
-        .unwrap();
+    m.add_region(
+        id,
+        handed(mem.start(), mem.len as u64),
+        missing(buffer(&data)),
+    )
+    .unwrap();
     let run = m.start().unwrap();
     let mut stale = Vec::new();
     for round in 0..rounds {
@@ -429,7 +437,7 @@ fn remap_whole_case(workers: u32) {
     };
     let m = Monitor::new(config, Box::new(Recording(rec.clone()))).unwrap();
     let id = m.add_uffd(u.clone()).unwrap();
-    m.add_region(id, old, len as u64, missing(buffer(&data)))
+    m.add_region(id, handed(old, len as u64), missing(buffer(&data)))
         .unwrap();
     let run = m.start().unwrap();
     for p in [0usize, 1, 2, 10, 40] {
@@ -501,7 +509,7 @@ fn remap_moves_middle_piece() {
     let rec = Arc::new(Recorder::default());
     let m = Monitor::new(Config::default(), Box::new(Recording(rec.clone()))).unwrap();
     let id = m.add_uffd(u.clone()).unwrap();
-    m.add_region(id, old, len as u64, missing(buffer(&data)))
+    m.add_region(id, handed(old, len as u64), missing(buffer(&data)))
         .unwrap();
     let run = m.start().unwrap();
     let (a, b) = (16 * PAGE, 32 * PAGE);
@@ -553,7 +561,7 @@ fn unmap_drops_region() {
     let rec = Arc::new(Recorder::default());
     let m = Monitor::new(Config::default(), Box::new(Recording(rec.clone()))).unwrap();
     let id = m.add_uffd(u.clone()).unwrap();
-    m.add_region(id, base, len as u64, missing(buffer(&data)))
+    m.add_region(id, handed(base, len as u64), missing(buffer(&data)))
         .unwrap();
     let run = m.start().unwrap();
     assert_eq!(read_at(base + 5), data[5]);
@@ -584,7 +592,7 @@ fn unmap_drops_region() {
     );
     // The old region no longer covers the hole: a new region (another
     // source) can be added there, and faults get the new source.
-    m.add_region(id, hole, (8 * PAGE) as u64, missing(buffer(&other)))
+    m.add_region(id, handed(hole, (8 * PAGE) as u64), missing(buffer(&other)))
         .expect("the unmapped range left the region table");
     // 2. munmap pages 24..32.
     unmap(base + (24 * PAGE) as u64, 8 * PAGE);
@@ -623,7 +631,7 @@ fn unmap_races_faults() {
     let data = Arc::new(content(len, 37));
     for round in 0..20 {
         let base = map_anon(len, libc::PROT_READ | libc::PROT_WRITE);
-        m.add_region(id, base, len as u64, missing(buffer(&data)))
+        m.add_region(id, handed(base, len as u64), missing(buffer(&data)))
             .unwrap();
         let keep = 32 * PAGE; // pages 0..32 stay mapped
         let hs: Vec<_> = (0..2usize)
@@ -701,8 +709,12 @@ fn fork_case(workers: u32) {
     };
     let m = Monitor::new(config, Box::new(Recording(rec.clone()))).unwrap();
     let id = m.add_uffd(u.clone()).unwrap();
-    m.add_region(id, mem.start(), mem.len as u64, missing(buffer(&data)))
-        .unwrap();
+    m.add_region(
+        id,
+        handed(mem.start(), mem.len as u64),
+        missing(buffer(&data)),
+    )
+    .unwrap();
     let run = m.start().unwrap();
     for p in 0..8 {
         assert_eq!(mem.read(p * PAGE), data[p * PAGE]);
@@ -790,8 +802,12 @@ fn fork_child_killed_esrch_retires() {
     let m = Monitor::new(Config::default(), Box::new(handler)).unwrap();
     let id = m.add_uffd(u.clone()).unwrap();
     assert_eq!(id, 0);
-    m.add_region(id, mem.start(), mem.len as u64, missing(Source::Callback))
-        .unwrap();
+    m.add_region(
+        id,
+        handed(mem.start(), mem.len as u64),
+        missing(Source::Callback),
+    )
+    .unwrap();
     let run = m.start().unwrap();
     let addr = mem.start();
     // SAFETY: fork; the child only touches memory (and is killed).
@@ -879,8 +895,12 @@ fn back_to_back_case(forks: u64, verdict: ForkVerdict) {
     let u = Arc::new(open_uffd(Features::EVENT_FORK));
     let m = Monitor::new(Config::default(), Box::new(Verdicts(verdict))).unwrap();
     let id = m.add_uffd(u.clone()).unwrap();
-    m.add_region(id, mem.start(), mem.len as u64, missing(buffer(&data)))
-        .unwrap();
+    m.add_region(
+        id,
+        handed(mem.start(), mem.len as u64),
+        missing(buffer(&data)),
+    )
+    .unwrap();
     let run = m.start().unwrap();
     // SAFETY: alarm(2); cancelled below.
     unsafe { libc::alarm(50) };
@@ -951,8 +971,12 @@ fn dispatch_back_to_back_case(forks: u64) {
     let u = Arc::new(open_uffd(Features::EVENT_FORK));
     let m = Monitor::new(Config::default(), Box::new(DefaultHandler)).unwrap();
     let id = m.add_uffd(u.clone()).unwrap();
-    m.add_region(id, mem.start(), mem.len as u64, missing(buffer(&data)))
-        .unwrap();
+    m.add_region(
+        id,
+        handed(mem.start(), mem.len as u64),
+        missing(buffer(&data)),
+    )
+    .unwrap();
     let done = Arc::new(AtomicBool::new(false));
     let (up_tx, up_rx) = mpsc::channel::<()>();
     let dispatcher = {

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use uffd::monitor::*;
+use uffd::Range;
 use uffd::*;
 
 fn pattern(len: usize, seed: u64) -> Vec<u8> {
@@ -110,8 +111,7 @@ fn blocking_case(workers: u32) {
         .expect("the monitor takes a blocking uffd");
     m.add_region(
         id,
-        mem.start(),
-        mem.len as u64,
+        handed(mem.start(), mem.len as u64),
         RegionOptions {
             source: buffer(&data),
             register: RegisterMode::MISSING,
@@ -159,7 +159,10 @@ fn blocking_adopted_fd_dispatch() {
     let data = pattern(mem.len, 2);
     let owner = open_blocking(Features::empty());
     owner
-        .register(mem.start(), mem.len as u64, RegisterMode::MISSING)
+        .register(
+            Range::new(mem.start(), mem.len as u64),
+            RegisterMode::MISSING,
+        )
         .unwrap();
     let u = Arc::new(adopt_dup(&owner));
     assert!(!u.is_nonblocking());
@@ -176,8 +179,7 @@ fn blocking_adopted_fd_dispatch() {
         .expect("the monitor takes a blocking uffd");
     m.add_region(
         id,
-        mem.start(),
-        mem.len as u64,
+        handed(mem.start(), mem.len as u64),
         RegionOptions {
             source: buffer(&data),
             ..Default::default()
@@ -237,8 +239,7 @@ fn blocking_fd_fork_child_served() {
     let id = m.add_uffd(u.clone()).unwrap();
     m.add_region(
         id,
-        mem.start(),
-        mem.len as u64,
+        handed(mem.start(), mem.len as u64),
         RegionOptions {
             source: buffer(&data),
             register: RegisterMode::MISSING,
@@ -317,8 +318,11 @@ impl Handler for ZeroIfHuge {
 fn outside_case(kind: Kind) {
     let mem = Arc::new(Mem::new(kind, 2));
     let u = Arc::new(open_uffd(Features::empty()));
-    u.register(mem.start(), mem.len as u64, RegisterMode::MISSING)
-        .unwrap();
+    u.register(
+        Range::new(mem.start(), mem.len as u64),
+        RegisterMode::MISSING,
+    )
+    .unwrap();
     let h = Arc::new(ZeroIfHuge {
         want: HUGE as u64,
         seen: Mutex::new(Vec::new()),
@@ -339,7 +343,8 @@ fn outside_case(kind: Kind) {
     let released = kit::wait_finished(&reader, 5000);
     if !released {
         // The range is in no region, so stopping does not release it.
-        u.unregister(mem.start(), mem.len as u64).unwrap();
+        u.unregister(Range::new(mem.start(), mem.len as u64))
+            .unwrap();
     }
     let v = reader.join().unwrap();
     m.stop();
@@ -413,8 +418,7 @@ fn livelock_case(workers: u32, policy: ErrorPolicy) {
     let id = m.add_uffd(u.clone()).unwrap();
     m.add_region(
         id,
-        mem.start(),
-        mem.len as u64,
+        handed(mem.start(), mem.len as u64),
         RegionOptions {
             source: Source::Zero,
             register: RegisterMode::MISSING,
@@ -608,8 +612,7 @@ fn adopted_guest_case(features: u64, page_size: u64) -> (i32, Result<()>) {
     let id = m.add_uffd(u.clone()).unwrap();
     m.add_region(
         id,
-        addr,
-        2 * HUGE as u64,
+        handed(addr, 2 * HUGE as u64),
         RegionOptions {
             source: buffer(&data),
             page_size,
@@ -651,8 +654,7 @@ fn region_page_size_checked() {
         let e = m
             .add_region(
                 id,
-                mem.start(),
-                mem.len as u64,
+                handed(mem.start(), mem.len as u64),
                 RegionOptions {
                     page_size: bad,
                     ..Default::default()
@@ -667,8 +669,7 @@ fn region_page_size_checked() {
     let e = m
         .add_region(
             id,
-            mem.start(),
-            mem.len as u64,
+            handed(mem.start(), mem.len as u64),
             RegionOptions {
                 page_size: 4096,
                 ..Default::default()
@@ -679,8 +680,7 @@ fn region_page_size_checked() {
     assert!(e.to_string().contains("2048 KiB pages"), "{e}");
     m.add_region(
         id,
-        mem.start(),
-        mem.len as u64,
+        handed(mem.start(), mem.len as u64),
         RegionOptions {
             page_size: HUGE as u64,
             register: RegisterMode::MISSING,
@@ -745,8 +745,7 @@ impl AddFrom {
         };
         let r = m.add_region(
             self.id.load(SeqCst) as u32,
-            self.b.0,
-            self.b.1,
+            handed(self.b.0, self.b.1),
             RegionOptions {
                 source: buffer(&self.b_src),
                 register: RegisterMode::MISSING,
@@ -825,8 +824,7 @@ fn add_from_case(from: From, workers: u32) {
     *h.m.lock().unwrap() = Some(m.clone());
     m.add_region(
         id,
-        a.start(),
-        a.len as u64,
+        handed(a.start(), a.len as u64),
         RegionOptions {
             source: Source::Callback,
             register: RegisterMode::MISSING,
@@ -971,8 +969,7 @@ fn split_region_case(kind: Kind, source_is_buffer: bool) {
     };
     m.add_region(
         id,
-        mem.start(),
-        mem.len as u64,
+        handed(mem.start(), mem.len as u64),
         RegionOptions {
             source,
             register: RegisterMode::MISSING,
@@ -982,7 +979,7 @@ fn split_region_case(kind: Kind, source_is_buffer: bool) {
     .unwrap();
     let run = m.start().unwrap();
     // The hole: page 3 is no longer registered (the mapping is split).
-    u.unregister(mem.start() + 3 * ps as u64, ps as u64).unwrap();
+    u.unregister(Range::new(mem.start() + 3 * ps as u64, ps as u64)).unwrap();
     let want = |p: usize| -> u8 {
         if source_is_buffer {
             data[p * ps + 7]

@@ -47,8 +47,7 @@ fn storm_once(run_no: usize, forks: usize) {
     let id = m.add_uffd(u.clone()).unwrap();
     m.add_region(
         id,
-        mem.start(),
-        mem.len as u64,
+        handed(mem.start(), mem.len as u64),
         RegionOptions {
             source: Source::Buffer {
                 addr: data.as_ptr() as u64,
@@ -197,8 +196,7 @@ fn reader_survives_emfile() {
         let id = m.add_uffd(u.clone()).unwrap();
         m.add_region(
             id,
-            mem.start(),
-            mem.len as u64,
+            handed(mem.start(), mem.len as u64),
             RegionOptions {
                 source: Source::Buffer {
                     addr: data.as_ptr() as u64,
@@ -368,8 +366,7 @@ fn remove_forked_childs_uffd() {
         let parent_id = m.add_uffd(u.clone()).unwrap();
         m.add_region(
             parent_id,
-            mem.start(),
-            mem.len as u64,
+            handed(mem.start(), mem.len as u64),
             RegionOptions {
                 source: Source::Callback,
                 register: RegisterMode::MISSING,
@@ -529,8 +526,7 @@ fn fork_storm_outruns_stalled_helper() {
         let id = m.add_uffd(u.clone()).unwrap();
         m.add_region(
             id,
-            mem.start(),
-            mem.len as u64,
+            handed(mem.start(), mem.len as u64),
             RegionOptions {
                 source: Source::Buffer {
                     addr: data.as_ptr() as u64,

@@ -389,8 +389,7 @@ fn source_error_default_policy_sigbus() {
         let e = m
             .add_region(
                 id,
-                mem.start(),
-                mem.len as u64,
+                handed(mem.start(), mem.len as u64),
                 RegionOptions {
                     source: Source::Fd {
                         fd: 999_999,
@@ -411,8 +410,7 @@ fn source_error_default_policy_sigbus() {
         assert!(bad_fd >= 0);
         m.add_region(
             id,
-            mem.start(),
-            mem.len as u64,
+            handed(mem.start(), mem.len as u64),
             RegionOptions {
                 source: Source::Fd {
                     fd: bad_fd,

@@ -99,8 +99,7 @@ fn child() -> i32 {
     };
     m.add_region(
         id,
-        mem.start(),
-        mem.len as u64,
+        handed(mem.start(), mem.len as u64),
         RegionOptions {
             source: src,
             register: RegisterMode::MISSING,
@@ -110,8 +109,7 @@ fn child() -> i32 {
     .unwrap();
     m.add_region(
         id,
-        lazy.start(),
-        lazy.len as u64,
+        handed(lazy.start(), lazy.len as u64),
         RegionOptions {
             source: src,
             register: RegisterMode::MISSING,

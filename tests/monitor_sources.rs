@@ -206,8 +206,7 @@ fn lazy_load(
     let id = m.add_uffd(u.clone()).unwrap();
     m.add_region(
         id,
-        mem.start(),
-        mem.len as u64,
+        handed(mem.start(), mem.len as u64),
         RegionOptions {
             source: src,
             register: RegisterMode::MISSING,
@@ -475,8 +474,7 @@ fn fd_offset_anon() {
     let id = m.add_uffd(u).unwrap();
     m.add_region(
         id,
-        mem.start(),
-        mem.len as u64,
+        handed(mem.start(), mem.len as u64),
         RegionOptions {
             source: Source::Fd {
                 fd: std::os::fd::AsRawFd::as_raw_fd(&f),
@@ -525,8 +523,7 @@ fn page_cache_case(kind: Kind, pages: usize) {
     let id = m.add_uffd(u).unwrap();
     m.add_region(
         id,
-        mem.start(),
-        mem.len as u64,
+        handed(mem.start(), mem.len as u64),
         RegionOptions {
             source: Source::PageCache,
             register: RegisterMode::MINOR,
@@ -574,8 +571,7 @@ fn access_pattern(config: Config, pages: usize, order: &[usize]) -> StatsSnapsho
     let id = m.add_uffd(u).unwrap();
     m.add_region(
         id,
-        mem.start(),
-        mem.len as u64,
+        handed(mem.start(), mem.len as u64),
         RegionOptions {
             source: Source::Buffer {
                 addr: data.as_ptr() as u64,
@@ -715,8 +711,7 @@ fn defer_case(kind: Kind, pages: usize, workers: u32) {
     let id = m.add_uffd(u).unwrap();
     m.add_region(
         id,
-        mem.start(),
-        mem.len as u64,
+        handed(mem.start(), mem.len as u64),
         RegionOptions {
             source: Source::Callback,
             register: RegisterMode::MISSING,
@@ -893,8 +888,7 @@ fn prefetch_case(kind: Kind, pages: usize, workers: u32) {
     let id = m.add_uffd(u).unwrap();
     m.add_region(
         id,
-        mem.start(),
-        mem.len as u64,
+        handed(mem.start(), mem.len as u64),
         RegionOptions {
             source: Source::Buffer {
                 addr: data.as_ptr() as u64,
@@ -984,8 +978,7 @@ fn dispatch_mode_poll_loop() {
     let id = m.add_uffd(u).unwrap();
     m.add_region(
         id,
-        mem.start(),
-        mem.len as u64,
+        handed(mem.start(), mem.len as u64),
         RegionOptions {
             source: Source::Buffer {
                 addr: data.as_ptr() as u64,

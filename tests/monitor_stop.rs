@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uffd::monitor::*;
 use uffd::*;
+use uffd::{Range, WriteprotectMode};
 
 fn exit_code(status: i32) -> i32 {
     assert!(
@@ -62,8 +63,7 @@ fn lazy_restore_stopped(kind: Kind, policy: Option<StopPolicy>, per_region: bool
     let id = m.add_uffd(u.clone()).unwrap();
     m.add_region(
         id,
-        mem.start(),
-        mem.len as u64,
+        handed(mem.start(), mem.len as u64),
         RegionOptions {
             source: Source::Buffer {
                 addr: src.as_ptr() as u64,
@@ -396,7 +396,8 @@ fn restart_after_zero_fill_stop_serves_readded_region() {
         register: RegisterMode::MISSING,
         ..RegionOptions::default()
     };
-    m.add_region(id, mem.start(), mem.len as u64, opts).unwrap();
+    m.add_region(id, handed(mem.start(), mem.len as u64), opts)
+        .unwrap();
     let run = m.start().unwrap();
     assert_eq!(mem.read(1), src[1]);
     m.stop();
@@ -412,7 +413,7 @@ fn restart_after_zero_fill_stop_serves_readded_region() {
             libc::MADV_DONTNEED,
         )
     };
-    m.add_region(id, mem.start(), mem.len as u64, opts)
+    m.add_region(id, handed(mem.start(), mem.len as u64), opts)
         .expect("the released region can be added again");
     let run = m.start().expect("restart");
     let t = reader(&mem, 3 * PAGE + 5);
@@ -493,7 +494,7 @@ fn prefetch_added_while_running_is_done() {
         prefetch: true,
         ..RegionOptions::default()
     };
-    m.add_region(id, other.start(), other.len as u64, opts)
+    m.add_region(id, handed(other.start(), other.len as u64), opts)
         .unwrap();
     wait_for("the late region prefetched", 10, || {
         m.stats().prefetched_bytes >= other.len as u64
@@ -537,8 +538,7 @@ fn fd_source_is_duplicated() {
     let id = m.add_uffd(u.clone()).unwrap();
     m.add_region(
         id,
-        mem.start(),
-        mem.len as u64,
+        handed(mem.start(), mem.len as u64),
         RegionOptions {
             source: Source::Fd {
                 fd,
@@ -593,8 +593,7 @@ fn stop_cost() {
         let id = m.add_uffd(u.clone()).unwrap();
         m.add_region(
             id,
-            mem.start(),
-            mem.len as u64,
+            handed(mem.start(), mem.len as u64),
             RegionOptions {
                 source: Source::Buffer {
                     addr: src.as_ptr() as u64,
@@ -646,8 +645,7 @@ fn stop_releases_wp_and_minor_waiters() {
     let id = m.add_uffd(u.clone()).unwrap();
     m.add_region(
         id,
-        anon.start(),
-        anon.len as u64,
+        handed(anon.start(), anon.len as u64),
         RegionOptions {
             source: Source::Callback,
             register: RegisterMode::WP,
@@ -655,18 +653,16 @@ fn stop_releases_wp_and_minor_waiters() {
         },
     )
     .unwrap();
-    // UFFDIO_WRITEPROTECT_MODE_WP.
+    // WriteprotectMode::WP.
     u.writeprotect(
-        anon.start(),
-        anon.len as u64,
-        ::uffd::sys::uapi::UFFDIO_WRITEPROTECT_MODE_WP,
+        Range::new(anon.start(), anon.len as u64),
+        WriteprotectMode::WP,
     )
     .unwrap();
     let id2 = m.add_uffd(u2.clone()).unwrap();
     m.add_region(
         id2,
-        shm.start(),
-        shm.len as u64,
+        handed(shm.start(), shm.len as u64),
         RegionOptions {
             source: Source::Callback,
             register: RegisterMode::MINOR,

@@ -106,8 +106,7 @@ fn stress(name: &'static str, kind: Kind, pages: usize, workers: u32) {
         let mem = Arc::new(Mem::new(kind, pages));
         m.add_region(
             id,
-            mem.start(),
-            mem.len as u64,
+            handed(mem.start(), mem.len as u64),
             RegionOptions {
                 source: Source::Buffer {
                     addr: src.as_ptr() as u64,

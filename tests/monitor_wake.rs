@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use uffd::monitor::*;
+use uffd::CopyMode;
 use uffd::*;
 
 /// Tests here fork nothing, but serialise anyway: they count threads and
@@ -80,8 +81,7 @@ fn add_handle_case(workers: u32, kind: Kind) {
     let id0 = m.add_uffd(u0).unwrap();
     m.add_region(
         id0,
-        first.start(),
-        first.len as u64,
+        handed(first.start(), first.len as u64),
         buffer_opts(&data0, false),
     )
     .unwrap();
@@ -92,8 +92,12 @@ fn add_handle_case(workers: u32, kind: Kind) {
     let data = content(mem.len, 2);
     let u = Arc::new(open_uffd(Features::empty()));
     let id = m.add_uffd(u).unwrap();
-    m.add_region(id, mem.start(), mem.len as u64, buffer_opts(&data, false))
-        .unwrap();
+    m.add_region(
+        id,
+        handed(mem.start(), mem.len as u64),
+        buffer_opts(&data, false),
+    )
+    .unwrap();
     let threads = faulting_threads(&mem, 4);
     for (i, t) in threads.iter().enumerate() {
         assert!(
@@ -143,8 +147,7 @@ fn add_region_prefetch_while_running() {
     let id = m.add_uffd(u).unwrap();
     m.add_region(
         id,
-        first.start(),
-        first.len as u64,
+        handed(first.start(), first.len as u64),
         buffer_opts(&data0, false),
     )
     .unwrap();
@@ -152,8 +155,12 @@ fn add_region_prefetch_while_running() {
     std::thread::sleep(Duration::from_millis(30));
     let mem = Arc::new(Mem::new(Kind::Anon, 64));
     let data = content(mem.len, 4);
-    m.add_region(id, mem.start(), mem.len as u64, buffer_opts(&data, true))
-        .unwrap();
+    m.add_region(
+        id,
+        handed(mem.start(), mem.len as u64),
+        buffer_opts(&data, true),
+    )
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while m.stats().prefetched_bytes < mem.len as u64 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(2));
@@ -195,8 +202,7 @@ fn remove_handle_while_running() {
     let id = m.add_uffd(u.clone()).unwrap();
     m.add_region(
         id,
-        mem.start(),
-        mem.len as u64,
+        handed(mem.start(), mem.len as u64),
         RegionOptions {
             source: Source::Callback,
             register: RegisterMode::MISSING,
@@ -232,7 +238,7 @@ fn remove_handle_while_running() {
     );
     for p in [0usize, 1, 2, 3, 6] {
         let src = &data[p * PAGE..(p + 1) * PAGE];
-        u.copy_from_slice(mem.page_addr(p), src, 0).unwrap();
+        unsafe { u.copy_from_slice(mem.page_addr(p), src, CopyMode::empty()) }.unwrap();
     }
     for (i, t) in threads.into_iter().enumerate() {
         assert!(wait_finished(&t, 3000), "thread {i} not released");

@@ -10,7 +10,8 @@ mod common;
 use common::*;
 
 use ::uffd::{
-    Error, FaultFlags, Features, Ioctls, Msg, OpenFlags, OpenOptions, RegisterMode, Uffd,
+    CopyMode, Error, FaultFlags, Features, Ioctls, Msg, OpenFlags, OpenOptions, Range,
+    RegisterMode, Uffd,
 };
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
@@ -35,16 +36,13 @@ fn status_flags(fd: i32) -> i32 {
 
 /// `ctx->features` as the kernel prints it in fdinfo (with INITIALIZED).
 fn kernel_features(fd: i32) -> u64 {
-    ::uffd::sys::fdinfo::read_uffd_fdinfo(fd)
-        .expect("read fdinfo")
-        .expect("fdinfo of a userfaultfd")
-        .features
+    raw::fdinfo(fd).expect("fdinfo of a userfaultfd").features
 }
 
 /// Faults queued or read but not yet woken, as fdinfo counts them (a
 /// snapshot, not a cumulative count).
 fn kernel_waiting_faults(fd: i32) -> u64 {
-    let i = ::uffd::sys::fdinfo::read_uffd_fdinfo(fd).unwrap().unwrap();
+    let i = raw::fdinfo(fd).expect("fdinfo of a userfaultfd");
     i.pending + i.total
 }
 
@@ -77,7 +75,7 @@ fn opts(flags: OpenFlags, features: Features, required: Features) -> OpenOptions
 /// the fault arrives, COPY resolves it, the thread sees the data.
 fn fault_roundtrip(u: &Uffd) {
     let mem = Arc::new(Mem::new(Kind::Anon, 1));
-    u.register(mem.start(), PAGE as u64, RegisterMode::MISSING)
+    u.register(Range::new(mem.start(), PAGE as u64), RegisterMode::MISSING)
         .expect("register");
     let t = reader(&mem, 100);
     let f = if u.is_nonblocking() {
@@ -87,7 +85,7 @@ fn fault_roundtrip(u: &Uffd) {
     };
     assert_eq!(f.address, mem.start());
     let data = pattern(PAGE, 7);
-    let p = u.copy_from_slice(mem.start(), &data, 0).expect("copy");
+    let p = unsafe { u.copy_from_slice(mem.start(), &data, CopyMode::empty()) }.expect("copy");
     assert!(p.is_complete());
     assert_eq!(t.join().unwrap(), data[100]);
 }
@@ -124,8 +122,11 @@ fn user_only_open_kernel_access_gets_efault() {
     ))
     .expect("user-mode-only open");
     assert_eq!(u.user_mode_only(), Some(true));
-    u.register(mem.start(), 2 * PAGE as u64, RegisterMode::MISSING)
-        .unwrap();
+    u.register(
+        Range::new(mem.start(), 2 * PAGE as u64),
+        RegisterMode::MISSING,
+    )
+    .unwrap();
     let (r, w) = pipe();
     assert_eq!(write_fd(w.as_raw_fd(), b"hello"), 5);
     // read(2) writes INTO the missing page from kernel mode: no trap, EFAULT.
@@ -156,8 +157,11 @@ fn default_open_traps_syscall_accesses() {
     ))
     .expect("open with the default mode");
     assert_eq!(u.user_mode_only(), Some(false));
-    u.register(mem.start(), 2 * PAGE as u64, RegisterMode::MISSING)
-        .unwrap();
+    u.register(
+        Range::new(mem.start(), 2 * PAGE as u64),
+        RegisterMode::MISSING,
+    )
+    .unwrap();
     let (r, w) = pipe();
     assert_eq!(write_fd(w.as_raw_fd(), b"hello"), 5);
 
@@ -175,7 +179,7 @@ fn default_open_traps_syscall_accesses() {
         "read(2) into the page is a write fault: {f:?}"
     );
     let data = pattern(PAGE, 3);
-    u.copy_from_slice(mem.start(), &data, 0).unwrap();
+    unsafe { u.copy_from_slice(mem.start(), &data, CopyMode::empty()) }.unwrap();
     assert_eq!(
         t.join().unwrap(),
         5,
@@ -200,7 +204,7 @@ fn default_open_traps_syscall_accesses() {
         "write(2) from the page is a read fault: {f:?}"
     );
     let data = pattern(PAGE, 9);
-    u.copy_from_slice(mem.page_addr(1), &data, 0).unwrap();
+    unsafe { u.copy_from_slice(mem.page_addr(1), &data, CopyMode::empty()) }.unwrap();
     assert_eq!(t.join().unwrap(), 64);
     let mut got = [0u8; 64];
     // SAFETY: valid buffer.
@@ -296,8 +300,9 @@ fn probe_offers_all_17_features_of_6_18() {
         "features offered by this 6.18 kernel"
     );
     // UFFD_API_IOCTLS = REGISTER | UNREGISTER | API.
-    assert_eq!(p.ioctls, 0x8000_0000_0000_0003);
-    assert!(Ioctls::from_bits_retain(p.ioctls)
+    assert_eq!(p.ioctls.bits(), 0x8000_0000_0000_0003);
+    assert!(p
+        .ioctls
         .contains(Ioctls::REGISTER | Ioctls::UNREGISTER | Ioctls::API));
     // probe() is cached and stable.
     assert_eq!(::uffd::probe().unwrap(), p);
@@ -357,7 +362,7 @@ fn required_unknown_bit_is_eopnotsupp_naming_the_bit() {
     assert!(!e.is_again() && !e.is_exists());
     let text = e.to_string();
     assert!(text.contains("bit40"), "{text}");
-    assert!(matches!(e, Error::MissingFeatures { missing, .. } if missing == 1 << 40));
+    assert!(matches!(e, Error::MissingFeatures { missing, .. } if missing.bits() == 1 << 40));
 }
 
 #[test]

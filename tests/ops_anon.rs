@@ -14,12 +14,12 @@ const ANON: Kind = Kind::Anon;
 
 #[test]
 fn copy_wakes_reader() {
-    copy_case("copy_wakes_reader", ANON, 0);
+    copy_case("copy_wakes_reader", ANON, CopyMode::empty());
 }
 
 #[test]
 fn copy_dontwake_then_wake() {
-    copy_case("copy_dontwake_then_wake", ANON, UFFDIO_COPY_MODE_DONTWAKE);
+    copy_case("copy_dontwake_then_wake", ANON, CopyMode::DONTWAKE);
 }
 
 #[test]
@@ -34,21 +34,21 @@ fn copy_partial_progress_then_eexist() {
 
 #[test]
 fn zeropage_wakes_reader() {
-    zeropage_case("zeropage_wakes_reader", ANON, 0);
+    zeropage_case("zeropage_wakes_reader", ANON, ZeropageMode::empty());
 }
 
 #[test]
 fn zeropage_dontwake_then_wake() {
-    zeropage_case(
-        "zeropage_dontwake_then_wake",
-        ANON,
-        UFFDIO_ZEROPAGE_MODE_DONTWAKE,
-    );
+    zeropage_case("zeropage_dontwake_then_wake", ANON, ZeropageMode::DONTWAKE);
 }
 
 #[test]
 fn writeprotect_fault_then_unprotect_wakes() {
-    wp_case("writeprotect_fault_then_unprotect_wakes", ANON, 0);
+    wp_case(
+        "writeprotect_fault_then_unprotect_wakes",
+        ANON,
+        WriteprotectMode::empty(),
+    );
 }
 
 #[test]
@@ -56,7 +56,7 @@ fn writeprotect_unprotect_dontwake_then_wake() {
     wp_case(
         "writeprotect_unprotect_dontwake_then_wake",
         ANON,
-        UFFDIO_WRITEPROTECT_MODE_DONTWAKE,
+        WriteprotectMode::DONTWAKE,
     );
 }
 
@@ -76,9 +76,9 @@ fn wp_skips_unpopulated_without_feature() {
     };
     assert!(!u.features().contains(Features::WP_UNPOPULATED));
     let mem = Arc::new(Mem::new(ANON, 1));
-    u.register(mem.start(), PAGE as u64, RegisterMode::WP)
+    u.register(Range::new(mem.start(), PAGE as u64), RegisterMode::WP)
         .unwrap();
-    u.writeprotect(mem.start(), PAGE as u64, UFFDIO_WRITEPROTECT_MODE_WP)
+    u.writeprotect(Range::new(mem.start(), PAGE as u64), WriteprotectMode::WP)
         .unwrap();
     let w = writer(&mem, 10, 0x11);
     if !wait_finished(&w, 1000) {
@@ -100,14 +100,21 @@ fn wp_unpopulated_protects_none_ptes() {
         return;
     };
     let mem = Arc::new(Mem::new(ANON, 2));
-    u.register(mem.start(), mem.len as u64, RegisterMode::WP)
+    u.register(Range::new(mem.start(), mem.len as u64), RegisterMode::WP)
         .unwrap();
-    u.writeprotect(mem.start(), mem.len as u64, UFFDIO_WRITEPROTECT_MODE_WP)
-        .unwrap();
+    u.writeprotect(
+        Range::new(mem.start(), mem.len as u64),
+        WriteprotectMode::WP,
+    )
+    .unwrap();
     let w = writer(&mem, PAGE + 3, 0x22);
     expect_fault(&u, mem.page_addr(1), FaultFlags::WP | FaultFlags::WRITE);
     assert_blocked(&w, 100, "write to an unpopulated protected page");
-    u.writeprotect(mem.page_addr(1), PAGE as u64, 0).unwrap();
+    u.writeprotect(
+        Range::new(mem.page_addr(1), PAGE as u64),
+        WriteprotectMode::empty(),
+    )
+    .unwrap();
     w.join().unwrap();
     let mut expected = vec![0u8; PAGE];
     expected[3] = 0x22;
@@ -132,10 +139,13 @@ fn wp_async_writes_proceed_without_message() {
     let mem = Arc::new(Mem::new(ANON, 2));
     let d0 = pattern(PAGE, 0x70);
     fill(&mem, 0, &d0);
-    u.register(mem.start(), mem.len as u64, RegisterMode::WP)
+    u.register(Range::new(mem.start(), mem.len as u64), RegisterMode::WP)
         .unwrap();
-    u.writeprotect(mem.start(), mem.len as u64, UFFDIO_WRITEPROTECT_MODE_WP)
-        .unwrap();
+    u.writeprotect(
+        Range::new(mem.start(), mem.len as u64),
+        WriteprotectMode::WP,
+    )
+    .unwrap();
     assert_ne!(
         pagemap(mem.page_addr(0)) & PM_UFFD_WP,
         0,
@@ -170,8 +180,11 @@ fn wp_async_writes_proceed_without_message() {
         "page 1 written: wp bit gone"
     );
     // Re-arm: protected again, and again written without a message.
-    u.writeprotect(mem.start(), mem.len as u64, UFFDIO_WRITEPROTECT_MODE_WP)
-        .unwrap();
+    u.writeprotect(
+        Range::new(mem.start(), mem.len as u64),
+        WriteprotectMode::WP,
+    )
+    .unwrap();
     assert_ne!(
         pagemap(mem.page_addr(0)) & PM_UFFD_WP,
         0,
@@ -190,16 +203,16 @@ fn wp_async_writes_proceed_without_message() {
 
 #[test]
 fn poison_wakes_blocked_child_into_sigbus() {
-    poison_blocked_case("poison_wakes_blocked_child_into_sigbus", ANON, 0);
+    poison_blocked_case(
+        "poison_wakes_blocked_child_into_sigbus",
+        ANON,
+        PoisonMode::empty(),
+    );
 }
 
 #[test]
 fn poison_dontwake_then_wake() {
-    poison_blocked_case(
-        "poison_dontwake_then_wake",
-        ANON,
-        UFFDIO_POISON_MODE_DONTWAKE,
-    );
+    poison_blocked_case("poison_dontwake_then_wake", ANON, PoisonMode::DONTWAKE);
 }
 
 #[test]
@@ -223,7 +236,7 @@ fn move_source(pages: usize) -> Mem {
     src
 }
 
-fn move_case(name: &'static str, mode: u64) {
+fn move_case(name: &'static str, mode: MoveMode) {
     let _w = Watchdog::new(name, 60);
     let Some(u) = uffd_with(Features::MOVE, name) else {
         return;
@@ -233,18 +246,26 @@ fn move_case(name: &'static str, mode: u64) {
     let data = pattern(PAGE, 0xB0);
     fill(&src, PAGE, &data);
     let io = u
-        .register(dst.start(), dst.len as u64, RegisterMode::MISSING)
+        .register(
+            Range::new(dst.start(), dst.len as u64),
+            RegisterMode::MISSING,
+        )
         .unwrap();
     assert!(io.contains(Ioctls::MOVE), "ioctls {io:?}");
     let r = reader(&dst, PAGE + 600);
     expect_fault(&u, dst.page_addr(1), FaultFlags::empty());
     assert_blocked(&r, 20, "before MOVE");
-    if mode & UFFDIO_MOVE_MODE_DONTWAKE != 0 {
+    if mode.contains(MoveMode::DONTWAKE) {
         settle();
     }
-    let p = u
-        .move_pages(dst.page_addr(1), src.page_addr(1), PAGE as u64, mode)
-        .unwrap();
+    let p = unsafe {
+        u.move_pages(
+            Range::new(dst.page_addr(1), PAGE as u64),
+            src.page_addr(1),
+            mode,
+        )
+    }
+    .unwrap();
     assert_eq!(
         p,
         Progress {
@@ -252,9 +273,9 @@ fn move_case(name: &'static str, mode: u64) {
             len: PAGE as u64
         }
     );
-    if mode & UFFDIO_MOVE_MODE_DONTWAKE != 0 {
+    if mode.contains(MoveMode::DONTWAKE) {
         assert_blocked(&r, 100, "after MOVE with DONTWAKE");
-        u.wake(dst.page_addr(1), PAGE as u64).unwrap();
+        u.wake(Range::new(dst.page_addr(1), PAGE as u64)).unwrap();
     }
     assert_eq!(r.join().unwrap(), data[600]);
     assert_bytes(page_bytes(&dst, 1), &data, "moved page at dst");
@@ -270,12 +291,12 @@ fn move_case(name: &'static str, mode: u64) {
 
 #[test]
 fn move_wakes_reader_and_empties_src() {
-    move_case("move_wakes_reader_and_empties_src", 0);
+    move_case("move_wakes_reader_and_empties_src", MoveMode::empty());
 }
 
 #[test]
 fn move_dontwake_then_wake() {
-    move_case("move_dontwake_then_wake", UFFDIO_MOVE_MODE_DONTWAKE);
+    move_case("move_dontwake_then_wake", MoveMode::DONTWAKE);
 }
 
 /// A hole in src: ENOENT without ALLOW_SRC_HOLES; with it the hole counts
@@ -291,24 +312,32 @@ fn move_src_hole_enoent_unless_allowed() {
     let src = move_source(2);
     let data = pattern(PAGE, 0xC0);
     fill(&src, 0, &data); // page 0 populated, page 1 a hole
-    u.register(dst.start(), dst.len as u64, RegisterMode::MISSING)
-        .unwrap();
+    u.register(
+        Range::new(dst.start(), dst.len as u64),
+        RegisterMode::MISSING,
+    )
+    .unwrap();
     let r = reader(&dst, PAGE + 1);
     expect_fault(&u, dst.page_addr(1), FaultFlags::empty());
-    let e = u
-        .move_pages(dst.page_addr(1), src.page_addr(1), PAGE as u64, 0)
-        .unwrap_err();
+    let e = unsafe {
+        u.move_pages(
+            Range::new(dst.page_addr(1), PAGE as u64),
+            src.page_addr(1),
+            MoveMode::empty(),
+        )
+    }
+    .unwrap_err();
     assert_eq!(e.errno(), libc::ENOENT, "{e}");
     assert_blocked(&r, 50, "after a refused MOVE");
     // Both pages at once: the page and the hole move.
-    let p = u
-        .move_pages(
-            dst.start(),
+    let p = unsafe {
+        u.move_pages(
+            Range::new(dst.start(), 2 * PAGE as u64),
             src.start(),
-            2 * PAGE as u64,
-            UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES,
+            MoveMode::ALLOW_SRC_HOLES,
         )
-        .unwrap();
+    }
+    .unwrap();
     assert_eq!(
         p,
         Progress {
@@ -324,10 +353,14 @@ fn move_src_hole_enoent_unless_allowed() {
     );
     // dst page 1 received a hole: the woken reader faults again.
     expect_fault(&u, dst.page_addr(1), FaultFlags::empty());
-    assert!(u
-        .zeropage(dst.page_addr(1), PAGE as u64, 0)
-        .unwrap()
-        .is_complete());
+    assert!(unsafe {
+        u.zeropage(
+            Range::new(dst.page_addr(1), PAGE as u64),
+            ZeropageMode::empty(),
+        )
+    }
+    .unwrap()
+    .is_complete());
     assert_eq!(r.join().unwrap(), 0);
     assert_bytes(page_bytes(&src, 0), &vec![0u8; PAGE], "src after MOVE");
 }
@@ -342,12 +375,14 @@ fn minor_register_on_anon_is_einval() {
     };
     let mem = Mem::new(ANON, 1);
     let e = u
-        .register(mem.start(), PAGE as u64, RegisterMode::MINOR)
+        .register(Range::new(mem.start(), PAGE as u64), RegisterMode::MINOR)
         .unwrap_err();
     assert_eq!(e.errno(), libc::EINVAL, "{e}");
     // And CONTINUE on a MISSING-registered anonymous range is refused.
-    u.register(mem.start(), PAGE as u64, RegisterMode::MISSING)
+    u.register(Range::new(mem.start(), PAGE as u64), RegisterMode::MISSING)
         .unwrap();
-    let e = u.continue_range(mem.start(), PAGE as u64, 0).unwrap_err();
+    let e =
+        unsafe { u.continue_range(Range::new(mem.start(), PAGE as u64), ContinueMode::empty()) }
+            .unwrap_err();
     assert_eq!(e.errno(), libc::EINVAL, "{e}");
 }

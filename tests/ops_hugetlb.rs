@@ -19,7 +19,7 @@ fn copy_shared() {
     if common::skip_without_hugetlb("copy_shared") {
         return;
     }
-    copy_case("copy_shared", SHARED, 0);
+    copy_case("copy_shared", SHARED, CopyMode::empty());
 }
 
 #[test]
@@ -27,7 +27,7 @@ fn copy_private() {
     if common::skip_without_hugetlb("copy_private") {
         return;
     }
-    copy_case("copy_private", PRIVATE, 0);
+    copy_case("copy_private", PRIVATE, CopyMode::empty());
 }
 
 #[test]
@@ -35,11 +35,7 @@ fn copy_dontwake_then_wake_shared() {
     if common::skip_without_hugetlb("copy_dontwake_then_wake_shared") {
         return;
     }
-    copy_case(
-        "copy_dontwake_then_wake_shared",
-        SHARED,
-        UFFDIO_COPY_MODE_DONTWAKE,
-    );
+    copy_case("copy_dontwake_then_wake_shared", SHARED, CopyMode::DONTWAKE);
 }
 
 #[test]
@@ -50,7 +46,7 @@ fn copy_dontwake_then_wake_private() {
     copy_case(
         "copy_dontwake_then_wake_private",
         PRIVATE,
-        UFFDIO_COPY_MODE_DONTWAKE,
+        CopyMode::DONTWAKE,
     );
 }
 
@@ -93,7 +89,7 @@ fn zeropage_einval_case(name: &'static str, kind: Kind) {
     let mem = Arc::new(Mem::new(kind, 1));
     let u = open_uffd(Features::empty());
     let io = u
-        .register(mem.start(), HUGE as u64, RegisterMode::MISSING)
+        .register(Range::new(mem.start(), HUGE as u64), RegisterMode::MISSING)
         .unwrap();
     assert!(
         !io.contains(Ioctls::ZEROPAGE),
@@ -101,16 +97,17 @@ fn zeropage_einval_case(name: &'static str, kind: Kind) {
     );
     let r = reader(&mem, 4242);
     expect_fault(&u, mem.start(), FaultFlags::empty());
-    for mode in [0, UFFDIO_ZEROPAGE_MODE_DONTWAKE] {
-        let e = u.zeropage(mem.start(), HUGE as u64, mode).unwrap_err();
-        assert_eq!(e.errno(), libc::EINVAL, "ZEROPAGE mode {mode}: {e}");
+    for mode in [ZeropageMode::empty(), ZeropageMode::DONTWAKE] {
+        let e = unsafe { u.zeropage(Range::new(mem.start(), HUGE as u64), mode) }.unwrap_err();
+        assert_eq!(e.errno(), libc::EINVAL, "ZEROPAGE mode {mode:?}: {e}");
     }
     assert_blocked(&r, 50, "after the refused ZEROPAGE");
     let data = pattern(HUGE, 0x17);
-    assert!(u
-        .copy_from_slice(mem.start(), &data, 0)
-        .unwrap()
-        .is_complete());
+    assert!(
+        unsafe { u.copy_from_slice(mem.start(), &data, CopyMode::empty()) }
+            .unwrap()
+            .is_complete()
+    );
     assert_eq!(r.join().unwrap(), data[4242]);
     assert_bytes(
         page_bytes(&mem, 0),
@@ -140,7 +137,11 @@ fn writeprotect_fault_then_unprotect_wakes_shared() {
     if common::skip_without_hugetlb("writeprotect_fault_then_unprotect_wakes_shared") {
         return;
     }
-    wp_case("writeprotect_fault_then_unprotect_wakes_shared", SHARED, 0);
+    wp_case(
+        "writeprotect_fault_then_unprotect_wakes_shared",
+        SHARED,
+        WriteprotectMode::empty(),
+    );
 }
 
 #[test]
@@ -151,7 +152,7 @@ fn writeprotect_fault_then_unprotect_wakes_private() {
     wp_case(
         "writeprotect_fault_then_unprotect_wakes_private",
         PRIVATE,
-        0,
+        WriteprotectMode::empty(),
     );
 }
 
@@ -163,7 +164,7 @@ fn writeprotect_unprotect_dontwake_then_wake_shared() {
     wp_case(
         "writeprotect_unprotect_dontwake_then_wake_shared",
         SHARED,
-        UFFDIO_WRITEPROTECT_MODE_DONTWAKE,
+        WriteprotectMode::DONTWAKE,
     );
 }
 
@@ -175,7 +176,7 @@ fn writeprotect_unprotect_dontwake_then_wake_private() {
     wp_case(
         "writeprotect_unprotect_dontwake_then_wake_private",
         PRIVATE,
-        UFFDIO_WRITEPROTECT_MODE_DONTWAKE,
+        WriteprotectMode::DONTWAKE,
     );
 }
 
@@ -200,22 +201,25 @@ fn ops_need_huge_page_alignment() {
     };
     let mem = Mem::new(SHARED, 1);
     u.register(
-        mem.start(),
-        HUGE as u64,
+        Range::new(mem.start(), HUGE as u64),
         RegisterMode::MISSING | RegisterMode::WP,
     )
     .unwrap();
     let data = pattern(PAGE, 1);
-    let e = u.copy_from_slice(mem.start(), &data, 0).unwrap_err();
+    let e = unsafe { u.copy_from_slice(mem.start(), &data, CopyMode::empty()) }.unwrap_err();
     assert_eq!(e.errno(), libc::EINVAL, "4 KiB COPY into a huge page: {e}");
-    let e = u
-        .copy_from_slice(mem.start() + PAGE as u64, &data, 0)
+    let e = unsafe { u.copy_from_slice(mem.start() + PAGE as u64, &data, CopyMode::empty()) }
         .unwrap_err();
     assert_eq!(e.errno(), libc::EINVAL, "COPY at a misaligned address: {e}");
-    let e = u.poison(mem.start(), PAGE as u64, 0).unwrap_err();
+    let e =
+        unsafe { u.poison(Range::new(mem.start(), PAGE as u64), PoisonMode::empty()) }.unwrap_err();
     assert_eq!(e.errno(), libc::EINVAL, "4 KiB POISON: {e}");
     // Nothing was mapped by the refused calls.
-    assert!(u.poison(mem.start(), HUGE as u64, 0).unwrap().is_complete());
+    assert!(
+        unsafe { u.poison(Range::new(mem.start(), HUGE as u64), PoisonMode::empty()) }
+            .unwrap()
+            .is_complete()
+    );
 }
 
 #[test]
@@ -223,7 +227,7 @@ fn continue_wakes_reader() {
     if common::skip_without_hugetlb("continue_wakes_reader") {
         return;
     }
-    continue_case("continue_wakes_reader", SHARED, 0);
+    continue_case("continue_wakes_reader", SHARED, ContinueMode::empty());
 }
 
 #[test]
@@ -234,7 +238,7 @@ fn continue_dontwake_then_wake() {
     continue_case(
         "continue_dontwake_then_wake",
         SHARED,
-        UFFDIO_CONTINUE_MODE_DONTWAKE,
+        ContinueMode::DONTWAKE,
     );
 }
 
@@ -246,7 +250,7 @@ fn continue_wp_then_write_is_wp_fault() {
     continue_case(
         "continue_wp_then_write_is_wp_fault",
         SHARED,
-        UFFDIO_CONTINUE_MODE_WP,
+        ContinueMode::WP,
     );
 }
 
@@ -271,7 +275,11 @@ fn poison_wakes_blocked_child_into_sigbus_shared() {
     if common::skip_without_hugetlb("poison_wakes_blocked_child_into_sigbus_shared") {
         return;
     }
-    poison_blocked_case("poison_wakes_blocked_child_into_sigbus_shared", SHARED, 0);
+    poison_blocked_case(
+        "poison_wakes_blocked_child_into_sigbus_shared",
+        SHARED,
+        PoisonMode::empty(),
+    );
 }
 
 #[test]
@@ -282,7 +290,7 @@ fn poison_dontwake_then_wake_shared() {
     poison_blocked_case(
         "poison_dontwake_then_wake_shared",
         SHARED,
-        UFFDIO_POISON_MODE_DONTWAKE,
+        PoisonMode::DONTWAKE,
     );
 }
 
@@ -291,7 +299,11 @@ fn poison_wakes_blocked_child_into_sigbus_private() {
     if common::skip_without_hugetlb("poison_wakes_blocked_child_into_sigbus_private") {
         return;
     }
-    poison_blocked_case("poison_wakes_blocked_child_into_sigbus_private", PRIVATE, 0);
+    poison_blocked_case(
+        "poison_wakes_blocked_child_into_sigbus_private",
+        PRIVATE,
+        PoisonMode::empty(),
+    );
 }
 
 /// fork() copies a private hugetlb mapping's page tables with the poison
@@ -322,15 +334,20 @@ fn move_on_hugetlb_is_einval() {
     let data = pattern(HUGE, 0x66);
     fill(&src, 0, &data);
     let io = u
-        .register(dst.start(), HUGE as u64, RegisterMode::MISSING)
+        .register(Range::new(dst.start(), HUGE as u64), RegisterMode::MISSING)
         .unwrap();
     assert!(
         !io.contains(Ioctls::MOVE),
         "hugetlb range lists MOVE: {io:?}"
     );
-    let e = u
-        .move_pages(dst.start(), src.start(), HUGE as u64, 0)
-        .unwrap_err();
+    let e = unsafe {
+        u.move_pages(
+            Range::new(dst.start(), HUGE as u64),
+            src.start(),
+            MoveMode::empty(),
+        )
+    }
+    .unwrap_err();
     assert_eq!(e.errno(), libc::EINVAL, "{e}");
     assert_bytes(page_bytes(&src, 0), &data, "MOVE source after the refusal");
 }

@@ -14,21 +14,17 @@ const PRIVATE: Kind = Kind::ShmemPrivate;
 
 #[test]
 fn copy_shared() {
-    copy_case("copy_shared", SHARED, 0);
+    copy_case("copy_shared", SHARED, CopyMode::empty());
 }
 
 #[test]
 fn copy_private() {
-    copy_case("copy_private", PRIVATE, 0);
+    copy_case("copy_private", PRIVATE, CopyMode::empty());
 }
 
 #[test]
 fn copy_dontwake_then_wake_shared() {
-    copy_case(
-        "copy_dontwake_then_wake_shared",
-        SHARED,
-        UFFDIO_COPY_MODE_DONTWAKE,
-    );
+    copy_case("copy_dontwake_then_wake_shared", SHARED, CopyMode::DONTWAKE);
 }
 
 #[test]
@@ -36,7 +32,7 @@ fn copy_dontwake_then_wake_private() {
     copy_case(
         "copy_dontwake_then_wake_private",
         PRIVATE,
-        UFFDIO_COPY_MODE_DONTWAKE,
+        CopyMode::DONTWAKE,
     );
 }
 
@@ -68,14 +64,17 @@ fn copy_stops_at_page_cache_page_shared() {
     let _w = Watchdog::new(name, 60);
     let mem = Arc::new(Mem::new(SHARED, 2));
     let u = open_uffd(Features::empty());
-    u.register(mem.start(), mem.len as u64, RegisterMode::MISSING)
-        .unwrap();
+    u.register(
+        Range::new(mem.start(), mem.len as u64),
+        RegisterMode::MISSING,
+    )
+    .unwrap();
     let cached = pattern(PAGE, 0x11);
     mem.pwrite_memfd(PAGE, &cached);
     let r = reader(&mem, 8);
     expect_fault(&u, mem.page_addr(0), FaultFlags::empty());
     let src = pattern(2 * PAGE, 0x22);
-    let p = u.copy_from_slice(mem.start(), &src, 0).unwrap();
+    let p = unsafe { u.copy_from_slice(mem.start(), &src, CopyMode::empty()) }.unwrap();
     assert_eq!(
         p,
         Progress {
@@ -94,12 +93,20 @@ fn copy_stops_at_page_cache_page_shared() {
 
 #[test]
 fn zeropage_wakes_reader_shared() {
-    zeropage_case("zeropage_wakes_reader_shared", SHARED, 0);
+    zeropage_case(
+        "zeropage_wakes_reader_shared",
+        SHARED,
+        ZeropageMode::empty(),
+    );
 }
 
 #[test]
 fn zeropage_wakes_reader_private() {
-    zeropage_case("zeropage_wakes_reader_private", PRIVATE, 0);
+    zeropage_case(
+        "zeropage_wakes_reader_private",
+        PRIVATE,
+        ZeropageMode::empty(),
+    );
 }
 
 #[test]
@@ -107,7 +114,7 @@ fn zeropage_dontwake_then_wake_shared() {
     zeropage_case(
         "zeropage_dontwake_then_wake_shared",
         SHARED,
-        UFFDIO_ZEROPAGE_MODE_DONTWAKE,
+        ZeropageMode::DONTWAKE,
     );
 }
 
@@ -116,13 +123,17 @@ fn zeropage_dontwake_then_wake_private() {
     zeropage_case(
         "zeropage_dontwake_then_wake_private",
         PRIVATE,
-        UFFDIO_ZEROPAGE_MODE_DONTWAKE,
+        ZeropageMode::DONTWAKE,
     );
 }
 
 #[test]
 fn writeprotect_fault_then_unprotect_wakes_shared() {
-    wp_case("writeprotect_fault_then_unprotect_wakes_shared", SHARED, 0);
+    wp_case(
+        "writeprotect_fault_then_unprotect_wakes_shared",
+        SHARED,
+        WriteprotectMode::empty(),
+    );
 }
 
 #[test]
@@ -130,7 +141,7 @@ fn writeprotect_fault_then_unprotect_wakes_private() {
     wp_case(
         "writeprotect_fault_then_unprotect_wakes_private",
         PRIVATE,
-        0,
+        WriteprotectMode::empty(),
     );
 }
 
@@ -139,7 +150,7 @@ fn writeprotect_unprotect_dontwake_then_wake_shared() {
     wp_case(
         "writeprotect_unprotect_dontwake_then_wake_shared",
         SHARED,
-        UFFDIO_WRITEPROTECT_MODE_DONTWAKE,
+        WriteprotectMode::DONTWAKE,
     );
 }
 
@@ -148,7 +159,7 @@ fn writeprotect_unprotect_dontwake_then_wake_private() {
     wp_case(
         "writeprotect_unprotect_dontwake_then_wake_private",
         PRIVATE,
-        UFFDIO_WRITEPROTECT_MODE_DONTWAKE,
+        WriteprotectMode::DONTWAKE,
     );
 }
 
@@ -170,14 +181,18 @@ fn writeprotect_covers_unmapped_pages_shared() {
     let mem = Arc::new(Mem::new(SHARED, 1));
     let data = pattern(PAGE, 0x5E);
     mem.pwrite_memfd(0, &data); // in the page cache, not mapped
-    u.register(mem.start(), PAGE as u64, RegisterMode::WP)
+    u.register(Range::new(mem.start(), PAGE as u64), RegisterMode::WP)
         .unwrap();
-    u.writeprotect(mem.start(), PAGE as u64, UFFDIO_WRITEPROTECT_MODE_WP)
+    u.writeprotect(Range::new(mem.start(), PAGE as u64), WriteprotectMode::WP)
         .unwrap();
     let w = writer(&mem, 12, 0x99);
     expect_fault(&u, mem.start(), FaultFlags::WP | FaultFlags::WRITE);
     assert_blocked(&w, 100, "write to an unmapped protected shmem page");
-    u.writeprotect(mem.start(), PAGE as u64, 0).unwrap();
+    u.writeprotect(
+        Range::new(mem.start(), PAGE as u64),
+        WriteprotectMode::empty(),
+    )
+    .unwrap();
     w.join().unwrap();
     let mut expected = data.clone();
     expected[12] = 0x99;
@@ -200,10 +215,13 @@ fn wp_async_writes_proceed_without_message_shared() {
     let mem = Arc::new(Mem::new(SHARED, 2));
     let d0 = pattern(PAGE, 0x71);
     fill(&mem, 0, &d0);
-    u.register(mem.start(), mem.len as u64, RegisterMode::WP)
+    u.register(Range::new(mem.start(), mem.len as u64), RegisterMode::WP)
         .unwrap();
-    u.writeprotect(mem.start(), mem.len as u64, UFFDIO_WRITEPROTECT_MODE_WP)
-        .unwrap();
+    u.writeprotect(
+        Range::new(mem.start(), mem.len as u64),
+        WriteprotectMode::WP,
+    )
+    .unwrap();
     assert_ne!(
         pagemap(mem.page_addr(0)) & PM_UFFD_WP,
         0,
@@ -236,7 +254,7 @@ fn wp_async_writes_proceed_without_message_shared() {
 
 #[test]
 fn continue_wakes_reader() {
-    continue_case("continue_wakes_reader", SHARED, 0);
+    continue_case("continue_wakes_reader", SHARED, ContinueMode::empty());
 }
 
 #[test]
@@ -244,7 +262,7 @@ fn continue_dontwake_then_wake() {
     continue_case(
         "continue_dontwake_then_wake",
         SHARED,
-        UFFDIO_CONTINUE_MODE_DONTWAKE,
+        ContinueMode::DONTWAKE,
     );
 }
 
@@ -253,7 +271,7 @@ fn continue_wp_then_write_is_wp_fault() {
     continue_case(
         "continue_wp_then_write_is_wp_fault",
         SHARED,
-        UFFDIO_CONTINUE_MODE_WP,
+        ContinueMode::WP,
     );
 }
 
@@ -269,7 +287,11 @@ fn continue_without_page_cache_page_is_efault() {
 
 #[test]
 fn poison_wakes_blocked_child_into_sigbus_shared() {
-    poison_blocked_case("poison_wakes_blocked_child_into_sigbus_shared", SHARED, 0);
+    poison_blocked_case(
+        "poison_wakes_blocked_child_into_sigbus_shared",
+        SHARED,
+        PoisonMode::empty(),
+    );
 }
 
 #[test]
@@ -277,13 +299,17 @@ fn poison_dontwake_then_wake_shared() {
     poison_blocked_case(
         "poison_dontwake_then_wake_shared",
         SHARED,
-        UFFDIO_POISON_MODE_DONTWAKE,
+        PoisonMode::DONTWAKE,
     );
 }
 
 #[test]
 fn poison_wakes_blocked_child_into_sigbus_private() {
-    poison_blocked_case("poison_wakes_blocked_child_into_sigbus_private", PRIVATE, 0);
+    poison_blocked_case(
+        "poison_wakes_blocked_child_into_sigbus_private",
+        PRIVATE,
+        PoisonMode::empty(),
+    );
 }
 
 /// fork() copies a private mapping's page tables, poison markers included.
@@ -312,31 +338,42 @@ fn move_on_shmem_is_einval() {
     let data = pattern(PAGE, 0xD0);
     fill(&anon, 0, &data);
     let io = u
-        .register(shm.start(), PAGE as u64, RegisterMode::MISSING)
+        .register(Range::new(shm.start(), PAGE as u64), RegisterMode::MISSING)
         .unwrap();
     assert!(io.contains(Ioctls::MOVE), "ioctls {io:?}");
     let r = reader(&shm, 3);
     expect_fault(&u, shm.start(), FaultFlags::empty());
-    let e = u
-        .move_pages(shm.start(), anon.start(), PAGE as u64, 0)
-        .unwrap_err();
+    let e = unsafe {
+        u.move_pages(
+            Range::new(shm.start(), PAGE as u64),
+            anon.start(),
+            MoveMode::empty(),
+        )
+    }
+    .unwrap_err();
     assert_eq!(e.errno(), libc::EINVAL, "MOVE anon -> shmem: {e}");
     assert_blocked(&r, 50, "after the refused MOVE");
     // The source page did not move.
     assert_bytes(page_bytes(&anon, 0), &data, "MOVE source after the refusal");
     // shmem as the source, anonymous (registered) destination.
     let dst = Mem::new(Kind::Anon, 1);
-    u.register(dst.start(), PAGE as u64, RegisterMode::MISSING)
+    u.register(Range::new(dst.start(), PAGE as u64), RegisterMode::MISSING)
         .unwrap();
-    let e = u
-        .move_pages(dst.start(), shm.start(), PAGE as u64, 0)
-        .unwrap_err();
+    let e = unsafe {
+        u.move_pages(
+            Range::new(dst.start(), PAGE as u64),
+            shm.start(),
+            MoveMode::empty(),
+        )
+    }
+    .unwrap_err();
     assert_eq!(e.errno(), libc::EINVAL, "MOVE shmem -> anon: {e}");
     // Release the reader the ordinary way.
-    assert!(u
-        .copy_from_slice(shm.start(), &data, 0)
-        .unwrap()
-        .is_complete());
+    assert!(
+        unsafe { u.copy_from_slice(shm.start(), &data, CopyMode::empty()) }
+            .unwrap()
+            .is_complete()
+    );
     assert_eq!(r.join().unwrap(), data[3]);
 }
 

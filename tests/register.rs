@@ -8,8 +8,8 @@
 
 mod common;
 
-use ::uffd::sys::uapi::*;
-use ::uffd::{probe, Error, FaultFlags, Features, Ioctls, RegisterMode, Uffd};
+use ::uffd::{probe, CopyMode, Error, FaultFlags, Features, Ioctls, Range, RegisterMode, Uffd};
+use common::raw::{self, UffdioRange, UffdioRegister, UFFD_USER_MODE_ONLY};
 use common::*;
 use std::sync::Arc;
 use std::time::Duration;
@@ -121,7 +121,7 @@ fn check_row(
     for (mode, expected) in row {
         let u = open_uffd(all_register_features());
         let (start, len, _keep) = map();
-        match (u.register(start, len, mode), expected) {
+        match (u.register(Range::new(start, len), mode), expected) {
             (Ok(io), Some(mask)) => {
                 assert_eq!(io.bits(), mask, "{what} {mode:?}: ioctls {io:?}");
                 // WAKE always; CONTINUE only with MINOR; WRITEPROTECT
@@ -137,7 +137,7 @@ fn check_row(
                     mode.contains(WP),
                     "{what} {mode:?}"
                 );
-                u.unregister(start, len).unwrap();
+                u.unregister(Range::new(start, len)).unwrap();
             }
             (Err(e), None) => {
                 assert_eq!(e.errno(), libc::EINVAL, "{what} {mode:?}: {e}");
@@ -287,7 +287,7 @@ fn mask_of_mixed_range_is_the_intersection() {
             "MAP_HUGETLB: {}",
             std::io::Error::last_os_error()
         );
-        let io = u.register(start as u64, total as u64, M);
+        let io = u.register(Range::new(start as u64, total as u64), M);
         libc::munmap(base, total + HUGE);
         assert_eq!(io.unwrap().bits(), 0x10C);
     }
@@ -302,13 +302,15 @@ fn bad_modes_are_the_kernels_einval() {
     let u = open_uffd(Features::empty());
     // Page 0: never mapped (below vm.mmap_min_addr).
     let (start, len) = (0u64, PAGE as u64);
-    let e = u.register(start, len, RegisterMode::empty()).unwrap_err();
+    let e = u
+        .register(Range::new(start, len), RegisterMode::empty())
+        .unwrap_err();
     assert_eq!(e.errno(), libc::EINVAL);
     assert!(matches!(e, Error::Kernel { .. }), "{e:?}");
     assert!(e.to_string().contains("mode is 0"), "{e}");
     for bits in [1u64 << 3, M.bits() | 1 << 3, 1 << 63, 0xF0] {
         let e = u
-            .register(start, len, RegisterMode::from_bits_retain(bits))
+            .register(Range::new(start, len), RegisterMode::from_bits_retain(bits))
             .unwrap_err();
         assert_eq!(e.errno(), libc::EINVAL, "mode {bits:#x}");
         assert!(e.to_string().contains("unknown mode bits"), "{e}");
@@ -325,24 +327,30 @@ fn bad_modes_are_the_kernels_einval() {
             ioctls: 0,
         };
         assert_eq!(
-            ::uffd::sys::ioctl::register(u.fd(), &mut arg),
+            raw::register(u.fd(), &mut arg),
             Err(libc::EINVAL),
             "kernel, mode {bits:#x}"
         );
         let e = u
-            .register(mem.start(), len, RegisterMode::from_bits_retain(bits))
+            .register(
+                Range::new(mem.start(), len),
+                RegisterMode::from_bits_retain(bits),
+            )
             .unwrap_err();
         assert_eq!(e.errno(), libc::EINVAL, "libuffd, mode {bits:#x}");
     }
     // And a good mode on the same fd still works: nothing was spent.
-    assert_eq!(u.register(mem.start(), len, M).unwrap().bits(), 0x13C);
+    assert_eq!(
+        u.register(Range::new(mem.start(), len), M).unwrap().bits(),
+        0x13C
+    );
     // Unaligned or empty ranges: EINVAL, and the text names the problem.
     for (s, l, words) in [
         (mem.start() + 1, len, "not aligned"),
         (mem.start(), 100, "not a multiple"),
         (mem.start(), 0, "length is 0"),
     ] {
-        let e = u.register(s, l, M).unwrap_err();
+        let e = u.register(Range::new(s, l), M).unwrap_err();
         assert_eq!(e.errno(), libc::EINVAL, "[{s:#x}, +{l:#x})");
         assert!(e.to_string().contains(words), "[{s:#x}, +{l:#x}): {e}");
     }
@@ -363,7 +371,7 @@ fn hugetlb_misaligned_range_is_einval() {
         let h = HUGE as u64;
         let p = PAGE as u64;
         for (start, len) in [(s + p, h), (s, p), (s, h + p), (s + h - p, 2 * p)] {
-            let e = u.register(start, len, M).unwrap_err();
+            let e = u.register(Range::new(start, len), M).unwrap_err();
             assert_eq!(e.errno(), libc::EINVAL, "{kind:?} [{start:#x}, +{len:#x})");
             assert!(matches!(e, Error::Kernel { .. }), "{e:?}");
             assert!(
@@ -376,15 +384,15 @@ fn hugetlb_misaligned_range_is_einval() {
                 ioctls: 0,
             };
             assert_eq!(
-                ::uffd::sys::ioctl::register(u.fd(), &mut arg),
+                raw::register(u.fd(), &mut arg),
                 Err(libc::EINVAL),
                 "kernel, {kind:?}"
             );
             // UNREGISTER checks less (only a misaligned start): libuffd
             // answers as the raw ioctl does, and explains its EINVAL.
             let mut r = UffdioRange { start, len };
-            let raw = ::uffd::sys::ioctl::unregister(u.fd(), &mut r);
-            let ours = u.unregister(start, len);
+            let raw = raw::unregister(u.fd(), &mut r);
+            let ours = u.unregister(Range::new(start, len));
             assert_eq!(
                 ours.as_ref().map_err(|e| e.errno()),
                 raw.as_ref().map_err(|e| *e),
@@ -395,8 +403,12 @@ fn hugetlb_misaligned_range_is_einval() {
             }
         }
         // Aligned is fine.
-        assert_eq!(u.register(s + h, h, M).unwrap().bits(), 0x10C, "{kind:?}");
-        u.unregister(s + h, h).unwrap();
+        assert_eq!(
+            u.register(Range::new(s + h, h), M).unwrap().bits(),
+            0x10C,
+            "{kind:?}"
+        );
+        u.unregister(Range::new(s + h, h)).unwrap();
     }
 }
 
@@ -418,10 +430,10 @@ fn unmapped_range_is_einval() {
         min >= len,
         "vm.mmap_min_addr is {min}: page 0 could be mapped, no range is surely unmapped"
     );
-    let e = u.register(start, len, M).unwrap_err();
+    let e = u.register(Range::new(start, len), M).unwrap_err();
     assert_eq!(e.errno(), libc::EINVAL, "{e}");
     assert!(e.to_string().contains("nothing is mapped"), "{e}");
-    let e = u.unregister(start, len).unwrap_err();
+    let e = u.unregister(Range::new(start, len)).unwrap_err();
     assert_eq!(e.errno(), libc::EINVAL, "{e}");
     assert!(e.to_string().contains("nothing is mapped"), "{e}");
     let mut arg = UffdioRegister {
@@ -430,12 +442,12 @@ fn unmapped_range_is_einval() {
         ioctls: 0,
     };
     assert_eq!(
-        ::uffd::sys::ioctl::register(u.fd(), &mut arg),
+        raw::register(u.fd(), &mut arg),
         Err(libc::EINVAL),
         "kernel alone"
     );
     // Nothing there to fill either.
-    let e = u.copy_from_slice(start, &[0u8; PAGE], 0).unwrap_err();
+    let e = unsafe { u.copy_from_slice(start, &[0u8; PAGE], CopyMode::empty()) }.unwrap_err();
     assert_eq!(e.errno(), libc::ENOENT, "COPY to nothing: {e}");
 }
 
@@ -452,19 +464,21 @@ fn second_uffd_on_same_range_is_ebusy() {
     for kind in [Kind::Anon, Kind::ShmemShared, Kind::Hugetlb] {
         let mem = Mem::new(kind, 2);
         let len = mem.len as u64;
-        u1.register(mem.start(), len, M).unwrap();
-        let e = u2.register(mem.start(), len, M).unwrap_err();
+        u1.register(Range::new(mem.start(), len), M).unwrap();
+        let e = u2.register(Range::new(mem.start(), len), M).unwrap_err();
         assert_eq!(e.errno(), libc::EBUSY, "{kind:?}: {e}");
         assert!(matches!(e, Error::Kernel { .. }), "{e:?}");
         // Overlapping only in part is just as busy.
         let page = kind.page() as u64;
-        let e = u2.register(mem.page_addr(1), page, WP).unwrap_err();
+        let e = u2
+            .register(Range::new(mem.page_addr(1), page), WP)
+            .unwrap_err();
         assert_eq!(e.errno(), libc::EBUSY, "{kind:?} partial: {e}");
         // The same fd may re-register (change the mode of) its own range.
-        u1.register(mem.start(), len, M).unwrap();
-        u1.unregister(mem.start(), len).unwrap();
-        u2.register(mem.start(), len, M).unwrap();
-        u2.unregister(mem.start(), len).unwrap();
+        u1.register(Range::new(mem.start(), len), M).unwrap();
+        u1.unregister(Range::new(mem.start(), len)).unwrap();
+        u2.register(Range::new(mem.start(), len), M).unwrap();
+        u2.unregister(Range::new(mem.start(), len)).unwrap();
     }
 }
 
@@ -475,14 +489,16 @@ fn unregister_wakes_case(name: &'static str, kind: Kind) {
     let u = open_uffd(Features::empty());
     let mem = Arc::new(Mem::new(kind, 2));
     let page = kind.page();
-    u.register(mem.start(), mem.len as u64, M).unwrap();
+    u.register(Range::new(mem.start(), mem.len as u64), M)
+        .unwrap();
     let r = reader(&mem, page + 17);
     let f = next_fault(&u, 2000);
     assert_eq!(f.address, mem.page_addr(1));
     assert_eq!(f.flags, FaultFlags::empty());
     std::thread::sleep(Duration::from_millis(100));
     assert!(!r.is_finished(), "the faulting thread should be blocked");
-    u.unregister(mem.start(), mem.len as u64).unwrap();
+    u.unregister(Range::new(mem.start(), mem.len as u64))
+        .unwrap();
     assert_eq!(r.join().unwrap(), 0);
     assert!(
         mem.bytes()[page..2 * page].iter().all(|&b| b == 0),
@@ -562,15 +578,19 @@ fn register_and_unregister_read_nothing() {
         let mem = Mem::new(kind, 1);
         for (name, u) in [("opened", &opened), ("adopted", &adopted)] {
             // Warm up (first calls may initialise lazily).
-            u.register(mem.start(), mem.len as u64, M).unwrap();
-            u.unregister(mem.start(), mem.len as u64).unwrap();
+            u.register(Range::new(mem.start(), mem.len as u64), M)
+                .unwrap();
+            u.unregister(Range::new(mem.start(), mem.len as u64))
+                .unwrap();
             // What reading the counter itself costs, between two readings.
             let a = thread_read_syscalls();
             let itself = thread_read_syscalls() - a;
             let before = thread_read_syscalls();
             for _ in 0..100 {
-                u.register(mem.start(), mem.len as u64, M).unwrap();
-                u.unregister(mem.start(), mem.len as u64).unwrap();
+                u.register(Range::new(mem.start(), mem.len as u64), M)
+                    .unwrap();
+                u.unregister(Range::new(mem.start(), mem.len as u64))
+                    .unwrap();
             }
             let reads = thread_read_syscalls() - before;
             assert!(

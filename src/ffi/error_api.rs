@@ -2,42 +2,7 @@
 //! Error texts.
 
 use super::boundary::last_error_ptr;
-use std::ffi::CStr;
-
-fn errno_text(errno: i32) -> &'static CStr {
-    match errno {
-        0 => c"Success",
-        libc::EPERM => c"Operation not permitted",
-        libc::ENOENT => c"No such file or directory (no registered mapping there)",
-        libc::ESRCH => c"No such process (the process owning the memory exited)",
-        libc::EINTR => c"Interrupted system call",
-        libc::EIO => c"Input/output error",
-        libc::EBADF => c"Bad file descriptor",
-        libc::EAGAIN => {
-            c"Resource temporarily unavailable (an event is pending: read events, then retry)"
-        }
-        libc::ENOMEM => {
-            c"Cannot allocate memory (or nothing mapped at the address given to libuffd_page_size)"
-        }
-        libc::EACCES => c"Permission denied",
-        libc::EFAULT => c"Bad address",
-        libc::EBUSY => c"Device or resource busy",
-        libc::EEXIST => c"File exists (the range is already populated: wake the waiter)",
-        libc::ENODEV => c"No such device",
-        libc::EINVAL => c"Invalid argument",
-        libc::EMFILE => c"Too many open files",
-        libc::ENOSPC => c"No space left on device",
-        libc::ENOSYS => c"Function not implemented",
-        libc::EOPNOTSUPP => c"Operation not supported (a required userfaultfd feature is missing)",
-        libc::E2BIG => {
-            c"Argument list too long (options struct sets fields this libuffd does not know)"
-        }
-        libc::EPROTO => c"Protocol error",
-        libc::ETIMEDOUT => c"Connection timed out",
-        libc::ENOTRECOVERABLE => c"State not recoverable (internal libuffd error)",
-        _ => c"Unknown error",
-    }
-}
+use crate::uffd::errno_text;
 
 /// A static description of an error code. Accepts -errno as the
 /// functions return it, or a positive errno.

@@ -322,7 +322,7 @@ pub extern "C" fn libuffd_feature_supported(mask: u64) -> i32 {
 #[no_mangle]
 pub extern "C" fn libuffd_page_size(addr: *const libc::c_void) -> i64 {
     guard("libuffd_page_size", || {
-        Ok(uffd::mappings::page_size_at(addr as u64)? as i64)
+        Ok(uffd::page_size_at(addr as u64)? as i64)
     })
 }
 

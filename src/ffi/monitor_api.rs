@@ -10,7 +10,7 @@ use crate::monitor::{
     Handler, Monitor, RegionOptions, RemovePolicy, Running, Source, StopPolicy, Turn, Verdict,
 };
 use crate::sys::cancel;
-use crate::uffd::{Error, RegisterMode};
+use crate::uffd::{Error, HandedOver, Range, RegisterMode};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Arc, Mutex};
@@ -595,10 +595,12 @@ pub unsafe extern "C" fn libuffd_monitor_add_region(
                 )))
             }
         };
+        // SAFETY: the region's memory is the C caller's (see C_MEMORY in
+        // ops_api.rs): no Rust value of libuffd lives there.
+        let memory = unsafe { HandedOver::new(Range::of_ptr(start, len)) };
         mb.monitor.add_region(
             handle_id,
-            start as u64,
-            len as u64,
+            memory,
             RegionOptions {
                 source,
                 register: RegisterMode::from_bits_retain(o.register_mode),
@@ -1030,8 +1032,35 @@ pub unsafe extern "C" fn libuffd_monitor_move(
             Err(Error::invalid("libuffd_monitor_move: src is NULL"))
         });
     }
-    resolve_c("libuffd_monitor_move", m, f, Action::Move(src as u64))
+    // The fault's page size, when `f` is there (resolve_c refuses a NULL
+    // or malformed one before the action is looked at).
+    let ps = if f.is_null() {
+        0
+    } else {
+        // SAFETY: non-NULL, and the caller promised a valid libuffd_fault.
+        unsafe { (*f).page_size }
+    };
+    // SAFETY: the memory at `src` is the C caller's (see C_MEMORY in
+    // ops_api.rs): no Rust value of libuffd lives there.
+    let src = unsafe { HandedOver::new(Range::new(src as usize as u64, ps)) };
+    resolve_c("libuffd_monitor_move", m, f, Action::Move(src))
 }
+
+// The C struct from the Rust snapshot, field by field as
+// crate::monitor::counters! lists them: a counter the C struct lacks, or a
+// C field no counter feeds, fails to compile.
+macro_rules! c_stats {
+    ($($(#[doc = $doc:literal])* $name:ident,)*) => {
+        fn c_stats(s: &crate::monitor::StatsSnapshot, sz: usize) -> libuffd_monitor_stats {
+            libuffd_monitor_stats {
+                sz,
+                latency_log2_ns: s.latency,
+                $($name: s.$name,)*
+            }
+        }
+    };
+}
+crate::monitor::counters!(c_stats);
 
 /// Copy the monitor's counters into *stats (set stats->sz first; a
 /// smaller, older struct gets the members it has). Readable at any time.
@@ -1058,34 +1087,8 @@ pub unsafe extern "C" fn libuffd_monitor_get_stats(
                 "libuffd_monitor_get_stats: set stats->sz = sizeof(struct libuffd_monitor_stats)",
             ));
         }
-        let s = mb.monitor.stats();
-        let out = libuffd_monitor_stats {
-            sz: sz.min(std::mem::size_of::<libuffd_monitor_stats>()),
-            faults: s.faults,
-            forks: s.forks,
-            remaps: s.remaps,
-            removes: s.removes,
-            unmaps: s.unmaps,
-            resolved: s.resolved,
-            eexist: s.eexist,
-            retried: s.retried,
-            deferred: s.deferred,
-            failed: s.failed,
-            dropped: s.dropped,
-            coalesced: s.coalesced,
-            bytes: s.bytes,
-            prefetched_bytes: s.prefetched_bytes,
-            reads: s.reads,
-            latency_log2_ns: s.latency,
-            handed_off: s.handed_off,
-            stop_blocked: s.stop_blocked,
-            stop_sigbus: s.stop_sigbus,
-            stop_zeroed: s.stop_zeroed,
-            read_failures: s.read_failures,
-            children_closed: s.children_closed,
-            children_dropped: s.children_dropped,
-        };
         let n = sz.min(std::mem::size_of::<libuffd_monitor_stats>());
+        let out = c_stats(&mb.monitor.stats(), n);
         // SAFETY: `n` bytes are writable at `stats` (the caller's size)
         // and readable in `out`.
         unsafe {

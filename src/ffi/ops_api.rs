@@ -20,7 +20,17 @@
 
 use super::handle_api::with_handle;
 use super::types::libuffd_handle;
-use crate::uffd::RegisterMode;
+use crate::uffd::{
+    ContinueMode, CopyMode, MoveMode, PoisonMode, Range, RegisterMode, WriteprotectMode,
+    ZeropageMode,
+};
+
+// C_MEMORY, the argument for every fill, move and poison below: the
+// memory they change is the C caller's, passed as plain addresses, which
+// no Rust code in libuffd holds a reference into (the Rust contract of
+// these operations); what the C program keeps there is its own business,
+// as with the raw ioctl. The mode bits are passed to the kernel as given
+// (`from_bits_retain`): unknown bits get the kernel's EINVAL.
 
 fn progress(p: crate::uffd::Progress) -> i64 {
     p.done as i64
@@ -58,8 +68,7 @@ pub unsafe extern "C" fn libuffd_register(
 ) -> i32 {
     with_handle("libuffd_register", h, |u| {
         let got = u.register(
-            start as u64,
-            len as u64,
+            Range::of_ptr(start, len),
             RegisterMode::from_bits_retain(mode),
         )?;
         if !ioctls.is_null() {
@@ -89,7 +98,7 @@ pub unsafe extern "C" fn libuffd_unregister(
     len: usize,
 ) -> i32 {
     with_handle("libuffd_unregister", h, |u| {
-        u.unregister(start as u64, len as u64)?;
+        u.unregister(Range::of_ptr(start, len))?;
         Ok(0)
     })
 }
@@ -110,7 +119,7 @@ pub unsafe extern "C" fn libuffd_wake(
     len: usize,
 ) -> i32 {
     with_handle("libuffd_wake", h, |u| {
-        u.wake(start as u64, len as u64)?;
+        u.wake(Range::of_ptr(start, len))?;
         Ok(0)
     })
 }
@@ -144,7 +153,15 @@ pub unsafe extern "C" fn libuffd_copy(
     mode: u64,
 ) -> i64 {
     with_handle("libuffd_copy", h, |u| {
-        Ok(progress(u.copy(dst as u64, src as u64, len as u64, mode)?))
+        // SAFETY: C_MEMORY.
+        let p = unsafe {
+            u.copy(
+                Range::of_ptr(dst, len),
+                src.cast(),
+                CopyMode::from_bits_retain(mode),
+            )
+        };
+        Ok(progress(p?))
     })
 }
 
@@ -166,7 +183,14 @@ pub unsafe extern "C" fn libuffd_zeropage(
     mode: u64,
 ) -> i64 {
     with_handle("libuffd_zeropage", h, |u| {
-        Ok(progress(u.zeropage(start as u64, len as u64, mode)?))
+        // SAFETY: C_MEMORY.
+        let p = unsafe {
+            u.zeropage(
+                Range::of_ptr(start, len),
+                ZeropageMode::from_bits_retain(mode),
+            )
+        };
+        Ok(progress(p?))
     })
 }
 
@@ -191,7 +215,10 @@ pub unsafe extern "C" fn libuffd_writeprotect(
     mode: u64,
 ) -> i32 {
     with_handle("libuffd_writeprotect", h, |u| {
-        u.writeprotect(start as u64, len as u64, mode)?;
+        u.writeprotect(
+            Range::of_ptr(start, len),
+            WriteprotectMode::from_bits_retain(mode),
+        )?;
         Ok(0)
     })
 }
@@ -216,11 +243,14 @@ pub unsafe extern "C" fn libuffd_continue(
     mode: u64,
 ) -> i64 {
     with_handle("libuffd_continue", h, |u| {
-        Ok(progress(u.continue_range(
-            start as u64,
-            len as u64,
-            mode,
-        )?))
+        // SAFETY: C_MEMORY.
+        let p = unsafe {
+            u.continue_range(
+                Range::of_ptr(start, len),
+                ContinueMode::from_bits_retain(mode),
+            )
+        };
+        Ok(progress(p?))
     })
 }
 
@@ -242,7 +272,14 @@ pub unsafe extern "C" fn libuffd_poison(
     mode: u64,
 ) -> i64 {
     with_handle("libuffd_poison", h, |u| {
-        Ok(progress(u.poison(start as u64, len as u64, mode)?))
+        // SAFETY: C_MEMORY.
+        let p = unsafe {
+            u.poison(
+                Range::of_ptr(start, len),
+                PoisonMode::from_bits_retain(mode),
+            )
+        };
+        Ok(progress(p?))
     })
 }
 
@@ -272,8 +309,14 @@ pub unsafe extern "C" fn libuffd_move(
     mode: u64,
 ) -> i64 {
     with_handle("libuffd_move", h, |u| {
-        Ok(progress(
-            u.move_pages(dst as u64, src as u64, len as u64, mode)?,
-        ))
+        // SAFETY: C_MEMORY.
+        let p = unsafe {
+            u.move_pages(
+                Range::of_ptr(dst, len),
+                src as usize as u64,
+                MoveMode::from_bits_retain(mode),
+            )
+        };
+        Ok(progress(p?))
     })
 }

@@ -93,6 +93,7 @@ pub struct Config {
     /// and at most `window_max` pages starting at the faulting one, and
     /// never more than 4 MiB (so two pages of 2 MiB hugetlb memory).
     pub window_min: u32,
+    /// The largest fault-around window, in pages (see `window_min`).
     pub window_max: u32,
     /// Grow the window on sequential faults and shrink it on random ones;
     /// without it the window stays at `window_min`.
@@ -101,7 +102,9 @@ pub struct Config {
     pub batch: u32,
     /// EAGAIN retries before the faulting thread is woken to fault afresh.
     pub max_retries: u32,
+    /// What a fault whose resolution failed gets.
     pub error_policy: ErrorPolicy,
+    /// What a REMOVE event (madvise) does to a region's pages.
     pub remove_policy: RemovePolicy,
     /// Serve a forked child's userfaultfd with its parent's regions.
     pub serve_forks: bool,

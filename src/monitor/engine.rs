@@ -15,7 +15,7 @@ use super::resolve::{Action, Applied, Failed, FaultCtx, FaultToken, RegionInfo};
 use super::stats::Stats;
 use super::Inner;
 use crate::sys::wait;
-use crate::uffd::{Error, Event, Fault, FaultFlags, Msg, Uffd};
+use crate::uffd::{Error, Event, Fault, FaultFlags, Msg, Range, Uffd};
 use std::cell::Cell;
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
@@ -169,7 +169,9 @@ pub(crate) struct ReaderState {
 impl ReaderState {
     pub fn new(batch: usize) -> ReaderState {
         ReaderState {
-            msgs: vec![Msg::default(); batch.max(1)],
+            msgs: std::iter::repeat_with(Msg::default)
+                .take(batch.max(1))
+                .collect(),
             retry: Vec::with_capacity(1024),
             retry_next: Vec::with_capacity(1024),
             seen: Vec::with_capacity(batch.max(1)),
@@ -386,9 +388,9 @@ impl Inner {
     fn owner_page_size(&self, id: u32, f: &Fault) -> Option<u64> {
         let uffd = self.uffd(id)?;
         let found = if uffd.serves_this_process() {
-            crate::uffd::mappings::page_size_at(f.address).ok()
+            crate::uffd::page_size_at(f.address).ok()
         } else if f.thread_id != 0 {
-            crate::uffd::mappings::page_size_in(f.thread_id as i32, f.address).ok()
+            crate::uffd::page_size_in(f.thread_id as i32, f.address).ok()
         } else {
             None
         };
@@ -867,7 +869,7 @@ impl Inner {
                             .zero_fill(id, start, end);
                     }
                     RemovePolicy::Unregister => {
-                        if let Err(e) = uffd.unregister(start, end - start) {
+                        if let Err(e) = uffd.unregister(Range::new(start, end - start)) {
                             self.log(format_args!("unregister after REMOVE: {e}"));
                         }
                         self.regions

@@ -28,15 +28,60 @@
 //! libuffd(7), MONITOR DELIVERY ORDER.)
 //!
 //! Threads, locks, lifecycle and the rules the engine keeps: docs/DESIGN.md.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use uffd::monitor::{Config, DefaultHandler, Monitor, RegionOptions, Source};
+//! use uffd::{Features, HandedOver, OpenFlags, OpenOptions, Range, RegisterMode, Uffd};
+//!
+//! let uffd = Uffd::open(&OpenOptions {
+//!     flags: OpenFlags::USER_ONLY | OpenFlags::NONBLOCK,
+//!     features: Features::empty(),
+//!     required: Features::empty(),
+//! })?;
+//! let len = 4 * 4096;
+//! // SAFETY: a fresh anonymous mapping, used only through raw pointers.
+//! let mem = unsafe {
+//!     libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE,
+//!                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+//! };
+//! assert_ne!(mem, libc::MAP_FAILED);
+//! // Its pages come from this snapshot, at the first access.
+//! let snapshot: Vec<u8> = (0..len).map(|i| (i / 4096) as u8 + 1).collect();
+//!
+//! let monitor = Monitor::new(Config::default(), Box::new(DefaultHandler))?;
+//! let id = monitor.add_uffd(Arc::new(uffd))?;
+//! // SAFETY: no Rust value lives in the mapping: it is handed over.
+//! let memory = unsafe { HandedOver::new(Range::of_ptr(mem, len)) };
+//! let opts = RegionOptions {
+//!     source: Source::Buffer { addr: snapshot.as_ptr() as u64, len: len as u64 },
+//!     register: RegisterMode::MISSING,
+//!     ..RegionOptions::default()
+//! };
+//! monitor.add_region(id, memory, opts)?;
+//! let running = monitor.start()?;
+//!
+//! // SAFETY: reads of the mapping, which the monitor fills on demand.
+//! let third = unsafe { *(mem as *const u8).add(2 * 4096 + 5) };
+//! assert_eq!(third, 3);
+//! assert!(monitor.stats().faults >= 1);
+//!
+//! monitor.stop();
+//! running.wait()?;
+//! drop(monitor);
+//! // SAFETY: the mapping made above, no longer served or used.
+//! unsafe { libc::munmap(mem, len) };
+//! # Ok::<(), uffd::Error>(())
+//! ```
 
 mod config;
 mod engine;
 mod pool;
 mod prefetch;
-pub mod region;
+mod region;
 mod reserve;
-pub mod resolve;
-pub mod stats;
+mod resolve;
+mod stats;
 mod stop;
 
 pub use config::{
@@ -44,10 +89,11 @@ pub use config::{
 };
 pub use region::Source;
 pub use resolve::{Action, Applied, FaultCtx, FaultToken, RegionInfo};
+pub(crate) use stats::counters;
 pub use stats::{StatsSnapshot, LATENCY_BUCKETS};
 
 use crate::sys::wait;
-use crate::uffd::{Error, RegisterMode, Result, Uffd};
+use crate::uffd::{Error, HandedOver, Range, RegisterMode, Result, Uffd};
 use engine::{ReaderState, EDGES_TOKEN, WAKE_TOKEN};
 use once_cell::sync::OnceCell;
 use region::{Region, RegionTable};
@@ -150,6 +196,7 @@ pub(crate) const UNRELEASED_SLOTS: usize = 64;
 /// Region options for `Monitor::add_region`.
 #[derive(Debug, Clone, Copy)]
 pub struct RegionOptions {
+    /// Where the region's pages come from.
     pub source: Source,
     /// Register the range with this mode first (empty: the caller already
     /// registered it).
@@ -332,7 +379,12 @@ pub struct Driven {
 pub enum Turn {
     /// poll(2) `fd` for input for up to `timeout_ms` (-1: no limit), then
     /// take the next turn.
-    Wait { fd: i32, timeout_ms: i32 },
+    Wait {
+        /// The descriptor to poll.
+        fd: i32,
+        /// How long to poll at most (-1: no limit).
+        timeout_ms: i32,
+    },
     /// The run is over: call `drive_end`.
     Done,
 }
@@ -661,17 +713,23 @@ impl Monitor {
         self.inner.uffd(id)
     }
 
-    /// Serve `[start, start+len)` of uffd `id` as `opts` says.
+    /// Serve `memory` of uffd `id` as `opts` says.
+    ///
+    /// The range is handed over ([`HandedOver`]): from now on its missing
+    /// pages get their contents from the region's source, at the first
+    /// access (or from the prefetcher, or a stop policy's zeros or
+    /// poison).
     ///
     /// An Fd source's descriptor is duplicated (F_DUPFD_CLOEXEC): the
     /// caller may close its own at once; the monitor reads its duplicate,
     /// closed when the monitor is dropped.
-    pub fn add_region(&self, id: u32, start: u64, len: u64, opts: RegionOptions) -> Result<()> {
+    pub fn add_region(&self, id: u32, memory: HandedOver, opts: RegionOptions) -> Result<()> {
+        let Range { start, len } = memory.range();
         let uffd = self
             .inner
             .uffd(id)
             .ok_or_else(|| Error::invalid(format!("monitor: no userfaultfd with id {id}")))?;
-        crate::uffd::range::check_range("add region", "range", start, len)?;
+        crate::uffd::check_range("add region", "range", start, len)?;
         let base = crate::sys::base_page_size();
         let given = opts.page_size;
         if given != 0 && (!given.is_power_of_two() || given < base) {
@@ -680,7 +738,7 @@ impl Monitor {
             )));
         }
         let page_size = if uffd.serves_this_process() {
-            let mapped = crate::uffd::mappings::page_size_at(start)?;
+            let mapped = crate::uffd::page_size_at(start)?;
             if given != 0 && given != mapped {
                 return Err(Error::invalid(format!(
                     "add region: page size {} KiB given, but the memory at {start:#x} has {} KiB pages",
@@ -765,7 +823,7 @@ impl Monitor {
             source_fd = Some(dup);
         }
         if !opts.register.is_empty() {
-            uffd.register(start, len, opts.register)?;
+            uffd.register(Range::new(start, len), opts.register)?;
         }
         if let Some(dup) = source_fd {
             self.inner

@@ -12,7 +12,12 @@ pub enum Source {
     Zero,
     /// Bytes of this process's memory at `addr` (e.g. an mmapped
     /// snapshot), `len` long; pages past its end are zero-filled.
-    Buffer { addr: u64, len: u64 },
+    Buffer {
+        /// The buffer's address.
+        addr: u64,
+        /// Its length in bytes.
+        len: u64,
+    },
     /// pread(2) from `fd` at `offset` (`Monitor::add_region` duplicates
     /// `fd`: the region holds the monitor's duplicate, the caller may close
     /// its own). Short reads and EINTR are retried until each page is
@@ -21,8 +26,11 @@ pub enum Source {
     /// `failed` counts it, the log names the offset); unless
     /// `zero_past_eof`, which asks for zeros past end-of-file instead.
     Fd {
+        /// The file (duplicated by `add_region`).
         fd: i32,
+        /// The file offset of the region's first page.
         offset: u64,
+        /// Zeros past end-of-file instead of a failed fault.
         zero_past_eof: bool,
     },
     /// The monitor's fault callback decides.

@@ -26,7 +26,7 @@
 
 use super::{Inner, Served};
 use crate::sys::wait;
-use crate::uffd::{Features, Uffd};
+use crate::uffd::{Features, Range, Uffd};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{
     AtomicBool,
@@ -422,7 +422,7 @@ impl Inner {
                 }
             };
             let gone = uffd
-                .zeropage(page, base, crate::sys::uapi::UFFDIO_ZEROPAGE_MODE_DONTWAKE)
+                .fill_zeropage(Range::new(page, base), crate::uffd::ZeropageMode::DONTWAKE)
                 .is_err_and(|e| e.errno() == libc::ESRCH);
             if gone {
                 drop(uffd);

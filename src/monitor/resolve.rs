@@ -8,7 +8,10 @@
 
 use super::region::Source;
 use super::Inner;
-use crate::uffd::{Error, Fault, Uffd};
+use crate::uffd::{
+    ContinueMode, CopyMode, Error, Fault, HandedOver, MoveMode, PoisonMode, Range, Uffd,
+    WriteprotectMode, ZeropageMode,
+};
 use std::cell::Cell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,8 +43,10 @@ pub enum Action {
     Unprotect,
     /// Poison: the thread gets SIGBUS.
     Poison,
-    /// Move the page at this address here (anonymous memory only).
-    Move(u64),
+    /// Move the page at the start of this range here (anonymous memory
+    /// only): the pages leave it, so it is handed over too. It must cover
+    /// the fault's page size (a shorter range is refused: EINVAL).
+    Move(HandedOver),
     /// Wake without resolving: the thread faults again.
     Wake,
 }
@@ -96,10 +101,13 @@ pub struct FaultCtx<'a> {
 /// What a callback learns of the region a fault is in.
 #[derive(Debug, Clone, Copy)]
 pub struct RegionInfo {
+    /// The region's first address.
     pub start: u64,
+    /// Its length in bytes.
     pub len: u64,
     /// Offset of the faulting page in the region's source.
     pub source_offset: u64,
+    /// The caller's tag (`RegionOptions::user_data`).
     pub user_data: u64,
 }
 
@@ -108,6 +116,13 @@ impl FaultCtx<'_> {
     /// (someone else had; the waiter was woken) or `Gone` (the range or
     /// process went away), or an error (`EAGAIN`: the monitor retries the
     /// fault after reading the pending event, calling the callback again).
+    ///
+    /// A fault in a region is in memory handed over with
+    /// `Monitor::add_region`. A fault outside every region (`region` is
+    /// `None`) is in memory its owner registered on the userfaultfd
+    /// directly: filling it (every action but `Unprotect` and `Wake`)
+    /// carries the contract of [`Uffd::copy`](crate::Uffd::copy), which
+    /// the handler keeps: no Rust value may live in memory it fills.
     pub fn resolve(&self, action: Action) -> Result<Applied, Error> {
         match self.inner.apply(self.token, action) {
             Ok(a) => {
@@ -228,12 +243,12 @@ fn classify(
         Ok(n) => Ok(Applied::Resolved(n)),
         Err(e) => match e.errno() {
             libc::EEXIST => {
-                let _ = uffd.wake(page, ps);
+                let _ = uffd.wake(Range::new(page, ps));
                 Ok(Applied::AlreadyResolved)
             }
             libc::EAGAIN => Err(Failed::Again),
             libc::ENOENT => {
-                let _ = uffd.wake(page, ps);
+                let _ = uffd.wake(Range::new(page, ps));
                 Ok(Applied::Gone)
             }
             libc::ESRCH => {
@@ -271,13 +286,28 @@ impl Inner {
         };
         let (page, ps) = (t.page, t.page_size);
         let r = match action {
-            Action::Copy(src) => uffd.copy(page, src, ps, 0).map(|p| p.done),
+            Action::Copy(src) => uffd
+                .fill_copy(Range::new(page, ps), src, CopyMode::empty())
+                .map(|p| p.done),
             Action::Zero => self.zero(&uffd, page, ps, 1),
-            Action::Continue => uffd.continue_range(page, ps, 0).map(|p| p.done),
-            Action::Unprotect => uffd.writeprotect(page, ps, 0).map(|()| ps),
-            Action::Poison => uffd.poison(page, ps, 0).map(|p| p.done),
-            Action::Move(src) => uffd.move_pages(page, src, ps, 0).map(|p| p.done),
-            Action::Wake => uffd.wake(page, ps).map(|()| 0),
+            Action::Continue => uffd
+                .fill_continue(Range::new(page, ps), ContinueMode::empty())
+                .map(|p| p.done),
+            Action::Unprotect => uffd
+                .writeprotect(Range::new(page, ps), WriteprotectMode::empty())
+                .map(|()| ps),
+            Action::Poison => uffd
+                .fill_poison(Range::new(page, ps), PoisonMode::empty())
+                .map(|p| p.done),
+            Action::Move(src) if src.range().len < ps => Err(Error::invalid(format!(
+                "move: the source range [{:#x}, +{:#x}) is shorter than the {ps}-byte page",
+                src.range().start,
+                src.range().len
+            ))),
+            Action::Move(src) => uffd
+                .fill_move(Range::new(page, ps), src.range().start, MoveMode::empty())
+                .map(|p| p.done),
+            Action::Wake => uffd.wake(Range::new(page, ps)).map(|()| 0),
         };
         classify(self, &uffd, t.uffd_id, page, ps, r)
     }
@@ -288,8 +318,10 @@ impl Inner {
         let Some(uffd) = self.uffd(t.uffd_id) else {
             return Ok(Applied::Gone);
         };
-        let mode = crate::sys::uapi::UFFDIO_POISON_MODE_DONTWAKE;
-        let r = uffd.poison(t.page, t.page_size, mode).map(|p| p.done);
+        let mode = PoisonMode::DONTWAKE;
+        let r = uffd
+            .fill_poison(Range::new(t.page, t.page_size), mode)
+            .map(|p| p.done);
         classify(self, &uffd, t.uffd_id, t.page, t.page_size, r)
     }
 
@@ -320,10 +352,13 @@ impl Inner {
     /// has no ZEROPAGE, so copy from a zeroed huge page instead.
     pub(crate) fn zero(&self, uffd: &Uffd, page: u64, ps: u64, pages: u64) -> Result<u64, Error> {
         if ps == crate::sys::base_page_size() {
-            return uffd.zeropage(page, ps * pages, 0).map(|p| p.done);
+            return uffd
+                .fill_zeropage(Range::new(page, ps * pages), ZeropageMode::empty())
+                .map(|p| p.done);
         }
         let zero = self.zero_source(ps)?;
-        uffd.copy(page, zero, ps, 0).map(|p| p.done)
+        uffd.fill_copy(Range::new(page, ps), zero, CopyMode::empty())
+            .map(|p| p.done)
     }
 
     /// Serve a missing-page fault from a region's source, placing the
@@ -366,7 +401,9 @@ impl Inner {
         let (page, ps) = (t.page, t.page_size);
         let r = match source {
             Source::Zero => self.zero(&uffd, page, ps, window),
-            Source::PageCache => uffd.continue_range(page, ps * window, 0).map(|p| p.done),
+            Source::PageCache => uffd
+                .fill_continue(Range::new(page, ps * window), ContinueMode::empty())
+                .map(|p| p.done),
             Source::Buffer { addr, len } => {
                 let avail = len.saturating_sub(source_offset);
                 let full = (avail / ps).min(window);
@@ -384,8 +421,12 @@ impl Inner {
                         ),
                     ))
                 } else if full > 0 {
-                    uffd.copy(page, from.unwrap_or(0), full * ps, 0)
-                        .map(|p| p.done)
+                    uffd.fill_copy(
+                        Range::new(page, full * ps),
+                        from.unwrap_or(0),
+                        CopyMode::empty(),
+                    )
+                    .map(|p| p.done)
                 } else if avail == 0 {
                     // Past the buffer's end: zeros.
                     self.zero(&uffd, page, ps, 1)
@@ -464,13 +505,21 @@ impl Inner {
         let (got, err) = read_fully(fd, buf, off);
         let full = got as u64 / ps;
         let r = if got as u64 == want {
-            uffd.copy(page, buf.as_ptr() as u64, want, 0)
-                .map(|p| p.done)
+            uffd.fill_copy(
+                Range::new(page, want),
+                buf.as_ptr() as u64,
+                CopyMode::empty(),
+            )
+            .map(|p| p.done)
         } else if full > 0 && (err.is_some() || !src.zero_past_eof) {
             // Whole pages first: the faulting page is among them, the
             // rest fault again and meet the error (or the end) on their own.
-            uffd.copy(page, buf.as_ptr() as u64, full * ps, 0)
-                .map(|p| p.done)
+            uffd.fill_copy(
+                Range::new(page, full * ps),
+                buf.as_ptr() as u64,
+                CopyMode::empty(),
+            )
+            .map(|p| p.done)
         } else if let Some(e) = err {
             Err(Error::os(
                 "pread",
@@ -487,8 +536,12 @@ impl Inner {
             } else {
                 buf[got..].fill(0);
                 let pages = (got as u64).div_ceil(ps);
-                uffd.copy(page, buf.as_ptr() as u64, pages * ps, 0)
-                    .map(|p| p.done)
+                uffd.fill_copy(
+                    Range::new(page, pages * ps),
+                    buf.as_ptr() as u64,
+                    CopyMode::empty(),
+                )
+                .map(|p| p.done)
             }
         } else {
             Err(Error::os(
@@ -518,7 +571,11 @@ impl Inner {
         buf[..ps as usize].fill(0);
         crate::sys::wait::copy_from_addr(&mut buf[..avail as usize], src);
         let r = uffd
-            .copy(t.page, buf.as_ptr() as u64, ps, 0)
+            .fill_copy(
+                Range::new(t.page, ps),
+                buf.as_ptr() as u64,
+                CopyMode::empty(),
+            )
             .map(|p| p.done);
         classify(self, uffd, t.uffd_id, t.page, ps, r)
     }

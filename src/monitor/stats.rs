@@ -1,6 +1,15 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! Counters and the fault-latency histogram, updated with relaxed atomics
 //! (no locks, no allocation) and readable at any time.
+//!
+//! The counters are declared once, in [`counters!`]: each line there makes
+//! a field of `Stats` (the live atomic), of [`StatsSnapshot`] (its value,
+//! documented with the line's text) and of the copy into the C ABI's
+//! `struct libuffd_monitor_stats` (src/ffi/monitor_api.rs), whose struct
+//! literal names every counter: a counter missing from the C struct, or a
+//! C field no counter feeds, does not compile. The C struct itself is
+//! written out in src/ffi/types.rs because cbindgen reads it there (and
+//! its layout is the ABI: its order is this table's).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -8,133 +17,119 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 /// bucket also holds everything longer (about 2 s and up).
 pub const LATENCY_BUCKETS: usize = 32;
 
-/// Live counters of a monitor.
-#[derive(Default)]
-pub struct Stats {
-    pub faults: AtomicU64,
-    pub forks: AtomicU64,
-    pub remaps: AtomicU64,
-    pub removes: AtomicU64,
-    pub unmaps: AtomicU64,
-    pub resolved: AtomicU64,
-    pub eexist: AtomicU64,
-    pub retried: AtomicU64,
-    pub deferred: AtomicU64,
-    pub failed: AtomicU64,
-    pub dropped: AtomicU64,
-    pub coalesced: AtomicU64,
-    pub bytes: AtomicU64,
-    pub prefetched_bytes: AtomicU64,
-    pub reads: AtomicU64,
-    pub handed_off: AtomicU64,
-    pub stop_blocked: AtomicU64,
-    pub stop_sigbus: AtomicU64,
-    pub stop_zeroed: AtomicU64,
-    pub read_failures: AtomicU64,
-    pub children_closed: AtomicU64,
-    pub children_dropped: AtomicU64,
-    latency: [AtomicU64; LATENCY_BUCKETS],
+/// The one list of the monitor's counters, in the C struct's order (the
+/// latency histogram, which sits between `reads` and `handed_off` there,
+/// is declared apart). Calls `$then! { /// doc \n name, ... }`.
+macro_rules! counters {
+    ($then:ident) => {
+        $then! {
+            /// Page-fault messages read.
+            faults,
+            /// FORK events read.
+            forks,
+            /// REMAP events read.
+            remaps,
+            /// REMOVE events read.
+            removes,
+            /// UNMAP events read.
+            unmaps,
+            /// Faults resolved by the monitor or a callback.
+            resolved,
+            /// Faults found already resolved (EEXIST), woken.
+            eexist,
+            /// Retries after EAGAIN.
+            retried,
+            /// Faults a callback deferred.
+            deferred,
+            /// Faults whose resolution failed (the error policy was applied).
+            failed,
+            /// Faults dropped because their range went away (ENOENT), or
+            /// their process exited (ESRCH).
+            dropped,
+            /// Duplicate fault messages for a page resolved earlier in the batch.
+            coalesced,
+            /// Bytes placed by resolving faults (fault-around included).
+            bytes,
+            /// Bytes placed by the background prefetcher.
+            prefetched_bytes,
+            /// read(2) calls that returned messages.
+            reads,
+            /// Faults the reader handed to the workers.
+            handed_off,
+            /// Faults pending when a run ended (still queued, waiting for a
+            /// retry, or deferred by a callback and not completed) whose
+            /// threads the stop policy left blocked (`StopPolicy::Block`, or
+            /// `Sigbus` where the poison was refused).
+            stop_blocked,
+            /// Such faults released into SIGBUS (`StopPolicy::Sigbus`).
+            stop_sigbus,
+            /// Such faults released to zero pages (`StopPolicy::ZeroFill`),
+            /// or to an ordinary fault (a fault whose range was unmapped or
+            /// moved since: the stop wakes it unless the monitor's policy is
+            /// `Block`).
+            stop_zeroed,
+            /// read(2) calls that failed for want of a descriptor (EMFILE,
+            /// ENFILE: a FORK event's new descriptor could not be made) and
+            /// were tried again later; each is logged.
+            read_failures,
+            /// Forked children's descriptors closed because the child exited
+            /// (or exec'd).
+            children_closed,
+            /// Forked children left unserved (their descriptor closed at
+            /// once): a fork storm outran the reserves for a whole second
+            /// (reserve.rs); logged.
+            children_dropped,
+        }
+    };
 }
+pub(crate) use counters;
 
-/// A copy of the counters at one moment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StatsSnapshot {
-    /// Page-fault messages read.
-    pub faults: u64,
-    /// FORK, REMAP, REMOVE, UNMAP events read.
-    pub forks: u64,
-    pub remaps: u64,
-    pub removes: u64,
-    pub unmaps: u64,
-    /// Faults resolved by the monitor or a callback.
-    pub resolved: u64,
-    /// Faults found already resolved (EEXIST), woken.
-    pub eexist: u64,
-    /// Retries after EAGAIN.
-    pub retried: u64,
-    /// Faults a callback deferred.
-    pub deferred: u64,
-    /// Faults whose resolution failed (the error policy was applied).
-    pub failed: u64,
-    /// Faults dropped because their range went away (ENOENT), or their
-    /// process exited (ESRCH).
-    pub dropped: u64,
-    /// Duplicate fault messages for a page resolved earlier in the batch.
-    pub coalesced: u64,
-    /// Bytes placed by resolving faults (fault-around included).
-    pub bytes: u64,
-    /// Bytes placed by the background prefetcher.
-    pub prefetched_bytes: u64,
-    /// read(2) calls that returned messages.
-    pub reads: u64,
-    /// read(2) calls that failed for want of a descriptor (EMFILE,
-    /// ENFILE: a FORK event's new descriptor could not be made) and were
-    /// tried again later; each is logged.
-    pub read_failures: u64,
-    /// Forked children's descriptors closed because the child exited (or
-    /// exec'd).
-    pub children_closed: u64,
-    /// Forked children left unserved (their descriptor closed at once):
-    /// a fork storm outran the reserves for a whole second (reserve.rs);
-    /// logged.
-    pub children_dropped: u64,
-    /// Fault latency (message read to resolved) histogram, log2 ns buckets.
-    pub latency: [u64; LATENCY_BUCKETS],
-    /// Faults the reader handed to the workers.
-    pub handed_off: u64,
-    /// Faults pending when a run ended (still queued, waiting for a retry,
-    /// or deferred by a callback and not completed) whose threads the stop
-    /// policy left blocked (`StopPolicy::Block`, or `Sigbus` where the
-    /// poison was refused).
-    pub stop_blocked: u64,
-    /// Such faults released into SIGBUS (`StopPolicy::Sigbus`).
-    pub stop_sigbus: u64,
-    /// Such faults released to zero pages (`StopPolicy::ZeroFill`), or to
-    /// an ordinary fault (a fault whose range was unmapped or moved since:
-    /// the stop wakes it unless the monitor's policy is `Block`).
-    pub stop_zeroed: u64,
+macro_rules! declare_stats {
+    ($($(#[doc = $doc:literal])* $name:ident,)*) => {
+        /// Live counters of a monitor.
+        #[derive(Default)]
+        pub(crate) struct Stats {
+            $(pub $name: AtomicU64,)*
+            latency: [AtomicU64; LATENCY_BUCKETS],
+        }
+
+        /// A copy of a monitor's counters at one moment
+        /// ([`Monitor::stats`](super::Monitor::stats)).
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        pub struct StatsSnapshot {
+            $($(#[doc = $doc])* pub $name: u64,)*
+            /// Fault latency (message read to resolved) histogram: bucket i
+            /// counts latencies in [2^i, 2^(i+1)) ns, the last one the rest.
+            pub latency: [u64; LATENCY_BUCKETS],
+        }
+
+        impl Stats {
+            /// The counters now.
+            pub fn snapshot(&self) -> StatsSnapshot {
+                let mut latency = [0u64; LATENCY_BUCKETS];
+                for (o, a) in latency.iter_mut().zip(self.latency.iter()) {
+                    *o = a.load(Relaxed);
+                }
+                StatsSnapshot {
+                    $($name: self.$name.load(Relaxed),)*
+                    latency,
+                }
+            }
+        }
+    };
 }
+counters!(declare_stats);
 
 impl Stats {
+    /// Add `n` to one counter.
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Relaxed);
     }
 
+    /// Count one fault latency.
     pub fn record_latency(&self, ns: u64) {
         let bucket = (63 - ns.max(1).leading_zeros() as usize).min(LATENCY_BUCKETS - 1);
         self.latency[bucket].fetch_add(1, Relaxed);
-    }
-
-    pub fn snapshot(&self) -> StatsSnapshot {
-        let mut latency = [0u64; LATENCY_BUCKETS];
-        for (o, a) in latency.iter_mut().zip(self.latency.iter()) {
-            *o = a.load(Relaxed);
-        }
-        StatsSnapshot {
-            faults: self.faults.load(Relaxed),
-            forks: self.forks.load(Relaxed),
-            remaps: self.remaps.load(Relaxed),
-            removes: self.removes.load(Relaxed),
-            unmaps: self.unmaps.load(Relaxed),
-            resolved: self.resolved.load(Relaxed),
-            eexist: self.eexist.load(Relaxed),
-            retried: self.retried.load(Relaxed),
-            deferred: self.deferred.load(Relaxed),
-            failed: self.failed.load(Relaxed),
-            dropped: self.dropped.load(Relaxed),
-            coalesced: self.coalesced.load(Relaxed),
-            bytes: self.bytes.load(Relaxed),
-            prefetched_bytes: self.prefetched_bytes.load(Relaxed),
-            reads: self.reads.load(Relaxed),
-            latency,
-            handed_off: self.handed_off.load(Relaxed),
-            stop_blocked: self.stop_blocked.load(Relaxed),
-            stop_sigbus: self.stop_sigbus.load(Relaxed),
-            stop_zeroed: self.stop_zeroed.load(Relaxed),
-            read_failures: self.read_failures.load(Relaxed),
-            children_closed: self.children_closed.load(Relaxed),
-            children_dropped: self.children_dropped.load(Relaxed),
-        }
     }
 }
 
@@ -152,5 +147,21 @@ mod tests {
         assert_eq!(snap.latency[0], 1);
         assert_eq!(snap.latency[10], 1);
         assert_eq!(snap.latency[LATENCY_BUCKETS - 1], 1);
+    }
+
+    #[test]
+    fn every_counter_reaches_the_snapshot() {
+        macro_rules! each {
+            ($($(#[doc = $doc:literal])* $name:ident,)*) => {{
+                let s = Stats::default();
+                let mut n = 0;
+                $(n += 1; Stats::add(&s.$name, n);)*
+                let snap = s.snapshot();
+                let mut m = 0;
+                $(m += 1; assert_eq!(snap.$name, m, stringify!($name));)*
+                m
+            }};
+        }
+        assert_eq!(counters!(each), 22);
     }
 }

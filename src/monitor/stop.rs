@@ -16,7 +16,7 @@ use super::engine::{HoldingLayout, Pending, ReaderState};
 use super::region::{Region, Source};
 use super::stats::Stats;
 use super::Inner;
-use crate::uffd::{Error, Uffd};
+use crate::uffd::{Error, Range, Uffd};
 use std::sync::atomic::Ordering::Release;
 
 /// At most this many reads per userfaultfd when collecting the faults
@@ -113,7 +113,7 @@ impl Inner {
                 },
             };
             if outcome != Outcome::Blocked {
-                if let Err(e) = u.unregister(start, len) {
+                if let Err(e) = u.unregister(Range::new(start, len)) {
                     self.log(format_args!(
                         "stop: unregister [{start:#x}, +{len:#x}): {e}"
                     ));
@@ -276,11 +276,11 @@ fn poison_missing(u: &Uffd, start: u64, len: u64, ps: u64) -> Result<(), Error> 
     } else {
         ps
     };
-    let mode = crate::sys::uapi::UFFDIO_POISON_MODE_DONTWAKE;
+    let mode = crate::uffd::PoisonMode::DONTWAKE;
     let mut off = 0;
     let mut stalls = 0;
     while off < len {
-        match u.poison(start + off, len - off, mode) {
+        match u.fill_poison(Range::new(start + off, len - off), mode) {
             Ok(p) if p.done > 0 => off += p.done,
             Err(e) if e.is_exists() => off += ps,
             Ok(_) => stalls += 1,
@@ -310,7 +310,7 @@ fn wake_all(u: &Uffd) -> bool {
     for top in [1u64 << 56, 1 << 52, 1 << 48, 1 << 47, 1 << 39] {
         for low in [base, 1 << 16, 1 << 20] {
             let end = top - base;
-            if u.wake(low, end - low).is_ok() {
+            if u.wake(Range::new(low, end - low)).is_ok() {
                 return true;
             }
         }

@@ -38,8 +38,6 @@ const _: () = assert!(std::mem::size_of::<ProcmapQuery>() == 104);
 /// target's `_IOC` encoding (0xC0686611 on x86_64).
 pub const PROCMAP_QUERY: u64 = super::arch::iowr::<ProcmapQuery>(b'f', 17);
 
-/// `PROCMAP_QUERY_VMA_SHARED`: the mapping is MAP_SHARED.
-pub const VMA_SHARED: u64 = 0x08;
 /// `PROCMAP_QUERY_FILE_BACKED_VMA`: query flag, only file-backed mappings.
 const _FILE_BACKED_VMA: u64 = 0x20;
 

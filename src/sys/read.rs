@@ -17,27 +17,6 @@ pub fn read_msgs(fd: BorrowedFd<'_>, buf: &mut [UffdMsg]) -> Result<usize, i32> 
     Ok(n as usize / std::mem::size_of::<UffdMsg>())
 }
 
-/// One read of up to `buf.len()` messages that never waits, whatever the
-/// descriptor's O_NONBLOCK flag says: preadv2(2) with RWF_NOWAIT (offset
-/// -1: the file position, as read(2)). The flag is per call, so the file
-/// description, which the caller may share with other processes, keeps its
-/// status flags. Returns how many messages arrived, or the errno: EAGAIN
-/// when none is ready, EOPNOTSUPP on a kernel whose userfaultfd does not
-/// take RWF_NOWAIT.
-pub fn read_msgs_nowait(fd: BorrowedFd<'_>, buf: &mut [UffdMsg]) -> Result<usize, i32> {
-    let iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: std::mem::size_of_val(buf),
-    };
-    // SAFETY: one iovec describing `buf`, a writable slice of plain-old-data
-    // records; the kernel writes at most `iov_len` bytes into it.
-    let n = unsafe { libc::preadv2(fd.as_raw_fd(), &iov, 1, -1, libc::RWF_NOWAIT) };
-    if n < 0 {
-        return Err(super::last_errno());
-    }
-    Ok(n as usize / std::mem::size_of::<UffdMsg>())
-}
-
 /// Whether `fd`'s file takes RWF_NOWAIT reads, found without reading a
 /// message: a 16-byte read is shorter than one message, so a userfaultfd
 /// that gets as far as its read refuses it with EINVAL before dequeuing
@@ -92,7 +71,7 @@ pub fn msgs_as_raw<T>(buf: &mut [T]) -> &mut [UffdMsg] {
 }
 
 /// One read of up to `buf.len()` messages, as `read_msgs` (or, with
-/// `nowait`, `read_msgs_nowait`), returning the number of bytes read so
+/// `nowait`, preadv2(2) with RWF_NOWAIT), returning the number of bytes read so
 /// that the caller can tell what a userfaultfd never does: end-of-file (0
 /// bytes) or a read that is not a whole number of messages. Both mean the
 /// descriptor is not (any more) a userfaultfd.

@@ -139,12 +139,6 @@ pub fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> Result<usize, i
     }
 }
 
-/// This thread's kernel thread id.
-pub fn gettid() -> u32 {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::gettid() as u32 }
-}
-
 /// An anonymous private mapping of `len` bytes for scratch buffers that
 /// must be page-aligned (hugetlb zero pages, pread buffers).
 pub struct ScratchMap {
@@ -182,10 +176,6 @@ impl ScratchMap {
 
     pub fn len(&self) -> usize {
         self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     pub fn as_mut_slice(&mut self) -> &mut [u8] {

@@ -9,7 +9,7 @@
 //! kernel errors routinely (EEXIST, EAGAIN, ENOENT in the monitor's reader)
 //! never allocate or read /proc.
 
-use super::features::feature_names;
+use super::features::{feature_names, Features};
 use std::fmt;
 
 /// The rest of a refused call's arguments (besides op, address and
@@ -18,6 +18,7 @@ use std::fmt;
 pub struct Call {
     /// COPY's and MOVE's source address.
     pub src: Option<u64>,
+    /// The mode bits as given.
     pub mode: u64,
     /// Whether the memory is known to be this process's (a handle from
     /// `Uffd::open`); otherwise this process's mappings are described
@@ -28,18 +29,31 @@ pub struct Call {
 /// The userfaultfd operation an error came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
+    /// UFFDIO_API, the handshake.
     Api,
+    /// UFFDIO_REGISTER.
     Register,
+    /// UFFDIO_UNREGISTER.
     Unregister,
+    /// UFFDIO_WAKE.
     Wake,
+    /// UFFDIO_COPY.
     Copy,
+    /// UFFDIO_ZEROPAGE.
     Zeropage,
+    /// UFFDIO_WRITEPROTECT.
     Writeprotect,
+    /// UFFDIO_CONTINUE.
     Continue,
+    /// UFFDIO_POISON.
     Poison,
+    /// UFFDIO_MOVE.
     Move,
+    /// read(2) of messages.
     Read,
+    /// poll(2) for messages.
     Poll,
+    /// Adopting a descriptor made elsewhere.
     Adopt,
 }
 
@@ -85,29 +99,47 @@ pub enum Error {
     /// nothing stands out, a generic hint.
     #[error("{op} [{addr:#x}, +{len:#x}): {}{}", strerror(*errno), Why(*op, *errno, *addr, *len, *call))]
     Kernel {
+        /// The operation refused.
         op: Op,
+        /// The ioctl's errno.
         errno: i32,
+        /// The start of the (destination) range.
         addr: u64,
+        /// Its length.
         len: u64,
+        /// The rest of the arguments, to explain the refusal.
         call: Option<Call>,
     },
 
     /// A system call without a range failed.
     #[error("{op}: {}{}", strerror(*errno), if detail.is_empty() { String::new() } else { format!(" ({detail})") })]
     Os {
+        /// The call that failed.
         op: &'static str,
+        /// Its errno.
         errno: i32,
+        /// What libuffd knows of the cause (may be empty).
         detail: String,
     },
 
     /// Features the caller required are not offered by this kernel.
-    #[error("required userfaultfd features missing from this kernel: {} (mask {missing:#x}; kernel offers {offered:#x})", feature_names(*missing))]
-    MissingFeatures { missing: u64, offered: u64 },
+    #[error("required userfaultfd features missing from this kernel: {} (mask {:#x}; kernel offers {:#x})", feature_names(missing.bits()), missing.bits(), offered.bits())]
+    MissingFeatures {
+        /// The required features the kernel lacks.
+        missing: Features,
+        /// Every feature the kernel offers.
+        offered: Features,
+    },
 
     /// No way of creating a userfaultfd worked; `attempts` names each path
     /// tried and why it failed.
     #[error("could not create a userfaultfd: {attempts}")]
-    Open { errno: i32, attempts: String },
+    Open {
+        /// The errno of the most telling attempt.
+        errno: i32,
+        /// Each path tried and why it failed.
+        attempts: String,
+    },
 
     /// A Rust panic was caught at the C boundary, or the object was
     /// poisoned by an earlier one.
@@ -184,12 +216,12 @@ impl Error {
 }
 
 /// The C library's text for an errno, without allocation when possible.
-pub fn strerror(errno: i32) -> StrError {
+pub(crate) fn strerror(errno: i32) -> StrError {
     StrError(errno)
 }
 
 /// Display adapter for an errno: "EEXIST: File exists".
-pub struct StrError(pub i32);
+pub(crate) struct StrError(pub i32);
 
 impl fmt::Display for StrError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -202,35 +234,64 @@ impl fmt::Display for StrError {
     }
 }
 
-/// The symbolic name of the errnos userfaultfd produces.
-pub fn errno_name(errno: i32) -> &'static str {
-    match errno {
-        libc::EPERM => "EPERM",
-        libc::ENOENT => "ENOENT",
-        libc::ESRCH => "ESRCH",
-        libc::EINTR => "EINTR",
-        libc::EIO => "EIO",
-        libc::EBADF => "EBADF",
-        libc::EAGAIN => "EAGAIN",
-        libc::ENOMEM => "ENOMEM",
-        libc::EACCES => "EACCES",
-        libc::EFAULT => "EFAULT",
-        libc::EBUSY => "EBUSY",
-        libc::EEXIST => "EEXIST",
-        libc::ENODEV => "ENODEV",
-        libc::EINVAL => "EINVAL",
-        libc::ENOTTY => "ENOTTY",
-        libc::ENOSPC => "ENOSPC",
-        libc::ERANGE => "ERANGE",
-        libc::ENOSYS => "ENOSYS",
-        libc::EOPNOTSUPP => "EOPNOTSUPP",
-        libc::E2BIG => "E2BIG",
-        libc::EPROTO => "EPROTO",
-        libc::ETIMEDOUT => "ETIMEDOUT",
-        libc::ENOTRECOVERABLE => "ENOTRECOVERABLE",
-        libc::EOVERFLOW => "EOVERFLOW",
-        _ => "E?",
-    }
+/// Every errno libuffd returns or explains, declared once: its symbolic
+/// name (in `Error`'s text) and the static text `libuffd_strerror()`
+/// gives C callers (the C library's text, plus what it usually means
+/// here). Both lookups below are derived from this one table.
+macro_rules! errno_table {
+    ($($errno:ident => $text:literal,)*) => {
+        const ERRNOS: &[(i32, &str, &std::ffi::CStr)] = &[
+            (0, "OK", c"Success"),
+            $((libc::$errno, stringify!($errno), $text),)*
+        ];
+    };
+}
+
+errno_table! {
+    EPERM => c"Operation not permitted",
+    ENOENT => c"No such file or directory (no registered mapping there)",
+    ESRCH => c"No such process (the process owning the memory exited)",
+    EINTR => c"Interrupted system call",
+    EIO => c"Input/output error",
+    EBADF => c"Bad file descriptor",
+    EAGAIN => c"Resource temporarily unavailable (an event is pending: read events, then retry)",
+    ENOMEM => c"Cannot allocate memory (or nothing mapped at the address given to libuffd_page_size)",
+    EACCES => c"Permission denied",
+    EFAULT => c"Bad address",
+    EBUSY => c"Device or resource busy",
+    EEXIST => c"File exists (the range is already populated: wake the waiter)",
+    ENODEV => c"No such device",
+    EINVAL => c"Invalid argument",
+    ENFILE => c"Too many open files in system",
+    EMFILE => c"Too many open files",
+    ENOTTY => c"Inappropriate ioctl for device",
+    ENOSPC => c"No space left on device",
+    ERANGE => c"Numerical result out of range",
+    ENOSYS => c"Function not implemented",
+    EOPNOTSUPP => c"Operation not supported (a required userfaultfd feature is missing)",
+    E2BIG => c"Argument list too long (options struct sets fields this libuffd does not know)",
+    EPROTO => c"Protocol error",
+    EOVERFLOW => c"Value too large for defined data type",
+    ETIMEDOUT => c"Connection timed out",
+    ECANCELED => c"Operation canceled",
+    ENOTRECOVERABLE => c"State not recoverable (internal libuffd error)",
+}
+
+/// The symbolic name of an errno libuffd produces ("E?" for others).
+pub(crate) fn errno_name(errno: i32) -> &'static str {
+    ERRNOS
+        .iter()
+        .find(|e| e.0 == errno && errno != 0)
+        .map_or("E?", |e| e.1)
+}
+
+/// The static text of an errno for C callers ("Unknown error" for
+/// others).
+pub(crate) fn errno_text(errno: i32) -> &'static std::ffi::CStr {
+    ERRNOS
+        .iter()
+        .find(|e| e.0 == errno)
+        .map_or(c"Unknown error", |e| e.2)
 }
 
 /// The explanation after a kernel errno: the diagnosis, or the hint.

@@ -10,7 +10,22 @@ use std::time::{Duration, Instant};
 
 /// One raw message as read(2) returns it (32 bytes). Decode it with
 /// [`Msg::take_event`].
-#[derive(Debug, Default, Clone)]
+///
+/// Not `Clone`: a FORK message carries a descriptor, which the decoded
+/// [`Event::Fork`] owns; a copy of the message would let it be owned twice
+/// (and closed twice).
+///
+/// ```compile_fail,E0599
+/// let m = uffd::Msg::default();
+/// let copy = m.clone(); // error[E0599]: no method named `clone`
+/// ```
+///
+/// ```
+/// // A message is read into, then decoded once.
+/// let mut m = uffd::Msg::default();
+/// assert!(m.take_event(uffd::Features::empty()).is_none()); // nothing read
+/// ```
+#[derive(Debug, Default)]
 #[repr(transparent)]
 pub struct Msg(pub(crate) UffdMsg);
 
@@ -77,28 +92,39 @@ pub struct Fault {
 /// A decoded userfaultfd message.
 #[derive(Debug)]
 pub enum Event {
+    /// A thread faulted and waits for the page to be resolved.
     Pagefault(Fault),
-    /// The monitored process forked; this fd serves the child's memory.
+    /// The monitored process forked; this fd serves the child's memory
+    /// (owned here, once: see [`Msg`]). Adopt it with [`Uffd::from_fork`].
     Fork(OwnedFd),
     /// A registered range moved with mremap(); `len` is the old length.
     Remap {
+        /// The old start.
         from: u64,
+        /// The new start.
         to: u64,
+        /// The old length.
         len: u64,
     },
     /// madvise(DONTNEED/FREE/REMOVE) is about to drop `[start, end)`.
     Remove {
+        /// First address.
         start: u64,
+        /// One past the last address.
         end: u64,
     },
     /// `[start, end)` was unmapped.
     Unmap {
+        /// First address.
         start: u64,
+        /// One past the last address.
         end: u64,
     },
     /// An event code this library does not know (a newer kernel's).
     Unknown {
+        /// The event code.
         code: u8,
+        /// The message's argument words.
         args: [u64; 3],
     },
 }

@@ -3,7 +3,7 @@
 //! adopted, with its API handshake done and its features known.
 
 use super::error::{Error, Result};
-use super::features::Features;
+use super::features::{Features, Ioctls};
 use crate::sys::{self, uapi::*};
 use once_cell::sync::OnceCell;
 use std::fmt::Write as _;
@@ -37,6 +37,7 @@ bitflags::bitflags! {
 /// What to ask for when creating or adopting a userfaultfd.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OpenOptions {
+    /// How to create the descriptor (ignored by [`Uffd::adopt`]).
     pub flags: OpenFlags,
     /// Features wanted if the kernel has them; the ones it lacks are left
     /// out of the negotiated set without error.
@@ -71,7 +72,7 @@ pub struct Probe {
     /// Every feature UFFDIO_API reported as available.
     pub features: Features,
     /// The fd-level ioctl mask UFFDIO_API reported.
-    pub ioctls: u64,
+    pub ioctls: Ioctls,
 }
 
 static PROBE: OnceCell<Probe> = OnceCell::new();
@@ -94,7 +95,7 @@ pub fn probe() -> Result<Probe> {
                 .map_err(|e| Error::kernel(super::error::Op::Api, e, 0, 0))?;
             Ok(Probe {
                 features: Features::from_bits_retain(api.features),
-                ioctls: api.ioctls,
+                ioctls: Ioctls::from_bits_retain(api.ioctls),
             })
         })
         .copied()
@@ -122,7 +123,7 @@ fn read_sysctl_unprivileged() -> Option<String> {
 
 /// Create a raw userfaultfd, trying the system call and then the device.
 /// On failure the error lists each path tried and why it failed.
-pub fn create_fd(flags: OpenFlags) -> Result<OwnedFd> {
+pub(crate) fn create_fd(flags: OpenFlags) -> Result<OwnedFd> {
     let kflags = syscall_flags(flags);
     let mut attempts = String::new();
     let mut chosen_errno = 0;
@@ -210,10 +211,7 @@ fn negotiate(
                 let offered = probe()?.features;
                 let missing = required - offered;
                 if !missing.is_empty() {
-                    return Err(Error::MissingFeatures {
-                        missing: missing.bits(),
-                        offered: offered.bits(),
-                    });
+                    return Err(Error::MissingFeatures { missing, offered });
                 }
                 request = required | (wanted & offered);
             }
@@ -302,8 +300,8 @@ impl Uffd {
             let missing = opts.required - features;
             if !missing.is_empty() {
                 return Err(Error::MissingFeatures {
-                    missing: missing.bits(),
-                    offered: features.bits(),
+                    missing,
+                    offered: features,
                 });
             }
             (features, None)

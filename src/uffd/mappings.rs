@@ -8,14 +8,16 @@ use super::error::{Error, Result};
 /// One mapping of the calling process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mapping {
+    /// The first address.
     pub start: u64,
+    /// One past the last address.
     pub end: u64,
     /// Page size the kernel uses for this mapping (4 KiB, or hugetlb's).
     pub page_size: u64,
 }
 
 /// Parse smaps text into mappings (header line, then "KernelPageSize:").
-pub fn parse_smaps(text: &str) -> Vec<Mapping> {
+pub(crate) fn parse_smaps(text: &str) -> Vec<Mapping> {
     let mut out: Vec<Mapping> = Vec::new();
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("KernelPageSize:") {
@@ -77,7 +79,7 @@ fn pid_name(pid: Option<i32>) -> String {
 
 /// `mapping_at` for kernels without PROCMAP_QUERY: smaps, read in order and
 /// parsed up to the mapping that covers `addr`.
-pub fn mapping_at_from_smaps(pid: Option<i32>, addr: u64) -> Result<Option<Mapping>> {
+pub(crate) fn mapping_at_from_smaps(pid: Option<i32>, addr: u64) -> Result<Option<Mapping>> {
     let path = format!("/proc/{}/smaps", pid_name(pid));
     let text = std::fs::read_to_string(&path)
         .map_err(|e| Error::os("read smaps", e.raw_os_error().unwrap_or(libc::EIO), path))?;
@@ -111,8 +113,93 @@ fn page_size_of(pid: Option<i32>, addr: u64) -> Result<u64> {
 }
 
 #[cfg(test)]
+#[allow(unsafe_code)] // the test's own mappings
 mod tests {
     use super::*;
+
+    /// A mapping made for a test, unmapped on drop.
+    struct Map(*mut libc::c_void, usize);
+
+    impl Map {
+        /// `len` bytes: anonymous, or of a fresh memfd (`memfd_flags`).
+        fn new(len: usize, mmap_flags: i32, memfd_flags: Option<u32>) -> Map {
+            // SAFETY: plain memfd/ftruncate/mmap calls; results checked.
+            unsafe {
+                let fd = match memfd_flags {
+                    Some(f) => {
+                        let fd = libc::memfd_create(c"mapping-test".as_ptr(), f);
+                        assert!(fd >= 0, "memfd_create: {}", std::io::Error::last_os_error());
+                        assert_eq!(libc::ftruncate(fd, len as i64), 0);
+                        fd
+                    }
+                    None => -1,
+                };
+                let p = libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    mmap_flags,
+                    fd,
+                    0,
+                );
+                if fd >= 0 {
+                    libc::close(fd);
+                }
+                assert_ne!(
+                    p,
+                    libc::MAP_FAILED,
+                    "mmap: {}",
+                    std::io::Error::last_os_error()
+                );
+                Map(p, len)
+            }
+        }
+    }
+
+    impl Drop for Map {
+        fn drop(&mut self) {
+            // SAFETY: our own mapping.
+            unsafe { libc::munmap(self.0, self.1) };
+        }
+    }
+
+    /// PROCMAP_QUERY and the smaps fallback agree, on every kind of
+    /// memory (moved here from tests/page_size.rs: the fallback is not
+    /// public).
+    #[test]
+    fn procmap_query_agrees_with_smaps() {
+        let huge = 2 << 20;
+        let anon = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+        let kinds = [
+            ("anon", 4096, anon, None),
+            ("shmem", 4096, libc::MAP_SHARED, Some(0)),
+            ("shmem private", 4096, libc::MAP_PRIVATE, Some(0)),
+            ("hugetlb", huge, libc::MAP_SHARED, Some(libc::MFD_HUGETLB)),
+            ("hugetlb private", huge, anon | libc::MAP_HUGETLB, None),
+        ];
+        for (what, page, flags, memfd) in kinds {
+            let map = Map::new(2 * page, flags, memfd);
+            let inner = map.0 as u64 + page as u64 + 17;
+            assert_eq!(page_size_at(inner).unwrap(), page as u64, "{what}");
+            // The mapping's bounds may change between the two reads (an
+            // mmap by another thread next to it merges with it): read
+            // again until both agree.
+            let (mut fast, mut slow);
+            let mut tries = 0;
+            loop {
+                fast = mapping_at(None, inner).unwrap().expect("mapped");
+                slow = mapping_at_from_smaps(None, inner).unwrap().expect("mapped");
+                tries += 1;
+                if fast == slow || tries == 20 {
+                    break;
+                }
+            }
+            assert_eq!(fast, slow, "{what}: PROCMAP_QUERY and smaps disagree");
+            assert!(fast.start <= map.0 as u64 && map.0 as u64 + 2 * page as u64 <= fast.end);
+        }
+        // Below vm.mmap_min_addr: never mapped.
+        assert_eq!(mapping_at_from_smaps(None, 0x1000).unwrap(), None);
+    }
 
     #[test]
     fn parses_page_sizes() {

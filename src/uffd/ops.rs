@@ -18,8 +18,12 @@
 //! exited) and the argument checks come back without the field written.
 
 use super::error::{Call, Error, Op, Result};
-use super::features::{Ioctls, RegisterMode};
+use super::features::{
+    ContinueMode, CopyMode, Ioctls, MoveMode, PoisonMode, RegisterMode, WriteprotectMode,
+    ZeropageMode,
+};
 use super::handle::Uffd;
+use super::range::Range;
 use crate::sys::ioctl::{self, RangeOp};
 use crate::sys::uapi::*;
 
@@ -32,7 +36,8 @@ struct Refused {
     mode: u64,
 }
 
-/// How far an operation got.
+/// How far an operation got: the kernel may stop part-way (EAGAIN with
+/// a byte count); continue at `start + done`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
     /// Bytes done, from the start of the range.
@@ -88,10 +93,14 @@ impl Uffd {
         }
     }
 
-    /// UFFDIO_REGISTER `[start, start+len)` with `mode`; returns the ioctls
-    /// the kernel allows on that range. Costs the ioctl: the range and the
-    /// mappings are looked at only when the kernel refuses, to explain why.
-    pub fn register(&self, start: u64, len: u64, mode: RegisterMode) -> Result<Ioctls> {
+    /// UFFDIO_REGISTER `range` with `mode`; returns the ioctls the kernel
+    /// allows on that range. Costs the ioctl: the range and the mappings
+    /// are looked at only when the kernel refuses, to explain why.
+    ///
+    /// Safe: registering changes no byte of memory. Later accesses to
+    /// missing (or, with `WP`, protected) pages block until resolved.
+    pub fn register(&self, range: Range, mode: RegisterMode) -> Result<Ioctls> {
+        let Range { start, len } = range;
         let mut arg = UffdioRegister {
             range: UffdioRange { start, len },
             mode: mode.bits(),
@@ -112,8 +121,9 @@ impl Uffd {
         }
     }
 
-    /// UFFDIO_UNREGISTER `[start, start+len)`. Wakes pending MISSING faults.
-    pub fn unregister(&self, start: u64, len: u64) -> Result<()> {
+    /// UFFDIO_UNREGISTER `range`. Wakes pending MISSING faults.
+    pub fn unregister(&self, range: Range) -> Result<()> {
+        let Range { start, len } = range;
         let mut arg = UffdioRange { start, len };
         ioctl::unregister(self.fd(), &mut arg).map_err(|e| {
             self.refused(
@@ -129,8 +139,10 @@ impl Uffd {
         })
     }
 
-    /// UFFDIO_WAKE: wake threads blocked on faults in the range.
-    pub fn wake(&self, start: u64, len: u64) -> Result<()> {
+    /// UFFDIO_WAKE: wake threads blocked on faults in `range` (they fault
+    /// again if their page is still missing).
+    pub fn wake(&self, range: Range) -> Result<()> {
+        let Range { start, len } = range;
         let mut arg = UffdioRange { start, len };
         ioctl::wake(self.fd(), &mut arg).map_err(|e| {
             self.refused(
@@ -146,37 +158,50 @@ impl Uffd {
         })
     }
 
-    /// UFFDIO_COPY `len` bytes read from address `src` of this process to
-    /// `dst` (in the memory this uffd serves). Modes: DONTWAKE, WP.
-    pub fn copy(&self, dst: u64, src: u64, len: u64, mode: u64) -> Result<Progress> {
-        let mut arg = UffdioCopy {
-            dst,
-            src,
-            len,
-            mode,
-            copy: 0,
-        };
-        let rc = ioctl::copy(self.fd(), &mut arg);
-        decode(rc, arg.copy, len, |e| {
-            self.refused(
-                Refused {
-                    op: Op::Copy,
-                    start: dst,
-                    len,
-                    src: Some(src),
-                    mode,
-                },
-                e,
-            )
-        })
+    /// UFFDIO_COPY: fill the missing pages of `dst` (in the memory this
+    /// uffd serves) with `dst.len` bytes read from `src` in this process.
+    ///
+    /// The source is only read, by the kernel (an unreadable source is
+    /// EFAULT, not a crash).
+    ///
+    /// # Safety
+    ///
+    /// The kernel writes `dst` behind the compiler's back. No Rust
+    /// reference or value may cover `dst`'s pages (a `Vec` whose pages
+    /// were never touched reads as zeros to Rust, and a `&[u8]` promises
+    /// its bytes do not change): `dst` must be memory reached only
+    /// through raw pointers, or handed over to userfaultfd for good (an
+    /// mmap made for it), or the memory of another process.
+    ///
+    /// ```compile_fail,E0133
+    /// # use uffd::{CopyMode, Range, Uffd};
+    /// fn fill(u: &Uffd, dst: Range, src: &[u8]) {
+    ///     // error[E0133]: call to unsafe function
+    ///     let _ = u.copy(dst, src.as_ptr(), CopyMode::empty());
+    /// }
+    /// ```
+    #[allow(unsafe_code)] // the declaration only: the contract is the caller's
+    pub unsafe fn copy(&self, dst: Range, src: *const u8, mode: CopyMode) -> Result<Progress> {
+        self.fill_copy(dst, src as usize as u64, mode)
     }
 
     /// UFFDIO_COPY from a slice: `src.len()` bytes to `dst`.
-    pub fn copy_from_slice(&self, dst: u64, src: &[u8], mode: u64) -> Result<Progress> {
-        self.copy(dst, src.as_ptr() as u64, src.len() as u64, mode)
+    ///
+    /// # Safety
+    ///
+    /// As for [`Uffd::copy`]: no Rust reference or value may cover the
+    /// destination `[dst, dst + src.len())`.
+    #[allow(unsafe_code)] // the declaration only: the contract is the caller's
+    pub unsafe fn copy_from_slice(&self, dst: u64, src: &[u8], mode: CopyMode) -> Result<Progress> {
+        self.fill_copy(
+            Range::new(dst, src.len() as u64),
+            src.as_ptr() as usize as u64,
+            mode,
+        )
     }
 
-    fn range_op(&self, op: Op, kop: RangeOp, start: u64, len: u64, mode: u64) -> Result<Progress> {
+    fn range_op(&self, op: Op, kop: RangeOp, range: Range, mode: u64) -> Result<Progress> {
+        let Range { start, len } = range;
         let mut arg = UffdioRangeOp {
             range: UffdioRange { start, len },
             mode,
@@ -197,27 +222,61 @@ impl Uffd {
         })
     }
 
-    /// UFFDIO_ZEROPAGE: map zero pages. Mode: DONTWAKE. Not for hugetlb.
-    pub fn zeropage(&self, start: u64, len: u64, mode: u64) -> Result<Progress> {
-        self.range_op(Op::Zeropage, RangeOp::Zeropage, start, len, mode)
+    /// UFFDIO_ZEROPAGE: map zero pages at the missing pages of `range`.
+    /// Not for hugetlb.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Uffd::copy`]: no Rust reference or value may cover `range`.
+    #[allow(unsafe_code)] // the declaration only: the contract is the caller's
+    pub unsafe fn zeropage(&self, range: Range, mode: ZeropageMode) -> Result<Progress> {
+        self.fill_zeropage(range, mode)
     }
 
-    /// UFFDIO_CONTINUE: map the existing page-cache pages (MINOR faults).
-    /// Modes: DONTWAKE, WP.
-    pub fn continue_range(&self, start: u64, len: u64, mode: u64) -> Result<Progress> {
-        self.range_op(Op::Continue, RangeOp::Continue, start, len, mode)
+    /// UFFDIO_CONTINUE: map the existing page-cache pages of `range`
+    /// (MINOR faults).
+    ///
+    /// # Safety
+    ///
+    /// As for [`Uffd::copy`]: no Rust reference or value may cover `range`
+    /// (the pages mapped are whatever the page cache holds).
+    #[allow(unsafe_code)] // the declaration only: the contract is the caller's
+    pub unsafe fn continue_range(&self, range: Range, mode: ContinueMode) -> Result<Progress> {
+        self.fill_continue(range, mode)
     }
 
-    /// UFFDIO_POISON: mark the range poisoned (later accesses get SIGBUS).
-    /// Mode: DONTWAKE.
-    pub fn poison(&self, start: u64, len: u64, mode: u64) -> Result<Progress> {
-        self.range_op(Op::Poison, RangeOp::Poison, start, len, mode)
+    /// UFFDIO_POISON: mark the missing pages of `range` poisoned: every
+    /// later access raises SIGBUS.
+    ///
+    /// # Safety
+    ///
+    /// No Rust reference or value may cover `range`: a read of a poisoned
+    /// page through one kills the process (and a `Vec` whose pages were
+    /// never touched is such a value).
+    ///
+    /// ```compile_fail,E0133
+    /// # use uffd::{PoisonMode, Range, Uffd};
+    /// fn poison_vec(u: &Uffd, v: &Vec<u8>) {
+    ///     // error[E0133]: call to unsafe function
+    ///     let _ = u.poison(Range::of_ptr(v.as_ptr(), v.len()), PoisonMode::empty());
+    /// }
+    /// ```
+    #[allow(unsafe_code)] // the declaration only: the contract is the caller's
+    pub unsafe fn poison(&self, range: Range, mode: PoisonMode) -> Result<Progress> {
+        self.fill_poison(range, mode)
     }
 
-    /// UFFDIO_WRITEPROTECT: protect (mode WP) or unprotect and wake (mode
-    /// 0, or DONTWAKE to skip the wake). The kernel refuses WP together
-    /// with DONTWAKE (EINVAL).
-    pub fn writeprotect(&self, start: u64, len: u64, mode: u64) -> Result<()> {
+    /// UFFDIO_WRITEPROTECT: protect `range` (mode `WP`) or unprotect and
+    /// wake (no mode, or `DONTWAKE` to skip the wake). The kernel refuses
+    /// `WP | DONTWAKE` (EINVAL).
+    ///
+    /// Safe: protection changes no byte of memory. Protecting makes later
+    /// writes block (or raise SIGBUS with [`Features::SIGBUS`](crate::Features::SIGBUS))
+    /// until unprotected; unprotecting lets blocked writers write what
+    /// they were writing anyway.
+    pub fn writeprotect(&self, range: Range, mode: WriteprotectMode) -> Result<()> {
+        let Range { start, len } = range;
+        let mode = mode.bits();
         let mut arg = UffdioWriteprotect {
             range: UffdioRange { start, len },
             mode,
@@ -236,11 +295,93 @@ impl Uffd {
         })
     }
 
-    /// UFFDIO_MOVE `len` bytes of pages from `src` to `dst` (both anonymous
-    /// private memory of this process). Modes: DONTWAKE, ALLOW_SRC_HOLES.
-    pub fn move_pages(&self, dst: u64, src: u64, len: u64, mode: u64) -> Result<Progress> {
+    /// UFFDIO_MOVE: move the pages at `src` (`dst.len` bytes) to `dst`
+    /// (both anonymous private memory of the process this uffd serves).
+    ///
+    /// # Safety
+    ///
+    /// The pages leave `src` (it then reads as zeros, or faults) and
+    /// appear at `dst`. No Rust reference or value may cover either range
+    /// (see [`Uffd::copy`]).
+    ///
+    /// ```compile_fail,E0133
+    /// # use uffd::{MoveMode, Range, Uffd};
+    /// fn steal(u: &Uffd, dst: Range, live: &[u8]) {
+    ///     // error[E0133]: call to unsafe function
+    ///     let _ = u.move_pages(dst, live.as_ptr() as u64, MoveMode::empty());
+    /// }
+    /// ```
+    #[allow(unsafe_code)] // the declaration only: the contract is the caller's
+    pub unsafe fn move_pages(&self, dst: Range, src: u64, mode: MoveMode) -> Result<Progress> {
+        self.fill_move(dst, src, mode)
+    }
+
+    // The operations themselves, safe to call but crate-private. The
+    // public `unsafe fn`s above delegate here; so does the monitor
+    // (src/monitor), which has no `unsafe` and keeps the contract by
+    // construction:
+    // - it places, zeroes or poisons pages of the regions handed to it
+    //   with `Monitor::add_region`, which takes a `HandedOver` range: the
+    //   caller's promise (made with an `unsafe` constructor) that no Rust
+    //   value lives there;
+    // - it moves pages out of a source only on `Action::Move`, which takes
+    //   a `HandedOver` range too;
+    // - and only pages the kernel reports missing: COPY, ZEROPAGE,
+    //   CONTINUE and POISON never touch a present page (EEXIST), so no
+    //   access has observed them yet; the first one faulted and waits for
+    //   exactly this call.
+    // The one path without such a promise: a handler resolving a fault
+    // outside every region (memory its owner registered on a uffd it gave
+    // the monitor with `Monitor::add_uffd`); `FaultCtx::resolve` says so.
+
+    /// UFFDIO_COPY (see [`Uffd::copy`]); `src` is an address of this
+    /// process.
+    pub(crate) fn fill_copy(&self, dst: Range, src: u64, mode: CopyMode) -> Result<Progress> {
+        let Range { start, len } = dst;
+        let mode = mode.bits();
+        let mut arg = UffdioCopy {
+            dst: start,
+            src,
+            len,
+            mode,
+            copy: 0,
+        };
+        let rc = ioctl::copy(self.fd(), &mut arg);
+        decode(rc, arg.copy, len, |e| {
+            self.refused(
+                Refused {
+                    op: Op::Copy,
+                    start,
+                    len,
+                    src: Some(src),
+                    mode,
+                },
+                e,
+            )
+        })
+    }
+
+    /// UFFDIO_ZEROPAGE (see [`Uffd::zeropage`]).
+    pub(crate) fn fill_zeropage(&self, range: Range, mode: ZeropageMode) -> Result<Progress> {
+        self.range_op(Op::Zeropage, RangeOp::Zeropage, range, mode.bits())
+    }
+
+    /// UFFDIO_CONTINUE (see [`Uffd::continue_range`]).
+    pub(crate) fn fill_continue(&self, range: Range, mode: ContinueMode) -> Result<Progress> {
+        self.range_op(Op::Continue, RangeOp::Continue, range, mode.bits())
+    }
+
+    /// UFFDIO_POISON (see [`Uffd::poison`]).
+    pub(crate) fn fill_poison(&self, range: Range, mode: PoisonMode) -> Result<Progress> {
+        self.range_op(Op::Poison, RangeOp::Poison, range, mode.bits())
+    }
+
+    /// UFFDIO_MOVE (see [`Uffd::move_pages`]).
+    pub(crate) fn fill_move(&self, dst: Range, src: u64, mode: MoveMode) -> Result<Progress> {
+        let Range { start, len } = dst;
+        let mode = mode.bits();
         let mut arg = UffdioMove {
-            dst,
+            dst: start,
             src,
             len,
             mode,
@@ -251,7 +392,7 @@ impl Uffd {
             self.refused(
                 Refused {
                     op: Op::Move,
-                    start: dst,
+                    start,
                     len,
                     src: Some(src),
                     mode,

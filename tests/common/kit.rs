@@ -2,9 +2,14 @@
 //! Helpers for the tests of every resolving operation on each memory kind
 //! (tests/ops_anon.rs, ops_shmem.rs, ops_hugetlb.rs).
 
+pub use super::raw;
 pub use super::*;
-pub use ::uffd::sys::uapi::*;
-pub use ::uffd::{probe, Error, FaultFlags, Features, Ioctls, Msg, Progress, RegisterMode, Uffd};
+// Not every test uses every name.
+#[allow(unused_imports)]
+pub use ::uffd::{
+    probe, ContinueMode, CopyMode, Error, FaultFlags, Features, Ioctls, MoveMode, Msg, PoisonMode,
+    Progress, Range, RegisterMode, Uffd, WriteprotectMode, ZeropageMode,
+};
 use std::os::unix::fs::FileExt;
 pub use std::sync::Arc;
 pub use std::thread::JoinHandle;
@@ -287,13 +292,16 @@ impl Drop for VmChild {
 // ----- scenarios, parameterised by memory kind -----
 
 /// COPY (mode 0 or DONTWAKE) resolves a blocked MISSING read fault.
-pub fn copy_case(name: &'static str, kind: Kind, mode: u64) {
+pub fn copy_case(name: &'static str, kind: Kind, mode: CopyMode) {
     let _w = Watchdog::new(name, 60);
     let page = kind.page();
     let mem = Arc::new(Mem::new(kind, 2));
     let u = open_uffd(Features::empty());
     let io = u
-        .register(mem.start(), mem.len as u64, RegisterMode::MISSING)
+        .register(
+            Range::new(mem.start(), mem.len as u64),
+            RegisterMode::MISSING,
+        )
         .unwrap();
     assert!(io.contains(Ioctls::COPY | Ioctls::WAKE), "ioctls {io:?}");
     let dst = mem.page_addr(1);
@@ -301,9 +309,9 @@ pub fn copy_case(name: &'static str, kind: Kind, mode: u64) {
     let r = reader(&mem, page + 123);
     expect_fault(&u, dst, FaultFlags::empty());
     assert_blocked(&r, 20, "before COPY");
-    if mode & UFFDIO_COPY_MODE_DONTWAKE != 0 {
+    if mode.contains(CopyMode::DONTWAKE) {
         settle();
-        let p = u.copy_from_slice(dst, &data, mode).unwrap();
+        let p = unsafe { u.copy_from_slice(dst, &data, mode) }.unwrap();
         assert_eq!(
             p,
             Progress {
@@ -312,9 +320,9 @@ pub fn copy_case(name: &'static str, kind: Kind, mode: u64) {
             }
         );
         assert_blocked(&r, 100, "after COPY with DONTWAKE");
-        u.wake(dst, page as u64).unwrap();
+        u.wake(Range::new(dst, page as u64)).unwrap();
     } else {
-        let p = u.copy_from_slice(dst, &data, mode).unwrap();
+        let p = unsafe { u.copy_from_slice(dst, &data, mode) }.unwrap();
         assert_eq!(
             p,
             Progress {
@@ -360,8 +368,7 @@ pub fn copy_wp_case(name: &'static str, kind: Kind) {
     let dst = mem.page_addr(0);
     let io = u
         .register(
-            mem.start(),
-            mem.len as u64,
+            Range::new(mem.start(), mem.len as u64),
             RegisterMode::MISSING | RegisterMode::WP,
         )
         .unwrap();
@@ -372,7 +379,7 @@ pub fn copy_wp_case(name: &'static str, kind: Kind) {
     let data = pattern(page, 0x52);
     let r = reader(&mem, 77);
     expect_fault(&u, dst, FaultFlags::empty());
-    let p = u.copy_from_slice(dst, &data, UFFDIO_COPY_MODE_WP).unwrap();
+    let p = unsafe { u.copy_from_slice(dst, &data, CopyMode::WP) }.unwrap();
     assert!(p.is_complete(), "{p:?}");
     assert_eq!(r.join().unwrap(), data[77]);
     assert_bytes(page_bytes(&mem, 0), &data, "page copied write-protected");
@@ -384,7 +391,8 @@ pub fn copy_wp_case(name: &'static str, kind: Kind) {
     let w = writer(&mem, 1000, 0xEE);
     expect_fault(&u, dst, FaultFlags::WP | FaultFlags::WRITE);
     assert_blocked(&w, 100, "write to a page copied with MODE_WP");
-    u.writeprotect(dst, page as u64, 0).unwrap();
+    u.writeprotect(Range::new(dst, page as u64), WriteprotectMode::empty())
+        .unwrap();
     w.join().unwrap();
     let mut expected = data.clone();
     expected[1000] = 0xEE;
@@ -404,17 +412,21 @@ pub fn partial_case(name: &'static str, kind: Kind) {
     let page = kind.page();
     let mem = Arc::new(Mem::new(kind, 2));
     let u = open_uffd(Features::empty());
-    u.register(mem.start(), mem.len as u64, RegisterMode::MISSING)
-        .unwrap();
+    u.register(
+        Range::new(mem.start(), mem.len as u64),
+        RegisterMode::MISSING,
+    )
+    .unwrap();
     let second = pattern(page, 0x40);
-    assert!(u
-        .copy_from_slice(mem.page_addr(1), &second, 0)
-        .unwrap()
-        .is_complete());
+    assert!(
+        unsafe { u.copy_from_slice(mem.page_addr(1), &second, CopyMode::empty()) }
+            .unwrap()
+            .is_complete()
+    );
     let r = reader(&mem, 5);
     expect_fault(&u, mem.page_addr(0), FaultFlags::empty());
     let src = pattern(2 * page, 0x10);
-    let p = u.copy_from_slice(mem.page_addr(0), &src, 0).unwrap();
+    let p = unsafe { u.copy_from_slice(mem.page_addr(0), &src, CopyMode::empty()) }.unwrap();
     assert_eq!(
         p,
         Progress {
@@ -428,7 +440,7 @@ pub fn partial_case(name: &'static str, kind: Kind) {
     assert_eq!(r.join().unwrap(), src[5]);
     assert_bytes(page_bytes(&mem, 0), &src[..page], "first page (copied)");
     assert_bytes(page_bytes(&mem, 1), &second, "second page (left alone)");
-    let e = u.copy_from_slice(mem.page_addr(0), &src, 0).unwrap_err();
+    let e = unsafe { u.copy_from_slice(mem.page_addr(0), &src, CopyMode::empty()) }.unwrap_err();
     assert!(e.is_exists(), "expected EEXIST, got {e}");
     assert_eq!(e.errno(), libc::EEXIST);
     assert!(!e.is_again());
@@ -441,21 +453,24 @@ pub fn partial_case(name: &'static str, kind: Kind) {
 
 /// ZEROPAGE (mode 0 or DONTWAKE) resolves a blocked read with zeros;
 /// the page can be written afterwards with no further message.
-pub fn zeropage_case(name: &'static str, kind: Kind, mode: u64) {
+pub fn zeropage_case(name: &'static str, kind: Kind, mode: ZeropageMode) {
     let _w = Watchdog::new(name, 60);
     let page = kind.page();
     let mem = Arc::new(Mem::new(kind, 2));
     let u = open_uffd(Features::empty());
     let io = u
-        .register(mem.start(), mem.len as u64, RegisterMode::MISSING)
+        .register(
+            Range::new(mem.start(), mem.len as u64),
+            RegisterMode::MISSING,
+        )
         .unwrap();
     assert!(io.contains(Ioctls::ZEROPAGE), "ioctls {io:?}");
     let dst = mem.page_addr(1);
     let r = reader(&mem, page + 9);
     expect_fault(&u, dst, FaultFlags::empty());
-    if mode & UFFDIO_ZEROPAGE_MODE_DONTWAKE != 0 {
+    if mode.contains(ZeropageMode::DONTWAKE) {
         settle();
-        let p = u.zeropage(dst, page as u64, mode).unwrap();
+        let p = unsafe { u.zeropage(Range::new(dst, page as u64), mode) }.unwrap();
         assert_eq!(
             p,
             Progress {
@@ -464,9 +479,9 @@ pub fn zeropage_case(name: &'static str, kind: Kind, mode: u64) {
             }
         );
         assert_blocked(&r, 100, "after ZEROPAGE with DONTWAKE");
-        u.wake(dst, page as u64).unwrap();
+        u.wake(Range::new(dst, page as u64)).unwrap();
     } else {
-        let p = u.zeropage(dst, page as u64, mode).unwrap();
+        let p = unsafe { u.zeropage(Range::new(dst, page as u64), mode) }.unwrap();
         assert_eq!(
             p,
             Progress {
@@ -481,13 +496,13 @@ pub fn zeropage_case(name: &'static str, kind: Kind, mode: u64) {
     assert_eq!(mem.read(page + 9), 0x77);
     assert_no_event(&u, 0);
     // A second ZEROPAGE on the populated page is EEXIST.
-    let e = u.zeropage(dst, page as u64, 0).unwrap_err();
+    let e = unsafe { u.zeropage(Range::new(dst, page as u64), ZeropageMode::empty()) }.unwrap_err();
     assert!(e.is_exists(), "{e}");
 }
 
 /// WRITEPROTECT: protect, a write faults with WP|WRITE and stays
 /// blocked; unprotect (mode 0 wakes; DONTWAKE needs an explicit wake).
-pub fn wp_case(name: &'static str, kind: Kind, unprotect_mode: u64) {
+pub fn wp_case(name: &'static str, kind: Kind, unprotect_mode: WriteprotectMode) {
     let _w = Watchdog::new(name, 60);
     let Some(u) = uffd_with(wp_features(kind), name) else {
         return;
@@ -499,26 +514,31 @@ pub fn wp_case(name: &'static str, kind: Kind, unprotect_mode: u64) {
     fill(&mem, 0, &d0);
     fill(&mem, page, &d1);
     let io = u
-        .register(mem.start(), mem.len as u64, RegisterMode::WP)
+        .register(Range::new(mem.start(), mem.len as u64), RegisterMode::WP)
         .unwrap();
     assert!(
         io.contains(Ioctls::WRITEPROTECT | Ioctls::WAKE),
         "ioctls {io:?}"
     );
-    u.writeprotect(mem.start(), mem.len as u64, UFFDIO_WRITEPROTECT_MODE_WP)
-        .unwrap();
+    u.writeprotect(
+        Range::new(mem.start(), mem.len as u64),
+        WriteprotectMode::WP,
+    )
+    .unwrap();
     // Reads are not trapped.
     assert_bytes(page_bytes(&mem, 0), &d0, "protected page 0 read");
     let p1 = mem.page_addr(1);
     let w = writer(&mem, page + 77, 0xA5);
     expect_fault(&u, p1, FaultFlags::WP | FaultFlags::WRITE);
     assert_blocked(&w, 100, "write to a protected page");
-    if unprotect_mode & UFFDIO_WRITEPROTECT_MODE_DONTWAKE != 0 {
-        u.writeprotect(p1, page as u64, unprotect_mode).unwrap();
+    if unprotect_mode.contains(WriteprotectMode::DONTWAKE) {
+        u.writeprotect(Range::new(p1, page as u64), unprotect_mode)
+            .unwrap();
         assert_blocked(&w, 100, "after unprotect with DONTWAKE");
-        u.wake(p1, page as u64).unwrap();
+        u.wake(Range::new(p1, page as u64)).unwrap();
     } else {
-        u.writeprotect(p1, page as u64, unprotect_mode).unwrap();
+        u.writeprotect(Range::new(p1, page as u64), unprotect_mode)
+            .unwrap();
     }
     w.join().unwrap();
     let mut e1 = d1.clone();
@@ -529,7 +549,11 @@ pub fn wp_case(name: &'static str, kind: Kind, unprotect_mode: u64) {
     let w0 = writer(&mem, 5, 0x5A);
     expect_fault(&u, mem.page_addr(0), FaultFlags::WP | FaultFlags::WRITE);
     assert_blocked(&w0, 20, "write to still-protected page 0");
-    u.writeprotect(mem.page_addr(0), page as u64, 0).unwrap();
+    u.writeprotect(
+        Range::new(mem.page_addr(0), page as u64),
+        WriteprotectMode::empty(),
+    )
+    .unwrap();
     w0.join().unwrap();
     let mut e0 = d0.clone();
     e0[5] = 0x5A;
@@ -545,34 +569,33 @@ pub fn wp_dontwake_rejected_case(name: &'static str, kind: Kind) {
         return;
     };
     let mem = Mem::new(kind, 1);
-    u.register(mem.start(), mem.len as u64, RegisterMode::WP)
+    u.register(Range::new(mem.start(), mem.len as u64), RegisterMode::WP)
         .unwrap();
-    let both = UFFDIO_WRITEPROTECT_MODE_WP | UFFDIO_WRITEPROTECT_MODE_DONTWAKE;
+    let both = WriteprotectMode::WP | WriteprotectMode::DONTWAKE;
     let e = u
-        .writeprotect(mem.start(), mem.len as u64, both)
+        .writeprotect(Range::new(mem.start(), mem.len as u64), both)
         .unwrap_err();
     assert_eq!(e.errno(), libc::EINVAL);
     assert!(matches!(e, Error::Kernel { .. }), "{e:?}");
     assert!(e.to_string().contains("MODE_DONTWAKE together"), "{e}");
     // The raw ioctl says the same.
-    let mut arg = UffdioWriteprotect {
-        range: UffdioRange {
+    let mut arg = raw::UffdioWriteprotect {
+        range: raw::UffdioRange {
             start: mem.start(),
             len: mem.len as u64,
         },
-        mode: both,
+        mode: both.bits(),
     };
-    assert_eq!(
-        ::uffd::sys::ioctl::writeprotect(u.fd(), &mut arg),
-        Err(libc::EINVAL)
-    );
+    assert_eq!(raw::writeprotect(u.fd(), &mut arg), Err(libc::EINVAL));
     // Each half alone is fine.
-    u.writeprotect(mem.start(), mem.len as u64, UFFDIO_WRITEPROTECT_MODE_WP)
-        .unwrap();
     u.writeprotect(
-        mem.start(),
-        mem.len as u64,
-        UFFDIO_WRITEPROTECT_MODE_DONTWAKE,
+        Range::new(mem.start(), mem.len as u64),
+        WriteprotectMode::WP,
+    )
+    .unwrap();
+    u.writeprotect(
+        Range::new(mem.start(), mem.len as u64),
+        WriteprotectMode::DONTWAKE,
     )
     .unwrap();
 }
@@ -590,9 +613,9 @@ pub fn fill_page_cache(mem: &Mem, off: usize, data: &[u8]) {
 
 /// CONTINUE (mode 0, DONTWAKE or WP) resolves a blocked MINOR read
 /// fault on a page-cache page.
-pub fn continue_case(name: &'static str, kind: Kind, mode: u64) {
+pub fn continue_case(name: &'static str, kind: Kind, mode: ContinueMode) {
     let _w = Watchdog::new(name, 60);
-    let wp = mode & UFFDIO_CONTINUE_MODE_WP != 0;
+    let wp = mode.contains(ContinueMode::WP);
     let feats = minor_feature(kind)
         | if wp {
             wp_features(kind)
@@ -611,15 +634,17 @@ pub fn continue_case(name: &'static str, kind: Kind, mode: u64) {
     } else {
         RegisterMode::MINOR
     };
-    let io = u.register(mem.start(), mem.len as u64, reg).unwrap();
+    let io = u
+        .register(Range::new(mem.start(), mem.len as u64), reg)
+        .unwrap();
     assert!(io.contains(Ioctls::CONTINUE), "ioctls {io:?}");
     let dst = mem.page_addr(1);
     let r = reader(&mem, page + 321);
     expect_fault(&u, dst, FaultFlags::MINOR);
     assert_blocked(&r, 20, "before CONTINUE");
-    if mode & UFFDIO_CONTINUE_MODE_DONTWAKE != 0 {
+    if mode.contains(ContinueMode::DONTWAKE) {
         settle();
-        let p = u.continue_range(dst, page as u64, mode).unwrap();
+        let p = unsafe { u.continue_range(Range::new(dst, page as u64), mode) }.unwrap();
         assert_eq!(
             p,
             Progress {
@@ -628,9 +653,9 @@ pub fn continue_case(name: &'static str, kind: Kind, mode: u64) {
             }
         );
         assert_blocked(&r, 100, "after CONTINUE with DONTWAKE");
-        u.wake(dst, page as u64).unwrap();
+        u.wake(Range::new(dst, page as u64)).unwrap();
     } else {
-        let p = u.continue_range(dst, page as u64, mode).unwrap();
+        let p = unsafe { u.continue_range(Range::new(dst, page as u64), mode) }.unwrap();
         assert_eq!(
             p,
             Progress {
@@ -645,7 +670,8 @@ pub fn continue_case(name: &'static str, kind: Kind, mode: u64) {
         let w = writer(&mem, page + 9, 0xC3);
         expect_fault(&u, dst, FaultFlags::WP | FaultFlags::WRITE);
         assert_blocked(&w, 100, "write to a page mapped with CONTINUE_MODE_WP");
-        u.writeprotect(dst, page as u64, 0).unwrap();
+        u.writeprotect(Range::new(dst, page as u64), WriteprotectMode::empty())
+            .unwrap();
         w.join().unwrap();
         assert_eq!(mem.read(page + 9), 0xC3);
         assert_eq!(
@@ -668,15 +694,19 @@ pub fn continue_write_case(name: &'static str, kind: Kind) {
     let mem = Arc::new(Mem::new(kind, 1));
     let data = pattern(page, 0x24);
     fill_page_cache(&mem, 0, &data);
-    u.register(mem.start(), mem.len as u64, RegisterMode::MINOR)
+    u.register(Range::new(mem.start(), mem.len as u64), RegisterMode::MINOR)
         .unwrap();
     let w = writer(&mem, 4000, 0x4D);
     expect_fault(&u, mem.page_addr(0), FaultFlags::MINOR | FaultFlags::WRITE);
     assert_blocked(&w, 20, "before CONTINUE");
-    assert!(u
-        .continue_range(mem.page_addr(0), page as u64, 0)
-        .unwrap()
-        .is_complete());
+    assert!(unsafe {
+        u.continue_range(
+            Range::new(mem.page_addr(0), page as u64),
+            ContinueMode::empty(),
+        )
+    }
+    .unwrap()
+    .is_complete());
     w.join().unwrap();
     let mut expected = data.clone();
     expected[4000] = 0x4D;
@@ -699,17 +729,21 @@ pub fn continue_hole_case(name: &'static str, kind: Kind) {
         return;
     };
     let mem = Mem::new(kind, 1);
-    u.register(mem.start(), mem.len as u64, RegisterMode::MINOR)
+    u.register(Range::new(mem.start(), mem.len as u64), RegisterMode::MINOR)
         .unwrap();
-    let e = u
-        .continue_range(mem.start(), mem.len as u64, 0)
-        .unwrap_err();
+    let e = unsafe {
+        u.continue_range(
+            Range::new(mem.start(), mem.len as u64),
+            ContinueMode::empty(),
+        )
+    }
+    .unwrap_err();
     assert_eq!(e.errno(), libc::EFAULT, "{e}");
 }
 
 /// POISON resolves a really blocked access (in a CLONE_VM child) into
 /// SIGBUS; with DONTWAKE the child stays blocked until WAKE.
-pub fn poison_blocked_case(name: &'static str, kind: Kind, mode: u64) {
+pub fn poison_blocked_case(name: &'static str, kind: Kind, mode: PoisonMode) {
     let _w = Watchdog::new(name, 60);
     let Some(u) = uffd_with(Features::POISON, name) else {
         return;
@@ -717,7 +751,10 @@ pub fn poison_blocked_case(name: &'static str, kind: Kind, mode: u64) {
     let page = kind.page() as u64;
     let mem = Mem::new(kind, 1);
     let io = u
-        .register(mem.start(), mem.len as u64, RegisterMode::MISSING)
+        .register(
+            Range::new(mem.start(), mem.len as u64),
+            RegisterMode::MISSING,
+        )
         .unwrap();
     assert!(io.contains(Ioctls::POISON), "ioctls {io:?}");
     let dst = mem.page_addr(0);
@@ -728,9 +765,9 @@ pub fn poison_blocked_case(name: &'static str, kind: Kind, mode: u64) {
         child.try_wait().is_none(),
         "child should be blocked on the fault"
     );
-    if mode & UFFDIO_POISON_MODE_DONTWAKE != 0 {
+    if mode.contains(PoisonMode::DONTWAKE) {
         settle();
-        let p = u.poison(dst, page, mode).unwrap();
+        let p = unsafe { u.poison(Range::new(dst, page), mode) }.unwrap();
         assert_eq!(
             p,
             Progress {
@@ -743,9 +780,9 @@ pub fn poison_blocked_case(name: &'static str, kind: Kind, mode: u64) {
             child.try_wait().is_none(),
             "child released by POISON with DONTWAKE"
         );
-        u.wake(dst, page).unwrap();
+        u.wake(Range::new(dst, page)).unwrap();
     } else {
-        let p = u.poison(dst, page, mode).unwrap();
+        let p = unsafe { u.poison(Range::new(dst, page), mode) }.unwrap();
         assert_eq!(
             p,
             Progress {
@@ -756,13 +793,15 @@ pub fn poison_blocked_case(name: &'static str, kind: Kind, mode: u64) {
     }
     assert_sigbus(child.wait(), "access to a poisoned page");
     // A second POISON sees the poisoned slot as populated...
-    let e = u.poison(dst, page, 0).unwrap_err();
+    let e = unsafe { u.poison(Range::new(dst, page), PoisonMode::empty()) }.unwrap_err();
     assert!(e.is_exists(), "second POISON: {e}");
     // ...but COPY may overwrite a pte marker, the poison one included
     // (the kernel installs over "none or marker" ptes): the page is
     // usable again.
     let data = pattern(page as usize, 0x3C);
-    assert!(u.copy_from_slice(dst, &data, 0).unwrap().is_complete());
+    assert!(unsafe { u.copy_from_slice(dst, &data, CopyMode::empty()) }
+        .unwrap()
+        .is_complete());
     assert_bytes(page_bytes(&mem, 0), &data, "page copied over the poison");
 }
 
@@ -778,9 +817,16 @@ pub fn poison_shared_fork_case(name: &'static str, kind: Kind) {
     };
     let page = kind.page() as u64;
     let mem = Mem::new(kind, 1);
-    u.register(mem.start(), mem.len as u64, RegisterMode::MISSING)
-        .unwrap();
-    assert!(u.poison(mem.start(), page, 0).unwrap().is_complete());
+    u.register(
+        Range::new(mem.start(), mem.len as u64),
+        RegisterMode::MISSING,
+    )
+    .unwrap();
+    assert!(
+        unsafe { u.poison(Range::new(mem.start(), page), PoisonMode::empty()) }
+            .unwrap()
+            .is_complete()
+    );
     let st = fork_and_touch(mem.start());
     assert!(
         libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0,
@@ -802,9 +848,12 @@ pub fn poison_fork_case(name: &'static str, kind: Kind) {
     };
     let page = kind.page() as u64;
     let mem = Mem::new(kind, 2);
-    u.register(mem.start(), mem.len as u64, RegisterMode::MISSING)
-        .unwrap();
-    let p = u.poison(mem.page_addr(0), page, 0).unwrap();
+    u.register(
+        Range::new(mem.start(), mem.len as u64),
+        RegisterMode::MISSING,
+    )
+    .unwrap();
+    let p = unsafe { u.poison(Range::new(mem.page_addr(0), page), PoisonMode::empty()) }.unwrap();
     assert_eq!(
         p,
         Progress {
@@ -812,9 +861,7 @@ pub fn poison_fork_case(name: &'static str, kind: Kind) {
             len: page
         }
     );
-    let p = u
-        .poison(mem.page_addr(1), page, UFFDIO_POISON_MODE_DONTWAKE)
-        .unwrap();
+    let p = unsafe { u.poison(Range::new(mem.page_addr(1), page), PoisonMode::DONTWAKE) }.unwrap();
     assert_eq!(
         p,
         Progress {

@@ -1,15 +1,34 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! Helpers shared by the integration tests: real memory of each kind, a
 //! watchdog that turns a hang into a loud failure, and threads that fault.
+//!
+//! The tests call the core's fill, move and poison operations (`unsafe
+//! fn`: no Rust value may live in the memory they change) on `Mem`
+//! mappings and other mappings made for the test, or on addresses nothing
+//! is mapped at. No Rust value lives in those: they are written and read
+//! through raw pointers, and the slices the tests take of them are
+//! transient, taken after the page was filled. That is the contract every
+//! `unsafe { u.copy(..) }` (and zeropage, continue_range, poison,
+//! move_pages) of the tests relies on.
 #![allow(dead_code)]
 #![allow(unsafe_code)]
 
 pub mod kit;
+pub mod raw;
 
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
-use uffd::{Event, Fault, Features, Msg, OpenFlags, OpenOptions, Uffd};
+use uffd::{Event, Fault, Features, Msg, OpenFlags, OpenOptions, Range, Uffd};
+
+/// `[start, start+len)` handed over to a monitor. Test code only: the
+/// tests hand over `Mem` mappings and other mappings made for them, in
+/// which no Rust value lives (see the module's text), so the promise of
+/// `HandedOver::new` holds for every call.
+pub fn handed(start: u64, len: u64) -> uffd::HandedOver {
+    // SAFETY: see above.
+    unsafe { uffd::HandedOver::new(Range::new(start, len)) }
+}
 
 pub const PAGE: usize = 4096;
 pub const HUGE: usize = 2 << 20;
@@ -286,8 +305,7 @@ pub fn add_all(
     let id = m.add_uffd(u.clone()).unwrap();
     m.add_region(
         id,
-        mem.start(),
-        mem.len as u64,
+        handed(mem.start(), mem.len as u64),
         uffd::monitor::RegionOptions {
             source,
             register: uffd::RegisterMode::MISSING,
