@@ -8,7 +8,9 @@ Writes <out>/man3/<function>.3 for every libuffd_* function the header
 declares and <out>/man7/libuffd.7 (conventions and the function list), and
 removes any other *.3 file from <out>/man3, so that the pages follow the
 header (make man; tests/man.sh checks they are fresh). The output depends
-only on the header and on the version in Cargo.toml: no date, no host.
+only on the header, on the errno texts of src/uffd/error.rs (errno_table!,
+for errors the header lists without a reason) and on the version in
+Cargo.toml: no date, no host.
 
 Each function's doc comment is split into its paragraphs: the summary
 (first sentence) goes to NAME; "Returns:" to RETURN VALUE, with the
@@ -44,30 +46,24 @@ AREAS = [
     ("Other functions", r"libuffd_\w+"),
 ]
 
-# Used for an errno the header lists without saying why.
-ERRNO_TEXT = {
-    "E2BIG": "An options struct sets fields this version of libuffd does not know.",
-    "EACCES": "Permission denied.",
-    "EAGAIN": "Resource temporarily unavailable.",
-    "EBADF": "Bad file descriptor.",
-    "EBUSY": "Device or resource busy.",
-    "EEXIST": "The range is already populated.",
-    "EFAULT": "Bad address.",
-    "EINTR": "Interrupted by a signal.",
-    "EINVAL": "Invalid argument.",
-    "EIO": "Input/output error.",
-    "EMFILE": "The per-process limit on open file descriptors was reached.",
-    "ENODEV": "No such device.",
-    "ENOENT": "No registered mapping there.",
-    "ENOMEM": "Cannot allocate memory.",
-    "ENOSPC": "No space left on device.",
-    "ENOSYS": "Function not implemented.",
-    "ENOTRECOVERABLE": "Internal libuffd error.",
-    "EOPNOTSUPP": "Operation not supported.",
-    "EPERM": "Operation not permitted.",
-    "ESRCH": "The process owning the memory exited.",
-    "ETIMEDOUT": "Timed out.",
-}
+# Used for an errno the header lists without saying why: the text
+# libuffd_strerror() gives, read from the one table that declares it
+# (errno_table! in src/uffd/error.rs), so the two cannot drift apart.
+def load_errno_text(path=os.path.join(ROOT, "src", "uffd", "error.rs")):
+    text = open(path, encoding="utf-8").read()
+    body = text[text.index("errno_table! {"):]
+    body = body[:body.index("\n}")]
+    table = {}
+    for name, msg in re.findall(r'^\s*(E[A-Z0-9]+) => c"([^"]*)",', body, re.M):
+        # A note that names one function is not for every page.
+        msg = re.sub(r" \([^)]*libuffd_\w+[^)]*\)", "", msg)
+        table[name] = msg[0].upper() + msg[1:] + "."
+    if len(table) < 20:
+        raise SystemExit(f"gen_man.py: read only {len(table)} errno texts from {path}")
+    return table
+
+
+ERRNO_TEXT = load_errno_text()
 
 LABELS = ("Returns", "Thread safety", "Ownership", "Pointers")
 
