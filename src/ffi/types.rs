@@ -259,7 +259,11 @@ pub struct libuffd_event {
 
 const _: () = assert!(std::mem::size_of::<libuffd_event>() == 32);
 const _: () = assert!(std::mem::size_of::<libuffd_open_opts>() == 32);
-const _: () = assert!(std::mem::size_of::<libuffd_fault_info>() == 24);
+// Two addresses (pointer-sized: 24 bytes on 64-bit, 16 on 32-bit targets),
+// then flags and thread_id; the event union stays 32 bytes either way.
+const _: () = assert!(
+    std::mem::size_of::<libuffd_fault_info>() == 2 * std::mem::size_of::<*mut libc::c_void>() + 8
+);
 
 /// A userfaultfd: the descriptor, its negotiated features, and nothing
 /// else. Create with libuffd_open() or libuffd_handle_from_fd(); release with
