@@ -13,6 +13,7 @@ use super::config::{ErrorPolicy, ForkVerdict, RemovePolicy, Verdict};
 use super::region::Source;
 use super::resolve::{Action, Applied, Failed, FaultCtx, FaultToken, RegionInfo};
 use super::stats::Stats;
+use super::unpoisoned::{LockOk, RwOk};
 use super::Inner;
 use crate::sys::wait;
 use crate::uffd::{Error, Event, Fault, FaultFlags, Msg, Range, Uffd};
@@ -291,7 +292,7 @@ impl Inner {
         if self.config.hand_off_all {
             return true;
         }
-        let table = self.regions.read().unwrap_or_else(|e| e.into_inner());
+        let table = self.regions.read_ok();
         match table.find(id, f.address).map(|r| r.source) {
             None | Some(Source::Callback) => true,
             Some(Source::Fd { .. }) => !f.flags.intersects(FaultFlags::WP | FaultFlags::MINOR),
@@ -310,13 +311,13 @@ impl Inner {
         // Hold the layout gate from the lookup to the ioctl that serves
         // from the region's source (see `Inner::layout`); not across a
         // callback.
-        let gate = self.layout.read().unwrap_or_else(|e| e.into_inner());
+        let gate = self.layout.read_ok();
         // Find the region; copy out what is needed and drop the lock
         // before any ioctl or callback. A region whose page size is not
         // known yet learns it first (rare: once per such region).
         let mut view = None;
         for attempt in 0..2 {
-            let table = self.regions.read().unwrap_or_else(|e| e.into_inner());
+            let table = self.regions.read_ok();
             let found = table.find(p.uffd_id, f.address);
             if attempt == 0 && found.is_some_and(|r| r.page_size == 0) {
                 drop(table);
@@ -405,7 +406,7 @@ impl Inner {
         let ps = self
             .owner_page_size(id, f)
             .unwrap_or_else(crate::sys::base_page_size);
-        let mut table = self.regions.write().unwrap_or_else(|e| e.into_inner());
+        let mut table = self.regions.write_ok();
         if let Some(r) = table.find_mut(id, f.address) {
             if r.page_size == 0 {
                 r.page_size = ps;
@@ -534,7 +535,7 @@ impl Inner {
     /// threads (`Config::stop_policy`). No allocation unless it stops.
     fn unreleasable(&self, t: FaultToken, e: &Error, poison: &Error) {
         let tries = {
-            let mut table = self.unreleased.lock().unwrap_or_else(|p| p.into_inner());
+            let mut table = self.unreleased.lock_ok();
             let slot = match table
                 .iter()
                 .position(|&(id, page, n)| n > 0 && id == t.uffd_id && page == t.page)
@@ -710,7 +711,7 @@ impl Inner {
             // the new address of a REMAP would find no region). The batch's
             // faults were raised before the events were read, so serving
             // them against the new layout is always a valid outcome.
-            let gate = self.layout.write().unwrap_or_else(|e| e.into_inner());
+            let gate = self.layout.write_ok();
             let held = HoldingLayout::new();
             let n = match read_ready(&uffd, nowait, &mut st.msgs)? {
                 ReadOutcome::Msgs(0) => return Ok(()),
@@ -764,8 +765,7 @@ impl Inner {
         // itself; a blocking one's edge-triggered watch is re-armed.
         let blocking = self
             .uffds
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+            .read_ok()
             .get(id as usize)
             .and_then(|s| s.as_ref().map(|s| s.blocking))
             .unwrap_or(false);
@@ -782,16 +782,13 @@ impl Inner {
     /// reference is forgotten instead.
     fn drop_lost_uffd(&self, id: u32, uffd: &Uffd, why: &str) {
         let served = {
-            let mut list = self.uffds.write().unwrap_or_else(|e| e.into_inner());
+            let mut list = self.uffds.write_ok();
             list.get_mut(id as usize).and_then(Option::take)
         };
         let Some(s) = served else { return };
         let set = if s.blocking { &self.edges } else { &self.epoll };
         wait::epoll_del(set.as_fd(), uffd.as_fd());
-        self.regions
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .retire(id);
+        self.regions.write_ok().retire(id);
         self.log(format_args!(
             "userfaultfd {id} (descriptor {}) is no userfaultfd any more ({why}): closed underneath the monitor? It is no longer served",
             uffd.as_raw_fd()
@@ -853,39 +850,27 @@ impl Inner {
             }
             Event::Remap { from, to, len } => {
                 Stats::add(&self.stats.remaps, 1);
-                self.regions
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remap(id, from, to, len);
+                self.regions.write_ok().remap(id, from, to, len);
                 self.call_quietly(|| self.handler.on_remap(id, from, to, len));
             }
             Event::Remove { start, end } => {
                 Stats::add(&self.stats.removes, 1);
                 match self.config.remove_policy {
                     RemovePolicy::ZeroFill => {
-                        self.regions
-                            .write()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .zero_fill(id, start, end);
+                        self.regions.write_ok().zero_fill(id, start, end);
                     }
                     RemovePolicy::Unregister => {
                         if let Err(e) = uffd.unregister(Range::new(start, end - start)) {
                             self.log(format_args!("unregister after REMOVE: {e}"));
                         }
-                        self.regions
-                            .write()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .unmap(id, start, end);
+                        self.regions.write_ok().unmap(id, start, end);
                     }
                 }
                 self.call_quietly(|| self.handler.on_remove(id, start, end));
             }
             Event::Unmap { start, end } => {
                 Stats::add(&self.stats.unmaps, 1);
-                self.regions
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .unmap(id, start, end);
+                self.regions.write_ok().unmap(id, start, end);
                 self.call_quietly(|| self.handler.on_unmap(id, start, end));
             }
             Event::Unknown { code, .. } => {
@@ -970,7 +955,7 @@ impl Inner {
         };
         // poll(2), not the epoll set: on the fault path it costs the
         // faulting thread less (measured: see bench/), and the set is small.
-        let served = self.uffds.read().unwrap_or_else(|e| e.into_inner()).len();
+        let served = self.uffds.read_ok().len();
         if st.pollfds.capacity() < served + 2 || st.poll_ids.capacity() < served {
             // Larger arrays from the reserve, rather than growing these
             // here: the reader must not allocate (reserve.rs).
@@ -992,7 +977,7 @@ impl Inner {
             revents: 0,
         });
         {
-            let list = self.uffds.read().unwrap_or_else(|e| e.into_inner());
+            let list = self.uffds.read_ok();
             for (id, s) in list.iter().enumerate() {
                 match s {
                     Some(s) if s.blocking => st.pollfds[1].fd = self.edges.as_raw_fd(),

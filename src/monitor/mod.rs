@@ -83,6 +83,7 @@ mod reserve;
 mod resolve;
 mod stats;
 mod stop;
+mod unpoisoned;
 
 pub use config::{
     Config, DefaultHandler, ErrorPolicy, ForkVerdict, Handler, RemovePolicy, StopPolicy, Verdict,
@@ -105,6 +106,7 @@ use std::sync::atomic::{
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
+use unpoisoned::{LockOk, RwOk};
 
 /// Room reserved up front for uffds and regions, so that serving a fork
 /// (which adds both) does not allocate in the common case.
@@ -421,7 +423,7 @@ impl Inner {
     /// blocking one (it can); a non-blocking one is read with read(2),
     /// which never waits on it either and costs a little less.
     pub(crate) fn uffd_to_read(&self, id: u32) -> Option<(Arc<Uffd>, bool)> {
-        let list = self.uffds.read().unwrap_or_else(|p| p.into_inner());
+        let list = self.uffds.read_ok();
         list.get(id as usize)?
             .as_ref()
             .map(|s| (s.uffd.clone(), s.blocking && s.nowait))
@@ -455,10 +457,7 @@ impl Inner {
 
     /// A worker's reading failed: keep the first error for `run` and stop.
     pub(crate) fn fail_loop(&self, e: Error) {
-        self.loop_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_or_insert(e);
+        self.loop_error.lock_ok().get_or_insert(e);
         self.request_stop(None);
     }
 
@@ -467,7 +466,7 @@ impl Inner {
         // Room first, allocating outside the lock (see reserve.rs); on the
         // reader, serving a fork, the room is already there.
         reserve::grow(&self.uffds, |v| v, 1);
-        let mut list = self.uffds.write().unwrap_or_else(|e| e.into_inner());
+        let mut list = self.uffds.write_ok();
         let id = list.len() as u32;
         self.watch(&uffd, id, blocking)
             .map_err(|e| Error::os("epoll_ctl", e, "adding a userfaultfd"))?;
@@ -505,16 +504,13 @@ impl Inner {
     /// Stop serving uffd `id` (its process exited, or it was closed).
     pub(crate) fn retire(&self, id: u32) {
         let served = {
-            let mut list = self.uffds.write().unwrap_or_else(|e| e.into_inner());
+            let mut list = self.uffds.write_ok();
             list.get_mut(id as usize).and_then(Option::take)
         };
         if let Some(s) = served {
             let set = if s.blocking { &self.edges } else { &self.epoll };
             wait::epoll_del(set.as_fd(), s.uffd.as_fd());
-            self.regions
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .retire(id);
+            self.regions.write_ok().retire(id);
             // Dropping `s` closes an owned (forked child's) descriptor once
             // no operation in flight holds it.
         }
@@ -539,7 +535,7 @@ impl Inner {
     /// the rest go to the queue (woken by `wake_pool` once the batch is
     /// read). False: resolve it in place.
     pub(crate) fn hand_off(&self, st: &mut ReaderState, p: engine::Pending) -> bool {
-        let pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        let pool = self.pool.lock_ok();
         let Some(pool) = pool.as_ref() else {
             return false;
         };
@@ -561,7 +557,7 @@ impl Inner {
     /// Wake workers for `n` faults queued from one batch.
     pub(crate) fn wake_pool(&self, n: usize) {
         if n > 0 {
-            if let Some(pool) = self.pool.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            if let Some(pool) = self.pool.lock_ok().as_ref() {
                 pool.wake(n);
             }
         }
@@ -644,10 +640,7 @@ impl Monitor {
         if inner.stop.load(Acquire) || !reserve::wanted(inner) {
             return Ok(());
         }
-        let mut slot = inner
-            .reserve_thread
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut slot = inner.reserve_thread.lock_ok();
         if slot.as_ref().is_some_and(|h| !h.is_finished()) {
             return Ok(());
         }
@@ -674,12 +667,7 @@ impl Monitor {
     /// (`Running::wait`, or `run` returning).
     pub fn shut_down(&self) {
         self.stop();
-        let t = self
-            .inner
-            .reserve_thread
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let t = self.inner.reserve_thread.lock_ok().take();
         if let Some(t) = t {
             let _ = t.join();
         }
@@ -701,8 +689,7 @@ impl Monitor {
         }
         // The layout gate: not while a fault of it is looked up and served
         // from its region (nor, from an event callback, which holds it).
-        let _gate = (!engine::holding_layout())
-            .then(|| self.inner.layout.write().unwrap_or_else(|e| e.into_inner()));
+        let _gate = (!engine::holding_layout()).then(|| self.inner.layout.write_ok());
         self.inner.retire(id);
         wait::eventfd_signal(self.inner.wake_fd.as_fd());
         Ok(())
@@ -785,15 +772,8 @@ impl Monitor {
         // gate exclusively already: waiting for it would wait for itself
         // for ever, so it goes on without (the batch's events before this
         // one are applied; those after it will be, to the new region too).
-        let _gate = (!engine::holding_layout())
-            .then(|| self.inner.layout.read().unwrap_or_else(|e| e.into_inner()));
-        if self
-            .inner
-            .regions
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .overlaps(id, start, len)
-        {
+        let _gate = (!engine::holding_layout()).then(|| self.inner.layout.read_ok());
+        if self.inner.regions.read_ok().overlaps(id, start, len) {
             return Err(Error::invalid(format!(
                 "add region: [{start:#x}, +{len:#x}) overlaps a region of this userfaultfd"
             )));
@@ -826,31 +806,23 @@ impl Monitor {
             uffd.register(Range::new(start, len), opts.register)?;
         }
         if let Some(dup) = source_fd {
-            self.inner
-                .source_fds
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(dup);
+            self.inner.source_fds.lock_ok().push(dup);
         }
         // Room first, allocating outside the lock (see reserve.rs).
         reserve::grow(&self.inner.regions, RegionTable::vec_mut, 1);
-        self.inner
-            .regions
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(Region {
-                uffd_id: id,
-                start,
-                len,
-                page_size,
-                source: opts.source,
-                source_offset: 0,
-                prefetch: opts.prefetch,
-                user_data: opts.user_data,
-                stop_policy: opts.stop_policy,
-                window: AtomicU64::new(self.inner.config.window_min as u64),
-                next_page: AtomicU64::new(0),
-            });
+        self.inner.regions.write_ok().insert(Region {
+            uffd_id: id,
+            start,
+            len,
+            page_size,
+            source: opts.source,
+            source_offset: 0,
+            prefetch: opts.prefetch,
+            user_data: opts.user_data,
+            stop_policy: opts.stop_policy,
+            window: AtomicU64::new(self.inner.config.window_min as u64),
+            next_page: AtomicU64::new(0),
+        });
         if opts.prefetch {
             self.start_late_prefetch()?;
         }
@@ -869,7 +841,7 @@ impl Monitor {
             // Not running: run() starts the prefetcher.
             return Ok(());
         }
-        let mut slot = inner.prefetcher.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = inner.prefetcher.lock_ok();
         if slot.as_ref().is_some_and(|h| !h.is_finished()) {
             // It is running and will find the new region: it walks the
             // table afresh after each chunk.
@@ -955,7 +927,7 @@ impl Monitor {
             result = self.join_workers(&mut helpers);
         } else if result.is_ok() {
             helpers.wait_started();
-            let mut st = inner.reader.lock().unwrap_or_else(|e| e.into_inner());
+            let mut st = inner.reader.lock_ok();
             inner.ready.store(true, Release);
             while !inner.stop.load(Acquire) {
                 if let Err(e) = inner.iterate_guarded(&mut st, -1) {
@@ -975,12 +947,7 @@ impl Monitor {
         for h in helpers.threads.drain(..workers) {
             let _ = h.join();
         }
-        match inner
-            .loop_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
+        match inner.loop_error.lock_ok().take() {
             Some(e) => Err(e),
             None => Ok(()),
         }
@@ -989,7 +956,7 @@ impl Monitor {
     /// The end of every run: stop, join the helpers, release the regions.
     fn finish_run(&self, helpers: Helpers, mut result: Result<()>) -> Result<()> {
         let inner = &self.inner;
-        if let Some(pool) = inner.pool.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(pool) = inner.pool.lock_ok().take() {
             pool.shut_down();
         }
         inner.stop.store(true, Release);
@@ -997,33 +964,20 @@ impl Monitor {
         for h in helpers.threads {
             let _ = h.join();
         }
-        let late = inner
-            .prefetcher
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let late = inner.prefetcher.lock_ok().take();
         if let Some(t) = late {
             let _ = t.join();
         }
         // The reserve filler, which gives handles to children still
         // pending before it ends, so that the release below sees them.
-        let filler = inner
-            .reserve_thread
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let filler = inner.reserve_thread.lock_ok().take();
         if let Some(t) = filler {
             let _ = t.join();
         }
         inner.release_at_stop();
         inner.ended.store(true, Release);
         if result.is_ok() {
-            if let Some(e) = inner
-                .loop_error
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take()
-            {
+            if let Some(e) = inner.loop_error.lock_ok().take() {
                 result = Err(e);
             }
         }
@@ -1044,7 +998,7 @@ impl Monitor {
         let inner = &self.inner;
         if inner.config.workers > 0 {
             let pool = Arc::new(pool::Pool::new(inner.config.spin_us));
-            *inner.pool.lock().unwrap_or_else(|e| e.into_inner()) = Some(pool.clone());
+            *inner.pool.lock_ok() = Some(pool.clone());
             for n in 0..inner.config.workers {
                 let (i, p) = (inner.clone(), pool.clone());
                 helpers.spawn(&format!("uffd-worker-{n}"), inner.panic_sink(), move || {
@@ -1052,12 +1006,7 @@ impl Monitor {
                 })?;
             }
         }
-        let wants_prefetch = inner
-            .regions
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .any(|r| r.prefetch);
+        let wants_prefetch = inner.regions.read_ok().iter().any(|r| r.prefetch);
         if wants_prefetch {
             let i = inner.clone();
             helpers.spawn("uffd-prefetch", inner.panic_sink(), move || {
@@ -1139,7 +1088,7 @@ impl Monitor {
                 timeout_ms: -1,
             };
         }
-        let mut st = inner.reader.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = inner.reader.lock_ok();
         // With spinning on, a turn spins (and then polls a millisecond)
         // as `run` does before it blocks.
         let timeout = if inner.config.spin_us > 0 { 1 } else { 0 };
@@ -1280,22 +1229,13 @@ impl Monitor {
     /// Always an error: the stop's.
     fn end_dispatch(&self) -> Result<()> {
         let inner = &self.inner;
-        let filler = inner
-            .reserve_thread
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let filler = inner.reserve_thread.lock_ok().take();
         if let Some(t) = filler {
             let _ = t.join();
         }
         inner.release_at_stop();
         inner.ended.store(true, Release);
-        if let Some(e) = inner
-            .loop_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
+        if let Some(e) = inner.loop_error.lock_ok().take() {
             return Err(e);
         }
         match inner.stop_errno.load(Acquire) as i32 {

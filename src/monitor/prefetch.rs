@@ -9,6 +9,7 @@ use super::engine::Scratch;
 use super::region::Source;
 use super::resolve::{Applied, Failed, FaultToken};
 use super::stats::Stats;
+use super::unpoisoned::RwOk;
 use super::Inner;
 use std::sync::atomic::Ordering::Acquire;
 use std::sync::Arc;
@@ -25,10 +26,10 @@ pub(crate) fn run(inner: Arc<Inner>) {
         }
         // The layout gate, from the lookup to the ioctl (see
         // `Inner::layout`): no stale source data after a REMOVE.
-        let gate = inner.layout.read().unwrap_or_else(|e| e.into_inner());
+        let gate = inner.layout.read_ok();
         // The next prefetch region at or after the cursor.
         let next = {
-            let t = inner.regions.read().unwrap_or_else(|e| e.into_inner());
+            let t = inner.regions.read_ok();
             let found = t
                 .iter()
                 // A page size still unknown (an adopted descriptor's region,

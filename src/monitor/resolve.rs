@@ -7,6 +7,7 @@
 //! what the new layout gives), ESRCH means the process exited (retire).
 
 use super::region::Source;
+use super::unpoisoned::RwOk;
 use super::Inner;
 use crate::uffd::{
     ContinueMode, CopyMode, Error, Fault, HandedOver, MoveMode, PoisonMode, Range, Uffd,
@@ -263,7 +264,7 @@ fn classify(
 impl Inner {
     /// The served uffd with this id, unless retired.
     pub(crate) fn uffd(&self, id: u32) -> Option<Arc<Uffd>> {
-        let list = self.uffds.read().unwrap_or_else(|p| p.into_inner());
+        let list = self.uffds.read_ok();
         list.get(id as usize)?.as_ref().map(|s| s.uffd.clone())
     }
 
