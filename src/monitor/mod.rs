@@ -27,7 +27,12 @@
 //! thread waiting on the page; the others would only get EEXIST. (Also in
 //! libuffd(7), MONITOR DELIVERY ORDER.)
 //!
-//! Threads, locks, lifecycle and the rules the engine keeps: docs/DESIGN.md.
+//! Where things are: the reader (poll, read, apply events, hand off) in
+//! reader.rs; a fault (lookup, source or callback, retry and error
+//! policy) in fault.rs; the ioctls that resolve it and the kernel's race
+//! rules in resolve.rs; the end of a run in stop.rs; the workers in
+//! pool.rs. Threads, locks, lifecycle and the rules the engine keeps:
+//! docs/DESIGN.md §3.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -75,9 +80,10 @@
 //! ```
 
 mod config;
-mod engine;
+mod fault;
 mod pool;
 mod prefetch;
+mod reader;
 mod region;
 mod reserve;
 mod resolve;
@@ -95,8 +101,8 @@ pub use stats::{StatsSnapshot, LATENCY_BUCKETS};
 
 use crate::sys::wait;
 use crate::uffd::{Error, HandedOver, Range, RegisterMode, Result, Uffd};
-use engine::{ReaderState, EDGES_TOKEN, WAKE_TOKEN};
 use once_cell::sync::OnceCell;
+use reader::{ReaderState, EDGES_TOKEN, WAKE_TOKEN};
 use region::{Region, RegionTable};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{
@@ -168,7 +174,7 @@ pub(crate) struct Inner {
     /// monitor because a fault could not be released (`run` returns it).
     pub loop_error: Mutex<Option<Error>>,
     /// Faults that could be neither resolved nor poisoned, by (uffd id,
-    /// page): how many times each came back (engine.rs `unreleasable`).
+    /// page): how many times each came back (fault.rs `unreleasable`).
     /// Fixed size: the least-seen entry makes room.
     pub unreleased: Mutex<[(u32, u64, u32); UNRELEASED_SLOTS]>,
     /// The reserve filler ("uffd-reserve", reserve.rs), started when a
@@ -461,6 +467,37 @@ impl Inner {
         self.request_stop(None);
     }
 
+    /// A panic in the engine on `which` thread: stop with ENOTRECOVERABLE;
+    /// the error to return.
+    pub(crate) fn engine_panicked(&self, which: &str) -> Error {
+        self.log(format_args!(
+            "internal error: {which} panicked; the monitor stops (ENOTRECOVERABLE)"
+        ));
+        self.request_stop(Some(libc::ENOTRECOVERABLE));
+        Error::os(
+            "monitor",
+            libc::ENOTRECOVERABLE,
+            format!("{which} panicked (a bug in libuffd): the monitor stopped"),
+        )
+    }
+
+    /// Send a formatted message to the log callback, if there is one.
+    /// A log callback that panics is ignored (there is nowhere to report
+    /// it): the monitor goes on.
+    pub(crate) fn log(&self, args: std::fmt::Arguments<'_>) {
+        // A panic this thread had inside the library first (its text,
+        // kept by the panic hook instead of printed: uffd/quiet.rs).
+        let pending = crate::uffd::quiet::take_pending();
+        if self.handler.wants_log() {
+            let _quiet = crate::uffd::quiet::Suppress::enter();
+            for msg in pending.into_iter().chain(std::iter::once(args.to_string())) {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.handler.on_log(&msg)
+                }));
+            }
+        }
+    }
+
     pub(crate) fn add_uffd(&self, uffd: Arc<Uffd>, owned: bool) -> Result<u32> {
         let (blocking, nowait) = read_mode(&uffd, owned)?;
         // Room first, allocating outside the lock (see reserve.rs); on the
@@ -513,53 +550,6 @@ impl Inner {
             self.regions.write_ok().retire(id);
             // Dropping `s` closes an owned (forked child's) descriptor once
             // no operation in flight holds it.
-        }
-    }
-
-    /// Address of a zeroed page of `ps` bytes (hugetlb zero-fill).
-    pub(crate) fn zero_source(&self, ps: u64) -> Result<u64> {
-        let m = self.zero_huge.get_or_try_init(|| {
-            wait::ScratchMap::new(ps.max(2 << 20) as usize)
-                .map_err(|e| Error::os("mmap", e, "zero page"))
-        })?;
-        if (m.len() as u64) < ps {
-            return Err(Error::invalid(format!(
-                "page size {ps} exceeds the zero buffer"
-            )));
-        }
-        Ok(m.addr())
-    }
-
-    /// Hand a fault to the workers, if there are any: the first of a
-    /// batch the reading worker keeps for itself (`ReaderState::kept`),
-    /// the rest go to the queue (woken by `wake_pool` once the batch is
-    /// read). False: resolve it in place.
-    pub(crate) fn hand_off(&self, st: &mut ReaderState, p: engine::Pending) -> bool {
-        let pool = self.pool.lock_ok();
-        let Some(pool) = pool.as_ref() else {
-            return false;
-        };
-        let taken = if st.kept.is_none() {
-            st.kept = Some(p);
-            true
-        } else if pool.push(p) {
-            st.queued += 1;
-            true
-        } else {
-            false
-        };
-        if taken {
-            stats::Stats::add(&self.stats.handed_off, 1);
-        }
-        taken
-    }
-
-    /// Wake workers for `n` faults queued from one batch.
-    pub(crate) fn wake_pool(&self, n: usize) {
-        if n > 0 {
-            if let Some(pool) = self.pool.lock_ok().as_ref() {
-                pool.wake(n);
-            }
         }
     }
 }
@@ -689,7 +679,7 @@ impl Monitor {
         }
         // The layout gate: not while a fault of it is looked up and served
         // from its region (nor, from an event callback, which holds it).
-        let _gate = (!engine::holding_layout()).then(|| self.inner.layout.write_ok());
+        let _gate = (!reader::holding_layout()).then(|| self.inner.layout.write_ok());
         self.inner.retire(id);
         wait::eventfd_signal(self.inner.wake_fd.as_fd());
         Ok(())
@@ -772,7 +762,7 @@ impl Monitor {
         // gate exclusively already: waiting for it would wait for itself
         // for ever, so it goes on without (the batch's events before this
         // one are applied; those after it will be, to the new region too).
-        let _gate = (!engine::holding_layout()).then(|| self.inner.layout.read_ok());
+        let _gate = (!reader::holding_layout()).then(|| self.inner.layout.read_ok());
         if self.inner.regions.read_ok().overlaps(id, start, len) {
             return Err(Error::invalid(format!(
                 "add region: [{start:#x}, +{len:#x}) overlaps a region of this userfaultfd"

@@ -8,7 +8,8 @@
 //! The queue is preallocated; a full queue makes the leader resolve the
 //! fault itself, so events are always read and EAGAIN retries always end.
 
-use super::engine::{Handled, OnAgain, Pending, Scratch};
+use super::fault::{Handled, OnAgain, Pending};
+use super::resolve::Scratch;
 use super::unpoisoned::{unpoisoned, LockOk};
 use super::Inner;
 use std::collections::VecDeque;

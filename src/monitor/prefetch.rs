@@ -5,8 +5,8 @@
 //! places each page atomically; a page a fault placed first comes back as
 //! EEXIST and is skipped), so it never delays a fault behind it.
 
-use super::engine::Scratch;
 use super::region::Source;
+use super::resolve::Scratch;
 use super::resolve::{Applied, Failed, FaultToken};
 use super::stats::Stats;
 use super::unpoisoned::RwOk;

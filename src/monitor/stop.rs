@@ -12,7 +12,8 @@
 //! (`ZeroFill`, only on request for regions whose pages hold data).
 
 use super::config::StopPolicy;
-use super::engine::{HoldingLayout, Pending, ReaderState};
+use super::fault::Pending;
+use super::reader::{HoldingLayout, ReaderState};
 use super::region::{Region, Source};
 use super::stats::Stats;
 use super::unpoisoned::{LockOk, RwOk};
@@ -209,13 +210,13 @@ impl Inner {
             for _ in 0..STOP_DRAIN_READS {
                 let gate = self.layout.write_ok();
                 let held = HoldingLayout::new();
-                let n = match super::engine::read_ready(&uffd, nowait, &mut st.msgs) {
-                    Ok(super::engine::ReadOutcome::Msgs(n)) => n,
-                    Ok(super::engine::ReadOutcome::NotUffd(why)) => {
+                let n = match super::reader::read_ready(&uffd, nowait, &mut st.msgs) {
+                    Ok(super::reader::ReadOutcome::Msgs(n)) => n,
+                    Ok(super::reader::ReadOutcome::NotUffd(why)) => {
                         self.log(format_args!("stop: {why}"));
                         0
                     }
-                    Ok(super::engine::ReadOutcome::NoFd) => 0,
+                    Ok(super::reader::ReadOutcome::NoFd) => 0,
                     Err(e) => {
                         self.log(format_args!("stop: {e}"));
                         0
