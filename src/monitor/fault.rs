@@ -18,7 +18,7 @@ use super::Inner;
 use crate::sys::wait;
 use crate::uffd::{Error, Fault, FaultFlags};
 use std::cell::Cell;
-use std::sync::atomic::Ordering::{Acquire, Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 
 /// The most one fault places (fault-around), whatever the page size.
 const MAX_WINDOW_BYTES: u64 = 4 << 20;
@@ -269,7 +269,7 @@ impl Inner {
         let mut policy = self.config.error_policy;
         if policy == ErrorPolicy::Retry {
             Stats::add(&self.stats.failed, 1);
-            if p.errors + 1 < ERROR_TRIES && !self.stop.load(Acquire) {
+            if p.errors + 1 < ERROR_TRIES && !self.life.stop_asked() {
                 // The thread stays blocked; the fault is tried again
                 // (callback or source) after a pause that doubles.
                 let pause = (ERROR_BACKOFF_NS << p.errors.min(16)).min(ERROR_BACKOFF_MAX_NS);
@@ -360,7 +360,7 @@ impl Inner {
             table[slot].2 += 1;
             table[slot].2
         };
-        if tries < UNRELEASABLE_TRIES || self.stop.load(Acquire) {
+        if tries < UNRELEASABLE_TRIES || self.life.stop_asked() {
             return;
         }
         let errno = e.errno();

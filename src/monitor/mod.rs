@@ -30,9 +30,10 @@
 //! Where things are: the reader (poll, read, apply events, hand off) in
 //! reader.rs; a fault (lookup, source or callback, retry and error
 //! policy) in fault.rs; the ioctls that resolve it and the kernel's race
-//! rules in resolve.rs; the end of a run in stop.rs; the workers in
-//! pool.rs. Threads, locks, lifecycle and the rules the engine keeps:
-//! docs/DESIGN.md §3.
+//! rules in resolve.rs; the states of a run (Idle, Starting, Running,
+//! Stopping, Stopped) in lifecycle.rs; the end of a run in stop.rs; the
+//! workers in pool.rs. Threads, locks, lifecycle and the rules the engine
+//! keeps: docs/DESIGN.md §3 and §5.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -81,6 +82,7 @@
 
 mod config;
 mod fault;
+mod lifecycle;
 mod pool;
 mod prefetch;
 mod reader;
@@ -106,7 +108,7 @@ use reader::{ReaderState, EDGES_TOKEN, WAKE_TOKEN};
 use region::{Region, RegionTable};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{
-    AtomicBool, AtomicU64,
+    AtomicU64,
     Ordering::{AcqRel, Acquire, Release},
 };
 use std::sync::{Arc, Mutex, RwLock};
@@ -142,13 +144,8 @@ pub(crate) struct Inner {
     /// itself only says POLLERR. It is in `epoll` and in the reader's
     /// poll set.
     pub edges: OwnedFd,
-    pub stop: AtomicBool,
-    pub running: AtomicBool,
-    /// A run has ended (and applied the stop policies): the next run
-    /// starts afresh (`Inner::prepare_rerun`).
-    pub ended: AtomicBool,
-    /// Set once workers and the prefetcher are up and the loop is entered.
-    pub ready: AtomicBool,
+    /// Idle, Starting, Running, Stopping, Stopped (lifecycle.rs).
+    pub life: lifecycle::Lifecycle,
     pub stop_errno: AtomicU64,
     pub stats: stats::Stats,
     pub zero_huge: OnceCell<wait::ScratchMap>,
@@ -309,12 +306,12 @@ fn spawn_thread<T: Send + 'static>(
         })
 }
 
-/// Clears `Inner::running` when dropped (unwinding too).
+/// Gives the run's claim back when dropped (unwinding too).
 struct NotRunningOnDrop<'a>(&'a Inner);
 
 impl Drop for NotRunningOnDrop<'_> {
     fn drop(&mut self) {
-        self.0.running.store(false, Release);
+        self.0.life.release();
     }
 }
 
@@ -449,15 +446,14 @@ impl Inner {
 
     pub(crate) fn request_stop(&self, errno: Option<i32>) {
         // Asked between runs: it is for the next run, which then returns
-        // at once (as before a first run); without this the next run
-        // would start afresh (`prepare_rerun`).
-        self.ended.store(false, Release);
+        // at once (as before a first run); `ask_stop` sees to it that the
+        // next run does not start afresh (`prepare_rerun`).
         if let Some(e) = errno {
             let _ = self
                 .stop_errno
                 .compare_exchange(0, e as u64, AcqRel, Acquire);
         }
-        self.stop.store(true, Release);
+        self.life.ask_stop();
         wait::eventfd_signal(self.wake_fd.as_fd());
     }
 
@@ -586,10 +582,7 @@ impl Monitor {
                 wake_fd,
                 epoll,
                 edges,
-                stop: AtomicBool::new(false),
-                running: AtomicBool::new(false),
-                ended: AtomicBool::new(false),
-                ready: AtomicBool::new(false),
+                life: lifecycle::Lifecycle::new(),
                 stop_errno: AtomicU64::new(0),
                 stats: stats::Stats::default(),
                 zero_huge: OnceCell::new(),
@@ -627,7 +620,7 @@ impl Monitor {
     /// (tests/monitor_events.rs fork_back_to_back_one_cpu_dispatch).
     fn start_reserve(&self) -> Result<()> {
         let inner = &self.inner;
-        if inner.stop.load(Acquire) || !reserve::wanted(inner) {
+        if inner.life.stop_asked() || !reserve::wanted(inner) {
             return Ok(());
         }
         let mut slot = inner.reserve_thread.lock_ok();
@@ -827,7 +820,7 @@ impl Monitor {
     /// (tests/monitor_wake.rs add_region_prefetch_while_running).
     fn start_late_prefetch(&self) -> Result<()> {
         let inner = &self.inner;
-        if !inner.ready.load(Acquire) || inner.stop.load(Acquire) {
+        if !inner.life.ready() || inner.life.stop_asked() {
             // Not running: run() starts the prefetcher.
             return Ok(());
         }
@@ -871,7 +864,7 @@ impl Monitor {
     /// place a run is claimed (`run`, and `start` on the caller's thread,
     /// so that of two racing starts exactly one starts a thread).
     fn claim_run(&self, what: &'static str) -> Result<()> {
-        if self.inner.running.swap(true, AcqRel) {
+        if !self.inner.life.claim() {
             return Err(Error::os(
                 what,
                 libc::EBUSY,
@@ -884,7 +877,7 @@ impl Monitor {
     /// `run` once claimed.
     fn run_claimed(&self) -> Result<()> {
         let _quiet = crate::uffd::quiet::Scope::enter(Some(self.inner.panic_sink()));
-        if self.inner.ended.swap(false, AcqRel) {
+        if self.inner.life.rerun() {
             self.inner.prepare_rerun();
         }
         // Not running any more once this returns, whatever happens (a
@@ -913,13 +906,13 @@ impl Monitor {
             // The workers read and resolve (pool.rs); they return once the
             // monitor is stopped and their queue is empty.
             helpers.wait_started();
-            inner.ready.store(true, Release);
+            inner.life.mark_ready();
             result = self.join_workers(&mut helpers);
         } else if result.is_ok() {
             helpers.wait_started();
             let mut st = inner.reader.lock_ok();
-            inner.ready.store(true, Release);
-            while !inner.stop.load(Acquire) {
+            inner.life.mark_ready();
+            while !inner.life.stop_asked() {
                 if let Err(e) = inner.iterate_guarded(&mut st, -1) {
                     result = Err(e);
                     break;
@@ -949,8 +942,7 @@ impl Monitor {
         if let Some(pool) = inner.pool.lock_ok().take() {
             pool.shut_down();
         }
-        inner.stop.store(true, Release);
-        inner.ready.store(false, Release);
+        inner.life.finishing();
         for h in helpers.threads {
             let _ = h.join();
         }
@@ -965,7 +957,7 @@ impl Monitor {
             let _ = t.join();
         }
         inner.release_at_stop();
-        inner.ended.store(true, Release);
+        inner.life.finished();
         if result.is_ok() {
             if let Some(e) = inner.loop_error.lock_ok().take() {
                 result = Err(e);
@@ -1016,20 +1008,20 @@ impl Monitor {
     /// as `run` does.
     pub fn drive_begin(&self) -> Result<Driven> {
         let inner = &self.inner;
-        if inner.running.swap(true, AcqRel) {
+        if !inner.life.claim() {
             return Err(Error::os(
                 "monitor run",
                 libc::EBUSY,
                 "the monitor is already running",
             ));
         }
-        if inner.ended.swap(false, AcqRel) {
+        if inner.life.rerun() {
             inner.prepare_rerun();
         }
         let exit = match ExitSignal::new() {
             Ok(e) => e,
             Err(e) => {
-                inner.running.store(false, Release);
+                inner.life.release();
                 return Err(e);
             }
         };
@@ -1042,7 +1034,7 @@ impl Monitor {
         let result = self.spawn_helpers(&mut helpers);
         if result.is_ok() {
             helpers.wait_started();
-            inner.ready.store(true, Release);
+            inner.life.mark_ready();
         }
         Ok(Driven {
             helpers,
@@ -1063,14 +1055,14 @@ impl Monitor {
                 "waiting for the monitor's input",
             ));
         }
-        if d.result.is_err() || inner.stop.load(Acquire) {
+        if d.result.is_err() || inner.life.stop_asked() {
             return Turn::Done;
         }
         if inner.config.workers > 0 {
             // The workers serve; a worker ends only once the monitor is
             // stopped, and fires `exit` as it does.
             d.exit.drain();
-            if inner.stop.load(Acquire) {
+            if inner.life.stop_asked() {
                 return Turn::Done;
             }
             return Turn::Wait {
@@ -1086,7 +1078,7 @@ impl Monitor {
             d.result = Err(e);
             return Turn::Done;
         }
-        if inner.stop.load(Acquire) {
+        if inner.life.stop_asked() {
             return Turn::Done;
         }
         // The epoll set holds the wake eventfd and every served uffd.
@@ -1108,7 +1100,7 @@ impl Monitor {
             result = self.join_workers(&mut helpers);
         }
         let result = self.finish_run(helpers, result);
-        self.inner.running.store(false, Release);
+        self.inner.life.release();
         result
     }
 
@@ -1130,13 +1122,13 @@ impl Monitor {
             Ok(v) => v,
             Err(e) => {
                 // No thread: the claim is given back.
-                self.inner.running.store(false, Release);
+                self.inner.life.release();
                 return Err(e);
             }
         };
         // Wait until its threads are up and it reads events, so that the
         // caller's first fault is served and stop() right after is seen.
-        while !self.inner.ready.load(Acquire) && !t.is_finished() {
+        while !self.inner.life.ready() && !t.is_finished() {
             std::thread::yield_now();
         }
         Ok(Running {
@@ -1153,12 +1145,12 @@ impl Monitor {
 
     /// Whether `run` is active (on any thread).
     pub fn is_running(&self) -> bool {
-        self.inner.running.load(Acquire)
+        self.inner.life.running()
     }
 
     /// Whether stop was requested.
     pub fn is_stopping(&self) -> bool {
-        self.inner.stop.load(Acquire)
+        self.inner.life.stop_asked()
     }
 
     /// The monitor's epoll descriptor: readable when something is ready
@@ -1182,7 +1174,7 @@ impl Monitor {
     /// after a stop does.
     pub fn dispatch(&self, timeout_ms: i32) -> Result<usize> {
         let inner = &self.inner;
-        if inner.running.load(Acquire) {
+        if inner.life.running() {
             return Err(Error::os(
                 "monitor dispatch",
                 libc::EBUSY,
@@ -1196,17 +1188,17 @@ impl Monitor {
                 "another thread is dispatching",
             )
         })?;
-        if inner.ended.swap(false, AcqRel) {
+        if inner.life.rerun() {
             // The stop was delivered by an earlier dispatch: serve again.
             inner.prepare_rerun();
             self.start_reserve()?;
         }
-        let result = if inner.stop.load(Acquire) {
+        let result = if inner.life.stop_asked() {
             Ok(0)
         } else {
             inner.iterate_guarded(&mut st, timeout_ms)
         };
-        if !inner.stop.load(Acquire) {
+        if !inner.life.stop_asked() {
             return result;
         }
         drop(st);
@@ -1224,7 +1216,7 @@ impl Monitor {
             let _ = t.join();
         }
         inner.release_at_stop();
-        inner.ended.store(true, Release);
+        inner.life.finished();
         if let Some(e) = inner.loop_error.lock_ok().take() {
             return Err(e);
         }

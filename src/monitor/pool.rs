@@ -13,7 +13,6 @@ use super::resolve::Scratch;
 use super::unpoisoned::{unpoisoned, LockOk};
 use super::Inner;
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering::Acquire;
 use std::sync::{Arc, Condvar, Mutex};
 
 const QUEUE_CAPACITY: usize = 4096;
@@ -169,7 +168,7 @@ fn work_loop(inner: &Inner, pool: &Pool) {
                 let _leading = Leading(pool);
                 lead(inner, retry.take())
             };
-            if inner.stop.load(Acquire) {
+            if inner.life.stop_asked() {
                 pool.shut_down();
             }
             let Some(p) = kept else { break };
@@ -190,7 +189,7 @@ fn lead(inner: &Inner, retry: Option<Pending>) -> Option<Pending> {
     st.retry.extend(retry);
     // Checked under the lock: a stop whose wakeup the previous leader
     // consumed is seen here, before this one would sleep in poll(2).
-    while !inner.stop.load(Acquire) {
+    while !inner.life.stop_asked() {
         if let Err(e) = inner.iterate_guarded(&mut st, -1) {
             inner.fail_loop(e);
             break;

@@ -11,7 +11,6 @@ use super::resolve::{Applied, Failed, FaultToken};
 use super::stats::Stats;
 use super::unpoisoned::RwOk;
 use super::Inner;
-use std::sync::atomic::Ordering::Acquire;
 use std::sync::Arc;
 
 const CHUNK_BYTES: u64 = 4 << 20;
@@ -21,7 +20,7 @@ pub(crate) fn run(inner: Arc<Inner>) {
     let mut scratch = Scratch::default();
     let mut cursor: Option<(u32, u64)> = None; // (uffd, next address)
     loop {
-        if inner.stop.load(Acquire) {
+        if inner.life.stop_asked() {
             return;
         }
         // The layout gate, from the lookup to the ioctl (see

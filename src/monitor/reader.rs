@@ -23,7 +23,6 @@ use crate::sys::wait;
 use crate::uffd::{Error, Event, Fault, FaultFlags, Msg, Range, Uffd};
 use std::cell::Cell;
 use std::os::fd::{AsFd, AsRawFd};
-use std::sync::atomic::Ordering::Acquire;
 use std::sync::Arc;
 
 /// epoll token of the monitor's own eventfd (stop and nudges) in the set
@@ -238,7 +237,7 @@ impl Inner {
         // Bounded: at most DRAIN_BATCHES full batches, and not once stop
         // is asked; poll says when there is more.
         for _ in 0..DRAIN_BATCHES {
-            if self.stop.load(Acquire) {
+            if self.life.stop_asked() {
                 break;
             }
             // Read under the layout gate and apply the batch's events
@@ -434,10 +433,10 @@ impl Inner {
         let mut list = std::mem::take(&mut st.retry_next);
         let now = wait::now_ns();
         for p in list.drain(..) {
-            if self.stop.load(Acquire) && self.uffd(p.uffd_id).is_none() {
+            if self.life.stop_asked() && self.uffd(p.uffd_id).is_none() {
                 continue;
             }
-            if p.due_ns > now && !self.stop.load(Acquire) {
+            if p.due_ns > now && !self.life.stop_asked() {
                 // Backing off (ErrorPolicy::Retry): not yet.
                 st.retry.push(p);
                 continue;
@@ -565,7 +564,7 @@ impl Inner {
             for &t in &tokens[..n] {
                 self.drain_uffd(st, (t - 1) as u32)?;
             }
-            if n < tokens.len() || self.stop.load(Acquire) {
+            if n < tokens.len() || self.life.stop_asked() {
                 return Ok(());
             }
         }
@@ -585,7 +584,7 @@ impl Inner {
                 Ok(n) => return Ok(n),
                 Err(e) => return Err(Error::os("poll", e, "")),
             }
-            if self.stop.load(Acquire) || wait::now_ns() >= deadline {
+            if self.life.stop_asked() || wait::now_ns() >= deadline {
                 return Ok(0);
             }
             std::hint::spin_loop();

@@ -293,7 +293,7 @@ pub(crate) fn run(weak: std::sync::Weak<Inner>) {
     let mut reported = (0u64, 0u64);
     loop {
         let Some(inner) = weak.upgrade() else { return };
-        if inner.stop.load(Acquire) {
+        if inner.life.stop_asked() {
             inner.reserve.helper.store(false, Release);
             // Children still pending get their handles now, so that
             // stopping releases (or closes) them like every other child.

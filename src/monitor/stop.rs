@@ -253,8 +253,8 @@ impl Inner {
     /// At the start of a run that follows another: forget the old stop,
     /// and wake the threads the old stop left blocked (their messages were
     /// read, or are queued) so that they fault again and are served.
+    /// The stop itself was forgotten already (`Lifecycle::rerun`).
     pub(crate) fn prepare_rerun(&self) {
-        self.stop.store(false, Release);
         self.stop_errno.store(0, Release);
         let served: Vec<std::sync::Arc<Uffd>> = {
             let list = self.uffds.read_ok();
