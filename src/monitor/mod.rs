@@ -27,7 +27,13 @@
 //! thread waiting on the page; the others would only get EEXIST. (Also in
 //! libuffd(7), MONITOR DELIVERY ORDER.)
 //!
-//! Threads, locks, lifecycle and the rules the engine keeps: docs/DESIGN.md.
+//! Where things are: the reader (poll, read, apply events, hand off) in
+//! reader.rs; a fault (lookup, source or callback, retry and error
+//! policy) in fault.rs; the ioctls that resolve it and the kernel's race
+//! rules in resolve.rs; the states of a run (Idle, Starting, Running,
+//! Stopping, Stopped) in lifecycle.rs; the end of a run in stop.rs; the
+//! workers in pool.rs. Threads, locks, lifecycle and the rules the engine
+//! keeps: docs/DESIGN.md §3 and §5.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -75,14 +81,17 @@
 //! ```
 
 mod config;
-mod engine;
+mod fault;
+mod lifecycle;
 mod pool;
 mod prefetch;
+mod reader;
 mod region;
 mod reserve;
 mod resolve;
 mod stats;
 mod stop;
+mod unpoisoned;
 
 pub use config::{
     Config, DefaultHandler, ErrorPolicy, ForkVerdict, Handler, RemovePolicy, StopPolicy, Verdict,
@@ -94,17 +103,18 @@ pub use stats::{StatsSnapshot, LATENCY_BUCKETS};
 
 use crate::sys::wait;
 use crate::uffd::{Error, HandedOver, Range, RegisterMode, Result, Uffd};
-use engine::{ReaderState, EDGES_TOKEN, WAKE_TOKEN};
 use once_cell::sync::OnceCell;
+use reader::{ReaderState, EDGES_TOKEN, WAKE_TOKEN};
 use region::{Region, RegionTable};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{
-    AtomicBool, AtomicU64,
+    AtomicU64,
     Ordering::{AcqRel, Acquire, Release},
 };
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
+use unpoisoned::{LockOk, RwOk};
 
 /// Room reserved up front for uffds and regions, so that serving a fork
 /// (which adds both) does not allocate in the common case.
@@ -134,13 +144,8 @@ pub(crate) struct Inner {
     /// itself only says POLLERR. It is in `epoll` and in the reader's
     /// poll set.
     pub edges: OwnedFd,
-    pub stop: AtomicBool,
-    pub running: AtomicBool,
-    /// A run has ended (and applied the stop policies): the next run
-    /// starts afresh (`Inner::prepare_rerun`).
-    pub ended: AtomicBool,
-    /// Set once workers and the prefetcher are up and the loop is entered.
-    pub ready: AtomicBool,
+    /// Idle, Starting, Running, Stopping, Stopped (lifecycle.rs).
+    pub life: lifecycle::Lifecycle,
     pub stop_errno: AtomicU64,
     pub stats: stats::Stats,
     pub zero_huge: OnceCell<wait::ScratchMap>,
@@ -166,7 +171,7 @@ pub(crate) struct Inner {
     /// monitor because a fault could not be released (`run` returns it).
     pub loop_error: Mutex<Option<Error>>,
     /// Faults that could be neither resolved nor poisoned, by (uffd id,
-    /// page): how many times each came back (engine.rs `unreleasable`).
+    /// page): how many times each came back (fault.rs `unreleasable`).
     /// Fixed size: the least-seen entry makes room.
     pub unreleased: Mutex<[(u32, u64, u32); UNRELEASED_SLOTS]>,
     /// The reserve filler ("uffd-reserve", reserve.rs), started when a
@@ -301,12 +306,12 @@ fn spawn_thread<T: Send + 'static>(
         })
 }
 
-/// Clears `Inner::running` when dropped (unwinding too).
+/// Gives the run's claim back when dropped (unwinding too).
 struct NotRunningOnDrop<'a>(&'a Inner);
 
 impl Drop for NotRunningOnDrop<'_> {
     fn drop(&mut self) {
-        self.0.running.store(false, Release);
+        self.0.life.release();
     }
 }
 
@@ -421,7 +426,7 @@ impl Inner {
     /// blocking one (it can); a non-blocking one is read with read(2),
     /// which never waits on it either and costs a little less.
     pub(crate) fn uffd_to_read(&self, id: u32) -> Option<(Arc<Uffd>, bool)> {
-        let list = self.uffds.read().unwrap_or_else(|p| p.into_inner());
+        let list = self.uffds.read_ok();
         list.get(id as usize)?
             .as_ref()
             .map(|s| (s.uffd.clone(), s.blocking && s.nowait))
@@ -441,25 +446,52 @@ impl Inner {
 
     pub(crate) fn request_stop(&self, errno: Option<i32>) {
         // Asked between runs: it is for the next run, which then returns
-        // at once (as before a first run); without this the next run
-        // would start afresh (`prepare_rerun`).
-        self.ended.store(false, Release);
+        // at once (as before a first run); `ask_stop` sees to it that the
+        // next run does not start afresh (`prepare_rerun`).
         if let Some(e) = errno {
             let _ = self
                 .stop_errno
                 .compare_exchange(0, e as u64, AcqRel, Acquire);
         }
-        self.stop.store(true, Release);
+        self.life.ask_stop();
         wait::eventfd_signal(self.wake_fd.as_fd());
     }
 
     /// A worker's reading failed: keep the first error for `run` and stop.
     pub(crate) fn fail_loop(&self, e: Error) {
-        self.loop_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_or_insert(e);
+        self.loop_error.lock_ok().get_or_insert(e);
         self.request_stop(None);
+    }
+
+    /// A panic in the engine on `which` thread: stop with ENOTRECOVERABLE;
+    /// the error to return.
+    pub(crate) fn engine_panicked(&self, which: &str) -> Error {
+        self.log(format_args!(
+            "internal error: {which} panicked; the monitor stops (ENOTRECOVERABLE)"
+        ));
+        self.request_stop(Some(libc::ENOTRECOVERABLE));
+        Error::os(
+            "monitor",
+            libc::ENOTRECOVERABLE,
+            format!("{which} panicked (a bug in libuffd): the monitor stopped"),
+        )
+    }
+
+    /// Send a formatted message to the log callback, if there is one.
+    /// A log callback that panics is ignored (there is nowhere to report
+    /// it): the monitor goes on.
+    pub(crate) fn log(&self, args: std::fmt::Arguments<'_>) {
+        // A panic this thread had inside the library first (its text,
+        // kept by the panic hook instead of printed: uffd/quiet.rs).
+        let pending = crate::uffd::quiet::take_pending();
+        if self.handler.wants_log() {
+            let _quiet = crate::uffd::quiet::Suppress::enter();
+            for msg in pending.into_iter().chain(std::iter::once(args.to_string())) {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.handler.on_log(&msg)
+                }));
+            }
+        }
     }
 
     pub(crate) fn add_uffd(&self, uffd: Arc<Uffd>, owned: bool) -> Result<u32> {
@@ -467,7 +499,7 @@ impl Inner {
         // Room first, allocating outside the lock (see reserve.rs); on the
         // reader, serving a fork, the room is already there.
         reserve::grow(&self.uffds, |v| v, 1);
-        let mut list = self.uffds.write().unwrap_or_else(|e| e.into_inner());
+        let mut list = self.uffds.write_ok();
         let id = list.len() as u32;
         self.watch(&uffd, id, blocking)
             .map_err(|e| Error::os("epoll_ctl", e, "adding a userfaultfd"))?;
@@ -505,65 +537,15 @@ impl Inner {
     /// Stop serving uffd `id` (its process exited, or it was closed).
     pub(crate) fn retire(&self, id: u32) {
         let served = {
-            let mut list = self.uffds.write().unwrap_or_else(|e| e.into_inner());
+            let mut list = self.uffds.write_ok();
             list.get_mut(id as usize).and_then(Option::take)
         };
         if let Some(s) = served {
             let set = if s.blocking { &self.edges } else { &self.epoll };
             wait::epoll_del(set.as_fd(), s.uffd.as_fd());
-            self.regions
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .retire(id);
+            self.regions.write_ok().retire(id);
             // Dropping `s` closes an owned (forked child's) descriptor once
             // no operation in flight holds it.
-        }
-    }
-
-    /// Address of a zeroed page of `ps` bytes (hugetlb zero-fill).
-    pub(crate) fn zero_source(&self, ps: u64) -> Result<u64> {
-        let m = self.zero_huge.get_or_try_init(|| {
-            wait::ScratchMap::new(ps.max(2 << 20) as usize)
-                .map_err(|e| Error::os("mmap", e, "zero page"))
-        })?;
-        if (m.len() as u64) < ps {
-            return Err(Error::invalid(format!(
-                "page size {ps} exceeds the zero buffer"
-            )));
-        }
-        Ok(m.addr())
-    }
-
-    /// Hand a fault to the workers, if there are any: the first of a
-    /// batch the reading worker keeps for itself (`ReaderState::kept`),
-    /// the rest go to the queue (woken by `wake_pool` once the batch is
-    /// read). False: resolve it in place.
-    pub(crate) fn hand_off(&self, st: &mut ReaderState, p: engine::Pending) -> bool {
-        let pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(pool) = pool.as_ref() else {
-            return false;
-        };
-        let taken = if st.kept.is_none() {
-            st.kept = Some(p);
-            true
-        } else if pool.push(p) {
-            st.queued += 1;
-            true
-        } else {
-            false
-        };
-        if taken {
-            stats::Stats::add(&self.stats.handed_off, 1);
-        }
-        taken
-    }
-
-    /// Wake workers for `n` faults queued from one batch.
-    pub(crate) fn wake_pool(&self, n: usize) {
-        if n > 0 {
-            if let Some(pool) = self.pool.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-                pool.wake(n);
-            }
         }
     }
 }
@@ -600,10 +582,7 @@ impl Monitor {
                 wake_fd,
                 epoll,
                 edges,
-                stop: AtomicBool::new(false),
-                running: AtomicBool::new(false),
-                ended: AtomicBool::new(false),
-                ready: AtomicBool::new(false),
+                life: lifecycle::Lifecycle::new(),
                 stop_errno: AtomicU64::new(0),
                 stats: stats::Stats::default(),
                 zero_huge: OnceCell::new(),
@@ -641,13 +620,10 @@ impl Monitor {
     /// (tests/monitor_events.rs fork_back_to_back_one_cpu_dispatch).
     fn start_reserve(&self) -> Result<()> {
         let inner = &self.inner;
-        if inner.stop.load(Acquire) || !reserve::wanted(inner) {
+        if inner.life.stop_asked() || !reserve::wanted(inner) {
             return Ok(());
         }
-        let mut slot = inner
-            .reserve_thread
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut slot = inner.reserve_thread.lock_ok();
         if slot.as_ref().is_some_and(|h| !h.is_finished()) {
             return Ok(());
         }
@@ -674,12 +650,7 @@ impl Monitor {
     /// (`Running::wait`, or `run` returning).
     pub fn shut_down(&self) {
         self.stop();
-        let t = self
-            .inner
-            .reserve_thread
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let t = self.inner.reserve_thread.lock_ok().take();
         if let Some(t) = t {
             let _ = t.join();
         }
@@ -701,8 +672,7 @@ impl Monitor {
         }
         // The layout gate: not while a fault of it is looked up and served
         // from its region (nor, from an event callback, which holds it).
-        let _gate = (!engine::holding_layout())
-            .then(|| self.inner.layout.write().unwrap_or_else(|e| e.into_inner()));
+        let _gate = (!reader::holding_layout()).then(|| self.inner.layout.write_ok());
         self.inner.retire(id);
         wait::eventfd_signal(self.inner.wake_fd.as_fd());
         Ok(())
@@ -785,15 +755,8 @@ impl Monitor {
         // gate exclusively already: waiting for it would wait for itself
         // for ever, so it goes on without (the batch's events before this
         // one are applied; those after it will be, to the new region too).
-        let _gate = (!engine::holding_layout())
-            .then(|| self.inner.layout.read().unwrap_or_else(|e| e.into_inner()));
-        if self
-            .inner
-            .regions
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .overlaps(id, start, len)
-        {
+        let _gate = (!reader::holding_layout()).then(|| self.inner.layout.read_ok());
+        if self.inner.regions.read_ok().overlaps(id, start, len) {
             return Err(Error::invalid(format!(
                 "add region: [{start:#x}, +{len:#x}) overlaps a region of this userfaultfd"
             )));
@@ -826,31 +789,23 @@ impl Monitor {
             uffd.register(Range::new(start, len), opts.register)?;
         }
         if let Some(dup) = source_fd {
-            self.inner
-                .source_fds
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(dup);
+            self.inner.source_fds.lock_ok().push(dup);
         }
         // Room first, allocating outside the lock (see reserve.rs).
         reserve::grow(&self.inner.regions, RegionTable::vec_mut, 1);
-        self.inner
-            .regions
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(Region {
-                uffd_id: id,
-                start,
-                len,
-                page_size,
-                source: opts.source,
-                source_offset: 0,
-                prefetch: opts.prefetch,
-                user_data: opts.user_data,
-                stop_policy: opts.stop_policy,
-                window: AtomicU64::new(self.inner.config.window_min as u64),
-                next_page: AtomicU64::new(0),
-            });
+        self.inner.regions.write_ok().insert(Region {
+            uffd_id: id,
+            start,
+            len,
+            page_size,
+            source: opts.source,
+            source_offset: 0,
+            prefetch: opts.prefetch,
+            user_data: opts.user_data,
+            stop_policy: opts.stop_policy,
+            window: AtomicU64::new(self.inner.config.window_min as u64),
+            next_page: AtomicU64::new(0),
+        });
         if opts.prefetch {
             self.start_late_prefetch()?;
         }
@@ -865,11 +820,11 @@ impl Monitor {
     /// (tests/monitor_wake.rs add_region_prefetch_while_running).
     fn start_late_prefetch(&self) -> Result<()> {
         let inner = &self.inner;
-        if !inner.ready.load(Acquire) || inner.stop.load(Acquire) {
+        if !inner.life.ready() || inner.life.stop_asked() {
             // Not running: run() starts the prefetcher.
             return Ok(());
         }
-        let mut slot = inner.prefetcher.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = inner.prefetcher.lock_ok();
         if slot.as_ref().is_some_and(|h| !h.is_finished()) {
             // It is running and will find the new region: it walks the
             // table afresh after each chunk.
@@ -909,7 +864,7 @@ impl Monitor {
     /// place a run is claimed (`run`, and `start` on the caller's thread,
     /// so that of two racing starts exactly one starts a thread).
     fn claim_run(&self, what: &'static str) -> Result<()> {
-        if self.inner.running.swap(true, AcqRel) {
+        if !self.inner.life.claim() {
             return Err(Error::os(
                 what,
                 libc::EBUSY,
@@ -922,7 +877,7 @@ impl Monitor {
     /// `run` once claimed.
     fn run_claimed(&self) -> Result<()> {
         let _quiet = crate::uffd::quiet::Scope::enter(Some(self.inner.panic_sink()));
-        if self.inner.ended.swap(false, AcqRel) {
+        if self.inner.life.rerun() {
             self.inner.prepare_rerun();
         }
         // Not running any more once this returns, whatever happens (a
@@ -951,13 +906,13 @@ impl Monitor {
             // The workers read and resolve (pool.rs); they return once the
             // monitor is stopped and their queue is empty.
             helpers.wait_started();
-            inner.ready.store(true, Release);
+            inner.life.mark_ready();
             result = self.join_workers(&mut helpers);
         } else if result.is_ok() {
             helpers.wait_started();
-            let mut st = inner.reader.lock().unwrap_or_else(|e| e.into_inner());
-            inner.ready.store(true, Release);
-            while !inner.stop.load(Acquire) {
+            let mut st = inner.reader.lock_ok();
+            inner.life.mark_ready();
+            while !inner.life.stop_asked() {
                 if let Err(e) = inner.iterate_guarded(&mut st, -1) {
                     result = Err(e);
                     break;
@@ -975,12 +930,7 @@ impl Monitor {
         for h in helpers.threads.drain(..workers) {
             let _ = h.join();
         }
-        match inner
-            .loop_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
+        match inner.loop_error.lock_ok().take() {
             Some(e) => Err(e),
             None => Ok(()),
         }
@@ -989,41 +939,27 @@ impl Monitor {
     /// The end of every run: stop, join the helpers, release the regions.
     fn finish_run(&self, helpers: Helpers, mut result: Result<()>) -> Result<()> {
         let inner = &self.inner;
-        if let Some(pool) = inner.pool.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(pool) = inner.pool.lock_ok().take() {
             pool.shut_down();
         }
-        inner.stop.store(true, Release);
-        inner.ready.store(false, Release);
+        inner.life.finishing();
         for h in helpers.threads {
             let _ = h.join();
         }
-        let late = inner
-            .prefetcher
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let late = inner.prefetcher.lock_ok().take();
         if let Some(t) = late {
             let _ = t.join();
         }
         // The reserve filler, which gives handles to children still
         // pending before it ends, so that the release below sees them.
-        let filler = inner
-            .reserve_thread
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let filler = inner.reserve_thread.lock_ok().take();
         if let Some(t) = filler {
             let _ = t.join();
         }
         inner.release_at_stop();
-        inner.ended.store(true, Release);
+        inner.life.finished();
         if result.is_ok() {
-            if let Some(e) = inner
-                .loop_error
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take()
-            {
+            if let Some(e) = inner.loop_error.lock_ok().take() {
                 result = Err(e);
             }
         }
@@ -1044,7 +980,7 @@ impl Monitor {
         let inner = &self.inner;
         if inner.config.workers > 0 {
             let pool = Arc::new(pool::Pool::new(inner.config.spin_us));
-            *inner.pool.lock().unwrap_or_else(|e| e.into_inner()) = Some(pool.clone());
+            *inner.pool.lock_ok() = Some(pool.clone());
             for n in 0..inner.config.workers {
                 let (i, p) = (inner.clone(), pool.clone());
                 helpers.spawn(&format!("uffd-worker-{n}"), inner.panic_sink(), move || {
@@ -1052,12 +988,7 @@ impl Monitor {
                 })?;
             }
         }
-        let wants_prefetch = inner
-            .regions
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .any(|r| r.prefetch);
+        let wants_prefetch = inner.regions.read_ok().iter().any(|r| r.prefetch);
         if wants_prefetch {
             let i = inner.clone();
             helpers.spawn("uffd-prefetch", inner.panic_sink(), move || {
@@ -1077,20 +1008,20 @@ impl Monitor {
     /// as `run` does.
     pub fn drive_begin(&self) -> Result<Driven> {
         let inner = &self.inner;
-        if inner.running.swap(true, AcqRel) {
+        if !inner.life.claim() {
             return Err(Error::os(
                 "monitor run",
                 libc::EBUSY,
                 "the monitor is already running",
             ));
         }
-        if inner.ended.swap(false, AcqRel) {
+        if inner.life.rerun() {
             inner.prepare_rerun();
         }
         let exit = match ExitSignal::new() {
             Ok(e) => e,
             Err(e) => {
-                inner.running.store(false, Release);
+                inner.life.release();
                 return Err(e);
             }
         };
@@ -1103,7 +1034,7 @@ impl Monitor {
         let result = self.spawn_helpers(&mut helpers);
         if result.is_ok() {
             helpers.wait_started();
-            inner.ready.store(true, Release);
+            inner.life.mark_ready();
         }
         Ok(Driven {
             helpers,
@@ -1124,14 +1055,14 @@ impl Monitor {
                 "waiting for the monitor's input",
             ));
         }
-        if d.result.is_err() || inner.stop.load(Acquire) {
+        if d.result.is_err() || inner.life.stop_asked() {
             return Turn::Done;
         }
         if inner.config.workers > 0 {
             // The workers serve; a worker ends only once the monitor is
             // stopped, and fires `exit` as it does.
             d.exit.drain();
-            if inner.stop.load(Acquire) {
+            if inner.life.stop_asked() {
                 return Turn::Done;
             }
             return Turn::Wait {
@@ -1139,7 +1070,7 @@ impl Monitor {
                 timeout_ms: -1,
             };
         }
-        let mut st = inner.reader.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = inner.reader.lock_ok();
         // With spinning on, a turn spins (and then polls a millisecond)
         // as `run` does before it blocks.
         let timeout = if inner.config.spin_us > 0 { 1 } else { 0 };
@@ -1147,7 +1078,7 @@ impl Monitor {
             d.result = Err(e);
             return Turn::Done;
         }
-        if inner.stop.load(Acquire) {
+        if inner.life.stop_asked() {
             return Turn::Done;
         }
         // The epoll set holds the wake eventfd and every served uffd.
@@ -1169,7 +1100,7 @@ impl Monitor {
             result = self.join_workers(&mut helpers);
         }
         let result = self.finish_run(helpers, result);
-        self.inner.running.store(false, Release);
+        self.inner.life.release();
         result
     }
 
@@ -1191,13 +1122,13 @@ impl Monitor {
             Ok(v) => v,
             Err(e) => {
                 // No thread: the claim is given back.
-                self.inner.running.store(false, Release);
+                self.inner.life.release();
                 return Err(e);
             }
         };
         // Wait until its threads are up and it reads events, so that the
         // caller's first fault is served and stop() right after is seen.
-        while !self.inner.ready.load(Acquire) && !t.is_finished() {
+        while !self.inner.life.ready() && !t.is_finished() {
             std::thread::yield_now();
         }
         Ok(Running {
@@ -1214,12 +1145,12 @@ impl Monitor {
 
     /// Whether `run` is active (on any thread).
     pub fn is_running(&self) -> bool {
-        self.inner.running.load(Acquire)
+        self.inner.life.running()
     }
 
     /// Whether stop was requested.
     pub fn is_stopping(&self) -> bool {
-        self.inner.stop.load(Acquire)
+        self.inner.life.stop_asked()
     }
 
     /// The monitor's epoll descriptor: readable when something is ready
@@ -1243,7 +1174,7 @@ impl Monitor {
     /// after a stop does.
     pub fn dispatch(&self, timeout_ms: i32) -> Result<usize> {
         let inner = &self.inner;
-        if inner.running.load(Acquire) {
+        if inner.life.running() {
             return Err(Error::os(
                 "monitor dispatch",
                 libc::EBUSY,
@@ -1257,17 +1188,17 @@ impl Monitor {
                 "another thread is dispatching",
             )
         })?;
-        if inner.ended.swap(false, AcqRel) {
+        if inner.life.rerun() {
             // The stop was delivered by an earlier dispatch: serve again.
             inner.prepare_rerun();
             self.start_reserve()?;
         }
-        let result = if inner.stop.load(Acquire) {
+        let result = if inner.life.stop_asked() {
             Ok(0)
         } else {
             inner.iterate_guarded(&mut st, timeout_ms)
         };
-        if !inner.stop.load(Acquire) {
+        if !inner.life.stop_asked() {
             return result;
         }
         drop(st);
@@ -1280,22 +1211,13 @@ impl Monitor {
     /// Always an error: the stop's.
     fn end_dispatch(&self) -> Result<()> {
         let inner = &self.inner;
-        let filler = inner
-            .reserve_thread
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let filler = inner.reserve_thread.lock_ok().take();
         if let Some(t) = filler {
             let _ = t.join();
         }
         inner.release_at_stop();
-        inner.ended.store(true, Release);
-        if let Some(e) = inner
-            .loop_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
+        inner.life.finished();
+        if let Some(e) = inner.loop_error.lock_ok().take() {
             return Err(e);
         }
         match inner.stop_errno.load(Acquire) as i32 {

@@ -8,10 +8,11 @@
 //! The queue is preallocated; a full queue makes the leader resolve the
 //! fault itself, so events are always read and EAGAIN retries always end.
 
-use super::engine::{Handled, OnAgain, Pending, Scratch};
+use super::fault::{Handled, OnAgain, Pending};
+use super::resolve::Scratch;
+use super::unpoisoned::{unpoisoned, LockOk};
 use super::Inner;
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering::Acquire;
 use std::sync::{Arc, Condvar, Mutex};
 
 const QUEUE_CAPACITY: usize = 4096;
@@ -50,7 +51,7 @@ impl Pool {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock_ok()
     }
 
     /// Queue a fault without waking a worker (see `wake`); false if the
@@ -100,7 +101,7 @@ impl Pool {
                 s.leading = true;
                 return Next::Lead;
             }
-            s = self.ready.wait(s).unwrap_or_else(|e| e.into_inner());
+            s = unpoisoned(self.ready.wait(s));
         }
     }
 
@@ -167,7 +168,7 @@ fn work_loop(inner: &Inner, pool: &Pool) {
                 let _leading = Leading(pool);
                 lead(inner, retry.take())
             };
-            if inner.stop.load(Acquire) {
+            if inner.life.stop_asked() {
                 pool.shut_down();
             }
             let Some(p) = kept else { break };
@@ -184,11 +185,11 @@ fn work_loop(inner: &Inner, pool: &Pool) {
 fn lead(inner: &Inner, retry: Option<Pending>) -> Option<Pending> {
     // Only the worker marked as leading takes this lock (dispatch() is
     // refused while the monitor runs): it never waits here.
-    let mut st = inner.reader.lock().unwrap_or_else(|e| e.into_inner());
+    let mut st = inner.reader.lock_ok();
     st.retry.extend(retry);
     // Checked under the lock: a stop whose wakeup the previous leader
     // consumed is seen here, before this one would sleep in poll(2).
-    while !inner.stop.load(Acquire) {
+    while !inner.life.stop_asked() {
         if let Err(e) = inner.iterate_guarded(&mut st, -1) {
             inner.fail_loop(e);
             break;

@@ -5,12 +5,12 @@
 //! places each page atomically; a page a fault placed first comes back as
 //! EEXIST and is skipped), so it never delays a fault behind it.
 
-use super::engine::Scratch;
 use super::region::Source;
+use super::resolve::Scratch;
 use super::resolve::{Applied, Failed, FaultToken};
 use super::stats::Stats;
+use super::unpoisoned::RwOk;
 use super::Inner;
-use std::sync::atomic::Ordering::Acquire;
 use std::sync::Arc;
 
 const CHUNK_BYTES: u64 = 4 << 20;
@@ -20,15 +20,15 @@ pub(crate) fn run(inner: Arc<Inner>) {
     let mut scratch = Scratch::default();
     let mut cursor: Option<(u32, u64)> = None; // (uffd, next address)
     loop {
-        if inner.stop.load(Acquire) {
+        if inner.life.stop_asked() {
             return;
         }
         // The layout gate, from the lookup to the ioctl (see
         // `Inner::layout`): no stale source data after a REMOVE.
-        let gate = inner.layout.read().unwrap_or_else(|e| e.into_inner());
+        let gate = inner.layout.read_ok();
         // The next prefetch region at or after the cursor.
         let next = {
-            let t = inner.regions.read().unwrap_or_else(|e| e.into_inner());
+            let t = inner.regions.read_ok();
             let found = t
                 .iter()
                 // A page size still unknown (an adopted descriptor's region,

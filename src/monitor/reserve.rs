@@ -24,6 +24,7 @@
 //!
 //! The rule, its exceptions and the lock order: docs/DESIGN.md §3.5, §4.
 
+use super::unpoisoned::{unpoisoned, LockOk, RwOk};
 use super::{Inner, Served};
 use crate::sys::wait;
 use crate::uffd::{Features, Range, Uffd};
@@ -103,19 +104,15 @@ impl Reserve {
     pub fn nudge(&self) {
         // lock(), not try_lock(): a lost nudge left the helper asleep while
         // forks emptied the stock. Its holder never allocates under it.
-        let mut n = self.nudged.lock().unwrap_or_else(|e| e.into_inner());
+        let mut n = self.nudged.lock_ok();
         *n = true;
         self.wake.notify_one();
     }
 
     fn wait_nudge(&self, timeout: Duration) {
-        let mut n = self.nudged.lock().unwrap_or_else(|e| e.into_inner());
+        let mut n = self.nudged.lock_ok();
         if !*n {
-            n = self
-                .wake
-                .wait_timeout(n, timeout)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            n = unpoisoned(self.wake.wait_timeout(n, timeout)).0;
         }
         *n = false;
     }
@@ -129,7 +126,7 @@ impl Reserve {
 pub(crate) fn grow<G, T>(lock: &RwLock<G>, vec: fn(&mut G) -> &mut Vec<T>, extra: usize) {
     loop {
         let want = {
-            let mut g = lock.write().unwrap_or_else(|e| e.into_inner());
+            let mut g = lock.write_ok();
             let v = vec(&mut g);
             if v.capacity() - v.len() >= extra {
                 return;
@@ -138,7 +135,7 @@ pub(crate) fn grow<G, T>(lock: &RwLock<G>, vec: fn(&mut G) -> &mut Vec<T>, extra
         };
         let mut fresh: Vec<T> = Vec::with_capacity(want);
         {
-            let mut g = lock.write().unwrap_or_else(|e| e.into_inner());
+            let mut g = lock.write_ok();
             let v = vec(&mut g);
             if v.capacity() - v.len() < extra && fresh.capacity() >= v.len() + extra {
                 fresh.append(v);
@@ -196,10 +193,7 @@ impl Inner {
         if !copied {
             // A stock handle: add_uffd found room (the helper keeps
             // PENDING spare slots); the region copies likewise.
-            self.regions
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .duplicate(parent_id, child_id);
+            self.regions.write_ok().duplicate(parent_id, child_id);
         }
         r.nudge();
         Ok(Some(child_id))
@@ -216,8 +210,8 @@ impl Inner {
         let Ok(mut pending) = r.pending.try_lock() else {
             return Err(fd);
         };
-        let mut list = self.uffds.write().unwrap_or_else(|e| e.into_inner());
-        let mut regions = self.regions.write().unwrap_or_else(|e| e.into_inner());
+        let mut list = self.uffds.write_ok();
+        let mut regions = self.regions.write_ok();
         let copies = regions.iter().filter(|x| x.uffd_id == parent_id).count();
         let table = super::region::RegionTable::vec_mut(&mut regions);
         if pending.len() == pending.capacity()
@@ -239,12 +233,7 @@ impl Inner {
     /// slots, then have the reader poll them.
     fn fill_pending(&self) {
         loop {
-            let item = self
-                .reserve
-                .pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .pop();
+            let item = self.reserve.pending.lock_ok().pop();
             let Some((id, fd, parent)) = item else { return };
             let uffd = Arc::new(Uffd::from_fork(fd, &parent));
             let (blocking, nowait) = match super::read_mode(&uffd, true) {
@@ -258,7 +247,7 @@ impl Inner {
                 self.log(format_args!("cannot serve forked child: epoll_ctl failed"));
             }
             {
-                let mut list = self.uffds.write().unwrap_or_else(|e| e.into_inner());
+                let mut list = self.uffds.write_ok();
                 if let Some(slot @ None) = list.get_mut(id as usize) {
                     *slot = Some(Served {
                         uffd,
@@ -283,8 +272,7 @@ pub(crate) fn wanted(inner: &Inner) -> bool {
     inner.config.serve_forks
         && inner
             .uffds
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+            .read_ok()
             .iter()
             .flatten()
             .any(|s| s.uffd.features().contains(Features::EVENT_FORK))
@@ -305,7 +293,7 @@ pub(crate) fn run(weak: std::sync::Weak<Inner>) {
     let mut reported = (0u64, 0u64);
     loop {
         let Some(inner) = weak.upgrade() else { return };
-        if inner.stop.load(Acquire) {
+        if inner.life.stop_asked() {
             inner.reserve.helper.store(false, Release);
             // Children still pending get their handles now, so that
             // stopping releases (or closes) them like every other child.
@@ -330,17 +318,16 @@ fn refill(inner: &Inner) {
     // Pre-made child handles; a placeholder needs some uffd's features.
     let model = inner
         .uffds
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
+        .read_ok()
         .iter()
         .flatten()
         .next()
         .map(|s| s.uffd.clone());
     if let Some(model) = model {
-        while r.stock.lock().unwrap_or_else(|e| e.into_inner()).len() < STOCK {
+        while r.stock.lock_ok().len() < STOCK {
             let Ok(fd) = wait::eventfd() else { break };
             let a = Arc::new(Uffd::from_fork(fd, &model));
-            let mut s = r.stock.lock().unwrap_or_else(|e| e.into_inner());
+            let mut s = r.stock.lock_ok();
             if s.len() < s.capacity() {
                 s.push(a);
             } else {
@@ -355,7 +342,7 @@ fn refill(inner: &Inner) {
     // Spare region entries: STOCK forks of the uffd with the most regions,
     // plus room for the splits of layout events.
     let most = {
-        let t = inner.regions.read().unwrap_or_else(|e| e.into_inner());
+        let t = inner.regions.read_ok();
         let (mut most, mut run, mut last) = (0usize, 0usize, None);
         for reg in t.iter() {
             if last == Some(reg.uffd_id) {
@@ -374,15 +361,15 @@ fn refill(inner: &Inner) {
         PENDING * most + SPARE_REGIONS,
     );
     // Spare poll arrays for the uffds there may soon be.
-    let want = inner.uffds.read().unwrap_or_else(|e| e.into_inner()).len() + PENDING + 1;
+    let want = inner.uffds.read_ok().len() + PENDING + 1;
     let small = {
-        let p = r.poll.lock().unwrap_or_else(|e| e.into_inner());
+        let p = r.poll.lock_ok();
         p.0.capacity() < want || p.1.capacity() < want
     };
     if small {
         let mut fresh = (Vec::with_capacity(want * 2), Vec::with_capacity(want * 2));
         {
-            let mut p = r.poll.lock().unwrap_or_else(|e| e.into_inner());
+            let mut p = r.poll.lock_ok();
             if p.0.capacity() < fresh.0.capacity() && p.1.capacity() < fresh.1.capacity() {
                 std::mem::swap(&mut *p, &mut fresh);
             }
@@ -410,12 +397,12 @@ impl Inner {
         // One slot at a time, allocating nothing under the lock: the
         // reader takes it for writing while serving a fork, and an
         // allocation here may wait for that fork's malloc locks.
-        let slots = self.uffds.read().unwrap_or_else(|e| e.into_inner()).len();
+        let slots = self.uffds.read_ok().len();
         let base = crate::sys::base_page_size();
         let page = (&PROBE as *const u8 as u64) & !(base - 1);
         for id in 0..slots as u32 {
             let uffd = {
-                let list = self.uffds.read().unwrap_or_else(|e| e.into_inner());
+                let list = self.uffds.read_ok();
                 match list.get(id as usize) {
                     Some(Some(s)) if s.owned => s.uffd.clone(),
                     _ => continue,

@@ -5,9 +5,14 @@
 //! progress, EAGAIN means an event is pending (retry after it is read),
 //! ENOENT means the range went away (wake: the thread refaults and gets
 //! what the new layout gives), ESRCH means the process exited (retire).
+//! Also serving a fault from a region's page source (`serve_source`, with
+//! the `Scratch` staging memory and the zero page of `zero_source`), and
+//! the per-thread current fault (`CurrentFault`) behind `Monitor::resolve`.
 
 use super::region::Source;
+use super::unpoisoned::RwOk;
 use super::Inner;
+use crate::sys::wait;
 use crate::uffd::{
     ContinueMode, CopyMode, Error, Fault, HandedOver, MoveMode, PoisonMode, Range, Uffd,
     WriteprotectMode, ZeropageMode,
@@ -263,7 +268,7 @@ fn classify(
 impl Inner {
     /// The served uffd with this id, unless retired.
     pub(crate) fn uffd(&self, id: u32) -> Option<Arc<Uffd>> {
-        let list = self.uffds.read().unwrap_or_else(|p| p.into_inner());
+        let list = self.uffds.read_ok();
         list.get(id as usize)?.as_ref().map(|s| s.uffd.clone())
     }
 
@@ -361,6 +366,20 @@ impl Inner {
             .map(|p| p.done)
     }
 
+    /// Address of a zeroed page of `ps` bytes (hugetlb zero-fill).
+    pub(crate) fn zero_source(&self, ps: u64) -> Result<u64, Error> {
+        let m = self.zero_huge.get_or_try_init(|| {
+            wait::ScratchMap::new(ps.max(2 << 20) as usize)
+                .map_err(|e| Error::os("mmap", e, "zero page"))
+        })?;
+        if (m.len() as u64) < ps {
+            return Err(Error::invalid(format!(
+                "page size {ps} exceeds the zero buffer"
+            )));
+        }
+        Ok(m.addr())
+    }
+
     /// Serve a missing-page fault from a region's source, placing the
     /// faulting page and up to `window - 1` following pages in one ioctl.
     ///
@@ -374,7 +393,7 @@ impl Inner {
     /// livelock the fuzzer found: 100,000 faults in two seconds).
     pub(crate) fn serve_source(
         &self,
-        scratch: &mut super::engine::Scratch,
+        scratch: &mut Scratch,
         t: FaultToken,
         source: Source,
         source_offset: u64,
@@ -389,7 +408,7 @@ impl Inner {
 
     fn serve_window(
         &self,
-        scratch: &mut super::engine::Scratch,
+        scratch: &mut Scratch,
         t: FaultToken,
         source: Source,
         source_offset: u64,
@@ -578,6 +597,29 @@ impl Inner {
             )
             .map(|p| p.done);
         classify(self, uffd, t.uffd_id, t.page, ps, r)
+    }
+}
+
+/// Page-aligned scratch memory for staging pages (pread, padding),
+/// allocated on first use and reused: no allocation per fault.
+#[derive(Default)]
+pub struct Scratch {
+    map: Option<wait::ScratchMap>,
+}
+
+impl Scratch {
+    /// At least `len` bytes (grown, rarely, by remapping).
+    pub fn get(&mut self, len: u64) -> Result<&mut [u8], Error> {
+        let len = (len as usize).max(4 << 20);
+        if self.map.as_ref().is_none_or(|m| m.len() < len) {
+            let m = wait::ScratchMap::new(len).map_err(|e| Error::os("mmap scratch", e, ""))?;
+            self.map = Some(m);
+        }
+        Ok(self
+            .map
+            .as_mut()
+            .map(|m| m.as_mut_slice())
+            .unwrap_or_default())
     }
 }
 

@@ -12,9 +12,11 @@
 //! (`ZeroFill`, only on request for regions whose pages hold data).
 
 use super::config::StopPolicy;
-use super::engine::{HoldingLayout, Pending, ReaderState};
+use super::fault::Pending;
+use super::reader::{HoldingLayout, ReaderState};
 use super::region::{Region, Source};
 use super::stats::Stats;
+use super::unpoisoned::{LockOk, RwOk};
 use super::Inner;
 use crate::uffd::{Error, Range, Uffd};
 use std::sync::atomic::Ordering::Release;
@@ -36,7 +38,7 @@ impl Inner {
     /// A callback deferred the fault at `t` (counted at a stop if it is
     /// still open then). No allocation.
     pub(crate) fn deferred_open(&self, t: super::FaultToken) {
-        let mut open = self.deferred_open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = self.deferred_open.lock_ok();
         if open.len() < open.capacity() {
             open.push((t.uffd_id, t.page));
         } else {
@@ -46,7 +48,7 @@ impl Inner {
 
     /// A deferred fault is being completed.
     pub(crate) fn deferred_done(&self, t: super::FaultToken) {
-        let mut open = self.deferred_open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = self.deferred_open.lock_ok();
         if let Some(i) = open
             .iter()
             .position(|&(id, page)| id == t.uffd_id && page == t.page)
@@ -74,7 +76,7 @@ impl Inner {
     /// their range was unmapped meanwhile) unless the monitor's policy is
     /// `Block`, and close the forked children's descriptors.
     pub(crate) fn release_at_stop(&self) {
-        let mut guard = self.reader.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.reader.lock_ok();
         let st = &mut *guard;
         if let Some(p) = st.kept.take() {
             if st.retry.len() < st.retry.capacity() {
@@ -83,7 +85,7 @@ impl Inner {
         }
         let mut uncounted = self.collect_queued(st);
         let regions: Vec<(u32, u64, u64, u64, StopPolicy)> = {
-            let t = self.regions.read().unwrap_or_else(|e| e.into_inner());
+            let t = self.regions.read_ok();
             t.iter()
                 .map(|r| {
                     (
@@ -118,10 +120,7 @@ impl Inner {
                         "stop: unregister [{start:#x}, +{len:#x}): {e}"
                     ));
                 }
-                self.regions
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .unmap(id, start, start + len);
+                self.regions.write_ok().unmap(id, start, start + len);
             }
             outcomes.push((id, start, start + len, outcome));
         }
@@ -134,10 +133,9 @@ impl Inner {
         } else {
             Outcome::Zeroed
         };
-        let deferred: Vec<(u32, u64)> =
-            std::mem::take(&mut *self.deferred_open.lock().unwrap_or_else(|e| e.into_inner()));
+        let deferred: Vec<(u32, u64)> = std::mem::take(&mut *self.deferred_open.lock_ok());
         {
-            let mut open = self.deferred_open.lock().unwrap_or_else(|e| e.into_inner());
+            let mut open = self.deferred_open.lock_ok();
             open.reserve(super::DEFERRED_TRACKED);
         }
         uncounted += self
@@ -172,7 +170,7 @@ impl Inner {
             Stats::add(counter, uncounted);
         }
         let served: Vec<(u32, std::sync::Arc<Uffd>, bool)> = {
-            let list = self.uffds.read().unwrap_or_else(|e| e.into_inner());
+            let list = self.uffds.read_ok();
             list.iter()
                 .enumerate()
                 .filter_map(|(i, s)| s.as_ref().map(|s| (i as u32, s.uffd.clone(), s.owned)))
@@ -204,21 +202,21 @@ impl Inner {
     /// not fit on the list.
     fn collect_queued(&self, st: &mut ReaderState) -> u64 {
         let mut lost = 0;
-        let n_uffds = self.uffds.read().unwrap_or_else(|e| e.into_inner()).len();
+        let n_uffds = self.uffds.read_ok().len();
         for id in 0..n_uffds as u32 {
             let Some((uffd, nowait)) = self.uffd_to_read(id) else {
                 continue;
             };
             for _ in 0..STOP_DRAIN_READS {
-                let gate = self.layout.write().unwrap_or_else(|e| e.into_inner());
+                let gate = self.layout.write_ok();
                 let held = HoldingLayout::new();
-                let n = match super::engine::read_ready(&uffd, nowait, &mut st.msgs) {
-                    Ok(super::engine::ReadOutcome::Msgs(n)) => n,
-                    Ok(super::engine::ReadOutcome::NotUffd(why)) => {
+                let n = match super::reader::read_ready(&uffd, nowait, &mut st.msgs) {
+                    Ok(super::reader::ReadOutcome::Msgs(n)) => n,
+                    Ok(super::reader::ReadOutcome::NotUffd(why)) => {
                         self.log(format_args!("stop: {why}"));
                         0
                     }
-                    Ok(super::engine::ReadOutcome::NoFd) => 0,
+                    Ok(super::reader::ReadOutcome::NoFd) => 0,
                     Err(e) => {
                         self.log(format_args!("stop: {e}"));
                         0
@@ -255,11 +253,11 @@ impl Inner {
     /// At the start of a run that follows another: forget the old stop,
     /// and wake the threads the old stop left blocked (their messages were
     /// read, or are queued) so that they fault again and are served.
+    /// The stop itself was forgotten already (`Lifecycle::rerun`).
     pub(crate) fn prepare_rerun(&self) {
-        self.stop.store(false, Release);
         self.stop_errno.store(0, Release);
         let served: Vec<std::sync::Arc<Uffd>> = {
-            let list = self.uffds.read().unwrap_or_else(|e| e.into_inner());
+            let list = self.uffds.read_ok();
             list.iter().flatten().map(|s| s.uffd.clone()).collect()
         };
         for u in served {
