@@ -1376,6 +1376,18 @@ typedef struct libuffd_fault {
  */
 #define LIBUFFD_ON_FAULT_STOP 3
 
+/**
+ * on_fault return: the callback placed the page itself with the handle's
+ * own operations (libuffd_copy(), libuffd_zeropage(), ... on the handle
+ * the fault came from), as a client with its own resolution code does. The
+ * monitor trusts it: it wakes the page (a copy with LIBUFFD_COPY_DONTWAKE
+ * left the thread waiting) and counts the fault resolved. A page that was
+ * not in fact placed makes the thread fault again and on_fault is called
+ * again: nothing is lost, but a callback that keeps returning this
+ * without placing the page loops.
+ */
+#define LIBUFFD_ON_FAULT_RESOLVED_BY_CALLER 4
+
 /* on_fork verdicts */
 
 /**

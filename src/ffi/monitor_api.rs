@@ -60,6 +60,7 @@ impl Handler for CHandler {
             LIBUFFD_ON_FAULT_USE_SOURCE => Verdict::UseSource,
             LIBUFFD_ON_FAULT_DEFER => Verdict::Defer,
             LIBUFFD_ON_FAULT_STOP => Verdict::Stop,
+            LIBUFFD_ON_FAULT_RESOLVED_BY_CALLER => Verdict::ResolvedByCaller,
             e if e < 0 => Verdict::Error(-e),
             _ => Verdict::Error(libc::EINVAL),
         }

@@ -144,6 +144,15 @@ pub enum Verdict {
     Defer,
     /// Stop the monitor.
     Stop,
+    /// The callback placed the page itself, with the handle's own
+    /// operations (`Uffd::copy` & co., C `libuffd_copy()`), as a client
+    /// with its own resolution code does. The monitor trusts it: it wakes
+    /// the page (a copy with DONTWAKE, or a thread that faulted meanwhile,
+    /// waits otherwise) and counts the fault resolved. A page that was in
+    /// fact not placed makes the thread fault again and the callback is
+    /// asked again: nothing is lost or hung, but a callback that keeps
+    /// saying so without placing the page loops.
+    ResolvedByCaller,
     /// The callback failed with this errno: the error policy applies.
     Error(i32),
 }

@@ -414,9 +414,20 @@ impl Inner {
             Verdict::Resolved => self.fail(
                 p,
                 token,
-                &Error::invalid("the fault callback said it resolved the fault but did not"),
+                &Error::invalid(
+                    "the fault callback said it resolved the fault through the monitor but did not \
+                     (a page placed with the handle's own operations is ResolvedByCaller)",
+                ),
                 on_again,
             ),
+            Verdict::ResolvedByCaller => {
+                // Trusted (see the verdict): wake, count, done.
+                let _ = self.apply(token, Action::Wake);
+                self.count_applied(Applied::Resolved(0), token.page_size);
+                self.stats
+                    .record_latency(wait::now_ns().saturating_sub(p.t_read));
+                Handled::Done
+            }
             Verdict::UseSource => {
                 // Only a region with a page source can be served without
                 // the callback; a callback region or an unknown address

@@ -191,6 +191,56 @@ static void test_two_monitors_one_thread(void)
 	munmap(a_mem, PAGE);
 }
 
+/* A callback with its own resolution code: it places the page with
+ * libuffd_copy() on the handle (DONTWAKE: only the monitor's wake releases
+ * the thread) and returns LIBUFFD_ON_FAULT_RESOLVED_BY_CALLER. Served, with
+ * the right bytes, nothing failed. (LIBUFFD_ON_FAULT_HANDLED there is a
+ * failure: the monitor did not resolve it.) */
+struct self_state {
+	libuffd_handle *h;
+	char *base;
+	atomic_int calls;
+};
+
+static int place_itself(void *ud, libuffd_monitor *m, const struct libuffd_fault *f)
+{
+	(void)m;
+	struct self_state *s = ud;
+	atomic_fetch_add(&s->calls, 1);
+	size_t off = (size_t)((char *)f->page - s->base);
+	int64_t rc = libuffd_copy(s->h, f->page, source + off, f->page_size, LIBUFFD_COPY_DONTWAKE);
+	if (rc < 0 && rc != -EEXIST)
+		return (int)rc;
+	return LIBUFFD_ON_FAULT_RESOLVED_BY_CALLER;
+}
+
+static void test_resolved_by_caller(void)
+{
+	SECTION("on_fault places the page itself: LIBUFFD_ON_FAULT_RESOLVED_BY_CALLER");
+	static struct self_state s;
+	s.base = map_anon(PAGES * PAGE);
+	s.h = open_nonblock();
+	LIBUFFD_OPTS(libuffd_monitor_ops, ops, .on_fault = place_itself);
+	libuffd_monitor *m = NULL;
+	CHECK_OK(libuffd_monitor_new(NULL, &ops, &s, NULL, &m));
+	uint32_t id;
+	CHECK_OK(libuffd_monitor_add_handle(m, s.h, &id));
+	struct libuffd_region_opts r = LIBUFFD_OPTS_INIT(libuffd_region_opts, .source = LIBUFFD_SOURCE_CALLBACK,
+						      .register_mode = LIBUFFD_REGISTER_MISSING);
+	CHECK_OK(libuffd_monitor_add_region(m, id, s.base, PAGES * PAGE, &r));
+	CHECK_OK(libuffd_monitor_start(m));
+	touch_all(s.base, 2);
+	CHECK(memcmp(s.base, source, PAGES * PAGE) == 0);
+	struct libuffd_monitor_stats st = { .sz = sizeof st };
+	CHECK_OK(libuffd_monitor_get_stats(m, &st));
+	CHECK_EQ(st.failed, 0);
+	CHECK(st.resolved >= 1);
+	CHECK(atomic_load(&s.calls) >= 1);
+	libuffd_monitor_free(m);
+	libuffd_handle_free(s.h);
+	munmap(s.base, PAGES * PAGE);
+}
+
 static void test_callback_source(void)
 {
 	SECTION("callback source, user data, finaliser");
@@ -931,6 +981,7 @@ int main(void)
 	test_buffer_source();
 	test_callback_source();
 	test_two_monitors_one_thread();
+	test_resolved_by_caller();
 	test_workers();
 	test_defer();
 	test_stop_from_callback();
