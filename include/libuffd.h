@@ -1567,6 +1567,29 @@ int32_t libuffd_monitor_remove_handle(struct libuffd_monitor *m, uint32_t handle
 int32_t libuffd_monitor_add_region(struct libuffd_monitor *m, uint32_t handle_id, void *start, size_t len, const struct libuffd_region_opts *opts);
 
 /**
+ * Stop serving [start, start+len) of handle handle_id, running or not:
+ * the regions there are forgotten (the parts of a region outside the range
+ * stay served) and the range is unregistered from the userfaultfd, which
+ * wakes the threads waiting there; with nobody serving it, a registered
+ * range would leave later faults waiting for ever. The memory is the
+ * caller's again: a page never placed now faults as without userfaultfd
+ * (zeros for anonymous memory). Faults of the range being served from a
+ * page source are waited out first; a fault a callback deferred resolves
+ * as LIBUFFD_RESOLVE_GONE.
+ *
+ * Thread safety: may be called from any thread, also while running, and
+ * from inside a callback.
+ *
+ * Returns: 0, or -EINVAL (NULL monitor; no handle with that id; a range
+ * that wraps or is not page-aligned; no region of the handle in the
+ * range), or the kernel's error from the unregister.
+ *
+ * Pointers: m must be NULL or a live monitor. The range is only looked
+ * at, never touched.
+ */
+int32_t libuffd_monitor_remove_region(struct libuffd_monitor *m, uint32_t handle_id, void *start, size_t len);
+
+/**
  * Run the monitor on the calling thread until libuffd_monitor_stop().
  *
  * Callbacks (without workers) run on the calling thread, with thread

@@ -533,6 +533,41 @@ pub unsafe extern "C" fn libuffd_monitor_remove_handle(
     })
 }
 
+/// Stop serving [start, start+len) of handle handle_id, running or not:
+/// the regions there are forgotten (the parts of a region outside the range
+/// stay served) and the range is unregistered from the userfaultfd, which
+/// wakes the threads waiting there; with nobody serving it, a registered
+/// range would leave later faults waiting for ever. The memory is the
+/// caller's again: a page never placed now faults as without userfaultfd
+/// (zeros for anonymous memory). Faults of the range being served from a
+/// page source are waited out first; a fault a callback deferred resolves
+/// as LIBUFFD_RESOLVE_GONE.
+///
+/// Thread safety: may be called from any thread, also while running, and
+/// from inside a callback.
+///
+/// Returns: 0, or -EINVAL (NULL monitor; no handle with that id; a range
+/// that wraps or is not page-aligned; no region of the handle in the
+/// range), or the kernel's error from the unregister.
+///
+/// Pointers: m must be NULL or a live monitor. The range is only looked
+/// at, never touched.
+#[no_mangle]
+pub unsafe extern "C" fn libuffd_monitor_remove_region(
+    m: *mut libuffd_monitor,
+    handle_id: u32,
+    start: *mut libc::c_void,
+    len: usize,
+) -> i32 {
+    guard("libuffd_monitor_remove_region", || {
+        // SAFETY: contract above.
+        let mb = unsafe { monitor_ref(m) }?;
+        mb.monitor
+            .remove_region(handle_id, Range::new(start as usize as u64, len as u64))?;
+        Ok(0)
+    })
+}
+
 /// Serve [start, start+len) of handle handle_id as opts says
 /// (NULL: zero-fill, already registered). With opts->register_mode the
 /// range is registered first. Regions of one handle may not overlap.

@@ -683,6 +683,49 @@ impl Monitor {
         self.inner.uffd(id)
     }
 
+    /// Stop serving `memory` of uffd `id`, running or not: the regions
+    /// there are forgotten (the parts of a region outside `memory` stay
+    /// served), and the range is unregistered from the userfaultfd, which
+    /// wakes the threads waiting there; with nobody serving it, a
+    /// registered range would leave every later fault waiting for ever.
+    /// The memory is the caller's again: a page never placed now faults as
+    /// without userfaultfd (zeros for anonymous memory). Faults of the
+    /// range being served from a page source are waited out first (the
+    /// layout gate); one a callback holds (deferred) resolves as gone.
+    /// From a callback too. EINVAL when no region of `id` lies there.
+    pub fn remove_region(&self, id: u32, memory: Range) -> Result<()> {
+        let Range { start, len } = memory;
+        let uffd = self
+            .inner
+            .uffd(id)
+            .ok_or_else(|| Error::invalid(format!("remove region: no userfaultfd with id {id}")))?;
+        crate::uffd::check_range("remove region", "range", start, len)?;
+        // Exclusive: no fault of it is between its lookup and its
+        // placement (they hold the gate shared). An event callback's
+        // thread, the reader, holds it already.
+        let _gate = (!reader::holding_layout()).then(|| self.inner.layout.write_ok());
+        {
+            let mut table = self.inner.regions.write_ok();
+            if !table.overlaps(id, start, len) {
+                return Err(Error::invalid(format!(
+                    "remove region: no region of userfaultfd {id} in [{start:#x}, +{len:#x})"
+                )));
+            }
+            table.unmap(id, start, start + len);
+        }
+        // Unregister wakes the threads waiting for missing pages; the wake
+        // releases those in write-protect and minor faults too. A range
+        // already unmapped (in part) has nothing left to unregister.
+        if let Err(e) = uffd.unregister(Range::new(start, len)) {
+            if e.errno() != libc::ENOMEM && e.errno() != libc::EINVAL {
+                return Err(e);
+            }
+        }
+        let _ = uffd.wake(Range::new(start, len));
+        wait::eventfd_signal(self.inner.wake_fd.as_fd());
+        Ok(())
+    }
+
     /// Serve `memory` of uffd `id` as `opts` says.
     ///
     /// The range is handed over ([`HandedOver`]): from now on its missing

@@ -241,6 +241,36 @@ static void test_resolved_by_caller(void)
 	munmap(s.base, PAGES * PAGE);
 }
 
+/* libuffd_monitor_remove_region: half of a zero-fill region taken back
+ * while running; the other half still served; bad input -EINVAL. */
+static void test_remove_region(void)
+{
+	SECTION("libuffd_monitor_remove_region: part of a region taken back, the rest served");
+	char *mem = map_anon(8 * PAGE);
+	libuffd_handle *h = open_nonblock();
+	libuffd_monitor *m = NULL;
+	CHECK_OK(libuffd_monitor_new(NULL, NULL, NULL, NULL, &m));
+	uint32_t id;
+	CHECK_OK(libuffd_monitor_add_handle(m, h, &id));
+	struct libuffd_region_opts r = LIBUFFD_OPTS_INIT(libuffd_region_opts, .source = LIBUFFD_SOURCE_BUFFER,
+						      .buffer = source, .buffer_len = 8 * PAGE,
+						      .register_mode = LIBUFFD_REGISTER_MISSING);
+	CHECK_OK(libuffd_monitor_add_region(m, id, mem, 8 * PAGE, &r));
+	CHECK_OK(libuffd_monitor_start(m));
+	CHECK_OK(libuffd_monitor_remove_region(m, id, mem + 4 * PAGE, 4 * PAGE));
+	/* Not served any more: anonymous memory without userfaultfd. */
+	CHECK_EQ(((volatile char *)mem)[5 * PAGE + 1], 0);
+	/* Still served from the buffer. */
+	CHECK_EQ(((volatile char *)mem)[PAGE + 1], source[PAGE + 1]);
+	CHECK_FAILS(libuffd_monitor_remove_region(m, id, mem + 4 * PAGE, PAGE), -EINVAL, "libuffd_monitor_remove_region");
+	CHECK_FAILS(libuffd_monitor_remove_region(m, id + 9, mem, PAGE), -EINVAL, "libuffd_monitor_remove_region");
+	CHECK_FAILS(libuffd_monitor_remove_region(m, id, mem + 1, PAGE), -EINVAL, "libuffd_monitor_remove_region");
+	CHECK_FAILS(libuffd_monitor_remove_region(NULL, id, mem, PAGE), -EINVAL, "libuffd_monitor_remove_region");
+	libuffd_monitor_free(m);
+	libuffd_handle_free(h);
+	munmap(mem, 8 * PAGE);
+}
+
 static void test_callback_source(void)
 {
 	SECTION("callback source, user data, finaliser");
@@ -982,6 +1012,7 @@ int main(void)
 	test_callback_source();
 	test_two_monitors_one_thread();
 	test_resolved_by_caller();
+	test_remove_region();
 	test_workers();
 	test_defer();
 	test_stop_from_callback();
