@@ -1778,12 +1778,41 @@ void libuffd_monitor_free(struct libuffd_monitor *m);
 int32_t libuffd_monitor_copy(struct libuffd_monitor *m, const struct libuffd_fault *f, const void *src);
 
 /**
+ * Resolve a fault by copying len bytes from src to f->page and the pages
+ * after it, with the kernel's mode bits: LIBUFFD_COPY_WP places them
+ * write-protected (the first write to each then faults with
+ * LIBUFFD_PAGEFAULT_FLAG_WP: dirty tracking, in a region registered with
+ * LIBUFFD_REGISTER_WP as well), LIBUFFD_COPY_DONTWAKE leaves the thread
+ * waiting. len is a whole number of f->page_size pages inside the fault's
+ * region (one page for a fault in no region). From the on_fault callback,
+ * or later from any thread for a deferred fault.
+ *
+ * Returns: as libuffd_monitor_copy(), and -EINVAL for a len of no whole
+ * pages or past the region's end; -EINVAL, -EPERM or -EOPNOTSUPP from the
+ * kernel for mode bits it refuses.
+ *
+ * Pointers: m must be NULL or a live monitor; f NULL or a fault from this
+ * monitor; src readable for len bytes.
+ */
+int32_t libuffd_monitor_copy_range(struct libuffd_monitor *m, const struct libuffd_fault *f, const void *src, size_t len, uint64_t mode);
+
+/**
  * Resolve a fault with zeros (hugetlb too). Returns as libuffd_monitor_copy().
  *
  * Pointers: m must be NULL or a live monitor; f NULL or a fault from this
  * monitor.
  */
 int32_t libuffd_monitor_zero(struct libuffd_monitor *m, const struct libuffd_fault *f);
+
+/**
+ * Resolve a fault with zeros over len bytes from f->page (hugetlb too):
+ * len as for libuffd_monitor_copy_range(). Returns as
+ * libuffd_monitor_copy_range().
+ *
+ * Pointers: m must be NULL or a live monitor; f NULL or a fault from this
+ * monitor.
+ */
+int32_t libuffd_monitor_zero_range(struct libuffd_monitor *m, const struct libuffd_fault *f, size_t len);
 
 /**
  * Resolve a minor fault by mapping the page-cache page. Returns as
@@ -1793,6 +1822,17 @@ int32_t libuffd_monitor_zero(struct libuffd_monitor *m, const struct libuffd_fau
  * monitor.
  */
 int32_t libuffd_monitor_continue(struct libuffd_monitor *m, const struct libuffd_fault *f);
+
+/**
+ * Resolve a minor fault by mapping the page-cache pages over len bytes
+ * from f->page, with the kernel's mode bits (LIBUFFD_CONTINUE_WP maps them
+ * write-protected). len as for libuffd_monitor_copy_range(). Returns as
+ * libuffd_monitor_copy_range().
+ *
+ * Pointers: m must be NULL or a live monitor; f NULL or a fault from this
+ * monitor.
+ */
+int32_t libuffd_monitor_continue_range(struct libuffd_monitor *m, const struct libuffd_fault *f, size_t len, uint64_t mode);
 
 /**
  * Resolve a write-protect fault by removing the protection from the page.

@@ -1001,6 +1001,83 @@ pub unsafe extern "C" fn libuffd_monitor_copy(
     resolve_c("libuffd_monitor_copy", m, f, Action::Copy(src as u64))
 }
 
+/// Resolve a fault by copying len bytes from src to f->page and the pages
+/// after it, with the kernel's mode bits: LIBUFFD_COPY_WP places them
+/// write-protected (the first write to each then faults with
+/// LIBUFFD_PAGEFAULT_FLAG_WP: dirty tracking, in a region registered with
+/// LIBUFFD_REGISTER_WP as well), LIBUFFD_COPY_DONTWAKE leaves the thread
+/// waiting. len is a whole number of f->page_size pages inside the fault's
+/// region (one page for a fault in no region). From the on_fault callback,
+/// or later from any thread for a deferred fault.
+///
+/// Returns: as libuffd_monitor_copy(), and -EINVAL for a len of no whole
+/// pages or past the region's end; -EINVAL, -EPERM or -EOPNOTSUPP from the
+/// kernel for mode bits it refuses.
+///
+/// Pointers: m must be NULL or a live monitor; f NULL or a fault from this
+/// monitor; src readable for len bytes.
+#[no_mangle]
+pub unsafe extern "C" fn libuffd_monitor_copy_range(
+    m: *mut libuffd_monitor,
+    f: *const libuffd_fault,
+    src: *const libc::c_void,
+    len: usize,
+    mode: u64,
+) -> i32 {
+    if src.is_null() {
+        return guard("libuffd_monitor_copy_range", || {
+            Err(Error::invalid("libuffd_monitor_copy_range: src is NULL"))
+        });
+    }
+    let action = Action::CopyRange {
+        src: src as usize as u64,
+        len: len as u64,
+        mode: crate::uffd::CopyMode::from_bits_retain(mode),
+    };
+    resolve_c("libuffd_monitor_copy_range", m, f, action)
+}
+
+/// Resolve a fault with zeros over len bytes from f->page (hugetlb too):
+/// len as for libuffd_monitor_copy_range(). Returns as
+/// libuffd_monitor_copy_range().
+///
+/// Pointers: m must be NULL or a live monitor; f NULL or a fault from this
+/// monitor.
+#[no_mangle]
+pub unsafe extern "C" fn libuffd_monitor_zero_range(
+    m: *mut libuffd_monitor,
+    f: *const libuffd_fault,
+    len: usize,
+) -> i32 {
+    resolve_c(
+        "libuffd_monitor_zero_range",
+        m,
+        f,
+        Action::ZeroRange { len: len as u64 },
+    )
+}
+
+/// Resolve a minor fault by mapping the page-cache pages over len bytes
+/// from f->page, with the kernel's mode bits (LIBUFFD_CONTINUE_WP maps them
+/// write-protected). len as for libuffd_monitor_copy_range(). Returns as
+/// libuffd_monitor_copy_range().
+///
+/// Pointers: m must be NULL or a live monitor; f NULL or a fault from this
+/// monitor.
+#[no_mangle]
+pub unsafe extern "C" fn libuffd_monitor_continue_range(
+    m: *mut libuffd_monitor,
+    f: *const libuffd_fault,
+    len: usize,
+    mode: u64,
+) -> i32 {
+    let action = Action::ContinueRange {
+        len: len as u64,
+        mode: crate::uffd::ContinueMode::from_bits_retain(mode),
+    };
+    resolve_c("libuffd_monitor_continue_range", m, f, action)
+}
+
 /// Resolve a fault with zeros (hugetlb too). Returns as libuffd_monitor_copy().
 ///
 /// Pointers: m must be NULL or a live monitor; f NULL or a fault from this

@@ -54,6 +54,33 @@ pub enum Action {
     Move(HandedOver),
     /// Wake without resolving: the thread faults again.
     Wake,
+    /// Copy `len` bytes from `src` to the fault's page and the pages after
+    /// it, with the kernel's mode bits: `CopyMode::WP` places them
+    /// write-protected (the first write to each then faults: dirty
+    /// tracking), `DONTWAKE` leaves the thread waiting. `len` is a whole
+    /// number of the fault's pages, inside the fault's region (one page
+    /// for a fault in no region): EINVAL otherwise.
+    CopyRange {
+        /// Where the bytes come from, in the calling process.
+        src: u64,
+        /// How many bytes, from the fault's page.
+        len: u64,
+        /// The kernel's mode bits.
+        mode: CopyMode,
+    },
+    /// Map zeros over `len` bytes from the fault's page (as `CopyRange`).
+    ZeroRange {
+        /// How many bytes, from the fault's page.
+        len: u64,
+    },
+    /// Map the page-cache pages over `len` bytes from the fault's page
+    /// (MINOR faults), with the kernel's mode bits (`ContinueMode::WP`).
+    ContinueRange {
+        /// How many bytes, from the fault's page.
+        len: u64,
+        /// The kernel's mode bits.
+        mode: ContinueMode,
+    },
 }
 
 /// How an action ended, when it did not fail.
@@ -313,8 +340,43 @@ impl Inner {
                 .fill_move(Range::new(page, ps), src.range().start, MoveMode::empty())
                 .map(|p| p.done),
             Action::Wake => uffd.wake(Range::new(page, ps)).map(|()| 0),
+            Action::CopyRange { src, len, mode } => self
+                .fault_range(t, len)
+                .and_then(|r| uffd.fill_copy(r, src, mode))
+                .map(|p| p.done),
+            Action::ZeroRange { len } => self
+                .fault_range(t, len)
+                .and_then(|r| self.zero_pages(&uffd, page, ps, r.len / ps)),
+            Action::ContinueRange { len, mode } => self
+                .fault_range(t, len)
+                .and_then(|r| uffd.fill_continue(r, mode))
+                .map(|p| p.done),
         };
         classify(self, &uffd, t.uffd_id, page, ps, r)
+    }
+
+    /// `[page, page + len)` for a range action: whole pages of the fault's
+    /// size, inside the fault's region (or just its page outside every
+    /// region), else EINVAL.
+    fn fault_range(&self, t: FaultToken, len: u64) -> Result<Range, Error> {
+        let ps = t.page_size;
+        if len == 0 || len % ps != 0 {
+            return Err(Error::invalid(format!(
+                "resolve: length {len:#x} is not a whole number of the fault's {ps}-byte pages"
+            )));
+        }
+        let end = self
+            .regions
+            .read_ok()
+            .find(t.uffd_id, t.page)
+            .map_or(t.page + ps, |r| r.end());
+        match t.page.checked_add(len) {
+            Some(e) if e <= end => Ok(Range::new(t.page, len)),
+            _ => Err(Error::invalid(format!(
+                "resolve: [{:#x}, +{len:#x}) runs past the fault's region (it ends at {end:#x})",
+                t.page
+            ))),
+        }
     }
 
     /// Poison the token's page without waking its waiters (the error
@@ -355,6 +417,25 @@ impl Inner {
 
     /// Zero-fill `pages` pages at `page`: ZEROPAGE for base pages; hugetlb
     /// has no ZEROPAGE, so copy from a zeroed huge page instead.
+    /// Zero-fill `pages` whole pages at `page`, hugetlb included (one copy
+    /// of the zeroed huge page per page; the bytes placed before an error
+    /// count, as the kernel's partial progress does).
+    fn zero_pages(&self, uffd: &Uffd, page: u64, ps: u64, pages: u64) -> Result<u64, Error> {
+        if ps == crate::sys::base_page_size() {
+            return self.zero(uffd, page, ps, pages);
+        }
+        let mut done = 0;
+        for i in 0..pages {
+            match self.zero(uffd, page + i * ps, ps, 1) {
+                Ok(n) => done += n,
+                Err(e) if done > 0 && e.errno() == libc::EEXIST => break,
+                Err(e) if done == 0 => return Err(e),
+                Err(_) => break,
+            }
+        }
+        Ok(done)
+    }
+
     pub(crate) fn zero(&self, uffd: &Uffd, page: u64, ps: u64, pages: u64) -> Result<u64, Error> {
         if ps == crate::sys::base_page_size() {
             return uffd

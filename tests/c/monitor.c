@@ -271,6 +271,55 @@ static void test_remove_region(void)
 	munmap(mem, 8 * PAGE);
 }
 
+/* libuffd_monitor_copy_range: one fault places 4 pages; bad lengths
+ * (not whole pages, past the region) are -EINVAL. */
+struct range_state {
+	char *base;
+	atomic_int faults;
+	atomic_int bad_einval;
+};
+
+static int copy_four(void *ud, libuffd_monitor *m, const struct libuffd_fault *f)
+{
+	struct range_state *s = ud;
+	atomic_fetch_add(&s->faults, 1);
+	size_t off = (size_t)((char *)f->page - s->base);
+	if (libuffd_monitor_copy_range(m, f, source + off, PAGE / 2, 0) == -EINVAL)
+		atomic_fetch_add(&s->bad_einval, 1);
+	if (libuffd_monitor_copy_range(m, f, source + off, 64 * PAGE, 0) == -EINVAL)
+		atomic_fetch_add(&s->bad_einval, 1);
+	size_t left = 8 * PAGE - off;
+	int rc = libuffd_monitor_copy_range(m, f, source + off, left < 4 * PAGE ? left : 4 * PAGE, 0);
+	return rc < 0 ? rc : LIBUFFD_ON_FAULT_HANDLED;
+}
+
+static void test_copy_range(void)
+{
+	SECTION("libuffd_monitor_copy_range: several pages per fault, bad lengths -EINVAL");
+	static struct range_state s;
+	s.base = map_anon(8 * PAGE);
+	libuffd_handle *h = open_nonblock();
+	LIBUFFD_OPTS(libuffd_monitor_ops, ops, .on_fault = copy_four);
+	libuffd_monitor *m = NULL;
+	CHECK_OK(libuffd_monitor_new(NULL, &ops, &s, NULL, &m));
+	uint32_t id;
+	CHECK_OK(libuffd_monitor_add_handle(m, h, &id));
+	struct libuffd_region_opts r = LIBUFFD_OPTS_INIT(libuffd_region_opts, .source = LIBUFFD_SOURCE_CALLBACK,
+						      .register_mode = LIBUFFD_REGISTER_MISSING);
+	CHECK_OK(libuffd_monitor_add_region(m, id, s.base, 8 * PAGE, &r));
+	CHECK_OK(libuffd_monitor_start(m));
+	for (int p = 0; p < 8; p++)
+		CHECK_EQ(((volatile char *)s.base)[p * PAGE + 3], source[p * PAGE + 3]);
+	CHECK_EQ(atomic_load(&s.faults), 2);
+	CHECK_EQ(atomic_load(&s.bad_einval), 4);
+	CHECK_FAILS(libuffd_monitor_copy_range(m, NULL, source, PAGE, 0), -EINVAL, "libuffd_monitor_copy_range");
+	CHECK_FAILS(libuffd_monitor_zero_range(NULL, NULL, PAGE), -EINVAL, "libuffd_monitor_zero_range");
+	CHECK_FAILS(libuffd_monitor_continue_range(NULL, NULL, PAGE, 0), -EINVAL, "libuffd_monitor_continue_range");
+	libuffd_monitor_free(m);
+	libuffd_handle_free(h);
+	munmap(s.base, 8 * PAGE);
+}
+
 static void test_callback_source(void)
 {
 	SECTION("callback source, user data, finaliser");
@@ -1013,6 +1062,7 @@ int main(void)
 	test_two_monitors_one_thread();
 	test_resolved_by_caller();
 	test_remove_region();
+	test_copy_range();
 	test_workers();
 	test_defer();
 	test_stop_from_callback();
