@@ -31,21 +31,6 @@ fn serialize() -> MutexGuard<'static, ()> {
     EVENTS_LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Reproducible never-zero content.
-fn content(len: usize, seed: u64) -> Vec<u8> {
-    let mut v = vec![0u8; len];
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    for chunk in v.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        for (o, b) in chunk.iter_mut().zip(x.to_le_bytes()) {
-            *o = b | 1;
-        }
-    }
-    v
-}
-
 fn check_bytes(got: &[u8], want: &[u8], what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     if got != want {

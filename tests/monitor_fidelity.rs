@@ -979,7 +979,8 @@ fn split_region_case(kind: Kind, source_is_buffer: bool) {
     .unwrap();
     let run = m.start().unwrap();
     // The hole: page 3 is no longer registered (the mapping is split).
-    u.unregister(Range::new(mem.start() + 3 * ps as u64, ps as u64)).unwrap();
+    u.unregister(Range::new(mem.start() + 3 * ps as u64, ps as u64))
+        .unwrap();
     let want = |p: usize| -> u8 {
         if source_is_buffer {
             data[p * ps + 7]

@@ -10,26 +10,12 @@
 
 mod common;
 use common::*;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 use uffd::monitor::*;
 use uffd::*;
-
-fn content(len: usize, seed: u64) -> Vec<u8> {
-    let mut v = vec![0u8; len];
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    for chunk in v.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        for (o, b) in chunk.iter_mut().zip(x.to_le_bytes()) {
-            *o = b | 1;
-        }
-    }
-    v
-}
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
@@ -44,20 +30,15 @@ fn storm_once(run_no: usize, forks: usize) {
     let data = Arc::new(content(mem.len, 77 + run_no as u64));
     let u = Arc::new(open_uffd(Features::EVENT_FORK));
     let m = Monitor::new(Config::default(), Box::new(DefaultHandler)).unwrap();
-    let id = m.add_uffd(u.clone()).unwrap();
-    m.add_region(
-        id,
-        handed(mem.start(), mem.len as u64),
-        RegionOptions {
-            source: Source::Buffer {
-                addr: data.as_ptr() as u64,
-                len: data.len() as u64,
-            },
-            register: RegisterMode::MISSING,
-            ..Default::default()
+    add_all(
+        &m,
+        &u,
+        &mem,
+        Source::Buffer {
+            addr: data.as_ptr() as u64,
+            len: data.len() as u64,
         },
-    )
-    .unwrap();
+    );
     let run = m.start().unwrap();
     let fds_before = open_fds();
     let done = Arc::new(AtomicBool::new(false));
@@ -193,20 +174,15 @@ fn reader_survives_emfile() {
         let log = Arc::new(std::sync::Mutex::new(Vec::new()));
         let u = Arc::new(open_uffd(Features::EVENT_FORK));
         let m = Monitor::new(Config::default(), Box::new(KeepLog(log.clone()))).unwrap();
-        let id = m.add_uffd(u.clone()).unwrap();
-        m.add_region(
-            id,
-            handed(mem.start(), mem.len as u64),
-            RegionOptions {
-                source: Source::Buffer {
-                    addr: data.as_ptr() as u64,
-                    len: data.len() as u64,
-                },
-                register: RegisterMode::MISSING,
-                ..Default::default()
+        add_all(
+            &m,
+            &u,
+            &mem,
+            Source::Buffer {
+                addr: data.as_ptr() as u64,
+                len: data.len() as u64,
             },
-        )
-        .unwrap();
+        );
         let run = m.start().unwrap();
         if mem.bytes()[..PAGE] != data[..PAGE] {
             return 2;
@@ -311,15 +287,6 @@ fn reader_survives_emfile() {
     );
 }
 
-fn exit_code(status: i32) -> i32 {
-    assert!(
-        libc::WIFEXITED(status),
-        "the child did not exit normally: status {status:#x} (signal {})",
-        libc::WTERMSIG(status)
-    );
-    libc::WEXITSTATUS(status)
-}
-
 /// Serves Callback regions from `data`, noting which uffd each fault came
 /// from.
 struct ServeAndNote {
@@ -363,17 +330,7 @@ fn remove_forked_childs_uffd() {
             ..Config::default()
         };
         let m = Monitor::new(config, Box::new(h)).unwrap();
-        let parent_id = m.add_uffd(u.clone()).unwrap();
-        m.add_region(
-            parent_id,
-            handed(mem.start(), mem.len as u64),
-            RegionOptions {
-                source: Source::Callback,
-                register: RegisterMode::MISSING,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let parent_id = add_all(&m, &u, &mem, Source::Callback);
         let run = m.start().unwrap();
         let mut to_child = [0i32; 2];
         let mut from_child = [0i32; 2];
@@ -523,20 +480,15 @@ fn fork_storm_outruns_stalled_helper() {
             lines: lines.clone(),
         };
         let m = Monitor::new(Config::default(), Box::new(h)).unwrap();
-        let id = m.add_uffd(u.clone()).unwrap();
-        m.add_region(
-            id,
-            handed(mem.start(), mem.len as u64),
-            RegionOptions {
-                source: Source::Buffer {
-                    addr: data.as_ptr() as u64,
-                    len: data.len() as u64,
-                },
-                register: RegisterMode::MISSING,
-                ..Default::default()
+        add_all(
+            &m,
+            &u,
+            &mem,
+            Source::Buffer {
+                addr: data.as_ptr() as u64,
+                len: data.len() as u64,
             },
-        )
-        .unwrap();
+        );
         let run = m.start().unwrap();
         // Make the helper log (and so stall in the callback): one FORK
         // read with the descriptor table full (see reader_survives_emfile).

@@ -124,7 +124,9 @@ impl Handler for Zeros {
     fn on_fault(&self, ctx: &FaultCtx<'_>) -> Verdict {
         let ps = ctx.token.page_size;
         let left = ctx.region.map_or(ps, |r| r.start + r.len - ctx.token.page);
-        match ctx.resolve(Action::ZeroRange { len: left.min(4 * ps) }) {
+        match ctx.resolve(Action::ZeroRange {
+            len: left.min(4 * ps),
+        }) {
             Ok(_) => Verdict::Resolved,
             Err(e) => Verdict::Error(e.errno()),
         }
@@ -143,7 +145,11 @@ fn zero_case(kind: Kind) {
     add_all(&m, &u, &mem, Source::Callback);
     let run = m.start().unwrap();
     assert!(mem.bytes().iter().all(|&b| b == 0));
-    assert_eq!(m.stats().faults, 1, "{kind:?}: one fault placed all 4 pages");
+    assert_eq!(
+        m.stats().faults,
+        1,
+        "{kind:?}: one fault placed all 4 pages"
+    );
     m.stop();
     run.wait().unwrap();
 }

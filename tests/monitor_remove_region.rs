@@ -68,11 +68,16 @@ fn remove_part_of_a_region_while_a_thread_waits_there() {
     assert!(!t.is_finished());
     // Take pages 4..8 back: the waiting thread is released and reads what
     // the memory holds without userfaultfd (anonymous: zeros).
-    m.remove_region(id, Range::new(mem.start() + 4 * PAGE as u64, 4 * PAGE as u64))
-        .unwrap();
-    wait_for("the thread waiting in the removed range to be released", 10, || {
-        t.is_finished()
-    });
+    m.remove_region(
+        id,
+        Range::new(mem.start() + 4 * PAGE as u64, 4 * PAGE as u64),
+    )
+    .unwrap();
+    wait_for(
+        "the thread waiting in the removed range to be released",
+        10,
+        || t.is_finished(),
+    );
     assert_eq!(t.join().unwrap(), 0);
     assert_eq!(mem.read(5 * PAGE), 0, "not served any more, not hung");
     // The rest of the region is still served.

@@ -21,22 +21,6 @@ use uffd::*;
 // Helpers
 // ---------------------------------------------------------------------
 
-/// `len` bytes of reproducible, never-zero content (so that a zero-filled
-/// page can never pass for a served one), different for each `seed`.
-fn content(len: usize, seed: u64) -> Vec<u8> {
-    let mut v = vec![0u8; len];
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    for chunk in v.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        for (o, b) in chunk.iter_mut().zip(x.to_le_bytes()) {
-            *o = b | 1;
-        }
-    }
-    v
-}
-
 /// Byte-for-byte comparison that names the first differing page instead
 /// of dumping megabytes.
 fn check_bytes(got: &[u8], want: &[u8], page: usize, what: &str) {

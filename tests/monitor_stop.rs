@@ -17,15 +17,6 @@ use uffd::monitor::*;
 use uffd::*;
 use uffd::{Range, WriteprotectMode};
 
-fn exit_code(status: i32) -> i32 {
-    assert!(
-        libc::WIFEXITED(status),
-        "the child did not exit normally: status {status:#x} (signal {})",
-        libc::WTERMSIG(status)
-    );
-    libc::WEXITSTATUS(status)
-}
-
 fn features(kind: Kind) -> Features {
     match kind {
         Kind::Anon => Features::empty(),

@@ -20,20 +20,6 @@ use uffd::*;
 /// time, and two monitors side by side blur both.
 static LOCK: Mutex<()> = Mutex::new(());
 
-fn content(len: usize, seed: u64) -> Vec<u8> {
-    let mut v = vec![0u8; len];
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    for chunk in v.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        for (o, b) in chunk.iter_mut().zip(x.to_le_bytes()) {
-            *o = b | 1;
-        }
-    }
-    v
-}
-
 fn buffer_opts(data: &[u8], prefetch: bool) -> RegionOptions {
     RegionOptions {
         source: Source::Buffer {

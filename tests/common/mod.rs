@@ -428,3 +428,31 @@ pub fn skip_without_hugetlb(test: &str) -> bool {
         None => false,
     }
 }
+
+/// Never-zero pseudo-random content (xorshift from `seed`): what a page
+/// source serves, so that a page left zero, or served from the wrong
+/// offset, shows.
+pub fn content(len: usize, seed: u64) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    for chunk in v.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        for (o, b) in chunk.iter_mut().zip(x.to_le_bytes()) {
+            *o = b | 1;
+        }
+    }
+    v
+}
+
+/// The exit code of a child that exited normally (`in_child`); fails the
+/// test, naming the signal, if it did not.
+pub fn exit_code(status: i32) -> i32 {
+    assert!(
+        libc::WIFEXITED(status),
+        "the child did not exit normally: status {status:#x} (signal {})",
+        libc::WTERMSIG(status)
+    );
+    libc::WEXITSTATUS(status)
+}
