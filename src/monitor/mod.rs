@@ -113,7 +113,6 @@ use std::sync::atomic::{
 };
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
 use unpoisoned::{LockOk, RwOk};
 
 /// Room reserved up front for uffds and regions, so that serving a fork
@@ -993,28 +992,31 @@ impl Monitor {
         if let Some(t) = late {
             let _ = t.join();
         }
-        // The reserve filler, which gives handles to children still
-        // pending before it ends, so that the release below sees them.
+        let errno = self.release_and_finish();
+        if result.is_ok() {
+            if let Some(e) = inner.loop_error.lock_ok().take() {
+                result = Err(e);
+            }
+        }
+        if result.is_ok() && errno != 0 {
+            result = Err(Error::os("monitor", errno, "stopped by the error policy"));
+        }
+        result
+    }
+
+    /// The end a run and dispatching share: join the reserve filler (it
+    /// gives handles to children still pending before it ends, so that the
+    /// release sees them), apply the stop policies, mark the monitor
+    /// stopped. The errno the error policy stopped it with (0: none).
+    fn release_and_finish(&self) -> i32 {
+        let inner = &self.inner;
         let filler = inner.reserve_thread.lock_ok().take();
         if let Some(t) = filler {
             let _ = t.join();
         }
         inner.release_at_stop();
         inner.life.finished();
-        if result.is_ok() {
-            if let Some(e) = inner.loop_error.lock_ok().take() {
-                result = Err(e);
-            }
-        }
-        let errno = inner.stop_errno.load(Acquire);
-        if result.is_ok() && errno != 0 {
-            result = Err(Error::os(
-                "monitor",
-                errno as i32,
-                "stopped by the error policy",
-            ));
-        }
-        result
+        inner.stop_errno.load(Acquire) as i32
     }
 
     /// Start the workers, the prefetcher and the reserve filler, as the
@@ -1253,17 +1255,11 @@ impl Monitor {
     /// `finish_run` does at the end of a run, less the run's own threads.
     /// Always an error: the stop's.
     fn end_dispatch(&self) -> Result<()> {
-        let inner = &self.inner;
-        let filler = inner.reserve_thread.lock_ok().take();
-        if let Some(t) = filler {
-            let _ = t.join();
-        }
-        inner.release_at_stop();
-        inner.life.finished();
-        if let Some(e) = inner.loop_error.lock_ok().take() {
+        let errno = self.release_and_finish();
+        if let Some(e) = self.inner.loop_error.lock_ok().take() {
             return Err(e);
         }
-        match inner.stop_errno.load(Acquire) as i32 {
+        match errno {
             0 => Err(Error::os(
                 "monitor dispatch",
                 libc::ECANCELED,
@@ -1280,17 +1276,9 @@ impl Monitor {
     /// Complete a deferred fault from any thread. EAGAIN is retried for up
     /// to two seconds while the reader reads the pending event.
     pub fn complete(&self, token: FaultToken, action: Action) -> Result<Applied> {
-        self.inner.deferred_done(token);
-        match self
-            .inner
-            .apply_with_backoff(token, action, Duration::from_secs(2))
-        {
-            Ok(a) => {
-                self.inner.count_applied(a, token.page_size);
-                Ok(a)
-            }
-            Err(failed) => Err(failed.into_error(token)),
-        }
+        self.inner
+            .complete(token, action)
+            .map_err(|failed| failed.into_error(token))
     }
 
     /// Resolve a fault by its token, from anywhere: from the `on_fault`

@@ -156,23 +156,13 @@ impl FaultCtx<'_> {
     /// carries the contract of [`Uffd::copy`](crate::Uffd::copy), which
     /// the handler keeps: no Rust value may live in memory it fills.
     pub fn resolve(&self, action: Action) -> Result<Applied, Error> {
-        match self.inner.apply(self.token, action) {
-            Ok(a) => {
-                self.resolved.set(true);
-                self.inner.count_applied(a, self.token.page_size);
-                Ok(a)
-            }
-            Err(Failed::Again) => {
-                self.again.set(true);
-                Err(Error::kernel(
-                    crate::uffd::Op::Copy,
-                    libc::EAGAIN,
-                    self.token.page,
-                    self.token.page_size,
-                ))
-            }
-            Err(Failed::Error(e)) => Err(e),
+        let r = self.inner.apply_counted(self.token, action);
+        match &r {
+            Ok(_) => self.resolved.set(true),
+            Err(Failed::Again) => self.again.set(true),
+            Err(Failed::Error(_)) => {}
         }
+        r.map_err(|f| f.into_error(self.token))
     }
 }
 
@@ -244,22 +234,37 @@ impl Inner {
             .with(|c| c.get())
             .filter(|c| c.monitor == me && c.token == token);
         let Some(mut current) = current else {
-            self.deferred_done(token);
-            let a = self.apply_with_backoff(token, action, Duration::from_secs(2))?;
-            self.count_applied(a, token.page_size);
-            return Ok(a);
+            return self.complete(token, action);
         };
-        let r = self.apply(token, action);
+        let r = self.apply_counted(token, action);
         match &r {
-            Ok(a) => {
-                current.resolved = true;
-                self.count_applied(*a, token.page_size);
-            }
+            Ok(_) => current.resolved = true,
             Err(Failed::Again) => current.again = true,
             Err(Failed::Error(_)) => {}
         }
         CURRENT.with(|c| c.set(Some(current)));
         r
+    }
+
+    /// Apply `action` once and count what it did: a callback's own
+    /// resolution (`FaultCtx::resolve`, `Monitor::resolve` from on_fault),
+    /// whose EAGAIN the engine retries.
+    fn apply_counted(&self, t: FaultToken, action: Action) -> Result<Applied, Failed> {
+        let r = self.apply(t, action);
+        if let Ok(a) = &r {
+            self.count_applied(*a, t.page_size);
+        }
+        r
+    }
+
+    /// Complete a fault that is not the calling callback's own (deferred,
+    /// or a token kept from earlier), from any thread: EAGAIN is retried
+    /// for up to two seconds while the reader reads the pending event.
+    pub(crate) fn complete(&self, t: FaultToken, action: Action) -> Result<Applied, Failed> {
+        self.deferred_done(t);
+        let a = self.apply_with_backoff(t, action, Duration::from_secs(2))?;
+        self.count_applied(a, t.page_size);
+        Ok(a)
     }
 }
 
