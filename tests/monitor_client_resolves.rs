@@ -57,12 +57,7 @@ fn case(kind: Kind, dontwake: bool) {
     let mem = Arc::new(Mem::new(kind, pages));
     let ps = kind.page();
     let data = Arc::new(pattern(mem.len, 29));
-    let features = match kind {
-        Kind::Anon => Features::empty(),
-        Kind::ShmemShared | Kind::ShmemPrivate => Features::MISSING_SHMEM,
-        Kind::Hugetlb | Kind::HugetlbPrivate => Features::MISSING_HUGETLBFS,
-    };
-    let u = Arc::new(open_uffd(features));
+    let u = Arc::new(open_uffd(kind.missing_features()));
     let calls = Arc::new(AtomicU64::new(0));
     let h = PlacesItself {
         uffd: u.clone(),

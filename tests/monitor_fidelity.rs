@@ -950,11 +950,7 @@ fn split_region_case(kind: Kind, source_is_buffer: bool) {
     let mem = Arc::new(Mem::new(kind, pages));
     let ps = kind.page();
     let data = pattern(mem.len, 3);
-    let features = match kind {
-        Kind::Anon => Features::empty(),
-        _ => Features::MISSING_SHMEM,
-    };
-    let u = Arc::new(open_uffd(features));
+    let u = Arc::new(open_uffd(kind.missing_features()));
     let config = Config {
         window_min: 8,
         window_max: 64,

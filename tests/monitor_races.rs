@@ -35,14 +35,6 @@ fn check_bytes(got: &[u8], want: &[u8], page: usize, what: &str) {
     }
 }
 
-fn missing_features(kind: Kind) -> Features {
-    match kind {
-        Kind::Anon => Features::empty(),
-        Kind::ShmemShared | Kind::ShmemPrivate => Features::MISSING_SHMEM,
-        Kind::Hugetlb | Kind::HugetlbPrivate => Features::MISSING_HUGETLBFS,
-    }
-}
-
 /// Serves Callback regions by copying from `src` at the source offset.
 struct CopyFrom {
     src: Arc<Vec<u8>>,
@@ -91,7 +83,7 @@ fn same_page_case(kind: Kind, pages: usize, threads: usize, workers: u32, callba
     let ps = kind.page();
     let mem = Arc::new(Mem::new(kind, pages));
     let data = Arc::new(content(mem.len, 21));
-    let u = Arc::new(open_uffd(missing_features(kind)));
+    let u = Arc::new(open_uffd(kind.missing_features()));
     let config = Config {
         workers,
         hand_off_all: workers > 0,

@@ -135,12 +135,7 @@ impl Handler for Zeros {
 
 fn zero_case(kind: Kind) {
     let mem = Arc::new(Mem::new(kind, 4));
-    let features = match kind {
-        Kind::Anon => Features::empty(),
-        Kind::ShmemShared | Kind::ShmemPrivate => Features::MISSING_SHMEM,
-        Kind::Hugetlb | Kind::HugetlbPrivate => Features::MISSING_HUGETLBFS,
-    };
-    let u = Arc::new(open_uffd(features));
+    let u = Arc::new(open_uffd(kind.missing_features()));
     let m = Monitor::new(Config::default(), Box::new(Zeros)).unwrap();
     add_all(&m, &u, &mem, Source::Callback);
     let run = m.start().unwrap();

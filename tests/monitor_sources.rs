@@ -41,15 +41,6 @@ fn check_bytes(got: &[u8], want: &[u8], page: usize, what: &str) {
     }
 }
 
-/// The features that MISSING registration of `kind` needs.
-fn missing_features(kind: Kind) -> Features {
-    match kind {
-        Kind::Anon => Features::empty(),
-        Kind::ShmemShared | Kind::ShmemPrivate => Features::MISSING_SHMEM,
-        Kind::Hugetlb | Kind::HugetlbPrivate => Features::MISSING_HUGETLBFS,
-    }
-}
-
 /// A region source for the tests, with whatever must outlive the monitor.
 enum TestSource {
     Buffer(Vec<u8>),
@@ -160,7 +151,7 @@ fn lazy_load(
 ) -> StatsSnapshot {
     let mem = Arc::new(Mem::new(kind, pages));
     assert_eq!(expected.len(), mem.len);
-    let u = Arc::new(open_uffd(missing_features(kind)));
+    let u = Arc::new(open_uffd(kind.missing_features()));
     let (src, handler): (Source, Box<dyn Handler>) = match &source {
         TestSource::Buffer(b) => (
             Source::Buffer {
@@ -685,7 +676,7 @@ fn defer_case(kind: Kind, pages: usize, workers: u32) {
     let mem = Arc::new(Mem::new(kind, pages));
     let data = Arc::new(content(mem.len, 9));
     let (tx, rx) = mpsc::channel();
-    let u = Arc::new(open_uffd(missing_features(kind)));
+    let u = Arc::new(open_uffd(kind.missing_features()));
     let config = Config {
         workers,
         hand_off_all: workers > 0,
@@ -862,7 +853,7 @@ fn resident_pages(addr: u64, len: usize) -> usize {
 fn prefetch_case(kind: Kind, pages: usize, workers: u32) {
     let mem = Arc::new(Mem::new(kind, pages));
     let data = content(mem.len, 12);
-    let u = Arc::new(open_uffd(missing_features(kind)));
+    let u = Arc::new(open_uffd(kind.missing_features()));
     let config = Config {
         workers,
         hand_off_all: workers > 0,

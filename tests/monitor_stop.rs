@@ -17,14 +17,6 @@ use uffd::monitor::*;
 use uffd::*;
 use uffd::{Range, WriteprotectMode};
 
-fn features(kind: Kind) -> Features {
-    match kind {
-        Kind::Anon => Features::empty(),
-        Kind::ShmemShared | Kind::ShmemPrivate => Features::MISSING_SHMEM,
-        Kind::Hugetlb | Kind::HugetlbPrivate => Features::MISSING_HUGETLBFS,
-    }
-}
-
 /// Never-zero content.
 fn content(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8 | 1).collect()
@@ -39,7 +31,7 @@ fn lazy_restore_stopped(kind: Kind, policy: Option<StopPolicy>, per_region: bool
     let mem = Mem::new(kind, 2);
     let ps = kind.page();
     let src = content(2 * ps);
-    let u = Arc::new(open_uffd(features(kind)));
+    let u = Arc::new(open_uffd(kind.missing_features()));
     let config = Config {
         stop_policy: if per_region {
             StopPolicy::Block

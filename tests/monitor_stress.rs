@@ -74,19 +74,11 @@ fn checksum(bytes: &[u8]) -> u64 {
     h
 }
 
-fn missing_features(kind: Kind) -> Features {
-    match kind {
-        Kind::Anon => Features::empty(),
-        Kind::ShmemShared | Kind::ShmemPrivate => Features::MISSING_SHMEM,
-        Kind::Hugetlb | Kind::HugetlbPrivate => Features::MISSING_HUGETLBFS,
-    }
-}
-
 fn stress(name: &'static str, kind: Kind, pages: usize, workers: u32) {
     let rounds = rounds();
     let _w = Watchdog::new(name, 60 + rounds as u64);
     let ps = kind.page();
-    let u = Arc::new(open_uffd(missing_features(kind) | Features::EVENT_UNMAP));
+    let u = Arc::new(open_uffd(kind.missing_features() | Features::EVENT_UNMAP));
     let config = Config {
         workers,
         hand_off_all: workers > 0,

@@ -84,6 +84,14 @@ impl Kind {
     pub fn is_hugetlb(self) -> bool {
         matches!(self, Kind::Hugetlb | Kind::HugetlbPrivate)
     }
+    /// The features that MISSING registration of this kind needs.
+    pub fn missing_features(self) -> uffd::Features {
+        match self {
+            Kind::Anon => uffd::Features::empty(),
+            Kind::ShmemShared | Kind::ShmemPrivate => uffd::Features::MISSING_SHMEM,
+            Kind::Hugetlb | Kind::HugetlbPrivate => uffd::Features::MISSING_HUGETLBFS,
+        }
+    }
 }
 
 /// An mmapped region, unmapped (and its memfd closed) on drop.
