@@ -158,3 +158,49 @@ fn zero_range_anon_and_hugetlb() {
         zero_case(Kind::Hugetlb);
     }
 }
+
+/// MINOR faults resolved 4 pages at a time with `ContinueRange`: the page
+/// cache (filled behind the mapping's back) is mapped, one fault per 4
+/// pages.
+struct ContinueFour;
+impl Handler for ContinueFour {
+    fn on_fault(&self, ctx: &FaultCtx<'_>) -> Verdict {
+        let ps = ctx.token.page_size;
+        let left = ctx.region.map_or(ps, |r| r.start + r.len - ctx.token.page);
+        match ctx.resolve(Action::ContinueRange {
+            len: left.min(4 * ps),
+            mode: ContinueMode::empty(),
+        }) {
+            Ok(_) => Verdict::Resolved,
+            Err(e) => Verdict::Error(e.errno()),
+        }
+    }
+}
+
+#[test]
+fn continue_range_maps_page_cache_pages() {
+    let _w = Watchdog::new("continue_range_maps_page_cache_pages", 60);
+    let mem = Arc::new(Mem::new(Kind::ShmemShared, PAGES));
+    let data = content(mem.len, 19);
+    mem.pwrite_memfd(0, &data);
+    let u = Arc::new(open_uffd(Features::MINOR_SHMEM));
+    let m = Monitor::new(Config::default(), Box::new(ContinueFour)).unwrap();
+    let id = m.add_uffd(u.clone()).unwrap();
+    m.add_region(
+        id,
+        handed(mem.start(), mem.len as u64),
+        RegionOptions {
+            source: Source::Callback,
+            register: RegisterMode::MINOR,
+            ..RegionOptions::default()
+        },
+    )
+    .unwrap();
+    let run = m.start().unwrap();
+    assert_eq!(mem.bytes(), &data[..]);
+    let s = m.stats();
+    assert_eq!(s.faults, 2, "one fault per 4 pages: {s:?}");
+    assert_eq!(s.failed, 0, "{s:?}");
+    m.stop();
+    run.wait().unwrap();
+}
