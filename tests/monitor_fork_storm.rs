@@ -396,10 +396,19 @@ fn remove_forked_childs_uffd() {
         if m.remove_uffd(child_id).is_err() {
             return 6;
         }
-        // Closed at once (the number may already name another file: the
-        // monitor's helper makes eventfds).
-        if m.uffd(child_id).is_some() || is_uffd(child_fd) {
+        // Forgotten at once; the descriptor is closed once no operation in
+        // flight holds it (the reserve helper's exit probe may hold it for
+        // a moment), so within a bounded wait. The number may already name
+        // another file: the helper makes eventfds.
+        if m.uffd(child_id).is_some() {
             return 7;
+        }
+        let t0 = Instant::now();
+        while is_uffd(child_fd) {
+            if t0.elapsed() > Duration::from_secs(5) {
+                return 13;
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
         match m.remove_uffd(child_id) {
             Err(e) if e.errno() == libc::EINVAL => {}
