@@ -1861,6 +1861,24 @@ int32_t libuffd_monitor_poison(struct libuffd_monitor *m, const struct libuffd_f
  */
 int32_t libuffd_monitor_move(struct libuffd_monitor *m, const struct libuffd_fault *f, void *src);
 
+/**
+ * Resolve a fault by moving len bytes of pages at src (anonymous private
+ * memory of this process; the pages leave it) to f->page and the pages
+ * after it, with the kernel's mode bits (LIBUFFD_MOVE_DONTWAKE,
+ * LIBUFFD_MOVE_ALLOW_SRC_HOLES). len as for libuffd_monitor_copy_range():
+ * whole pages of the fault's size, inside the fault's region.
+ *
+ * Returns: as libuffd_monitor_copy(), and -EINVAL for a NULL src or a len
+ * of no whole pages or past the region's end; otherwise the kernel's
+ * errno for UFFDIO_MOVE with these arguments (-ENOENT for a hole in src
+ * without LIBUFFD_MOVE_ALLOW_SRC_HOLES, -EBUSY for a source page shared
+ * with another process, ...).
+ *
+ * Pointers: m must be NULL or a live monitor; f NULL or a fault from this
+ * monitor; src NULL or len bytes of the caller's anonymous memory.
+ */
+int32_t libuffd_monitor_move_range(struct libuffd_monitor *m, const struct libuffd_fault *f, void *src, size_t len, uint64_t mode);
+
 /* ---------------------------------------------- 6.5 stats */
 
 /**

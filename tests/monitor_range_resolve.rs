@@ -204,3 +204,68 @@ fn continue_range_maps_page_cache_pages() {
     m.stop();
     run.wait().unwrap();
 }
+
+/// MOVE with a length: each missing fault moves 4 pages out of a staging
+/// buffer (the GC-compaction and post-copy pattern: pages handed over, not
+/// copied). Bad lengths are EINVAL.
+struct MoveFour {
+    staging: Arc<Mem>,
+    base: u64,
+    bad_len_errnos: Arc<Mutex<Vec<i32>>>,
+}
+
+impl Handler for MoveFour {
+    fn on_fault(&self, ctx: &FaultCtx<'_>) -> Verdict {
+        let ps = ctx.token.page_size;
+        let off = ctx.token.page - self.base;
+        let left = ctx.region.map_or(ps, |r| r.start + r.len - ctx.token.page);
+        if off == 0 {
+            for len in [ps / 2, left + ps] {
+                let e = ctx
+                    .resolve(Action::MoveRange {
+                        src: handed(self.staging.start() + off, len),
+                        mode: MoveMode::empty(),
+                    })
+                    .unwrap_err();
+                self.bad_len_errnos.lock().unwrap().push(e.errno());
+            }
+        }
+        match ctx.resolve(Action::MoveRange {
+            src: handed(self.staging.start() + off, left.min(4 * ps)),
+            mode: MoveMode::empty(),
+        }) {
+            Ok(_) => Verdict::Resolved,
+            Err(e) => Verdict::Error(e.errno()),
+        }
+    }
+}
+
+#[test]
+fn move_range_hands_pages_over_four_at_a_time() {
+    let _w = Watchdog::new("move_range_hands_pages_over_four_at_a_time", 60);
+    let mem = Arc::new(Mem::new(Kind::Anon, PAGES));
+    let staging = Arc::new(Mem::new(Kind::Anon, PAGES));
+    let data = content(mem.len, 23);
+    for (i, &b) in data.iter().enumerate() {
+        staging.write(i, b);
+    }
+    let u = Arc::new(open_uffd(Features::MOVE));
+    let bad = Arc::new(Mutex::new(Vec::new()));
+    let h = MoveFour {
+        staging: staging.clone(),
+        base: mem.start(),
+        bad_len_errnos: bad.clone(),
+    };
+    let m = Monitor::new(Config::default(), Box::new(h)).unwrap();
+    add_all(&m, &u, &mem, Source::Callback);
+    let run = m.start().unwrap();
+    assert_eq!(mem.bytes(), &data[..]);
+    let s = m.stats();
+    assert_eq!(s.faults, 2, "one fault per 4 pages: {s:?}");
+    assert_eq!(s.failed, 0, "{s:?}");
+    assert_eq!(*bad.lock().unwrap(), vec![libc::EINVAL; 2]);
+    // The pages left the staging buffer: it reads as fresh zero pages.
+    assert!(staging.bytes().iter().all(|&b| b == 0));
+    m.stop();
+    run.wait().unwrap();
+}

@@ -1159,6 +1159,43 @@ pub unsafe extern "C" fn libuffd_monitor_move(
     resolve_c("libuffd_monitor_move", m, f, Action::Move(src))
 }
 
+/// Resolve a fault by moving len bytes of pages at src (anonymous private
+/// memory of this process; the pages leave it) to f->page and the pages
+/// after it, with the kernel's mode bits (LIBUFFD_MOVE_DONTWAKE,
+/// LIBUFFD_MOVE_ALLOW_SRC_HOLES). len as for libuffd_monitor_copy_range():
+/// whole pages of the fault's size, inside the fault's region.
+///
+/// Returns: as libuffd_monitor_copy(), and -EINVAL for a NULL src or a len
+/// of no whole pages or past the region's end; otherwise the kernel's
+/// errno for UFFDIO_MOVE with these arguments (-ENOENT for a hole in src
+/// without LIBUFFD_MOVE_ALLOW_SRC_HOLES, -EBUSY for a source page shared
+/// with another process, ...).
+///
+/// Pointers: m must be NULL or a live monitor; f NULL or a fault from this
+/// monitor; src NULL or len bytes of the caller's anonymous memory.
+#[no_mangle]
+pub unsafe extern "C" fn libuffd_monitor_move_range(
+    m: *mut libuffd_monitor,
+    f: *const libuffd_fault,
+    src: *mut libc::c_void,
+    len: usize,
+    mode: u64,
+) -> i32 {
+    if src.is_null() {
+        return guard("libuffd_monitor_move_range", || {
+            Err(Error::invalid("libuffd_monitor_move_range: src is NULL"))
+        });
+    }
+    // SAFETY: the memory at `src` is the C caller's (see C_MEMORY in
+    // ops_api.rs): no Rust value of libuffd lives there.
+    let src = unsafe { HandedOver::new(Range::new(src as usize as u64, len as u64)) };
+    let action = Action::MoveRange {
+        src,
+        mode: crate::uffd::MoveMode::from_bits_retain(mode),
+    };
+    resolve_c("libuffd_monitor_move_range", m, f, action)
+}
+
 // The C struct from the Rust snapshot, field by field as
 // crate::monitor::counters! lists them: a counter the C struct lacks, or a
 // C field no counter feeds, fails to compile.

@@ -81,6 +81,17 @@ pub enum Action {
         /// The kernel's mode bits.
         mode: ContinueMode,
     },
+    /// Move the pages of `src` (anonymous private memory, handed over:
+    /// they leave it) to the fault's page and the pages after it, with the
+    /// kernel's mode bits (`MoveMode::DONTWAKE`, `ALLOW_SRC_HOLES`).
+    /// `src`'s length is the length moved: a whole number of the fault's
+    /// pages, inside the fault's region (as `CopyRange`), else EINVAL.
+    MoveRange {
+        /// The pages to move, and how many bytes.
+        src: HandedOver,
+        /// The kernel's mode bits.
+        mode: MoveMode,
+    },
 }
 
 /// How an action ended, when it did not fail.
@@ -355,6 +366,10 @@ impl Inner {
             Action::ContinueRange { len, mode } => self
                 .fault_range(t, len)
                 .and_then(|r| uffd.fill_continue(r, mode))
+                .map(|p| p.done),
+            Action::MoveRange { src, mode } => self
+                .fault_range(t, src.range().len)
+                .and_then(|r| uffd.fill_move(r, src.range().start, mode))
                 .map(|p| p.done),
         };
         classify(self, &uffd, t.uffd_id, page, ps, r)

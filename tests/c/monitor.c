@@ -320,6 +320,59 @@ static void test_copy_range(void)
 	munmap(s.base, 8 * PAGE);
 }
 
+/* libuffd_monitor_move_range: each fault moves 4 pages out of a staging
+ * buffer (they leave it); bad lengths and a NULL source are -EINVAL. */
+static char *move_staging;
+
+static int move_four(void *ud, libuffd_monitor *m, const struct libuffd_fault *f)
+{
+	struct range_state *s = ud;
+	atomic_fetch_add(&s->faults, 1);
+	size_t off = (size_t)((char *)f->page - s->base);
+	if (libuffd_monitor_move_range(m, f, move_staging + off, PAGE / 2, 0) == -EINVAL)
+		atomic_fetch_add(&s->bad_einval, 1);
+	if (libuffd_monitor_move_range(m, f, move_staging + off, 64 * PAGE, 0) == -EINVAL)
+		atomic_fetch_add(&s->bad_einval, 1);
+	if (libuffd_monitor_move_range(m, f, NULL, PAGE, 0) == -EINVAL)
+		atomic_fetch_add(&s->bad_einval, 1);
+	size_t left = 8 * PAGE - off;
+	int rc = libuffd_monitor_move_range(m, f, move_staging + off, left < 4 * PAGE ? left : 4 * PAGE, 0);
+	return rc < 0 ? rc : LIBUFFD_ON_FAULT_HANDLED;
+}
+
+static void test_move_range(void)
+{
+	SECTION("libuffd_monitor_move_range: 4 pages moved per fault, bad lengths -EINVAL");
+	static struct range_state s;
+	s.base = map_anon(8 * PAGE);
+	move_staging = map_anon(8 * PAGE);
+	memcpy(move_staging, source, 8 * PAGE);
+	LIBUFFD_OPTS(libuffd_open_opts, oo, .flags = LIBUFFD_OPEN_NONBLOCK, .features = LIBUFFD_FEATURE_MOVE);
+	libuffd_handle *h = NULL;
+	CHECK_OK(libuffd_open(&oo, &h));
+	LIBUFFD_OPTS(libuffd_monitor_ops, ops, .on_fault = move_four);
+	libuffd_monitor *m = NULL;
+	CHECK_OK(libuffd_monitor_new(NULL, &ops, &s, NULL, &m));
+	uint32_t id;
+	CHECK_OK(libuffd_monitor_add_handle(m, h, &id));
+	struct libuffd_region_opts r = LIBUFFD_OPTS_INIT(libuffd_region_opts, .source = LIBUFFD_SOURCE_CALLBACK,
+						      .register_mode = LIBUFFD_REGISTER_MISSING);
+	CHECK_OK(libuffd_monitor_add_region(m, id, s.base, 8 * PAGE, &r));
+	CHECK_OK(libuffd_monitor_start(m));
+	CHECK_EQ(memcmp(s.base, source, 8 * PAGE), 0);
+	CHECK_EQ(atomic_load(&s.faults), 2);
+	CHECK_EQ(atomic_load(&s.bad_einval), 6);
+	int zeros = 1;
+	for (size_t i = 0; i < 8 * PAGE; i++)
+		zeros &= move_staging[i] == 0;
+	CHECK_EQ(zeros, 1); /* the pages left the staging buffer */
+	CHECK_FAILS(libuffd_monitor_move_range(m, NULL, move_staging, PAGE, 0), -EINVAL, "libuffd_monitor_move_range");
+	libuffd_monitor_free(m);
+	libuffd_handle_free(h);
+	munmap(s.base, 8 * PAGE);
+	munmap(move_staging, 8 * PAGE);
+}
+
 static void test_callback_source(void)
 {
 	SECTION("callback source, user data, finaliser");
@@ -1063,6 +1116,7 @@ int main(void)
 	test_resolved_by_caller();
 	test_remove_region();
 	test_copy_range();
+	test_move_range();
 	test_workers();
 	test_defer();
 	test_stop_from_callback();
