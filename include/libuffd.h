@@ -495,6 +495,33 @@ int32_t libuffd_probe_features(uint64_t *features);
 int32_t libuffd_feature_supported(uint64_t mask);
 
 /**
+ * The name of one feature bit, as in its LIBUFFD_FEATURE_* constant
+ * without the prefix: "MOVE" for LIBUFFD_FEATURE_MOVE. For tools that
+ * print or parse feature lists (libuffd-probe(1)): loop over the 64 bits
+ * of libuffd_probe_features()'s answer, or find a name's bit.
+ *
+ * The names are the library's own list (the one libuffd_last_error()
+ * texts use), so a program and the library never disagree on them.
+ *
+ * Thread safety: may be called from any thread.
+ *
+ * Returns: a static, NUL-terminated string, or NULL when bit is not
+ * exactly one bit this library names (0, several bits, or a bit of a
+ * newer kernel); libuffd_last_error() is not set.
+ *
+ * Example: print the features this kernel offers, one per line.
+ *
+ *     uint64_t f;
+ *     if (libuffd_probe_features(&f) == 0)
+ *             for (int i = 0; i < 64; i++)
+ *                     if (f & (1ULL << i)) {
+ *                             const char *name = libuffd_feature_name(1ULL << i);
+ *                             printf("%s\n", name ? name : "(unnamed)");
+ *                     }
+ */
+const char *libuffd_feature_name(uint64_t bit);
+
+/**
  * The page size of the memory mapped at addr in this process: 4096, or
  * the huge-page size of a hugetlb mapping. Registration and resolving
  * operations on hugetlb memory must be aligned to it.

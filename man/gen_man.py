@@ -16,8 +16,9 @@ Each function's doc comment is split into its paragraphs: the summary
 (first sentence) goes to NAME; "Returns:" to RETURN VALUE, with the
 -EXXX list parsed into ERRORS; "Thread safety:" to THREAD SAFETY;
 "Ownership:" to NOTES; "Pointers:" to CALLER OBLIGATIONS (one rule per
-clause); the rest is the DESCRIPTION. A paragraph indented by four spaces
-is an example, shown as it is. Structs and unions of the
+clause); "Example:" (with the indented code paragraphs right after it)
+to EXAMPLES; the rest is the DESCRIPTION. A paragraph indented by four
+spaces is code, shown as it is. Structs and unions of the
 prototype (followed through their members) go to STRUCTURES, the
 LIBUFFD_* constants the text refers to go to CONSTANTS.
 
@@ -65,7 +66,7 @@ def load_errno_text(path=os.path.join(ROOT, "src", "uffd", "error.rs")):
 
 ERRNO_TEXT = load_errno_text()
 
-LABELS = ("Returns", "Thread safety", "Ownership", "Pointers")
+LABELS = ("Returns", "Thread safety", "Ownership", "Pointers", "Example")
 
 
 # ----------------------------------------------------------------- parsing
@@ -272,8 +273,15 @@ def paragraphs(doc):
                     if not lines[0]:
                         lines = lines[1:]
                     break
+        # The code paragraphs right after "Example:" belong to the example.
+        if label is None and out and out[-1][0] == "Example" and is_code(lines):
+            label = "Example"
         out.append((label, lines))
     return out
+
+
+def is_code(lines):
+    return bool(lines) and all(line.startswith("    ") for line in lines)
 
 
 def joined(lines):
@@ -822,6 +830,7 @@ def function_page(f, h, version, errors, names):
     thread = [lines for label, lines in paras if label == "Thread safety"]
     owner = [lines for label, lines in paras if label == "Ownership"]
     safety = [lines for label, lines in paras if label == "Pointers"]
+    examples = [lines for label, lines in paras if label == "Example"]
     other = [(label, lines) for label, lines in paras
              if label not in (None,) + LABELS]
 
@@ -935,6 +944,11 @@ def function_page(f, h, version, errors, names):
     if owner:
         page.sh("NOTES")
         page.add(paras_roff([[cap(lines[0])] + lines[1:] for lines in owner], italic))
+
+    if examples:
+        page.sh("EXAMPLES")
+        page.add(paras_roff([lines if is_code(lines) else [cap(lines[0])] + lines[1:]
+                             for lines in examples], italic))
 
     page.sh("SEE ALSO")
     refs = [("libuffd", "7")]

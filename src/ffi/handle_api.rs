@@ -291,6 +291,58 @@ pub unsafe extern "C" fn libuffd_probe_features(features: *mut u64) -> i32 {
     })
 }
 
+/// The name of one feature bit, as in its LIBUFFD_FEATURE_* constant
+/// without the prefix: "MOVE" for LIBUFFD_FEATURE_MOVE. For tools that
+/// print or parse feature lists (libuffd-probe(1)): loop over the 64 bits
+/// of libuffd_probe_features()'s answer, or find a name's bit.
+///
+/// The names are the library's own list (the one libuffd_last_error()
+/// texts use), so a program and the library never disagree on them.
+///
+/// Thread safety: may be called from any thread.
+///
+/// Returns: a static, NUL-terminated string, or NULL when bit is not
+/// exactly one bit this library names (0, several bits, or a bit of a
+/// newer kernel); libuffd_last_error() is not set.
+///
+/// Example: print the features this kernel offers, one per line.
+///
+/// ```c
+/// uint64_t f;
+/// if (libuffd_probe_features(&f) == 0)
+///         for (int i = 0; i < 64; i++)
+///                 if (f & (1ULL << i)) {
+///                         const char *name = libuffd_feature_name(1ULL << i);
+///                         printf("%s\n", name ? name : "(unnamed)");
+///                 }
+/// ```
+#[no_mangle]
+pub extern "C" fn libuffd_feature_name(bit: u64) -> *const libc::c_char {
+    use bitflags::Flags as _;
+    static NAMES: once_cell::sync::Lazy<Vec<(u64, std::ffi::CString)>> =
+        once_cell::sync::Lazy::new(|| {
+            Features::FLAGS
+                .iter()
+                .filter(|f| f.is_named())
+                .filter_map(|f| {
+                    std::ffi::CString::new(f.name())
+                        .ok()
+                        .map(|c| (f.value().bits(), c))
+                })
+                .collect()
+        });
+    if !bit.is_power_of_two() {
+        return std::ptr::null();
+    }
+    std::panic::catch_unwind(|| {
+        NAMES
+            .iter()
+            .find(|(b, _)| *b == bit)
+            .map_or(std::ptr::null(), |(_, name)| name.as_ptr())
+    })
+    .unwrap_or(std::ptr::null())
+}
+
 /// Whether the running kernel offers every feature in mask.
 ///
 /// Thread safety: may be called from any thread.

@@ -170,6 +170,49 @@ static void test_probe(void)
 	CHECK_RET(libuffd_feature_supported(LIBUFFD_FEATURE_MOVE | (1ULL << 40)), 0);
 }
 
+/* libuffd_feature_name: one name per known bit, each the constant's
+ * name without LIBUFFD_FEATURE_, distinct; NULL for anything else. */
+static void test_feature_name(void)
+{
+	SECTION("libuffd_feature_name");
+	static const struct { uint64_t bit; const char *name; } known[] = {
+#define F(n) { LIBUFFD_FEATURE_##n, #n }
+		F(PAGEFAULT_FLAG_WP), F(EVENT_FORK), F(EVENT_REMAP), F(EVENT_REMOVE),
+		F(MISSING_HUGETLBFS), F(MISSING_SHMEM), F(EVENT_UNMAP), F(SIGBUS),
+		F(THREAD_ID), F(MINOR_HUGETLBFS), F(MINOR_SHMEM), F(EXACT_ADDRESS),
+		F(WP_HUGETLBFS_SHMEM), F(WP_UNPOPULATED), F(POISON), F(WP_ASYNC), F(MOVE),
+#undef F
+	};
+	uint64_t seen = 0;
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+		const char *n = libuffd_feature_name(known[i].bit);
+		CHECK(n != NULL && strcmp(n, known[i].name) == 0);
+		seen |= known[i].bit;
+	}
+	CHECK_EQ_HEX(seen, LIBUFFD_FEATURES_KNOWN);
+	/* Every named bit is a known one, and the names are distinct. */
+	int named = 0;
+	for (int i = 0; i < 64; i++) {
+		const char *n = libuffd_feature_name(1ULL << i);
+		if (!n)
+			continue;
+		named++;
+		CHECK((LIBUFFD_FEATURES_KNOWN >> i) & 1);
+		for (int j = 0; j < i; j++) {
+			const char *m = libuffd_feature_name(1ULL << j);
+			CHECK(m == NULL || strcmp(m, n) != 0);
+		}
+	}
+	CHECK(named == (int)(sizeof(known) / sizeof(known[0])));
+	/* The same pointer each time: a static string. */
+	CHECK(libuffd_feature_name(LIBUFFD_FEATURE_MOVE) == libuffd_feature_name(LIBUFFD_FEATURE_MOVE));
+	CHECK(libuffd_feature_name(0) == NULL);
+	CHECK(libuffd_feature_name(LIBUFFD_FEATURE_MOVE | LIBUFFD_FEATURE_POISON) == NULL);
+	CHECK(libuffd_feature_name(1ULL << 40) == NULL);
+	CHECK(libuffd_feature_name(1ULL << 63) == NULL);
+	CHECK(libuffd_feature_name(~0ULL) == NULL);
+}
+
 static void test_open_and_accessors(void)
 {
 	SECTION("open flags, libuffd_handle_fd, libuffd_handle_features");
@@ -1171,6 +1214,7 @@ int main(void)
 	test_versions();
 	test_opts_init();
 	test_probe();
+	test_feature_name();
 	test_open_and_accessors();
 	test_kernel_faults();
 	test_fault_copy_zeropage();
