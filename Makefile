@@ -5,8 +5,10 @@
 #                     (stripped; the debug info is kept in build/debug/)
 #   make test         every test: Rust, C, ABI, install, unprivileged, example, man (not the benchmark)
 #   make example      build and run c-examples/userfaultfd_demo
+#   make examples     build every program of c-examples/ into build/examples/ (make test runs them)
+#   make probe        build build/libuffd-probe (tools/libuffd-probe.c; also built by make)
 #   make install      copy what `make` built (runs no cargo and builds nothing); PREFIX, LIBDIR,
-#                     INCLUDEDIR, PKGCONFIGDIR, CMAKEDIR, MANDIR, DOCDIR, DESTDIR honoured
+#                     BINDIR, INCLUDEDIR, PKGCONFIGDIR, CMAKEDIR, MANDIR, DOCDIR, DESTDIR honoured
 #   make install-debug  the shared library's separate debug info (DEBUGDIR)
 #   make header       regenerate include/libuffd.h with cbindgen
 #   make bench        benchmark libuffd against the hand-rolled loop (one to two minutes)
@@ -43,6 +45,7 @@ INCLUDEDIR   ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 CMAKEDIR     ?= $(LIBDIR)/cmake/uffd
 DOCDIR       ?= $(PREFIX)/share/doc/libuffd
+BINDIR       ?= $(PREFIX)/bin
 DEBUGDIR     ?= $(LIBDIR)/.debug
 DESTDIR      ?=
 # yes: uffd.pc and uffdConfig.cmake find the prefix from their own place
@@ -70,12 +73,16 @@ NATIVE    := $(BUILD)/native-static-libs.txt
 PC_LIBS   := $(BUILD)/libs-private.txt
 
 EXAMPLES  := $(BUILD)/userfaultfd_demo
+# libuffd-probe: what this kernel and this user can do (tools/libuffd-probe.c),
+# linked with libuffd.a so that the installed tool runs wherever it is put.
+PROBE     := $(BUILD)/libuffd-probe
 
-.PHONY: all lib cargo header example test test-rust test-c test-abi test-install \
-        test-unprivileged test-consumers test-all install install-lib install-cmake install-doc install-debug uninstall clean \
+
+.PHONY: all lib cargo header example examples probe test-examples test-probe test test-rust test-c test-abi test-install \
+        test-unprivileged test-consumers test-all install install-lib install-cmake install-doc install-bin install-debug uninstall clean \
         bench bench-quick test-licence check-arch check-abi abi-baseline check-msrv
 
-all: lib $(EXAMPLES)
+all: lib $(EXAMPLES) $(PROBE)
 
 lib: $(SHLIB) $(BUILD)/libuffd.a $(BUILD)/uffd.pc
 
@@ -143,6 +150,45 @@ bench-quick: $(BUILD)/uffd_bench
 example: $(BUILD)/userfaultfd_demo
 	timeout 60 $(BUILD)/userfaultfd_demo 3
 
+# The example programs: every c-examples/NAME.c (C, gnu11) and
+# c-examples/NAME.cpp (C++17) becomes build/examples/NAME, linked with
+# libuffd.so; tests/examples.sh runs each (one line per example there) and
+# checks what it prints. A new example is one file here and one line there.
+CXX       ?= c++
+CXXFLAGS  ?= -O2 -g
+EX_DIR    := $(BUILD)/examples
+EX_C      := $(sort $(wildcard c-examples/*.c))
+EX_CXX    := $(sort $(wildcard c-examples/*.cpp))
+EX_BINS   := $(patsubst c-examples/%.c,$(EX_DIR)/%,$(EX_C)) $(patsubst c-examples/%.cpp,$(EX_DIR)/%,$(EX_CXX))
+EX_LINK   := -L$(BUILD) -luffd -Wl,-rpath,$(abspath $(BUILD)) -lpthread
+
+$(EX_DIR)/%: c-examples/%.c include/libuffd.h $(SHLIB)
+	@mkdir -p $(EX_DIR)
+	$(CC) -std=gnu11 -Wall -Wextra -Werror $(CFLAGS) -Iinclude -o $@ $< $(EX_LINK)
+
+$(EX_DIR)/%: c-examples/%.cpp include/libuffd.h $(SHLIB)
+	@mkdir -p $(EX_DIR)
+	$(CXX) -std=c++17 -Wall -Wextra -Werror $(CXXFLAGS) -Iinclude -o $@ $< $(EX_LINK)
+
+examples: $(EX_BINS)
+
+test-examples: examples $(PROBE)
+	BUILD=$(abspath $(BUILD)) bash tests/examples.sh
+
+test-all: test-examples
+
+$(PROBE): tools/libuffd-probe.c include/libuffd.h $(BUILD)/libuffd.a $(NATIVE)
+	$(CC) -std=gnu11 -Wall -Wextra -Werror $(CFLAGS) -Iinclude -o $@ $< $(BUILD)/libuffd.a $$(cat $(NATIVE))
+
+probe: $(PROBE)
+
+# libuffd-probe as this user and as uid 65534, its JSON, --require, bad
+# arguments and its man page (tests/probe.sh).
+test-probe: $(PROBE)
+	BUILD=$(abspath $(BUILD)) bash tests/probe.sh
+
+test-all: test-probe
+
 # Huge pages for the hugetlb tests: reserved for the run when root (the
 # old value is put back after), else those tests skip with the reason.
 test:
@@ -159,7 +205,7 @@ test-c: lib
 test-abi: lib
 	BUILD=$(abspath $(BUILD)) bash tests/abi.sh
 
-test-install: lib
+test-install: lib $(PROBE)
 	BUILD=$(abspath $(BUILD)) MAKE="$(MAKE)" bash tests/install.sh
 
 test-unprivileged: lib
@@ -167,7 +213,7 @@ test-unprivileged: lib
 
 # make install with a minimal PATH into a DESTDIR, then shared, fully
 # static, Meson and CMake consumers built from that tree and run.
-test-consumers: lib
+test-consumers: lib $(PROBE)
 	BUILD=$(abspath $(BUILD)) MAKE="$(MAKE)" CC="$(CC)" bash tests/install-consumers.sh
 
 test-all: test-consumers
@@ -215,7 +261,12 @@ test-all: test-licence
 # `sudo make install` works after `make` ran as a user.
 BUILT := $(SHLIB) $(BUILD)/libuffd.a $(PC_LIBS) include/libuffd.h
 
-install: install-lib install-cmake install-doc
+install: install-lib install-cmake install-doc install-bin
+
+install-bin:
+	@[ -f $(PROBE) ] || { echo "make install: $(PROBE) is missing: run 'make' first" >&2; exit 1; }
+	install -d $(DESTDIR)$(BINDIR)
+	install -m 0755 $(PROBE) $(DESTDIR)$(BINDIR)/libuffd-probe
 
 install-lib:
 	@for f in $(BUILT); do [ -f $$f ] || { echo "make install: $$f is missing: run 'make' first" >&2; exit 1; }; done
@@ -257,7 +308,8 @@ uninstall:
 	      $(DESTDIR)$(LIBDIR)/libuffd.so $(DESTDIR)$(LIBDIR)/libuffd.a \
 	      $(DESTDIR)$(INCLUDEDIR)/libuffd.h $(DESTDIR)$(PKGCONFIGDIR)/uffd.pc \
 	      $(DESTDIR)$(CMAKEDIR)/uffdConfig.cmake $(DESTDIR)$(CMAKEDIR)/uffdConfigVersion.cmake \
-	      $(DESTDIR)$(DEBUGDIR)/$(REALNAME).debug $(addprefix $(DESTDIR)$(DOCDIR)/,$(DOCS))
+	      $(DESTDIR)$(DEBUGDIR)/$(REALNAME).debug $(addprefix $(DESTDIR)$(DOCDIR)/,$(DOCS)) \
+	      $(DESTDIR)$(BINDIR)/libuffd-probe
 
 clean:
 	rm -rf $(BUILD)
@@ -270,7 +322,7 @@ clean:
 #   make install      also installs them into $(MANDIR) (MANDIR ?= $(PREFIX)/share/man)
 MANDIR   ?= $(PREFIX)/share/man
 PYTHON3  ?= python3
-MANPAGES := $(sort $(wildcard man/man3/*.3)) man/man7/libuffd.7
+MANPAGES := $(sort $(wildcard man/man3/*.3)) man/man7/libuffd.7 man/man1/libuffd-probe.1
 
 .PHONY: man test-man install-man uninstall-man
 
@@ -285,7 +337,8 @@ test-man:
 install: install-man
 
 install-man:
-	install -d $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man7
+	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man7
+	install -m 0644 $(filter man/man1/%,$(MANPAGES)) $(DESTDIR)$(MANDIR)/man1
 	install -m 0644 $(filter man/man3/%,$(MANPAGES)) $(DESTDIR)$(MANDIR)/man3
 	install -m 0644 $(filter man/man7/%,$(MANPAGES)) $(DESTDIR)$(MANDIR)/man7
 

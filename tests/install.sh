@@ -6,9 +6,10 @@
 #   BUILD=<absolute build dir> MAKE=make bash tests/install.sh
 #
 # Installs twice: with PREFIX=/usr LIBDIR=/usr/lib, and with PREFIX=/opt/x
-# LIBDIR=/opt/x/lib64 INCLUDEDIR=/opt/x/inc MANDIR=/opt/x/man. Each time it
-# checks every file and symlink (place, target, mode, content; the man
-# pages of man/ in MANDIR/man3 and man7; the CMake package files in
+# LIBDIR=/opt/x/lib64 INCLUDEDIR=/opt/x/inc MANDIR=/opt/x/man BINDIR=/opt/x/sbin.
+# Each time it checks every file and symlink (place, target, mode, content; the man
+# pages of man/ in MANDIR/man1, man3 and man7; libuffd-probe in BINDIR,
+# which must run from there; the CMake package files in
 # LIBDIR/cmake/uffd; the licences and changelog in PREFIX/share/doc/libuffd),
 # the relocatable paths in uffd.pc,
 # then builds a small consumer with `pkg-config --cflags --libs uffd`
@@ -78,9 +79,12 @@ one_round() {
   local dest=$work/$name
   local pcdir=$libdir/pkgconfig
   local cmakedir=$libdir/cmake/uffd
-  local mandir=$prefix/share/man arg
+  local mandir=$prefix/share/man bindir=$prefix/bin arg
   for arg in "$@"; do
-    case $arg in MANDIR=*) mandir=${arg#MANDIR=} ;; esac
+    case $arg in
+      MANDIR=*) mandir=${arg#MANDIR=} ;;
+      BINDIR=*) bindir=${arg#BINDIR=} ;;
+    esac
   done
   mkdir -p "$dest"
   echo "== make install DESTDIR=$dest PREFIX=$prefix $*"
@@ -108,8 +112,10 @@ one_round() {
   done
   check_file "$dest$mandir/man3/libuffd_copy.3" 644 "$ROOT/man/man3/libuffd_copy.3"
   check_file "$dest$mandir/man7/libuffd.7" 644 "$ROOT/man/man7/libuffd.7"
+  check_file "$dest$mandir/man1/libuffd-probe.1" 644 "$ROOT/man/man1/libuffd-probe.1"
+  check_file "$dest$bindir/libuffd-probe" 755 "$BUILD/libuffd-probe"
   local manpages=() page bad_pages=
-  for page in "$ROOT"/man/man3/*.3 "$ROOT"/man/man7/*.7; do
+  for page in "$ROOT"/man/man1/*.1 "$ROOT"/man/man3/*.3 "$ROOT"/man/man7/*.7; do
     manpages+=("$dest$mandir/${page#"$ROOT"/man/}")
     if [ ! -f "$dest$mandir/${page#"$ROOT"/man/}" ] || [ "$(mode "$dest$mandir/${page#"$ROOT"/man/}")" != 644 ] \
        || ! cmp -s "$page" "$dest$mandir/${page#"$ROOT"/man/}"; then
@@ -118,7 +124,8 @@ one_round() {
   done
   [ -z "$bad_pages" ] && ok "all ${#manpages[@]} man pages of man/ installed in $mandir (mode 644, same content)" \
     || notok "all man pages of man/ installed in $mandir (mode 644, same content); wrong:$bad_pages"
-  for d in "$dest$libdir" "$dest$incdir" "$dest$pcdir" "$dest$cmakedir" "$dest$mandir/man3" "$dest$mandir/man7"; do
+  for d in "$dest$libdir" "$dest$incdir" "$dest$pcdir" "$dest$cmakedir" "$dest$bindir" "$dest$mandir/man1" \
+           "$dest$mandir/man3" "$dest$mandir/man7"; do
     if [ -d "$d" ] && [ "$(mode "$d")" = 755 ]; then ok "directory $d (mode 755)"; else notok "directory $d has mode 755"; fi
   done
   # Nothing else was installed.
@@ -126,14 +133,24 @@ one_round() {
   expected=$(printf '%s\n' "$dest$libdir/$REALNAME" "$dest$libdir/$SONAME" "$dest$libdir/libuffd.so" \
     "$dest$libdir/libuffd.a" "$dest$incdir/libuffd.h" "$dest$pcdir/uffd.pc" \
     "$dest$cmakedir/uffdConfig.cmake" "$dest$cmakedir/uffdConfigVersion.cmake" \
-    "$dest$docdir/LICENSE-MIT" "$dest$docdir/LICENSE-APACHE" "$dest$docdir/CHANGELOG.md" "${manpages[@]}" | sort)
+    "$dest$docdir/LICENSE-MIT" "$dest$docdir/LICENSE-APACHE" "$dest$docdir/CHANGELOG.md" \
+    "$dest$bindir/libuffd-probe" "${manpages[@]}" | sort)
   found=$(find "$dest" \( -type f -o -type l \) | sort)
-  local n_expected=$((11 + ${#manpages[@]}))
+  local n_expected=$((12 + ${#manpages[@]}))
   if [ "$expected" = "$found" ]; then
-    ok "exactly the $n_expected expected files and symlinks were installed (11 + ${#manpages[@]} man pages)"
+    ok "exactly the $n_expected expected files and symlinks were installed (12 + ${#manpages[@]} man pages)"
   else
     notok "exactly the $n_expected expected files and symlinks were installed; found:"
     printf '    %s\n' $found
+  fi
+  # The installed tool runs from wherever it is put (libuffd.a is linked in).
+  if "$dest$bindir/libuffd-probe" --json 2>"$work/probe.err" | python3 -c \
+       'import json,sys; d=json.load(sys.stdin); assert d["libuffd_version"] == sys.argv[1], d["libuffd_version"]' \
+       "$VERSION" && [ ! -s "$work/probe.err" ]; then
+    ok "the installed libuffd-probe runs (--json parses, libuffd $VERSION)"
+  else
+    notok "the installed libuffd-probe runs (--json parses, libuffd $VERSION)"
+    sed 's/^/    | /' "$work/probe.err"
   fi
   local so_soname
   so_soname=$(readelf -d "$dest$libdir/$REALNAME" | sed -n 's/.*(SONAME).*\[\(.*\)\].*/\1/p')
@@ -255,7 +272,8 @@ one_round() {
 }
 
 one_round usr /usr /usr/lib /usr/include LIBDIR=/usr/lib
-one_round custom /opt/x /opt/x/lib64 /opt/x/inc LIBDIR=/opt/x/lib64 INCLUDEDIR=/opt/x/inc MANDIR=/opt/x/man
+one_round custom /opt/x /opt/x/lib64 /opt/x/inc LIBDIR=/opt/x/lib64 INCLUDEDIR=/opt/x/inc MANDIR=/opt/x/man \
+  BINDIR=/opt/x/sbin
 
 # Leave build/uffd.pc as a plain `make lib` makes it.
 timeout 1800 "$MAKE" -C "$ROOT" -s lib >/dev/null 2>&1 || true

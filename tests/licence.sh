@@ -32,11 +32,11 @@ grep -q 'Apache License' LICENSE-APACHE 2>/dev/null && grep -q 'Version 2.0, Jan
 
 # The sources: what git tracks, or (in an unpacked tarball) what find sees.
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-  files=$(git ls-files '*.rs' '*.c' '*.h' '*.sh' '*.py' '*.toml' '*.map' '*.in' '*.cmake' '*.build' \
+  files=$(git ls-files '*.rs' '*.c' '*.cpp' '*.h' '*.sh' '*.py' '*.toml' '*.map' '*.in' '*.cmake' '*.build' \
     Makefile .ci/run '*CMakeLists.txt' '*meson_options.txt' | grep -v '^tests/fuzz/corpus/')
 else
   files=$(find . -path ./target -prune -o -path ./build -prune -o -path ./tests/fuzz/corpus -prune -o -type f \
-    \( -name '*.rs' -o -name '*.c' -o -name '*.h' -o -name '*.sh' -o -name '*.py' -o -name '*.toml' \
+    \( -name '*.rs' -o -name '*.c' -o -name '*.cpp' -o -name '*.h' -o -name '*.sh' -o -name '*.py' -o -name '*.toml' \
        -o -name '*.map' -o -name '*.in' -o -name '*.cmake' -o -name '*.build' -o -name Makefile \
        -o -name CMakeLists.txt -o -name meson_options.txt \) -print \
     | sed 's|^\./||'; echo .ci/run)
@@ -58,7 +58,7 @@ head -n 1 include/libuffd.h | grep -q -F "$SPDX" && ok "include/libuffd.h starts
   || notok "include/libuffd.h starts with the SPDX line (cbindgen.toml header)"
 bad=""
 pages=0
-for page in man/man3/*.3 man/man7/*.7; do
+for page in man/man1/*.1 man/man3/*.3 man/man7/*.7; do
   pages=$((pages + 1))
   head -n 1 "$page" | grep -q -F "$SPDX" || bad="$bad $page"
 done

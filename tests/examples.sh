@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT OR Apache-2.0
+# tests/examples.sh: run every example program of c-examples/ (built by
+# `make examples` into $BUILD/examples/) and check what it prints
+# (make test-examples, part of make test).
+#
+#   BUILD=<absolute build dir> bash tests/examples.sh [NAME...]
+#
+# Each example has one line below: its name, the seconds it may take (a
+# watchdog: `timeout` kills it after that and the example fails), its
+# arguments, and the extended regular expressions its output must match,
+# each on some line. An example must exit 0 as well. A program in
+# $BUILD/examples without a line here fails the run, so a new example is
+# one file in c-examples/ and one line here.
+# Prints "examples: N passed, N failed"; exits 1 on any failure.
+set -u
+
+cd "$(dirname "$0")/.." || exit 2
+BUILD=${BUILD:-$PWD/build}
+EXDIR=$BUILD/examples
+
+passed=0
+failed=0
+declare -A listed=()
+ok() { passed=$((passed + 1)); echo "ok      $*"; }
+notok() { failed=$((failed + 1)); echo "NOT OK  $*"; }
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+only=" $* "
+
+# example NAME SECONDS 'ARGS' 'REGEX'...
+example() {
+  local name=$1 secs=$2 args=$3 re rc missing=
+  shift 3
+  listed[$name]=1
+  [ "$only" = "  " ] || [[ $only == *" $name "* ]] || return 0
+  if [ ! -x "$EXDIR/$name" ]; then
+    notok "$name: $EXDIR/$name is not built (make examples)"
+    return
+  fi
+  # shellcheck disable=SC2086 # ARGS are words
+  timeout -k 5 "$secs" "$EXDIR/$name" $args >"$work/$name.out" 2>&1
+  rc=$?
+  for re in "$@"; do
+    grep -q -E -- "$re" "$work/$name.out" || missing="$missing '$re'"
+  done
+  if [ "$rc" -eq 0 ] && [ -z "$missing" ]; then
+    ok "$name $args: $(tail -n 1 "$work/$name.out")"
+  else
+    case $rc in
+      0) why="output lacks$missing" ;;
+      124|137) why="killed by the ${secs} s watchdog${missing:+; output lacks$missing}" ;;
+      *) why="exit status $rc${missing:+; output lacks$missing}" ;;
+    esac
+    notok "$name $args: $why"
+    tail -n 30 "$work/$name.out" | sed 's/^/    | /'
+  fi
+}
+
+# Huge pages free for minor-faults' hugetlb run (make test reserves them).
+hp_free=$(sed -n 's/^HugePages_Free: *//p' /proc/meminfo 2>/dev/null)
+
+example userfaultfd_demo 60 '3' \
+  '^Read address 0x[0-9a-f]+ in main\(\): A$' '^Read address 0x[0-9a-f]+ in main\(\): C$' \
+  'libuffd_copy copied [0-9]+ bytes'
+example minor-faults 60 'shmem' \
+  '^minor-faults: shmem memory, 16 pages of [0-9]+ KiB' \
+  'minor faults served with CONTINUE .*, 0 failed' \
+  'guest writes reach the page cache: yes' '^minor-faults: verified 16 pages \(shmem\)$'
+if [ "${hp_free:-0}" -ge 16 ]; then
+  example minor-faults 60 'hugetlb' \
+    '^minor-faults: hugetlb memory, 16 pages of 2048 KiB' \
+    'minor faults served with CONTINUE .*, 0 failed' '^minor-faults: verified 16 pages \(hugetlb\)$'
+else
+  echo "SKIP    minor-faults hugetlb: ${hp_free:-no} huge pages free (16 needed; make test reserves them as root)"
+fi
+example sigbus-mode 60 '' \
+  '^sigbus-mode: 64 SIGBUS faults placed on the faulting threads \(4 threads' \
+  '^sigbus-mode: verified 64 pages$'
+example gc-compaction 60 '' \
+  '^gc-compaction: moved 256 pages \([0-9]+ on a mutator.s fault, [0-9]+ by the compactor\)' \
+  '^gc-compaction: [1-9][0-9]* mutator reads, 0 torn objects$' \
+  '^gc-compaction: verified [0-9]+ objects in 256 compacted pages$'
+example raii 60 '' \
+  '^raii: overlapping region refused: errno 22 ' '^raii: [0-9]+ faults, 262144 bytes placed, 0 failed$' \
+  '^raii: verified 64 pages \(buffer and callback regions\)$'
+
+# Every built example has its line above.
+for bin in "$EXDIR"/*; do
+  [ -f "$bin" ] && [ -x "$bin" ] || continue
+  name=${bin##*/}
+  [ -n "${listed[$name]:-}" ] || notok "$name: built from c-examples/ but tests/examples.sh has no line for it"
+done
+for src in c-examples/*.c c-examples/*.cpp; do
+  [ -f "$src" ] || continue
+  name=${src##*/}
+  name=${name%.*}
+  [ -n "${listed[$name]:-}" ] || notok "$src: tests/examples.sh has no line for it"
+done
+
+echo
+echo "examples: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
