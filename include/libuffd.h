@@ -377,6 +377,25 @@ typedef struct libuffd_open_opts {
  *
  * Pointers: opts must be NULL or a libuffd_open_opts of opts->sz readable
  * bytes; out NULL or writable.
+ *
+ * Example: a userfaultfd for the process's own faults (any user may), with
+ * MOVE required; libuffd_last_error() says what was missing.
+ *
+ *     libuffd_handle *open_for_gc(void)
+ *     {
+ *             LIBUFFD_OPTS(libuffd_open_opts, o,
+ *                          .flags = LIBUFFD_OPEN_USER_ONLY,
+ *                          .features = LIBUFFD_FEATURE_MOVE,
+ *                          .required_features = LIBUFFD_FEATURE_MOVE);
+ *             libuffd_handle *h;
+ *             int rc = libuffd_open(&o, &h);
+ *
+ *             if (rc < 0) {
+ *                     fprintf(stderr, "%s\n", libuffd_last_error());
+ *                     return NULL;
+ *             }
+ *             return h;
+ *     }
  */
 int32_t libuffd_open(const struct libuffd_open_opts *opts, struct libuffd_handle **out);
 
@@ -511,13 +530,18 @@ int32_t libuffd_feature_supported(uint64_t mask);
  *
  * Example: print the features this kernel offers, one per line.
  *
- *     uint64_t f;
- *     if (libuffd_probe_features(&f) == 0)
+ *     void print_features(void)
+ *     {
+ *             uint64_t f;
+ *
+ *             if (libuffd_probe_features(&f) < 0)
+ *                     return;
  *             for (int i = 0; i < 64; i++)
  *                     if (f & (1ULL << i)) {
  *                             const char *name = libuffd_feature_name(1ULL << i);
- *                             printf("%s\n", name ? name : "(unnamed)");
+ *                             printf("%s\n", name ? name : "(newer than this libuffd)");
  *                     }
+ *     }
  */
 const char *libuffd_feature_name(uint64_t bit);
 
@@ -618,6 +642,26 @@ int64_t libuffd_page_size(const void *addr);
  * -ENOMEM (the process owning the memory is exiting).
  *
  * Pointers: h must be NULL or a live handle; ioctls NULL or writable.
+ *
+ * Example: map anonymous memory and register it for missing-page faults;
+ * the kernel's answer says which operations the range allows.
+ *
+ *     void *map_registered(libuffd_handle *h, size_t len)
+ *     {
+ *             void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+ *                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+ *             uint64_t ioctls;
+ *
+ *             if (p == MAP_FAILED)
+ *                     return NULL;
+ *             if (libuffd_register(h, p, len, LIBUFFD_REGISTER_MISSING, &ioctls) < 0 ||
+ *                 !(ioctls & LIBUFFD_IOCTL_COPY)) {
+ *                     fprintf(stderr, "%s\n", libuffd_last_error());
+ *                     munmap(p, len);
+ *                     return NULL;
+ *             }
+ *             return p;
+ *     }
  */
 int32_t libuffd_register(struct libuffd_handle *h, void *start, size_t len, uint64_t mode, uint64_t *ioctls);
 
@@ -684,6 +728,20 @@ int32_t libuffd_wake(struct libuffd_handle *h, void *start, size_t len);
  *
  * Pointers: h must be NULL or a live handle. src need not be valid: the
  * kernel reads it and reports -EFAULT.
+ *
+ * Example: resolve a missing-page fault on page (page_size bytes) with
+ * the contents at src. -EEXIST means another thread placed it first: wake
+ * the waiters; -EAGAIN that an event (fork, mremap, ...) must be read
+ * first.
+ *
+ *     int place_page(libuffd_handle *h, void *page, const void *src, size_t page_size)
+ *     {
+ *             int64_t n = libuffd_copy(h, page, src, page_size, 0);
+ *
+ *             if (n == -EEXIST)
+ *                     return libuffd_wake(h, page, page_size);
+ *             return n < 0 ? (int)n : 0;
+ *     }
  */
 int64_t libuffd_copy(struct libuffd_handle *h, void *dst, const void *src, size_t len, uint64_t mode);
 
@@ -1021,6 +1079,31 @@ typedef struct libuffd_event {
  *
  * Pointers: h must be NULL or a live handle; events NULL or room for max
  * events.
+ *
+ * Example: a fault-handling thread that fills every faulting page with
+ * zeros (anonymous memory, base pages), until the handle reports an error.
+ *
+ *     void *zero_filler(void *arg)
+ *     {
+ *             libuffd_handle *h = arg;
+ *             size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+ *             struct libuffd_event ev[16];
+ *
+ *             for (;;) {
+ *                     int n = libuffd_read_events(h, ev, 16, -1);
+ *                     if (n == -EINTR)
+ *                             continue;
+ *                     if (n < 0)
+ *                             return NULL;
+ *                     for (int i = 0; i < n; i++) {
+ *                             if (ev[i].kind != LIBUFFD_EVENT_PAGEFAULT)
+ *                                     continue;
+ *                             void *page = ev[i].u.fault.address;
+ *                             if (libuffd_zeropage(h, page, ps, 0) == -EEXIST)
+ *                                     libuffd_wake(h, page, ps);
+ *                     }
+ *             }
+ *     }
  */
 int32_t libuffd_read_events(struct libuffd_handle *h, struct libuffd_event *events, size_t max, int32_t timeout_ms);
 
@@ -1516,6 +1599,34 @@ typedef struct libuffd_monitor_ops {
  * Pointers: opts must be NULL or a libuffd_monitor_opts of opts->sz
  * readable bytes; ops NULL or a libuffd_monitor_ops of ops->sz readable
  * bytes; out NULL or writable.
+ *
+ * Example: a monitor whose on_fault callback fills each page of a
+ * LIBUFFD_SOURCE_CALLBACK region (4 KiB pages) with its page number; the
+ * callback's buffer is the user_data, freed with the monitor (no workers:
+ * one thread runs the callback).
+ *
+ *     static int32_t fill(void *user_data, libuffd_monitor *m, const libuffd_fault *f)
+ *     {
+ *             char *page = user_data;
+ *
+ *             if (f->page_size > 4096)
+ *                     return -EINVAL;
+ *             memset(page, (int)(f->region_offset / 4096), 4096);
+ *             return libuffd_monitor_copy(m, f, page) < 0 ? -EIO : LIBUFFD_ON_FAULT_HANDLED;
+ *     }
+ *
+ *     libuffd_monitor *new_filling_monitor(void)
+ *     {
+ *             LIBUFFD_OPTS(libuffd_monitor_ops, ops, .on_fault = fill);
+ *             libuffd_monitor *m;
+ *             char *page = malloc(4096);
+ *
+ *             if (!page || libuffd_monitor_new(NULL, &ops, page, free, &m) < 0) {
+ *                     free(page);
+ *                     return NULL;
+ *             }
+ *             return m;
+ *     }
  */
 int32_t libuffd_monitor_new(const struct libuffd_monitor_opts *opts, const struct libuffd_monitor_ops *ops, void *user_data, void (*user_data_free)(void*), struct libuffd_monitor **out);
 
@@ -1590,6 +1701,30 @@ int32_t libuffd_monitor_remove_handle(struct libuffd_monitor *m, uint32_t handle
  * libuffd_region_opts of opts->sz readable bytes; opts->buffer readable
  * for opts->buffer_len bytes for as long as the monitor serves the region
  * (opts->fd is duplicated: the caller may close it once this returns).
+ *
+ * Example: restore a snapshot file lazily: new memory of the file's size,
+ * each page read from the file at its first touch and the rest in the
+ * background (the monitor, with the handle id from
+ * libuffd_monitor_add_handle(), is running or started later).
+ *
+ *     void *lazy_restore(libuffd_monitor *m, uint32_t id, int fd, size_t len)
+ *     {
+ *             void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+ *                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+ *             LIBUFFD_OPTS(libuffd_region_opts, ro,
+ *                          .source = LIBUFFD_SOURCE_FD,
+ *                          .flags = LIBUFFD_REGION_PREFETCH,
+ *                          .register_mode = LIBUFFD_REGISTER_MISSING,
+ *                          .fd = fd);
+ *
+ *             if (p == MAP_FAILED)
+ *                     return NULL;
+ *             if (libuffd_monitor_add_region(m, id, p, len, &ro) < 0) {
+ *                     munmap(p, len);
+ *                     return NULL;
+ *             }
+ *             return p; // fd may be closed: the monitor reads its own duplicate
+ *     }
  */
 int32_t libuffd_monitor_add_region(struct libuffd_monitor *m, uint32_t handle_id, void *start, size_t len, const struct libuffd_region_opts *opts);
 
@@ -1658,6 +1793,41 @@ int32_t libuffd_monitor_run(struct libuffd_monitor *m);
  * Returns: 0, -EBUSY (already running), -EAGAIN (no thread).
  *
  * Pointers: m must be NULL or a live monitor.
+ *
+ * Example: the whole life of a monitor: new memory whose len bytes (whole
+ * pages) are served from data by the monitor's own thread at each first
+ * touch, read back, then the monitor stopped and freed.
+ *
+ *     int restore_and_check(const char *data, size_t len)
+ *     {
+ *             LIBUFFD_OPTS(libuffd_open_opts, oo, .flags = LIBUFFD_OPEN_USER_ONLY);
+ *             LIBUFFD_OPTS(libuffd_region_opts, ro,
+ *                          .source = LIBUFFD_SOURCE_BUFFER,
+ *                          .register_mode = LIBUFFD_REGISTER_MISSING,
+ *                          .buffer = data, .buffer_len = len);
+ *             libuffd_handle *h = NULL;
+ *             libuffd_monitor *m = NULL;
+ *             uint32_t id;
+ *             char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+ *                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+ *             int rc = p == MAP_FAILED ? -ENOMEM : libuffd_open(&oo, &h);
+ *
+ *             if (rc == 0)
+ *                     rc = libuffd_monitor_new(NULL, NULL, NULL, NULL, &m);
+ *             if (rc == 0)
+ *                     rc = libuffd_monitor_add_handle(m, h, &id);
+ *             if (rc == 0)
+ *                     rc = libuffd_monitor_add_region(m, id, p, len, &ro);
+ *             if (rc == 0)
+ *                     rc = libuffd_monitor_start(m);
+ *             if (rc == 0 && memcmp(p, data, len) != 0) // faults, served
+ *                     rc = -EIO;
+ *             libuffd_monitor_free(m); // stops the run, joins its thread
+ *             libuffd_handle_free(h);
+ *             if (p != MAP_FAILED)
+ *                     munmap(p, len);
+ *             return rc;
+ *     }
  */
 int32_t libuffd_monitor_start(struct libuffd_monitor *m);
 

@@ -36,7 +36,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # a function matches wins, the last catches functions added later.
 AREAS = [
     ("Handles", r"libuffd_open|libuffd_handle_\w+"),
-    ("Kernel features and page sizes", r"libuffd_probe_features|libuffd_feature_supported|libuffd_page_size"),
+    ("Kernel features and page sizes", r"libuffd_probe_features|libuffd_feature_supported|libuffd_feature_name"
+                                       r"|libuffd_page_size"),
     ("Registration", r"libuffd_register|libuffd_unregister"),
     ("Events", r"libuffd_read_events|libuffd_event_\w+"),
     ("Resolving faults", r"libuffd_wake|libuffd_copy|libuffd_zeropage|libuffd_writeprotect|libuffd_continue"
@@ -1147,6 +1148,8 @@ def overview_page(h, version):
         "one is read with \\fBRWF_NOWAIT\\fR, its status flags untouched. The "
         "threads the monitor creates block every signal."))
 
+    porting_section(page)
+
     page.sh("FUNCTIONS")
     names = [f.name for f in h.funcs]
     for title, _ in AREAS:
@@ -1157,10 +1160,175 @@ def overview_page(h, version):
         for f in sorted(members, key=lambda f: names.index(f.name)):
             page.add([".TP", ".BR %s (3)" % esc_code(f.name)] + fix_lines(cap(plain(summary(f))) + "."))
 
+    examples_section(page)
+
     page.sh("SEE ALSO")
-    refs = [("userfaultfd", "2"), ("ioctl_userfaultfd", "2"), ("pkg-config", "1")]
+    refs = [("userfaultfd", "2"), ("ioctl_userfaultfd", "2"), ("libuffd-probe", "1"),
+            ("pkg-config", "1")]
     page.add(see_also(refs))
     return page.text()
+
+
+# libuffd(7): each raw ioctl, struct and convention of <linux/userfaultfd.h>
+# with its libuffd call. (raw, libuffd) pairs, in roff.
+PORTING = [
+    ("\\fBuserfaultfd\\fR(2), or \\fBUFFDIO_USERFAULTFD_IOC_NEW\\fR on \\fI/dev/userfaultfd\\fR, "
+     "then \\fBUFFDIO_API\\fR (\\fBstruct uffdio_api\\fR)",
+     "\\fBlibuffd_open\\fR(3): both creation paths (\\fBLIBUFFD_OPEN_NO_SYSCALL\\fR, "
+     "\\fBLIBUFFD_OPEN_NO_DEV\\fR exclude one), the handshake, \\fIfeatures\\fR wanted and "
+     "\\fIrequired_features\\fR; \\fBUFFD_USER_MODE_ONLY\\fR is \\fBLIBUFFD_OPEN_USER_ONLY\\fR, "
+     "\\fBO_NONBLOCK\\fR \\fBLIBUFFD_OPEN_NONBLOCK\\fR, close-on-exec the default. A descriptor "
+     "made elsewhere: \\fBlibuffd_handle_from_fd\\fR(3)."),
+    ("\\fBUFFDIO_API\\fR with \\fIfeatures\\fR 0 on a throwaway descriptor (what does the kernel offer?)",
+     "\\fBlibuffd_probe_features\\fR(3), \\fBlibuffd_feature_supported\\fR(3), "
+     "\\fBlibuffd_feature_name\\fR(3); \\fBlibuffd\\-probe\\fR(1) from the shell."),
+    ("\\fIuffdio_api.features\\fR after the handshake",
+     "\\fBlibuffd_handle_features\\fR(3). \\fBUFFD_FEATURE_\\fR\\fIX\\fR is "
+     "\\fBLIBUFFD_FEATURE_\\fR\\fIX\\fR, same value."),
+    ("\\fBUFFDIO_REGISTER\\fR (\\fBstruct uffdio_register\\fR: \\fIrange\\fR, \\fImode\\fR, "
+     "\\fIioctls\\fR out)",
+     "\\fBlibuffd_register\\fR(3)(h, start, len, mode, &ioctls): "
+     "\\fBUFFDIO_REGISTER_MODE_\\fR\\fIX\\fR is \\fBLIBUFFD_REGISTER_\\fR\\fIX\\fR, "
+     "the \\fI1 << _UFFDIO_\\fR\\fIX\\fR bits of \\fIioctls\\fR are \\fBLIBUFFD_IOCTL_\\fR\\fIX\\fR."),
+    ("\\fBUFFDIO_UNREGISTER\\fR (\\fBstruct uffdio_range\\fR)", "\\fBlibuffd_unregister\\fR(3)."),
+    ("\\fBUFFDIO_COPY\\fR (\\fBstruct uffdio_copy\\fR: \\fIdst\\fR, \\fIsrc\\fR, \\fIlen\\fR, "
+     "\\fImode\\fR, \\fIcopy\\fR out)",
+     "\\fBlibuffd_copy\\fR(3); \\fBUFFDIO_COPY_MODE_DONTWAKE\\fR and \\fB_WP\\fR are "
+     "\\fBLIBUFFD_COPY_DONTWAKE\\fR and \\fB_WP\\fR."),
+    ("\\fBUFFDIO_ZEROPAGE\\fR (\\fBstruct uffdio_zeropage\\fR, \\fIzeropage\\fR out)",
+     "\\fBlibuffd_zeropage\\fR(3), \\fBLIBUFFD_ZEROPAGE_DONTWAKE\\fR."),
+    ("\\fBUFFDIO_WRITEPROTECT\\fR (\\fBstruct uffdio_writeprotect\\fR)",
+     "\\fBlibuffd_writeprotect\\fR(3), \\fBLIBUFFD_WRITEPROTECT_WP\\fR and \\fB_DONTWAKE\\fR."),
+    ("\\fBUFFDIO_CONTINUE\\fR (\\fBstruct uffdio_continue\\fR, \\fImapped\\fR out)",
+     "\\fBlibuffd_continue\\fR(3), \\fBLIBUFFD_CONTINUE_DONTWAKE\\fR and \\fB_WP\\fR."),
+    ("\\fBUFFDIO_POISON\\fR (\\fBstruct uffdio_poison\\fR, \\fIupdated\\fR out)",
+     "\\fBlibuffd_poison\\fR(3), \\fBLIBUFFD_POISON_DONTWAKE\\fR."),
+    ("\\fBUFFDIO_MOVE\\fR (\\fBstruct uffdio_move\\fR, \\fImove\\fR out)",
+     "\\fBlibuffd_move\\fR(3), \\fBLIBUFFD_MOVE_DONTWAKE\\fR and \\fB_ALLOW_SRC_HOLES\\fR."),
+    ("\\fBUFFDIO_WAKE\\fR (\\fBstruct uffdio_range\\fR)", "\\fBlibuffd_wake\\fR(3)."),
+    ("\\fBread\\fR(2) of \\fBstruct uffd_msg\\fR",
+     "\\fBlibuffd_read_events\\fR(3) fills \\fBstruct libuffd_event\\fR: \\fImsg.event\\fR "
+     "\\fBUFFD_EVENT_\\fR\\fIX\\fR is \\fIkind\\fR \\fBLIBUFFD_EVENT_\\fR\\fIX\\fR; "
+     "\\fIarg.pagefault\\fR.{\\fIaddress\\fR, \\fIflags\\fR, \\fIfeat.ptid\\fR} is "
+     "\\fIu.fault\\fR.{\\fIaddress\\fR, \\fIflags\\fR, \\fIthread_id\\fR} (plus "
+     "\\fIexact_address\\fR); \\fIarg.fork.ufd\\fR is \\fIu.fork.fd\\fR; \\fIarg.remap\\fR "
+     "is \\fIu.remap\\fR; \\fIarg.remove\\fR (REMOVE and UNMAP) is \\fIu.range\\fR. "
+     "A timeout, \\fBEAGAIN\\fR on an empty non-blocking descriptor, becomes a return of 0."),
+    ("\\fBpoll\\fR(2) or \\fBepoll\\fR(7) on the descriptor",
+     "the same on \\fBlibuffd_handle_fd\\fR(3) (borrowed: do not close it), opened with "
+     "\\fBLIBUFFD_OPEN_NONBLOCK\\fR."),
+    ("\\fBclose\\fR(2) of the descriptor", "\\fBlibuffd_handle_free\\fR(3)."),
+    ("a fault-handling thread of your own (read, resolve, wake)",
+     "the monitor: \\fBlibuffd_monitor_new\\fR(3), \\fBlibuffd_monitor_add_handle\\fR(3), "
+     "\\fBlibuffd_monitor_add_region\\fR(3) with a page source, \\fBlibuffd_monitor_start\\fR(3)."),
+]
+
+
+def porting_section(page):
+    page.sh("PORTING FROM RAW IOCTLS")
+    page.add(fix_lines(
+        "Code written against \\fI<linux/userfaultfd.h>\\fR maps one to one onto libuffd: "
+        "the same operations with the same arguments, modes and constants (renamed "
+        "\\fBLIBUFFD_*\\fR, same values, so both headers can be included together). "
+        "Each raw interface, then its libuffd call:"))
+    for raw, ours in PORTING:
+        page.add([".TP"] + fix_lines(raw) + fix_lines(ours))
+    page.ss("Errors and partial progress")
+    page.add(fix_lines(
+        "A raw ioctl returns \\-1 and sets \\fIerrno\\fR; a resolving ioctl reports in its "
+        "result field (\\fIcopy\\fR, \\fIzeropage\\fR, \\fImapped\\fR, \\fIupdated\\fR, "
+        "\\fImove\\fR) either the bytes done or a negative errno, and stops part way with "
+        "\\fBEAGAIN\\fR and a positive count in that field. libuffd returns that in one "
+        "value: the bytes done (the whole length, or fewer after partial progress: continue "
+        "at the address plus that count), or the negative errno, with \\fIerrno\\fR set too. "
+        "The errno is always the kernel's own for the same arguments, in the kernel's order "
+        "of checks: \\fB\\-EEXIST\\fR (already populated: wake), \\fB\\-EAGAIN\\fR (an event "
+        "to read first, with no progress made), \\fB\\-ENOENT\\fR, \\fB\\-ESRCH\\fR, "
+        "\\fB\\-EINVAL\\fR mean what they mean for the ioctl; \\fBlibuffd_last_error\\fR(3) "
+        "adds which argument or mapping the kernel refused."))
+    page.add([".PP"] + fix_lines(
+        "Registration's result is the kernel's too: \\fBlibuffd_register\\fR(3) writes "
+        "\\fIuffdio_register.ioctls\\fR to its last argument."))
+
+
+# The example programs of the source tree (c-examples/), for libuffd(7).
+EXAMPLE_PROGRAMS = [
+    ("userfaultfd_demo.c", "the example program of \\fBuserfaultfd\\fR(2), on libuffd: a "
+     "thread reading events and resolving each fault with \\fBlibuffd_copy\\fR(3)."),
+    ("minor-faults.c", "hugetlb or shmem memory mapped twice, one mapping registered for "
+     "minor faults and served by the monitor from the page cache (CONTINUE): the hugetlb "
+     "post-copy pattern."),
+    ("sigbus-mode.c", "\\fBLIBUFFD_FEATURE_SIGBUS\\fR: each fault handled by a SIGBUS "
+     "handler on the faulting thread, no monitor (and why it calls the raw ioctl)."),
+    ("gc-compaction.c", "a compacting garbage collector moving pages with "
+     "\\fBlibuffd_move\\fR(3) and \\fBlibuffd_monitor_move\\fR(3) while mutator threads "
+     "read checksummed objects."),
+    ("raii.cpp", "C++17 RAII wrappers over handles, monitors and mappings."),
+]
+
+EXAMPLE_7 = """\
+/* Memory whose 64 pages come from a snapshot buffer, each placed by the
+ * monitor's thread at its first touch (a lazy restore), then checked.
+ * cc restore.c $(pkg-config --cflags --libs uffd) */
+#define _GNU_SOURCE
+#include <libuffd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+int main(void)
+{
+        size_t len = 64 * (size_t)sysconf(_SC_PAGESIZE);
+        char *snapshot = malloc(len);
+        char *mem = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        LIBUFFD_OPTS(libuffd_open_opts, oo, .flags = LIBUFFD_OPEN_USER_ONLY);
+        LIBUFFD_OPTS(libuffd_region_opts, ro,
+                     .source = LIBUFFD_SOURCE_BUFFER,
+                     .register_mode = LIBUFFD_REGISTER_MISSING,
+                     .buffer = snapshot, .buffer_len = len);
+        libuffd_handle *h;
+        libuffd_monitor *m;
+        uint32_t id;
+
+        if (!snapshot || mem == MAP_FAILED)
+                return 1;
+        for (size_t i = 0; i < len; i++)
+                snapshot[i] = (char)(i % 251);
+        if (libuffd_open(&oo, &h) < 0 ||
+            libuffd_monitor_new(NULL, NULL, NULL, NULL, &m) < 0 ||
+            libuffd_monitor_add_handle(m, h, &id) < 0 ||
+            libuffd_monitor_add_region(m, id, mem, len, &ro) < 0 ||
+            libuffd_monitor_start(m) < 0) {
+                fprintf(stderr, "%s\\n", libuffd_last_error());
+                return 1;
+        }
+        libuffd_handle_free(h);          /* the monitor keeps its own */
+
+        int same = memcmp(mem, snapshot, len) == 0;  /* one fault a page */
+        libuffd_monitor_free(m);         /* stops the run, joins, frees */
+        printf("%s\\n", same ? "restored" : "wrong contents");
+        return !same;
+}"""
+
+
+def examples_section(page):
+    page.sh("EXAMPLES")
+    page.add(fix_lines(
+        "A complete program: a lazy restore, the pages served by the monitor from a "
+        "buffer."))
+    page.add([".PP"] + code_roff(["    " + line if line else "    " for line in EXAMPLE_7.split("\n")]))
+    page.add([".PP"] + fix_lines(
+        "The pages of \\fBlibuffd_open\\fR(3), \\fBlibuffd_register\\fR(3), "
+        "\\fBlibuffd_copy\\fR(3), \\fBlibuffd_read_events\\fR(3), "
+        "\\fBlibuffd_monitor_new\\fR(3), \\fBlibuffd_monitor_add_region\\fR(3) and "
+        "\\fBlibuffd_monitor_start\\fR(3) have examples of their own. The source "
+        "tree's \\fIc\\-examples/\\fR directory holds complete programs "
+        "(\\fBmake examples\\fR builds them, \\fBmake test\\fR runs them):"))
+    for name, what in EXAMPLE_PROGRAMS:
+        page.add([".TP", "\\fI%s\\fR" % esc_code(name)] + fix_lines(what))
 
 
 def cargo_version(path):

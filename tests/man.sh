@@ -11,6 +11,9 @@
 #  - every libuffd_* function declared in include/libuffd.h has a page whose .TH
 #    and NAME give its name, every page is such a function's, and
 #    libuffd(7) lists every function;
+#  - the main functions' pages and libuffd(7) have EXAMPLES, whose code
+#    compiles (libuffd(7)'s program also runs when the library is built),
+#    and libuffd(7) maps every raw ioctl and struct (PORTING FROM RAW IOCTLS);
 #  - every page renders with `groff -man -Tutf8 -ww` without a warning and
 #    has NAME, SYNOPSIS and DESCRIPTION; no page has a leftover "# Safety"
 #    heading or a date in its .TH line.
@@ -112,6 +115,83 @@ done
 leftover=$(grep -l -E '^# |# Safety' man/man3/*.3 man/man7/*.7 2>/dev/null)
 [ -z "$leftover" ] && ok "no page keeps a Rust '# Safety' heading" \
   || notok "no page keeps a Rust '# Safety' heading: $leftover"
+
+# ------------------------------------------------------------ examples
+# The main functions' pages and libuffd(7) have an EXAMPLES section, and
+# libuffd(7) a PORTING FROM RAW IOCTLS section naming every ioctl.
+no_ex=
+for page in libuffd_open libuffd_register libuffd_copy libuffd_read_events libuffd_monitor_new \
+            libuffd_monitor_add_region libuffd_monitor_start; do
+  grep -q -x '\.SH EXAMPLES' "man/man3/$page.3" || no_ex="$no_ex $page(3)"
+done
+grep -q -x '\.SH EXAMPLES' man/man7/libuffd.7 || no_ex="$no_ex libuffd(7)"
+[ -z "$no_ex" ] && ok "the main functions' pages and libuffd(7) have an EXAMPLES section" \
+  || notok "pages without an EXAMPLES section:$no_ex"
+porting=$(sed -n '/^\.SH "PORTING FROM RAW IOCTLS"$/,/^\.SH /p' man/man7/libuffd.7)
+no_port=
+for word in UFFDIO_API UFFDIO_REGISTER UFFDIO_UNREGISTER UFFDIO_COPY UFFDIO_ZEROPAGE UFFDIO_WRITEPROTECT \
+            UFFDIO_CONTINUE UFFDIO_POISON UFFDIO_MOVE UFFDIO_WAKE 'struct uffd_msg' 'struct uffdio_api' \
+            'struct uffdio_register' 'struct uffdio_range' 'struct uffdio_copy' 'struct uffdio_zeropage' \
+            'struct uffdio_writeprotect' 'struct uffdio_continue' 'struct uffdio_poison' \
+            'struct uffdio_move' errno EAGAIN EEXIST; do
+  printf '%s\n' "$porting" | grep -q -F -- "$word" || no_port="$no_port '$word'"
+done
+[ -z "$no_port" ] && ok "libuffd(7) PORTING FROM RAW IOCTLS maps every ioctl, struct and the errno convention" \
+  || notok "libuffd(7) PORTING FROM RAW IOCTLS lacks:$no_port"
+
+# The code of every EXAMPLES section compiles (-Wall -Wextra -Werror): the
+# function pages' examples are whole functions, compiled together; the
+# program of libuffd(7) is linked and run when the library is built.
+extract() { # extract PAGE...: the .EX blocks of their EXAMPLES sections, unescaped
+  "$PYTHON3" - "$@" <<'PY'
+import re, sys
+for path in sys.argv[1:]:
+    inside = code = False
+    for line in open(path, encoding="utf-8").read().split("\n"):
+        if line.startswith(".SH "):
+            inside = line == ".SH EXAMPLES"
+        elif inside and line == ".EX":
+            code = True
+        elif inside and line == ".EE":
+            code = False
+            print()
+        elif inside and code:
+            if line.startswith("\\&"):
+                line = line[2:]
+            print(line.replace("\\-", "-").replace("\\e", "\\"))
+PY
+}
+prelude='#define _GNU_SOURCE
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <libuffd.h>'
+{ printf '%s\n' "$prelude"; extract man/man3/*.3; } >"$work/ex3.c"
+n_ex=$(grep -l -x '\.SH EXAMPLES' man/man3/*.3 | wc -l)
+if "$CC" -std=gnu11 -Wall -Wextra -Werror -Iinclude -c -o "$work/ex3.o" "$work/ex3.c" 2>"$work/ex3.err"; then
+  ok "the examples of the $n_ex man3 pages with EXAMPLES compile with -Wall -Wextra -Werror"
+else
+  notok "the examples of the man3 pages compile with -Wall -Wextra -Werror:"
+  sed 's/^/    | /' "$work/ex3.err" | head -n 30
+fi
+extract man/man7/libuffd.7 >"$work/ex7.c"
+BUILD=${BUILD:-$ROOT/build}
+if ! "$CC" -std=gnu11 -Wall -Wextra -Werror -Iinclude -c -o "$work/ex7.o" "$work/ex7.c" 2>"$work/ex7.err"; then
+  notok "the program of libuffd(7) EXAMPLES compiles with -Wall -Wextra -Werror:"
+  sed 's/^/    | /' "$work/ex7.err" | head -n 30
+elif [ ! -e "$BUILD/libuffd.so" ]; then
+  ok "the program of libuffd(7) EXAMPLES compiles (not run: $BUILD/libuffd.so not built)"
+elif "$CC" -o "$work/ex7" "$work/ex7.o" -L"$BUILD" -luffd -Wl,-rpath,"$BUILD" -lpthread 2>"$work/ex7.err" \
+     && [ "$(timeout 60 "$work/ex7" 2>&1)" = restored ]; then
+  ok "the program of libuffd(7) EXAMPLES compiles, runs and prints 'restored'"
+else
+  notok "the program of libuffd(7) EXAMPLES links, runs and prints 'restored'"
+  sed 's/^/    | /' "$work/ex7.err" | head -n 30
+fi
 
 # ------------------------------------------------------------ rendering
 if ! command -v "$GROFF" >/dev/null 2>&1; then

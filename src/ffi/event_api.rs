@@ -110,6 +110,33 @@ fn to_c(ev: Event) -> libuffd_event {
 ///
 /// Pointers: h must be NULL or a live handle; events NULL or room for max
 /// events.
+///
+/// Example: a fault-handling thread that fills every faulting page with
+/// zeros (anonymous memory, base pages), until the handle reports an error.
+///
+/// ```c
+/// void *zero_filler(void *arg)
+/// {
+///         libuffd_handle *h = arg;
+///         size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+///         struct libuffd_event ev[16];
+///
+///         for (;;) {
+///                 int n = libuffd_read_events(h, ev, 16, -1);
+///                 if (n == -EINTR)
+///                         continue;
+///                 if (n < 0)
+///                         return NULL;
+///                 for (int i = 0; i < n; i++) {
+///                         if (ev[i].kind != LIBUFFD_EVENT_PAGEFAULT)
+///                                 continue;
+///                         void *page = ev[i].u.fault.address;
+///                         if (libuffd_zeropage(h, page, ps, 0) == -EEXIST)
+///                                 libuffd_wake(h, page, ps);
+///                 }
+///         }
+/// }
+/// ```
 #[no_mangle]
 pub unsafe extern "C-unwind" fn libuffd_read_events(
     h: *mut libuffd_handle,

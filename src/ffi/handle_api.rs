@@ -70,6 +70,27 @@ fn check_out<T>(func: &str, out: *mut T) -> Result<(), Error> {
 ///
 /// Pointers: opts must be NULL or a libuffd_open_opts of opts->sz readable
 /// bytes; out NULL or writable.
+///
+/// Example: a userfaultfd for the process's own faults (any user may), with
+/// MOVE required; libuffd_last_error() says what was missing.
+///
+/// ```c
+/// libuffd_handle *open_for_gc(void)
+/// {
+///         LIBUFFD_OPTS(libuffd_open_opts, o,
+///                      .flags = LIBUFFD_OPEN_USER_ONLY,
+///                      .features = LIBUFFD_FEATURE_MOVE,
+///                      .required_features = LIBUFFD_FEATURE_MOVE);
+///         libuffd_handle *h;
+///         int rc = libuffd_open(&o, &h);
+///
+///         if (rc < 0) {
+///                 fprintf(stderr, "%s\n", libuffd_last_error());
+///                 return NULL;
+///         }
+///         return h;
+/// }
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_open(
     opts: *const libuffd_open_opts,
@@ -308,13 +329,18 @@ pub unsafe extern "C" fn libuffd_probe_features(features: *mut u64) -> i32 {
 /// Example: print the features this kernel offers, one per line.
 ///
 /// ```c
-/// uint64_t f;
-/// if (libuffd_probe_features(&f) == 0)
+/// void print_features(void)
+/// {
+///         uint64_t f;
+///
+///         if (libuffd_probe_features(&f) < 0)
+///                 return;
 ///         for (int i = 0; i < 64; i++)
 ///                 if (f & (1ULL << i)) {
 ///                         const char *name = libuffd_feature_name(1ULL << i);
-///                         printf("%s\n", name ? name : "(unnamed)");
+///                         printf("%s\n", name ? name : "(newer than this libuffd)");
 ///                 }
+/// }
 /// ```
 #[no_mangle]
 pub extern "C" fn libuffd_feature_name(bit: u64) -> *const libc::c_char {

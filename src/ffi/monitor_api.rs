@@ -420,6 +420,36 @@ unsafe fn ops_from_c(ops: *const libuffd_monitor_ops) -> Result<libuffd_monitor_
 /// Pointers: opts must be NULL or a libuffd_monitor_opts of opts->sz
 /// readable bytes; ops NULL or a libuffd_monitor_ops of ops->sz readable
 /// bytes; out NULL or writable.
+///
+/// Example: a monitor whose on_fault callback fills each page of a
+/// LIBUFFD_SOURCE_CALLBACK region (4 KiB pages) with its page number; the
+/// callback's buffer is the user_data, freed with the monitor (no workers:
+/// one thread runs the callback).
+///
+/// ```c
+/// static int32_t fill(void *user_data, libuffd_monitor *m, const libuffd_fault *f)
+/// {
+///         char *page = user_data;
+///
+///         if (f->page_size > 4096)
+///                 return -EINVAL;
+///         memset(page, (int)(f->region_offset / 4096), 4096);
+///         return libuffd_monitor_copy(m, f, page) < 0 ? -EIO : LIBUFFD_ON_FAULT_HANDLED;
+/// }
+///
+/// libuffd_monitor *new_filling_monitor(void)
+/// {
+///         LIBUFFD_OPTS(libuffd_monitor_ops, ops, .on_fault = fill);
+///         libuffd_monitor *m;
+///         char *page = malloc(4096);
+///
+///         if (!page || libuffd_monitor_new(NULL, &ops, page, free, &m) < 0) {
+///                 free(page);
+///                 return NULL;
+///         }
+///         return m;
+/// }
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_monitor_new(
     opts: *const libuffd_monitor_opts,
@@ -591,6 +621,32 @@ pub unsafe extern "C" fn libuffd_monitor_remove_region(
 /// libuffd_region_opts of opts->sz readable bytes; opts->buffer readable
 /// for opts->buffer_len bytes for as long as the monitor serves the region
 /// (opts->fd is duplicated: the caller may close it once this returns).
+///
+/// Example: restore a snapshot file lazily: new memory of the file's size,
+/// each page read from the file at its first touch and the rest in the
+/// background (the monitor, with the handle id from
+/// libuffd_monitor_add_handle(), is running or started later).
+///
+/// ```c
+/// void *lazy_restore(libuffd_monitor *m, uint32_t id, int fd, size_t len)
+/// {
+///         void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+///                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+///         LIBUFFD_OPTS(libuffd_region_opts, ro,
+///                      .source = LIBUFFD_SOURCE_FD,
+///                      .flags = LIBUFFD_REGION_PREFETCH,
+///                      .register_mode = LIBUFFD_REGISTER_MISSING,
+///                      .fd = fd);
+///
+///         if (p == MAP_FAILED)
+///                 return NULL;
+///         if (libuffd_monitor_add_region(m, id, p, len, &ro) < 0) {
+///                 munmap(p, len);
+///                 return NULL;
+///         }
+///         return p; // fd may be closed: the monitor reads its own duplicate
+/// }
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_monitor_add_region(
     m: *mut libuffd_monitor,
@@ -764,6 +820,43 @@ fn run_turn(m: *mut libuffd_monitor, poll_errno: i32) -> RunStep {
 /// Returns: 0, -EBUSY (already running), -EAGAIN (no thread).
 ///
 /// Pointers: m must be NULL or a live monitor.
+///
+/// Example: the whole life of a monitor: new memory whose len bytes (whole
+/// pages) are served from data by the monitor's own thread at each first
+/// touch, read back, then the monitor stopped and freed.
+///
+/// ```c
+/// int restore_and_check(const char *data, size_t len)
+/// {
+///         LIBUFFD_OPTS(libuffd_open_opts, oo, .flags = LIBUFFD_OPEN_USER_ONLY);
+///         LIBUFFD_OPTS(libuffd_region_opts, ro,
+///                      .source = LIBUFFD_SOURCE_BUFFER,
+///                      .register_mode = LIBUFFD_REGISTER_MISSING,
+///                      .buffer = data, .buffer_len = len);
+///         libuffd_handle *h = NULL;
+///         libuffd_monitor *m = NULL;
+///         uint32_t id;
+///         char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+///                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+///         int rc = p == MAP_FAILED ? -ENOMEM : libuffd_open(&oo, &h);
+///
+///         if (rc == 0)
+///                 rc = libuffd_monitor_new(NULL, NULL, NULL, NULL, &m);
+///         if (rc == 0)
+///                 rc = libuffd_monitor_add_handle(m, h, &id);
+///         if (rc == 0)
+///                 rc = libuffd_monitor_add_region(m, id, p, len, &ro);
+///         if (rc == 0)
+///                 rc = libuffd_monitor_start(m);
+///         if (rc == 0 && memcmp(p, data, len) != 0) // faults, served
+///                 rc = -EIO;
+///         libuffd_monitor_free(m); // stops the run, joins its thread
+///         libuffd_handle_free(h);
+///         if (p != MAP_FAILED)
+///                 munmap(p, len);
+///         return rc;
+/// }
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_monitor_start(m: *mut libuffd_monitor) -> i32 {
     guard("libuffd_monitor_start", || {

@@ -58,6 +58,28 @@ fn progress(p: crate::uffd::Progress) -> i64 {
 /// -ENOMEM (the process owning the memory is exiting).
 ///
 /// Pointers: h must be NULL or a live handle; ioctls NULL or writable.
+///
+/// Example: map anonymous memory and register it for missing-page faults;
+/// the kernel's answer says which operations the range allows.
+///
+/// ```c
+/// void *map_registered(libuffd_handle *h, size_t len)
+/// {
+///         void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+///                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+///         uint64_t ioctls;
+///
+///         if (p == MAP_FAILED)
+///                 return NULL;
+///         if (libuffd_register(h, p, len, LIBUFFD_REGISTER_MISSING, &ioctls) < 0 ||
+///             !(ioctls & LIBUFFD_IOCTL_COPY)) {
+///                 fprintf(stderr, "%s\n", libuffd_last_error());
+///                 munmap(p, len);
+///                 return NULL;
+///         }
+///         return p;
+/// }
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_register(
     h: *mut libuffd_handle,
@@ -144,6 +166,22 @@ pub unsafe extern "C" fn libuffd_wake(
 ///
 /// Pointers: h must be NULL or a live handle. src need not be valid: the
 /// kernel reads it and reports -EFAULT.
+///
+/// Example: resolve a missing-page fault on page (page_size bytes) with
+/// the contents at src. -EEXIST means another thread placed it first: wake
+/// the waiters; -EAGAIN that an event (fork, mremap, ...) must be read
+/// first.
+///
+/// ```c
+/// int place_page(libuffd_handle *h, void *page, const void *src, size_t page_size)
+/// {
+///         int64_t n = libuffd_copy(h, page, src, page_size, 0);
+///
+///         if (n == -EEXIST)
+///                 return libuffd_wake(h, page, page_size);
+///         return n < 0 ? (int)n : 0;
+/// }
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn libuffd_copy(
     h: *mut libuffd_handle,
