@@ -3,7 +3,7 @@
 #
 #   make              build build/libuffd.so.1.x.y (+ symlinks), build/libuffd.a, build/uffd.pc
 #                     (stripped; the debug info is kept in build/debug/)
-#   make test         every test: Rust, C, ABI, install, unprivileged, example, man (not the benchmark)
+#   make test         every test: Rust, C, ABI, install, unprivileged, examples, probe, man (not the benchmark)
 #   make example      build and run c-examples/userfaultfd_demo
 #   make examples     build every program of c-examples/ into build/examples/ (make test runs them)
 #   make probe        build build/libuffd-probe (tools/libuffd-probe.c; also built by make)
@@ -76,7 +76,6 @@ EXAMPLES  := $(BUILD)/userfaultfd_demo
 # libuffd-probe: what this kernel and this user can do (tools/libuffd-probe.c),
 # linked with libuffd.a so that the installed tool runs wherever it is put.
 PROBE     := $(BUILD)/libuffd-probe
-
 
 .PHONY: all lib cargo header example examples probe test-examples test-probe test test-rust test-c test-abi test-install \
         test-unprivileged test-consumers test-all install install-lib install-cmake install-doc install-bin install-debug uninstall clean \
@@ -159,7 +158,11 @@ CXXFLAGS  ?= -O2 -g
 EX_DIR    := $(BUILD)/examples
 EX_C      := $(sort $(wildcard c-examples/*.c))
 EX_CXX    := $(sort $(wildcard c-examples/*.cpp))
-EX_BINS   := $(patsubst c-examples/%.c,$(EX_DIR)/%,$(EX_C)) $(patsubst c-examples/%.cpp,$(EX_DIR)/%,$(EX_CXX))
+# Without a C++ compiler (g++ is optional) the C++ examples are not built;
+# tests/examples.sh says SKIP for them.
+HAVE_CXX  := $(shell command -v $(CXX) >/dev/null 2>&1 && echo yes)
+EX_BINS   := $(patsubst c-examples/%.c,$(EX_DIR)/%,$(EX_C)) \
+             $(if $(HAVE_CXX),$(patsubst c-examples/%.cpp,$(EX_DIR)/%,$(EX_CXX)))
 EX_LINK   := -L$(BUILD) -luffd -Wl,-rpath,$(abspath $(BUILD)) -lpthread
 
 $(EX_DIR)/%: c-examples/%.c include/libuffd.h $(SHLIB)
@@ -173,7 +176,7 @@ $(EX_DIR)/%: c-examples/%.cpp include/libuffd.h $(SHLIB)
 examples: $(EX_BINS)
 
 test-examples: examples $(PROBE)
-	BUILD=$(abspath $(BUILD)) bash tests/examples.sh
+	BUILD=$(abspath $(BUILD)) CXX="$(CXX)" bash tests/examples.sh
 
 test-all: test-examples
 

@@ -37,7 +37,11 @@ example() {
   listed[$name]=1
   [ "$only" = "  " ] || [[ $only == *" $name "* ]] || return 0
   if [ ! -x "$EXDIR/$name" ]; then
-    notok "$name: $EXDIR/$name is not built (make examples)"
+    if [ -f "c-examples/$name.cpp" ] && ! command -v "${CXX:-c++}" >/dev/null 2>&1; then
+      echo "SKIP    $name: no C++ compiler (${CXX:-c++}; Debian: g++), so make examples did not build it"
+    else
+      notok "$name: $EXDIR/$name is not built (make examples)"
+    fi
     return
   fi
   # shellcheck disable=SC2086 # ARGS are words
