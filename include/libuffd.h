@@ -714,6 +714,11 @@ int32_t libuffd_wake(struct libuffd_handle *h, void *start, size_t len);
  * Modes: LIBUFFD_COPY_DONTWAKE, LIBUFFD_COPY_WP (map write-protected;
  * needs a WP registration).
  *
+ * Signal handlers: not async-signal-safe (no function taking a handle is):
+ * its error path allocates and it changes the thread's cancellation
+ * state. A SIGBUS handler of a LIBUFFD_FEATURE_SIGBUS handle issues the
+ * UFFDIO_COPY ioctl itself on libuffd_handle_fd(), fetched beforehand.
+ *
  * Thread safety: may be called from any thread.
  *
  * Returns: bytes done (len, or fewer: continue at dst+n, src+n), or
@@ -2198,6 +2203,11 @@ typedef struct libuffd_monitor_stats {
 /**
  * Copy the monitor's counters into *stats (set stats->sz first; a
  * smaller, older struct gets the members it has). Readable at any time.
+ *
+ * A fault is counted (resolved, bytes, latency) when its resolution has
+ * returned, which can be after the faulting thread resumed: counters read
+ * right after an access may not include that access's fault yet. Once
+ * the run has ended (libuffd_monitor_wait() returned) they are complete.
  *
  * Returns: 0, or -EINVAL (NULL, or sz smaller than sizeof(size_t)).
  *

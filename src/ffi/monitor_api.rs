@@ -1308,6 +1308,11 @@ crate::monitor::counters!(c_stats);
 /// Copy the monitor's counters into *stats (set stats->sz first; a
 /// smaller, older struct gets the members it has). Readable at any time.
 ///
+/// A fault is counted (resolved, bytes, latency) when its resolution has
+/// returned, which can be after the faulting thread resumed: counters read
+/// right after an access may not include that access's fault yet. Once
+/// the run has ended (libuffd_monitor_wait() returned) they are complete.
+///
 /// Returns: 0, or -EINVAL (NULL, or sz smaller than sizeof(size_t)).
 ///
 /// Pointers: m must be NULL or a live monitor; stats NULL or writable for

@@ -152,6 +152,11 @@ pub unsafe extern "C" fn libuffd_wake(
 /// Modes: LIBUFFD_COPY_DONTWAKE, LIBUFFD_COPY_WP (map write-protected;
 /// needs a WP registration).
 ///
+/// Signal handlers: not async-signal-safe (no function taking a handle is):
+/// its error path allocates and it changes the thread's cancellation
+/// state. A SIGBUS handler of a LIBUFFD_FEATURE_SIGBUS handle issues the
+/// UFFDIO_COPY ioctl itself on libuffd_handle_fd(), fetched beforehand.
+///
 /// Thread safety: may be called from any thread.
 ///
 /// Returns: bytes done (len, or fewer: continue at dst+n, src+n), or
