@@ -360,7 +360,8 @@ static void ioctls_text(uint64_t mask, char *out, size_t n)
 				 ioctl_names[i].name);
 			rest &= ~ioctl_names[i].bit;
 		}
-	/* UFFDIO_REGISTER/UNREGISTER/API bits (0-2 minus WAKE) are implied. */
+	/* Bits 0 and 1 (_UFFDIO_REGISTER, _UFFDIO_UNREGISTER) are not range
+	 * operations; any other bit without a name is shown in hex. */
 	rest &= ~(uint64_t)0x3;
 	if (rest)
 		snprintf(out + strlen(out), n - strlen(out), "%s%#llx", out[0] ? "|" : "",
