@@ -26,6 +26,7 @@ pub mod event_api;
 mod ext;
 mod handle;
 pub mod handle_api;
+pub mod handoff_api;
 pub mod monitor_api;
 pub mod ops_api;
 // The header's constants and types (cbindgen reads them here); the

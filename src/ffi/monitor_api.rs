@@ -296,6 +296,16 @@ unsafe fn monitor_ref<'a>(m: *const libuffd_monitor) -> Result<&'a MonitorBox, E
     Ok(unsafe { &*(m as *const MonitorBox) })
 }
 
+/// The engine behind a C monitor pointer, for the other modules of the C
+/// ABI (handoff_api.rs).
+///
+/// # Safety
+/// As `monitor_ref`.
+pub(super) unsafe fn monitor_of<'a>(m: *const libuffd_monitor) -> Result<&'a Monitor, Error> {
+    // SAFETY: the caller's contract is monitor_ref's.
+    Ok(&unsafe { monitor_ref(m) }?.monitor)
+}
+
 /// A LIBUFFD_ON_STOP_* value (None for 0: the default / the monitor's).
 fn stop_policy_from_c(what: &str, v: u32) -> Result<Option<StopPolicy>, Error> {
     Ok(match v {

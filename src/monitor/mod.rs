@@ -83,6 +83,7 @@
 mod config;
 mod fault;
 mod lifecycle;
+mod peer;
 mod pool;
 mod prefetch;
 mod reader;
@@ -96,6 +97,7 @@ mod unpoisoned;
 pub use config::{
     Config, DefaultHandler, ErrorPolicy, ForkVerdict, Handler, RemovePolicy, StopPolicy, Verdict,
 };
+pub use peer::PeerWatch;
 pub use region::Source;
 pub use resolve::{Action, Applied, FaultCtx, FaultToken, RegionInfo};
 pub(crate) use stats::counters;
