@@ -1210,6 +1210,18 @@ typedef struct libuffd_monitor_opts {
  */
 #define LIBUFFD_SOURCE_PAGE_CACHE 4
 
+/**
+ * Region source: a page server at the other end of the connected socket
+ * fd (Unix or TCP), fd_offset its offset of the region's first byte, at
+ * most max_in_flight requests outstanding (0: 16). Faults are deferred
+ * and completed as replies arrive: the monitor never waits on the
+ * network. The socket is duplicated; regions naming one socket share the
+ * connection. A refused request or a lost connection (the server died)
+ * fails the faults concerned (SIGBUS, counted in failed). Protocol, and a
+ * server: libuffd_page_server_serve().
+ */
+#define LIBUFFD_SOURCE_REMOTE 5
+
 /* Region flags (libuffd_region_opts.flags) */
 
 /**
@@ -1294,6 +1306,16 @@ typedef struct libuffd_region_opts {
    * Added in 1.0: older, shorter structs (see sz) mean 0.
    */
   uint64_t page_size;
+  /**
+   * LIBUFFD_SOURCE_REMOTE: requests outstanding at most on the
+   * connection (0: 16); the first region naming a socket sets it.
+   * Older, shorter structs (see sz) mean 0.
+   */
+  uint32_t max_in_flight;
+  /**
+   * Must be 0.
+   */
+  uint32_t reserved1;
 } libuffd_region_opts;
 
 /* ---------------------------------------------- 6.2 callbacks */
@@ -2199,6 +2221,33 @@ int32_t libuffd_monitor_add_received(struct libuffd_monitor *m, uint32_t handle_
  * Pointers: m NULL or a live monitor.
  */
 int32_t libuffd_monitor_watch_peer(struct libuffd_monitor *m, int32_t pidfd, int32_t sock);
+
+/* Remote page sources: LIBUFFD_SOURCE_REMOTE regions, and their server */
+
+/**
+ * Serve pages of file_fd to a LIBUFFD_SOURCE_REMOTE region at the other
+ * end of the connected socket sock, until the client closes the
+ * connection: a page server in a few lines (a thread or process per
+ * connection).
+ *
+ * Protocol (little-endian): a request is 24 bytes, magic 0x52504655,
+ * length (u32), id (u64), file offset (u64); the reply is a 24-byte
+ * header, magic 0x53504655, status (i32: 0 or a positive errno), the
+ * request's id (u64), the length of the data that follows (u32: the
+ * request's, or 0 on error) and 4 zero bytes, then the data. A request
+ * past the file's end is answered ENODATA, one longer than 4 MiB EINVAL,
+ * a read error with its errno.
+ *
+ * Thread safety: any thread; one server per connection.
+ *
+ * Returns: the number of requests answered (>= 0, saturated at
+ * INT32_MAX) when the client closed, or -EINVAL (negative descriptor),
+ * -EPROTO (a request that is not of this protocol: the service ends), or
+ * recv/send's errno.
+ *
+ * Pointers: none.
+ */
+int32_t libuffd_page_server_serve(int32_t sock, int32_t file_fd);
 
 #ifdef __cplusplus
 } /* extern "C" */

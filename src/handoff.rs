@@ -4,7 +4,7 @@
 //! The process that owns the memory (a VMM, a restored process) opens a
 //! userfaultfd, registers its ranges, and [`send`]s the descriptor with a
 //! description of the ranges; the handler [`recv`]s it, checks it, and
-//! serves the ranges with a [`Monitor`](crate::monitor::Monitor)
+//! serves the ranges with a [`Monitor`]
 //! ([`add_to_monitor`]), stopping when the owner dies
 //! ([`Monitor::stop_on_peer_exit`](crate::monitor::Monitor::stop_on_peer_exit)).
 //!
@@ -297,7 +297,7 @@ fn wait_readable(sock: BorrowedFd<'_>, deadline: Option<std::time::Instant>) -> 
     }
 }
 
-/// Whether `fd` is a userfaultfd: its anonymous inode is "[userfaultfd]"
+/// Whether `fd` is a userfaultfd: its anonymous inode is `[userfaultfd]`
 /// (made by userfaultfd(2) or /dev/userfaultfd alike).
 pub fn is_userfaultfd(fd: BorrowedFd<'_>) -> Result<bool> {
     let link = socket::fd_link(fd).map_err(|e| Error::os("readlink", e, "/proc/self/fd"))?;

@@ -635,6 +635,11 @@ pub unsafe extern "C" fn libuffd_monitor_add_region(
             },
             LIBUFFD_SOURCE_CALLBACK => Source::Callback,
             LIBUFFD_SOURCE_PAGE_CACHE => Source::PageCache,
+            LIBUFFD_SOURCE_REMOTE => Source::Remote {
+                fd: o.fd,
+                offset: o.fd_offset,
+                max_in_flight: o.max_in_flight,
+            },
             s => {
                 return Err(Error::invalid(format!(
                     "libuffd_region_opts: unknown source {s}"

@@ -37,6 +37,22 @@ pub enum Source {
     Callback,
     /// MINOR faults: map the page already in the page cache (CONTINUE).
     PageCache,
+    /// Pages fetched from a page server over the connected socket `fd`
+    /// (Unix or TCP; the protocol is in `monitor::remote`), asynchronously:
+    /// a fault sends a request and is deferred, and completed when the
+    /// reply arrives; the reader never waits on the network.
+    /// `Monitor::add_region` duplicates `fd`; regions naming one socket
+    /// share its connection. A lost connection fails the region's pending
+    /// and later faults (SIGBUS; see `monitor::remote`).
+    Remote {
+        /// The connected socket (duplicated by `add_region`).
+        fd: i32,
+        /// The server's offset of the region's first byte.
+        offset: u64,
+        /// Requests outstanding at most on the connection (0: 16); set by
+        /// the first region naming the socket.
+        max_in_flight: u32,
+    },
 }
 
 /// One served range of one uffd.
