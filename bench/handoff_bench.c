@@ -6,6 +6,9 @@
  * served by a monitor in the faulting process itself. Same file, same
  * region, same monitor options; the pairs are interleaved and the median
  * of each side and their ratio are printed (target: hand-off <= 1.2x).
+ * Then the same restore in-process from a page server process over a
+ * Unix socket (LIBUFFD_SOURCE_REMOTE, libuffd_page_server_serve) against
+ * the local file.
  *
  *   handoff_bench [--quick] [--mib N] [--reps N]
  */
@@ -75,8 +78,9 @@ static void *fresh_region(struct libuffd_handle **h)
 	return mem;
 }
 
-/* In-process: the monitor runs in this process. */
-static double in_process(void)
+/* In-process: the monitor runs in this process; its pages come from the
+ * file (remote < 0) or from the page server at the other end of remote. */
+static double in_process_from(int remote)
 {
 	struct libuffd_handle *h;
 	unsigned char *mem = fresh_region(&h);
@@ -88,6 +92,11 @@ static double in_process(void)
 	if ((rc = libuffd_monitor_add_handle(m, h, &id)) < 0)
 		die("add_handle", rc);
 	LIBUFFD_OPTS(libuffd_region_opts, r, .source = LIBUFFD_SOURCE_FD, .fd = file);
+	if (remote >= 0) {
+		r.source = LIBUFFD_SOURCE_REMOTE;
+		r.fd = remote;
+		r.max_in_flight = 16;
+	}
 	if ((rc = libuffd_monitor_add_region(m, id, mem, len, &r)) < 0)
 		die("add_region", rc);
 	if ((rc = libuffd_monitor_start(m)) < 0)
@@ -99,6 +108,11 @@ static double in_process(void)
 	libuffd_handle_free(h);
 	munmap(mem, len);
 	return t;
+}
+
+static double in_process(void)
+{
+	return in_process_from(-1);
 }
 
 /* The handler process: receive, serve, stop on 'd', again until EOF. */
@@ -197,7 +211,20 @@ int main(int argc, char **argv)
 	}
 	close(sv[1]);
 
+	/* A page server process for the remote page source. */
+	int ps[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ps))
+		die("socketpair", -errno);
+	pid_t server = fork();
+	if (server == 0) {
+		close(ps[0]);
+		close(sv[0]);
+		_exit(libuffd_page_server_serve(ps[1], file) >= 0 ? 0 : 1);
+	}
+	close(ps[1]);
+
 	double *a = calloc(reps, sizeof *a), *b = calloc(reps, sizeof *b);
+	double *fa = calloc(reps, sizeof *fa), *fr = calloc(reps, sizeof *fr);
 	for (int i = 0; i < reps; i++) {
 		/* Pairs interleaved, the order alternating. */
 		if (i % 2) {
@@ -208,9 +235,22 @@ int main(int argc, char **argv)
 			b[i] = handed_off(sv[0]);
 		}
 	}
+	for (int i = 0; i < reps; i++) {
+		if (i % 2) {
+			fr[i] = in_process_from(ps[0]);
+			fa[i] = in_process();
+		} else {
+			fa[i] = in_process();
+			fr[i] = in_process_from(ps[0]);
+		}
+	}
 	close(sv[0]);
-	int status;
+	close(ps[0]);
+	int status, sstatus;
 	waitpid(pid, &status, 0);
+	waitpid(server, &sstatus, 0);
+	qsort(fa, reps, sizeof *fa, cmp);
+	qsort(fr, reps, sizeof *fr, cmp);
 	qsort(a, reps, sizeof *a, cmp);
 	qsort(b, reps, sizeof *b, cmp);
 	double ma = a[reps / 2], mb = b[reps / 2];
@@ -218,6 +258,11 @@ int main(int argc, char **argv)
 	printf("  in-process monitor          %8.2f ms  %8.0f MiB/s\n", ma * 1e3, mib / ma);
 	printf("  handler process (hand-off)  %8.2f ms  %8.0f MiB/s\n", mb * 1e3, mib / mb);
 	printf("  ratio hand-off / in-process %8.2fx (target <= 1.2x)\n", mb / ma);
+	double la = fa[reps / 2], lr = fr[reps / 2];
+	printf("page source, in-process monitor (%d reps, median)\n", reps);
+	printf("  local file (SOURCE_FD)      %8.2f ms  %8.0f MiB/s\n", la * 1e3, mib / la);
+	printf("  page server (SOURCE_REMOTE) %8.2f ms  %8.0f MiB/s\n", lr * 1e3, mib / lr);
+	printf("  ratio remote / local        %8.2fx\n", lr / la);
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		fprintf(stderr, "handoff_bench: the handler process failed (status %#x)\n", status);
 		return 1;
