@@ -1216,7 +1216,10 @@ typedef struct libuffd_monitor_opts {
  * most max_in_flight requests outstanding (0: 16). Faults are deferred
  * and completed as replies arrive: the monitor never waits on the
  * network. The socket is duplicated; regions naming one socket share the
- * connection. A refused request or a lost connection (the server died)
+ * connection; the monitor reads the socket while it lives (nobody else
+ * may meanwhile; it is the caller's again after libuffd_monitor_free()).
+ * A fault asks for its fault-around window (whole pages, at most 4 MiB).
+ * A refused request or a lost connection (the server died)
  * fails the faults concerned (SIGBUS, counted in failed). Protocol, and a
  * server: libuffd_page_server_serve().
  */

@@ -108,11 +108,7 @@ fn remote_case(name: &'static str, kind: Kind) {
     assert_bytes(mem.bytes(), &data[ps..], name);
     let st = m.stats();
     assert_eq!(st.failed, 0);
-    assert!(
-        st.deferred >= PAGES as u64,
-        "{name}: {} deferred",
-        st.deferred
-    );
+    assert!(st.deferred >= 1, "{name}: {} deferred", st.deferred);
     m.stop();
     running.wait().unwrap();
     drop(m);
@@ -186,4 +182,49 @@ fn remote_server_dies_mid_transfer() {
     drop(conn);
     let st = reap(server);
     assert!(libc::WIFSIGNALED(st));
+}
+
+/// The caller's socket outlives a monitor that used it: a second monitor
+/// (or the caller) can use the same connection afterwards. Before, the
+/// dropped monitor shut the socket down (shutdown(2) acts on the socket,
+/// not on one descriptor), the server ended, and the second monitor's
+/// faults failed with EPIPE: SIGBUS (seen in bench/handoff_bench.c).
+#[test]
+fn remote_socket_outlives_monitor() {
+    let _w = Watchdog::new("remote_socket_outlives_monitor", 60);
+    let data = content(PAGES * PAGE, 9);
+    let (server, conn) = page_server(&data);
+    let cfd = conn.as_raw_fd();
+    let expect = data.clone();
+    let status = in_child(Duration::from_secs(20), move || {
+        for round in 0..3 {
+            let mem = Mem::new(Kind::Anon, PAGES);
+            let u = Arc::new(open_uffd(uffd::Features::empty()));
+            let m = Monitor::new(Config::default(), Box::new(DefaultHandler)).unwrap();
+            add_all(
+                &m,
+                &u,
+                &mem,
+                Source::Remote {
+                    fd: cfd,
+                    offset: 0,
+                    max_in_flight: 0,
+                },
+            );
+            let running = m.start().unwrap();
+            if mem.bytes() != &expect[..] {
+                return 10 + round;
+            }
+            m.stop();
+            running.wait().unwrap();
+        }
+        0
+    });
+    assert_eq!(
+        exit_code(status),
+        0,
+        "a later monitor could not use the socket"
+    );
+    drop(conn);
+    assert_eq!(exit_code(reap(server)), 0);
 }

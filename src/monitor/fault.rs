@@ -175,7 +175,7 @@ impl Inner {
         } = source
         {
             drop(gate);
-            return self.remote_fault(p, token, fd, base.wrapping_add(offset), on_again);
+            return self.remote_fault(p, token, fd, base.wrapping_add(offset), window, on_again);
         } else {
             self.serve_source(scratch, token, source, offset, window)
         };

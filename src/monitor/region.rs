@@ -38,12 +38,15 @@ pub enum Source {
     /// MINOR faults: map the page already in the page cache (CONTINUE).
     PageCache,
     /// Pages fetched from a page server over the connected socket `fd`
-    /// (Unix or TCP; the protocol is in `monitor::remote`), asynchronously:
+    /// (Unix or TCP; the protocol: `serve_pages`), asynchronously:
     /// a fault sends a request and is deferred, and completed when the
     /// reply arrives; the reader never waits on the network.
     /// `Monitor::add_region` duplicates `fd`; regions naming one socket
-    /// share its connection. A lost connection fails the region's pending
-    /// and later faults (SIGBUS; see `monitor::remote`).
+    /// share its connection. The monitor reads the socket while it lives:
+    /// nobody else may read it meanwhile (it is the caller's again once
+    /// the monitor is dropped). A lost connection fails the region's
+    /// pending and later faults (SIGBUS; see `serve_pages` for the
+    /// protocol).
     Remote {
         /// The connected socket (duplicated by `add_region`).
         fd: i32,

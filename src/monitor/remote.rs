@@ -48,6 +48,10 @@ pub const DEFAULT_IN_FLIGHT: u32 = 16;
 
 pub(crate) struct Client {
     sock: OwnedFd,
+    /// An eventfd fired when the monitor is dropped: the reply thread
+    /// ends. (A shutdown(2) would do it too, but would cut the caller's
+    /// own descriptors of the socket, which share it.)
+    cancel: OwnedFd,
     /// (st_dev, st_ino) of the socket: regions naming the same socket
     /// (under any descriptor number) share the connection.
     ident: (u64, u64),
@@ -58,14 +62,17 @@ pub(crate) struct Client {
 #[derive(Default)]
 struct State {
     next_id: u64,
-    in_flight: Vec<(u64, FaultToken)>,
-    queued: VecDeque<(FaultToken, u64)>,
+    /// (request id, fault, bytes asked).
+    in_flight: Vec<(u64, FaultToken, u32)>,
+    /// (fault, offset, bytes to ask).
+    queued: VecDeque<(FaultToken, u64, u32)>,
     /// Why the connection is unusable (errno, text).
     dead: Option<(i32, String)>,
 }
 
-/// The monitor's connections; shut down when the monitor is dropped, so
-/// that their threads (blocked in recv) end.
+/// The monitor's connections; their reply threads are told to end when
+/// the monitor is dropped (the socket itself is left as it is: the
+/// caller may use it again).
 #[derive(Default)]
 pub(crate) struct Remotes {
     list: Mutex<Vec<Arc<Client>>>,
@@ -74,7 +81,7 @@ pub(crate) struct Remotes {
 impl Drop for Remotes {
     fn drop(&mut self) {
         for c in self.list.lock_ok().iter() {
-            socket::shutdown(c.sock.as_fd());
+            crate::sys::wait::eventfd_signal(c.cancel.as_fd());
         }
     }
 }
@@ -116,8 +123,10 @@ impl Inner {
                 format!("duplicating the remote source socket {fd}"),
             )
         })?;
+        let cancel = crate::sys::wait::eventfd().map_err(|e| Error::os("eventfd", e, ""))?;
         let client = Arc::new(Client {
             sock,
+            cancel,
             ident: id,
             max_in_flight: if max_in_flight == 0 {
                 DEFAULT_IN_FLIGHT
@@ -146,22 +155,27 @@ impl Inner {
             .cloned()
     }
 
-    /// A missing-page fault of a remote region: request the page, defer.
+    /// A missing-page fault of a remote region: request the page and
+    /// the `window - 1` after it (the fault-around window, at most
+    /// `MAX_REQUEST` bytes), defer.
     pub(crate) fn remote_fault(
         &self,
         p: Pending,
         token: FaultToken,
         fd: i32,
         offset: u64,
+        window: u64,
         on_again: OnAgain,
     ) -> Handled {
+        let pages = window.clamp(1, (MAX_REQUEST as u64 / token.page_size).max(1));
+        let len = (pages * token.page_size) as u32;
         let Some(client) = self.remote_client(fd) else {
             let e = Error::invalid("remote source: no connection for this region");
             return self.fail(p, token, &e, on_again);
         };
         Stats::add(&self.stats.deferred, 1);
         self.deferred_open(token);
-        match client.request(token, offset) {
+        match client.request(token, offset, len) {
             Ok(()) => Handled::Done,
             Err(e) => {
                 self.deferred_done(token);
@@ -198,31 +212,73 @@ fn request_bytes(id: u64, offset: u64, len: u32) -> [u8; HEADER] {
 impl Client {
     /// Send the request now if fewer than `max_in_flight` are out, else
     /// queue it. An error: the connection is gone.
-    fn request(&self, t: FaultToken, offset: u64) -> Result<()> {
+    fn request(&self, t: FaultToken, offset: u64, len: u32) -> Result<()> {
         let mut st = self.state.lock_ok();
         if let Some((errno, why)) = &st.dead {
             return Err(Error::os("remote page source", *errno, why.clone()));
         }
         if st.in_flight.len() >= self.max_in_flight {
-            st.queued.push_back((t, offset));
+            st.queued.push_back((t, offset, len));
             return Ok(());
         }
-        self.send_locked(&mut st, t, offset)
+        self.send_locked(&mut st, t, offset, len)
     }
 
-    fn send_locked(&self, st: &mut State, t: FaultToken, offset: u64) -> Result<()> {
+    fn send_locked(&self, st: &mut State, t: FaultToken, offset: u64, len: u32) -> Result<()> {
         let id = st.next_id;
         st.next_id += 1;
-        let req = request_bytes(id, offset, t.page_size as u32);
+        let req = request_bytes(id, offset, len);
         if let Err(e) = socket::send_all(self.sock.as_fd(), &req) {
             let why = format!("sending a request to the page server failed (errno {e})");
             st.dead = Some((e, why.clone()));
             socket::shutdown(self.sock.as_fd());
             return Err(Error::os("remote page source", e, why));
         }
-        st.in_flight.push((id, t));
+        st.in_flight.push((id, t, len));
         Ok(())
     }
+}
+
+/// Fill `buf` from the connection, or learn that the monitor is gone
+/// (`Ok(None)`). `Ok(Some(false))`: the server closed before the first
+/// byte; `Err(EPIPE)`: in the middle.
+fn recv_or_cancel(c: &Client, buf: &mut [u8]) -> std::result::Result<Option<bool>, i32> {
+    let mut got = 0;
+    while got < buf.len() {
+        let mut fds = [
+            libc::pollfd {
+                fd: c.cancel.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: c.sock.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        match crate::sys::wait::poll_fds(&mut fds, -1) {
+            Ok(_) => {}
+            Err(libc::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+        if fds[0].revents != 0 {
+            return Ok(None);
+        }
+        if fds[1].revents == 0 {
+            continue;
+        }
+        let n = socket::recv_some(c.sock.as_fd(), &mut buf[got..])?;
+        if n == 0 {
+            return if got == 0 {
+                Ok(Some(false))
+            } else {
+                Err(libc::EPIPE)
+            };
+        }
+        got += n;
+    }
+    Ok(Some(true))
 }
 
 /// The reply thread of one connection.
@@ -232,8 +288,8 @@ fn replies(weak: Weak<Inner>, c: Arc<Client>) {
         let pending: Vec<FaultToken> = {
             let mut st = c.state.lock_ok();
             st.dead = Some((errno, why.clone()));
-            let mut v: Vec<FaultToken> = st.in_flight.drain(..).map(|(_, t)| t).collect();
-            v.extend(st.queued.drain(..).map(|(t, _)| t));
+            let mut v: Vec<FaultToken> = st.in_flight.drain(..).map(|(_, t, _)| t).collect();
+            v.extend(st.queued.drain(..).map(|(t, _, _)| t));
             v
         };
         socket::shutdown(c.sock.as_fd());
@@ -246,9 +302,10 @@ fn replies(weak: Weak<Inner>, c: Arc<Client>) {
     };
     loop {
         let mut hdr = [0u8; HEADER];
-        match socket::recv_exact(c.sock.as_fd(), &mut hdr) {
-            Ok(true) => {}
-            Ok(false) => {
+        match recv_or_cancel(&c, &mut hdr) {
+            Ok(None) => return,
+            Ok(Some(true)) => {}
+            Ok(Some(false)) => {
                 return lost(
                     libc::ECONNRESET,
                     "the page server closed the connection".into(),
@@ -273,10 +330,11 @@ fn replies(weak: Weak<Inner>, c: Arc<Client>) {
             );
         }
         buf.resize(len as usize, 0);
-        match socket::recv_exact(c.sock.as_fd(), &mut buf) {
-            Ok(true) => {}
-            Ok(false) if len == 0 => {}
-            Ok(false) => {
+        match recv_or_cancel(&c, &mut buf) {
+            Ok(None) => return,
+            Ok(Some(true)) => {}
+            Ok(Some(false)) if len == 0 => {}
+            Ok(Some(false)) => {
                 return lost(
                     libc::ECONNRESET,
                     "the page server closed the connection mid-reply".into(),
@@ -293,14 +351,17 @@ fn replies(weak: Weak<Inner>, c: Arc<Client>) {
             let token = st
                 .in_flight
                 .iter()
-                .position(|(i, _)| *i == id)
-                .map(|at| st.in_flight.swap_remove(at).1);
+                .position(|(i, _, _)| *i == id)
+                .map(|at| {
+                    let (_, t, asked) = st.in_flight.swap_remove(at);
+                    (t, asked)
+                });
             let mut err = None;
             while st.in_flight.len() < c.max_in_flight && st.dead.is_none() {
-                let Some((t, off)) = st.queued.pop_front() else {
+                let Some((t, off, n)) = st.queued.pop_front() else {
                     break;
                 };
-                if let Err(e) = c.send_locked(&mut st, t, off) {
+                if let Err(e) = c.send_locked(&mut st, t, off, n) {
                     err = Some((t, e));
                 }
             }
@@ -309,7 +370,7 @@ fn replies(weak: Weak<Inner>, c: Arc<Client>) {
         if let Some((t, e)) = send_err {
             inner.remote_failed(t, &e);
         }
-        let Some(t) = token else {
+        let Some((t, asked)) = token else {
             drop(inner);
             return lost(
                 libc::EPROTO,
@@ -326,28 +387,48 @@ fn replies(weak: Weak<Inner>, c: Arc<Client>) {
                 ),
             );
             inner.remote_failed(t, &e);
-        } else if len as u64 != t.page_size {
+        } else if len != asked {
             let e = Error::os(
                 "remote page source",
                 libc::EBADMSG,
-                format!(
-                    "the page server sent {len} bytes for a {}-byte page",
-                    t.page_size
-                ),
+                format!("the page server sent {len} bytes for a request of {asked}"),
             );
             inner.remote_failed(t, &e);
-        } else if let Err(f) = inner.complete(t, Action::Copy(buf.as_ptr() as u64)) {
-            inner.remote_failed(t, &f.into_error(t));
+        } else {
+            let range = Action::CopyRange {
+                src: buf.as_ptr() as u64,
+                len: len as u64,
+                mode: crate::uffd::CopyMode::empty(),
+            };
+            // The window may no longer fit the region (removed or split
+            // meanwhile): then the faulting page alone.
+            let r = match inner.complete(t, range) {
+                Err(super::resolve::Failed::Error(e))
+                    if e.errno() == libc::EINVAL && asked as u64 > t.page_size =>
+                {
+                    inner.complete(t, Action::Copy(buf.as_ptr() as u64))
+                }
+                r => r,
+            };
+            if let Err(f) = r {
+                inner.remote_failed(t, &f.into_error(t));
+            }
         }
     }
 }
 
-/// Serve pages of `file` to a remote page source at the other end of
-/// `sock` (the server side of the protocol in this module's text) until
-/// the client closes the connection. Returns the number of requests
-/// answered. A request past the file's end is answered with ENODATA, one
-/// longer than `MAX_REQUEST` with EINVAL, a read error with its errno;
-/// a malformed request ends the service with EPROTO.
+/// Serve pages of `file` to a remote page source (`Source::Remote`) at
+/// the other end of `sock` until the client closes the connection.
+/// Returns the number of requests answered.
+///
+/// Protocol (every field little-endian): a request is 24 bytes, magic
+/// `0x52504655` ("UFPR"), length (u32), id (u64), file offset (u64); the
+/// reply is a 24-byte header, magic `0x53504655` ("UFPS"), status (i32: 0
+/// or a positive errno), the request's id (u64), the length of the data
+/// that follows (u32: the request's, or 0 on error), 4 zero bytes; then
+/// the data. A request past the file's end is answered ENODATA, one
+/// longer than 4 MiB EINVAL, a read error with its errno; a malformed
+/// request ends the service with EPROTO.
 pub fn serve_pages(
     sock: std::os::fd::BorrowedFd<'_>,
     file: std::os::fd::BorrowedFd<'_>,

@@ -49,7 +49,7 @@ int main(void)
 	pid_t pid = fork();
 	if (pid == 0) {
 		int s = accept(l, NULL, NULL);
-		_exit(libuffd_page_server_serve(s, file) >= PAGES ? 0 : 1);
+		_exit(libuffd_page_server_serve(s, file) >= 1 ? 0 : 1);
 	}
 	close(l);
 	int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
