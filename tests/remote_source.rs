@@ -228,3 +228,127 @@ fn remote_socket_outlives_monitor() {
     drop(conn);
     assert_eq!(exit_code(reap(server)), 0);
 }
+
+/// A request the server refuses (past its file's end: ENODATA) fails
+/// that fault only: SIGBUS for its thread, the pages before are served.
+#[test]
+fn remote_refused_request_is_sigbus() {
+    let _w = Watchdog::new("remote_refused_request_is_sigbus", 60);
+    let data = content(4 * PAGE, 6);
+    let (server, conn) = page_server(&data);
+    let cfd = conn.as_raw_fd();
+    let expect = data.clone();
+    let status = in_child(Duration::from_secs(20), move || {
+        let mem = Mem::new(Kind::Anon, PAGES);
+        let u = Arc::new(open_uffd(uffd::Features::empty()));
+        let cfg = Config {
+            window_max: 1,
+            ..Config::default()
+        };
+        let m = Monitor::new(cfg, Box::new(DefaultHandler)).unwrap();
+        add_all(
+            &m,
+            &u,
+            &mem,
+            Source::Remote {
+                fd: cfd,
+                offset: 0,
+                max_in_flight: 1,
+            },
+        );
+        let _running = m.start().unwrap();
+        for i in 0..4 {
+            if mem.read(i * PAGE + 3) != expect[i * PAGE + 3] {
+                return 10;
+            }
+        }
+        if m.stats().failed != 0 {
+            return 11;
+        }
+        mem.read(6 * PAGE) as i32 + 20
+    });
+    assert!(
+        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGBUS,
+        "the fault past the server's file should get SIGBUS, status {status:#x}"
+    );
+    drop(conn);
+    assert_eq!(exit_code(reap(server)), 0);
+}
+
+/// No more than `max_in_flight` requests are ever outstanding: a server
+/// (a thread here) that answers only once requests stop coming sees at
+/// most 2 at a time while 8 threads fault, and everything is served.
+#[test]
+fn remote_in_flight_bound() {
+    let _w = Watchdog::new("remote_in_flight_bound", 60);
+    let data = content(PAGES * PAGE, 8);
+    let (client, server) = std::os::unix::net::UnixStream::pair().unwrap();
+    let served = data.clone();
+    let peak = std::thread::spawn(move || {
+        let mut peak = 0usize;
+        let mut pending: Vec<[u8; 24]> = Vec::new();
+        let fd = server.as_raw_fd();
+        loop {
+            let mut p = [libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            // SAFETY: one valid pollfd.
+            let n = unsafe { libc::poll(p.as_mut_ptr(), 1, 100) };
+            if n > 0 {
+                let mut req = [0u8; 24];
+                use std::io::Read;
+                if (&server).read_exact(&mut req).is_err() {
+                    return peak;
+                }
+                pending.push(req);
+                peak = peak.max(pending.len());
+                continue;
+            }
+            // Quiet for 100 ms: answer everything outstanding.
+            for req in pending.drain(..) {
+                use std::io::Write;
+                let len = u32::from_le_bytes(req[4..8].try_into().unwrap()) as usize;
+                let off = u64::from_le_bytes(req[16..24].try_into().unwrap()) as usize;
+                let mut hdr = [0u8; 24];
+                hdr[0..4].copy_from_slice(&0x5350_4655u32.to_le_bytes());
+                hdr[8..16].copy_from_slice(&req[8..16]);
+                hdr[16..20].copy_from_slice(&(len as u32).to_le_bytes());
+                if (&server).write_all(&hdr).is_err()
+                    || (&server).write_all(&served[off..off + len]).is_err()
+                {
+                    return peak;
+                }
+            }
+        }
+    });
+    let mem = Arc::new(Mem::new(Kind::Anon, PAGES));
+    let u = Arc::new(open_uffd(uffd::Features::empty()));
+    let cfg = Config {
+        window_max: 1,
+        ..Config::default()
+    };
+    let m = Monitor::new(cfg, Box::new(DefaultHandler)).unwrap();
+    add_all(
+        &m,
+        &u,
+        &mem,
+        Source::Remote {
+            fd: client.as_raw_fd(),
+            offset: 0,
+            max_in_flight: 2,
+        },
+    );
+    drop(client);
+    let running = m.start().unwrap();
+    let threads: Vec<_> = (0..8).map(|t| reader(&mem, 2 * t * PAGE + 5)).collect();
+    for (t, h) in threads.into_iter().enumerate() {
+        assert_eq!(h.join().unwrap(), data[2 * t * PAGE + 5]);
+    }
+    m.stop();
+    running.wait().unwrap();
+    drop(m);
+    let peak = peak.join().unwrap();
+    assert_eq!(peak, 2, "requests outstanding at most: {peak} (bound 2)");
+}
