@@ -242,8 +242,9 @@ pub fn decode(b: &[u8]) -> Result<(u64, Vec<RegionDesc>)> {
 }
 
 /// Send `uffd` and the description of `regions` over the connected Unix
-/// socket `sock` (SOCK_SEQPACKET recommended; SOCK_STREAM works), in one
-/// message. The regions are checked as a receiver would (EINVAL).
+/// socket `sock` (SOCK_SEQPACKET recommended; on SOCK_STREAM, which has
+/// no message boundaries, send nothing else before the receiver has read
+/// it), in one message. The regions are checked as a receiver would (EINVAL).
 pub fn send(sock: BorrowedFd<'_>, uffd: &Uffd, regions: &[RegionDesc]) -> Result<()> {
     if regions.len() > MAX_REGIONS {
         return Err(Error::invalid(format!(
@@ -365,11 +366,17 @@ pub fn recv(sock: BorrowedFd<'_>, opts: &RecvOptions) -> Result<Received> {
             ),
         ));
     }
-    if stream && len >= HEADER_SIZE {
-        // A stream has no message boundaries: read the rest announced.
-        let count = check_header(&buf[..len])?;
-        let want = HEADER_SIZE + count * ENTRY_SIZE;
-        while len < want {
+    if stream && len > 0 {
+        // A stream has no message boundaries: read the rest of the header,
+        // then the rest it announces.
+        let mut want = HEADER_SIZE;
+        let mut counted = false;
+        while len < want || !counted {
+            if len >= HEADER_SIZE && !counted {
+                want = HEADER_SIZE + check_header(&buf[..len])? * ENTRY_SIZE;
+                counted = true;
+                continue;
+            }
             wait_readable(sock, deadline)?;
             let n = socket::recv_some(sock, &mut buf[len..want])
                 .map_err(|e| Error::os("recv", e, "reading the hand-off message"))?;

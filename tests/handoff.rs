@@ -632,3 +632,34 @@ fn handler_stops_when_peer_killed() {
         assert!(took < Duration::from_secs(3), "stopped after {took:?}");
     }
 }
+
+/// On a SOCK_STREAM socket a message may arrive in pieces, even inside
+/// its header: the receiver reads on until it has all of it.
+#[test]
+fn handoff_stream_in_pieces() {
+    let _w = Watchdog::new("handoff_stream_in_pieces", 30);
+    let u = open_uffd(uffd::Features::empty());
+    let msg = one_region();
+    let (a, b) = socketpair(libc::SOCK_STREAM);
+    send_raw(a.as_fd(), &msg[..10], &[u.fd().as_raw_fd()]);
+    let rest = msg[10..].to_vec();
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        for chunk in rest.chunks(20) {
+            send_raw(a.as_fd(), chunk, &[]);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        a
+    });
+    let got = handoff::recv(
+        b.as_fd(),
+        &RecvOptions {
+            timeout_ms: Some(5000),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(got.regions.len(), 1);
+    assert_eq!(got.regions[0].tag, 7);
+    drop(writer.join().unwrap());
+}
