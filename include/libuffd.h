@@ -23,7 +23,7 @@
  * Contents: 1. version  2. errors  (options structs: LIBUFFD_OPTS)
  *           3. handles and features  4. registration and operations
  *           5. events  6. the monitor: options, callbacks, lifecycle,
- *           resolution, stats
+ *           resolution, stats  7. hand-off to a handler process
  */
 /* Generated from src/ffi by cbindgen, laid out by src/ffi/libuffd.h.in:
  * do not edit. Run make header. */
@@ -1325,6 +1325,21 @@ typedef struct libuffd_monitor_opts {
  */
 #define LIBUFFD_SOURCE_PAGE_CACHE 4
 
+/**
+ * Region source: a page server at the other end of the connected socket
+ * fd (Unix or TCP), fd_offset its offset of the region's first byte, at
+ * most max_in_flight requests outstanding (0: 16). Faults are deferred
+ * and completed as replies arrive: the monitor never waits on the
+ * network. The socket is duplicated; regions naming one socket share the
+ * connection; the monitor reads the socket while it lives (nobody else
+ * may meanwhile; it is the caller's again after libuffd_monitor_free()).
+ * A fault asks for its fault-around window (whole pages, at most 4 MiB).
+ * A refused request or a lost connection (the server died)
+ * fails the faults concerned (SIGBUS, counted in failed). Protocol, and a
+ * server: libuffd_page_server_serve().
+ */
+#define LIBUFFD_SOURCE_REMOTE 5
+
 /* Region flags (libuffd_region_opts.flags) */
 
 /**
@@ -1409,6 +1424,16 @@ typedef struct libuffd_region_opts {
    * Added in 1.0: older, shorter structs (see sz) mean 0.
    */
   uint64_t page_size;
+  /**
+   * LIBUFFD_SOURCE_REMOTE: requests outstanding at most on the
+   * connection (0: 16); the first region naming a socket sets it.
+   * Older, shorter structs (see sz) mean 0.
+   */
+  uint32_t max_in_flight;
+  /**
+   * Must be 0.
+   */
+  uint32_t reserved1;
 } libuffd_region_opts;
 
 /* ---------------------------------------------- 6.2 callbacks */
@@ -2215,6 +2240,242 @@ typedef struct libuffd_monitor_stats {
  * stats->sz bytes.
  */
 int32_t libuffd_monitor_get_stats(const struct libuffd_monitor *m, struct libuffd_monitor_stats *stats);
+
+/* ================================================================ *
+ * 7. Hand-off to a handler process                                 *
+ * ================================================================ */
+
+/*
+ * The process that owns the memory sends its userfaultfd and the
+ * description of its ranges over a Unix socket (libuffd_send); a handler
+ * process receives and checks them (libuffd_recv), serves them with a
+ * monitor (libuffd_monitor_add_received) and stops when the owner dies
+ * (libuffd_monitor_watch_peer). Wire format: libuffd(7), HAND-OFF.
+ */
+
+/**
+ * The most regions one hand-off message describes.
+ */
+#define LIBUFFD_HANDOFF_MAX_REGIONS 1024
+
+/**
+ * The hand-off wire format's version (the one this library speaks).
+ */
+#define LIBUFFD_HANDOFF_VERSION 1
+
+/**
+ * libuffd_recv_opts.flags: refuse a peer whose uid (SO_PEERCRED) is not
+ * libuffd_recv_opts.uid.
+ */
+#define LIBUFFD_RECV_CHECK_UID 1
+
+/**
+ * libuffd_recv_opts.flags: refuse a peer whose pid (SO_PEERCRED) is not
+ * libuffd_recv_opts.pid.
+ */
+#define LIBUFFD_RECV_CHECK_PID 2
+
+/**
+ * One range of the sender's memory in a hand-off: what the handler needs
+ * to serve it. start and len are in the sender's address space.
+ */
+typedef struct libuffd_region_desc {
+  /**
+   * The range's first address (aligned to page_size).
+   */
+  void *start;
+  /**
+   * Its length in bytes (a multiple of page_size, not 0).
+   */
+  uint64_t len;
+  /**
+   * The page size of the mapping: 4096, or 2 MiB for 2 MiB hugetlb
+   * memory (the handler cannot learn it from an adopted descriptor).
+   */
+  uint64_t page_size;
+  /**
+   * Where the range's first byte is in the page source (a file offset:
+   * libuffd_monitor_add_received() adds it to opts->fd_offset).
+   */
+  uint64_t source_offset;
+  /**
+   * The sender's tag, carried as is (libuffd_monitor_add_received()
+   * hands a non-zero tag to on_fault as region_data).
+   */
+  uint64_t tag;
+} libuffd_region_desc;
+
+/**
+ * What libuffd_recv() requires of the peer (all zero: nothing, and no
+ * time limit). Set sz to the struct's size.
+ */
+typedef struct libuffd_recv_opts {
+  /**
+   * sizeof(struct libuffd_recv_opts).
+   */
+  size_t sz;
+  /**
+   * LIBUFFD_RECV_CHECK_* flags.
+   */
+  uint32_t flags;
+  /**
+   * With LIBUFFD_RECV_CHECK_UID: the uid the peer must have.
+   */
+  uint32_t uid;
+  /**
+   * With LIBUFFD_RECV_CHECK_PID: the pid the peer must have.
+   */
+  int32_t pid;
+  /**
+   * Give up with -ETIMEDOUT after this many milliseconds without a
+   * message (0: wait as long as the peer lives; its death or close is
+   * -ECONNRESET).
+   */
+  uint32_t timeout_ms;
+} libuffd_recv_opts;
+
+/**
+ * Who sent a hand-off (libuffd_recv()).
+ */
+typedef struct libuffd_peer {
+  /**
+   * Its pid (SO_PEERCRED; 0 if in a pid namespace not visible here).
+   */
+  int32_t pid;
+  /**
+   * Its uid.
+   */
+  uint32_t uid;
+  /**
+   * Its gid.
+   */
+  uint32_t gid;
+  /**
+   * A pidfd of it, opened as the message arrived (close-on-exec; the
+   * caller closes it), for libuffd_monitor_watch_peer() or poll(2): -1
+   * where the kernel has no pidfd_open(2) or the pid is not visible.
+   */
+  int32_t pidfd;
+} libuffd_peer;
+
+/**
+ * Send userfaultfd h and the description of its ranges to a handler
+ * process over the connected Unix socket sock, in one message: the
+ * descriptor in an SCM_RIGHTS control message, the n regions in the
+ * versioned wire format of libuffd(7) HAND-OFF (magic, version, count;
+ * per region address, length, page size, source offset, tag).
+ * SOCK_SEQPACKET is recommended (a message keeps its boundaries);
+ * SOCK_STREAM works. The ranges should be registered on h before (the
+ * handler does not register them).
+ *
+ * Thread safety: may be called from any thread.
+ *
+ * Returns: 0, or -EINVAL (NULL handle, NULL regions with n > 0, more than
+ * LIBUFFD_HANDOFF_MAX_REGIONS, a region the receiver would refuse: empty,
+ * unaligned, bad page size, overlapping), or sendmsg(2)'s errno (-EPIPE:
+ * the peer closed; -ENOTSOCK, -EBADF...).
+ *
+ * Pointers: h NULL or a live handle; regions NULL or n readable elements.
+ */
+int32_t libuffd_send(int32_t sock, const struct libuffd_handle *h, const struct libuffd_region_desc *regions, size_t n);
+
+/**
+ * Receive a userfaultfd and the description of its ranges sent with
+ * libuffd_send() on the connected Unix socket sock; on success *out is a
+ * new handle of it (free it with libuffd_handle_free()), regions[0..count)
+ * the ranges, checked, and *peer (if not NULL) who sent it.
+ *
+ * Checked, each refusal closing every descriptor that came with the
+ * message and consuming it: the peer's credentials (opts->flags); the
+ * message's length (-EBADMSG: shorter than its header says, or cut by the
+ * kernel, MSG_TRUNC/MSG_CTRUNC); its magic, version and sizes (-EPROTO: not
+ * a libuffd hand-off, or another version); the region count (-EMSGSIZE
+ * above LIBUFFD_HANDOFF_MAX_REGIONS, -ENOBUFS above cap); each region
+ * (-EBADMSG: empty, wrapping, not aligned to its page size, a page size
+ * that is not a power of two of at least the base page size, overlapping
+ * another); the descriptors (-EBADF: none, more than one, or one that is
+ * not a userfaultfd, as its anonymous inode "[userfaultfd]" tells).
+ *
+ * Thread safety: may be called from any thread; one receiver per socket.
+ *
+ * Returns: the number of regions (>= 0), or -EINVAL (negative sock, NULL
+ * out, NULL regions with cap > 0, unknown flags), -EPERM (the peer's uid
+ * or pid is not the required one), -ECONNRESET (the peer closed without
+ * sending), -ETIMEDOUT (opts->timeout_ms passed), the refusals above, or
+ * recvmsg(2)'s errno (-ENOTSOCK...).
+ *
+ * Pointers: opts NULL or a libuffd_recv_opts of opts->sz readable bytes;
+ * out NULL or writable; regions NULL or cap writable elements; peer NULL
+ * or writable.
+ */
+int32_t libuffd_recv(int32_t sock, const struct libuffd_recv_opts *opts, struct libuffd_handle **out, struct libuffd_region_desc *regions, size_t cap, struct libuffd_peer *peer);
+
+/**
+ * Serve the n received regions of handle handle_id (a handle made by
+ * libuffd_recv() and added with libuffd_monitor_add_handle()), each as
+ * libuffd_monitor_add_region() would with opts, except: the page size is
+ * the region's (regions[i].page_size, so hugetlb ranges need no guess),
+ * LIBUFFD_SOURCE_FD reads at opts->fd_offset + regions[i].source_offset
+ * (likewise LIBUFFD_SOURCE_REMOTE), LIBUFFD_SOURCE_BUFFER at opts->buffer +
+ * regions[i].source_offset, and a non-zero tag is the region's on_fault
+ * region_data (else opts->data). opts->register_mode is usually 0 (the
+ * sender registered). Regions added before a failure stay added.
+ *
+ * Thread safety: as libuffd_monitor_add_region().
+ *
+ * Returns: 0, or libuffd_monitor_add_region()'s errors (-EINVAL: NULL
+ * monitor, NULL regions with n > 0, NULL opts...).
+ *
+ * Pointers: m NULL or a live monitor; regions NULL or n readable
+ * elements; opts NULL or a libuffd_region_opts of opts->sz readable bytes.
+ */
+int32_t libuffd_monitor_add_received(struct libuffd_monitor *m, uint32_t handle_id, const struct libuffd_region_desc *regions, size_t n, const struct libuffd_region_opts *opts);
+
+/**
+ * Stop monitor m when the peer that handed it its userfaultfd dies: when
+ * pidfd (libuffd_peer.pidfd) becomes readable, or sock (the hand-off
+ * socket) hangs up, whichever comes first. Either may be -1, not both.
+ * Both are duplicated: the caller keeps (and closes) its own. A thread
+ * ("uffd-peer") watches them and calls libuffd_monitor_stop(); the stop
+ * policy then releases the faults still pending (the memory went with
+ * its owner). The watch ends by itself when it fired, when a run of the
+ * monitor it saw has ended, or when the monitor is freed.
+ *
+ * Thread safety: may be called from any thread, before or during a run.
+ *
+ * Returns: 0, or -EINVAL (NULL monitor, both -1), -EBADF (a descriptor
+ * that is not open), -EMFILE, -EAGAIN (no thread).
+ *
+ * Pointers: m NULL or a live monitor.
+ */
+int32_t libuffd_monitor_watch_peer(struct libuffd_monitor *m, int32_t pidfd, int32_t sock);
+
+/* Remote page sources: LIBUFFD_SOURCE_REMOTE regions, and their server */
+
+/**
+ * Serve pages of file_fd to a LIBUFFD_SOURCE_REMOTE region at the other
+ * end of the connected socket sock, until the client closes the
+ * connection: a page server in a few lines (a thread or process per
+ * connection).
+ *
+ * Protocol (little-endian): a request is 24 bytes, magic 0x52504655,
+ * length (u32), id (u64), file offset (u64); the reply is a 24-byte
+ * header, magic 0x53504655, status (i32: 0 or a positive errno), the
+ * request's id (u64), the length of the data that follows (u32: the
+ * request's, or 0 on error) and 4 zero bytes, then the data. A request
+ * past the file's end is answered ENODATA, one longer than 4 MiB EINVAL,
+ * a read error with its errno.
+ *
+ * Thread safety: any thread; one server per connection.
+ *
+ * Returns: the number of requests answered (>= 0, saturated at
+ * INT32_MAX) when the client closed, or -EINVAL (negative descriptor),
+ * -EPROTO (a request that is not of this protocol: the service ends), or
+ * recv/send's errno.
+ *
+ * Pointers: none.
+ */
+int32_t libuffd_page_server_serve(int32_t sock, int32_t file_fd);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -42,6 +42,8 @@ AREAS = [
     ("Events", r"libuffd_read_events|libuffd_event_\w+"),
     ("Resolving faults", r"libuffd_wake|libuffd_copy|libuffd_zeropage|libuffd_writeprotect|libuffd_continue"
                          r"|libuffd_poison|libuffd_move"),
+    ("Hand-off to a handler process", r"libuffd_send|libuffd_recv|libuffd_monitor_add_received"
+                                      r"|libuffd_monitor_watch_peer|libuffd_page_server_\w+"),
     ("The fault-handling monitor", r"libuffd_monitor_\w+"),
     ("Errors", r"libuffd_strerror|libuffd_last_error"),
     ("Version", r"libuffd_version\w*"),
@@ -1149,6 +1151,27 @@ def overview_page(h, version):
         "threads the monitor creates block every signal."))
 
     porting_section(page)
+    page.sh("HAND-OFF")
+    page.add(fix_lines(
+        "A process that owns memory (a virtual machine monitor, a restored "
+        "process) can have its faults served by another process: it opens a "
+        "userfaultfd, registers its ranges and sends the descriptor with "
+        "\\fBlibuffd_send\\fR(3) over a connected Unix socket "
+        "(\\fBSOCK_SEQPACKET\\fR recommended); the handler receives it with "
+        "\\fBlibuffd_recv\\fR(3), serves the ranges with "
+        "\\fBlibuffd_monitor_add_received\\fR(3) and stops when the owner "
+        "dies with \\fBlibuffd_monitor_watch_peer\\fR(3)."))
+    page.add([".PP"] + fix_lines(
+        "The message is one \\fBsendmsg\\fR(2): the descriptor in an "
+        "\\fBSCM_RIGHTS\\fR control message, and these bytes, little-endian: "
+        "a 32-byte header (magic 0x4f484655, version 1 as 16 bits, header size "
+        "32 as 16 bits, region count and entry size 40 as 32 bits each, the "
+        "sender's negotiated features and a reserved zero as 64 bits each), "
+        "then per region five 64-bit fields: start address, length, page "
+        "size, source offset, tag. At most "
+        "\\fBLIBUFFD_HANDOFF_MAX_REGIONS\\fR regions. The page size travels "
+        "with each region: the handler cannot learn it from an adopted "
+        "descriptor, and a hugetlb range served with 4 KiB pages would fail."))
 
     page.sh("FUNCTIONS")
     names = [f.name for f in h.funcs]

@@ -70,6 +70,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 mod ffi;
+pub mod handoff;
 pub mod monitor;
 #[cfg(doctest)]
 mod soundness;

@@ -7,6 +7,7 @@
 //! The test at the bottom checks that no `LIBUFFD_*` constant is left
 //! out of these lists.
 
+use super::handoff_api::*;
 use super::types::*;
 use crate::sys::uapi as k;
 use crate::uffd::{Features, OpenFlags};
@@ -90,6 +91,8 @@ same! {
     LIBUFFD_OPEN_NO_SYSCALL == OpenFlags::NO_SYSCALL.bits(),
     LIBUFFD_OPEN_NO_DEV == OpenFlags::NO_DEV.bits(),
     LIBUFFD_LATENCY_BUCKETS == crate::monitor::LATENCY_BUCKETS,
+    LIBUFFD_HANDOFF_MAX_REGIONS == crate::handoff::MAX_REGIONS,
+    LIBUFFD_HANDOFF_VERSION == crate::handoff::VERSION,
 }
 
 /// `LIBUFFD_*` constants that are the C ABI's own (enumerations of
@@ -119,6 +122,7 @@ const C_ONLY: &[&str] = &[
     "LIBUFFD_SOURCE_FD",
     "LIBUFFD_SOURCE_CALLBACK",
     "LIBUFFD_SOURCE_PAGE_CACHE",
+    "LIBUFFD_SOURCE_REMOTE",
     "LIBUFFD_REGION_PREFETCH",
     "LIBUFFD_REGION_ZERO_PAST_EOF",
     "LIBUFFD_ON_FAULT_HANDLED",
@@ -132,6 +136,8 @@ const C_ONLY: &[&str] = &[
     "LIBUFFD_RESOLVE_DONE",
     "LIBUFFD_RESOLVE_ALREADY_DONE",
     "LIBUFFD_RESOLVE_GONE",
+    "LIBUFFD_RECV_CHECK_UID",
+    "LIBUFFD_RECV_CHECK_PID",
 ];
 
 #[cfg(test)]

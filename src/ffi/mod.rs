@@ -26,8 +26,10 @@ pub mod event_api;
 mod ext;
 mod handle;
 pub mod handle_api;
+pub mod handoff_api;
 pub mod monitor_api;
 pub mod ops_api;
+pub mod remote_api;
 // The header's constants and types (cbindgen reads them here); the
 // constants libuffd's own Rust code does not use are for C only.
 #[allow(dead_code)]

@@ -296,6 +296,16 @@ unsafe fn monitor_ref<'a>(m: *const libuffd_monitor) -> Result<&'a MonitorBox, E
     Ok(unsafe { &*(m as *const MonitorBox) })
 }
 
+/// The engine behind a C monitor pointer, for the other modules of the C
+/// ABI (handoff_api.rs).
+///
+/// # Safety
+/// As `monitor_ref`.
+pub(super) unsafe fn monitor_of<'a>(m: *const libuffd_monitor) -> Result<&'a Monitor, Error> {
+    // SAFETY: the caller's contract is monitor_ref's.
+    Ok(&unsafe { monitor_ref(m) }?.monitor)
+}
+
 /// A LIBUFFD_ON_STOP_* value (None for 0: the default / the monitor's).
 fn stop_policy_from_c(what: &str, v: u32) -> Result<Option<StopPolicy>, Error> {
     Ok(match v {
@@ -681,6 +691,11 @@ pub unsafe extern "C" fn libuffd_monitor_add_region(
             },
             LIBUFFD_SOURCE_CALLBACK => Source::Callback,
             LIBUFFD_SOURCE_PAGE_CACHE => Source::PageCache,
+            LIBUFFD_SOURCE_REMOTE => Source::Remote {
+                fd: o.fd,
+                offset: o.fd_offset,
+                max_in_flight: o.max_in_flight,
+            },
             s => {
                 return Err(Error::invalid(format!(
                     "libuffd_region_opts: unknown source {s}"

@@ -355,6 +355,18 @@ pub const LIBUFFD_SOURCE_FD: u32 = 2;
 pub const LIBUFFD_SOURCE_CALLBACK: u32 = 3;
 /// Region source: the page cache (MINOR faults, resolved by CONTINUE).
 pub const LIBUFFD_SOURCE_PAGE_CACHE: u32 = 4;
+/// Region source: a page server at the other end of the connected socket
+/// fd (Unix or TCP), fd_offset its offset of the region's first byte, at
+/// most max_in_flight requests outstanding (0: 16). Faults are deferred
+/// and completed as replies arrive: the monitor never waits on the
+/// network. The socket is duplicated; regions naming one socket share the
+/// connection; the monitor reads the socket while it lives (nobody else
+/// may meanwhile; it is the caller's again after libuffd_monitor_free()).
+/// A fault asks for its fault-around window (whole pages, at most 4 MiB).
+/// A refused request or a lost connection (the server died)
+/// fails the faults concerned (SIGBUS, counted in failed). Protocol, and a
+/// server: libuffd_page_server_serve().
+pub const LIBUFFD_SOURCE_REMOTE: u32 = 5;
 
 /// libuffd_region_opts.flags: populate the region in the background, under
 /// libuffd_monitor_run()/start() (not libuffd_monitor_dispatch()); a region
@@ -488,6 +500,12 @@ pub struct libuffd_region_opts {
     /// LIBUFFD_FEATURE_THREAD_ID, else the base page size is assumed.
     /// Added in 1.0: older, shorter structs (see sz) mean 0.
     pub page_size: u64,
+    /// LIBUFFD_SOURCE_REMOTE: requests outstanding at most on the
+    /// connection (0: 16); the first region naming a socket sets it.
+    /// Older, shorter structs (see sz) mean 0.
+    pub max_in_flight: u32,
+    /// Must be 0.
+    pub reserved1: u32,
 }
 
 impl Default for libuffd_region_opts {
@@ -504,6 +522,8 @@ impl Default for libuffd_region_opts {
             fd_offset: 0,
             data: std::ptr::null_mut(),
             page_size: 0,
+            max_in_flight: 0,
+            reserved1: 0,
         }
     }
 }
@@ -721,7 +741,7 @@ mod tests {
         assert!(bytes(&libuffd_monitor_opts::default())
             .iter()
             .all(|&b| b == 0));
-        assert_eq!(std::mem::size_of::<libuffd_region_opts>(), 72);
+        assert_eq!(std::mem::size_of::<libuffd_region_opts>(), 80);
         assert!(
             bytes(&libuffd_region_opts::default())
                 .iter()

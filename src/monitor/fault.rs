@@ -170,6 +170,12 @@ impl Inner {
         } else if source == Source::Callback {
             drop(gate);
             return self.run_callback(scratch, p, token, info, on_again);
+        } else if let Source::Remote {
+            fd, offset: base, ..
+        } = source
+        {
+            drop(gate);
+            return self.remote_fault(p, token, fd, base.wrapping_add(offset), window, on_again);
         } else {
             self.serve_source(scratch, token, source, offset, window)
         };

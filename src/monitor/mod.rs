@@ -83,10 +83,12 @@
 mod config;
 mod fault;
 mod lifecycle;
+mod peer;
 mod pool;
 mod prefetch;
 mod reader;
 mod region;
+mod remote;
 mod reserve;
 mod resolve;
 mod stats;
@@ -96,7 +98,9 @@ mod unpoisoned;
 pub use config::{
     Config, DefaultHandler, ErrorPolicy, ForkVerdict, Handler, RemovePolicy, StopPolicy, Verdict,
 };
+pub use peer::PeerWatch;
 pub use region::Source;
+pub use remote::serve_pages;
 pub use resolve::{Action, Applied, FaultCtx, FaultToken, RegionInfo};
 pub(crate) use stats::counters;
 pub use stats::{StatsSnapshot, LATENCY_BUCKETS};
@@ -188,6 +192,8 @@ pub(crate) struct Inner {
     /// A prefetcher started for a PREFETCH region added while running
     /// (`Monitor::start_late_prefetch`); joined when the run ends.
     pub prefetcher: Mutex<Option<JoinHandle<()>>>,
+    /// The connections of Remote sources (remote.rs).
+    pub remotes: remote::Remotes,
 }
 
 /// Room in `Inner::deferred_open` (allocated once: deferring allocates
@@ -596,6 +602,7 @@ impl Monitor {
                 deferred_untracked: AtomicU64::new(0),
                 source_fds: Mutex::new(Vec::new()),
                 prefetcher: Mutex::new(None),
+                remotes: Default::default(),
             }),
         })
     }
@@ -826,6 +833,23 @@ impl Monitor {
                 zero_past_eof,
             };
             source_fd = Some(dup);
+        }
+        if let Source::Remote {
+            fd,
+            offset,
+            max_in_flight,
+        } = opts.source
+        {
+            if fd < 0 {
+                return Err(Error::invalid(format!(
+                    "add region: remote source socket {fd} is negative"
+                )));
+            }
+            opts.source = Source::Remote {
+                fd: self.inner.remote_connect(fd, max_in_flight)?,
+                offset,
+                max_in_flight,
+            };
         }
         if !opts.register.is_empty() {
             uffd.register(Range::new(start, len), opts.register)?;

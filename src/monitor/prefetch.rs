@@ -33,7 +33,12 @@ pub(crate) fn run(inner: Arc<Inner>) {
                 .iter()
                 // A page size still unknown (an adopted descriptor's region,
                 // learnt at its first fault) is not guessed at.
-                .filter(|r| r.prefetch && r.source != Source::Callback && r.page_size != 0)
+                .filter(|r| {
+                    r.prefetch
+                        && r.source != Source::Callback
+                        && !matches!(r.source, Source::Remote { .. })
+                        && r.page_size != 0
+                })
                 .filter(|r| cursor.is_none_or(|(id, a)| (r.uffd_id, r.end()) > (id, a)))
                 .map(|r| {
                     let from = match cursor {

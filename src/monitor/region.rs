@@ -37,6 +37,25 @@ pub enum Source {
     Callback,
     /// MINOR faults: map the page already in the page cache (CONTINUE).
     PageCache,
+    /// Pages fetched from a page server over the connected socket `fd`
+    /// (Unix or TCP; the protocol: `serve_pages`), asynchronously:
+    /// a fault sends a request and is deferred, and completed when the
+    /// reply arrives; the reader never waits on the network.
+    /// `Monitor::add_region` duplicates `fd`; regions naming one socket
+    /// share its connection. The monitor reads the socket while it lives:
+    /// nobody else may read it meanwhile (it is the caller's again once
+    /// the monitor is dropped). A lost connection fails the region's
+    /// pending and later faults (SIGBUS; see `serve_pages` for the
+    /// protocol).
+    Remote {
+        /// The connected socket (duplicated by `add_region`).
+        fd: i32,
+        /// The server's offset of the region's first byte.
+        offset: u64,
+        /// Requests outstanding at most on the connection (0: 16); set by
+        /// the first region naming the socket.
+        max_in_flight: u32,
+    },
 }
 
 /// One served range of one uffd.

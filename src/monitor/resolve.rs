@@ -585,6 +585,9 @@ impl Inner {
             Source::Callback => Err(Error::invalid(
                 "region has no page source: the callback must resolve it",
             )),
+            Source::Remote { .. } => Err(Error::invalid(
+                "a remote region's pages come from its connection, not from here",
+            )),
         };
         classify(self, &uffd, t.uffd_id, page, ps, r)
     }

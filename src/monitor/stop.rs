@@ -62,7 +62,10 @@ impl Inner {
         match r.stop_policy.unwrap_or(self.config.stop_policy) {
             StopPolicy::Auto => match r.source {
                 Source::Zero | Source::PageCache => StopPolicy::ZeroFill,
-                Source::Buffer { .. } | Source::Fd { .. } | Source::Callback => StopPolicy::Sigbus,
+                Source::Buffer { .. }
+                | Source::Fd { .. }
+                | Source::Callback
+                | Source::Remote { .. } => StopPolicy::Sigbus,
             },
             p => p,
         }

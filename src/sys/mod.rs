@@ -17,6 +17,7 @@ pub mod open;
 pub mod procmap;
 pub mod read;
 pub mod signals;
+pub mod socket;
 pub mod uapi;
 pub mod wait;
 

@@ -98,7 +98,8 @@ SA(TYPE_IS(FIELD(libuffd_open_opts, required_features), uint64_t));
 
 /* struct libuffd_region_opts: 72 bytes, size first, page_size last
  * (added at the end: a shorter, older struct means page_size 0). */
-SA(sizeof(struct libuffd_region_opts) == 72);
+SA(sizeof(struct libuffd_region_opts) == 80);
+SA(offsetof(struct libuffd_region_opts, max_in_flight) == 72);
 SA(offsetof(struct libuffd_region_opts, sz) == 0);
 SA(offsetof(struct libuffd_region_opts, data) == 56);
 SA(offsetof(struct libuffd_region_opts, page_size) == 64);

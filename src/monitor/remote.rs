@@ -1,0 +1,492 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Remote page sources (`Source::Remote`): a region's pages come from a
+//! page server at the other end of a connected socket (Unix or TCP),
+//! asynchronously. A fault sends a request and is deferred: the reader
+//! goes on at once. A thread per connection ("uffd-remote") reads the
+//! replies and completes each fault with the bytes (`Inner::complete`,
+//! as `Monitor::complete` does). At most `max_in_flight` requests are
+//! outstanding on a connection; the others wait in a queue and are sent
+//! as replies come back.
+//!
+//! Protocol (every field little-endian):
+//! - request, 24 bytes: magic `0x52504655` ("UFPR"), length (u32), id
+//!   (u64), offset (u64): "send `length` bytes of your file at `offset`";
+//! - reply, 24 bytes then the data: magic `0x53504655` ("UFPS"), status
+//!   (i32: 0, or a positive errno), id (u64, the request's), length (u32,
+//!   the bytes that follow: the request's on success, 0 on error), 4
+//!   bytes reserved.
+//!
+//! Failures: a reply with an error, a reply of the wrong length, or a
+//! reply the thread cannot place fails that fault; a lost connection (the
+//! server closed or died, a malformed reply) fails every fault pending on
+//! it and every later one. A failed fault is poisoned (its thread gets
+//! SIGBUS), counted in `failed`, logged, and with `ErrorPolicy::Stop` the
+//! monitor stops; `ErrorPolicy::Retry` does not retry a remote fault (the
+//! server said no, or is gone). No fault waits for ever.
+
+use super::fault::{Handled, OnAgain, Pending};
+use super::resolve::{Action, FaultToken};
+use super::stats::Stats;
+use super::unpoisoned::LockOk;
+use super::{ErrorPolicy, Inner};
+use crate::sys::socket;
+use crate::uffd::{Error, Result};
+use std::collections::VecDeque;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::{Arc, Mutex, Weak};
+
+/// A request's magic ("UFPR").
+pub const REQUEST_MAGIC: u32 = 0x5250_4655;
+/// A reply's magic ("UFPS").
+pub const REPLY_MAGIC: u32 = 0x5350_4655;
+/// Bytes of a request, and of a reply's header.
+pub const HEADER: usize = 24;
+/// The longest request a server answers (larger: EINVAL).
+pub const MAX_REQUEST: u32 = 4 << 20;
+/// Requests in flight per connection when the region says 0.
+pub const DEFAULT_IN_FLIGHT: u32 = 16;
+
+pub(crate) struct Client {
+    sock: OwnedFd,
+    /// An eventfd fired when the monitor is dropped: the reply thread
+    /// ends. (A shutdown(2) would do it too, but would cut the caller's
+    /// own descriptors of the socket, which share it.)
+    cancel: OwnedFd,
+    /// (st_dev, st_ino) of the socket: regions naming the same socket
+    /// (under any descriptor number) share the connection.
+    ident: (u64, u64),
+    max_in_flight: usize,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    next_id: u64,
+    /// (request id, fault, bytes asked).
+    in_flight: Vec<(u64, FaultToken, u32)>,
+    /// (fault, offset, bytes to ask).
+    queued: VecDeque<(FaultToken, u64, u32)>,
+    /// Why the connection is unusable (errno, text).
+    dead: Option<(i32, String)>,
+}
+
+/// The monitor's connections; their reply threads are told to end when
+/// the monitor is dropped (the socket itself is left as it is: the
+/// caller may use it again).
+#[derive(Default)]
+pub(crate) struct Remotes {
+    list: Mutex<Vec<Arc<Client>>>,
+}
+
+impl Drop for Remotes {
+    fn drop(&mut self) {
+        for c in self.list.lock_ok().iter() {
+            crate::sys::wait::eventfd_signal(c.cancel.as_fd());
+        }
+    }
+}
+
+fn ident(fd: i32) -> Result<(u64, u64)> {
+    let meta = std::fs::metadata(format!("/proc/self/fd/{fd}")).map_err(|e| {
+        Error::os(
+            "fstat",
+            e.raw_os_error().unwrap_or(libc::EBADF),
+            format!("remote source socket {fd}"),
+        )
+    })?;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    if !meta.file_type().is_socket() {
+        return Err(Error::os(
+            "add region",
+            libc::ENOTSOCK,
+            format!("remote source fd {fd} is not a socket"),
+        ));
+    }
+    Ok((meta.dev(), meta.ino()))
+}
+
+impl Inner {
+    /// The connection for socket `fd` (a region's `Source::Remote`),
+    /// made on first use: the socket duplicated and its reply thread
+    /// started. Returns the connection's own descriptor number, which the
+    /// region keeps in its source.
+    pub(crate) fn remote_connect(self: &Arc<Self>, fd: i32, max_in_flight: u32) -> Result<i32> {
+        let id = ident(fd)?;
+        let mut list = self.remotes.list.lock_ok();
+        if let Some(c) = list.iter().find(|c| c.ident == id) {
+            return Ok(c.sock.as_raw_fd());
+        }
+        let sock = crate::sys::dupfd::dup_cloexec(fd).map_err(|e| {
+            Error::os(
+                "add region",
+                e,
+                format!("duplicating the remote source socket {fd}"),
+            )
+        })?;
+        let cancel = crate::sys::wait::eventfd().map_err(|e| Error::os("eventfd", e, ""))?;
+        let client = Arc::new(Client {
+            sock,
+            cancel,
+            ident: id,
+            max_in_flight: if max_in_flight == 0 {
+                DEFAULT_IN_FLIGHT
+            } else {
+                max_in_flight
+            } as usize,
+            state: Mutex::new(State::default()),
+        });
+        let (weak, c) = (Arc::downgrade(self), client.clone());
+        let sink = self.panic_sink();
+        super::spawn_thread("uffd-remote", move || {
+            let _quiet = crate::uffd::quiet::Scope::enter(Some(sink));
+            replies(weak, c)
+        })?;
+        let raw = client.sock.as_raw_fd();
+        list.push(client);
+        Ok(raw)
+    }
+
+    fn remote_client(&self, fd: i32) -> Option<Arc<Client>> {
+        self.remotes
+            .list
+            .lock_ok()
+            .iter()
+            .find(|c| c.sock.as_raw_fd() == fd)
+            .cloned()
+    }
+
+    /// A missing-page fault of a remote region: request the page and
+    /// the `window - 1` after it (the fault-around window, at most
+    /// `MAX_REQUEST` bytes), defer.
+    pub(crate) fn remote_fault(
+        &self,
+        p: Pending,
+        token: FaultToken,
+        fd: i32,
+        offset: u64,
+        window: u64,
+        on_again: OnAgain,
+    ) -> Handled {
+        let pages = window.clamp(1, (MAX_REQUEST as u64 / token.page_size).max(1));
+        let len = (pages * token.page_size) as u32;
+        let Some(client) = self.remote_client(fd) else {
+            let e = Error::invalid("remote source: no connection for this region");
+            return self.fail(p, token, &e, on_again);
+        };
+        Stats::add(&self.stats.deferred, 1);
+        self.deferred_open(token);
+        match client.request(token, offset, len) {
+            Ok(()) => Handled::Done,
+            Err(e) => {
+                self.deferred_done(token);
+                self.fail(p, token, &e, on_again)
+            }
+        }
+    }
+
+    /// A deferred remote fault failed: poison it (SIGBUS), count, log.
+    fn remote_failed(&self, t: FaultToken, e: &Error) {
+        self.deferred_done(t);
+        Stats::add(&self.stats.failed, 1);
+        self.log(format_args!(
+            "remote page source: fault at {:#x}: {e}",
+            t.page
+        ));
+        let _ = self.poison_quietly(t);
+        let _ = self.apply(t, Action::Wake);
+        if self.config.error_policy == ErrorPolicy::Stop {
+            self.request_stop(Some(e.errno()));
+        }
+    }
+}
+
+fn request_bytes(id: u64, offset: u64, len: u32) -> [u8; HEADER] {
+    let mut b = [0u8; HEADER];
+    b[0..4].copy_from_slice(&REQUEST_MAGIC.to_le_bytes());
+    b[4..8].copy_from_slice(&len.to_le_bytes());
+    b[8..16].copy_from_slice(&id.to_le_bytes());
+    b[16..24].copy_from_slice(&offset.to_le_bytes());
+    b
+}
+
+impl Client {
+    /// Send the request now if fewer than `max_in_flight` are out, else
+    /// queue it. An error: the connection is gone.
+    fn request(&self, t: FaultToken, offset: u64, len: u32) -> Result<()> {
+        let mut st = self.state.lock_ok();
+        if let Some((errno, why)) = &st.dead {
+            return Err(Error::os("remote page source", *errno, why.clone()));
+        }
+        if st.in_flight.len() >= self.max_in_flight {
+            st.queued.push_back((t, offset, len));
+            return Ok(());
+        }
+        self.send_locked(&mut st, t, offset, len)
+    }
+
+    fn send_locked(&self, st: &mut State, t: FaultToken, offset: u64, len: u32) -> Result<()> {
+        let id = st.next_id;
+        st.next_id += 1;
+        let req = request_bytes(id, offset, len);
+        if let Err(e) = socket::send_all(self.sock.as_fd(), &req) {
+            let why = format!("sending a request to the page server failed (errno {e})");
+            st.dead = Some((e, why.clone()));
+            socket::shutdown(self.sock.as_fd());
+            return Err(Error::os("remote page source", e, why));
+        }
+        st.in_flight.push((id, t, len));
+        Ok(())
+    }
+}
+
+/// Fill `buf` from the connection, or learn that the monitor is gone
+/// (`Ok(None)`). `Ok(Some(false))`: the server closed before the first
+/// byte; `Err(EPIPE)`: in the middle.
+fn recv_or_cancel(c: &Client, buf: &mut [u8]) -> std::result::Result<Option<bool>, i32> {
+    let mut got = 0;
+    while got < buf.len() {
+        let mut fds = [
+            libc::pollfd {
+                fd: c.cancel.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: c.sock.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        match crate::sys::wait::poll_fds(&mut fds, -1) {
+            Ok(_) => {}
+            Err(libc::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+        if fds[0].revents != 0 {
+            return Ok(None);
+        }
+        if fds[1].revents == 0 {
+            continue;
+        }
+        let n = socket::recv_some(c.sock.as_fd(), &mut buf[got..])?;
+        if n == 0 {
+            return if got == 0 {
+                Ok(Some(false))
+            } else {
+                Err(libc::EPIPE)
+            };
+        }
+        got += n;
+    }
+    Ok(Some(true))
+}
+
+/// The reply thread of one connection.
+fn replies(weak: Weak<Inner>, c: Arc<Client>) {
+    let mut buf: Vec<u8> = Vec::new();
+    let lost = |errno: i32, why: String| {
+        let pending: Vec<FaultToken> = {
+            let mut st = c.state.lock_ok();
+            st.dead = Some((errno, why.clone()));
+            let mut v: Vec<FaultToken> = st.in_flight.drain(..).map(|(_, t, _)| t).collect();
+            v.extend(st.queued.drain(..).map(|(t, _, _)| t));
+            v
+        };
+        socket::shutdown(c.sock.as_fd());
+        if let Some(inner) = weak.upgrade() {
+            let e = Error::os("remote page source", errno, why);
+            for t in pending {
+                inner.remote_failed(t, &e);
+            }
+        }
+    };
+    loop {
+        let mut hdr = [0u8; HEADER];
+        match recv_or_cancel(&c, &mut hdr) {
+            Ok(None) => return,
+            Ok(Some(true)) => {}
+            Ok(Some(false)) => {
+                return lost(
+                    libc::ECONNRESET,
+                    "the page server closed the connection".into(),
+                )
+            }
+            Err(e) => {
+                return lost(
+                    e,
+                    format!("reading from the page server failed (errno {e})"),
+                )
+            }
+        }
+        let word = |a: usize| u32::from_le_bytes([hdr[a], hdr[a + 1], hdr[a + 2], hdr[a + 3]]);
+        let magic = word(0);
+        let status = word(4) as i32;
+        let id = u64::from_le_bytes(hdr[8..16].try_into().expect("8 bytes"));
+        let len = word(16);
+        if magic != REPLY_MAGIC || len > MAX_REQUEST || status < 0 {
+            return lost(
+                libc::EPROTO,
+                format!("malformed reply from the page server (magic {magic:#x}, status {status}, length {len})"),
+            );
+        }
+        buf.resize(len as usize, 0);
+        match recv_or_cancel(&c, &mut buf) {
+            Ok(None) => return,
+            Ok(Some(true)) => {}
+            Ok(Some(false)) if len == 0 => {}
+            Ok(Some(false)) => {
+                return lost(
+                    libc::ECONNRESET,
+                    "the page server closed the connection mid-reply".into(),
+                )
+            }
+            Err(e) => {
+                return lost(e, format!("the page server's reply was cut (errno {e})"));
+            }
+        }
+        let Some(inner) = weak.upgrade() else { return };
+        // The request answered, and the next queued one sent.
+        let (token, send_err) = {
+            let mut st = c.state.lock_ok();
+            let token = st
+                .in_flight
+                .iter()
+                .position(|(i, _, _)| *i == id)
+                .map(|at| {
+                    let (_, t, asked) = st.in_flight.swap_remove(at);
+                    (t, asked)
+                });
+            let mut err = None;
+            while st.in_flight.len() < c.max_in_flight && st.dead.is_none() {
+                let Some((t, off, n)) = st.queued.pop_front() else {
+                    break;
+                };
+                if let Err(e) = c.send_locked(&mut st, t, off, n) {
+                    err = Some((t, e));
+                }
+            }
+            (token, err)
+        };
+        if let Some((t, e)) = send_err {
+            inner.remote_failed(t, &e);
+        }
+        let Some((t, asked)) = token else {
+            drop(inner);
+            return lost(
+                libc::EPROTO,
+                format!("the page server answered request {id}, which was not asked"),
+            );
+        };
+        if status != 0 {
+            let e = Error::os(
+                "remote page source",
+                status,
+                format!(
+                    "the page server refused {} bytes at the region's page {:#x}",
+                    t.page_size, t.page
+                ),
+            );
+            inner.remote_failed(t, &e);
+        } else if len != asked {
+            let e = Error::os(
+                "remote page source",
+                libc::EBADMSG,
+                format!("the page server sent {len} bytes for a request of {asked}"),
+            );
+            inner.remote_failed(t, &e);
+        } else {
+            let range = Action::CopyRange {
+                src: buf.as_ptr() as u64,
+                len: len as u64,
+                mode: crate::uffd::CopyMode::empty(),
+            };
+            // The window may no longer fit the region (removed or split
+            // meanwhile): then the faulting page alone.
+            let r = match inner.complete(t, range) {
+                Err(super::resolve::Failed::Error(e))
+                    if e.errno() == libc::EINVAL && asked as u64 > t.page_size =>
+                {
+                    inner.complete(t, Action::Copy(buf.as_ptr() as u64))
+                }
+                r => r,
+            };
+            if let Err(f) = r {
+                inner.remote_failed(t, &f.into_error(t));
+            }
+        }
+    }
+}
+
+/// Serve pages of `file` to a remote page source (`Source::Remote`) at
+/// the other end of `sock` until the client closes the connection.
+/// Returns the number of requests answered.
+///
+/// Protocol (every field little-endian): a request is 24 bytes, magic
+/// `0x52504655` ("UFPR"), length (u32), id (u64), file offset (u64); the
+/// reply is a 24-byte header, magic `0x53504655` ("UFPS"), status (i32: 0
+/// or a positive errno), the request's id (u64), the length of the data
+/// that follows (u32: the request's, or 0 on error), 4 zero bytes; then
+/// the data. A request past the file's end is answered ENODATA, one
+/// longer than 4 MiB EINVAL, a read error with its errno; a malformed
+/// request ends the service with EPROTO.
+pub fn serve_pages(
+    sock: std::os::fd::BorrowedFd<'_>,
+    file: std::os::fd::BorrowedFd<'_>,
+) -> Result<u64> {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut served = 0u64;
+    loop {
+        let mut req = [0u8; HEADER];
+        match socket::recv_exact(sock, &mut req) {
+            Ok(true) => {}
+            Ok(false) => return Ok(served),
+            Err(libc::ECONNRESET) => return Ok(served),
+            Err(e) => return Err(Error::os("page server", e, "reading a request")),
+        }
+        let magic = u32::from_le_bytes(req[0..4].try_into().expect("4 bytes"));
+        let len = u32::from_le_bytes(req[4..8].try_into().expect("4 bytes"));
+        let id = u64::from_le_bytes(req[8..16].try_into().expect("8 bytes"));
+        let offset = u64::from_le_bytes(req[16..24].try_into().expect("8 bytes"));
+        if magic != REQUEST_MAGIC {
+            return Err(Error::os(
+                "page server",
+                libc::EPROTO,
+                format!("bad request magic {magic:#x}: not a libuffd page client"),
+            ));
+        }
+        let mut status = 0;
+        if len > MAX_REQUEST {
+            status = libc::EINVAL;
+        } else {
+            buf.resize(len as usize, 0);
+            let mut got = 0;
+            while got < buf.len() {
+                match crate::sys::wait::pread(file, &mut buf[got..], offset + got as u64) {
+                    Ok(0) => {
+                        status = libc::ENODATA;
+                        break;
+                    }
+                    Ok(n) => got += n,
+                    Err(libc::EINTR) => {}
+                    Err(e) => {
+                        status = e;
+                        break;
+                    }
+                }
+            }
+        }
+        let body = if status == 0 { len } else { 0 };
+        let mut hdr = [0u8; HEADER];
+        hdr[0..4].copy_from_slice(&REPLY_MAGIC.to_le_bytes());
+        hdr[4..8].copy_from_slice(&status.to_le_bytes());
+        hdr[8..16].copy_from_slice(&id.to_le_bytes());
+        hdr[16..20].copy_from_slice(&body.to_le_bytes());
+        let sent = socket::send_all(sock, &hdr)
+            .and_then(|()| socket::send_all(sock, &buf[..body as usize]));
+        match sent {
+            Ok(()) => served += 1,
+            Err(libc::EPIPE) | Err(libc::ECONNRESET) => return Ok(served),
+            Err(e) => return Err(Error::os("page server", e, "sending a reply")),
+        }
+    }
+}

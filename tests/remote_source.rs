@@ -1,0 +1,354 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Remote page sources (`Source::Remote`): a page server on 127.0.0.1 in
+//! another process (`monitor::serve_pages`) serves a file; the region's
+//! content must equal the file, with 4 threads faulting at once and a
+//! bound of 4 requests in flight; on anon, shmem and hugetlb. Then the
+//! server dies mid-transfer (a request in flight): the faulting thread
+//! gets SIGBUS instead of waiting for ever.
+#![allow(unsafe_code)]
+
+mod common;
+
+use common::kit::assert_bytes;
+use common::*;
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Duration;
+use uffd::monitor::{serve_pages, Config, DefaultHandler, Monitor, RegionOptions, Source};
+use uffd::RegisterMode;
+
+fn memfd_with(data: &[u8]) -> OwnedFd {
+    // SAFETY: a name and flags.
+    let fd = unsafe { libc::memfd_create(c"pages".as_ptr(), libc::MFD_CLOEXEC) };
+    assert!(fd >= 0);
+    // SAFETY: data is readable for its length.
+    let n = unsafe { libc::pwrite(fd, data.as_ptr().cast(), data.len(), 0) };
+    assert_eq!(n as usize, data.len());
+    // SAFETY: new descriptor, ours.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// A page server process for `data` on 127.0.0.1: (pid, a connected
+/// client socket).
+fn page_server(data: &[u8]) -> (i32, TcpStream) {
+    let file = memfd_with(data);
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    // SAFETY: fork; the child serves and leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let code = match l.accept() {
+            Ok((s, _)) => match serve_pages(s.as_fd(), file.as_fd()) {
+                Ok(_) => 0,
+                Err(_) => 2,
+            },
+            Err(_) => 3,
+        };
+        // SAFETY: leave without the parent's destructors.
+        unsafe { libc::_exit(code) };
+    }
+    drop(l);
+    (pid, TcpStream::connect(addr).unwrap())
+}
+
+fn reap(pid: i32) -> i32 {
+    let mut status = 0;
+    // SAFETY: our child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    status
+}
+
+const PAGES: usize = 16;
+
+fn remote_case(name: &'static str, kind: Kind) {
+    let _w = Watchdog::new(name, 60);
+    let ps = kind.page();
+    // The server's file has a header page before the region's bytes: the
+    // region starts at offset ps.
+    let data = content((PAGES + 1) * ps, 33);
+    let (server, conn) = page_server(&data);
+    let mem = Arc::new(Mem::new(kind, PAGES));
+    let u = Arc::new(open_uffd(kind.missing_features()));
+    let m = Monitor::new(Config::default(), Box::new(DefaultHandler)).unwrap();
+    let id = m.add_uffd(u.clone()).unwrap();
+    m.add_region(
+        id,
+        handed(mem.start(), mem.len as u64),
+        RegionOptions {
+            source: Source::Remote {
+                fd: conn.as_raw_fd(),
+                offset: ps as u64,
+                max_in_flight: 4,
+            },
+            register: RegisterMode::MISSING,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    drop(conn); // the monitor holds its own duplicate
+    let running = m.start().unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let mem = mem.clone();
+            std::thread::spawn(move || {
+                (0..PAGES)
+                    .filter(|i| i % 4 == t)
+                    .map(|i| (i, mem.read(i * ps + 17)))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for t in threads {
+        for (i, b) in t.join().unwrap() {
+            assert_eq!(b, data[ps + i * ps + 17], "{name}: page {i}");
+        }
+    }
+    assert_bytes(mem.bytes(), &data[ps..], name);
+    let st = m.stats();
+    assert_eq!(st.failed, 0);
+    assert!(st.deferred >= 1, "{name}: {} deferred", st.deferred);
+    m.stop();
+    running.wait().unwrap();
+    drop(m);
+    // The monitor's connection closed with it: the server ends cleanly.
+    assert_eq!(exit_code(reap(server)), 0, "{name}: page server");
+}
+
+#[test]
+fn remote_anon() {
+    remote_case("remote_anon", Kind::Anon);
+}
+
+#[test]
+fn remote_shmem() {
+    remote_case("remote_shmem", Kind::ShmemShared);
+}
+
+#[test]
+fn remote_hugetlb() {
+    if skip_without_hugetlb("remote_hugetlb") {
+        return;
+    }
+    remote_case("remote_hugetlb", Kind::Hugetlb);
+}
+
+/// The server stops with a request in flight, then is killed: the
+/// faulting thread gets SIGBUS (in a child process, the one that faults),
+/// within the bound; the pages served before stay right.
+#[test]
+fn remote_server_dies_mid_transfer() {
+    let _w = Watchdog::new("remote_server_dies_mid_transfer", 60);
+    let data = content(PAGES * PAGE, 5);
+    let (server, conn) = page_server(&data);
+    let cfd = conn.as_raw_fd();
+    let status = in_child(Duration::from_secs(20), move || {
+        let mem = Mem::new(Kind::Anon, PAGES);
+        let u = Arc::new(open_uffd(uffd::Features::empty()));
+        let m = Monitor::new(Config::default(), Box::new(DefaultHandler)).unwrap();
+        add_all(
+            &m,
+            &u,
+            &mem,
+            Source::Remote {
+                fd: cfd,
+                offset: 0,
+                max_in_flight: 2,
+            },
+        );
+        let _running = m.start().unwrap();
+        for i in 0..4 {
+            if mem.read(i * PAGE + 1) != data[i * PAGE + 1] {
+                return 10;
+            }
+        }
+        // SAFETY: signals to the server process.
+        unsafe { libc::kill(server, libc::SIGSTOP) };
+        let s = server;
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            // SAFETY: as above.
+            unsafe { libc::kill(s, libc::SIGKILL) };
+        });
+        // Blocks (the request is in flight), then SIGBUS.
+        let b = mem.read(8 * PAGE);
+        b as i32 + 20
+    });
+    assert!(
+        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGBUS,
+        "the faulting child should die of SIGBUS, status {status:#x}"
+    );
+    drop(conn);
+    let st = reap(server);
+    assert!(libc::WIFSIGNALED(st));
+}
+
+/// The caller's socket outlives a monitor that used it: a second monitor
+/// (or the caller) can use the same connection afterwards. Before, the
+/// dropped monitor shut the socket down (shutdown(2) acts on the socket,
+/// not on one descriptor), the server ended, and the second monitor's
+/// faults failed with EPIPE: SIGBUS (seen in bench/handoff_bench.c).
+#[test]
+fn remote_socket_outlives_monitor() {
+    let _w = Watchdog::new("remote_socket_outlives_monitor", 60);
+    let data = content(PAGES * PAGE, 9);
+    let (server, conn) = page_server(&data);
+    let cfd = conn.as_raw_fd();
+    let expect = data.clone();
+    let status = in_child(Duration::from_secs(20), move || {
+        for round in 0..3 {
+            let mem = Mem::new(Kind::Anon, PAGES);
+            let u = Arc::new(open_uffd(uffd::Features::empty()));
+            let m = Monitor::new(Config::default(), Box::new(DefaultHandler)).unwrap();
+            add_all(
+                &m,
+                &u,
+                &mem,
+                Source::Remote {
+                    fd: cfd,
+                    offset: 0,
+                    max_in_flight: 0,
+                },
+            );
+            let running = m.start().unwrap();
+            if mem.bytes() != &expect[..] {
+                return 10 + round;
+            }
+            m.stop();
+            running.wait().unwrap();
+        }
+        0
+    });
+    assert_eq!(
+        exit_code(status),
+        0,
+        "a later monitor could not use the socket"
+    );
+    drop(conn);
+    assert_eq!(exit_code(reap(server)), 0);
+}
+
+/// A request the server refuses (past its file's end: ENODATA) fails
+/// that fault only: SIGBUS for its thread, the pages before are served.
+#[test]
+fn remote_refused_request_is_sigbus() {
+    let _w = Watchdog::new("remote_refused_request_is_sigbus", 60);
+    let data = content(4 * PAGE, 6);
+    let (server, conn) = page_server(&data);
+    let cfd = conn.as_raw_fd();
+    let expect = data.clone();
+    let status = in_child(Duration::from_secs(20), move || {
+        let mem = Mem::new(Kind::Anon, PAGES);
+        let u = Arc::new(open_uffd(uffd::Features::empty()));
+        let cfg = Config {
+            window_max: 1,
+            ..Config::default()
+        };
+        let m = Monitor::new(cfg, Box::new(DefaultHandler)).unwrap();
+        add_all(
+            &m,
+            &u,
+            &mem,
+            Source::Remote {
+                fd: cfd,
+                offset: 0,
+                max_in_flight: 1,
+            },
+        );
+        let _running = m.start().unwrap();
+        for i in 0..4 {
+            if mem.read(i * PAGE + 3) != expect[i * PAGE + 3] {
+                return 10;
+            }
+        }
+        if m.stats().failed != 0 {
+            return 11;
+        }
+        mem.read(6 * PAGE) as i32 + 20
+    });
+    assert!(
+        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGBUS,
+        "the fault past the server's file should get SIGBUS, status {status:#x}"
+    );
+    drop(conn);
+    assert_eq!(exit_code(reap(server)), 0);
+}
+
+/// No more than `max_in_flight` requests are ever outstanding: a server
+/// (a thread here) that answers only once requests stop coming sees at
+/// most 2 at a time while 8 threads fault, and everything is served.
+#[test]
+fn remote_in_flight_bound() {
+    let _w = Watchdog::new("remote_in_flight_bound", 60);
+    let data = content(PAGES * PAGE, 8);
+    let (client, server) = std::os::unix::net::UnixStream::pair().unwrap();
+    let served = data.clone();
+    let peak = std::thread::spawn(move || {
+        let mut peak = 0usize;
+        let mut pending: Vec<[u8; 24]> = Vec::new();
+        let fd = server.as_raw_fd();
+        loop {
+            let mut p = [libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            // SAFETY: one valid pollfd.
+            let n = unsafe { libc::poll(p.as_mut_ptr(), 1, 100) };
+            if n > 0 {
+                let mut req = [0u8; 24];
+                use std::io::Read;
+                if (&server).read_exact(&mut req).is_err() {
+                    return peak;
+                }
+                pending.push(req);
+                peak = peak.max(pending.len());
+                continue;
+            }
+            // Quiet for 100 ms: answer everything outstanding.
+            for req in pending.drain(..) {
+                use std::io::Write;
+                let len = u32::from_le_bytes(req[4..8].try_into().unwrap()) as usize;
+                let off = u64::from_le_bytes(req[16..24].try_into().unwrap()) as usize;
+                let mut hdr = [0u8; 24];
+                hdr[0..4].copy_from_slice(&0x5350_4655u32.to_le_bytes());
+                hdr[8..16].copy_from_slice(&req[8..16]);
+                hdr[16..20].copy_from_slice(&(len as u32).to_le_bytes());
+                if (&server).write_all(&hdr).is_err()
+                    || (&server).write_all(&served[off..off + len]).is_err()
+                {
+                    return peak;
+                }
+            }
+        }
+    });
+    let mem = Arc::new(Mem::new(Kind::Anon, PAGES));
+    let u = Arc::new(open_uffd(uffd::Features::empty()));
+    let cfg = Config {
+        window_max: 1,
+        ..Config::default()
+    };
+    let m = Monitor::new(cfg, Box::new(DefaultHandler)).unwrap();
+    add_all(
+        &m,
+        &u,
+        &mem,
+        Source::Remote {
+            fd: client.as_raw_fd(),
+            offset: 0,
+            max_in_flight: 2,
+        },
+    );
+    drop(client);
+    let running = m.start().unwrap();
+    let threads: Vec<_> = (0..8).map(|t| reader(&mem, 2 * t * PAGE + 5)).collect();
+    for (t, h) in threads.into_iter().enumerate() {
+        assert_eq!(h.join().unwrap(), data[2 * t * PAGE + 5]);
+    }
+    m.stop();
+    running.wait().unwrap();
+    drop(m);
+    let peak = peak.join().unwrap();
+    assert_eq!(peak, 2, "requests outstanding at most: {peak} (bound 2)");
+}
