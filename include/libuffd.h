@@ -1227,6 +1227,26 @@ typedef struct libuffd_monitor_opts {
 #define LIBUFFD_REGION_ZERO_PAST_EOF 0x2
 
 /**
+ * libuffd_region_opts.flags: track which pages are written
+ * (libuffd_monitor_dirty_scan()). The range is registered MISSING|WP
+ * (LIBUFFD_REGISTER_WP is added to register_mode; with register_mode 0
+ * the caller's own registration must include WP, else -EINVAL), every page
+ * the monitor places there is placed write-protected, and writes are
+ * recorded: with LIBUFFD_FEATURE_WP_ASYNC on the handle by the kernel
+ * (read with PAGEMAP_SCAN, no fault reaches the monitor), else by the
+ * monitor on each first write's WP fault (on_write, then un-protect).
+ */
+#define LIBUFFD_REGION_TRACK_DIRTY 0x4
+
+/**
+ * libuffd_region_opts.flags, with LIBUFFD_REGION_TRACK_DIRTY: insist on
+ * the synchronous path (WP faults through the monitor); -EINVAL on a
+ * handle with LIBUFFD_FEATURE_WP_ASYNC, whose WP faults the kernel
+ * resolves itself.
+ */
+#define LIBUFFD_REGION_DIRTY_SYNC 0x8
+
+/**
  * How a region is served (libuffd_monitor_add_region()). Set sz; every
  * other field zero means its default: zero pages, the range registered
  * already, the monitor's stop policy, the page size asked.
@@ -1459,6 +1479,17 @@ typedef struct libuffd_monitor_ops {
    * An error the monitor handled, as text valid during the call.
    */
   void (*on_log)(void *user_data, struct libuffd_monitor *m, const char *msg);
+  /**
+   * The first write to a page of a LIBUFFD_REGION_TRACK_DIRTY region on
+   * the synchronous path (handle without LIBUFFD_FEATURE_WP_ASYNC): the
+   * page [page, page + page_size) is about to be marked dirty and
+   * un-protected; the writing thread waits until this returns.
+   * region_data is the region's libuffd_region_opts.data. It must not
+   * write the page (still protected: it would wait for itself). NULL:
+   * just mark and un-protect. Added in 1.0 (older, shorter tables, see
+   * sz, have none).
+   */
+  void (*on_write)(void *user_data, struct libuffd_monitor *m, uint32_t handle_id, void *page, uint64_t page_size, void *region_data);
 } libuffd_monitor_ops;
 
 /* ---------------------------------------------- 6.3 lifecycle */
@@ -1978,6 +2009,21 @@ typedef struct libuffd_monitor_stats {
    * (logged): their memory faults as without userfaultfd.
    */
   uint64_t children_dropped;
+  /**
+   * First writes to pages of synchronously dirty-tracked regions (WP
+   * faults marked dirty and un-protected; on_write calls).
+   */
+  uint64_t dirty_writes;
+  /**
+   * libuffd_monitor_dirty_scan() calls that got past their argument
+   * checks.
+   */
+  uint64_t dirty_scans;
+  /**
+   * Of those, scans of asynchronous (LIBUFFD_FEATURE_WP_ASYNC) regions:
+   * one PAGEMAP_SCAN ioctl each.
+   */
+  uint64_t dirty_scans_async;
 } libuffd_monitor_stats;
 
 /**
@@ -1990,6 +2036,50 @@ typedef struct libuffd_monitor_stats {
  * stats->sz bytes.
  */
 int32_t libuffd_monitor_get_stats(const struct libuffd_monitor *m, struct libuffd_monitor_stats *stats);
+
+/* ---------------------------------------------- 6.6 dirty tracking */
+
+/* libuffd_monitor_dirty_scan() flags */
+
+/**
+ * libuffd_monitor_dirty_scan() flags: re-arm (write-protect again) the
+ * pages reported, in the same call.
+ */
+#define LIBUFFD_DIRTY_CLEAR 0x1
+
+/**
+ * Which pages of [addr, addr + len) were written since the last clearing
+ * scan, in a region of handle handle_id added with
+ * LIBUFFD_REGION_TRACK_DIRTY. Bit i of bitmap (word i / 64, bit i % 64)
+ * is page i of the range, in the region's page size (2 MiB pages on
+ * 2 MiB hugetlb memory); the first ceil(pages / 64) words are written,
+ * bits past the last page zero. With LIBUFFD_DIRTY_CLEAR the reported
+ * pages are re-armed in the same call: a write after this returns is
+ * reported by a later scan, never lost, with writers running concurrently
+ * (a write racing with the scan is reported by this scan or the next).
+ *
+ * The path is the region's: with LIBUFFD_FEATURE_WP_ASYNC on the handle,
+ * one PAGEMAP_SCAN ioctl on /proc/self/pagemap (Linux 6.7+;
+ * PAGE_IS_WRITTEN, with LIBUFFD_DIRTY_CLEAR also PM_SCAN_WP_MATCHING |
+ * PM_SCAN_CHECK_WPASYNC: written pages found and re-protected in one page
+ * table walk); without it, the bitmap the monitor fills on WP faults, and
+ * UFFDIO_WRITEPROTECT to re-arm. libuffd_monitor_stats counts both
+ * (dirty_scans) and the asynchronous ones (dirty_scans_async).
+ *
+ * Thread safety: any thread, running or not, concurrently with writers
+ * and other scans (scans of one region are serialised).
+ *
+ * Returns: the number of written pages (>= 0), or -EINVAL (NULL monitor
+ * or bitmap, unknown flags, unknown handle id, a range not inside one
+ * tracked region or not aligned to its pages), -ERANGE (words is less
+ * than ceil(pages / 64): the result does not fit, as the kernel says for
+ * a buffer too small), or the errno of the ioctl that failed (a failed
+ * clearing scan keeps every page it would have reported for the next).
+ *
+ * Pointers: m must be NULL or a live monitor; bitmap NULL or writable
+ * for words uint64_t.
+ */
+int64_t libuffd_monitor_dirty_scan(struct libuffd_monitor *m, uint32_t handle_id, void *addr, size_t len, uint32_t flags, uint64_t *bitmap, size_t words);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -21,6 +21,7 @@
 
 mod boundary;
 mod consts_check;
+pub mod dirty_api;
 pub mod error_api;
 pub mod event_api;
 mod ext;

@@ -81,6 +81,7 @@
 //! ```
 
 mod config;
+mod dirty;
 mod fault;
 mod lifecycle;
 mod pool;
@@ -96,6 +97,7 @@ mod unpoisoned;
 pub use config::{
     Config, DefaultHandler, ErrorPolicy, ForkVerdict, Handler, RemovePolicy, StopPolicy, Verdict,
 };
+pub use dirty::DirtyPath;
 pub use region::Source;
 pub use resolve::{Action, Applied, FaultCtx, FaultToken, RegionInfo};
 pub(crate) use stats::counters;
@@ -188,6 +190,8 @@ pub(crate) struct Inner {
     /// A prefetcher started for a PREFETCH region added while running
     /// (`Monitor::start_late_prefetch`); joined when the run ends.
     pub prefetcher: Mutex<Option<JoinHandle<()>>>,
+    /// Dirty-tracked regions and their bitmaps (dirty.rs).
+    pub dirty: dirty::Dirty,
 }
 
 /// Room in `Inner::deferred_open` (allocated once: deferring allocates
@@ -220,6 +224,17 @@ pub struct RegionOptions {
     /// What a stop does to this region's memory (None: the monitor's
     /// `Config::stop_policy`).
     pub stop_policy: Option<StopPolicy>,
+    /// Track which pages are written (`Monitor::dirty_scan`): the range is
+    /// registered MISSING|WP (`register` gains WP; a caller that registers
+    /// it itself must include WP, else EINVAL), every page placed there is
+    /// placed write-protected, and writes are recorded by the path the
+    /// userfaultfd allows ([`DirtyPath`]: `Async` with WP_ASYNC, else
+    /// `Sync`, where each first write is a WP fault that calls
+    /// `Handler::on_write`).
+    pub track_dirty: bool,
+    /// With `track_dirty`: insist on the synchronous path (EINVAL on a
+    /// WP_ASYNC userfaultfd, whose WP faults the kernel resolves itself).
+    pub dirty_sync: bool,
 }
 
 impl Default for RegionOptions {
@@ -231,6 +246,8 @@ impl Default for RegionOptions {
             user_data: 0,
             page_size: 0,
             stop_policy: None,
+            track_dirty: false,
+            dirty_sync: false,
         }
     }
 }
@@ -596,6 +613,7 @@ impl Monitor {
                 deferred_untracked: AtomicU64::new(0),
                 source_fds: Mutex::new(Vec::new()),
                 prefetcher: Mutex::new(None),
+                dirty: dirty::Dirty::default(),
             }),
         })
     }
@@ -712,6 +730,7 @@ impl Monitor {
             }
             table.unmap(id, start, start + len);
         }
+        self.inner.dirty.forget(id, start, len);
         // Unregister wakes the threads waiting for missing pages; the wake
         // releases those in write-protect and minor faults too. A range
         // already unmapped (in part) has nothing left to unregister.
@@ -827,8 +846,19 @@ impl Monitor {
             };
             source_fd = Some(dup);
         }
+        if opts.track_dirty && !opts.register.is_empty() {
+            opts.register |= RegisterMode::WP;
+        }
         if !opts.register.is_empty() {
             uffd.register(Range::new(start, len), opts.register)?;
+        }
+        if opts.track_dirty {
+            if let Err(e) = self.dirty_add(&uffd, id, Range::new(start, len), page_size, &opts) {
+                if !opts.register.is_empty() {
+                    let _ = uffd.unregister(Range::new(start, len));
+                }
+                return Err(e);
+            }
         }
         if let Some(dup) = source_fd {
             self.inner.source_fds.lock_ok().push(dup);
