@@ -2081,6 +2081,136 @@ int32_t libuffd_monitor_get_stats(const struct libuffd_monitor *m, struct libuff
  */
 int64_t libuffd_monitor_dirty_scan(struct libuffd_monitor *m, uint32_t handle_id, void *addr, size_t len, uint32_t flags, uint64_t *bitmap, size_t words);
 
+/* ================================================================ *
+ * 7. Write-protect snapshots                                       *
+ * ================================================================ */
+
+/**
+ * A write-protect snapshot in progress. Create with
+ * libuffd_snapshot_begin(); free with libuffd_snapshot_free().
+ */
+typedef struct libuffd_snapshot libuffd_snapshot;
+
+/* Destinations (libuffd_snapshot_opts.dest) */
+
+/**
+ * libuffd_snapshot_opts.dest: copy into memory (buffer).
+ */
+#define LIBUFFD_SNAPSHOT_TO_BUFFER 1
+
+/**
+ * libuffd_snapshot_opts.dest: pwrite(2) to a file (fd, fd_offset).
+ */
+#define LIBUFFD_SNAPSHOT_TO_FD 2
+
+/**
+ * Where a snapshot goes (libuffd_snapshot_begin()). Set sz (LIBUFFD_OPTS
+ * does) and dest.
+ */
+typedef struct libuffd_snapshot_opts {
+  /**
+   * sizeof(struct libuffd_snapshot_opts).
+   */
+  size_t sz;
+  /**
+   * LIBUFFD_SNAPSHOT_TO_BUFFER or LIBUFFD_SNAPSHOT_TO_FD (no default:
+   * 0 is -EINVAL).
+   */
+  uint32_t dest;
+  /**
+   * LIBUFFD_SNAPSHOT_TO_FD: the file, written with pwrite(2) at
+   * fd_offset + the byte's offset in the range. Duplicated
+   * (F_DUPFD_CLOEXEC): the caller may close its own once begin returns.
+   */
+  int32_t fd;
+  /**
+   * LIBUFFD_SNAPSHOT_TO_BUFFER: len writable bytes, byte i of the range
+   * copied to byte i; not to be used by the caller until the snapshot
+   * has ended (libuffd_snapshot_wait() returned other than -ETIMEDOUT,
+   * or libuffd_snapshot_free()).
+   */
+  void *buffer;
+  /**
+   * LIBUFFD_SNAPSHOT_TO_FD: file offset of the range's first byte.
+   */
+  uint64_t fd_offset;
+} libuffd_snapshot_opts;
+
+/**
+ * Begin a write-protect snapshot of [addr, addr + len) of this process's
+ * memory (anonymous, shmem or hugetlb; aligned to its mapping's pages)
+ * into opts's destination: a consistent point-in-time image while the
+ * process's threads keep writing.
+ *
+ * The range is registered on a userfaultfd of the snapshot's own in WP
+ * mode (LIBUFFD_FEATURE_WP_UNPOPULATED: pages never touched are protected
+ * too; LIBUFFD_FEATURE_WP_HUGETLBFS_SHMEM for shmem and hugetlb) and
+ * write-protected whole: the image is the memory as it is when this
+ * returns. Each page is then copied to the destination before its first
+ * write is let through (the write-protect fault copies it, then
+ * un-protects it), while a background thread copies the rest in order.
+ * When every page is copied, the range is left un-protected and
+ * unregistered, as it was. The range must not be registered on another
+ * userfaultfd, nor unmapped or remapped while the snapshot runs.
+ *
+ * An error while copying (a page that cannot be read, a destination that
+ * cannot be written, pwrite failing) ends the snapshot: the range is
+ * un-protected at once (blocked writers go on) and unregistered, and
+ * libuffd_snapshot_wait() returns the error. Never a silently incomplete
+ * image, never a writer blocked for ever.
+ *
+ * Thread safety: any thread. The snapshot's threads block every signal.
+ *
+ * Returns: 0 and *out, or -EINVAL (NULL addr, out or opts; len 0; a
+ * misaligned range; dest not one of LIBUFFD_SNAPSHOT_TO_*; a NULL buffer;
+ * a negative fd; an fd_offset + len past 2^63 - 1), -EBADF (fd not open),
+ * -EOPNOTSUPP (the kernel lacks WP or WP_UNPOPULATED), -ENOMEM (addr is
+ * not mapped), or the errno with which the kernel refused to register or
+ * write-protect the range (the range is then left as it was).
+ *
+ * Pointers: addr..addr+len mapped in this process; opts a
+ * libuffd_snapshot_opts of opts->sz readable bytes; opts->buffer writable
+ * for len bytes until the snapshot has ended; out writable.
+ */
+int32_t libuffd_snapshot_begin(void *addr, size_t len, const struct libuffd_snapshot_opts *opts, struct libuffd_snapshot **out);
+
+/**
+ * Wait up to timeout_ms milliseconds (-1: no limit; 0: just look) for the
+ * snapshot to end.
+ *
+ * Thread safety: any thread; several may wait at once.
+ *
+ * Returns: 0 when every page was copied (the image is complete; the range
+ * is un-protected and unregistered), -ETIMEDOUT if it is still copying,
+ * -EINVAL (NULL, or not a snapshot; timeout_ms below -1), or the errno
+ * that ended it (-EFAULT: a page or the buffer could not be accessed; a
+ * pwrite(2) errno such as -EBADF, -ENOSPC, -EIO; -ECANCELED), with the
+ * detail in libuffd_last_error(): the image is then incomplete.
+ *
+ * Pointers: s NULL or a live snapshot.
+ */
+int32_t libuffd_snapshot_wait(struct libuffd_snapshot *s, int32_t timeout_ms);
+
+/**
+ * How far the snapshot is: *copied pages of *total (either pointer may
+ * be NULL), in the mapping's page size.
+ *
+ * Returns: 0, or -EINVAL (NULL or not a snapshot).
+ *
+ * Pointers: s NULL or a live snapshot; copied, total NULL or writable.
+ */
+int32_t libuffd_snapshot_progress(const struct libuffd_snapshot *s, uint64_t *copied, uint64_t *total);
+
+/**
+ * End the snapshot (one still copying is ended with -ECANCELED: its range
+ * un-protected and unregistered, its threads joined) and free it. NULL is
+ * ignored; a pointer that is not a live snapshot is refused (errno
+ * EINVAL, libuffd_last_error() says why).
+ *
+ * Pointers: s NULL or a live snapshot, not used after this.
+ */
+void libuffd_snapshot_free(struct libuffd_snapshot *s);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

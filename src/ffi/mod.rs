@@ -29,6 +29,7 @@ mod handle;
 pub mod handle_api;
 pub mod monitor_api;
 pub mod ops_api;
+pub mod snapshot_api;
 // The header's constants and types (cbindgen reads them here); the
 // constants libuffd's own Rust code does not use are for C only.
 #[allow(dead_code)]

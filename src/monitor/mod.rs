@@ -90,6 +90,7 @@ mod reader;
 mod region;
 mod reserve;
 mod resolve;
+mod snapshot;
 mod stats;
 mod stop;
 mod unpoisoned;
@@ -100,6 +101,7 @@ pub use config::{
 pub use dirty::DirtyPath;
 pub use region::Source;
 pub use resolve::{Action, Applied, FaultCtx, FaultToken, RegionInfo};
+pub use snapshot::{Snapshot, SnapshotDest};
 pub(crate) use stats::counters;
 pub use stats::{StatsSnapshot, LATENCY_BUCKETS};
 
