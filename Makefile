@@ -130,10 +130,15 @@ $(BUILD)/userfaultfd_demo: c-examples/userfaultfd_demo.c include/libuffd.h $(SHL
 $(BUILD)/uffd_bench: bench/uffd_bench.c include/libuffd.h $(SHLIB)
 	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -Werror -Iinclude -o $@ $< -L$(BUILD) -luffd -Wl,-rpath,$(abspath $(BUILD)) -lpthread
 
-bench: $(BUILD)/uffd_bench
-	$(BUILD)/uffd_bench $(BENCH_ARGS) --json $(BUILD)/bench.json
+$(BUILD)/dirty_bench: bench/dirty_bench.c include/libuffd.h $(SHLIB)
+	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -Werror -Iinclude -o $@ $< -L$(BUILD) -luffd -Wl,-rpath,$(abspath $(BUILD)) -lpthread
 
-bench-quick: $(BUILD)/uffd_bench
+bench: $(BUILD)/uffd_bench $(BUILD)/dirty_bench
+	$(BUILD)/uffd_bench $(BENCH_ARGS) --json $(BUILD)/bench.json
+	$(BUILD)/dirty_bench
+
+bench-quick: $(BUILD)/uffd_bench $(BUILD)/dirty_bench
+	timeout 120 $(BUILD)/dirty_bench --quick
 	timeout 300 $(BUILD)/uffd_bench --quick --json $(BUILD)/bench-quick.json
 	python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"]; \
 		assert len(r) >= 65 and all(x["median_s"] > 0 for x in r), "bad bench JSON"; \
