@@ -599,7 +599,11 @@ pub unsafe extern "C" fn libuffd_monitor_remove_region(
 /// Returns: 0, or -EINVAL (NULL monitor, unknown handle id, bad range,
 /// misaligned for the page size, a page size that is not a power of two
 /// of at least the base page size or not the mapping's, overlap, unknown
-/// source, stop_policy or flags, NULL buffer, negative fd), -EBADF (a
+/// source, stop_policy or flags, NULL buffer, negative fd;
+/// LIBUFFD_REGION_TRACK_DIRTY on a range the caller registered without
+/// LIBUFFD_REGISTER_WP, LIBUFFD_REGION_DIRTY_SYNC on a handle with
+/// LIBUFFD_FEATURE_WP_ASYNC, or WP_ASYNC tracking on another process's
+/// handle), -EBADF (a
 /// source fd that is not open), -EMFILE (no descriptor left for its
 /// duplicate),
 /// and libuffd_register()'s errors.

@@ -204,8 +204,8 @@ pub trait Handler: Send + Sync + 'static {
     /// (`token.page`, `token.page_size` bytes) is about to be marked dirty
     /// and un-protected; the writer waits until this returns. `user_data`
     /// is the region's. Runs on the thread serving the fault, outside the
-    /// monitor's locks; it must not call `dirty_scan` for ever-blocking
-    /// work, and must not write the page itself (it is still protected).
+    /// monitor's locks (it may call `dirty_scan`); it must not write the
+    /// page itself (still protected: it would wait for itself).
     fn on_write(&self, _token: super::resolve::FaultToken, _user_data: u64) {}
     /// An error the monitor handled (the text says how).
     fn on_log(&self, _msg: &str) {}

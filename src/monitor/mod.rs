@@ -228,8 +228,11 @@ pub struct RegionOptions {
     pub stop_policy: Option<StopPolicy>,
     /// Track which pages are written (`Monitor::dirty_scan`): the range is
     /// registered MISSING|WP (`register` gains WP; a caller that registers
-    /// it itself must include WP, else EINVAL), every page placed there is
-    /// placed write-protected, and writes are recorded by the path the
+    /// it itself must include WP, else EINVAL), every page the monitor
+    /// places there from the region's source (copies, fault-around,
+    /// prefetch, zero pages) is placed write-protected (a `Callback`
+    /// region's callback places its pages with `CopyMode::WP` itself), and
+    /// writes are recorded by the path the
     /// userfaultfd allows ([`DirtyPath`]: `Async` with WP_ASYNC, else
     /// `Sync`, where each first write is a WP fault that calls
     /// `Handler::on_write`).
