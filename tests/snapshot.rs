@@ -302,3 +302,28 @@ fn drop_early_releases() {
         mem.write(p * PAGE + 1, 2);
     }
 }
+
+/// A system call that writes into the range while the snapshot runs
+/// (pread(2) into it: a kernel-mode write fault) waits for the page's copy
+/// and succeeds; the snapshot keeps the old bytes.
+#[test]
+fn syscall_write_into_range() {
+    let _w = Watchdog::new("snapshot syscall_write", 60);
+    let pages = 4096;
+    let mem = Mem::new(Kind::Anon, pages);
+    for p in 0..pages {
+        mem.write(p * PAGE, 3);
+    }
+    let src = Mem::new(Kind::ShmemShared, 1);
+    src.pwrite_memfd(0, &[0x77u8; PAGE]);
+    let buf = Mem::new(Kind::Anon, pages);
+    let s = Snapshot::begin(Range::new(mem.start(), mem.len as u64), handed_buf(&buf)).unwrap();
+    let last = (pages - 1) * PAGE;
+    // SAFETY: a read into our own mapping.
+    let n = unsafe { libc::pread(src.memfd, mem.addr.add(last).cast(), PAGE, 0) };
+    assert_eq!(n, PAGE as isize, "{}", std::io::Error::last_os_error());
+    assert!(s.wait(Some(Duration::from_secs(30))).unwrap());
+    assert_eq!(mem.read(last + 5), 0x77);
+    assert_eq!(buf.read(last), 3);
+    assert_eq!(buf.read(last + 5), 0);
+}

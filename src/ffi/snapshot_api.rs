@@ -88,7 +88,12 @@ unsafe fn snapshot_ref<'a>(s: *const libuffd_snapshot) -> Result<&'a SnapshotBox
 /// un-protects it), while a background thread copies the rest in order.
 /// When every page is copied, the range is left un-protected and
 /// unregistered, as it was. The range must not be registered on another
-/// userfaultfd, nor unmapped or remapped while the snapshot runs.
+/// userfaultfd, nor unmapped or remapped while the snapshot runs. System
+/// calls that write into the range (read(2) into it) wait for the page's
+/// copy like any writer; only where kernel-mode faults may not be trapped
+/// (vm.unprivileged_userfaultfd = 0 and no access to /dev/userfaultfd) is
+/// the snapshot's userfaultfd user-mode only, and such a call then fails
+/// with EFAULT while the snapshot runs.
 ///
 /// An error while copying (a page that cannot be read, a destination that
 /// cannot be written, pwrite failing) ends the snapshot: the range is

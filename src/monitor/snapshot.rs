@@ -237,13 +237,26 @@ impl Snapshot {
                 Dest::Fd(dup, offset)
             }
         };
-        let uffd = Arc::new(Uffd::open(&OpenOptions {
-            flags: OpenFlags::NONBLOCK | OpenFlags::USER_ONLY,
-            features: Features::PAGEFAULT_FLAG_WP
-                | Features::WP_UNPOPULATED
-                | Features::WP_HUGETLBFS_SHMEM,
-            required: Features::PAGEFAULT_FLAG_WP | Features::WP_UNPOPULATED,
-        })?);
+        // Kernel-mode faults trapped too: a system call that writes into
+        // the range (read(2) into it) waits for the page's copy instead of
+        // failing with EFAULT. Where that mode is not allowed (EPERM:
+        // vm.unprivileged_userfaultfd = 0 without /dev/userfaultfd access),
+        // user-mode faults only: such a system call then fails with EFAULT
+        // while the snapshot runs.
+        let open = |flags| {
+            Uffd::open(&OpenOptions {
+                flags,
+                features: Features::PAGEFAULT_FLAG_WP
+                    | Features::WP_UNPOPULATED
+                    | Features::WP_HUGETLBFS_SHMEM,
+                required: Features::PAGEFAULT_FLAG_WP | Features::WP_UNPOPULATED,
+            })
+        };
+        let uffd = match open(OpenFlags::NONBLOCK) {
+            Err(e) if e.errno() == libc::EPERM => open(OpenFlags::NONBLOCK | OpenFlags::USER_ONLY),
+            r => r,
+        };
+        let uffd = Arc::new(uffd?);
         uffd.register(memory, RegisterMode::WP)?;
         let shared = Arc::new(Shared {
             uffd: uffd.clone(),
