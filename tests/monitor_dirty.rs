@@ -417,3 +417,49 @@ fn bad_input() {
         .unwrap();
     assert_eq!(s.m.dirty_path(ida, mem2.start()), None);
 }
+
+/// Every other page written: more runs than one PAGEMAP_SCAN result array
+/// holds (the walk resumes at `walk_end`), and as many re-protected runs
+/// on the sync path. A scan of a sub-range reports and re-arms only that
+/// part (bit 0 = the sub-range's first page); the rest stays reported.
+fn many_runs(name: &'static str, asynchronous: bool) {
+    let _w = Watchdog::new(name, 60);
+    let pages = 1024;
+    let s = setup(Kind::Anon, pages, asynchronous);
+    for i in (0..pages).step_by(2) {
+        s.mem.write(i * PAGE + 1, 1);
+    }
+    // The second half, from an odd page: its written pages are odd bits.
+    let (from, n) = (301usize, 700usize);
+    let mut bits = vec![0u64; n.div_ceil(64)];
+    let got =
+        s.m.dirty_scan(
+            s.id,
+            Range::new(s.mem.page_addr(from), (n * PAGE) as u64),
+            true,
+            &mut bits,
+        )
+        .unwrap();
+    let want: Vec<usize> = (0..n).filter(|i| (from + i) % 2 == 0).collect();
+    let have: Vec<usize> = (0..n)
+        .filter(|i| bits[i / 64] & (1 << (i % 64)) != 0)
+        .collect();
+    assert_eq!(have, want, "{name}: sub-range bits");
+    assert_eq!(got as usize, want.len());
+    // The whole range: what the sub-range scan did not cover.
+    let all = scan(&s, true);
+    let rest: Vec<usize> = (0..pages)
+        .filter(|p| p % 2 == 0 && !(from..from + n).contains(p))
+        .collect();
+    assert_eq!(all, rest, "{name}: the rest");
+    assert_eq!(scan(&s, true), Vec::<usize>::new());
+}
+
+#[test]
+fn many_runs_sync() {
+    many_runs("many_runs_sync", false);
+}
+#[test]
+fn many_runs_async() {
+    many_runs("many_runs_async", true);
+}

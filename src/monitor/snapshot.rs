@@ -253,7 +253,9 @@ impl Snapshot {
             })
         };
         let uffd = match open(OpenFlags::NONBLOCK) {
-            Err(e) if e.errno() == libc::EPERM => open(OpenFlags::NONBLOCK | OpenFlags::USER_ONLY),
+            Err(e) if matches!(e.errno(), libc::EPERM | libc::EACCES) => {
+                open(OpenFlags::NONBLOCK | OpenFlags::USER_ONLY)
+            }
             r => r,
         };
         let uffd = Arc::new(uffd?);
