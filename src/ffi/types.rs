@@ -371,7 +371,10 @@ pub const LIBUFFD_REGION_ZERO_PAST_EOF: u32 = 0x2;
 /// the monitor places there is placed write-protected, and writes are
 /// recorded: with LIBUFFD_FEATURE_WP_ASYNC on the handle by the kernel
 /// (read with PAGEMAP_SCAN, no fault reaches the monitor), else by the
-/// monitor on each first write's WP fault (on_write, then un-protect).
+/// monitor on each first write's WP fault (on_write, then un-protect). A
+/// range the caller registered WP without MISSING on anonymous memory needs
+/// LIBUFFD_FEATURE_WP_UNPOPULATED for the latter: without it pages never
+/// touched are not protected, and their first writes are not seen.
 pub const LIBUFFD_REGION_TRACK_DIRTY: u32 = 0x4;
 /// libuffd_region_opts.flags, with LIBUFFD_REGION_TRACK_DIRTY: insist on
 /// the synchronous path (WP faults through the monitor); -EINVAL on a

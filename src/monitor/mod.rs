@@ -235,7 +235,10 @@ pub struct RegionOptions {
     /// writes are recorded by the path the
     /// userfaultfd allows ([`DirtyPath`]: `Async` with WP_ASYNC, else
     /// `Sync`, where each first write is a WP fault that calls
-    /// `Handler::on_write`).
+    /// `Handler::on_write`). A range the caller registered WP without
+    /// MISSING on anonymous memory needs WP_UNPOPULATED on the handle for
+    /// the sync path: without it the kernel does not protect pages never
+    /// touched, and their first writes are not seen.
     pub track_dirty: bool,
     /// With `track_dirty`: insist on the synchronous path (EINVAL on a
     /// WP_ASYNC userfaultfd, whose WP faults the kernel resolves itself).
