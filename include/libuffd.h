@@ -2174,7 +2174,8 @@ typedef struct libuffd_snapshot_opts {
  * Thread safety: any thread. The snapshot's threads block every signal.
  *
  * Returns: 0 and *out, or -EINVAL (NULL addr, out or opts; len 0; a
- * misaligned range; dest not one of LIBUFFD_SNAPSHOT_TO_*; a NULL buffer;
+ * misaligned range; dest not one of LIBUFFD_SNAPSHOT_TO_*; a NULL buffer,
+ * or one that overlaps the range;
  * a negative fd; an fd_offset + len past 2^63 - 1), -EBADF (fd not open),
  * -EOPNOTSUPP (the kernel lacks WP or WP_UNPOPULATED), -ENOMEM (addr is
  * not mapped), or the errno with which the kernel refused to register or

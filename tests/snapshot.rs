@@ -209,6 +209,14 @@ fn bad_input() {
     let e = Snapshot::begin(r, handed_buf(&short)).err().unwrap();
     assert_eq!(e.errno(), libc::EINVAL);
     assert!(e.to_string().contains("destination buffer has"), "{e}");
+    let e = Snapshot::begin(
+        Range::new(mem.start(), 4 * 4096),
+        SnapshotDest::Buffer(handed(mem.start() + 2 * 4096, 4 * 4096)),
+    )
+    .err()
+    .unwrap();
+    assert_eq!(e.errno(), libc::EINVAL);
+    assert!(e.to_string().contains("overlaps"), "{e}");
     let e = Snapshot::begin(r, SnapshotDest::Fd { fd: -1, offset: 0 })
         .err()
         .unwrap();

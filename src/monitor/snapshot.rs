@@ -186,8 +186,8 @@ impl Snapshot {
     /// When this returns, the range is write-protected: its contents at
     /// this instant are what the snapshot holds.
     ///
-    /// Errors: EINVAL (empty or misaligned range, a NULL or misaligned
-    /// buffer, a buffer shorter than the range, a negative fd), EBADF (a
+    /// Errors: EINVAL (empty or misaligned range, a NULL buffer, a buffer
+    /// shorter than the range or overlapping it, a negative fd), EBADF (a
     /// fd that is not open), EOPNOTSUPP (the kernel lacks
     /// PAGEFAULT_FLAG_WP or WP_UNPOPULATED), the register and
     /// write-protect errors of the kernel (write protection refused: the
@@ -212,6 +212,14 @@ impl Snapshot {
                     return Err(Error::invalid(format!(
                         "snapshot: the destination buffer has {:#x} bytes; the range has {len:#x}",
                         b.len
+                    )));
+                }
+                if b.start < start + len && start < b.start.saturating_add(len) {
+                    // Its copies would write protected pages of the range
+                    // and wait for themselves.
+                    return Err(Error::invalid(format!(
+                        "snapshot: the destination buffer at {:#x} overlaps the range [{start:#x}, +{len:#x})",
+                        b.start
                     )));
                 }
                 Dest::Buffer(b.start)

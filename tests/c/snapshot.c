@@ -212,6 +212,11 @@ static void bad_input(void)
 	LIBUFFD_OPTS(libuffd_snapshot_opts, nodest);
 	CHECK_FAILS(libuffd_snapshot_begin(mem, len, &nodest, &snap), -EINVAL, "libuffd_snapshot_begin");
 	CHECK_CONTAINS(libuffd_last_error(), "LIBUFFD_SNAPSHOT_TO_BUFFER");
+	LIBUFFD_OPTS(libuffd_snapshot_opts, inside, .dest = LIBUFFD_SNAPSHOT_TO_BUFFER,
+		     .buffer = mem + 4096);
+	CHECK_FAILS(libuffd_snapshot_begin(mem, 4 * 4096, &inside, &snap), -EINVAL,
+		    "libuffd_snapshot_begin");
+	CHECK_CONTAINS(libuffd_last_error(), "overlaps");
 	LIBUFFD_OPTS(libuffd_snapshot_opts, nobuf, .dest = LIBUFFD_SNAPSHOT_TO_BUFFER);
 	CHECK_FAILS(libuffd_snapshot_begin(mem, len, &nobuf, &snap), -EINVAL, "libuffd_snapshot_begin");
 	LIBUFFD_OPTS(libuffd_snapshot_opts, neg, .dest = LIBUFFD_SNAPSHOT_TO_FD, .fd = -1);
@@ -234,6 +239,12 @@ static void bad_input(void)
 	CHECK_FAILS(libuffd_snapshot_wait((struct libuffd_snapshot *)m, 0), -EINVAL,
 		    "libuffd_snapshot_wait");
 	CHECK_CONTAINS(libuffd_last_error(), "a libuffd_monitor");
+	errno = 0;
+	libuffd_snapshot_free((struct libuffd_snapshot *)m); /* refused, not freed */
+	CHECK_EQ(errno, EINVAL);
+	CHECK_CONTAINS(libuffd_last_error(), "libuffd_snapshot_free");
+	CHECK_CONTAINS(libuffd_last_error(), "a libuffd_monitor");
+	CHECK_OK(libuffd_monitor_get_stats(m, &(struct libuffd_monitor_stats){ .sz = sizeof(struct libuffd_monitor_stats) }));
 	libuffd_monitor_free(m);
 
 	CHECK_OK(libuffd_snapshot_begin(mem, len, &o, &snap));
