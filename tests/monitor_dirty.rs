@@ -463,3 +463,72 @@ fn many_runs_sync() {
 fn many_runs_async() {
     many_runs("many_runs_async", true);
 }
+
+/// Zero pages and the prefetcher's 4 MiB chunks are placed
+/// write-protected too (zero pages as COPYs of the zero buffer with
+/// MODE_WP, in chunks of its size): after the prefetch nothing is dirty,
+/// and exactly the pages written then are reported.
+fn zero_prefetch(name: &'static str, kind: Kind, asynchronous: bool) {
+    if kind.is_hugetlb() && skip_without_hugetlb(name) {
+        return;
+    }
+    let _w = Watchdog::new(name, 60);
+    let pages = if kind.is_hugetlb() { 4 } else { 3000 };
+    let mem = Mem::new(kind, pages);
+    let m = Monitor::new(Config::default(), Box::new(DefaultHandler)).unwrap();
+    let u = Arc::new(open_uffd(features(kind, asynchronous)));
+    let id = m.add_uffd(u).unwrap();
+    m.add_region(
+        id,
+        handed(mem.start(), mem.len as u64),
+        RegionOptions {
+            source: Source::Zero,
+            register: RegisterMode::MISSING,
+            prefetch: true,
+            track_dirty: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let running = m.start().unwrap();
+    wait_for("prefetch", 30, || {
+        m.stats().prefetched_bytes >= mem.len as u64
+    });
+    let ps = kind.page();
+    let mut bits = vec![0u64; pages.div_ceil(64)];
+    let r = Range::new(mem.start(), mem.len as u64);
+    assert_eq!(m.dirty_scan(id, r, true, &mut bits).unwrap(), 0, "{name}");
+    let written = [0, pages / 3, pages - 1];
+    for &p in &written {
+        mem.write(p * ps + 7, 1);
+    }
+    assert_eq!(m.dirty_scan(id, r, true, &mut bits).unwrap(), 3, "{name}");
+    for &p in &written {
+        assert!(bits[p / 64] & (1 << (p % 64)) != 0, "{name}: page {p}");
+    }
+    assert_eq!(mem.read(5), 0);
+    // No missing fault: the prefetch placed every page (the only faults
+    // are the sync path's three WP faults).
+    let st = m.stats();
+    assert_eq!(st.faults, st.dirty_writes, "{name}: {st:?}");
+    assert_eq!(st.dirty_writes, if asynchronous { 0 } else { 3 }, "{name}");
+    m.stop();
+    running.wait().unwrap();
+}
+
+#[test]
+fn zero_prefetch_anon_sync() {
+    zero_prefetch("zero_prefetch_anon_sync", Kind::Anon, false);
+}
+#[test]
+fn zero_prefetch_anon_async() {
+    zero_prefetch("zero_prefetch_anon_async", Kind::Anon, true);
+}
+#[test]
+fn zero_prefetch_shmem_sync() {
+    zero_prefetch("zero_prefetch_shmem_sync", Kind::ShmemShared, false);
+}
+#[test]
+fn zero_prefetch_hugetlb_async() {
+    zero_prefetch("zero_prefetch_hugetlb_async", Kind::Hugetlb, true);
+}
