@@ -383,9 +383,12 @@ impl Snapshot {
         self.shared.page_size
     }
 
+    /// Join the copier and the monitor's thread (the copier unregisters
+    /// the range before it ends). Holding the lock throughout: a second
+    /// waiter returns only once the first has joined them.
     fn join(&self) {
-        let t = self.threads.lock_ok().take();
-        if let Some((running, copier)) = t {
+        let mut t = self.threads.lock_ok();
+        if let Some((running, copier)) = t.take() {
             let _ = copier.join();
             let _ = running.wait();
         }
