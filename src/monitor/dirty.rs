@@ -161,9 +161,13 @@ impl Inner {
         else {
             return self.apply(token, super::Action::Unprotect);
         };
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             self.handler.on_write(token, t.user_data)
         }));
+        if called.is_err() {
+            // The write is still recorded and let through.
+            self.log(format_args!("on_write callback panicked at {:#x}", token.page));
+        }
         super::stats::Stats::add(&self.stats.dirty_writes, 1);
         // Mark and un-protect as one step for a scan (module doc).
         let mut bits = t.bits.lock_ok();

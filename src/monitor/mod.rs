@@ -568,6 +568,7 @@ impl Inner {
             let set = if s.blocking { &self.edges } else { &self.epoll };
             wait::epoll_del(set.as_fd(), s.uffd.as_fd());
             self.regions.write_ok().retire(id);
+            self.dirty.forget(id, 0, u64::MAX);
             // Dropping `s` closes an owned (forked child's) descriptor once
             // no operation in flight holds it.
         }
