@@ -166,7 +166,10 @@ impl Inner {
         }));
         if called.is_err() {
             // The write is still recorded and let through.
-            self.log(format_args!("on_write callback panicked at {:#x}", token.page));
+            self.log(format_args!(
+                "on_write callback panicked at {:#x}",
+                token.page
+            ));
         }
         super::stats::Stats::add(&self.stats.dirty_writes, 1);
         // Mark and un-protect as one step for a scan (module doc).
