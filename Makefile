@@ -139,11 +139,16 @@ $(BUILD)/uffd_bench: bench/uffd_bench.c include/libuffd.h $(SHLIB)
 $(BUILD)/handoff_bench: bench/handoff_bench.c include/libuffd.h $(SHLIB)
 	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -Werror -Iinclude -o $@ $< -L$(BUILD) -luffd -Wl,-rpath,$(abspath $(BUILD)) -lpthread
 
-bench: $(BUILD)/uffd_bench $(BUILD)/handoff_bench
+$(BUILD)/dirty_bench: bench/dirty_bench.c include/libuffd.h $(SHLIB)
+	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -Werror -Iinclude -o $@ $< -L$(BUILD) -luffd -Wl,-rpath,$(abspath $(BUILD)) -lpthread
+
+bench: $(BUILD)/uffd_bench $(BUILD)/handoff_bench $(BUILD)/dirty_bench
 	$(BUILD)/uffd_bench $(BENCH_ARGS) --json $(BUILD)/bench.json
 	$(BUILD)/handoff_bench
+	$(BUILD)/dirty_bench
 
-bench-quick: $(BUILD)/uffd_bench $(BUILD)/handoff_bench
+bench-quick: $(BUILD)/uffd_bench $(BUILD)/handoff_bench $(BUILD)/dirty_bench
+	timeout 120 $(BUILD)/dirty_bench --quick
 	timeout 300 $(BUILD)/uffd_bench --quick --json $(BUILD)/bench-quick.json
 	timeout 120 $(BUILD)/handoff_bench --quick
 	python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"]; \

@@ -23,7 +23,8 @@
  * Contents: 1. version  2. errors  (options structs: LIBUFFD_OPTS)
  *           3. handles and features  4. registration and operations
  *           5. events  6. the monitor: options, callbacks, lifecycle,
- *           resolution, stats  7. hand-off to a handler process
+ *           resolution, stats, dirty tracking  7. hand-off to a handler
+ *           process, remote page sources  8. write-protect snapshots
  */
 /* Generated from src/ffi by cbindgen, laid out by src/ffi/libuffd.h.in:
  * do not edit. Run make header. */
@@ -1357,6 +1358,29 @@ typedef struct libuffd_monitor_opts {
 #define LIBUFFD_REGION_ZERO_PAST_EOF 0x2
 
 /**
+ * libuffd_region_opts.flags: track which pages are written
+ * (libuffd_monitor_dirty_scan()). The range is registered MISSING|WP
+ * (LIBUFFD_REGISTER_WP is added to register_mode; with register_mode 0
+ * the caller's own registration must include WP, else -EINVAL), every page
+ * the monitor places there is placed write-protected, and writes are
+ * recorded: with LIBUFFD_FEATURE_WP_ASYNC on the handle by the kernel
+ * (read with PAGEMAP_SCAN, no fault reaches the monitor), else by the
+ * monitor on each first write's WP fault (on_write, then un-protect). A
+ * range the caller registered WP without MISSING on anonymous memory needs
+ * LIBUFFD_FEATURE_WP_UNPOPULATED for the latter: without it pages never
+ * touched are not protected, and their first writes are not seen.
+ */
+#define LIBUFFD_REGION_TRACK_DIRTY 0x4
+
+/**
+ * libuffd_region_opts.flags, with LIBUFFD_REGION_TRACK_DIRTY: insist on
+ * the synchronous path (WP faults through the monitor); -EINVAL on a
+ * handle with LIBUFFD_FEATURE_WP_ASYNC, whose WP faults the kernel
+ * resolves itself.
+ */
+#define LIBUFFD_REGION_DIRTY_SYNC 0x8
+
+/**
  * How a region is served (libuffd_monitor_add_region()). Set sz; every
  * other field zero means its default: zero pages, the range registered
  * already, the monitor's stop policy, the page size asked.
@@ -1599,6 +1623,17 @@ typedef struct libuffd_monitor_ops {
    * An error the monitor handled, as text valid during the call.
    */
   void (*on_log)(void *user_data, struct libuffd_monitor *m, const char *msg);
+  /**
+   * The first write to a page of a LIBUFFD_REGION_TRACK_DIRTY region on
+   * the synchronous path (handle without LIBUFFD_FEATURE_WP_ASYNC): the
+   * page [page, page + page_size) is about to be marked dirty and
+   * un-protected; the writing thread waits until this returns.
+   * region_data is the region's libuffd_region_opts.data. It must not
+   * write the page (still protected: it would wait for itself). NULL:
+   * just mark and un-protect. Added in 1.0 (older, shorter tables, see
+   * sz, have none).
+   */
+  void (*on_write)(void *user_data, struct libuffd_monitor *m, uint32_t handle_id, void *page, uint64_t page_size, void *region_data);
 } libuffd_monitor_ops;
 
 /* ---------------------------------------------- 6.3 lifecycle */
@@ -1722,7 +1757,11 @@ int32_t libuffd_monitor_remove_handle(struct libuffd_monitor *m, uint32_t handle
  * Returns: 0, or -EINVAL (NULL monitor, unknown handle id, bad range,
  * misaligned for the page size, a page size that is not a power of two
  * of at least the base page size or not the mapping's, overlap, unknown
- * source, stop_policy or flags, NULL buffer, negative fd), -EBADF (a
+ * source, stop_policy or flags, NULL buffer, negative fd;
+ * LIBUFFD_REGION_TRACK_DIRTY on a range the caller registered without
+ * LIBUFFD_REGISTER_WP, LIBUFFD_REGION_DIRTY_SYNC on a handle with
+ * LIBUFFD_FEATURE_WP_ASYNC, or WP_ASYNC tracking on another process's
+ * handle), -EBADF (a
  * source fd that is not open), -EMFILE (no descriptor left for its
  * duplicate),
  * and libuffd_register()'s errors.
@@ -2223,6 +2262,21 @@ typedef struct libuffd_monitor_stats {
    * (logged): their memory faults as without userfaultfd.
    */
   uint64_t children_dropped;
+  /**
+   * First writes to pages of synchronously dirty-tracked regions (WP
+   * faults marked dirty and un-protected; on_write calls).
+   */
+  uint64_t dirty_writes;
+  /**
+   * libuffd_monitor_dirty_scan() calls that got past their argument
+   * checks.
+   */
+  uint64_t dirty_scans;
+  /**
+   * Of those, scans of asynchronous (LIBUFFD_FEATURE_WP_ASYNC) regions:
+   * one PAGEMAP_SCAN ioctl each.
+   */
+  uint64_t dirty_scans_async;
 } libuffd_monitor_stats;
 
 /**
@@ -2240,6 +2294,50 @@ typedef struct libuffd_monitor_stats {
  * stats->sz bytes.
  */
 int32_t libuffd_monitor_get_stats(const struct libuffd_monitor *m, struct libuffd_monitor_stats *stats);
+
+/* ---------------------------------------------- 6.6 dirty tracking */
+
+/* libuffd_monitor_dirty_scan() flags */
+
+/**
+ * libuffd_monitor_dirty_scan() flags: re-arm (write-protect again) the
+ * pages reported, in the same call.
+ */
+#define LIBUFFD_DIRTY_CLEAR 0x1
+
+/**
+ * Which pages of [addr, addr + len) were written since the last clearing
+ * scan, in a region of handle handle_id added with
+ * LIBUFFD_REGION_TRACK_DIRTY. Bit i of bitmap (word i / 64, bit i % 64)
+ * is page i of the range, in the region's page size (2 MiB pages on
+ * 2 MiB hugetlb memory); the first ceil(pages / 64) words are written,
+ * bits past the last page zero. With LIBUFFD_DIRTY_CLEAR the reported
+ * pages are re-armed in the same call: a write after this returns is
+ * reported by a later scan, never lost, with writers running concurrently
+ * (a write racing with the scan is reported by this scan or the next).
+ *
+ * The path is the region's: with LIBUFFD_FEATURE_WP_ASYNC on the handle,
+ * one PAGEMAP_SCAN ioctl on /proc/self/pagemap (Linux 6.7+;
+ * PAGE_IS_WRITTEN, with LIBUFFD_DIRTY_CLEAR also PM_SCAN_WP_MATCHING |
+ * PM_SCAN_CHECK_WPASYNC: written pages found and re-protected in one page
+ * table walk); without it, the bitmap the monitor fills on WP faults, and
+ * UFFDIO_WRITEPROTECT to re-arm. libuffd_monitor_stats counts both
+ * (dirty_scans) and the asynchronous ones (dirty_scans_async).
+ *
+ * Thread safety: any thread, running or not, concurrently with writers
+ * and other scans (scans of one region are serialised).
+ *
+ * Returns: the number of written pages (>= 0), or -EINVAL (NULL monitor
+ * or bitmap, unknown flags, unknown handle id, a range not inside one
+ * tracked region or not aligned to its pages), -ERANGE (words is less
+ * than ceil(pages / 64): the result does not fit, as the kernel says for
+ * a buffer too small), or the errno of the ioctl that failed (a failed
+ * clearing scan keeps every page it would have reported for the next).
+ *
+ * Pointers: m must be NULL or a live monitor; bitmap NULL or writable
+ * for words uint64_t.
+ */
+int64_t libuffd_monitor_dirty_scan(struct libuffd_monitor *m, uint32_t handle_id, void *addr, size_t len, uint32_t flags, uint64_t *bitmap, size_t words);
 
 /* ================================================================ *
  * 7. Hand-off to a handler process                                 *
@@ -2476,6 +2574,142 @@ int32_t libuffd_monitor_watch_peer(struct libuffd_monitor *m, int32_t pidfd, int
  * Pointers: none.
  */
 int32_t libuffd_page_server_serve(int32_t sock, int32_t file_fd);
+
+/* ================================================================ *
+ * 8. Write-protect snapshots                                       *
+ * ================================================================ */
+
+/**
+ * A write-protect snapshot in progress. Create with
+ * libuffd_snapshot_begin(); free with libuffd_snapshot_free().
+ */
+typedef struct libuffd_snapshot libuffd_snapshot;
+
+/* Destinations (libuffd_snapshot_opts.dest) */
+
+/**
+ * libuffd_snapshot_opts.dest: copy into memory (buffer).
+ */
+#define LIBUFFD_SNAPSHOT_TO_BUFFER 1
+
+/**
+ * libuffd_snapshot_opts.dest: pwrite(2) to a file (fd, fd_offset).
+ */
+#define LIBUFFD_SNAPSHOT_TO_FD 2
+
+/**
+ * Where a snapshot goes (libuffd_snapshot_begin()). Set sz (LIBUFFD_OPTS
+ * does) and dest.
+ */
+typedef struct libuffd_snapshot_opts {
+  /**
+   * sizeof(struct libuffd_snapshot_opts).
+   */
+  size_t sz;
+  /**
+   * LIBUFFD_SNAPSHOT_TO_BUFFER or LIBUFFD_SNAPSHOT_TO_FD (no default:
+   * 0 is -EINVAL).
+   */
+  uint32_t dest;
+  /**
+   * LIBUFFD_SNAPSHOT_TO_FD: the file, written with pwrite(2) at
+   * fd_offset + the byte's offset in the range. Duplicated
+   * (F_DUPFD_CLOEXEC): the caller may close its own once begin returns.
+   */
+  int32_t fd;
+  /**
+   * LIBUFFD_SNAPSHOT_TO_BUFFER: len writable bytes, byte i of the range
+   * copied to byte i; not to be used by the caller until the snapshot
+   * has ended (libuffd_snapshot_wait() returned other than -ETIMEDOUT,
+   * or libuffd_snapshot_free()).
+   */
+  void *buffer;
+  /**
+   * LIBUFFD_SNAPSHOT_TO_FD: file offset of the range's first byte.
+   */
+  uint64_t fd_offset;
+} libuffd_snapshot_opts;
+
+/**
+ * Begin a write-protect snapshot of [addr, addr + len) of this process's
+ * memory (anonymous, shmem or hugetlb; aligned to its mapping's pages)
+ * into opts's destination: a consistent point-in-time image while the
+ * process's threads keep writing.
+ *
+ * The range is registered on a userfaultfd of the snapshot's own in WP
+ * mode (LIBUFFD_FEATURE_WP_UNPOPULATED: pages never touched are protected
+ * too; LIBUFFD_FEATURE_WP_HUGETLBFS_SHMEM for shmem and hugetlb) and
+ * write-protected whole: the image is the memory as it is when this
+ * returns. Each page is then copied to the destination before its first
+ * write is let through (the write-protect fault copies it, then
+ * un-protects it), while a background thread copies the rest in order.
+ * When every page is copied, the range is left un-protected and
+ * unregistered, as it was. The range must not be registered on another
+ * userfaultfd, nor unmapped or remapped while the snapshot runs. System
+ * calls that write into the range (read(2) into it) wait for the page's
+ * copy like any writer; only where kernel-mode faults may not be trapped
+ * (vm.unprivileged_userfaultfd = 0 and no access to /dev/userfaultfd) is
+ * the snapshot's userfaultfd user-mode only, and such a call then fails
+ * with EFAULT while the snapshot runs.
+ *
+ * An error while copying (a page that cannot be read, a destination that
+ * cannot be written, pwrite failing) ends the snapshot: the range is
+ * un-protected at once (blocked writers go on) and unregistered, and
+ * libuffd_snapshot_wait() returns the error. Never a silently incomplete
+ * image, never a writer blocked for ever.
+ *
+ * Thread safety: any thread. The snapshot's threads block every signal.
+ *
+ * Returns: 0 and *out, or -EINVAL (NULL addr, out or opts; len 0; a
+ * misaligned range; dest not one of LIBUFFD_SNAPSHOT_TO_*; a NULL buffer,
+ * or one that overlaps the range;
+ * a negative fd; an fd_offset + len past 2^63 - 1), -EBADF (fd not open),
+ * -EOPNOTSUPP (the kernel lacks WP or WP_UNPOPULATED), -ENOMEM (addr is
+ * not mapped), or the errno with which the kernel refused to register or
+ * write-protect the range (the range is then left as it was).
+ *
+ * Pointers: addr..addr+len mapped in this process; opts a
+ * libuffd_snapshot_opts of opts->sz readable bytes; opts->buffer writable
+ * for len bytes until the snapshot has ended; out writable.
+ */
+int32_t libuffd_snapshot_begin(void *addr, size_t len, const struct libuffd_snapshot_opts *opts, struct libuffd_snapshot **out);
+
+/**
+ * Wait up to timeout_ms milliseconds (-1: no limit; 0: just look) for the
+ * snapshot to end.
+ *
+ * Thread safety: any thread; several may wait at once.
+ *
+ * Returns: 0 when every page was copied (the image is complete; the range
+ * is un-protected and unregistered), -ETIMEDOUT if it is still copying,
+ * -EINVAL (NULL, or not a snapshot; timeout_ms below -1), or the errno
+ * that ended it (-EFAULT: a page or the buffer could not be accessed; a
+ * pwrite(2) errno such as -EBADF, -ENOSPC, -EIO; -ECANCELED), with the
+ * detail in libuffd_last_error(): the image is then incomplete.
+ *
+ * Pointers: s NULL or a live snapshot.
+ */
+int32_t libuffd_snapshot_wait(struct libuffd_snapshot *s, int32_t timeout_ms);
+
+/**
+ * How far the snapshot is: *copied pages of *total (either pointer may
+ * be NULL), in the mapping's page size.
+ *
+ * Returns: 0, or -EINVAL (NULL or not a snapshot).
+ *
+ * Pointers: s NULL or a live snapshot; copied, total NULL or writable.
+ */
+int32_t libuffd_snapshot_progress(const struct libuffd_snapshot *s, uint64_t *copied, uint64_t *total);
+
+/**
+ * End the snapshot (one still copying is ended with -ECANCELED: its range
+ * un-protected and unregistered, its threads joined) and free it. NULL is
+ * ignored; a pointer that is not a live snapshot is refused (errno
+ * EINVAL, libuffd_last_error() says why).
+ *
+ * Pointers: s NULL or a live snapshot, not used after this.
+ */
+void libuffd_snapshot_free(struct libuffd_snapshot *s);
 
 #ifdef __cplusplus
 } /* extern "C" */

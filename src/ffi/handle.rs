@@ -14,6 +14,7 @@ use std::sync::Arc;
 pub(crate) const HANDLE_TAG: u64 = u64::from_le_bytes(*b"uffd.HDL");
 pub(crate) const MONITOR_TAG: u64 = u64::from_le_bytes(*b"uffd.MON");
 /// Written over the tag when the object is freed.
+pub(crate) const SNAPSHOT_TAG: u64 = u64::from_le_bytes(*b"uffd.SNP");
 pub(crate) const DEAD_TAG: u64 = u64::from_le_bytes(*b"uffd.DED");
 
 /// Check the tag at `ptr` (non-NULL) against `want`.
@@ -30,6 +31,7 @@ pub(crate) unsafe fn check_tag(
     let kind = |t: u64| match t {
         HANDLE_TAG => "a libuffd_handle",
         MONITOR_TAG => "a libuffd_monitor",
+        SNAPSHOT_TAG => "a libuffd_snapshot",
         DEAD_TAG => "an object already freed",
         _ => "not an object of libuffd (a wrong or freed pointer)",
     };

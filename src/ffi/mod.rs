@@ -21,6 +21,7 @@
 
 mod boundary;
 mod consts_check;
+pub mod dirty_api;
 pub mod error_api;
 pub mod event_api;
 mod ext;
@@ -30,6 +31,7 @@ pub mod handoff_api;
 pub mod monitor_api;
 pub mod ops_api;
 pub mod remote_api;
+pub mod snapshot_api;
 // The header's constants and types (cbindgen reads them here); the
 // constants libuffd's own Rust code does not use are for C only.
 #[allow(dead_code)]

@@ -128,6 +128,23 @@ impl Handler for CHandler {
         }
     }
 
+    fn on_write(&self, token: FaultToken, user_data: u64) {
+        if let Some(cb) = self.ops.on_write {
+            let _in_cb = InCallback::enter(self.me.load(Ordering::Acquire));
+            // SAFETY: C callback with the documented arguments.
+            unsafe {
+                cb(
+                    self.user,
+                    self.me.load(Ordering::Acquire),
+                    token.uffd_id,
+                    token.page as *mut libc::c_void,
+                    token.page_size,
+                    user_data as *mut libc::c_void,
+                )
+            }
+        }
+    }
+
     fn wants_log(&self) -> bool {
         self.ops.on_log.is_some()
     }
@@ -189,9 +206,9 @@ fn not_in_callback(m: *const libuffd_monitor, func: &'static str) -> Result<(), 
 /// What a libuffd_monitor * points to. The tag comes first
 /// (handle.rs check_tag).
 #[repr(C)]
-struct MonitorBox {
+pub(super) struct MonitorBox {
     tag: std::sync::atomic::AtomicU64,
-    monitor: Monitor,
+    pub(super) monitor: Monitor,
     started: Mutex<Option<Running>>,
     /// The exit signal of the last start, kept open while the monitor
     /// lives so that a libuffd_monitor_wait() polling it never polls a
@@ -283,7 +300,7 @@ impl Drop for MonitorBox {
 
 /// # Safety
 /// `m` is NULL or a live monitor.
-unsafe fn monitor_ref<'a>(m: *const libuffd_monitor) -> Result<&'a MonitorBox, Error> {
+pub(super) unsafe fn monitor_ref<'a>(m: *const libuffd_monitor) -> Result<&'a MonitorBox, Error> {
     end_parked_run();
     if m.is_null() {
         return Err(Error::invalid("monitor is NULL"));
@@ -622,7 +639,11 @@ pub unsafe extern "C" fn libuffd_monitor_remove_region(
 /// Returns: 0, or -EINVAL (NULL monitor, unknown handle id, bad range,
 /// misaligned for the page size, a page size that is not a power of two
 /// of at least the base page size or not the mapping's, overlap, unknown
-/// source, stop_policy or flags, NULL buffer, negative fd), -EBADF (a
+/// source, stop_policy or flags, NULL buffer, negative fd;
+/// LIBUFFD_REGION_TRACK_DIRTY on a range the caller registered without
+/// LIBUFFD_REGISTER_WP, LIBUFFD_REGION_DIRTY_SYNC on a handle with
+/// LIBUFFD_FEATURE_WP_ASYNC, or WP_ASYNC tracking on another process's
+/// handle), -EBADF (a
 /// source fd that is not open), -EMFILE (no descriptor left for its
 /// duplicate),
 /// and libuffd_register()'s errors.
@@ -670,7 +691,10 @@ pub unsafe extern "C" fn libuffd_monitor_add_region(
         let mb = unsafe { monitor_ref(m) }?;
         // SAFETY: contract above.
         let o = unsafe { copy_opts("libuffd_region_opts", opts) }?;
-        let known_flags = LIBUFFD_REGION_PREFETCH | LIBUFFD_REGION_ZERO_PAST_EOF;
+        let known_flags = LIBUFFD_REGION_PREFETCH
+            | LIBUFFD_REGION_ZERO_PAST_EOF
+            | LIBUFFD_REGION_TRACK_DIRTY
+            | LIBUFFD_REGION_DIRTY_SYNC;
         if o.flags & !known_flags != 0 {
             return Err(Error::invalid(format!(
                 "libuffd_region_opts: unknown flags {:#x}",
@@ -715,6 +739,8 @@ pub unsafe extern "C" fn libuffd_monitor_add_region(
                 user_data: o.data as u64,
                 page_size: o.page_size,
                 stop_policy,
+                track_dirty: o.flags & LIBUFFD_REGION_TRACK_DIRTY != 0,
+                dirty_sync: o.flags & LIBUFFD_REGION_DIRTY_SYNC != 0,
             },
         )?;
         Ok(0)

@@ -376,6 +376,23 @@ pub const LIBUFFD_REGION_PREFETCH: u32 = 0x1;
 /// read as zeros (a page the file ends inside is padded with zeros, a page
 /// past it is a zero page) instead of failing the fault.
 pub const LIBUFFD_REGION_ZERO_PAST_EOF: u32 = 0x2;
+/// libuffd_region_opts.flags: track which pages are written
+/// (libuffd_monitor_dirty_scan()). The range is registered MISSING|WP
+/// (LIBUFFD_REGISTER_WP is added to register_mode; with register_mode 0
+/// the caller's own registration must include WP, else -EINVAL), every page
+/// the monitor places there is placed write-protected, and writes are
+/// recorded: with LIBUFFD_FEATURE_WP_ASYNC on the handle by the kernel
+/// (read with PAGEMAP_SCAN, no fault reaches the monitor), else by the
+/// monitor on each first write's WP fault (on_write, then un-protect). A
+/// range the caller registered WP without MISSING on anonymous memory needs
+/// LIBUFFD_FEATURE_WP_UNPOPULATED for the latter: without it pages never
+/// touched are not protected, and their first writes are not seen.
+pub const LIBUFFD_REGION_TRACK_DIRTY: u32 = 0x4;
+/// libuffd_region_opts.flags, with LIBUFFD_REGION_TRACK_DIRTY: insist on
+/// the synchronous path (WP faults through the monitor); -EINVAL on a
+/// handle with LIBUFFD_FEATURE_WP_ASYNC, whose WP faults the kernel
+/// resolves itself.
+pub const LIBUFFD_REGION_DIRTY_SYNC: u32 = 0x8;
 
 /// on_fault return: the callback resolved the fault (libuffd_monitor_copy()
 /// and friends).
@@ -644,6 +661,24 @@ pub struct libuffd_monitor_ops {
             msg: *const libc::c_char,
         ),
     >,
+    /// The first write to a page of a LIBUFFD_REGION_TRACK_DIRTY region on
+    /// the synchronous path (handle without LIBUFFD_FEATURE_WP_ASYNC): the
+    /// page [page, page + page_size) is about to be marked dirty and
+    /// un-protected; the writing thread waits until this returns.
+    /// region_data is the region's libuffd_region_opts.data. It must not
+    /// write the page (still protected: it would wait for itself). NULL:
+    /// just mark and un-protect. Added in 1.0 (older, shorter tables, see
+    /// sz, have none).
+    pub on_write: Option<
+        unsafe extern "C" fn(
+            user_data: *mut libc::c_void,
+            m: *mut libuffd_monitor,
+            handle_id: u32,
+            page: *mut libc::c_void,
+            page_size: u64,
+            region_data: *mut libc::c_void,
+        ),
+    >,
 }
 
 /// Monitor counters (libuffd_monitor_get_stats()). Set sz before the call.
@@ -708,6 +743,15 @@ pub struct libuffd_monitor_stats {
     /// Forked children left unserved because no room was ready for them
     /// (logged): their memory faults as without userfaultfd.
     pub children_dropped: u64,
+    /// First writes to pages of synchronously dirty-tracked regions (WP
+    /// faults marked dirty and un-protected; on_write calls).
+    pub dirty_writes: u64,
+    /// libuffd_monitor_dirty_scan() calls that got past their argument
+    /// checks.
+    pub dirty_scans: u64,
+    /// Of those, scans of asynchronous (LIBUFFD_FEATURE_WP_ASYNC) regions:
+    /// one PAGEMAP_SCAN ioctl each.
+    pub dirty_scans_async: u64,
 }
 
 /// A fault-handling engine over one or more handles. Create with
@@ -749,7 +793,7 @@ mod tests {
             "libuffd_region_opts::default() is not all zeros: {:?}",
             libuffd_region_opts::default()
         );
-        assert_eq!(std::mem::size_of::<libuffd_monitor_ops>(), 7 * 8);
+        assert_eq!(std::mem::size_of::<libuffd_monitor_ops>(), 8 * 8);
         assert!(bytes(&libuffd_monitor_ops::default())
             .iter()
             .all(|&b| b == 0));

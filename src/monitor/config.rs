@@ -199,6 +199,14 @@ pub trait Handler: Send + Sync + 'static {
     fn on_remove(&self, _uffd_id: u32, _start: u64, _end: u64) {}
     /// A registered range was unmapped.
     fn on_unmap(&self, _uffd_id: u32, _start: u64, _end: u64) {}
+    /// A first write to a page of a region with synchronous dirty tracking
+    /// (`RegionOptions::track_dirty`, `DirtyPath::Sync`): the page
+    /// (`token.page`, `token.page_size` bytes) is about to be marked dirty
+    /// and un-protected; the writer waits until this returns. `user_data`
+    /// is the region's. Runs on the thread serving the fault, outside the
+    /// monitor's locks (it may call `dirty_scan`); it must not write the
+    /// page itself (still protected: it would wait for itself).
+    fn on_write(&self, _token: super::resolve::FaultToken, _user_data: u64) {}
     /// An error the monitor handled (the text says how).
     fn on_log(&self, _msg: &str) {}
     /// Whether `on_log` does anything (saves formatting when not).

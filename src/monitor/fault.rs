@@ -163,6 +163,10 @@ impl Inner {
             page,
             page_size: ps,
         };
+        if f.flags.contains(FaultFlags::WP) && self.dirty.tracks_sync(token.uffd_id, token.page) {
+            drop(gate); // dirty.rs: on_write runs outside the gate
+            return self.finish(p, token, self.dirty_write(token), on_again);
+        }
         let outcome = if f.flags.contains(FaultFlags::WP) && source != Source::Callback {
             self.apply(token, Action::Unprotect)
         } else if f.flags.contains(FaultFlags::MINOR) && source != Source::Callback {

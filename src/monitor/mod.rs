@@ -81,6 +81,7 @@
 //! ```
 
 mod config;
+mod dirty;
 mod fault;
 mod lifecycle;
 mod peer;
@@ -91,6 +92,7 @@ mod region;
 mod remote;
 mod reserve;
 mod resolve;
+mod snapshot;
 mod stats;
 mod stop;
 mod unpoisoned;
@@ -98,10 +100,12 @@ mod unpoisoned;
 pub use config::{
     Config, DefaultHandler, ErrorPolicy, ForkVerdict, Handler, RemovePolicy, StopPolicy, Verdict,
 };
+pub use dirty::DirtyPath;
 pub use peer::PeerWatch;
 pub use region::Source;
 pub use remote::serve_pages;
 pub use resolve::{Action, Applied, FaultCtx, FaultToken, RegionInfo};
+pub use snapshot::{Snapshot, SnapshotDest};
 pub(crate) use stats::counters;
 pub use stats::{StatsSnapshot, LATENCY_BUCKETS};
 
@@ -194,6 +198,8 @@ pub(crate) struct Inner {
     pub prefetcher: Mutex<Option<JoinHandle<()>>>,
     /// The connections of Remote sources (remote.rs).
     pub remotes: remote::Remotes,
+    /// Dirty-tracked regions and their bitmaps (dirty.rs).
+    pub dirty: dirty::Dirty,
 }
 
 /// Room in `Inner::deferred_open` (allocated once: deferring allocates
@@ -226,6 +232,23 @@ pub struct RegionOptions {
     /// What a stop does to this region's memory (None: the monitor's
     /// `Config::stop_policy`).
     pub stop_policy: Option<StopPolicy>,
+    /// Track which pages are written (`Monitor::dirty_scan`): the range is
+    /// registered MISSING|WP (`register` gains WP; a caller that registers
+    /// it itself must include WP, else EINVAL), every page the monitor
+    /// places there from the region's source (copies, fault-around,
+    /// prefetch, zero pages) is placed write-protected (a `Callback`
+    /// region's callback places its pages with `CopyMode::WP` itself), and
+    /// writes are recorded by the path the
+    /// userfaultfd allows ([`DirtyPath`]: `Async` with WP_ASYNC, else
+    /// `Sync`, where each first write is a WP fault that calls
+    /// `Handler::on_write`). A range the caller registered WP without
+    /// MISSING on anonymous memory needs WP_UNPOPULATED on the handle for
+    /// the sync path: without it the kernel does not protect pages never
+    /// touched, and their first writes are not seen.
+    pub track_dirty: bool,
+    /// With `track_dirty`: insist on the synchronous path (EINVAL on a
+    /// WP_ASYNC userfaultfd, whose WP faults the kernel resolves itself).
+    pub dirty_sync: bool,
 }
 
 impl Default for RegionOptions {
@@ -237,6 +260,8 @@ impl Default for RegionOptions {
             user_data: 0,
             page_size: 0,
             stop_policy: None,
+            track_dirty: false,
+            dirty_sync: false,
         }
     }
 }
@@ -549,6 +574,7 @@ impl Inner {
             let set = if s.blocking { &self.edges } else { &self.epoll };
             wait::epoll_del(set.as_fd(), s.uffd.as_fd());
             self.regions.write_ok().retire(id);
+            self.dirty.forget(id, 0, u64::MAX);
             // Dropping `s` closes an owned (forked child's) descriptor once
             // no operation in flight holds it.
         }
@@ -603,6 +629,7 @@ impl Monitor {
                 source_fds: Mutex::new(Vec::new()),
                 prefetcher: Mutex::new(None),
                 remotes: Default::default(),
+                dirty: dirty::Dirty::default(),
             }),
         })
     }
@@ -719,6 +746,7 @@ impl Monitor {
             }
             table.unmap(id, start, start + len);
         }
+        self.inner.dirty.forget(id, start, len);
         // Unregister wakes the threads waiting for missing pages; the wake
         // releases those in write-protect and minor faults too. A range
         // already unmapped (in part) has nothing left to unregister.
@@ -851,8 +879,19 @@ impl Monitor {
                 max_in_flight,
             };
         }
+        if opts.track_dirty && !opts.register.is_empty() {
+            opts.register |= RegisterMode::WP;
+        }
         if !opts.register.is_empty() {
             uffd.register(Range::new(start, len), opts.register)?;
+        }
+        if opts.track_dirty {
+            if let Err(e) = self.dirty_add(&uffd, id, Range::new(start, len), page_size, &opts) {
+                if !opts.register.is_empty() {
+                    let _ = uffd.unregister(Range::new(start, len));
+                }
+                return Err(e);
+            }
         }
         if let Some(dup) = source_fd {
             self.inner.source_fds.lock_ok().push(dup);

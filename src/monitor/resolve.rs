@@ -467,6 +467,36 @@ impl Inner {
             .map(|p| p.done)
     }
 
+    /// `zero`, or with `wp` (a dirty-tracked region: ZEROPAGE cannot
+    /// write-protect) COPYs of the zeroed buffer with MODE_WP, in chunks of
+    /// its size (partial progress counts as the kernel's does).
+    pub(crate) fn zero_placed(
+        &self,
+        uffd: &Uffd,
+        page: u64,
+        ps: u64,
+        pages: u64,
+        wp: bool,
+    ) -> Result<u64, Error> {
+        if !wp {
+            return self.zero(uffd, page, ps, pages);
+        }
+        let zero = self.zero_source(ps)?;
+        let room = self.zero_huge.get().map_or(ps, |m| m.len() as u64);
+        let chunk = (room / ps).max(1) * ps;
+        let (mut done, total) = (0u64, pages * ps);
+        while done < total {
+            let n = chunk.min(total - done);
+            match uffd.fill_copy(Range::new(page + done, n), zero, CopyMode::WP) {
+                Ok(p) if p.done == n => done += n,
+                Ok(p) => return Ok(done + p.done),
+                Err(e) if done == 0 => return Err(e),
+                Err(_) => break,
+            }
+        }
+        Ok(done)
+    }
+
     /// Address of a zeroed page of `ps` bytes (hugetlb zero-fill).
     pub(crate) fn zero_source(&self, ps: u64) -> Result<u64, Error> {
         let m = self.zero_huge.get_or_try_init(|| {
@@ -519,10 +549,20 @@ impl Inner {
             return Ok(Applied::Gone);
         };
         let (page, ps) = (t.page, t.page_size);
+        // Dirty tracking (dirty.rs): pages placed write-protected.
+        let wp = self.dirty.protects(t.uffd_id, page);
+        let cm = if wp { CopyMode::WP } else { CopyMode::empty() };
         let r = match source {
-            Source::Zero => self.zero(&uffd, page, ps, window),
+            Source::Zero => self.zero_placed(&uffd, page, ps, window, wp),
             Source::PageCache => uffd
-                .fill_continue(Range::new(page, ps * window), ContinueMode::empty())
+                .fill_continue(
+                    Range::new(page, ps * window),
+                    if wp {
+                        ContinueMode::WP
+                    } else {
+                        ContinueMode::empty()
+                    },
+                )
                 .map(|p| p.done),
             Source::Buffer { addr, len } => {
                 let avail = len.saturating_sub(source_offset);
@@ -541,22 +581,18 @@ impl Inner {
                         ),
                     ))
                 } else if full > 0 {
-                    uffd.fill_copy(
-                        Range::new(page, full * ps),
-                        from.unwrap_or(0),
-                        CopyMode::empty(),
-                    )
-                    .map(|p| p.done)
+                    uffd.fill_copy(Range::new(page, full * ps), from.unwrap_or(0), cm)
+                        .map(|p| p.done)
                 } else if avail == 0 {
                     // Past the buffer's end: zeros.
-                    self.zero(&uffd, page, ps, 1)
+                    self.zero_placed(&uffd, page, ps, 1, wp)
                 } else {
                     // The page straddles the buffer's end: stage it in
                     // scratch memory, padded with zeros.
                     match scratch.get(ps) {
                         Err(e) => Err(e),
                         Ok(buf) => {
-                            return self.copy_partial(&uffd, t, from.unwrap_or(0), avail, buf)
+                            return self.copy_partial(&uffd, t, from.unwrap_or(0), avail, buf, cm)
                         }
                     }
                 }
@@ -577,6 +613,7 @@ impl Inner {
                             offset,
                             source_offset,
                             zero_past_eof,
+                            mode: cm,
                         },
                         &mut buf[..(cap * ps) as usize],
                     );
@@ -628,21 +665,13 @@ impl Inner {
         let (got, err) = read_fully(fd, buf, off);
         let full = got as u64 / ps;
         let r = if got as u64 == want {
-            uffd.fill_copy(
-                Range::new(page, want),
-                buf.as_ptr() as u64,
-                CopyMode::empty(),
-            )
-            .map(|p| p.done)
+            uffd.fill_copy(Range::new(page, want), buf.as_ptr() as u64, src.mode)
+                .map(|p| p.done)
         } else if full > 0 && (err.is_some() || !src.zero_past_eof) {
             // Whole pages first: the faulting page is among them, the
             // rest fault again and meet the error (or the end) on their own.
-            uffd.fill_copy(
-                Range::new(page, full * ps),
-                buf.as_ptr() as u64,
-                CopyMode::empty(),
-            )
-            .map(|p| p.done)
+            uffd.fill_copy(Range::new(page, full * ps), buf.as_ptr() as u64, src.mode)
+                .map(|p| p.done)
         } else if let Some(e) = err {
             Err(Error::os(
                 "pread",
@@ -655,16 +684,12 @@ impl Inner {
             ))
         } else if src.zero_past_eof {
             if got == 0 {
-                self.zero(uffd, page, ps, want / ps)
+                self.zero_placed(uffd, page, ps, want / ps, src.mode.contains(CopyMode::WP))
             } else {
                 buf[got..].fill(0);
                 let pages = (got as u64).div_ceil(ps);
-                uffd.fill_copy(
-                    Range::new(page, pages * ps),
-                    buf.as_ptr() as u64,
-                    CopyMode::empty(),
-                )
-                .map(|p| p.done)
+                uffd.fill_copy(Range::new(page, pages * ps), buf.as_ptr() as u64, src.mode)
+                    .map(|p| p.done)
             }
         } else {
             Err(Error::os(
@@ -689,16 +714,13 @@ impl Inner {
         src: u64,
         avail: u64,
         buf: &mut [u8],
+        mode: CopyMode,
     ) -> Result<Applied, Failed> {
         let ps = t.page_size;
         buf[..ps as usize].fill(0);
         crate::sys::wait::copy_from_addr(&mut buf[..avail as usize], src);
         let r = uffd
-            .fill_copy(
-                Range::new(t.page, ps),
-                buf.as_ptr() as u64,
-                CopyMode::empty(),
-            )
+            .fill_copy(Range::new(t.page, ps), buf.as_ptr() as u64, mode)
             .map(|p| p.done);
         classify(self, uffd, t.uffd_id, t.page, ps, r)
     }
@@ -734,6 +756,8 @@ struct FdRead {
     offset: u64,
     source_offset: u64,
     zero_past_eof: bool,
+    /// CopyMode::WP for a dirty-tracked region.
+    mode: CopyMode,
 }
 
 /// Most EINTRs in a row one read of a page takes before it fails with

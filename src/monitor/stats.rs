@@ -79,6 +79,14 @@ macro_rules! counters {
             /// once): a fork storm outran the reserves for a whole second
             /// (reserve.rs); logged.
             children_dropped,
+            /// First writes to pages of synchronously dirty-tracked regions
+            /// (WP faults marked dirty and un-protected; `on_write` calls).
+            dirty_writes,
+            /// `dirty_scan` calls that got past their argument checks.
+            dirty_scans,
+            /// Of those, scans of asynchronous (WP_ASYNC) regions: one
+            /// PAGEMAP_SCAN ioctl each.
+            dirty_scans_async,
         }
     };
 }
@@ -162,6 +170,6 @@ mod tests {
                 m
             }};
         }
-        assert_eq!(counters!(each), 22);
+        assert_eq!(counters!(each), 25);
     }
 }

@@ -112,7 +112,10 @@ SA(TYPE_IS(FIELD(libuffd_monitor_opts, stop_policy), uint32_t));
 /* Stats: the stop counters are appended (sz says what an older caller has). */
 SA(offsetof(struct libuffd_monitor_stats, stop_blocked) ==
    offsetof(struct libuffd_monitor_stats, handed_off) + 8);
-SA(offsetof(struct libuffd_monitor_stats, children_dropped) + 8 == sizeof(struct libuffd_monitor_stats));
+/* The dirty-tracking counters (issue 12) are appended after children_dropped. */
+SA(offsetof(struct libuffd_monitor_stats, dirty_writes) ==
+   offsetof(struct libuffd_monitor_stats, children_dropped) + 8);
+SA(offsetof(struct libuffd_monitor_stats, dirty_scans_async) + 8 == sizeof(struct libuffd_monitor_stats));
 
 /* struct libuffd_fault: addresses as void *, like every address of the API. */
 SA(sizeof(struct libuffd_fault) == 72);
@@ -128,7 +131,9 @@ SA(TYPE_IS(FIELD(libuffd_fault, region_offset), uint64_t));
 
 /* struct libuffd_monitor_ops: sized like every options struct, then the
  * callbacks in order, each receiving user_data and the monitor. */
-SA(sizeof(struct libuffd_monitor_ops) == 56);
+SA(sizeof(struct libuffd_monitor_ops) == 64);
+/* on_write (dirty tracking) is appended after on_log. */
+SA(offsetof(struct libuffd_monitor_ops, on_write) == 56);
 SA(offsetof(struct libuffd_monitor_ops, sz) == 0);
 SA(offsetof(struct libuffd_monitor_ops, on_fault) == 8);
 SA(offsetof(struct libuffd_monitor_ops, on_fork) == 16);
@@ -323,7 +328,7 @@ int main(void)
 	struct libuffd_open_opts o = LIBUFFD_OPTS_INIT(libuffd_open_opts, .flags = 0);
 	CHECK_EQ(o.sz, 32);
 	LIBUFFD_OPTS(libuffd_monitor_ops, ops);
-	CHECK_EQ(ops.sz, 56);
+	CHECK_EQ(ops.sz, 64);
 
 	/* The loaded library is the one this header describes. */
 	CHECK_EQ(libuffd_version(), LIBUFFD_VERSION);
