@@ -22,8 +22,7 @@ use uffd::monitor::*;
 use uffd::Range;
 use uffd::*;
 
-/// Forks are serialized within this test binary.
-
+/// A wait status in words, for assertion messages.
 fn describe(status: i32) -> String {
     if libc::WIFEXITED(status) {
         format!("exited with {}", libc::WEXITSTATUS(status))

@@ -51,8 +51,7 @@ impl Handler for CopyFrom {
     }
 }
 
-/// Forks are serialized within this test binary.
-
+/// A wait status in words, for assertion messages.
 fn describe(status: i32) -> String {
     if libc::WIFEXITED(status) {
         format!("exited with {}", libc::WEXITSTATUS(status))
