@@ -23,18 +23,22 @@
  *
  * To prove that the file is the table at the snapshot's instant, this
  * example pauses the writers, copies the table to a reference buffer,
- * calls libuffd_snapshot_begin(), and resumes the writers before the copy
- * to the file runs. The pause exists only for that proof (the reference
- * copy): a real database needs no reference, only its writers between two
- * row updates while libuffd_snapshot_begin() runs (one write-protect of
- * the range: its time is printed), e.g. with a write barrier held across
- * that one call. The writers then run during the whole copy: the updates
- * they made while the snapshot was being written are counted.
+ * calls libuffd_snapshot_begin(), and resumes the writers as soon as it
+ * returns, so that they run during the whole copy to the file. The pause
+ * exists only for that proof (the reference copy): a real database needs
+ * no reference, only its writers between two row updates while
+ * libuffd_snapshot_begin() runs (mostly one write-protect of the range:
+ * the call's time is printed), e.g. with a write barrier held across that
+ * one call. The updates the writers made while the snapshot was being
+ * written are counted, and the longest time one of them waited.
  *
  * Checks: the file equals the reference byte for byte, every row in it has
  * a valid checksum, the writers made updates during the snapshot, and the
  * table differs from the file afterwards (the writers' updates went to
  * memory, never into the image).
+ *
+ * Needs Linux 6.4+ (userfaultfd write-protection of never-touched pages,
+ * UFFD_FEATURE_WP_UNPOPULATED); no privilege.
  *
  * Usage: db-snapshot [FILE]   (default: a temporary file, removed at exit)
  */
