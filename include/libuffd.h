@@ -1361,9 +1361,11 @@ typedef struct libuffd_monitor_opts {
  * libuffd_region_opts.flags: track which pages are written
  * (libuffd_monitor_dirty_scan()). The range is registered MISSING|WP
  * (LIBUFFD_REGISTER_WP is added to register_mode; with register_mode 0
- * the caller's own registration must include WP, else -EINVAL), every page
- * the monitor places there is placed write-protected, and writes are
- * recorded: with LIBUFFD_FEATURE_WP_ASYNC on the handle by the kernel
+ * the caller's own registration must include WP, else -EINVAL), pages
+ * already present are write-protected by libuffd_monitor_add_region()
+ * (tracking starts clean: their data stays, their next writes are
+ * recorded), every page the monitor places there is placed
+ * write-protected, and writes are recorded: with LIBUFFD_FEATURE_WP_ASYNC on the handle by the kernel
  * (read with PAGEMAP_SCAN, no fault reaches the monitor), else by the
  * monitor on each first write's WP fault (on_write, then un-protect). A
  * range the caller registered WP without MISSING on anonymous memory needs

@@ -1286,6 +1286,13 @@ EXAMPLE_PROGRAMS = [
     ("gc-compaction.c", "a compacting garbage collector moving pages with "
      "\\fBlibuffd_move\\fR(3) and \\fBlibuffd_monitor_move\\fR(3) while mutator threads "
      "read checksummed objects."),
+    ("db-snapshot.c", "a consistent snapshot of a table saved to a file with "
+     "\\fBlibuffd_snapshot_begin\\fR(3) while writer threads keep updating it; the file "
+     "is checked against the table at the snapshot's instant."),
+    ("dirty-tracking.c", "incremental checkpoints (only the pages written since the last "
+     "one, \\fBlibuffd_monitor_dirty_scan\\fR(3) with \\fBLIBUFFD_DIRTY_CLEAR\\fR), with "
+     "\\fBLIBUFFD_FEATURE_WP_ASYNC\\fR and PAGEMAP_SCAN next to synchronous write-protect "
+     "faults, the cost of each, and a restore checked against memory."),
     ("raii.cpp", "C++17 RAII wrappers over handles, monitors and mappings."),
 ]
 

@@ -87,6 +87,18 @@ example gc-compaction 60 '' \
   '^gc-compaction: moved 256 pages \([0-9]+ on a mutator.s fault, [0-9]+ by the compactor\)' \
   '^gc-compaction: [1-9][0-9]* mutator reads, 0 torn objects$' \
   '^gc-compaction: verified [0-9]+ objects in 256 compacted pages$'
+example db-snapshot 60 '' \
+  '^db-snapshot: table of 262144 rows \(16 MiB\), 3 writer threads' \
+  '^db-snapshot: saved ([0-9]+) of \1 pages to a temporary file in [0-9.]+ ms; writers made [1-9][0-9]* updates meanwhile' \
+  '^db-snapshot: file equals the table at the snapshot instant: yes \(0 rows differ, 0 rows torn\)$' \
+  '^db-snapshot: [1-9][0-9]* rows updated in memory since the snapshot, none of them in the file$' \
+  '^db-snapshot: verified 262144 rows$'
+example dirty-tracking 60 '' \
+  '^dirty-tracking: async \(WP_ASYNC \+ PAGEMAP_SCAN\): [0-9]+ us per checkpoint \(scan [0-9]+ us\), [1-9][0-9]* pages per round; application.s writes [0-9]+ us per round' \
+  '^dirty-tracking: sync \(WP faults\): [0-9]+ us per checkpoint \(scan [0-9]+ us\), [1-9][0-9]* pages per round; application.s writes [0-9]+ us per round' \
+  '^dirty-tracking: sync on_write calls: ([1-9][0-9]*) for \1 first writes$' \
+  '^dirty-tracking: restore of base \+ increments equals memory: async yes, sync yes$' \
+  '^dirty-tracking: verified 8 incremental checkpoints, both ways$'
 example raii 60 '' \
   '^raii: overlapping region refused: errno 22 ' '^raii: [0-9]+ faults, 262144 bytes placed, 0 failed$' \
   '^raii: verified 64 pages \(buffer and callback regions\)$'
