@@ -294,14 +294,21 @@ impl Snapshot {
         )
         .map_err(undo)?;
         monitor.add_uffd(uffd.clone()).map_err(undo)?;
-        let running = monitor.start().map_err(undo)?;
-        // The instant of the snapshot.
+        // The instant of the snapshot. Before the monitor's thread starts:
+        // a writer's fault meanwhile waits in the userfaultfd's queue, and
+        // a caller holding its writers across `begin` (for a consistent
+        // instant) holds them for the ioctl, not for a thread's start.
         if let Err(e) = uffd.writeprotect(memory, WriteprotectMode::WP) {
             let _ = uffd.writeprotect(memory, WriteprotectMode::empty());
-            monitor.stop();
-            let _ = running.wait();
             return Err(undo(e));
         }
+        let running = match monitor.start() {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = uffd.writeprotect(memory, WriteprotectMode::empty());
+                return Err(undo(e));
+            }
+        };
         let s = shared.clone();
         let m = monitor.clone();
         let copier = super::spawn_thread("uffd-snapshot", move || copy_all(s, m));
