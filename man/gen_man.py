@@ -1287,6 +1287,11 @@ EXAMPLE_PROGRAMS = [
      "\\fBlibuffd_move\\fR(3) and \\fBlibuffd_monitor_move\\fR(3) while mutator threads "
      "read checksummed objects."),
     ("raii.cpp", "C++17 RAII wrappers over handles, monitors and mappings."),
+    ("lazy-restore.c", "a VMM process hands its guest memory's userfaultfd to a handler "
+     "process (\\fBlibuffd_send\\fR(3), \\fBlibuffd_recv\\fR(3)) that restores it from a "
+     "snapshot file with fault-around and background prefetch and stops when the VMM goes "
+     "(\\fBlibuffd_monitor_watch_peer\\fR(3)); a balloon's MADV_DONTNEED reads as zeros; "
+     "the restore time against \\fBread\\fR(2) of the file."),
 ]
 
 EXAMPLE_7 = """\
