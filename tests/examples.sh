@@ -95,6 +95,12 @@ if [ "${hp_free:-0}" -ge 32 ]; then
 else
   echo "SKIP    lazy-restore hugetlb: ${hp_free:-no} huge pages free (32 needed; make test reserves them as root)"
 fi
+example postcopy 30 '' \
+  '^postcopy: 32 MiB \(8192 pages of 4 KiB\) from a page server on 127\.0\.0\.1:[0-9]+$' \
+  '^source: page server answered [1-9][0-9]* requests$' \
+  '^postcopy: [1-9][0-9]* pages fetched on demand \(faults of 4 vCPU threads, median wait [0-9]+ us\), [1-9][0-9]* in the background$' \
+  '^postcopy: every page arrived in [0-9.]+ ms \([0-9]+ MiB/s\); monitor: [0-9]+ faults, 32768 KiB placed, 0 failed$' \
+  '^postcopy: verified 8192 pages$'
 example sigbus-mode 60 '' \
   '^sigbus-mode: 64 SIGBUS faults placed on the faulting threads \(4 threads' \
   '^sigbus-mode: verified 64 pages$'
