@@ -42,11 +42,13 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -91,8 +93,14 @@ static long thread_faults(void)
  * 127.0.0.1 (a port the kernel picks, written to port_pipe), serves one
  * connection until the destination closes it.
  */
-static void source(size_t len, int port_pipe)
+static void source(size_t len, int port_pipe, pid_t destination)
 {
+	/* Never outlive the destination (should it fail before connecting,
+	 * accept() would wait for ever). */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != destination)
+		_exit(EXIT_FAILURE);
+
 	int image = memfd_create("source-ram", MFD_CLOEXEC);
 	if (image < 0 || ftruncate(image, (off_t)len) < 0)
 		die("source", "memfd", -errno);
@@ -198,12 +206,13 @@ int main(int argc, char *argv[])
 	int pp[2];
 	if (pipe2(pp, O_CLOEXEC) < 0)
 		die("destination", "pipe", -errno);
+	pid_t destination = getpid();
 	pid_t src = fork();
 	if (src < 0)
 		die("destination", "fork", -errno);
 	if (src == 0) {
 		close(pp[0]);
-		source(len, pp[1]);
+		source(len, pp[1], destination);
 	}
 	close(pp[1]);
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
