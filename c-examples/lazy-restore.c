@@ -27,11 +27,13 @@
  * to place them. The VMM checks that the balloon reads as zeros and every
  * other byte as the snapshot.
  *
- * Prints the restore time (from the hand-off until every page of the guest
- * is in place) against reading the same file with read() into a buffer of
- * the same size, in the same run (the file is in the page cache for both),
- * and the time to the guest's first page. (The read() buffer is anonymous
- * memory of 4 KiB pages, whatever the guest's.)
+ * Prints the restore time (from the userfaultfd's creation, the hand-off
+ * and the handler's start included, until every page of the guest is in
+ * place) against reading the same file with read() into a buffer of the
+ * same size, in the same run (the file is in the page cache for both), and
+ * the time to the guest's first page. (The read() buffer is anonymous
+ * memory of 4 KiB pages, whatever the guest's; the restore reads an eighth
+ * less of the file: the balloon's pages are zeros.)
  *
  * Usage: lazy-restore [anon|hugetlb] [MiB]  (default: hugetlb when enough
  * huge pages are free, else anon; 64 MiB). The snapshot file is created in
