@@ -1335,6 +1335,11 @@ typedef struct libuffd_monitor_opts {
  * connection; the monitor reads the socket while it lives (nobody else
  * may meanwhile; it is the caller's again after libuffd_monitor_free()).
  * A fault asks for its fault-around window (whole pages, at most 4 MiB).
+ * On a TCP socket the monitor sets TCP_NODELAY (on the socket the
+ * caller shares): a request must not wait for the ACK of an earlier one.
+ * LIBUFFD_REGION_PREFETCH does nothing for these regions (no request is
+ * sent but for a fault): to pull the pages nobody touched, touch them
+ * from a thread of your own (c-examples/postcopy.c).
  * A refused request or a lost connection (the server died)
  * fails the faults concerned (SIGBUS, counted in failed). Protocol, and a
  * server: libuffd_page_server_serve().
@@ -1346,7 +1351,11 @@ typedef struct libuffd_monitor_opts {
 /**
  * libuffd_region_opts.flags: populate the region in the background, under
  * libuffd_monitor_run()/start() (not libuffd_monitor_dispatch()); a region
- * added while the monitor runs is prefetched too.
+ * added while the monitor runs is prefetched too. Regions with a local
+ * source only (zero, buffer, fd, page cache): the flag is accepted and
+ * does nothing for LIBUFFD_SOURCE_CALLBACK and LIBUFFD_SOURCE_REMOTE
+ * regions, whose pages come only with their faults (the prefetched_bytes
+ * counter stays 0 for them).
  */
 #define LIBUFFD_REGION_PREFETCH 0x1
 
@@ -1415,9 +1424,10 @@ typedef struct libuffd_region_opts {
    */
   uint64_t buffer_len;
   /**
-   * LIBUFFD_SOURCE_FD: the file to pread (only that source reads this
-   * field: for the others any value, 0 included, is ignored).
-   * libuffd_monitor_add_region()
+   * LIBUFFD_SOURCE_FD: the file to pread; LIBUFFD_SOURCE_REMOTE: the
+   * connected socket to the page server (only these two sources read
+   * this field: for the others any value, 0 included, is ignored).
+   * For LIBUFFD_SOURCE_FD, libuffd_monitor_add_region()
    * duplicates it (F_DUPFD_CLOEXEC) and reads its duplicate, closed
    * with the monitor: the caller may close its own at once. The file's
    * end inside the region fails faults there, unless
@@ -1429,7 +1439,8 @@ typedef struct libuffd_region_opts {
    */
   uint32_t stop_policy;
   /**
-   * LIBUFFD_SOURCE_FD: file offset of the region's first byte. An offset
+   * LIBUFFD_SOURCE_FD: file offset of the region's first byte
+   * (LIBUFFD_SOURCE_REMOTE: the server's offset of it). An offset
    * that overflows (past 2^63 - 1) fails the faults it concerns with
    * EOVERFLOW.
    */
@@ -2564,7 +2575,9 @@ int32_t libuffd_monitor_watch_peer(struct libuffd_monitor *m, int32_t pidfd, int
  * request's id (u64), the length of the data that follows (u32: the
  * request's, or 0 on error) and 4 zero bytes, then the data. A request
  * past the file's end is answered ENODATA, one longer than 4 MiB EINVAL,
- * a read error with its errno.
+ * a read error with its errno. Each reply is one send(2), header and
+ * data together; on a TCP socket TCP_NODELAY is set first (a reply must
+ * not wait for the client's delayed ACK of the previous one).
  *
  * Thread safety: any thread; one server per connection.
  *

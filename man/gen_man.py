@@ -1294,6 +1294,16 @@ EXAMPLE_PROGRAMS = [
      "\\fBLIBUFFD_FEATURE_WP_ASYNC\\fR and PAGEMAP_SCAN next to synchronous write-protect "
      "faults, the cost of each, and a restore checked against memory."),
     ("raii.cpp", "C++17 RAII wrappers over handles, monitors and mappings."),
+    ("lazy-restore.c", "a VMM process hands its guest memory's userfaultfd to a handler "
+     "process (\\fBlibuffd_send\\fR(3), \\fBlibuffd_recv\\fR(3)) that restores it from a "
+     "snapshot file with fault-around and background prefetch and stops when the VMM goes "
+     "(\\fBlibuffd_monitor_watch_peer\\fR(3)); a balloon's MADV_DONTNEED reads as zeros; "
+     "the restore time against \\fBread\\fR(2) of the file."),
+    ("postcopy.c", "live migration's post-copy: a page server process on 127.0.0.1 "
+     "(\\fBlibuffd_page_server_serve\\fR(3)), the destination's memory served from it "
+     "(\\fBLIBUFFD_SOURCE_REMOTE\\fR), the pages its threads touch first fetched first "
+     "and the rest pulled in the background; pages fetched on demand and in the "
+     "background, the time."),
 ]
 
 EXAMPLE_7 = """\

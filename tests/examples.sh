@@ -80,6 +80,27 @@ if [ "${hp_free:-0}" -ge 16 ]; then
 else
   echo "SKIP    minor-faults hugetlb: ${hp_free:-no} huge pages free (16 needed; make test reserves them as root)"
 fi
+example lazy-restore 30 'anon' \
+  '^lazy-restore: anon guest memory, 64 MiB \(16384 pages of 4 KiB\)' \
+  '^handler: [1-9][0-9]* faults served \([0-9]+ KiB with fault-around\), [0-9]+ KiB prefetched in the background, 1 REMOVE events, 0 failed$' \
+  '^lazy-restore: restore: [0-9.]+ ms \(read\(\): [0-9.]+ ms, ratio [0-9.]+\)$' \
+  '^lazy-restore: balloon: 2048 pages read as zeros after MADV_DONTNEED$' \
+  '^lazy-restore: verified 16384 pages \(14336 restored from the snapshot, 2048 balloon zeros, anon\)$'
+if [ "${hp_free:-0}" -ge 32 ]; then
+  example lazy-restore 30 'hugetlb' \
+    '^lazy-restore: hugetlb guest memory, 64 MiB \(32 pages of 2048 KiB\)' \
+    '^handler: [1-9][0-9]* faults served .*, 1 REMOVE events, 0 failed$' \
+    '^lazy-restore: restore: [0-9.]+ ms \(read\(\): [0-9.]+ ms, ratio [0-9.]+\)$' \
+    '^lazy-restore: verified 32 pages \(28 restored from the snapshot, 4 balloon zeros, hugetlb\)$'
+else
+  echo "SKIP    lazy-restore hugetlb: ${hp_free:-no} huge pages free (32 needed; make test reserves them as root)"
+fi
+example postcopy 30 '' \
+  '^postcopy: 32 MiB \(8192 pages of 4 KiB\) from a page server on 127\.0\.0\.1:[0-9]+$' \
+  '^source: page server answered [1-9][0-9]* requests$' \
+  '^postcopy: [1-9][0-9]* pages fetched on demand \(faults of 4 vCPU threads, median wait [0-9]+ us\), [1-9][0-9]* in the background$' \
+  '^postcopy: every page arrived in [0-9.]+ ms \([0-9]+ MiB/s\); monitor: [0-9]+ faults, 32768 KiB placed, 0 failed$' \
+  '^postcopy: verified 8192 pages$'
 example sigbus-mode 60 '' \
   '^sigbus-mode: 64 SIGBUS faults placed on the faulting threads \(4 threads' \
   '^sigbus-mode: verified 64 pages$'

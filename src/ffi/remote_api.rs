@@ -19,7 +19,9 @@ use crate::uffd::Error;
 /// request's id (u64), the length of the data that follows (u32: the
 /// request's, or 0 on error) and 4 zero bytes, then the data. A request
 /// past the file's end is answered ENODATA, one longer than 4 MiB EINVAL,
-/// a read error with its errno.
+/// a read error with its errno. Each reply is one send(2), header and
+/// data together; on a TCP socket TCP_NODELAY is set first (a reply must
+/// not wait for the client's delayed ACK of the previous one).
 ///
 /// Thread safety: any thread; one server per connection.
 ///

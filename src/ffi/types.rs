@@ -363,6 +363,11 @@ pub const LIBUFFD_SOURCE_PAGE_CACHE: u32 = 4;
 /// connection; the monitor reads the socket while it lives (nobody else
 /// may meanwhile; it is the caller's again after libuffd_monitor_free()).
 /// A fault asks for its fault-around window (whole pages, at most 4 MiB).
+/// On a TCP socket the monitor sets TCP_NODELAY (on the socket the
+/// caller shares): a request must not wait for the ACK of an earlier one.
+/// LIBUFFD_REGION_PREFETCH does nothing for these regions (no request is
+/// sent but for a fault): to pull the pages nobody touched, touch them
+/// from a thread of your own (c-examples/postcopy.c).
 /// A refused request or a lost connection (the server died)
 /// fails the faults concerned (SIGBUS, counted in failed). Protocol, and a
 /// server: libuffd_page_server_serve().
@@ -370,7 +375,11 @@ pub const LIBUFFD_SOURCE_REMOTE: u32 = 5;
 
 /// libuffd_region_opts.flags: populate the region in the background, under
 /// libuffd_monitor_run()/start() (not libuffd_monitor_dispatch()); a region
-/// added while the monitor runs is prefetched too.
+/// added while the monitor runs is prefetched too. Regions with a local
+/// source only (zero, buffer, fd, page cache): the flag is accepted and
+/// does nothing for LIBUFFD_SOURCE_CALLBACK and LIBUFFD_SOURCE_REMOTE
+/// regions, whose pages come only with their faults (the prefetched_bytes
+/// counter stays 0 for them).
 pub const LIBUFFD_REGION_PREFETCH: u32 = 0x1;
 /// libuffd_region_opts.flags, LIBUFFD_SOURCE_FD: bytes past end-of-file
 /// read as zeros (a page the file ends inside is padded with zeros, a page
@@ -493,9 +502,10 @@ pub struct libuffd_region_opts {
     /// LIBUFFD_SOURCE_BUFFER: bytes available at buffer (pages past them
     /// are zero-filled).
     pub buffer_len: u64,
-    /// LIBUFFD_SOURCE_FD: the file to pread (only that source reads this
-    /// field: for the others any value, 0 included, is ignored).
-    /// libuffd_monitor_add_region()
+    /// LIBUFFD_SOURCE_FD: the file to pread; LIBUFFD_SOURCE_REMOTE: the
+    /// connected socket to the page server (only these two sources read
+    /// this field: for the others any value, 0 included, is ignored).
+    /// For LIBUFFD_SOURCE_FD, libuffd_monitor_add_region()
     /// duplicates it (F_DUPFD_CLOEXEC) and reads its duplicate, closed
     /// with the monitor: the caller may close its own at once. The file's
     /// end inside the region fails faults there, unless
@@ -503,7 +513,8 @@ pub struct libuffd_region_opts {
     pub fd: i32,
     /// LIBUFFD_ON_STOP_* for this region (0: the monitor's stop_policy).
     pub stop_policy: u32,
-    /// LIBUFFD_SOURCE_FD: file offset of the region's first byte. An offset
+    /// LIBUFFD_SOURCE_FD: file offset of the region's first byte
+    /// (LIBUFFD_SOURCE_REMOTE: the server's offset of it). An offset
     /// that overflows (past 2^63 - 1) fails the faults it concerns with
     /// EOVERFLOW.
     pub fd_offset: u64,

@@ -217,7 +217,9 @@ pub struct RegionOptions {
     /// Register the range with this mode first (empty: the caller already
     /// registered it).
     pub register: RegisterMode,
-    /// Populate it in the background.
+    /// Populate it in the background (local sources only: nothing for
+    /// `Source::Callback` and `Source::Remote`, whose pages come only with
+    /// their faults).
     pub prefetch: bool,
     /// Handed back to callbacks.
     pub user_data: u64,

@@ -42,7 +42,8 @@ pub enum Source {
     /// a fault sends a request and is deferred, and completed when the
     /// reply arrives; the reader never waits on the network.
     /// `Monitor::add_region` duplicates `fd`; regions naming one socket
-    /// share its connection. The monitor reads the socket while it lives:
+    /// share its connection; a TCP socket gets TCP_NODELAY (requests go
+    /// out at once). The monitor reads the socket while it lives:
     /// nobody else may read it meanwhile (it is the caller's again once
     /// the monitor is dropped). A lost connection fails the region's
     /// pending and later faults (SIGBUS; see `serve_pages` for the

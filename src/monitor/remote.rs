@@ -25,15 +25,18 @@
 //! server said no, or is gone). No fault waits for ever.
 
 use super::fault::{Handled, OnAgain, Pending};
-use super::resolve::{Action, FaultToken};
+use super::region::Source;
+use super::resolve::{Action, Applied, Failed, FaultToken};
 use super::stats::Stats;
 use super::unpoisoned::LockOk;
+use super::unpoisoned::RwOk;
 use super::{ErrorPolicy, Inner};
 use crate::sys::socket;
 use crate::uffd::{Error, Result};
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 /// A request's magic ("UFPR").
 pub const REQUEST_MAGIC: u32 = 0x5250_4655;
@@ -123,6 +126,9 @@ impl Inner {
                 format!("duplicating the remote source socket {fd}"),
             )
         })?;
+        // Requests are 24 bytes: on TCP, each goes out at once rather than
+        // wait behind the ACK of an earlier one (Nagle); not TCP: no-op.
+        let _ = socket::set_nodelay(sock.as_fd());
         let cancel = crate::sys::wait::eventfd().map_err(|e| Error::os("eventfd", e, ""))?;
         let client = Arc::new(Client {
             sock,
@@ -180,6 +186,71 @@ impl Inner {
             Err(e) => {
                 self.deferred_done(token);
                 self.fail(p, token, &e, on_again)
+            }
+        }
+    }
+
+    /// Place a reply's bytes for the deferred fault `t` of the connection
+    /// `fd`: the faulting page and the rest of the window, or the faulting
+    /// page alone when the window no longer fits its region (removed or
+    /// split meanwhile).
+    ///
+    /// Under the layout gate, and only if the table still serves the page
+    /// from this connection, as a local source's placement is: a REMOVE
+    /// (madvise DONTNEED of a balloon), UNMAP or `remove_region` read
+    /// while the request was out changed what the page must hold, and
+    /// the kernel drops the page only after the monitor has read the
+    /// REMOVE, so bytes placed later would stay (stale data where the
+    /// application expects zeros). Then the thread is only woken: it
+    /// faults again and is served as the table says now. EAGAIN (an event
+    /// pending) is retried with the gate released, so the reader can take
+    /// it to apply the event; for 2 s at most, as `complete` does.
+    fn place_reply(
+        &self,
+        t: FaultToken,
+        fd: i32,
+        buf: &[u8],
+    ) -> std::result::Result<Applied, Failed> {
+        self.deferred_done(t);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut pause = Duration::from_micros(20);
+        loop {
+            let r = {
+                let _gate = self.layout.read_ok();
+                let still_ours =
+                    self.regions.read_ok().find(t.uffd_id, t.page).is_some_and(
+                        |r| matches!(r.source, Source::Remote { fd: f, .. } if f == fd),
+                    );
+                if !still_ours {
+                    let _ = self.apply(t, Action::Wake);
+                    Ok(Applied::Gone)
+                } else {
+                    let window = Action::CopyRange {
+                        src: buf.as_ptr() as u64,
+                        len: buf.len() as u64,
+                        mode: crate::uffd::CopyMode::empty(),
+                    };
+                    match self.apply(t, window) {
+                        Err(Failed::Error(e))
+                            if e.errno() == libc::EINVAL && buf.len() as u64 > t.page_size =>
+                        {
+                            self.apply(t, Action::Copy(buf.as_ptr() as u64))
+                        }
+                        r => r,
+                    }
+                }
+            };
+            match r {
+                Err(Failed::Again) if Instant::now() < deadline => {
+                    Stats::add(&self.stats.retried, 1);
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(5));
+                }
+                Ok(a) => {
+                    self.count_applied(a, t.page_size);
+                    return Ok(a);
+                }
+                Err(f) => return Err(f),
             }
         }
     }
@@ -395,22 +466,7 @@ fn replies(weak: Weak<Inner>, c: Arc<Client>) {
             );
             inner.remote_failed(t, &e);
         } else {
-            let range = Action::CopyRange {
-                src: buf.as_ptr() as u64,
-                len: len as u64,
-                mode: crate::uffd::CopyMode::empty(),
-            };
-            // The window may no longer fit the region (removed or split
-            // meanwhile): then the faulting page alone.
-            let r = match inner.complete(t, range) {
-                Err(super::resolve::Failed::Error(e))
-                    if e.errno() == libc::EINVAL && asked as u64 > t.page_size =>
-                {
-                    inner.complete(t, Action::Copy(buf.as_ptr() as u64))
-                }
-                r => r,
-            };
-            if let Err(f) = r {
+            if let Err(f) = inner.place_reply(t, c.sock.as_raw_fd(), &buf) {
                 inner.remote_failed(t, &f.into_error(t));
             }
         }
@@ -428,11 +484,17 @@ fn replies(weak: Weak<Inner>, c: Arc<Client>) {
 /// that follows (u32: the request's, or 0 on error), 4 zero bytes; then
 /// the data. A request past the file's end is answered ENODATA, one
 /// longer than 4 MiB EINVAL, a read error with its errno; a malformed
-/// request ends the service with EPROTO.
+/// request ends the service with EPROTO. Each reply is one send, header
+/// and data together; a TCP socket gets TCP_NODELAY.
 pub fn serve_pages(
     sock: std::os::fd::BorrowedFd<'_>,
     file: std::os::fd::BorrowedFd<'_>,
 ) -> Result<u64> {
+    // Each reply is one send of its header and data, on a TCP socket with
+    // TCP_NODELAY: a header sent alone, then the data, left the data
+    // waiting for the client's delayed ACK of the header (~40 ms a reply).
+    let _ = socket::set_nodelay(sock);
+    // The reply: its header, then the data read into place after it.
     let mut buf: Vec<u8> = Vec::new();
     let mut served = 0u64;
     loop {
@@ -458,10 +520,10 @@ pub fn serve_pages(
         if len > MAX_REQUEST {
             status = libc::EINVAL;
         } else {
-            buf.resize(len as usize, 0);
+            buf.resize(HEADER + len as usize, 0);
             let mut got = 0;
-            while got < buf.len() {
-                match crate::sys::wait::pread(file, &mut buf[got..], offset + got as u64) {
+            while HEADER + got < buf.len() {
+                match crate::sys::wait::pread(file, &mut buf[HEADER + got..], offset + got as u64) {
                     Ok(0) => {
                         status = libc::ENODATA;
                         break;
@@ -476,14 +538,14 @@ pub fn serve_pages(
             }
         }
         let body = if status == 0 { len } else { 0 };
-        let mut hdr = [0u8; HEADER];
+        buf.resize(HEADER + body as usize, 0);
+        let hdr = &mut buf[..HEADER];
+        hdr.fill(0);
         hdr[0..4].copy_from_slice(&REPLY_MAGIC.to_le_bytes());
         hdr[4..8].copy_from_slice(&status.to_le_bytes());
         hdr[8..16].copy_from_slice(&id.to_le_bytes());
         hdr[16..20].copy_from_slice(&body.to_le_bytes());
-        let sent = socket::send_all(sock, &hdr)
-            .and_then(|()| socket::send_all(sock, &buf[..body as usize]));
-        match sent {
+        match socket::send_all(sock, &buf) {
             Ok(()) => served += 1,
             Err(libc::EPIPE) | Err(libc::ECONNRESET) => return Ok(served),
             Err(e) => return Err(Error::os("page server", e, "sending a reply")),

@@ -249,6 +249,28 @@ pub fn shutdown(sock: BorrowedFd<'_>) {
     let _ = unsafe { libc::shutdown(sock.as_raw_fd(), libc::SHUT_RDWR) };
 }
 
+/// Set TCP_NODELAY on a TCP socket: small messages go out at once instead
+/// of waiting for the peer's ACK of earlier ones (Nagle). The errno for
+/// other sockets (EOPNOTSUPP for a Unix socket), which callers may ignore.
+pub fn set_nodelay(sock: BorrowedFd<'_>) -> Result<(), i32> {
+    let one: libc::c_int = 1;
+    // SAFETY: the option value points to a c_int of the given length.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        Err(super::last_errno())
+    } else {
+        Ok(())
+    }
+}
+
 /// The name /proc/self/fd/<fd> links to ("anon_inode:[userfaultfd]" for a
 /// userfaultfd, "pipe:[...]" for a pipe).
 pub fn fd_link(fd: BorrowedFd<'_>) -> Result<String, i32> {
