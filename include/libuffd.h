@@ -1117,6 +1117,14 @@ typedef struct libuffd_monitor libuffd_monitor;
 #define LIBUFFD_ON_REMOVE_UNREGISTER 1
 
 /**
+ * REMOVE policy: refill from the source. Later faults in the removed
+ * range re-read the region's source (buffer, file) as if the pages had
+ * never been placed; ZERO and CALLBACK regions are unchanged by it. The
+ * pages a budgeted region evicts always come back this way.
+ */
+#define LIBUFFD_ON_REMOVE_REFILL 2
+
+/**
  * Monitor options (all zero: the defaults). Set sz to the struct's size.
  */
 typedef struct libuffd_monitor_opts {
@@ -1227,6 +1235,30 @@ typedef struct libuffd_monitor_opts {
 #define LIBUFFD_REGION_ZERO_PAST_EOF 0x2
 
 /**
+ * libuffd_region_opts.flags, with max_resident: dirty pages are written
+ * back to writeback_fd (pwrite at the page's source offset) before they
+ * are evicted. It must be the LIBUFFD_SOURCE_FD source's file (checked:
+ * -EINVAL otherwise, and with a buffer source), so that evicted pages
+ * come back with what was written back. Duplicated like fd.
+ */
+#define LIBUFFD_REGION_WRITEBACK_FD 0x4
+
+/**
+ * libuffd_region_opts.flags, with max_resident: dirty pages are written
+ * back by ops->on_writeback (which must be set: -EINVAL otherwise).
+ */
+#define LIBUFFD_REGION_WRITEBACK_CALLBACK 0x8
+
+/**
+ * libuffd_region_opts.flags, with max_resident and no write-back sink:
+ * the caller declares that the application does not write the region. A
+ * page written anyway is never evicted (it stays resident, over the
+ * budget if need be): nothing is lost. A budgeted region with neither a
+ * sink nor this flag is refused (-EINVAL).
+ */
+#define LIBUFFD_REGION_READ_ONLY 0x10
+
+/**
  * How a region is served (libuffd_monitor_add_region()). Set sz; every
  * other field zero means its default: zero pages, the range registered
  * already, the monitor's stop policy, the page size asked.
@@ -1294,6 +1326,36 @@ typedef struct libuffd_region_opts {
    * Added in 1.0: older, shorter structs (see sz) mean 0.
    */
   uint64_t page_size;
+  /**
+   * Resident-set budget in bytes (0: none; rounded down to whole pages,
+   * at least one). Before a fault would place more, the monitor evicts
+   * the least-recently-faulted resident pages of the region, writing
+   * dirty ones back first (LIBUFFD_REGION_WRITEBACK_FD or
+   * LIBUFFD_REGION_WRITEBACK_CALLBACK; or LIBUFFD_REGION_READ_ONLY),
+   * then dropping them (MADV_REMOVE for shared memory, MADV_DONTNEED
+   * for private and hugetlb memory); an evicted page comes back from
+   * the source at its next fault. Pages are placed write-protected (a
+   * write is seen once, to mark the page dirty): register_mode gets
+   * LIBUFFD_REGISTER_WP added, and a caller that registered the range
+   * itself registers it MISSING|WP. Only LIBUFFD_SOURCE_BUFFER and
+   * LIBUFFD_SOURCE_FD regions, without LIBUFFD_REGION_PREFETCH, with a
+   * known page size. With LIBUFFD_FEATURE_EVENT_REMOVE on the handle the
+   * drops are made by the monitor's evictor thread (a madvise on the
+   * monitor's own thread would wait for itself to read the REMOVE
+   * event): the resident set may then exceed the budget by up to 64
+   * pages while they are made. Counted in libuffd_monitor_stats
+   * (evictions, writebacks, writeback_bytes, writeback_failures,
+   * resident_pages).
+   */
+  uint64_t max_resident;
+  /**
+   * LIBUFFD_REGION_WRITEBACK_FD: the file dirty pages are written to.
+   */
+  int32_t writeback_fd;
+  /**
+   * Zero.
+   */
+  uint32_t reserved;
 } libuffd_region_opts;
 
 /* ---------------------------------------------- 6.2 callbacks */
@@ -1459,6 +1521,18 @@ typedef struct libuffd_monitor_ops {
    * An error the monitor handled, as text valid during the call.
    */
   void (*on_log)(void *user_data, struct libuffd_monitor *m, const char *msg);
+  /**
+   * Write back a dirty page of a LIBUFFD_REGION_WRITEBACK_CALLBACK
+   * region before it is evicted: page->page (readable, write-protected
+   * while the callback runs) holds page->page_size bytes to store where
+   * the region's source reads them (page->region_offset). The fault
+   * fields say which page: address and page are the page,
+   * region_start, region_offset, region_data and handle_id the region's,
+   * flags 0. Returns 0, or a negative errno: the page then stays
+   * resident and dirty (writeback_failures, on_log) and is tried again
+   * at a later eviction. Runs on the thread whose fault needs the room.
+   */
+  int32_t (*on_writeback)(void *user_data, struct libuffd_monitor *m, const struct libuffd_fault *page);
 } libuffd_monitor_ops;
 
 /* ---------------------------------------------- 6.3 lifecycle */
@@ -1554,8 +1628,13 @@ int32_t libuffd_monitor_remove_handle(struct libuffd_monitor *m, uint32_t handle
  * Returns: 0, or -EINVAL (NULL monitor, unknown handle id, bad range,
  * misaligned for the page size, a page size that is not a power of two
  * of at least the base page size or not the mapping's, overlap, unknown
- * source, stop_policy or flags, NULL buffer, negative fd), -EBADF (a
- * source fd that is not open), -EMFILE (no descriptor left for its
+ * source, stop_policy or flags, NULL buffer, negative fd; with
+ * max_resident: less than one page, a source other than BUFFER or FD,
+ * PREFETCH, no write-back sink and no LIBUFFD_REGION_READ_ONLY, both
+ * sinks, WRITEBACK_CALLBACK without ops->on_writeback, a writeback_fd
+ * that is not the FD source's file or with a BUFFER source; a sink or
+ * READ_ONLY without max_resident; reserved not 0), -EBADF (a source or
+ * write-back fd that is not open), -EMFILE (no descriptor left for its
  * duplicate),
  * and libuffd_register()'s errors.
  *
@@ -1978,6 +2057,26 @@ typedef struct libuffd_monitor_stats {
    * (logged): their memory faults as without userfaultfd.
    */
   uint64_t children_dropped;
+  /**
+   * Pages of budgeted regions evicted (libuffd_region_opts.max_resident).
+   */
+  uint64_t evictions;
+  /**
+   * Dirty pages written back before their eviction.
+   */
+  uint64_t writebacks;
+  /**
+   * Bytes written back.
+   */
+  uint64_t writeback_bytes;
+  /**
+   * Write-backs that failed: the page stayed resident and dirty (logged).
+   */
+  uint64_t writeback_failures;
+  /**
+   * Pages of budgeted regions resident now (a level, not a count).
+   */
+  uint64_t resident_pages;
 } libuffd_monitor_stats;
 
 /**

@@ -338,6 +338,11 @@ pub const LIBUFFD_ON_STOP_ZERO: u32 = 3;
 pub const LIBUFFD_ON_REMOVE_ZERO: u32 = 0;
 /// REMOVE policy: unregister the removed range.
 pub const LIBUFFD_ON_REMOVE_UNREGISTER: u32 = 1;
+/// REMOVE policy: refill from the source. Later faults in the removed
+/// range re-read the region's source (buffer, file) as if the pages had
+/// never been placed; ZERO and CALLBACK regions are unchanged by it. The
+/// pages a budgeted region evicts always come back this way.
+pub const LIBUFFD_ON_REMOVE_REFILL: u32 = 2;
 
 /// Region source: zero-filled pages.
 pub const LIBUFFD_SOURCE_ZERO: u32 = 0;
@@ -364,6 +369,21 @@ pub const LIBUFFD_REGION_PREFETCH: u32 = 0x1;
 /// read as zeros (a page the file ends inside is padded with zeros, a page
 /// past it is a zero page) instead of failing the fault.
 pub const LIBUFFD_REGION_ZERO_PAST_EOF: u32 = 0x2;
+/// libuffd_region_opts.flags, with max_resident: dirty pages are written
+/// back to writeback_fd (pwrite at the page's source offset) before they
+/// are evicted. It must be the LIBUFFD_SOURCE_FD source's file (checked:
+/// -EINVAL otherwise, and with a buffer source), so that evicted pages
+/// come back with what was written back. Duplicated like fd.
+pub const LIBUFFD_REGION_WRITEBACK_FD: u32 = 0x4;
+/// libuffd_region_opts.flags, with max_resident: dirty pages are written
+/// back by ops->on_writeback (which must be set: -EINVAL otherwise).
+pub const LIBUFFD_REGION_WRITEBACK_CALLBACK: u32 = 0x8;
+/// libuffd_region_opts.flags, with max_resident and no write-back sink:
+/// the caller declares that the application does not write the region. A
+/// page written anyway is never evicted (it stays resident, over the
+/// budget if need be): nothing is lost. A budgeted region with neither a
+/// sink nor this flag is refused (-EINVAL).
+pub const LIBUFFD_REGION_READ_ONLY: u32 = 0x10;
 
 /// on_fault return: the callback resolved the fault (libuffd_monitor_copy()
 /// and friends).
@@ -488,6 +508,30 @@ pub struct libuffd_region_opts {
     /// LIBUFFD_FEATURE_THREAD_ID, else the base page size is assumed.
     /// Added in 1.0: older, shorter structs (see sz) mean 0.
     pub page_size: u64,
+    /// Resident-set budget in bytes (0: none; rounded down to whole pages,
+    /// at least one). Before a fault would place more, the monitor evicts
+    /// the least-recently-faulted resident pages of the region, writing
+    /// dirty ones back first (LIBUFFD_REGION_WRITEBACK_FD or
+    /// LIBUFFD_REGION_WRITEBACK_CALLBACK; or LIBUFFD_REGION_READ_ONLY),
+    /// then dropping them (MADV_REMOVE for shared memory, MADV_DONTNEED
+    /// for private and hugetlb memory); an evicted page comes back from
+    /// the source at its next fault. Pages are placed write-protected (a
+    /// write is seen once, to mark the page dirty): register_mode gets
+    /// LIBUFFD_REGISTER_WP added, and a caller that registered the range
+    /// itself registers it MISSING|WP. Only LIBUFFD_SOURCE_BUFFER and
+    /// LIBUFFD_SOURCE_FD regions, without LIBUFFD_REGION_PREFETCH, with a
+    /// known page size. With LIBUFFD_FEATURE_EVENT_REMOVE on the handle the
+    /// drops are made by the monitor's evictor thread (a madvise on the
+    /// monitor's own thread would wait for itself to read the REMOVE
+    /// event): the resident set may then exceed the budget by up to 64
+    /// pages while they are made. Counted in libuffd_monitor_stats
+    /// (evictions, writebacks, writeback_bytes, writeback_failures,
+    /// resident_pages).
+    pub max_resident: u64,
+    /// LIBUFFD_REGION_WRITEBACK_FD: the file dirty pages are written to.
+    pub writeback_fd: i32,
+    /// Zero.
+    pub reserved: u32,
 }
 
 impl Default for libuffd_region_opts {
@@ -504,6 +548,9 @@ impl Default for libuffd_region_opts {
             fd_offset: 0,
             data: std::ptr::null_mut(),
             page_size: 0,
+            max_resident: 0,
+            writeback_fd: 0,
+            reserved: 0,
         }
     }
 }
@@ -624,6 +671,22 @@ pub struct libuffd_monitor_ops {
             msg: *const libc::c_char,
         ),
     >,
+    /// Write back a dirty page of a LIBUFFD_REGION_WRITEBACK_CALLBACK
+    /// region before it is evicted: page->page (readable, write-protected
+    /// while the callback runs) holds page->page_size bytes to store where
+    /// the region's source reads them (page->region_offset). The fault
+    /// fields say which page: address and page are the page,
+    /// region_start, region_offset, region_data and handle_id the region's,
+    /// flags 0. Returns 0, or a negative errno: the page then stays
+    /// resident and dirty (writeback_failures, on_log) and is tried again
+    /// at a later eviction. Runs on the thread whose fault needs the room.
+    pub on_writeback: Option<
+        unsafe extern "C" fn(
+            user_data: *mut libc::c_void,
+            m: *mut libuffd_monitor,
+            page: *const libuffd_fault,
+        ) -> i32,
+    >,
 }
 
 /// Monitor counters (libuffd_monitor_get_stats()). Set sz before the call.
@@ -688,6 +751,16 @@ pub struct libuffd_monitor_stats {
     /// Forked children left unserved because no room was ready for them
     /// (logged): their memory faults as without userfaultfd.
     pub children_dropped: u64,
+    /// Pages of budgeted regions evicted (libuffd_region_opts.max_resident).
+    pub evictions: u64,
+    /// Dirty pages written back before their eviction.
+    pub writebacks: u64,
+    /// Bytes written back.
+    pub writeback_bytes: u64,
+    /// Write-backs that failed: the page stayed resident and dirty (logged).
+    pub writeback_failures: u64,
+    /// Pages of budgeted regions resident now (a level, not a count).
+    pub resident_pages: u64,
 }
 
 /// A fault-handling engine over one or more handles. Create with
@@ -721,7 +794,7 @@ mod tests {
         assert!(bytes(&libuffd_monitor_opts::default())
             .iter()
             .all(|&b| b == 0));
-        assert_eq!(std::mem::size_of::<libuffd_region_opts>(), 72);
+        assert_eq!(std::mem::size_of::<libuffd_region_opts>(), 88);
         assert!(
             bytes(&libuffd_region_opts::default())
                 .iter()
@@ -729,7 +802,7 @@ mod tests {
             "libuffd_region_opts::default() is not all zeros: {:?}",
             libuffd_region_opts::default()
         );
-        assert_eq!(std::mem::size_of::<libuffd_monitor_ops>(), 7 * 8);
+        assert_eq!(std::mem::size_of::<libuffd_monitor_ops>(), 8 * 8);
         assert!(bytes(&libuffd_monitor_ops::default())
             .iter()
             .all(|&b| b == 0));

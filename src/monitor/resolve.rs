@@ -268,7 +268,7 @@ impl Inner {
     }
 }
 
-fn classify(
+pub(crate) fn classify(
     inner: &Inner,
     uffd: &Uffd,
     id: u32,

@@ -79,6 +79,19 @@ macro_rules! counters {
             /// once): a fork storm outran the reserves for a whole second
             /// (reserve.rs); logged.
             children_dropped,
+            /// Pages of budgeted regions evicted (dropped after their
+            /// write-back, if dirty).
+            evictions,
+            /// Dirty pages written back through a region's sink.
+            writebacks,
+            /// Bytes written back.
+            writeback_bytes,
+            /// Write-backs that failed (the page stayed resident and dirty;
+            /// logged).
+            writeback_failures,
+            /// Pages of budgeted regions resident now (a level, not a count
+            /// of events).
+            resident_pages,
         }
     };
 }
@@ -162,6 +175,6 @@ mod tests {
                 m
             }};
         }
-        assert_eq!(counters!(each), 22);
+        assert_eq!(counters!(each), 27);
     }
 }
