@@ -9,7 +9,7 @@
 #                     INCLUDEDIR, PKGCONFIGDIR, CMAKEDIR, MANDIR, DOCDIR, DESTDIR honoured
 #   make install-debug  the shared library's separate debug info (DEBUGDIR)
 #   make header       regenerate include/libuffd.h with cbindgen
-#   make bench        benchmark libuffd against the hand-rolled loop (one to two minutes)
+#   make bench        benchmark libuffd against the hand-rolled loops (uffd_bench, budget_bench; two to three minutes)
 #   make bench-quick  the same as a smoke run (tiny sizes, one repetition)
 #   make check-abi    compare the built library with abi/libuffd.abi (abidiff); make abi-baseline rewrites it
 #   make fuzz-quick   fuzz the C ABI for a minute (libFuzzer; needs clang)
@@ -130,10 +130,15 @@ $(BUILD)/userfaultfd_demo: c-examples/userfaultfd_demo.c include/libuffd.h $(SHL
 $(BUILD)/uffd_bench: bench/uffd_bench.c include/libuffd.h $(SHLIB)
 	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -Werror -Iinclude -o $@ $< -L$(BUILD) -luffd -Wl,-rpath,$(abspath $(BUILD)) -lpthread
 
-bench: $(BUILD)/uffd_bench
-	$(BUILD)/uffd_bench $(BENCH_ARGS) --json $(BUILD)/bench.json
+$(BUILD)/budget_bench: bench/budget_bench.c include/libuffd.h $(SHLIB)
+	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -Werror -Iinclude -o $@ $< -L$(BUILD) -luffd -Wl,-rpath,$(abspath $(BUILD)) -lpthread
 
-bench-quick: $(BUILD)/uffd_bench
+bench: $(BUILD)/uffd_bench $(BUILD)/budget_bench
+	$(BUILD)/uffd_bench $(BENCH_ARGS) --json $(BUILD)/bench.json
+	$(BUILD)/budget_bench
+
+bench-quick: $(BUILD)/uffd_bench $(BUILD)/budget_bench
+	timeout 120 $(BUILD)/budget_bench --quick
 	timeout 300 $(BUILD)/uffd_bench --quick --json $(BUILD)/bench-quick.json
 	python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"]; \
 		assert len(r) >= 65 and all(x["median_s"] > 0 for x in r), "bad bench JSON"; \
