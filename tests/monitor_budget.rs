@@ -641,3 +641,96 @@ fn budget_bad_options() {
         .add_region(id, handed(mem.start(), mem.len as u64), base)
         .unwrap();
 }
+
+/// The callback sink over a buffer source: `Handler::on_writeback` stores
+/// each dirty page in the buffer the source reads, and evicted pages come
+/// back with it. With REMOVE events (the evictor thread drops the pages)
+/// and workers.
+struct BufferSink {
+    buf: u64,
+    calls: Arc<AtomicU64>,
+}
+
+impl Handler for BufferSink {
+    fn on_writeback(&self, wb: &Writeback) -> std::result::Result<(), i32> {
+        if wb.page < wb.region.start || wb.len != PAGE as u64 {
+            return Err(libc::EINVAL);
+        }
+        // SAFETY: the page is readable (write-protected, resident) for the
+        // call; the buffer is the test's, len bytes at source_offset.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                wb.page as *const u8,
+                (self.buf + wb.region.source_offset) as *mut u8,
+                wb.len as usize,
+            )
+        };
+        self.calls.fetch_add(1, SeqCst);
+        Ok(())
+    }
+}
+
+#[test]
+fn callback_sink_buffer_source() {
+    let test = "callback_sink_buffer_source";
+    let _w = Watchdog::new(test, 60);
+    let kind = Kind::Anon;
+    let Some(u) = kit::uffd_with(features(kind, true), test) else {
+        return;
+    };
+    let pages = 32;
+    let mem = Mem::new(kind, pages);
+    let data = content(mem.len, 9);
+    // The source buffer: its own mapping (the callback writes it).
+    let src = Mem::new(Kind::Anon, pages);
+    kit::fill(&src, 0, &data);
+    let calls = Arc::new(AtomicU64::new(0));
+    let monitor = Monitor::new(
+        Config {
+            workers: 2,
+            ..Config::default()
+        },
+        Box::new(BufferSink {
+            buf: src.start(),
+            calls: calls.clone(),
+        }),
+    )
+    .unwrap();
+    let id = monitor.add_uffd(Arc::new(u)).unwrap();
+    monitor
+        .add_region(
+            id,
+            handed(mem.start(), mem.len as u64),
+            RegionOptions {
+                source: Source::Buffer {
+                    addr: src.start(),
+                    len: src.len as u64,
+                },
+                register: RegisterMode::MISSING,
+                max_resident: 8 * PAGE as u64,
+                sink: Sink::Callback,
+                ..RegionOptions::default()
+            },
+        )
+        .unwrap();
+    let running = monitor.start().unwrap();
+    let mut model = data.clone();
+    let mut x = 77u64;
+    for _ in 0..5000 {
+        let off = (next(&mut x) % mem.len as u64) as usize;
+        if next(&mut x) % 2 == 0 {
+            let v = next(&mut x) as u8;
+            mem.write(off, v);
+            model[off] = v;
+        } else {
+            assert_eq!(mem.read(off), model[off], "{test}: offset {off:#x}");
+        }
+    }
+    kit::assert_bytes(mem.bytes(), &model, test);
+    let st = monitor.stats();
+    assert!(st.evictions > 0 && st.writebacks > 0, "{test}: {st:?}");
+    assert_eq!(calls.load(SeqCst), st.writebacks, "{test}");
+    assert_eq!(st.writeback_failures, 0, "{test}: {st:?}");
+    monitor.stop();
+    running.wait().unwrap();
+}
