@@ -142,17 +142,28 @@ fn next(x: &mut u64) -> u64 {
     *x
 }
 
-/// The working-set test: `pages` pages, a budget of a quarter of them,
+/// The working-set test: `pages` pages (16: a budget of a quarter of them),
 /// THREADS threads each reading and writing its own bytes (offset % THREADS
 /// == thread) of random pages, checking each read against its model.
 fn working_set(test: &'static str, kind: Kind, remove: bool, workers: u32, ops: usize) {
+    working_set_of(test, kind, remove, workers, ops, 16, 4);
+}
+
+fn working_set_of(
+    test: &'static str,
+    kind: Kind,
+    remove: bool,
+    workers: u32,
+    ops: usize,
+    pages: usize,
+    budget: usize,
+) {
     let _w = Watchdog::new(test, 120);
-    let pages = 16;
     let config = Config {
         workers,
         ..Config::default()
     };
-    let Some((mut s, data)) = setup(test, kind, pages, pages / 4, remove, config, 7) else {
+    let Some((mut s, data)) = setup(test, kind, pages, budget, remove, config, 7) else {
         return;
     };
     let ps = kind.page();
@@ -211,14 +222,10 @@ fn working_set(test: &'static str, kind: Kind, remove: bool, workers: u32, ops: 
     let res = resident(&s.mem);
     let n_res = res.iter().filter(|r| **r).count();
     assert!(
-        n_res <= pages / 4 + if remove { 1 } else { 0 },
-        "{test}: {n_res} pages resident, budget {}: {res:?}",
-        pages / 4
+        n_res <= budget + if remove { 1 } else { 0 },
+        "{test}: {n_res} pages resident, budget {budget}: {res:?} {st:?}"
     );
-    assert!(
-        st.resident_pages <= (pages / 4) as u64 + 1,
-        "{test}: {st:?}"
-    );
+    assert!(st.resident_pages <= budget as u64 + 1, "{test}: {st:?}");
     // File + resident memory == model.
     let file = pread_all(&s.file, len);
     for (i, r) in res.iter().enumerate() {
@@ -282,6 +289,35 @@ fn budget_shmem_evictor_thread() {
         true,
         0,
         20_000,
+    );
+}
+
+/// Two pages for a budget of one, two writers and two workers: nearly
+/// every access evicts the page the other thread writes, so writes race
+/// with write-backs all the time; none may be lost.
+#[test]
+fn budget_writes_race_writebacks() {
+    working_set_of(
+        "budget_writes_race_writebacks",
+        Kind::Anon,
+        false,
+        2,
+        20_000,
+        2,
+        1,
+    );
+}
+
+#[test]
+fn budget_writes_race_writebacks_evictor() {
+    working_set_of(
+        "budget_writes_race_writebacks_evictor",
+        Kind::Anon,
+        true,
+        2,
+        20_000,
+        2,
+        1,
     );
 }
 

@@ -231,6 +231,7 @@ impl Budget {
         // Two sweeps at most: the first clears REF bits, the second finds
         // the victims. Bounded whatever the pages' states.
         let mut steps = 0;
+        let mut skipped_busy = false;
         while c.resident >= self.max_pages && claim.n < MAX_VICTIMS && steps < 2 * npages {
             let h = c.hand;
             c.hand = (h + 1) % npages;
@@ -240,7 +241,12 @@ impl Budget {
             }
             let v = &self.pages[h as usize];
             let s = v.load(Acquire);
-            if s & RES == 0 || s & (BUSY | WRITING) != 0 {
+            if s & (BUSY | WRITING) != 0 {
+                // Being placed (counted, not RES yet), evicted or written.
+                skipped_busy = true;
+                continue;
+            }
+            if s & RES == 0 {
                 continue;
             }
             if s & DIRTY != 0 && self.sink == Sink::None {
@@ -257,6 +263,15 @@ impl Budget {
                 claim.victims[claim.n] = h;
                 claim.n += 1;
             }
+        }
+        if claim.n == 0 && skipped_busy && c.resident >= self.max_pages {
+            // The only candidates are being placed or written by other
+            // threads right now: retry once they are done rather than go
+            // over the budget. (Pages kept because they cannot be written
+            // back, read-only ones written anyway, are never candidates:
+            // over them the budget gives way, no fault waits for ever.)
+            cell.store(prev, Release);
+            return None;
         }
         c.resident += 1;
         Some(claim)
@@ -819,8 +834,12 @@ fn evictor_loop(weak: Weak<Inner>, ev: Arc<Evictor>) {
             }
             continue;
         };
+        // Only while somebody reads the REMOVE the drop raises: not once
+        // the run stops, nor for a userfaultfd no longer served (its
+        // events are read by nobody: the madvise would sleep until the
+        // descriptor is closed).
         let serving = match weak.upgrade() {
-            Some(i) => !i.life.stop_asked(),
+            Some(i) => !i.life.stop_asked() && i.uffd(b.uffd_id).is_some(),
             None => return,
         };
         if !serving {
