@@ -20,10 +20,12 @@
  *                LIBUFFD_SOURCE_FD region with LIBUFFD_REGION_WRITEBACK_FD
  *                on the same file and max_resident.
  * Printed: for each, the median time, faults (page-fault messages, missing
- * and write-protect) per second, evictions and write-backs per
- * repetition; and the ratio libuffd faults/s / hand-rolled faults/s (the
- * median over repetitions of the pair measured in that repetition;
- * higher is better, target >= 1.0).
+ * and write-protect) per second, the process's CPU time (all threads, user
+ * and kernel) per fault, evictions and write-backs per repetition; and the
+ * ratio libuffd faults/s / hand-rolled faults/s (the median over
+ * repetitions of the pair measured in that repetition; higher is better,
+ * target >= 1.0), and the ratio of CPU per fault (lower is better: less
+ * sensitive to other load on the machine than elapsed time).
  *
  * Usage: budget_bench [--quick] [--pages N] [--accesses N] [--reps N]
  */
@@ -40,6 +42,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -48,8 +51,8 @@
 
 #define PS 4096UL
 
-static size_t pages = 16384, accesses = 200000;
-static int reps = 5;
+static size_t pages = 16384, accesses = 100000;
+static int reps = 7;
 
 static void die(const char *what)
 {
@@ -62,6 +65,14 @@ static double now(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* CPU time of the whole process (every thread, user and kernel). */
+static double cpu(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 static int make_file(void)
@@ -110,7 +121,7 @@ static void access_all(char *mem)
 }
 
 struct result {
-	double secs;
+	double secs, cpu;
 	uint64_t faults, evictions, writebacks;
 };
 
@@ -230,14 +241,14 @@ static struct result run_hand(int file)
 	h.stopfd = eventfd(0, EFD_CLOEXEC);
 	pthread_t t;
 	pthread_create(&t, NULL, hand_reader, &h);
-	double t0 = now();
+	double c0 = cpu(), t0 = now();
 	access_all(h.mem);
-	double t1 = now();
+	double t1 = now(), c1 = cpu();
 	uint64_t one = 1;
 	if (write(h.stopfd, &one, sizeof one) != sizeof one)
 		die("eventfd");
 	pthread_join(t, NULL);
-	struct result r = { t1 - t0, h.faults, h.evictions, h.writebacks };
+	struct result r = { t1 - t0, c1 - c0, h.faults, h.evictions, h.writebacks };
 	close(h.uffd);
 	close(h.stopfd);
 	munmap(h.mem, pages * PS);
@@ -270,9 +281,9 @@ static struct result run_libuffd(int file)
 		fprintf(stderr, "budget_bench: libuffd: %s\n", libuffd_last_error());
 		exit(1);
 	}
-	double t0 = now();
+	double c0 = cpu(), t0 = now();
 	access_all(mem);
-	double t1 = now();
+	double t1 = now(), c1 = cpu();
 	struct libuffd_monitor_stats st = { .sz = sizeof st };
 	libuffd_monitor_get_stats(m, &st);
 	libuffd_monitor_stop(m);
@@ -284,7 +295,7 @@ static struct result run_libuffd(int file)
 			(unsigned long long)st.failed, (unsigned long long)st.writeback_failures);
 		exit(1);
 	}
-	return (struct result){ t1 - t0, st.faults, st.evictions, st.writebacks };
+	return (struct result){ t1 - t0, c1 - c0, st.faults, st.evictions, st.writebacks };
 }
 
 /* ------------------------------------------------------------- main */
@@ -329,6 +340,8 @@ int main(int argc, char **argv)
 	double *ht = calloc((size_t)reps, sizeof(double)), *lt = calloc((size_t)reps, sizeof(double));
 	double *ratio = calloc((size_t)reps, sizeof(double));
 	double *hf = calloc((size_t)reps, sizeof(double)), *lf = calloc((size_t)reps, sizeof(double));
+	double *hc = calloc((size_t)reps, sizeof(double)), *lc = calloc((size_t)reps, sizeof(double));
+	double *cratio = calloc((size_t)reps, sizeof(double));
 	struct result hr = { 0 }, lr = { 0 };
 	for (int k = 0; k < reps; k++) {
 		int file = make_file();
@@ -350,15 +363,18 @@ int main(int argc, char **argv)
 		hf[k] = hr.faults / hr.secs;
 		lf[k] = lr.faults / lr.secs;
 		ratio[k] = lf[k] / hf[k];
+		hc[k] = hr.cpu / hr.faults * 1e6;
+		lc[k] = lr.cpu / lr.faults * 1e6;
+		cratio[k] = lc[k] / hc[k];
 	}
-	printf("%-12s %10s %12s %10s %10s %10s\n", "variant", "ms", "faults/s", "faults", "evictions",
-	       "writebacks");
-	printf("%-12s %10.1f %12.0f %10llu %10llu %10llu\n", "hand-rolled", median(ht, reps) * 1e3,
-	       median(hf, reps), (unsigned long long)hr.faults, (unsigned long long)hr.evictions,
-	       (unsigned long long)hr.writebacks);
-	printf("%-12s %10.1f %12.0f %10llu %10llu %10llu\n", "libuffd", median(lt, reps) * 1e3,
-	       median(lf, reps), (unsigned long long)lr.faults, (unsigned long long)lr.evictions,
-	       (unsigned long long)lr.writebacks);
+	printf("%-12s %10s %12s %12s %10s %10s %10s\n", "variant", "ms", "faults/s", "cpu us/fault", "faults",
+	       "evictions", "writebacks");
+	printf("%-12s %10.1f %12.0f %12.2f %10llu %10llu %10llu\n", "hand-rolled", median(ht, reps) * 1e3,
+	       median(hf, reps), median(hc, reps), (unsigned long long)hr.faults,
+	       (unsigned long long)hr.evictions, (unsigned long long)hr.writebacks);
+	printf("%-12s %10.1f %12.0f %12.2f %10llu %10llu %10llu\n", "libuffd", median(lt, reps) * 1e3,
+	       median(lf, reps), median(lc, reps), (unsigned long long)lr.faults,
+	       (unsigned long long)lr.evictions, (unsigned long long)lr.writebacks);
 	double rmin = ratio[0], rmax = ratio[0];
 	for (int k = 1; k < reps; k++) {
 		rmin = ratio[k] < rmin ? ratio[k] : rmin;
@@ -366,6 +382,8 @@ int main(int argc, char **argv)
 	}
 	printf("ratio (libuffd faults/s / hand-rolled faults/s, median of pairs): %.3fx (%.3f..%.3f); target >= 1.0\n",
 	       median(ratio, reps), rmin, rmax);
+	printf("cpu ratio (libuffd cpu/fault / hand-rolled cpu/fault, median of pairs): %.3fx; lower is better\n",
+	       median(cratio, reps));
 	(void)sink;
 	return 0;
 }
