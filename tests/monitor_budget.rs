@@ -770,3 +770,74 @@ fn callback_sink_buffer_source() {
     monitor.stop();
     running.wait().unwrap();
 }
+
+/// Driven by `dispatch` from the test's own loop, REMOVE events on: the
+/// evictor thread's madvise waits for the dispatching thread to read its
+/// REMOVE, never for itself.
+#[test]
+fn budget_dispatch_with_remove_events() {
+    let test = "budget_dispatch_with_remove_events";
+    let _w = Watchdog::new(test, 60);
+    let kind = Kind::Anon;
+    let Some(u) = kit::uffd_with(features(kind, true), test) else {
+        return;
+    };
+    let pages = 16;
+    let mem = Mem::new(kind, pages);
+    let (file, data) = data_file(mem.len, 13);
+    let monitor = Monitor::new(Config::default(), Box::new(Logged)).unwrap();
+    let id = monitor.add_uffd(Arc::new(u)).unwrap();
+    monitor
+        .add_region(
+            id,
+            handed(mem.start(), mem.len as u64),
+            RegionOptions {
+                source: Source::Fd {
+                    fd: file.as_raw_fd(),
+                    offset: 0,
+                    zero_past_eof: false,
+                },
+                register: RegisterMode::MISSING,
+                max_resident: 4 * PAGE as u64,
+                sink: Sink::Fd(file.as_raw_fd()),
+                ..RegionOptions::default()
+            },
+        )
+        .unwrap();
+    let addr = mem.start();
+    let len = mem.len;
+    let expect = data.clone();
+    let app = std::thread::spawn(move || {
+        let p = addr as *mut u8;
+        let mut model = expect;
+        let mut x = 5u64;
+        for _ in 0..3000 {
+            let off = (next(&mut x) % len as u64) as usize;
+            // SAFETY: inside the mapping, served by the dispatching thread.
+            let got = unsafe { std::ptr::read_volatile(p.add(off)) };
+            assert_eq!(got, model[off], "offset {off:#x}");
+            let v = next(&mut x) as u8;
+            // SAFETY: as above.
+            unsafe { std::ptr::write_volatile(p.add(off), v) };
+            model[off] = v;
+        }
+        model
+    });
+    while !app.is_finished() {
+        monitor.dispatch(10).unwrap();
+    }
+    let model = app.join().unwrap();
+    let st = monitor.stats();
+    assert!(st.evictions > 0 && st.writebacks > 0, "{test}: {st:?}");
+    // Reading it all back needs the dispatching thread too.
+    let reader = std::thread::spawn(move || {
+        // SAFETY: the mapping, alive until the test ends (joined below).
+        let b = unsafe { std::slice::from_raw_parts(addr as *const u8, len) };
+        b == &model[..]
+    });
+    while !reader.is_finished() {
+        monitor.dispatch(10).unwrap();
+    }
+    assert!(reader.join().unwrap(), "{test}: read back differs");
+    let _ = data;
+}
