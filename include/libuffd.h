@@ -1338,8 +1338,8 @@ typedef struct libuffd_region_opts {
    * write is seen once, to mark the page dirty): register_mode gets
    * LIBUFFD_REGISTER_WP added, and a caller that registered the range
    * itself registers it MISSING|WP. Only LIBUFFD_SOURCE_BUFFER and
-   * LIBUFFD_SOURCE_FD regions, without LIBUFFD_REGION_PREFETCH, with a
-   * known page size. With LIBUFFD_FEATURE_EVENT_REMOVE on the handle the
+   * LIBUFFD_SOURCE_FD regions, without LIBUFFD_REGION_PREFETCH or MINOR
+   * registration, with a known page size. With LIBUFFD_FEATURE_EVENT_REMOVE on the handle the
    * drops are made by the monitor's evictor thread (a madvise on the
    * monitor's own thread would wait for itself to read the REMOVE
    * event): the resident set may then exceed the budget by up to 64
@@ -1630,7 +1630,8 @@ int32_t libuffd_monitor_remove_handle(struct libuffd_monitor *m, uint32_t handle
  * of at least the base page size or not the mapping's, overlap, unknown
  * source, stop_policy or flags, NULL buffer, negative fd; with
  * max_resident: less than one page, a source other than BUFFER or FD,
- * PREFETCH, no write-back sink and no LIBUFFD_REGION_READ_ONLY, both
+ * PREFETCH, MINOR registration, no write-back sink and no
+ * LIBUFFD_REGION_READ_ONLY, both
  * sinks, WRITEBACK_CALLBACK without ops->on_writeback, a writeback_fd
  * that is not the FD source's file or with a BUFFER source; a sink or
  * READ_ONLY without max_resident; reserved not 0), -EBADF (a source or

@@ -653,6 +653,14 @@ fn budget_bad_options() {
             "prefetch",
         ),
         (
+            "minor",
+            RegionOptions {
+                register: RegisterMode::MISSING | RegisterMode::MINOR,
+                ..base
+            },
+            "MINOR",
+        ),
+        (
             "sink, no budget",
             RegionOptions {
                 max_resident: 0,

@@ -618,7 +618,8 @@ pub unsafe extern "C" fn libuffd_monitor_remove_region(
 /// of at least the base page size or not the mapping's, overlap, unknown
 /// source, stop_policy or flags, NULL buffer, negative fd; with
 /// max_resident: less than one page, a source other than BUFFER or FD,
-/// PREFETCH, no write-back sink and no LIBUFFD_REGION_READ_ONLY, both
+/// PREFETCH, MINOR registration, no write-back sink and no
+/// LIBUFFD_REGION_READ_ONLY, both
 /// sinks, WRITEBACK_CALLBACK without ops->on_writeback, a writeback_fd
 /// that is not the FD source's file or with a BUFFER source; a sink or
 /// READ_ONLY without max_resident; reserved not 0), -EBADF (a source or

@@ -519,8 +519,8 @@ pub struct libuffd_region_opts {
     /// write is seen once, to mark the page dirty): register_mode gets
     /// LIBUFFD_REGISTER_WP added, and a caller that registered the range
     /// itself registers it MISSING|WP. Only LIBUFFD_SOURCE_BUFFER and
-    /// LIBUFFD_SOURCE_FD regions, without LIBUFFD_REGION_PREFETCH, with a
-    /// known page size. With LIBUFFD_FEATURE_EVENT_REMOVE on the handle the
+    /// LIBUFFD_SOURCE_FD regions, without LIBUFFD_REGION_PREFETCH or MINOR
+    /// registration, with a known page size. With LIBUFFD_FEATURE_EVENT_REMOVE on the handle the
     /// drops are made by the monitor's evictor thread (a madvise on the
     /// monitor's own thread would wait for itself to read the REMOVE
     /// event): the resident set may then exceed the budget by up to 64

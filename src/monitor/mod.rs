@@ -935,6 +935,11 @@ impl Monitor {
         if opts.prefetch {
             return bad("prefetch would place pages outside the budget".into());
         }
+        if opts.register.contains(RegisterMode::MINOR) {
+            return bad(
+                "MINOR registration: pages come from the source, not the page cache".into(),
+            );
+        }
         match (opts.sink, opts.source) {
             (Sink::None, _) if !opts.read_only => {
                 return bad("a region whose pages may be written needs a write-back sink (an fd or the on_writeback callback), or read_only".into())
