@@ -228,11 +228,14 @@ impl Budget {
             return Some(claim);
         }
         let npages = self.pages.len() as u64;
-        // Two sweeps at most: the first clears REF bits, the second finds
-        // the victims. Bounded whatever the pages' states.
+        // Three sweeps at most: the first clears REF bits, the second finds
+        // the victims; the third ignores REF (faults on other threads set
+        // it again meanwhile: without it, two pages written in turn could
+        // each keep the other's second chance for ever and the budget
+        // would give way). Bounded whatever the pages' states.
         let mut steps = 0;
         let mut skipped_busy = false;
-        while c.resident >= self.max_pages && claim.n < MAX_VICTIMS && steps < 2 * npages {
+        while c.resident >= self.max_pages && claim.n < MAX_VICTIMS && steps < 3 * npages {
             let h = c.hand;
             c.hand = (h + 1) % npages;
             steps += 1;
@@ -253,7 +256,7 @@ impl Budget {
                 // Read-only region written anyway: kept, never lost.
                 continue;
             }
-            if s & REF != 0 {
+            if s & REF != 0 && steps <= 2 * npages {
                 v.fetch_and(!REF, AcqRel);
                 continue;
             }
@@ -423,16 +426,25 @@ impl Inner {
         let cell = &b.pages[i as usize];
         let mut s = cell.load(Acquire);
         loop {
-            if s & BUSY != 0 {
+            if s & (BUSY | WRITING) != 0 {
                 return Err(Failed::Again);
             }
-            if s & RES == 0 {
-                // Not placed by the monitor (a write-protect marker left
-                // where a page was dropped): un-protect; the write then
-                // faults as missing and the page comes from the source.
-                return self.apply(t, super::Action::Unprotect);
-            }
-            match cell.compare_exchange(s, s | DIRTY | REF | WRITING, AcqRel, Acquire) {
+            // WRITING keeps the page from being claimed (placed or
+            // evicted) until it is un-protected. A page not RES was
+            // dropped (the fault raced its eviction, or a write-protect
+            // marker stayed where it was): un-protecting it does nothing
+            // or clears the marker, and the write then faults as missing.
+            // Without WRITING, a page placed (write-protected, clean) by
+            // another thread between this check and the ioctl would be
+            // un-protected here without being marked dirty, and its write
+            // lost at its eviction (tests/monitor_budget.rs
+            // budget_writes_race_writebacks_evictor saw it).
+            let mark = if s & RES != 0 {
+                DIRTY | REF | WRITING
+            } else {
+                WRITING
+            };
+            match cell.compare_exchange(s, s | mark, AcqRel, Acquire) {
                 Ok(_) => break,
                 Err(now) => s = now,
             }
