@@ -97,6 +97,10 @@ const WRITING: u8 = 16;
 /// before the madvise, cleared by the reader (reading the event is what
 /// lets the madvise return, so the evictor cannot tell when that is).
 const DROPPING: u8 = 32;
+/// Found present without having been placed by the monitor (counted dirty
+/// to be safe): its eviction first checks that it is still there, since
+/// writing back a page that is gone would make the kernel fault on it.
+const SUSPECT: u8 = 64;
 
 /// Victims one fault evicts at most.
 const MAX_VICTIMS: usize = 8;
@@ -513,7 +517,7 @@ impl Inner {
                 // count it dirty (written back at eviction), so that no
                 // write to it can be missed.
                 let _ = uffd.writeprotect(Range::new(t.page, t.page_size), WriteprotectMode::WP);
-                cell.store(RES | REF | DIRTY, Release);
+                cell.store(RES | REF | DIRTY | SUSPECT, Release);
                 Stats::add(&self.stats.resident_pages, 1);
             }
             _ => b.unclaim(i, &claim),
@@ -630,6 +634,12 @@ impl Inner {
     fn evict_one(&self, b: &Arc<Budget>, uffd: &Uffd, v: u64) -> bool {
         let (addr, ps) = (b.addr(v), b.page_size);
         let cell = &b.pages[v as usize];
+        if cell.load(Acquire) & SUSPECT != 0 && !evict::is_resident(addr, ps).unwrap_or(true) {
+            // Dropped meanwhile (the application's madvise): its data is
+            // gone as the application asked; nothing to write back.
+            self.forgotten(b, v);
+            return true;
+        }
         if cell.load(Acquire) & DIRTY != 0 {
             if let Err(e) = uffd.writeprotect(Range::new(addr, ps), WriteprotectMode::WP) {
                 match e.errno() {
@@ -647,7 +657,7 @@ impl Inner {
                 self.writeback_failed(b, v, &e);
                 return true;
             }
-            cell.fetch_and(!DIRTY, AcqRel);
+            cell.fetch_and(!(DIRTY | SUSPECT), AcqRel);
             Stats::add(&self.stats.writebacks, 1);
             Stats::add(&self.stats.writeback_bytes, ps);
         }

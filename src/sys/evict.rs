@@ -54,3 +54,21 @@ pub fn file_id(fd: BorrowedFd<'_>) -> Result<(u64, u64), i32> {
         Ok((st.st_dev as u64, st.st_ino as u64))
     }
 }
+
+/// Whether the page at `addr` (`len` bytes, one page of the mapping) is
+/// resident (mincore(2)): a page dropped by madvise is not.
+pub fn is_resident(addr: u64, len: u64) -> Result<bool, i32> {
+    let base = super::base_page_size();
+    let mut vec = [0u8; 1];
+    // One base page is enough: for a huge page, mincore reports each of
+    // its base pages alike.
+    let _ = len;
+    // SAFETY: `vec` has room for the one base page asked about; the kernel
+    // checks the range (ENOMEM when unmapped).
+    let r = unsafe { libc::mincore(addr as *mut libc::c_void, base as usize, vec.as_mut_ptr()) };
+    if r < 0 {
+        Err(super::last_errno())
+    } else {
+        Ok(vec[0] & 1 != 0)
+    }
+}
