@@ -323,18 +323,21 @@ fn budget_writes_race_writebacks_evictor() {
 
 #[test]
 fn budget_hugetlb_private() {
-    working_set(
+    // 8 huge pages, a budget of 2: few of the machine's reserved pages.
+    working_set_of(
         "budget_hugetlb_private",
         Kind::HugetlbPrivate,
         false,
         0,
         600,
+        8,
+        2,
     );
 }
 
 #[test]
 fn budget_hugetlb_shared() {
-    working_set("budget_hugetlb_shared", Kind::Hugetlb, true, 0, 600);
+    working_set_of("budget_hugetlb_shared", Kind::Hugetlb, true, 0, 600, 8, 2);
 }
 
 /// REMOVE policy Refill: after the application's madvise(DONTNEED), the
