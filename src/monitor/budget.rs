@@ -624,9 +624,10 @@ impl Inner {
     /// was set after that fault's un-protect returned, so (1) comes after
     /// it and cannot be undone by it. After (4) the waiting writer's fault
     /// is retried, finds the page gone (not RES), un-protects nothing
-    /// there and wakes; its write faults as missing, the page comes back
-    /// from the source (which has the bytes written back) and the write
-    /// lands on it. If (2) fails the page stays resident and dirty (counted
+    /// there (under WRITING, so that no placement of the page by another
+    /// thread can slip in between its check and its ioctl) and wakes; its
+    /// write faults as missing, the page comes back from the source (which
+    /// has the bytes written back) and the write lands on it. If (2) fails the page stays resident and dirty (counted
     /// in `writeback_failures`, logged): never dropped with its data.
     ///
     /// False when the write-protect met EAGAIN (an event is pending: the
