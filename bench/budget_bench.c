@@ -27,7 +27,8 @@
  * target >= 1.0), and the ratio of CPU per fault (lower is better: less
  * sensitive to other load on the machine than elapsed time).
  *
- * Usage: budget_bench [--quick] [--pages N] [--accesses N] [--reps N]
+ * Usage: budget_bench [--quick] [--pages N] [--accesses N] [--reps N] [--only hand|libuffd]
+ * (--only runs one variant, no ratio: for profiling it alone)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -53,6 +54,8 @@
 
 static size_t pages = 16384, accesses = 100000;
 static int reps = 7;
+/* --only hand|libuffd: run one variant (for profiling it alone). */
+static const char *only;
 
 static void die(const char *what)
 {
@@ -325,8 +328,11 @@ int main(int argc, char **argv)
 			accesses = strtoul(argv[++i], NULL, 0);
 		} else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
 			reps = atoi(argv[++i]);
+		} else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
+			only = argv[++i];
 		} else {
-			fprintf(stderr, "usage: budget_bench [--quick] [--pages N] [--accesses N] [--reps N]\n");
+			fprintf(stderr, "usage: budget_bench [--quick] [--pages N] [--accesses N] [--reps N] "
+					"[--only hand|libuffd]\n");
 			return 2;
 		}
 	}
@@ -343,6 +349,16 @@ int main(int argc, char **argv)
 	double *hc = calloc((size_t)reps, sizeof(double)), *lc = calloc((size_t)reps, sizeof(double));
 	double *cratio = calloc((size_t)reps, sizeof(double));
 	struct result hr = { 0 }, lr = { 0 };
+	if (only) {
+		for (int k = 0; k < reps; k++) {
+			int file = make_file();
+			struct result r = !strcmp(only, "hand") ? run_hand(file) : run_libuffd(file);
+			close(file);
+			printf("%s: %.1f ms, %.0f faults/s, %.2f cpu us/fault\n", only, r.secs * 1e3, r.faults / r.secs,
+			       r.cpu / r.faults * 1e6);
+		}
+		return 0;
+	}
 	for (int k = 0; k < reps; k++) {
 		int file = make_file();
 		/* Alternate which goes first. */
