@@ -11,7 +11,8 @@
 #                     BINDIR, INCLUDEDIR, PKGCONFIGDIR, CMAKEDIR, MANDIR, DOCDIR, DESTDIR honoured
 #   make install-debug  the shared library's separate debug info (DEBUGDIR)
 #   make header       regenerate include/libuffd.h with cbindgen
-#   make bench        benchmark libuffd against the hand-rolled loop (one to two minutes)
+#   make bench        benchmark libuffd against the hand-rolled loops (uffd_bench, handoff_bench, dirty_bench,
+#                     budget_bench; three to four minutes)
 #   make bench-quick  the same as a smoke run (tiny sizes, one repetition)
 #   make check-abi    compare the built library with abi/libuffd.abi (abidiff); make abi-baseline rewrites it
 #   make fuzz-quick   fuzz the C ABI for a minute (libFuzzer; needs clang)
@@ -142,13 +143,20 @@ $(BUILD)/handoff_bench: bench/handoff_bench.c include/libuffd.h $(SHLIB)
 $(BUILD)/dirty_bench: bench/dirty_bench.c include/libuffd.h $(SHLIB)
 	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -Werror -Iinclude -o $@ $< -L$(BUILD) -luffd -Wl,-rpath,$(abspath $(BUILD)) -lpthread
 
-bench: $(BUILD)/uffd_bench $(BUILD)/handoff_bench $(BUILD)/dirty_bench
+$(BUILD)/budget_bench: bench/budget_bench.c include/libuffd.h $(SHLIB)
+	$(CC) -std=gnu11 -O2 -g -Wall -Wextra -Werror -Iinclude -o $@ $< -L$(BUILD) -luffd -Wl,-rpath,$(abspath $(BUILD)) -lpthread
+
+BENCHES := $(BUILD)/uffd_bench $(BUILD)/handoff_bench $(BUILD)/dirty_bench $(BUILD)/budget_bench
+
+bench: $(BENCHES)
 	$(BUILD)/uffd_bench $(BENCH_ARGS) --json $(BUILD)/bench.json
 	$(BUILD)/handoff_bench
 	$(BUILD)/dirty_bench
+	$(BUILD)/budget_bench
 
-bench-quick: $(BUILD)/uffd_bench $(BUILD)/handoff_bench $(BUILD)/dirty_bench
+bench-quick: $(BENCHES)
 	timeout 120 $(BUILD)/dirty_bench --quick
+	timeout 120 $(BUILD)/budget_bench --quick
 	timeout 300 $(BUILD)/uffd_bench --quick --json $(BUILD)/bench-quick.json
 	timeout 120 $(BUILD)/handoff_bench --quick
 	python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"]; \

@@ -1233,6 +1233,14 @@ typedef struct libuffd_monitor libuffd_monitor;
 #define LIBUFFD_ON_REMOVE_UNREGISTER 1
 
 /**
+ * REMOVE policy: refill from the source. Later faults in the removed
+ * range re-read the region's source (buffer, file) as if the pages had
+ * never been placed; ZERO and CALLBACK regions are unchanged by it. The
+ * pages a budgeted region evicts always come back this way.
+ */
+#define LIBUFFD_ON_REMOVE_REFILL 2
+
+/**
  * Monitor options (all zero: the defaults). Set sz to the struct's size.
  */
 typedef struct libuffd_monitor_opts {
@@ -1392,6 +1400,30 @@ typedef struct libuffd_monitor_opts {
 #define LIBUFFD_REGION_DIRTY_SYNC 0x8
 
 /**
+ * libuffd_region_opts.flags, with max_resident: dirty pages are written
+ * back to writeback_fd (pwrite at the page's source offset) before they
+ * are evicted. It must be the LIBUFFD_SOURCE_FD source's file (checked:
+ * -EINVAL otherwise, and with a buffer source), so that evicted pages
+ * come back with what was written back. Duplicated like fd.
+ */
+#define LIBUFFD_REGION_WRITEBACK_FD 0x10
+
+/**
+ * libuffd_region_opts.flags, with max_resident: dirty pages are written
+ * back by ops->on_writeback (which must be set: -EINVAL otherwise).
+ */
+#define LIBUFFD_REGION_WRITEBACK_CALLBACK 0x20
+
+/**
+ * libuffd_region_opts.flags, with max_resident and no write-back sink:
+ * the caller declares that the application does not write the region. A
+ * page written anyway is never evicted (it stays resident, over the
+ * budget if need be): nothing is lost. A budgeted region with neither a
+ * sink nor this flag is refused (-EINVAL).
+ */
+#define LIBUFFD_REGION_READ_ONLY 0x40
+
+/**
  * How a region is served (libuffd_monitor_add_region()). Set sz; every
  * other field zero means its default: zero pages, the range registered
  * already, the monitor's stop policy, the page size asked.
@@ -1471,6 +1503,36 @@ typedef struct libuffd_region_opts {
    * Must be 0.
    */
   uint32_t reserved1;
+  /**
+   * Resident-set budget in bytes (0: none; rounded down to whole pages,
+   * at least one). Before a fault would place more, the monitor evicts
+   * the least-recently-faulted resident pages of the region, writing
+   * dirty ones back first (LIBUFFD_REGION_WRITEBACK_FD or
+   * LIBUFFD_REGION_WRITEBACK_CALLBACK; or LIBUFFD_REGION_READ_ONLY),
+   * then dropping them (MADV_REMOVE for shared memory, MADV_DONTNEED
+   * for private and hugetlb memory); an evicted page comes back from
+   * the source at its next fault. Pages are placed write-protected (a
+   * write is seen once, to mark the page dirty): register_mode gets
+   * LIBUFFD_REGISTER_WP added, and a caller that registered the range
+   * itself registers it MISSING|WP. Only LIBUFFD_SOURCE_BUFFER and
+   * LIBUFFD_SOURCE_FD regions, without LIBUFFD_REGION_PREFETCH or MINOR
+   * registration, with a known page size. With LIBUFFD_FEATURE_EVENT_REMOVE on the handle the
+   * drops are made by the monitor's evictor thread (a madvise on the
+   * monitor's own thread would wait for itself to read the REMOVE
+   * event): the resident set may then exceed the budget by up to 64
+   * pages while they are made. Counted in libuffd_monitor_stats
+   * (evictions, writebacks, writeback_bytes, writeback_failures,
+   * resident_pages).
+   */
+  uint64_t max_resident;
+  /**
+   * LIBUFFD_REGION_WRITEBACK_FD: the file dirty pages are written to.
+   */
+  int32_t writeback_fd;
+  /**
+   * Must be 0.
+   */
+  uint32_t reserved2;
 } libuffd_region_opts;
 
 /* ---------------------------------------------- 6.2 callbacks */
@@ -1647,6 +1709,18 @@ typedef struct libuffd_monitor_ops {
    * sz, have none).
    */
   void (*on_write)(void *user_data, struct libuffd_monitor *m, uint32_t handle_id, void *page, uint64_t page_size, void *region_data);
+  /**
+   * Write back a dirty page of a LIBUFFD_REGION_WRITEBACK_CALLBACK
+   * region before it is evicted: page->page (readable, write-protected
+   * while the callback runs) holds page->page_size bytes to store where
+   * the region's source reads them (page->region_offset). The fault
+   * fields say which page: address and page are the page,
+   * region_start, region_offset, region_data and handle_id the region's,
+   * flags 0. Returns 0, or a negative errno: the page then stays
+   * resident and dirty (writeback_failures, on_log) and is tried again
+   * at a later eviction. Runs on the thread whose fault needs the room.
+   */
+  int32_t (*on_writeback)(void *user_data, struct libuffd_monitor *m, const struct libuffd_fault *page);
 } libuffd_monitor_ops;
 
 /* ---------------------------------------------- 6.3 lifecycle */
@@ -1774,8 +1848,13 @@ int32_t libuffd_monitor_remove_handle(struct libuffd_monitor *m, uint32_t handle
  * LIBUFFD_REGION_TRACK_DIRTY on a range the caller registered without
  * LIBUFFD_REGISTER_WP, LIBUFFD_REGION_DIRTY_SYNC on a handle with
  * LIBUFFD_FEATURE_WP_ASYNC, or WP_ASYNC tracking on another process's
- * handle), -EBADF (a
- * source fd that is not open), -EMFILE (no descriptor left for its
+ * handle, or together with max_resident; with max_resident: less than one
+ * page, a source other than BUFFER or FD, PREFETCH, MINOR registration,
+ * no write-back sink and no LIBUFFD_REGION_READ_ONLY, both sinks,
+ * WRITEBACK_CALLBACK without ops->on_writeback, a writeback_fd that is
+ * not the FD source's file or with a BUFFER source; a sink or READ_ONLY
+ * without max_resident; reserved1 or reserved2 not 0), -EBADF (a source or
+ * write-back fd that is not open), -EMFILE (no descriptor left for its
  * duplicate),
  * and libuffd_register()'s errors.
  *
@@ -2290,6 +2369,26 @@ typedef struct libuffd_monitor_stats {
    * one PAGEMAP_SCAN ioctl each.
    */
   uint64_t dirty_scans_async;
+  /**
+   * Pages of budgeted regions evicted (libuffd_region_opts.max_resident).
+   */
+  uint64_t evictions;
+  /**
+   * Dirty pages written back before their eviction.
+   */
+  uint64_t writebacks;
+  /**
+   * Bytes written back.
+   */
+  uint64_t writeback_bytes;
+  /**
+   * Write-backs that failed: the page stayed resident and dirty (logged).
+   */
+  uint64_t writeback_failures;
+  /**
+   * Pages of budgeted regions resident now (a level, not a count).
+   */
+  uint64_t resident_pages;
 } libuffd_monitor_stats;
 
 /**

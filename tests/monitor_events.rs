@@ -216,9 +216,11 @@ fn remove_race_case(policy: RemovePolicy, workers: u32) {
     .unwrap();
     let run = m.start().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
+    let progress: Arc<Vec<AtomicU64>> = Arc::new((0..3).map(|_| AtomicU64::new(0)).collect());
     let faulters: Vec<_> = (0..3u64)
         .map(|t| {
             let (mem, data, stop) = (mem.clone(), data.clone(), stop.clone());
+            let progress = progress.clone();
             std::thread::spawn(move || {
                 let mut x = 0x9E37 + t * 7919;
                 let mut touched = 0u64;
@@ -235,6 +237,7 @@ fn remove_race_case(policy: RemovePolicy, workers: u32) {
                         );
                     }
                     touched += 1;
+                    progress[t as usize].store(touched, SeqCst);
                 }
                 touched
             })
@@ -242,12 +245,21 @@ fn remove_race_case(policy: RemovePolicy, workers: u32) {
         .collect();
     let removed = mem.start() + (half * PAGE) as u64;
     let removed_len = half * PAGE;
+    let seen = progress.clone();
     let remover = std::thread::spawn(move || {
         for i in 0..300 {
             madvise(removed, removed_len, libc::MADV_DONTNEED);
             if i % 8 == 0 {
                 std::thread::sleep(Duration::from_micros(200));
             }
+        }
+        // On a loaded machine a faulting thread may not have been
+        // scheduled yet: race on until each has read pages (bounded: a
+        // thread stuck in a fault still fails the test below).
+        let t0 = std::time::Instant::now();
+        while seen.iter().any(|c| c.load(SeqCst) == 0) && t0.elapsed() < Duration::from_secs(10) {
+            madvise(removed, removed_len, libc::MADV_DONTNEED);
+            std::thread::sleep(Duration::from_millis(1));
         }
     });
     remover.join().expect("madvise thread");

@@ -7,7 +7,8 @@ use super::handle::borrow;
 use super::types::*;
 use crate::monitor::{
     Action, Applied, Config, Driven, ErrorPolicy, ExitSignal, FaultCtx, FaultToken, ForkVerdict,
-    Handler, Monitor, RegionOptions, RemovePolicy, Running, Source, StopPolicy, Turn, Verdict,
+    Handler, Monitor, RegionOptions, RemovePolicy, Running, Sink, Source, StopPolicy, Turn,
+    Verdict, Writeback,
 };
 use crate::sys::cancel;
 use crate::uffd::{Error, HandedOver, Range, RegisterMode};
@@ -149,6 +150,34 @@ impl Handler for CHandler {
         self.ops.on_log.is_some()
     }
 
+    fn on_writeback(&self, wb: &Writeback) -> Result<(), i32> {
+        let Some(cb) = self.ops.on_writeback else {
+            return Err(libc::ENOSYS);
+        };
+        let f = libuffd_fault {
+            address: wb.page as *mut libc::c_void,
+            exact_address: wb.page as *mut libc::c_void,
+            flags: 0,
+            thread_id: 0,
+            page: wb.page as *mut libc::c_void,
+            page_size: wb.len,
+            region_start: wb.region.start as *mut libc::c_void,
+            region_offset: wb.region.source_offset,
+            region_data: wb.region.user_data as *mut libc::c_void,
+            handle_id: wb.uffd_id,
+            reserved: 0,
+        };
+        let _in_cb = InCallback::enter(self.me.load(Ordering::Acquire));
+        // SAFETY: a C function pointer from the ops table, called with the
+        // user's pointer, the monitor and a page description valid during
+        // the call.
+        match unsafe { cb(self.user, self.me.load(Ordering::Acquire), &f) } {
+            0 => Ok(()),
+            e if e < 0 => Err(-e),
+            _ => Err(libc::EINVAL),
+        }
+    }
+
     fn on_log(&self, msg: &str) {
         if let Some(cb) = self.ops.on_log {
             let mut text = msg.as_bytes().to_vec();
@@ -218,6 +247,8 @@ pub(super) struct MonitorBox {
     driven: Mutex<Option<Driven>>,
     user: *mut libc::c_void,
     user_free: Option<unsafe extern "C" fn(*mut libc::c_void)>,
+    /// ops->on_writeback is set (LIBUFFD_REGION_WRITEBACK_CALLBACK needs it).
+    has_writeback: bool,
 }
 
 /// The monitor whose libuffd_monitor_run() this thread is blocked in,
@@ -389,6 +420,7 @@ fn config_from_c(o: &libuffd_monitor_opts) -> Result<Config, Error> {
         remove_policy: match o.remove_policy {
             LIBUFFD_ON_REMOVE_ZERO => RemovePolicy::ZeroFill,
             LIBUFFD_ON_REMOVE_UNREGISTER => RemovePolicy::Unregister,
+            LIBUFFD_ON_REMOVE_REFILL => RemovePolicy::Refill,
             p => {
                 return Err(Error::invalid(format!(
                     "libuffd_monitor_opts: unknown remove_policy {p}"
@@ -495,6 +527,7 @@ pub unsafe extern "C" fn libuffd_monitor_new(
         // SAFETY: contract above.
         let ops = unsafe { ops_from_c(ops) }?;
         let me = Arc::new(AtomicPtr::new(std::ptr::null_mut()));
+        let has_writeback = ops.on_writeback.is_some();
         let handler = CHandler {
             ops,
             user: user_data,
@@ -509,6 +542,7 @@ pub unsafe extern "C" fn libuffd_monitor_new(
             driven: Mutex::new(None),
             user: user_data,
             user_free: user_data_free,
+            has_writeback,
         });
         let ptr = Box::into_raw(boxed) as *mut libuffd_monitor;
         me.store(ptr, Ordering::Release);
@@ -643,8 +677,13 @@ pub unsafe extern "C" fn libuffd_monitor_remove_region(
 /// LIBUFFD_REGION_TRACK_DIRTY on a range the caller registered without
 /// LIBUFFD_REGISTER_WP, LIBUFFD_REGION_DIRTY_SYNC on a handle with
 /// LIBUFFD_FEATURE_WP_ASYNC, or WP_ASYNC tracking on another process's
-/// handle), -EBADF (a
-/// source fd that is not open), -EMFILE (no descriptor left for its
+/// handle, or together with max_resident; with max_resident: less than one
+/// page, a source other than BUFFER or FD, PREFETCH, MINOR registration,
+/// no write-back sink and no LIBUFFD_REGION_READ_ONLY, both sinks,
+/// WRITEBACK_CALLBACK without ops->on_writeback, a writeback_fd that is
+/// not the FD source's file or with a BUFFER source; a sink or READ_ONLY
+/// without max_resident; reserved1 or reserved2 not 0), -EBADF (a source or
+/// write-back fd that is not open), -EMFILE (no descriptor left for its
 /// duplicate),
 /// and libuffd_register()'s errors.
 ///
@@ -694,7 +733,10 @@ pub unsafe extern "C" fn libuffd_monitor_add_region(
         let known_flags = LIBUFFD_REGION_PREFETCH
             | LIBUFFD_REGION_ZERO_PAST_EOF
             | LIBUFFD_REGION_TRACK_DIRTY
-            | LIBUFFD_REGION_DIRTY_SYNC;
+            | LIBUFFD_REGION_DIRTY_SYNC
+            | LIBUFFD_REGION_WRITEBACK_FD
+            | LIBUFFD_REGION_WRITEBACK_CALLBACK
+            | LIBUFFD_REGION_READ_ONLY;
         if o.flags & !known_flags != 0 {
             return Err(Error::invalid(format!(
                 "libuffd_region_opts: unknown flags {:#x}",
@@ -702,6 +744,7 @@ pub unsafe extern "C" fn libuffd_monitor_add_region(
             )));
         }
         let stop_policy = stop_policy_from_c("libuffd_region_opts", o.stop_policy)?;
+        let sink = budget_sink_from_c(&o, mb.has_writeback)?;
         let source = match o.source {
             LIBUFFD_SOURCE_ZERO => Source::Zero,
             LIBUFFD_SOURCE_BUFFER => Source::Buffer {
@@ -741,9 +784,40 @@ pub unsafe extern "C" fn libuffd_monitor_add_region(
                 stop_policy,
                 track_dirty: o.flags & LIBUFFD_REGION_TRACK_DIRTY != 0,
                 dirty_sync: o.flags & LIBUFFD_REGION_DIRTY_SYNC != 0,
+                max_resident: o.max_resident,
+                sink,
+                read_only: o.flags & LIBUFFD_REGION_READ_ONLY != 0,
             },
         )?;
         Ok(0)
+    })
+}
+
+/// The write-back sink a region's options name (the checks that need the
+/// C struct; the rest is `Monitor::add_region`'s).
+fn budget_sink_from_c(o: &libuffd_region_opts, has_writeback: bool) -> Result<Sink, Error> {
+    let both = LIBUFFD_REGION_WRITEBACK_FD | LIBUFFD_REGION_WRITEBACK_CALLBACK;
+    if o.reserved1 != 0 || o.reserved2 != 0 {
+        return Err(Error::invalid(
+            "libuffd_region_opts: reserved1 and reserved2 must be 0",
+        ));
+    }
+    if o.flags & both == both {
+        return Err(Error::invalid(
+            "libuffd_region_opts: LIBUFFD_REGION_WRITEBACK_FD and LIBUFFD_REGION_WRITEBACK_CALLBACK together (one sink)",
+        ));
+    }
+    if o.flags & LIBUFFD_REGION_WRITEBACK_CALLBACK != 0 && !has_writeback {
+        return Err(Error::invalid(
+            "libuffd_region_opts: LIBUFFD_REGION_WRITEBACK_CALLBACK without ops->on_writeback",
+        ));
+    }
+    Ok(if o.flags & LIBUFFD_REGION_WRITEBACK_FD != 0 {
+        Sink::Fd(o.writeback_fd)
+    } else if o.flags & LIBUFFD_REGION_WRITEBACK_CALLBACK != 0 {
+        Sink::Callback
+    } else {
+        Sink::None
     })
 }
 

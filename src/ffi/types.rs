@@ -338,6 +338,11 @@ pub const LIBUFFD_ON_STOP_ZERO: u32 = 3;
 pub const LIBUFFD_ON_REMOVE_ZERO: u32 = 0;
 /// REMOVE policy: unregister the removed range.
 pub const LIBUFFD_ON_REMOVE_UNREGISTER: u32 = 1;
+/// REMOVE policy: refill from the source. Later faults in the removed
+/// range re-read the region's source (buffer, file) as if the pages had
+/// never been placed; ZERO and CALLBACK regions are unchanged by it. The
+/// pages a budgeted region evicts always come back this way.
+pub const LIBUFFD_ON_REMOVE_REFILL: u32 = 2;
 
 /// Region source: zero-filled pages.
 pub const LIBUFFD_SOURCE_ZERO: u32 = 0;
@@ -404,6 +409,21 @@ pub const LIBUFFD_REGION_TRACK_DIRTY: u32 = 0x4;
 /// handle with LIBUFFD_FEATURE_WP_ASYNC, whose WP faults the kernel
 /// resolves itself.
 pub const LIBUFFD_REGION_DIRTY_SYNC: u32 = 0x8;
+/// libuffd_region_opts.flags, with max_resident: dirty pages are written
+/// back to writeback_fd (pwrite at the page's source offset) before they
+/// are evicted. It must be the LIBUFFD_SOURCE_FD source's file (checked:
+/// -EINVAL otherwise, and with a buffer source), so that evicted pages
+/// come back with what was written back. Duplicated like fd.
+pub const LIBUFFD_REGION_WRITEBACK_FD: u32 = 0x10;
+/// libuffd_region_opts.flags, with max_resident: dirty pages are written
+/// back by ops->on_writeback (which must be set: -EINVAL otherwise).
+pub const LIBUFFD_REGION_WRITEBACK_CALLBACK: u32 = 0x20;
+/// libuffd_region_opts.flags, with max_resident and no write-back sink:
+/// the caller declares that the application does not write the region. A
+/// page written anyway is never evicted (it stays resident, over the
+/// budget if need be): nothing is lost. A budgeted region with neither a
+/// sink nor this flag is refused (-EINVAL).
+pub const LIBUFFD_REGION_READ_ONLY: u32 = 0x40;
 
 /// on_fault return: the callback resolved the fault (libuffd_monitor_copy()
 /// and friends).
@@ -536,6 +556,30 @@ pub struct libuffd_region_opts {
     pub max_in_flight: u32,
     /// Must be 0.
     pub reserved1: u32,
+    /// Resident-set budget in bytes (0: none; rounded down to whole pages,
+    /// at least one). Before a fault would place more, the monitor evicts
+    /// the least-recently-faulted resident pages of the region, writing
+    /// dirty ones back first (LIBUFFD_REGION_WRITEBACK_FD or
+    /// LIBUFFD_REGION_WRITEBACK_CALLBACK; or LIBUFFD_REGION_READ_ONLY),
+    /// then dropping them (MADV_REMOVE for shared memory, MADV_DONTNEED
+    /// for private and hugetlb memory); an evicted page comes back from
+    /// the source at its next fault. Pages are placed write-protected (a
+    /// write is seen once, to mark the page dirty): register_mode gets
+    /// LIBUFFD_REGISTER_WP added, and a caller that registered the range
+    /// itself registers it MISSING|WP. Only LIBUFFD_SOURCE_BUFFER and
+    /// LIBUFFD_SOURCE_FD regions, without LIBUFFD_REGION_PREFETCH or MINOR
+    /// registration, with a known page size. With LIBUFFD_FEATURE_EVENT_REMOVE on the handle the
+    /// drops are made by the monitor's evictor thread (a madvise on the
+    /// monitor's own thread would wait for itself to read the REMOVE
+    /// event): the resident set may then exceed the budget by up to 64
+    /// pages while they are made. Counted in libuffd_monitor_stats
+    /// (evictions, writebacks, writeback_bytes, writeback_failures,
+    /// resident_pages).
+    pub max_resident: u64,
+    /// LIBUFFD_REGION_WRITEBACK_FD: the file dirty pages are written to.
+    pub writeback_fd: i32,
+    /// Must be 0.
+    pub reserved2: u32,
 }
 
 impl Default for libuffd_region_opts {
@@ -554,6 +598,9 @@ impl Default for libuffd_region_opts {
             page_size: 0,
             max_in_flight: 0,
             reserved1: 0,
+            max_resident: 0,
+            writeback_fd: 0,
+            reserved2: 0,
         }
     }
 }
@@ -692,6 +739,22 @@ pub struct libuffd_monitor_ops {
             region_data: *mut libc::c_void,
         ),
     >,
+    /// Write back a dirty page of a LIBUFFD_REGION_WRITEBACK_CALLBACK
+    /// region before it is evicted: page->page (readable, write-protected
+    /// while the callback runs) holds page->page_size bytes to store where
+    /// the region's source reads them (page->region_offset). The fault
+    /// fields say which page: address and page are the page,
+    /// region_start, region_offset, region_data and handle_id the region's,
+    /// flags 0. Returns 0, or a negative errno: the page then stays
+    /// resident and dirty (writeback_failures, on_log) and is tried again
+    /// at a later eviction. Runs on the thread whose fault needs the room.
+    pub on_writeback: Option<
+        unsafe extern "C" fn(
+            user_data: *mut libc::c_void,
+            m: *mut libuffd_monitor,
+            page: *const libuffd_fault,
+        ) -> i32,
+    >,
 }
 
 /// Monitor counters (libuffd_monitor_get_stats()). Set sz before the call.
@@ -765,6 +828,16 @@ pub struct libuffd_monitor_stats {
     /// Of those, scans of asynchronous (LIBUFFD_FEATURE_WP_ASYNC) regions:
     /// one PAGEMAP_SCAN ioctl each.
     pub dirty_scans_async: u64,
+    /// Pages of budgeted regions evicted (libuffd_region_opts.max_resident).
+    pub evictions: u64,
+    /// Dirty pages written back before their eviction.
+    pub writebacks: u64,
+    /// Bytes written back.
+    pub writeback_bytes: u64,
+    /// Write-backs that failed: the page stayed resident and dirty (logged).
+    pub writeback_failures: u64,
+    /// Pages of budgeted regions resident now (a level, not a count).
+    pub resident_pages: u64,
 }
 
 /// A fault-handling engine over one or more handles. Create with
@@ -798,7 +871,7 @@ mod tests {
         assert!(bytes(&libuffd_monitor_opts::default())
             .iter()
             .all(|&b| b == 0));
-        assert_eq!(std::mem::size_of::<libuffd_region_opts>(), 80);
+        assert_eq!(std::mem::size_of::<libuffd_region_opts>(), 96);
         assert!(
             bytes(&libuffd_region_opts::default())
                 .iter()
@@ -806,7 +879,7 @@ mod tests {
             "libuffd_region_opts::default() is not all zeros: {:?}",
             libuffd_region_opts::default()
         );
-        assert_eq!(std::mem::size_of::<libuffd_monitor_ops>(), 8 * 8);
+        assert_eq!(std::mem::size_of::<libuffd_monitor_ops>(), 9 * 8);
         assert!(bytes(&libuffd_monitor_ops::default())
             .iter()
             .all(|&b| b == 0));

@@ -70,6 +70,12 @@ pub enum RemovePolicy {
     ZeroFill,
     /// Unregister the range: later faults are ordinary kernel faults.
     Unregister,
+    /// Keep serving the range from its source: later faults re-read the
+    /// region's page source (a buffer, a file: what was there before, or
+    /// what a budgeted region wrote back), as if the pages had never been
+    /// placed. Regions whose source is zeros or a callback are unchanged
+    /// by it (zeros; the callback is asked again).
+    Refill,
 }
 
 /// Tuning and policies.
@@ -207,6 +213,18 @@ pub trait Handler: Send + Sync + 'static {
     /// monitor's locks (it may call `dirty_scan`); it must not write the
     /// page itself (still protected: it would wait for itself).
     fn on_write(&self, _token: super::resolve::FaultToken, _user_data: u64) {}
+    /// Write back a dirty page of a budgeted region whose sink is
+    /// `Sink::Callback`, before it is evicted: store its `len` bytes at
+    /// `page` (readable, write-protected while this runs) where the
+    /// region's source will read them again (`region.source_offset`).
+    /// Ok: the page is dropped; Err(errno): it stays resident and dirty
+    /// (counted in `writeback_failures`, logged) and is tried again at a
+    /// later eviction. Runs on the thread whose fault needs the room
+    /// (the reader, without workers): it must not madvise, munmap or
+    /// mremap registered memory. The default fails with ENOSYS.
+    fn on_writeback(&self, _wb: &super::budget::Writeback) -> Result<(), i32> {
+        Err(libc::ENOSYS)
+    }
     /// An error the monitor handled (the text says how).
     fn on_log(&self, _msg: &str) {}
     /// Whether `on_log` does anything (saves formatting when not).

@@ -147,15 +147,24 @@ impl Inner {
                         source_offset: r.source_offset + (page - r.start),
                         user_data: r.user_data,
                     },
+                    r.budget.clone(),
                 )
             });
             break;
         }
-        let (source, ps, page, offset, window, info) = match view {
-            Some((s, ps, page, off, w, info)) => (s, ps, page, off, w, Some(info)),
+        let (source, ps, page, offset, window, info, budget) = match view {
+            Some((s, ps, page, off, w, info, b)) => (s, ps, page, off, w, Some(info), b),
             None => {
                 let ps = self.page_size_outside(p.uffd_id, &f);
-                (Source::Callback, ps, f.address & !(ps - 1), 0, 1, None)
+                (
+                    Source::Callback,
+                    ps,
+                    f.address & !(ps - 1),
+                    0,
+                    1,
+                    None,
+                    None,
+                )
             }
         };
         let token = FaultToken {
@@ -168,7 +177,13 @@ impl Inner {
             return self.finish(p, token, self.dirty_write(token), on_again);
         }
         let outcome = if f.flags.contains(FaultFlags::WP) && source != Source::Callback {
-            self.apply(token, Action::Unprotect)
+            // A budgeted region's page is marked dirty first (budget.rs).
+            self.unprotect_fault(budget.as_ref(), token)
+        } else if let Some(b) = budget.filter(|b| b.index(page).is_some()) {
+            // Evicting may wait on the sink: not under the gate.
+            drop(gate);
+            let outcome = self.serve_budgeted(scratch, &b, token, source, offset);
+            return self.finish(p, token, outcome, on_again);
         } else if f.flags.contains(FaultFlags::MINOR) && source != Source::Callback {
             self.serve_source(scratch, token, Source::PageCache, offset, window)
         } else if source == Source::Callback {

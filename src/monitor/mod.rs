@@ -80,6 +80,7 @@
 //! # Ok::<(), uffd::Error>(())
 //! ```
 
+mod budget;
 mod config;
 mod dirty;
 mod fault;
@@ -97,6 +98,7 @@ mod stats;
 mod stop;
 mod unpoisoned;
 
+pub use budget::{Sink, Writeback};
 pub use config::{
     Config, DefaultHandler, ErrorPolicy, ForkVerdict, Handler, RemovePolicy, StopPolicy, Verdict,
 };
@@ -200,6 +202,9 @@ pub(crate) struct Inner {
     pub remotes: remote::Remotes,
     /// Dirty-tracked regions and their bitmaps (dirty.rs).
     pub dirty: dirty::Dirty,
+    /// The drops of budgeted regions' pages that wait for the evictor
+    /// thread (budget.rs), when REMOVE events are on.
+    pub evictor: Arc<budget::Evictor>,
 }
 
 /// Room in `Inner::deferred_open` (allocated once: deferring allocates
@@ -251,6 +256,22 @@ pub struct RegionOptions {
     /// With `track_dirty`: insist on the synchronous path (EINVAL on a
     /// WP_ASYNC userfaultfd, whose WP faults the kernel resolves itself).
     pub dirty_sync: bool,
+    /// Resident-set budget in bytes (0: none): before a fault would place
+    /// more, the least-recently-faulted resident pages are evicted, dirty
+    /// ones written back through `sink` first (budget.rs). Rounded down to
+    /// whole pages; at least one. Only for `Buffer` and `Fd` sources,
+    /// without `prefetch`, with a known page size. Pages are placed
+    /// write-protected (dirty tracking): with `register` set, WP is added
+    /// to it; a caller that registered the range itself registers it
+    /// MISSING|WP.
+    pub max_resident: u64,
+    /// Where dirty pages of a budgeted region are written back.
+    pub sink: Sink,
+    /// A budgeted region without a sink: the caller declares the
+    /// application does not write it. A page written anyway is never
+    /// dropped (it stays resident, over the budget if need be): nothing
+    /// is lost. Without it, a budgeted region without a sink is refused.
+    pub read_only: bool,
 }
 
 impl Default for RegionOptions {
@@ -264,6 +285,9 @@ impl Default for RegionOptions {
             stop_policy: None,
             track_dirty: false,
             dirty_sync: false,
+            max_resident: 0,
+            sink: Sink::None,
+            read_only: false,
         }
     }
 }
@@ -632,6 +656,7 @@ impl Monitor {
                 prefetcher: Mutex::new(None),
                 remotes: Default::default(),
                 dirty: dirty::Dirty::default(),
+                evictor: Arc::new(budget::Evictor::new()),
             }),
         })
     }
@@ -824,6 +849,14 @@ impl Monitor {
                 )));
             }
         }
+        if opts.track_dirty && opts.max_resident != 0 {
+            // Both place pages write-protected and own the region's WP
+            // faults; a budget keeps its own dirty state (budget.rs).
+            return Err(Error::invalid(
+                "add region: track_dirty and max_resident together (a budgeted region tracks its own dirty pages for write-back)",
+            ));
+        }
+        let budget_of = self.budget_checks(&uffd, page_size, &opts)?;
         // The layout gate (shared): the reader holds it from reading an
         // event to applying it, so an munmap/mremap that has returned has
         // its UNMAP/REMAP applied before we look. Without it, a region
@@ -884,8 +917,21 @@ impl Monitor {
         if opts.track_dirty && !opts.register.is_empty() {
             opts.register |= RegisterMode::WP;
         }
+        let (budget, sink_fd) = match budget_of {
+            Some(max_pages) => {
+                let (b, fd) =
+                    self.new_budget(id, &uffd, memory.range(), page_size, max_pages, &opts)?;
+                (Some(b), fd)
+            }
+            None => (None, None),
+        };
         if !opts.register.is_empty() {
-            uffd.register(Range::new(start, len), opts.register)?;
+            let mode = if budget.is_some() {
+                opts.register | RegisterMode::WP
+            } else {
+                opts.register
+            };
+            uffd.register(Range::new(start, len), mode)?;
         }
         if opts.track_dirty {
             if let Err(e) = self.dirty_add(&uffd, id, Range::new(start, len), page_size, &opts) {
@@ -896,6 +942,9 @@ impl Monitor {
             }
         }
         if let Some(dup) = source_fd {
+            self.inner.source_fds.lock_ok().push(dup);
+        }
+        if let Some(dup) = sink_fd {
             self.inner.source_fds.lock_ok().push(dup);
         }
         // Room first, allocating outside the lock (see reserve.rs).
@@ -912,11 +961,127 @@ impl Monitor {
             stop_policy: opts.stop_policy,
             window: AtomicU64::new(self.inner.config.window_min as u64),
             next_page: AtomicU64::new(0),
+            budget,
         });
         if opts.prefetch {
             self.start_late_prefetch()?;
         }
         Ok(())
+    }
+
+    /// The checks of a budgeted region's options (`RegionOptions::
+    /// max_resident`): its budget in pages, None without one.
+    fn budget_checks(
+        &self,
+        uffd: &Uffd,
+        page_size: u64,
+        opts: &RegionOptions,
+    ) -> Result<Option<u64>> {
+        if opts.max_resident == 0 {
+            if opts.sink != Sink::None || opts.read_only {
+                return Err(Error::invalid(
+                    "add region: a write-back sink or read_only without max_resident (no budget)",
+                ));
+            }
+            return Ok(None);
+        }
+        let bad = |why: String| Err(Error::invalid(format!("add region: max_resident: {why}")));
+        if page_size == 0 {
+            return bad(
+                "the page size must be known (give page_size for an adopted descriptor)".into(),
+            );
+        }
+        let max_pages = opts.max_resident / page_size;
+        if max_pages == 0 {
+            return bad(format!(
+                "{} bytes is less than one {page_size}-byte page",
+                opts.max_resident
+            ));
+        }
+        if !matches!(opts.source, Source::Buffer { .. } | Source::Fd { .. }) {
+            return bad(format!(
+                "evicted pages come back from the source: {:?} cannot give them back (use a buffer or a file)",
+                opts.source
+            ));
+        }
+        if opts.prefetch {
+            return bad("prefetch would place pages outside the budget".into());
+        }
+        if opts.register.contains(RegisterMode::MINOR) {
+            return bad(
+                "MINOR registration: pages come from the source, not the page cache".into(),
+            );
+        }
+        match (opts.sink, opts.source) {
+            (Sink::None, _) if !opts.read_only => {
+                return bad("a region whose pages may be written needs a write-back sink (an fd or the on_writeback callback), or read_only".into())
+            }
+            (Sink::Fd(_), Source::Buffer { .. }) => {
+                return bad("a write-back fd cannot feed a buffer source: evicted pages would come back without what was written back (use the on_writeback callback)".into())
+            }
+            (Sink::Fd(w), Source::Fd { fd, .. }) => {
+                let id = |fd: i32, what: &str| {
+                    if fd < 0 {
+                        return Err(Error::os("add region", libc::EBADF, format!("{what} {fd} is negative")));
+                    }
+                    crate::sys::evict::file_id(wait::borrow_fd(fd))
+                        .map_err(|e| Error::os("add region", e, format!("fstat of the {what} {fd}")))
+                };
+                if id(w, "write-back fd")? != id(fd, "source fd")? {
+                    return bad("the write-back fd must be the source's file, so that evicted pages come back with what was written back".into());
+                }
+            }
+            _ => {}
+        }
+        let _ = uffd;
+        Ok(Some(max_pages))
+    }
+
+    /// A budgeted region's budget, and the duplicate of its sink fd.
+    fn new_budget(
+        &self,
+        id: u32,
+        uffd: &Uffd,
+        memory: Range,
+        page_size: u64,
+        max_pages: u64,
+        opts: &RegionOptions,
+    ) -> Result<(Arc<budget::Budget>, Option<OwnedFd>)> {
+        let (sink, dup) = match opts.sink {
+            Sink::Fd(fd) => {
+                let dup = crate::sys::dupfd::dup_cloexec(fd).map_err(|e| {
+                    Error::os(
+                        "add region",
+                        e,
+                        format!("duplicating the write-back fd {fd} (F_DUPFD_CLOEXEC)"),
+                    )
+                })?;
+                (Sink::Fd(dup.as_raw_fd()), Some(dup))
+            }
+            s => (s, None),
+        };
+        let sink_offset = match opts.source {
+            Source::Fd { offset, .. } => offset,
+            _ => 0,
+        };
+        let async_drop = uffd
+            .features()
+            .contains(crate::uffd::Features::EVENT_REMOVE);
+        if async_drop {
+            self.inner.start_evictor()?;
+        }
+        let b = budget::Budget::new(
+            id,
+            memory.start,
+            memory.len,
+            page_size,
+            max_pages,
+            sink,
+            sink_offset,
+            opts.user_data,
+            async_drop,
+        );
+        Ok((Arc::new(b), dup))
     }
 
     /// A PREFETCH region added while running: the run's prefetcher may
@@ -1079,6 +1244,7 @@ impl Monitor {
         if let Some(t) = filler {
             let _ = t.join();
         }
+        inner.evictor.abandon();
         inner.release_at_stop();
         inner.life.finished();
         inner.stop_errno.load(Acquire) as i32

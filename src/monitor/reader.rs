@@ -389,12 +389,18 @@ impl Inner {
             }
             Event::Remap { from, to, len } => {
                 Stats::add(&self.stats.remaps, 1);
+                self.budget_forget(id, from, from + len);
                 self.regions.write_ok().remap(id, from, to, len);
                 self.call_quietly(|| self.handler.on_remap(id, from, to, len));
             }
             Event::Remove { start, end } => {
                 Stats::add(&self.stats.removes, 1);
+                if self.budget_on_remove(id, start, end) {
+                    // The evictor's own drop of a budgeted page (budget.rs).
+                    return;
+                }
                 match self.config.remove_policy {
+                    RemovePolicy::Refill => {}
                     RemovePolicy::ZeroFill => {
                         self.regions.write_ok().zero_fill(id, start, end);
                     }
@@ -409,6 +415,7 @@ impl Inner {
             }
             Event::Unmap { start, end } => {
                 Stats::add(&self.stats.unmaps, 1);
+                self.budget_forget(id, start, end);
                 self.regions.write_ok().unmap(id, start, end);
                 self.call_quietly(|| self.handler.on_unmap(id, start, end));
             }

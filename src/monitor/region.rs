@@ -82,6 +82,9 @@ pub struct Region {
     /// index a sequential reader would fault on next.
     pub window: AtomicU64,
     pub next_page: AtomicU64,
+    /// The resident-set budget (`RegionOptions::max_resident`), shared by
+    /// the region's pieces.
+    pub budget: Option<std::sync::Arc<super::budget::Budget>>,
 }
 
 impl Clone for Region {
@@ -98,6 +101,7 @@ impl Clone for Region {
             stop_policy: self.stop_policy,
             window: AtomicU64::new(self.window.load(Relaxed)),
             next_page: AtomicU64::new(self.next_page.load(Relaxed)),
+            budget: self.budget.clone(),
         }
     }
 }
@@ -248,6 +252,8 @@ impl RegionTable {
             let mut c = self.regions[i].clone();
             c.uffd_id = child;
             c.prefetch = false;
+            // The child's copy of the memory is not the parent's budget.
+            c.budget = None;
             self.insert(c);
         }
     }
@@ -278,6 +284,7 @@ mod tests {
             stop_policy: None,
             window: AtomicU64::new(1),
             next_page: AtomicU64::new(0),
+            budget: None,
         }
     }
 

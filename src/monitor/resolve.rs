@@ -279,7 +279,7 @@ impl Inner {
     }
 }
 
-fn classify(
+pub(crate) fn classify(
     inner: &Inner,
     uffd: &Uffd,
     id: u32,

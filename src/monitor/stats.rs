@@ -87,6 +87,19 @@ macro_rules! counters {
             /// Of those, scans of asynchronous (WP_ASYNC) regions: one
             /// PAGEMAP_SCAN ioctl each.
             dirty_scans_async,
+            /// Pages of budgeted regions evicted (dropped after their
+            /// write-back, if dirty).
+            evictions,
+            /// Dirty pages written back through a region's sink.
+            writebacks,
+            /// Bytes written back.
+            writeback_bytes,
+            /// Write-backs that failed (the page stayed resident and dirty;
+            /// logged).
+            writeback_failures,
+            /// Pages of budgeted regions resident now (a level, not a count
+            /// of events).
+            resident_pages,
         }
     };
 }
@@ -170,6 +183,6 @@ mod tests {
                 m
             }};
         }
-        assert_eq!(counters!(each), 25);
+        assert_eq!(counters!(each), 30);
     }
 }

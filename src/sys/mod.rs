@@ -11,6 +11,7 @@
 pub mod arch;
 pub mod cancel;
 pub mod dupfd;
+pub mod evict;
 pub mod fdinfo;
 pub mod ioctl;
 pub mod mem;

@@ -96,14 +96,21 @@ SA(TYPE_IS(FIELD(libuffd_open_opts, reserved), uint32_t));
 SA(TYPE_IS(FIELD(libuffd_open_opts, features), uint64_t));
 SA(TYPE_IS(FIELD(libuffd_open_opts, required_features), uint64_t));
 
-/* struct libuffd_region_opts: 72 bytes, size first, page_size last
- * (added at the end: a shorter, older struct means page_size 0). */
-SA(sizeof(struct libuffd_region_opts) == 80);
+/* struct libuffd_region_opts: 96 bytes, size first, then page_size, the
+ * remote source's and the budget's fields appended (a shorter, older
+ * struct means 0 for each). */
+SA(sizeof(struct libuffd_region_opts) == 96);
 SA(offsetof(struct libuffd_region_opts, max_in_flight) == 72);
+SA(offsetof(struct libuffd_region_opts, reserved1) == 76);
 SA(offsetof(struct libuffd_region_opts, sz) == 0);
 SA(offsetof(struct libuffd_region_opts, data) == 56);
 SA(offsetof(struct libuffd_region_opts, page_size) == 64);
 SA(TYPE_IS(FIELD(libuffd_region_opts, page_size), uint64_t));
+SA(offsetof(struct libuffd_region_opts, max_resident) == 80);
+SA(offsetof(struct libuffd_region_opts, writeback_fd) == 88);
+SA(offsetof(struct libuffd_region_opts, reserved2) == 92);
+SA(TYPE_IS(FIELD(libuffd_region_opts, max_resident), uint64_t));
+SA(TYPE_IS(FIELD(libuffd_region_opts, writeback_fd), int32_t));
 /* stop_policy (1.1) took the place of 1.0's reserved zero. */
 SA(offsetof(struct libuffd_region_opts, stop_policy) == 44);
 SA(TYPE_IS(FIELD(libuffd_region_opts, stop_policy), uint32_t));
@@ -115,7 +122,10 @@ SA(offsetof(struct libuffd_monitor_stats, stop_blocked) ==
 /* The dirty-tracking counters (issue 12) are appended after children_dropped. */
 SA(offsetof(struct libuffd_monitor_stats, dirty_writes) ==
    offsetof(struct libuffd_monitor_stats, children_dropped) + 8);
-SA(offsetof(struct libuffd_monitor_stats, dirty_scans_async) + 8 == sizeof(struct libuffd_monitor_stats));
+/* Then the budgets' counters. */
+SA(offsetof(struct libuffd_monitor_stats, evictions) ==
+   offsetof(struct libuffd_monitor_stats, dirty_scans_async) + 8);
+SA(offsetof(struct libuffd_monitor_stats, resident_pages) + 8 == sizeof(struct libuffd_monitor_stats));
 
 /* struct libuffd_fault: addresses as void *, like every address of the API. */
 SA(sizeof(struct libuffd_fault) == 72);
@@ -131,8 +141,8 @@ SA(TYPE_IS(FIELD(libuffd_fault, region_offset), uint64_t));
 
 /* struct libuffd_monitor_ops: sized like every options struct, then the
  * callbacks in order, each receiving user_data and the monitor. */
-SA(sizeof(struct libuffd_monitor_ops) == 64);
-/* on_write (dirty tracking) is appended after on_log. */
+SA(sizeof(struct libuffd_monitor_ops) == 72);
+/* on_write (dirty tracking), then on_writeback (budgets), appended after on_log. */
 SA(offsetof(struct libuffd_monitor_ops, on_write) == 56);
 SA(offsetof(struct libuffd_monitor_ops, sz) == 0);
 SA(offsetof(struct libuffd_monitor_ops, on_fault) == 8);
@@ -141,6 +151,7 @@ SA(offsetof(struct libuffd_monitor_ops, on_remap) == 24);
 SA(offsetof(struct libuffd_monitor_ops, on_remove) == 32);
 SA(offsetof(struct libuffd_monitor_ops, on_unmap) == 40);
 SA(offsetof(struct libuffd_monitor_ops, on_log) == 48);
+SA(offsetof(struct libuffd_monitor_ops, on_writeback) == 64);
 SA(TYPE_IS(FIELD(libuffd_monitor_ops, sz), size_t));
 SA(TYPE_IS(FIELD(libuffd_monitor_ops, on_fault),
 	   int32_t (*)(void *, libuffd_monitor *, const struct libuffd_fault *)));
@@ -150,6 +161,8 @@ SA(TYPE_IS(FIELD(libuffd_monitor_ops, on_remap),
 SA(TYPE_IS(FIELD(libuffd_monitor_ops, on_remove), void (*)(void *, libuffd_monitor *, uint32_t, void *, void *)));
 SA(TYPE_IS(FIELD(libuffd_monitor_ops, on_unmap), void (*)(void *, libuffd_monitor *, uint32_t, void *, void *)));
 SA(TYPE_IS(FIELD(libuffd_monitor_ops, on_log), void (*)(void *, libuffd_monitor *, const char *)));
+SA(TYPE_IS(FIELD(libuffd_monitor_ops, on_writeback),
+	   int32_t (*)(void *, libuffd_monitor *, const struct libuffd_fault *)));
 
 /* The handle is opaque (incomplete): only pointers to it exist. */
 SA(sizeof(libuffd_handle *) == sizeof(void *));
@@ -328,7 +341,7 @@ int main(void)
 	struct libuffd_open_opts o = LIBUFFD_OPTS_INIT(libuffd_open_opts, .flags = 0);
 	CHECK_EQ(o.sz, 32);
 	LIBUFFD_OPTS(libuffd_monitor_ops, ops);
-	CHECK_EQ(ops.sz, 64);
+	CHECK_EQ(ops.sz, 72);
 
 	/* The loaded library is the one this header describes. */
 	CHECK_EQ(libuffd_version(), LIBUFFD_VERSION);

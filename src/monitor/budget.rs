@@ -1,0 +1,901 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Resident-set budgets: a region with `RegionOptions::max_resident` keeps
+//! at most that many bytes of its pages placed. Before a fault would take
+//! it over, the least-recently-faulted resident pages are evicted: dirty
+//! ones written back through the region's sink first (`Sink::Fd`: pwrite
+//! at the page's source offset; `Sink::Callback`: `Handler::on_writeback`),
+//! then dropped (MADV_REMOVE for shared memory, MADV_DONTNEED for private
+//! anonymous and hugetlb memory). An evicted page faults again later and
+//! comes back from the region's source, which holds what was written back.
+//!
+//! Per-page state (one byte per page, allocated at `add_region`; nothing
+//! is allocated on the fault path): RES (placed), DIRTY (written since it
+//! was placed or written back), REF (faulted since the clock hand last
+//! passed), BUSY (being placed or evicted: one thread owns it) and WRITING
+//! (a write fault is un-protecting it). Pages are placed write-protected
+//! (UFFDIO_COPY with MODE_WP, zeros too), so the first write to each
+//! faults: `unprotect_fault` marks it DIRTY before it un-protects it.
+//! Victims are chosen by a clock over the page indexes: second chance for
+//! pages faulted (read or written) since the hand last passed.
+//!
+//! Threads. The drop is a madvise of registered memory. Without REMOVE
+//! events (`Features::EVENT_REMOVE`) the kernel tells nobody and the
+//! faulting thread's handler drops the page itself, synchronously, even on
+//! the reader. With REMOVE events the madvise sleeps until the reader has
+//! read the event it raises: on the reader it would wait for itself, and
+//! on a thread that holds the layout gate (which the reader takes to read)
+//! too. So with REMOVE events the drop goes to the monitor's evictor
+//! thread ("uffd-evict", started by `add_region`), which holds nothing
+//! while it drops: the resident set may then exceed the budget by the
+//! pages in its queue (at most `QUEUE` pages) for as long as the drops
+//! take. The reader recognises the REMOVE of a page being evicted (BUSY)
+//! and does not apply the REMOVE policy to it (it is no application's
+//! madvise). A drop queued when the run stops is abandoned: the page stays
+//! resident (clean, written back), nothing is lost.
+//!
+//! The same REMOVE, raised by the application's own madvise, forgets the
+//! pages it drops (their data goes, as the application asked); UNMAP and
+//! REMAP forget the pages that leave the region's addresses.
+
+use super::config::Handler;
+use super::region::Source;
+use super::resolve::{Applied, Failed, FaultToken, RegionInfo, Scratch};
+use super::stats::Stats;
+use super::unpoisoned::{unpoisoned, LockOk, RwOk};
+use super::Inner;
+use crate::sys::evict;
+use crate::uffd::{CopyMode, Error, Range, Uffd, WriteprotectMode};
+use std::collections::VecDeque;
+use std::sync::atomic::{
+    AtomicBool, AtomicU8,
+    Ordering::{AcqRel, Acquire, Relaxed, Release},
+};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::Duration;
+
+/// Where a budgeted region's dirty pages are written back before they are
+/// dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sink {
+    /// No sink: only for a region declared read-only
+    /// (`RegionOptions::read_only`).
+    #[default]
+    None,
+    /// pwrite(2) to this file at the page's source offset (the offset an
+    /// `Fd` source reads it from; for a `Buffer` source this is refused:
+    /// the buffer would never see the bytes). It must be the source's
+    /// file, so that evicted pages come back with what was written back
+    /// (`add_region` checks it). Duplicated by `add_region`.
+    Fd(i32),
+    /// `Handler::on_writeback`: the callback stores the page where the
+    /// region's source will read it from.
+    Callback,
+}
+
+/// A dirty page to write back (`Handler::on_writeback`).
+#[derive(Debug, Clone, Copy)]
+pub struct Writeback {
+    /// Which of the monitor's userfaultfds the region belongs to.
+    pub uffd_id: u32,
+    /// The page's address: readable, write-protected while the callback
+    /// runs (its bytes cannot change under it).
+    pub page: u64,
+    /// Its length (the region's page size).
+    pub len: u64,
+    /// The region (`source_offset` is the page's).
+    pub region: RegionInfo,
+}
+
+const RES: u8 = 1;
+const DIRTY: u8 = 2;
+const REF: u8 = 4;
+const BUSY: u8 = 8;
+const WRITING: u8 = 16;
+/// The evictor thread's madvise of the page raised (or will raise) a
+/// REMOVE event that the reader has not applied yet: the reader takes it
+/// as the evictor's (and clears the bit), not the application's. Set
+/// before the madvise, cleared by the reader (reading the event is what
+/// lets the madvise return, so the evictor cannot tell when that is).
+const DROPPING: u8 = 32;
+/// Found present without having been placed by the monitor (counted dirty
+/// to be safe): its eviction first checks that it is still there, since
+/// writing back a page that is gone would make the kernel fault on it.
+const SUSPECT: u8 = 64;
+
+/// Victims one fault evicts at most.
+const MAX_VICTIMS: usize = 8;
+
+/// Drops the evictor thread keeps queued at most.
+pub(crate) const QUEUE: usize = 64;
+
+/// MADV_REMOVE (shared memory), MADV_DONTNEED (private), not known yet.
+const DROP_UNKNOWN: u8 = 0;
+const DROP_REMOVE: u8 = 1;
+const DROP_DONTNEED: u8 = 2;
+
+/// The budget of one region (shared by its pieces after a split).
+pub(crate) struct Budget {
+    uffd_id: u32,
+    base: u64,
+    len: u64,
+    page_size: u64,
+    max_pages: u64,
+    pages: Box<[AtomicU8]>,
+    sink: Sink,
+    /// The source offset of the page at `base` (the file offset of an
+    /// `Fd` source's first page).
+    sink_offset: u64,
+    user_data: u64,
+    /// Drops go to the evictor thread (the userfaultfd has REMOVE events).
+    async_drop: bool,
+    drop_mode: AtomicU8,
+    clock: Mutex<Clock>,
+}
+
+struct Clock {
+    hand: u64,
+    /// Pages placed and counted against the budget (victims leave it when
+    /// chosen, a page being placed joins it when its fault claims it).
+    resident: u64,
+}
+
+impl std::fmt::Debug for Budget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Budget")
+            .field("base", &self.base)
+            .field("len", &self.len)
+            .field("max_pages", &self.max_pages)
+            .field("sink", &self.sink)
+            .finish()
+    }
+}
+
+/// What a fault claimed (`Budget::claim`).
+struct Claim {
+    victims: [u64; MAX_VICTIMS],
+    n: usize,
+    /// The page's state before (BUSY added for the placement).
+    prev: u8,
+    /// The page was counted in `resident` by this claim.
+    reserved: bool,
+}
+
+impl Budget {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        uffd_id: u32,
+        base: u64,
+        len: u64,
+        page_size: u64,
+        max_pages: u64,
+        sink: Sink,
+        sink_offset: u64,
+        user_data: u64,
+        async_drop: bool,
+    ) -> Budget {
+        let n = (len / page_size) as usize;
+        Budget {
+            uffd_id,
+            base,
+            len,
+            page_size,
+            max_pages,
+            pages: (0..n).map(|_| AtomicU8::new(0)).collect(),
+            sink,
+            sink_offset,
+            user_data,
+            async_drop,
+            drop_mode: AtomicU8::new(DROP_UNKNOWN),
+            clock: Mutex::new(Clock {
+                hand: 0,
+                resident: 0,
+            }),
+        }
+    }
+
+    /// Index of the page at `page` (None: outside the budget's addresses,
+    /// e.g. moved there by mremap).
+    pub(crate) fn index(&self, page: u64) -> Option<u64> {
+        (page >= self.base && page < self.base + self.len && page % self.page_size == 0)
+            .then(|| (page - self.base) / self.page_size)
+    }
+
+    fn addr(&self, i: u64) -> u64 {
+        self.base + i * self.page_size
+    }
+
+    /// Claim page `i` for placement (BUSY) and choose the victims that
+    /// make room for it. None: the page is being placed or evicted by
+    /// another thread, or un-protected by a write fault (retry later).
+    fn claim(&self, i: u64) -> Option<Claim> {
+        let mut c = self.clock.lock_ok();
+        let cell = &self.pages[i as usize];
+        let prev = cell.load(Acquire);
+        if prev & (BUSY | WRITING) != 0 {
+            return None;
+        }
+        if cell
+            .compare_exchange(prev, prev | BUSY, AcqRel, Acquire)
+            .is_err()
+        {
+            return None;
+        }
+        let mut claim = Claim {
+            victims: [0; MAX_VICTIMS],
+            n: 0,
+            prev,
+            reserved: prev & RES == 0,
+        };
+        if !claim.reserved {
+            // Counted already (a page dropped behind the monitor's back,
+            // or a second message for a placed page).
+            return Some(claim);
+        }
+        let npages = self.pages.len() as u64;
+        // Three sweeps at most: the first clears REF bits, the second finds
+        // the victims; the third ignores REF (faults on other threads set
+        // it again meanwhile: without it, two pages written in turn could
+        // each keep the other's second chance for ever and the budget
+        // would give way). Bounded whatever the pages' states.
+        let mut steps = 0;
+        let mut skipped_busy = false;
+        while c.resident >= self.max_pages && claim.n < MAX_VICTIMS && steps < 3 * npages {
+            let h = c.hand;
+            c.hand = (h + 1) % npages;
+            steps += 1;
+            if h == i {
+                continue;
+            }
+            let v = &self.pages[h as usize];
+            let s = v.load(Acquire);
+            if s & (BUSY | WRITING) != 0 {
+                // Being placed (counted, not RES yet), evicted or written.
+                skipped_busy = true;
+                continue;
+            }
+            if s & RES == 0 {
+                continue;
+            }
+            if s & DIRTY != 0 && self.sink == Sink::None {
+                // Read-only region written anyway: kept, never lost.
+                continue;
+            }
+            if s & REF != 0 && steps <= 2 * npages {
+                v.fetch_and(!REF, AcqRel);
+                continue;
+            }
+            // Ours unless a write fault began meanwhile.
+            if v.compare_exchange(s, s | BUSY, AcqRel, Acquire).is_ok() {
+                c.resident -= 1;
+                claim.victims[claim.n] = h;
+                claim.n += 1;
+            }
+        }
+        if claim.n == 0 && skipped_busy && c.resident >= self.max_pages {
+            // The only candidates are being placed or written by other
+            // threads right now: retry once they are done rather than go
+            // over the budget. (Pages kept because they cannot be written
+            // back, read-only ones written anyway, are never candidates:
+            // over them the budget gives way, no fault waits for ever.)
+            cell.store(prev, Release);
+            return None;
+        }
+        c.resident += 1;
+        Some(claim)
+    }
+
+    /// The end of a placement that did not place: page `i` as it was.
+    fn unclaim(&self, i: u64, claim: &Claim) {
+        let mut c = self.clock.lock_ok();
+        if claim.reserved {
+            c.resident -= 1;
+        }
+        self.pages[i as usize].store(claim.prev, Release);
+    }
+
+    /// A victim that stays (its write-back or drop failed, or its drop
+    /// was abandoned): resident again, no longer BUSY.
+    fn keep(&self, v: u64) {
+        let mut c = self.clock.lock_ok();
+        c.resident += 1;
+        self.pages[v as usize].fetch_and(!BUSY, AcqRel);
+    }
+
+    /// Forget pages `[start, end)` that left the region (an application's
+    /// madvise, munmap or mremap). Pages being placed or evicted are left
+    /// to their owner. Returns (pages forgotten, pages the evictor thread
+    /// is dropping: their DROPPING bit is consumed).
+    fn forget(&self, start: u64, end: u64) -> (u64, u64) {
+        let (a, b) = (start.max(self.base), end.min(self.base + self.len));
+        if a >= b {
+            return (0, 0);
+        }
+        let ps = self.page_size;
+        let (first, last) = ((a - self.base) / ps, (b - self.base).div_ceil(ps));
+        let mut c = self.clock.lock_ok();
+        let (mut forgot, mut busy) = (0, 0);
+        for i in first..last {
+            let cell = &self.pages[i as usize];
+            let s = cell.load(Acquire);
+            if s & DROPPING != 0 {
+                cell.fetch_and(!DROPPING, AcqRel);
+                busy += 1;
+            } else if s & BUSY != 0 {
+            } else if s & RES != 0 {
+                cell.store(0, Release);
+                c.resident -= 1;
+                forgot += 1;
+            }
+        }
+        (forgot, busy)
+    }
+
+    /// Drop page `i` (madvise): MADV_REMOVE first (shared memory: the
+    /// page-cache page must go, or the next access would map it again
+    /// without a fault), MADV_DONTNEED where the kernel refuses it before
+    /// doing anything (private memory: EINVAL, EACCES); remembered.
+    fn drop_page(&self, i: u64) -> Result<(), i32> {
+        let (addr, ps) = (self.addr(i), self.page_size);
+        let mode = self.drop_mode.load(Relaxed);
+        if mode != DROP_DONTNEED {
+            match evict::madvise(addr, ps, libc::MADV_REMOVE) {
+                Ok(()) => {
+                    self.drop_mode.store(DROP_REMOVE, Relaxed);
+                    return Ok(());
+                }
+                Err(libc::EINVAL | libc::EACCES | libc::EOPNOTSUPP) if mode == DROP_UNKNOWN => {
+                    self.drop_mode.store(DROP_DONTNEED, Relaxed);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        evict::madvise(addr, ps, libc::MADV_DONTNEED)
+    }
+}
+
+/// The drops waiting for the evictor thread (REMOVE events on).
+pub(crate) struct Evictor {
+    queue: Mutex<VecDeque<(Arc<Budget>, u64)>>,
+    cv: Condvar,
+    started: AtomicBool,
+}
+
+impl Evictor {
+    pub(crate) fn new() -> Evictor {
+        Evictor {
+            queue: Mutex::new(VecDeque::new()),
+            cv: Condvar::new(),
+            started: AtomicBool::new(false),
+        }
+    }
+
+    /// Queue a drop; false when the queue is full.
+    fn push(&self, b: &Arc<Budget>, v: u64) -> bool {
+        let mut q = self.queue.lock_ok();
+        if q.len() >= QUEUE {
+            return false;
+        }
+        q.push_back((b.clone(), v));
+        drop(q);
+        self.cv.notify_one();
+        true
+    }
+
+    /// Give every queued drop back (the run ends: nobody will read the
+    /// REMOVE events the drops would raise). The pages stay resident,
+    /// clean: nothing is lost.
+    pub(crate) fn abandon(&self) {
+        let taken: Vec<(Arc<Budget>, u64)> = self.queue.lock_ok().drain(..).collect();
+        for (b, v) in taken {
+            b.keep(v);
+        }
+    }
+}
+
+impl Inner {
+    /// Start the evictor thread, once (on the caller's thread of
+    /// `add_region`). It holds the monitor weakly and ends once the
+    /// monitor is gone.
+    pub(crate) fn start_evictor(self: &Arc<Self>) -> Result<(), Error> {
+        if self.evictor.started.swap(true, AcqRel) {
+            return Ok(());
+        }
+        self.evictor.queue.lock_ok().reserve(QUEUE);
+        let weak = Arc::downgrade(self);
+        let ev = Arc::clone(&self.evictor);
+        let sink = self.panic_sink();
+        let r = super::spawn_thread("uffd-evict", move || {
+            let _quiet = crate::uffd::quiet::Scope::enter(Some(sink));
+            evictor_loop(weak, ev)
+        });
+        if let Err(e) = r {
+            self.evictor.started.store(false, Release);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// A write-protect fault: in a budgeted region, mark the page DIRTY
+    /// before un-protecting it (a page being placed or evicted makes the
+    /// fault wait: EAGAIN, retried; see `evict_one` for why). Elsewhere,
+    /// un-protect.
+    pub(crate) fn unprotect_fault(
+        &self,
+        budget: Option<&Arc<Budget>>,
+        t: FaultToken,
+    ) -> Result<Applied, Failed> {
+        let Some((b, i)) = budget.and_then(|b| b.index(t.page).map(|i| (b, i))) else {
+            return self.apply(t, super::Action::Unprotect);
+        };
+        let cell = &b.pages[i as usize];
+        let mut s = cell.load(Acquire);
+        loop {
+            if s & (BUSY | WRITING) != 0 {
+                return Err(Failed::Again);
+            }
+            // WRITING keeps the page from being claimed (placed or
+            // evicted) until it is un-protected. A page not RES was
+            // dropped (the fault raced its eviction, or a write-protect
+            // marker stayed where it was): un-protecting it does nothing
+            // or clears the marker, and the write then faults as missing.
+            // Without WRITING, a page placed (write-protected, clean) by
+            // another thread between this check and the ioctl would be
+            // un-protected here without being marked dirty, and its write
+            // lost at its eviction (tests/monitor_budget.rs
+            // budget_writes_race_writebacks_evictor saw it).
+            let mark = if s & RES != 0 {
+                DIRTY | REF | WRITING
+            } else {
+                WRITING
+            };
+            match cell.compare_exchange(s, s | mark, AcqRel, Acquire) {
+                Ok(_) => break,
+                Err(now) => s = now,
+            }
+        }
+        let r = self.apply(t, super::Action::Unprotect);
+        cell.fetch_and(!WRITING, AcqRel);
+        r
+    }
+
+    /// Serve a missing-page fault of a budgeted region: make room (evict),
+    /// then place the page write-protected. Called without the layout
+    /// gate (evicting may wait on the sink); takes it to place.
+    pub(crate) fn serve_budgeted(
+        &self,
+        scratch: &mut Scratch,
+        b: &Arc<Budget>,
+        t: FaultToken,
+        source: Source,
+        offset: u64,
+    ) -> Result<Applied, Failed> {
+        let Some(i) = b.index(t.page) else {
+            return Err(Failed::Again);
+        };
+        let Some(claim) = b.claim(i) else {
+            return Err(Failed::Again);
+        };
+        let Some(uffd) = self.uffd(t.uffd_id) else {
+            b.unclaim(i, &claim);
+            return Ok(Applied::Gone);
+        };
+        for (k, &v) in claim.victims[..claim.n].iter().enumerate() {
+            if !self.evict_one(b, &uffd, v) {
+                for &rest in &claim.victims[k + 1..claim.n] {
+                    b.keep(rest);
+                }
+                b.unclaim(i, &claim);
+                return Err(Failed::Again);
+            }
+        }
+        let gate = self.layout.read_ok();
+        let same = self
+            .regions
+            .read_ok()
+            .find(t.uffd_id, t.page)
+            .and_then(|r| r.budget.as_ref())
+            .is_some_and(|rb| Arc::ptr_eq(rb, b));
+        if !same {
+            // The layout changed meanwhile: look the fault up again.
+            drop(gate);
+            b.unclaim(i, &claim);
+            return Err(Failed::Again);
+        }
+        let placed = self.place_wp(scratch, &uffd, t, source, offset);
+        let r = super::resolve::classify(self, &uffd, t.uffd_id, t.page, t.page_size, placed);
+        drop(gate);
+        let cell = &b.pages[i as usize];
+        match r {
+            Ok(Applied::Resolved(_)) => {
+                cell.store(RES | REF, Release);
+                if claim.reserved {
+                    Stats::add(&self.stats.resident_pages, 1);
+                }
+            }
+            Ok(Applied::AlreadyResolved) if claim.prev & RES == 0 => {
+                // Present, but not placed by the monitor: protect it and
+                // count it dirty (written back at eviction), so that no
+                // write to it can be missed.
+                let _ = uffd.writeprotect(Range::new(t.page, t.page_size), WriteprotectMode::WP);
+                cell.store(RES | REF | DIRTY | SUSPECT, Release);
+                Stats::add(&self.stats.resident_pages, 1);
+            }
+            _ => b.unclaim(i, &claim),
+        }
+        r
+    }
+
+    /// Place the page at `t` from `source` (one page), write-protected:
+    /// the bytes placed, or the error.
+    fn place_wp(
+        &self,
+        scratch: &mut Scratch,
+        uffd: &Uffd,
+        t: FaultToken,
+        source: Source,
+        offset: u64,
+    ) -> Result<u64, Error> {
+        let (page, ps) = (t.page, t.page_size);
+        let dst = Range::new(page, ps);
+        let copy = |src: u64| uffd.fill_copy(dst, src, CopyMode::WP).map(|p| p.done);
+        match source {
+            Source::Buffer { addr, len } => {
+                let avail = len.saturating_sub(offset);
+                let from = addr
+                    .checked_add(offset)
+                    .filter(|a| a.checked_add(ps).is_some());
+                match from {
+                    _ if avail == 0 => copy(self.zero_source(ps)?),
+                    None => Err(Error::os(
+                        "page source",
+                        libc::EOVERFLOW,
+                        format!(
+                            "buffer at {addr:#x} + offset {offset:#x} overflows the address space"
+                        ),
+                    )),
+                    Some(a) if avail >= ps => copy(a),
+                    Some(a) => {
+                        let buf = scratch.get(ps)?;
+                        buf[..ps as usize].fill(0);
+                        crate::sys::wait::copy_from_addr(&mut buf[..avail as usize], a);
+                        copy(buf.as_ptr() as u64)
+                    }
+                }
+            }
+            Source::Fd {
+                fd,
+                offset: base,
+                zero_past_eof,
+            } => {
+                let buf = &mut scratch.get(ps)?[..ps as usize];
+                let Some(off) = base
+                    .checked_add(offset)
+                    .filter(|o| o.checked_add(ps).is_some_and(|e| e <= i64::MAX as u64))
+                else {
+                    return Err(Error::os(
+                        "pread",
+                        libc::EOVERFLOW,
+                        format!("page source fd {fd}: offset {base:#x} + {offset:#x} overflows a file offset"),
+                    ));
+                };
+                let got = read_page(fd, buf, off).map_err(|(e, got)| {
+                    Error::os(
+                        "pread",
+                        e,
+                        format!(
+                            "page source fd {fd} at offset {:#x} (the page at {page:#x})",
+                            off + got as u64
+                        ),
+                    )
+                })?;
+                if got < buf.len() && !zero_past_eof {
+                    return Err(Error::os(
+                        "pread",
+                        libc::ENODATA,
+                        format!(
+                            "page source fd {fd} ends at offset {:#x}, inside the page at {page:#x}; set LIBUFFD_REGION_ZERO_PAST_EOF to read zeros past end-of-file",
+                            off + got as u64
+                        ),
+                    ));
+                }
+                buf[got..].fill(0);
+                copy(buf.as_ptr() as u64)
+            }
+            // Zeros after an application's madvise under RemovePolicy::
+            // ZeroFill (placed write-protected like any page).
+            Source::Zero => copy(self.zero_source(ps)?),
+            _ => Err(Error::invalid(
+                "a budgeted region's source is a buffer or a file",
+            )),
+        }
+    }
+
+    /// Evict victim `v` of `b` (chosen BUSY by `claim`, already out of
+    /// the resident count).
+    ///
+    /// Ordering, for a dirty page: (1) write-protect it; (2) write it back;
+    /// (3) clear DIRTY; (4) drop it. From (1) on, a write to the page
+    /// faults, and the write-fault path (`unprotect_fault`) sees BUSY and
+    /// does not un-protect: the writer waits (its fault is retried) until
+    /// the eviction ends. So the bytes written back in (2) are the page's
+    /// last bytes, and no write can land between (2) and (4) to be thrown
+    /// away by the drop. A write that began before (1) had its fault
+    /// un-protect the page under WRITING, which `claim` never takes: BUSY
+    /// was set after that fault's un-protect returned, so (1) comes after
+    /// it and cannot be undone by it. After (4) the waiting writer's fault
+    /// is retried, finds the page gone (not RES), un-protects nothing
+    /// there (under WRITING, so that no placement of the page by another
+    /// thread can slip in between its check and its ioctl) and wakes; its
+    /// write faults as missing, the page comes back from the source (which
+    /// has the bytes written back) and the write lands on it. If (2) fails the page stays resident and dirty (counted
+    /// in `writeback_failures`, logged): never dropped with its data.
+    ///
+    /// False when the write-protect met EAGAIN (an event is pending: the
+    /// fault is retried once the reader has read it); the victim stays.
+    fn evict_one(&self, b: &Arc<Budget>, uffd: &Uffd, v: u64) -> bool {
+        let (addr, ps) = (b.addr(v), b.page_size);
+        let cell = &b.pages[v as usize];
+        if cell.load(Acquire) & SUSPECT != 0 && !evict::is_resident(addr, ps).unwrap_or(true) {
+            // Dropped meanwhile (the application's madvise): its data is
+            // gone as the application asked; nothing to write back.
+            self.forgotten(b, v);
+            return true;
+        }
+        if cell.load(Acquire) & DIRTY != 0 {
+            if let Err(e) = uffd.writeprotect(Range::new(addr, ps), WriteprotectMode::WP) {
+                match e.errno() {
+                    // Unmapped or moved away: nothing left to evict.
+                    libc::ENOENT => self.forgotten(b, v),
+                    libc::EAGAIN => {
+                        b.keep(v);
+                        return false;
+                    }
+                    _ => self.writeback_failed(b, v, &e),
+                }
+                return true;
+            }
+            if let Err(e) = self.write_back(b, v) {
+                self.writeback_failed(b, v, &e);
+                return true;
+            }
+            cell.fetch_and(!(DIRTY | SUSPECT), AcqRel);
+            Stats::add(&self.stats.writebacks, 1);
+            Stats::add(&self.stats.writeback_bytes, ps);
+        }
+        if b.async_drop {
+            if !self.evictor.push(b, v) {
+                // Queue full: it stays resident (clean) for now.
+                b.keep(v);
+            }
+            return true;
+        }
+        self.drop_now(b, v);
+        true
+    }
+
+    /// Drop victim `v` now (no REMOVE event will be raised, or this is the
+    /// evictor thread).
+    fn drop_now(&self, b: &Budget, v: u64) {
+        match b.drop_page(v) {
+            Ok(()) | Err(libc::ENOMEM) => {
+                b.pages[v as usize].store(0, Release);
+                Stats::add(&self.stats.evictions, 1);
+                self.stats.resident_pages.fetch_sub(1, Relaxed);
+            }
+            Err(e) => {
+                b.keep(v);
+                self.log(format_args!(
+                    "eviction of the page at {:#x}: madvise failed ({}); it stays resident",
+                    b.addr(v),
+                    Error::os("madvise", e, "")
+                ));
+            }
+        }
+    }
+
+    fn forgotten(&self, b: &Budget, v: u64) {
+        b.pages[v as usize].store(0, Release);
+        self.stats.resident_pages.fetch_sub(1, Relaxed);
+    }
+
+    fn writeback_failed(&self, b: &Budget, v: u64, e: &Error) {
+        b.keep(v);
+        Stats::add(&self.stats.writeback_failures, 1);
+        self.log(format_args!(
+            "write-back of the page at {:#x} failed ({e}); it stays resident and dirty",
+            b.addr(v)
+        ));
+    }
+
+    /// Write page `v` back through the region's sink.
+    fn write_back(&self, b: &Budget, v: u64) -> Result<(), Error> {
+        let (addr, ps) = (b.addr(v), b.page_size);
+        let off = b.sink_offset + v * ps;
+        match b.sink {
+            Sink::Fd(fd) => {
+                let fd = crate::sys::wait::borrow_fd(fd);
+                let mut done = 0usize;
+                let mut eintr = 0;
+                while (done as u64) < ps {
+                    let left = ps as usize - done;
+                    match evict::pwrite_from(fd, addr + done as u64, left, off + done as u64) {
+                        Ok(0) => {
+                            return Err(Error::os(
+                                "pwrite",
+                                libc::EIO,
+                                format!(
+                                    "write-back sink wrote nothing at offset {:#x}",
+                                    off + done as u64
+                                ),
+                            ))
+                        }
+                        Ok(n) => done += n.min(left),
+                        Err(libc::EINTR) if eintr < 1000 => eintr += 1,
+                        Err(e) => {
+                            return Err(Error::os(
+                                "pwrite",
+                                e,
+                                format!("write-back sink at offset {:#x}", off + done as u64),
+                            ))
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Sink::Callback => {
+                let wb = Writeback {
+                    uffd_id: b.uffd_id,
+                    page: addr,
+                    len: ps,
+                    region: RegionInfo {
+                        start: b.base,
+                        len: b.len,
+                        source_offset: off,
+                        user_data: b.user_data,
+                    },
+                };
+                let h: &dyn Handler = &*self.handler;
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h.on_writeback(&wb)))
+                {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(errno)) => Err(Error::os(
+                        "on_writeback",
+                        errno.abs(),
+                        format!("for the page at {addr:#x}"),
+                    )),
+                    Err(_) => Err(Error::os(
+                        "on_writeback",
+                        libc::ENOTRECOVERABLE,
+                        "the callback panicked",
+                    )),
+                }
+            }
+            Sink::None => Err(Error::invalid(
+                "a read-only budgeted region has no write-back sink",
+            )),
+        }
+    }
+
+    /// A REMOVE event of uffd `id`: the budgeted pages in `[start, end)`
+    /// being evicted are the evictor's own madvise; the others are the
+    /// application's, whose data goes (forgotten). True when the whole
+    /// range is the evictor's: no REMOVE policy, no callback.
+    pub(crate) fn budget_on_remove(&self, id: u32, start: u64, end: u64) -> bool {
+        let (_, busy) = self.budget_forget(id, start, end);
+        // The evictor drops one page of one region at a time.
+        busy > 0
+            && self
+                .regions
+                .read_ok()
+                .find(id, start)
+                .and_then(|r| r.budget.as_ref())
+                .is_some_and(|b| busy * b.page_size == end - start)
+    }
+
+    /// UNMAP, REMAP (the old addresses) and the application's REMOVE:
+    /// forget the budgeted pages of uffd `id` in `[start, end)`.
+    pub(crate) fn budget_forget(&self, id: u32, start: u64, end: u64) -> (u64, u64) {
+        let t = self.regions.read_ok();
+        let (mut forgot, mut busy) = (0, 0);
+        let mut last: Option<*const Budget> = None;
+        for r in t.iter() {
+            if r.uffd_id != id || r.end() <= start || r.start >= end {
+                continue;
+            }
+            let Some(b) = r.budget.as_ref() else { continue };
+            // Pieces of one region share their budget: once per budget
+            // (they are adjacent in the table).
+            if last == Some(Arc::as_ptr(b)) {
+                continue;
+            }
+            last = Some(Arc::as_ptr(b));
+            let (f, bz) = b.forget(start, end);
+            forgot += f;
+            busy += bz;
+        }
+        drop(t);
+        if forgot > 0 {
+            self.stats.resident_pages.fetch_sub(forgot, Relaxed);
+        }
+        (forgot, busy)
+    }
+}
+
+/// Read one page at `off` (short reads and EINTR retried): the bytes read
+/// (fewer at end-of-file), or the errno and the bytes read before it.
+fn read_page(fd: i32, buf: &mut [u8], off: u64) -> Result<usize, (i32, usize)> {
+    let fd = crate::sys::wait::borrow_fd(fd);
+    let (mut got, mut eintr) = (0, 0);
+    while got < buf.len() {
+        match crate::sys::wait::pread(fd, &mut buf[got..], off + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n.min(buf.len() - got),
+            Err(libc::EINTR) if eintr < 1000 => eintr += 1,
+            Err(e) => return Err((e, got)),
+        }
+    }
+    Ok(got)
+}
+
+/// The evictor thread: drop the queued pages while the monitor runs; give
+/// them back when it does not (`Evictor::abandon`). It never holds the
+/// monitor (only the page's budget) while a madvise may sleep.
+fn evictor_loop(weak: Weak<Inner>, ev: Arc<Evictor>) {
+    loop {
+        let next = {
+            let q = ev.queue.lock_ok();
+            let (mut q, _) = unpoisoned(ev.cv.wait_timeout_while(
+                q,
+                Duration::from_millis(20),
+                |q| q.is_empty(),
+            ));
+            q.pop_front()
+        };
+        let Some((b, v)) = next else {
+            if weak.strong_count() == 0 {
+                return;
+            }
+            continue;
+        };
+        // Only while somebody reads the REMOVE the drop raises: not once
+        // the run stops, nor for a userfaultfd no longer served (its
+        // events are read by nobody: the madvise would sleep until the
+        // descriptor is closed).
+        let serving = match weak.upgrade() {
+            Some(i) => !i.life.stop_asked() && i.uffd(b.uffd_id).is_some(),
+            None => return,
+        };
+        if !serving {
+            b.keep(v);
+            continue;
+        }
+        let cell = &b.pages[v as usize];
+        cell.fetch_or(DROPPING, AcqRel);
+        let r = b.drop_page(v);
+        let Some(inner) = weak.upgrade() else { return };
+        match r {
+            Ok(()) => {
+                // Gone; DROPPING stays for the reader to consume (it may
+                // not have applied the event yet).
+                cell.fetch_and(DROPPING, AcqRel);
+                Stats::add(&inner.stats.evictions, 1);
+                inner.stats.resident_pages.fetch_sub(1, Relaxed);
+            }
+            Err(libc::ENOMEM) => {
+                // Unmapped: no event was raised.
+                cell.store(0, Release);
+                Stats::add(&inner.stats.evictions, 1);
+                inner.stats.resident_pages.fetch_sub(1, Relaxed);
+            }
+            Err(e) => {
+                cell.fetch_and(!DROPPING, AcqRel);
+                b.keep(v);
+                inner.log(format_args!(
+                    "eviction of the page at {:#x}: madvise failed ({}); it stays resident",
+                    b.addr(v),
+                    Error::os("madvise", e, "")
+                ));
+            }
+        }
+    }
+}
