@@ -1304,6 +1304,12 @@ EXAMPLE_PROGRAMS = [
      "(\\fBLIBUFFD_SOURCE_REMOTE\\fR), the pages its threads touch first fetched first "
      "and the rest pulled in the background; pages fetched on demand and in the "
      "background, the time."),
+    ("buffer-pool.c", "the out-of-core database pattern: a data file four times larger "
+     "than the memory budget used as anonymous memory served from the file "
+     "(\\fBLIBUFFD_SOURCE_FD\\fR) with \\fImax_resident\\fR and write-back to the same "
+     "file (\\fBLIBUFFD_REGION_WRITEBACK_FD\\fR); threads read and update checksummed "
+     "records at random; the file plus the resident memory checked against a model; the "
+     "resident peak against the budget, evictions, write-backs, faults per second."),
 ]
 
 EXAMPLE_7 = """\

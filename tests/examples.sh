@@ -120,6 +120,15 @@ example dirty-tracking 60 '' \
   '^dirty-tracking: sync on_write calls: ([1-9][0-9]*) for \1 first writes$' \
   '^dirty-tracking: restore of base \+ increments equals memory: async yes, sync yes$' \
   '^dirty-tracking: verified 8 incremental checkpoints, both ways$'
+example buffer-pool 30 '' \
+  '^buffer-pool: 64 MiB file of 524288 records \(128 bytes\), 16 MiB budget \(4096 of 16384 pages\), 4 threads$' \
+  '^buffer-pool: 80000 operations \([0-9]+ writes\) in [0-9]+ ms: [1-9][0-9]* faults, [0-9]+ faults/s, 0 bad reads$' \
+  '^buffer-pool: resident peak [0-9]+ pages of a 4096-page budget' \
+  '^buffer-pool: [1-9][0-9]* evictions, [1-9][0-9]* write-backs \([0-9]+ MiB\), 0 write-back failures, 0 failed faults$' \
+  '^buffer-pool: file \+ resident memory equal the model: yes \([0-9]+ pages resident, [0-9]+ of them newer than the file, 0 pages wrong\)$' \
+  '^buffer-pool: file equals the model: yes \(0 records differ\)$' \
+  '^buffer-pool: every record read back through the memory: 524288 verified, 0 bad$' \
+  '^buffer-pool: verified 524288 records'
 example raii 60 '' \
   '^raii: overlapping region refused: errno 22 ' '^raii: [0-9]+ faults, 262144 bytes placed, 0 failed$' \
   '^raii: verified 64 pages \(buffer and callback regions\)$'
