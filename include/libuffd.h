@@ -1523,6 +1523,19 @@ typedef struct libuffd_region_opts {
    * pages while they are made. Counted in libuffd_monitor_stats
    * (evictions, writebacks, writeback_bytes, writeback_failures,
    * resident_pages).
+   *
+   * Dirty pages are written back only when they are evicted: no call
+   * writes back the dirty resident pages in place (a sync), and neither
+   * a stop, libuffd_monitor_remove_region() nor libuffd_monitor_free()
+   * writes them; their latest bytes are in the memory alone. An
+   * application that needs the file complete (a checkpoint, a clean
+   * shutdown) writes the resident pages (mincore(2)) itself while
+   * nothing faults, so that nothing is evicted meanwhile, clean ones
+   * too: the monitor still counts them dirty and writes them again when
+   * it evicts them (c-examples/buffer-pool.c). After a stop the evicted
+   * pages are poisoned by the default stop policy (their data is in the
+   * source); after libuffd_monitor_remove_region() they read as the
+   * memory does without userfaultfd (zeros for anonymous memory).
    */
   uint64_t max_resident;
   /**
@@ -2386,7 +2399,8 @@ typedef struct libuffd_monitor_stats {
    */
   uint64_t writeback_failures;
   /**
-   * Pages of budgeted regions resident now (a level, not a count).
+   * Pages of budgeted regions resident now, all regions together (a
+   * level, not a count; no peak is kept: sample it for one).
    */
   uint64_t resident_pages;
 } libuffd_monitor_stats;

@@ -575,6 +575,19 @@ pub struct libuffd_region_opts {
     /// pages while they are made. Counted in libuffd_monitor_stats
     /// (evictions, writebacks, writeback_bytes, writeback_failures,
     /// resident_pages).
+    ///
+    /// Dirty pages are written back only when they are evicted: no call
+    /// writes back the dirty resident pages in place (a sync), and neither
+    /// a stop, libuffd_monitor_remove_region() nor libuffd_monitor_free()
+    /// writes them; their latest bytes are in the memory alone. An
+    /// application that needs the file complete (a checkpoint, a clean
+    /// shutdown) writes the resident pages (mincore(2)) itself while
+    /// nothing faults, so that nothing is evicted meanwhile, clean ones
+    /// too: the monitor still counts them dirty and writes them again when
+    /// it evicts them (c-examples/buffer-pool.c). After a stop the evicted
+    /// pages are poisoned by the default stop policy (their data is in the
+    /// source); after libuffd_monitor_remove_region() they read as the
+    /// memory does without userfaultfd (zeros for anonymous memory).
     pub max_resident: u64,
     /// LIBUFFD_REGION_WRITEBACK_FD: the file dirty pages are written to.
     pub writeback_fd: i32,
@@ -836,7 +849,8 @@ pub struct libuffd_monitor_stats {
     pub writeback_bytes: u64,
     /// Write-backs that failed: the page stayed resident and dirty (logged).
     pub writeback_failures: u64,
-    /// Pages of budgeted regions resident now (a level, not a count).
+    /// Pages of budgeted regions resident now, all regions together (a
+    /// level, not a count; no peak is kept: sample it for one).
     pub resident_pages: u64,
 }
 
