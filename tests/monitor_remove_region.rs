@@ -138,3 +138,54 @@ fn remove_whole_region_then_add_again() {
     m.stop();
     run.wait().unwrap();
 }
+
+/// A budgeted region's resident pages stop counting in `resident_pages`
+/// when the region is removed (`remove_region`) and when its handle is
+/// (`remove_uffd`). Before, remove_region forgot the region but not its
+/// budget: the counter stayed at 4 for good (found writing
+/// c-examples/buffer-pool).
+#[test]
+fn removing_a_budgeted_region_forgets_its_resident_pages() {
+    let _w = Watchdog::new("removing_a_budgeted_region_forgets_its_resident_pages", 30);
+    let pages = 16;
+    let data = Arc::new(content(pages * PAGE, 41));
+    let budgeted = |m: &Monitor, id: u32, mem: &Mem| {
+        m.add_region(
+            id,
+            handed(mem.start(), mem.len as u64),
+            RegionOptions {
+                source: Source::Buffer {
+                    addr: data.as_ptr() as u64,
+                    len: data.len() as u64,
+                },
+                register: RegisterMode::MISSING,
+                max_resident: 4 * PAGE as u64,
+                read_only: true,
+                ..RegionOptions::default()
+            },
+        )
+        .unwrap();
+    };
+    let m = Monitor::new(Config::default(), Box::new(DefaultHandler)).unwrap();
+    let (a, b) = (Mem::new(Kind::Anon, pages), Mem::new(Kind::Anon, pages));
+    let ua = Arc::new(open_uffd(Features::empty()));
+    let ub = Arc::new(open_uffd(Features::empty()));
+    let ida = m.add_uffd(ua).unwrap();
+    let idb = m.add_uffd(ub).unwrap();
+    budgeted(&m, ida, &a);
+    budgeted(&m, idb, &b);
+    let run = m.start().unwrap();
+    for p in 0..pages {
+        assert_eq!(a.read(p * PAGE + 1), data[p * PAGE + 1]);
+        assert_eq!(b.read(p * PAGE + 2), data[p * PAGE + 2]);
+    }
+    // Counters are complete once the faulting threads' pages are counted.
+    wait_for("8 pages resident", 10, || m.stats().resident_pages == 8);
+    m.remove_region(ida, Range::new(a.start(), a.len as u64))
+        .unwrap();
+    assert_eq!(m.stats().resident_pages, 4, "region a's 4 pages forgotten");
+    m.remove_uffd(idb).unwrap();
+    assert_eq!(m.stats().resident_pages, 0, "handle b's 4 pages forgotten");
+    m.stop();
+    run.wait().unwrap();
+}

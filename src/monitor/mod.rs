@@ -599,6 +599,8 @@ impl Inner {
         if let Some(s) = served {
             let set = if s.blocking { &self.edges } else { &self.epoll };
             wait::epoll_del(set.as_fd(), s.uffd.as_fd());
+            // Budgets first (they find their pages through the table).
+            self.budget_forget(id, 0, u64::MAX);
             self.regions.write_ok().retire(id);
             self.dirty.forget(id, 0, u64::MAX);
             // Dropping `s` closes an owned (forked child's) descriptor once
@@ -765,6 +767,9 @@ impl Monitor {
         // thread, the reader, holds it already.
         let _gate = (!reader::holding_layout()).then(|| self.inner.layout.write_ok());
         {
+            // The budget's resident pages there are no longer its (and
+            // no longer counted in `resident_pages`).
+            self.inner.budget_forget(id, start, start + len);
             let mut table = self.inner.regions.write_ok();
             if !table.overlaps(id, start, len) {
                 return Err(Error::invalid(format!(
