@@ -217,9 +217,12 @@ pub struct RegionOptions {
     /// Register the range with this mode first (empty: the caller already
     /// registered it).
     pub register: RegisterMode,
-    /// Populate it in the background (local sources only: nothing for
-    /// `Source::Callback` and `Source::Remote`, whose pages come only with
-    /// their faults).
+    /// Populate it in the background (nothing for `Source::Callback`,
+    /// whose pages come only with their faults). A `Source::Remote` region
+    /// is fetched in order, in requests of `remote::PREFETCH_CHUNK` bytes,
+    /// one out at a time per connection and only when no fault's request
+    /// waits. `StatsSnapshot::prefetch_done_regions` counts the regions
+    /// done.
     pub prefetch: bool,
     /// Handed back to callbacks.
     pub user_data: u64,
@@ -931,6 +934,8 @@ impl Monitor {
             // Not running: run() starts the prefetcher.
             return Ok(());
         }
+        // Remote regions: their connections' reply threads walk them.
+        inner.remote_prefetch_kick_all();
         let mut slot = inner.prefetcher.lock_ok();
         if slot.as_ref().is_some_and(|h| !h.is_finished()) {
             // It is running and will find the new region: it walks the

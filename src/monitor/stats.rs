@@ -87,6 +87,14 @@ macro_rules! counters {
             /// Of those, scans of asynchronous (WP_ASYNC) regions: one
             /// PAGEMAP_SCAN ioctl each.
             dirty_scans_async,
+            /// PREFETCH regions whose background prefetch ended: every page
+            /// placed or found present, or the rest given up after an error
+            /// (logged; those pages come with their faults). Each region is
+            /// counted once; a piece an event split off before the walk got
+            /// there counts on its own, a piece removed (REMOVE, UNMAP)
+            /// not at all. With no such event, the prefetch of n PREFETCH
+            /// regions is done when this reaches n.
+            prefetch_done_regions,
         }
     };
 }
@@ -170,6 +178,6 @@ mod tests {
                 m
             }};
         }
-        assert_eq!(counters!(each), 25);
+        assert_eq!(counters!(each), 26);
     }
 }

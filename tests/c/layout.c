@@ -115,7 +115,9 @@ SA(offsetof(struct libuffd_monitor_stats, stop_blocked) ==
 /* The dirty-tracking counters (issue 12) are appended after children_dropped. */
 SA(offsetof(struct libuffd_monitor_stats, dirty_writes) ==
    offsetof(struct libuffd_monitor_stats, children_dropped) + 8);
-SA(offsetof(struct libuffd_monitor_stats, dirty_scans_async) + 8 == sizeof(struct libuffd_monitor_stats));
+SA(offsetof(struct libuffd_monitor_stats, dirty_scans_async) + 8 ==
+   offsetof(struct libuffd_monitor_stats, prefetch_done_regions));
+SA(offsetof(struct libuffd_monitor_stats, prefetch_done_regions) + 8 == sizeof(struct libuffd_monitor_stats));
 
 /* struct libuffd_fault: addresses as void *, like every address of the API. */
 SA(sizeof(struct libuffd_fault) == 72);
