@@ -1302,7 +1302,8 @@ EXAMPLE_PROGRAMS = [
     ("postcopy.c", "live migration's post-copy: a page server process on 127.0.0.1 "
      "(\\fBlibuffd_page_server_serve\\fR(3)), the destination's memory served from it "
      "(\\fBLIBUFFD_SOURCE_REMOTE\\fR), the pages its threads touch first fetched first "
-     "and the rest pulled in the background; pages fetched on demand and in the "
+     "and the rest pulled in the background by the monitor (\\fBLIBUFFD_REGION_PREFETCH\\fR, "
+     "done when \\fIprefetch_done_regions\\fR says so); pages fetched on demand and in the "
      "background, the time."),
 ]
 
