@@ -693,6 +693,8 @@ fn remote_prefetch_stop_is_prompt() {
         took < Duration::from_millis(500),
         "{name}: stop took {took:?}"
     );
+    // A reply being placed as the stop came may still land; then nothing.
+    std::thread::sleep(Duration::from_millis(20));
     let after = m.stats().prefetched_bytes;
     assert!(
         after < mem.len as u64,
@@ -709,4 +711,89 @@ fn remote_prefetch_stop_is_prompt() {
         answered as u64 <= after / (64 * PAGE as u64) + 1,
         "{name}: {answered} answered"
     );
+}
+
+/// A balloon drops pages of a PREFETCH region (madvise(DONTNEED): a
+/// REMOVE) while the prefetch's request is out: its reply fills the rest
+/// and leaves the dropped pages alone (they read zeros, as a local
+/// source's would), and the region still counts as one done.
+#[test]
+fn remote_prefetch_reply_after_remove() {
+    let name = "remote_prefetch_reply_after_remove";
+    let _w = Watchdog::new(name, 60);
+    let (client, server) = std::os::unix::net::UnixStream::pair().unwrap();
+    let (asked_tx, asked_rx) = std::sync::mpsc::channel::<()>();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let srv = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let mut req = [0u8; 24];
+        let mut answered = 0;
+        while (&server).read_exact(&mut req).is_ok() {
+            if answered == 0 {
+                asked_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+            }
+            let len = u32::from_le_bytes(req[4..8].try_into().unwrap()) as usize;
+            let mut reply = vec![0xABu8; 24 + len];
+            reply[0..4].copy_from_slice(&0x5350_4655u32.to_le_bytes());
+            reply[4..8].fill(0);
+            reply[8..16].copy_from_slice(&req[8..16]);
+            reply[16..20].copy_from_slice(&(len as u32).to_le_bytes());
+            reply[20..24].fill(0);
+            if (&server).write_all(&reply).is_err() {
+                break;
+            }
+            answered += 1;
+        }
+        answered
+    });
+    let mem = Mem::new(Kind::Anon, 8);
+    let u = Arc::new(open_uffd(uffd::Features::EVENT_REMOVE));
+    let m = Monitor::new(Config::default(), Box::new(DefaultHandler)).unwrap();
+    let id = m.add_uffd(u).unwrap();
+    m.add_region(
+        id,
+        handed(mem.start(), mem.len as u64),
+        RegionOptions {
+            source: Source::Remote {
+                fd: client.as_raw_fd(),
+                offset: 0,
+                max_in_flight: 4,
+            },
+            register: RegisterMode::MISSING,
+            prefetch: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    drop(client);
+    let running = m.start().unwrap();
+    asked_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the prefetch's request reached the server");
+    // SAFETY: the test's own mapping.
+    let rc = unsafe {
+        libc::madvise(
+            (mem.start() + 2 * PAGE as u64) as *mut _,
+            2 * PAGE,
+            libc::MADV_DONTNEED,
+        )
+    };
+    assert_eq!(rc, 0);
+    go_tx.send(()).unwrap();
+    wait_for(name, 20, || m.stats().prefetch_done_regions >= 1);
+    let st = m.stats();
+    assert_eq!(st.prefetch_done_regions, 1, "{name}");
+    assert_eq!(st.prefetched_bytes, 6 * PAGE as u64, "{name}");
+    for p in [0, 1, 4, 5, 6, 7] {
+        assert_eq!(mem.read(p * PAGE + 100), 0xAB, "{name}: page {p}");
+    }
+    assert_eq!(m.stats().faults, 0, "{name}: the pages kept were there");
+    for p in [2, 3] {
+        assert_eq!(mem.read(p * PAGE + 100), 0, "{name}: dropped page {p}");
+    }
+    m.stop();
+    running.wait().unwrap();
+    drop(m);
+    assert_eq!(srv.join().unwrap(), 1, "{name}: one request, no walk again");
 }

@@ -103,26 +103,23 @@ pub(crate) fn run(inner: Arc<Inner>) {
             }
         };
         if from + step >= end {
-            inner.prefetch_finished(id, from, Some(end));
+            inner.prefetch_finished(id, from, end);
         }
         cursor = Some((id, from + step));
     }
 }
 
 impl Inner {
-    /// The prefetch of the region of `id` at `at` ended (ending at `end`,
-    /// or wherever it ends now with None): its flag cleared, counted in
-    /// `prefetch_done_regions`. The region's end, if it was still to do.
-    pub(crate) fn prefetch_finished(&self, id: u32, at: u64, end: Option<u64>) -> Option<u64> {
+    /// The prefetch of the region of `id` at `at`, ending at `end`, ended:
+    /// its flag cleared, counted in `prefetch_done_regions`.
+    fn prefetch_finished(&self, id: u32, at: u64, end: u64) {
         let mut t = self.regions.write_ok();
-        let r = t.find_mut(id, at)?;
-        if !r.prefetch || end.is_some_and(|e| e != r.end()) {
-            return None;
+        let Some(r) = t.find_mut(id, at) else { return };
+        if !r.prefetch || r.end() != end {
+            return;
         }
         r.prefetch = false;
-        let end = r.end();
         drop(t);
         Stats::add(&self.stats.prefetch_done_regions, 1);
-        Some(end)
     }
 }

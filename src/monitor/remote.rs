@@ -483,17 +483,38 @@ impl Inner {
                 "remote prefetch of [{:#x}, +{:#x}) (server offset {:#x}): {e}; the rest of the region is left to its faults",
                 ch.addr, ch.len, ch.offset
             ));
-            if let Some(end) = self.prefetch_finished(ch.uffd_id, ch.addr, None) {
-                let mut st = c.state.lock_ok();
-                if st
-                    .pf_cursor
-                    .is_some_and(|(id, a)| id == ch.uffd_id && a <= end)
-                {
-                    st.pf_cursor = Some((ch.uffd_id, end));
-                }
+            self.remote_prefetch_finished(fd, ch);
+            let mut st = c.state.lock_ok();
+            if st
+                .pf_cursor
+                .is_some_and(|(id, a)| id == ch.uffd_id && a <= ch.region_end)
+            {
+                st.pf_cursor = Some((ch.uffd_id, ch.region_end));
             }
         } else if ch.addr + ch.len >= ch.region_end {
-            self.prefetch_finished(ch.uffd_id, ch.addr, Some(ch.region_end));
+            self.remote_prefetch_finished(fd, ch);
+        }
+    }
+
+    /// The walk reached the end of the region of `ch` (or gave it up):
+    /// every PREFETCH piece of it from the chunk on is done (an event may
+    /// have split it while the chunk was out: the pieces kept are done
+    /// too), counted once in `prefetch_done_regions`.
+    fn remote_prefetch_finished(&self, fd: i32, ch: Chunk) {
+        let mut done = false;
+        for r in self.regions.write_ok().vec_mut().iter_mut() {
+            if r.uffd_id == ch.uffd_id
+                && r.prefetch
+                && r.end() > ch.addr
+                && r.end() <= ch.region_end
+                && matches!(r.source, Source::Remote { fd: f, .. } if f == fd)
+            {
+                r.prefetch = false;
+                done = true;
+            }
+        }
+        if done {
+            Stats::add(&self.stats.prefetch_done_regions, 1);
         }
     }
 
