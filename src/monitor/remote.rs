@@ -457,8 +457,19 @@ impl Inner {
 
     /// A prefetch reply: place it, or give the region up.
     fn remote_prefetch_reply(&self, c: &Client, ch: Chunk, status: i32, buf: &[u8]) {
+        // The run ended: the prefetch with it. The chunk is asked again
+        // from its start by a later run (pages placed meanwhile: EEXIST).
+        let stopped = || {
+            let mut st = c.state.lock_ok();
+            if st
+                .pf_cursor
+                .is_some_and(|(id, a)| id == ch.uffd_id && a > ch.addr)
+            {
+                st.pf_cursor = Some((ch.uffd_id, ch.addr));
+            }
+        };
         if !self.life.running() || self.life.stop_asked() {
-            return; // the run ended: the prefetch with it
+            return stopped();
         }
         let fd = c.sock.as_raw_fd();
         let failure = if status != 0 {
@@ -476,6 +487,9 @@ impl Inner {
         } else {
             let (placed, err) = self.remote_place_chunk(fd, ch, buf);
             Stats::add(&self.stats.prefetched_bytes, placed);
+            if err.is_none() && self.life.stop_asked() {
+                return stopped(); // maybe cut short
+            }
             err
         };
         if let Some(e) = failure {
