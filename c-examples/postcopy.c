@@ -18,8 +18,9 @@
  * The rest comes in the background with no code of ours: the region has
  * LIBUFFD_REGION_PREFETCH, so the monitor requests its pages in address
  * order, 256 KiB at a time, one such request out at a time and only when
- * no fault's request waits (a vCPU's request never queues behind the
- * stream), skipping the pages the vCPUs got first. The
+ * no fault's request waits, skipping the pages the vCPUs got first: a
+ * vCPU's request never queues behind the stream, only (at the server, which
+ * answers in order) behind the one 256 KiB reply ahead of it, if any. The
  * prefetch_done_regions counter says when it is done.
  *
  * Which side fetched each page: the monitor's fault-around window is fixed

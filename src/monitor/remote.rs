@@ -6,7 +6,9 @@
 //! replies and completes each fault with the bytes (`Inner::complete`,
 //! as `Monitor::complete` does). At most `max_in_flight` requests are
 //! outstanding on a connection; the others wait in a queue and are sent
-//! as replies come back.
+//! as replies come back. A PREFETCH region's other pages are asked for in
+//! the background by the same thread, a chunk at a time, behind the
+//! faults' requests (see "The background prefetch" below).
 //!
 //! Protocol (every field little-endian):
 //! - request, 24 bytes: magic `0x52504655` ("UFPR"), length (u32), id
