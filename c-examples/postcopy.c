@@ -13,21 +13,22 @@
  *    fault sends a request and is completed when the reply arrives, the
  *    monitor never waiting on the network, at most max_in_flight requests
  *    outstanding. Four worker threads (the "vCPUs") touch pages in random
- *    order; a background thread pulls every page in address order.
+ *    order.
  *
- * Why a thread of ours pulls the rest, not the monitor's prefetcher: the
- * LIBUFFD_REGION_PREFETCH flag applies to regions with a local source (a
- * buffer, a file, the page cache) only; for a LIBUFFD_SOURCE_REMOTE region
- * it does nothing. A thread that touches the pages makes each one a fault
- * like the workers': its requests travel with theirs, one at a time, so a
- * vCPU's request never waits behind a stream of background ones.
+ * The rest comes in the background with no code of ours: the region has
+ * LIBUFFD_REGION_PREFETCH, so the monitor requests its pages in address
+ * order, 256 KiB at a time, one such request out at a time and only when
+ * no fault's request waits, skipping the pages the vCPUs got first: a
+ * vCPU's request never queues behind the stream, only (at the server, which
+ * answers in order) behind the one 256 KiB reply ahead of it, if any. The
+ * prefetch_done_regions counter says when it is done.
  *
  * Which side fetched each page: the monitor's fault-around window is fixed
- * at one page here, so each fault fetches its own page only, and each
- * thread counts the faults it took (getrusage(RUSAGE_THREAD): a fault the
- * monitor resolved counts once in the thread's ru_majflt + ru_minflt;
- * nothing else in the touching loops faults; a page two threads fault on
- * at once counts for both). A real migration would let
+ * at one page here, so each fault fetches its own page only; the monitor
+ * counts the bytes faults placed (bytes) and the bytes the prefetch placed
+ * (prefetched_bytes), each page once. Each vCPU times the accesses that
+ * faulted (getrusage(RUSAGE_THREAD): a fault the monitor resolved counts
+ * once in the thread's ru_majflt + ru_minflt). A real migration would let
  * the window grow (the default) to fetch neighbours with each request.
  *
  * Prints the pages fetched on demand and in the background, the vCPUs'
@@ -170,19 +171,6 @@ static void *vcpu(void *arg)
 	return NULL;
 }
 
-/* The background puller: every page in address order. */
-static void *puller(void *arg)
-{
-	struct toucher *t = arg;
-	long f0 = thread_faults();
-
-	for (size_t i = 0; i < npages; i++)
-		if (*(volatile uint64_t *)(mem + i * page_size) != word_at(i * page_size))
-			t->bad++;
-	t->faults = thread_faults() - f0;
-	return NULL;
-}
-
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -251,24 +239,34 @@ int main(int argc, char *argv[])
 	libuffd_handle_free(h); /* the monitor keeps its own reference */
 	LIBUFFD_OPTS(libuffd_region_opts, ro, .source = LIBUFFD_SOURCE_REMOTE,
 		     .register_mode = LIBUFFD_REGISTER_MISSING, .fd = sock, .fd_offset = 0,
-		     .max_in_flight = 16);
+		     .max_in_flight = 16, .flags = LIBUFFD_REGION_PREFETCH);
 	if ((rc = libuffd_monitor_add_region(m, id, mem, len, &ro)) < 0)
 		die("destination", "libuffd_monitor_add_region", rc);
 
-	/* Run: the vCPUs and the background puller at once. */
-	static struct toucher t[WORKERS + 1];
+	/* Run: the vCPUs start at once, the monitor's prefetch with them. */
+	static struct toucher t[WORKERS];
+	struct libuffd_monitor_stats st = { .sz = sizeof(st) };
 	uint64_t t0 = now_ns();
 	if ((rc = libuffd_monitor_start(m)) < 0)
 		die("destination", "libuffd_monitor_start", rc);
-	for (int i = 0; i <= WORKERS; i++) {
+	for (int i = 0; i < WORKERS; i++) {
 		t[i].seed = (unsigned)i + 1;
 		t[i].waits_ns = calloc(npages, sizeof(uint64_t));
-		if (!t[i].waits_ns ||
-		    pthread_create(&t[i].thr, NULL, i < WORKERS ? vcpu : puller, &t[i]) != 0)
+		if (!t[i].waits_ns || pthread_create(&t[i].thr, NULL, vcpu, &t[i]) != 0)
 			die("destination", "starting a thread", -EAGAIN);
 	}
-	for (int i = 0; i <= WORKERS; i++)
+	for (int i = 0; i < WORKERS; i++)
 		pthread_join(t[i].thr, NULL);
+	/* Every page has arrived when the region's prefetch is done (one
+	 * PREFETCH region: the counter reaches 1); 20 s at most. */
+	for (int waited = 0;; waited++) {
+		libuffd_monitor_get_stats(m, &st);
+		if (st.prefetch_done_regions >= 1)
+			break;
+		if (waited == 20000)
+			die("destination", "the prefetch did not end within 20 s", -ETIMEDOUT);
+		usleep(1000);
+	}
 	double ms = (double)(now_ns() - t0) / 1e6;
 
 	/* Every page has arrived: the monitor's work is done. Its counters
@@ -276,7 +274,6 @@ int main(int argc, char *argv[])
 	libuffd_monitor_stop(m);
 	if ((rc = libuffd_monitor_wait(m)) < 0)
 		die("destination", "monitor run", rc);
-	struct libuffd_monitor_stats st = { .sz = sizeof(st) };
 	libuffd_monitor_get_stats(m, &st);
 	libuffd_monitor_free(m); /* the socket is ours again */
 	close(sock);		 /* the source's service ends */
@@ -291,14 +288,13 @@ int main(int argc, char *argv[])
 		w == page_size / 8 ? good++ : bad++;
 	}
 
-	long demand = 0;
+	long vcpu_faults = 0;
 	size_t nwaits = 0;
 	for (int i = 0; i < WORKERS; i++) {
-		demand += t[i].faults;
+		vcpu_faults += t[i].faults;
 		bad += t[i].bad;
 	}
-	bad += t[WORKERS].bad;
-	uint64_t *waits = calloc((size_t)demand + 1, sizeof(uint64_t));
+	uint64_t *waits = calloc((size_t)vcpu_faults + 1, sizeof(uint64_t));
 	for (int i = 0; i < WORKERS; i++)
 		for (long k = 0; k < t[i].faults; k++)
 			waits[nwaits++] = t[i].waits_ns[k];
@@ -308,17 +304,22 @@ int main(int argc, char *argv[])
 	if (waitpid(src, &status, 0) < 0)
 		die("destination", "waitpid", -errno);
 
-	printf("postcopy: %ld pages fetched on demand (faults of %d vCPU threads, median wait "
-	       "%.0f us), %ld in the background\n",
-	       demand, WORKERS, nwaits ? (double)waits[nwaits / 2] / 1e3 : 0.0,
-	       t[WORKERS].faults);
+	/* Each page was placed once: by a fault (one page each) or by the
+	 * prefetch (a fault that met a page the prefetch placed first, or the
+	 * other way round, placed nothing: EEXIST). */
+	uint64_t demand = st.bytes / page_size, background = st.prefetched_bytes / page_size;
+	printf("postcopy: %llu pages fetched on demand (faults of %d vCPU threads, median wait "
+	       "%.0f us), %llu in the background\n",
+	       (unsigned long long)demand, WORKERS,
+	       nwaits ? (double)waits[nwaits / 2] / 1e3 : 0.0, (unsigned long long)background);
 	printf("postcopy: every page arrived in %.1f ms (%.0f MiB/s); monitor: %llu faults, "
 	       "%llu KiB placed, %llu failed\n",
 	       ms, (double)mib / (ms / 1e3), (unsigned long long)st.faults,
-	       (unsigned long long)(st.bytes >> 10), (unsigned long long)st.failed);
-	if (bad || good != npages || st.failed || st.bytes != len || demand == 0 ||
-	    (size_t)(demand + t[WORKERS].faults) < npages || !WIFEXITED(status) ||
-	    WEXITSTATUS(status) != 0) {
+	       (unsigned long long)((st.bytes + st.prefetched_bytes) >> 10),
+	       (unsigned long long)st.failed);
+	if (bad || good != npages || st.failed || st.bytes + st.prefetched_bytes != len ||
+	    demand == 0 || background == 0 || st.prefetch_done_regions != 1 ||
+	    !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		printf("postcopy: FAILED: %zu pages wrong, source status %#x\n", bad, status);
 		return EXIT_FAILURE;
 	}

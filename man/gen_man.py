@@ -1302,13 +1302,15 @@ EXAMPLE_PROGRAMS = [
     ("postcopy.c", "live migration's post-copy: a page server process on 127.0.0.1 "
      "(\\fBlibuffd_page_server_serve\\fR(3)), the destination's memory served from it "
      "(\\fBLIBUFFD_SOURCE_REMOTE\\fR), the pages its threads touch first fetched first "
-     "and the rest pulled in the background; pages fetched on demand and in the "
+     "and the rest pulled in the background by the monitor (\\fBLIBUFFD_REGION_PREFETCH\\fR, "
+     "done when \\fIprefetch_done_regions\\fR says so); pages fetched on demand and in the "
      "background, the time."),
     ("buffer-pool.c", "the out-of-core database pattern: a data file four times larger "
      "than the memory budget used as anonymous memory served from the file "
      "(\\fBLIBUFFD_SOURCE_FD\\fR) with \\fImax_resident\\fR and write-back to the same "
      "file (\\fBLIBUFFD_REGION_WRITEBACK_FD\\fR); threads read and update checksummed "
-     "records at random; the file plus the resident memory checked against a model; the "
+     "records at random; the file plus the resident memory checked against a model, "
+     "then a checkpoint with \\fBlibuffd_monitor_writeback\\fR(3) and the file alone; the "
      "resident peak against the budget, evictions, write-backs, faults per second."),
 ]
 

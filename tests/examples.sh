@@ -126,6 +126,7 @@ example buffer-pool 30 '' \
   '^buffer-pool: resident peak [0-9]+ pages of a 4096-page budget' \
   '^buffer-pool: [1-9][0-9]* evictions, [1-9][0-9]* write-backs \([0-9]+ MiB\), 0 write-back failures, 0 failed faults$' \
   '^buffer-pool: file \+ resident memory equal the model: yes \([0-9]+ pages resident, [0-9]+ of them newer than the file, 0 pages wrong\)$' \
+  '^buffer-pool: checkpoint: libuffd_monitor_writeback wrote [1-9][0-9]* dirty pages back' \
   '^buffer-pool: file equals the model: yes \(0 records differ\)$' \
   '^buffer-pool: every record read back through the memory: 524288 verified, 0 bad$' \
   '^buffer-pool: verified 524288 records'

@@ -919,3 +919,166 @@ fn budget_stop_and_rerun() {
     monitor.stop();
     running.wait().unwrap();
 }
+
+// ---------------------------------------------------------------------
+// Write-back without eviction (Monitor::writeback, C
+// libuffd_monitor_writeback): a checkpoint of the file while the
+// application runs. Before, dirty resident pages reached the file only
+// when evicted: c-examples/buffer-pool had to pwrite every resident page
+// itself, clean ones too, and they were written again at eviction.
+// ---------------------------------------------------------------------
+
+fn writeback_case(test: &str, kind: Kind) {
+    let _w = Watchdog::new("writeback_case", 60);
+    let (pages, budget) = (16, 8);
+    let Some((s, data)) = setup(test, kind, pages, budget, false, Config::default(), 71) else {
+        return;
+    };
+    let ps = kind.page();
+    let mut model = data.clone();
+    // Pages 0..4 read, pages 1 and 3 written: 2 dirty resident pages.
+    for p in 0..4 {
+        assert_eq!(s.mem.read(p * ps + 9), data[p * ps + 9]);
+    }
+    for p in [1usize, 3] {
+        s.mem.write(p * ps + 100, 0xA0 + p as u8);
+        model[p * ps + 100] = 0xA0 + p as u8;
+    }
+    let before = s.monitor.stats();
+    let range = Range::new(s.mem.start(), s.mem.len as u64);
+    assert_eq!(s.monitor.writeback(0, range).unwrap(), 2, "{test}");
+    let after = s.monitor.stats();
+    assert_eq!(
+        pread_all(&s.file, s.mem.len),
+        model,
+        "{test}: the file after write-back"
+    );
+    assert_eq!(after.evictions, before.evictions, "{test}: nothing evicted");
+    assert_eq!(after.resident_pages, before.resident_pages, "{test}");
+    assert_eq!(after.writebacks, before.writebacks + 2, "{test}");
+    // Clean now: nothing to write; a new write makes the page dirty again.
+    assert_eq!(s.monitor.writeback(0, range).unwrap(), 0, "{test}");
+    s.mem.write(3 * ps + 7, 0x5C);
+    model[3 * ps + 7] = 0x5C;
+    assert_eq!(s.monitor.writeback(0, range).unwrap(), 1, "{test}");
+    assert_eq!(
+        pread_all(&s.file, s.mem.len),
+        model,
+        "{test}: second write-back"
+    );
+    // The memory still reads the written bytes (resident, not refetched).
+    assert_eq!(kit::page_bytes(&s.mem, 3), &model[3 * ps..4 * ps], "{test}");
+}
+
+#[test]
+fn writeback_anon() {
+    writeback_case("writeback_anon", Kind::Anon);
+}
+
+#[test]
+fn writeback_shmem() {
+    writeback_case("writeback_shmem", Kind::ShmemShared);
+}
+
+#[test]
+fn writeback_hugetlb() {
+    writeback_case("writeback_hugetlb", Kind::Hugetlb);
+}
+
+/// Writers keep writing while checkpoints run: after the writers stop and
+/// a last write-back, the file equals the model (evicted pages were
+/// written at their eviction, resident ones by the write-backs); no write
+/// is lost to a write-back racing with it.
+#[test]
+fn writeback_races_writers() {
+    let test = "writeback_races_writers";
+    let _w = Watchdog::new(test, 60);
+    let (pages, budget) = (32, 8);
+    let Some((s, data)) = setup(
+        test,
+        Kind::Anon,
+        pages,
+        budget,
+        false,
+        Config::default(),
+        72,
+    ) else {
+        return;
+    };
+    let s = Arc::new(s);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Writer t owns the pages p with p % 2 == t and writes a counter at
+    // byte 64 of each (the last value written is the model's).
+    let writers: Vec<_> = (0..2usize)
+        .map(|t| {
+            let (s, stop) = (s.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut last = vec![None::<u8>; pages];
+                let mut x = 0x1234_5678u64 + t as u64;
+                let mut n = 0u8;
+                while !stop.load(SeqCst) {
+                    let p = 2 * (next(&mut x) as usize % (pages / 2)) + t;
+                    n = n.wrapping_add(1).max(1);
+                    s.mem.write(p * PAGE + 64, n);
+                    last[p] = Some(n);
+                }
+                last
+            })
+        })
+        .collect();
+    let range = Range::new(s.mem.start(), s.mem.len as u64);
+    let mut written = 0;
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < std::time::Duration::from_millis(800) {
+        written += s.monitor.writeback(0, range).unwrap();
+    }
+    stop.store(true, SeqCst);
+    let mut model = data.clone();
+    for w in writers {
+        for (p, v) in w.join().unwrap().into_iter().enumerate() {
+            if let Some(v) = v {
+                model[p * PAGE + 64] = v;
+            }
+        }
+    }
+    s.monitor.writeback(0, range).unwrap();
+    assert!(written > 0, "the checkpoints wrote pages back");
+    assert_eq!(pread_all(&s.file, s.mem.len), model, "{test}: the file");
+    for p in 0..pages {
+        assert_eq!(
+            kit::page_bytes(&s.mem, p),
+            &model[p * PAGE..(p + 1) * PAGE],
+            "page {p}"
+        );
+    }
+}
+
+/// Bad input: an unknown id, a range with no budgeted region, a budgeted
+/// region without a sink (read-only) are EINVAL.
+#[test]
+fn writeback_bad_input() {
+    let test = "writeback_bad_input";
+    let _w = Watchdog::new(test, 30);
+    let Some((s, _)) = setup(test, Kind::Anon, 8, 4, false, Config::default(), 73) else {
+        return;
+    };
+    let range = Range::new(s.mem.start(), s.mem.len as u64);
+    assert_eq!(
+        s.monitor.writeback(9, range).unwrap_err().errno(),
+        libc::EINVAL
+    );
+    let other = Mem::new(Kind::Anon, 4);
+    let e = s
+        .monitor
+        .writeback(0, Range::new(other.start(), other.len as u64))
+        .unwrap_err();
+    assert_eq!(e.errno(), libc::EINVAL);
+    assert!(e.to_string().contains("no budgeted region"), "{e}");
+    assert_eq!(
+        s.monitor
+            .writeback(0, Range::new(s.mem.start() + 1, 4096))
+            .unwrap_err()
+            .errno(),
+        libc::EINVAL
+    );
+}

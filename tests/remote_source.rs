@@ -486,3 +486,340 @@ fn remote_reply_after_remove_is_not_placed() {
     drop(m);
     srv.join().unwrap();
 }
+
+/// A monitor serving all of `mem` from the remote `conn`, PREFETCH on.
+fn prefetching(mem: &Mem, kind: Kind, conn: i32, offset: u64, in_flight: u32) -> Monitor {
+    prefetching_with(Config::default(), mem, kind, conn, offset, in_flight)
+}
+
+fn prefetching_with(
+    cfg: Config,
+    mem: &Mem,
+    kind: Kind,
+    conn: i32,
+    offset: u64,
+    in_flight: u32,
+) -> Monitor {
+    let u = Arc::new(open_uffd(kind.missing_features()));
+    let m = Monitor::new(cfg, Box::new(DefaultHandler)).unwrap();
+    let id = m.add_uffd(u).unwrap();
+    m.add_region(
+        id,
+        handed(mem.start(), mem.len as u64),
+        RegionOptions {
+            source: Source::Remote {
+                fd: conn,
+                offset,
+                max_in_flight: in_flight,
+            },
+            register: RegisterMode::MISSING,
+            prefetch: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    m
+}
+
+/// PREFETCH on a remote region: every page arrives without any access
+/// (no fault at all), counted in prefetched_bytes, the region counted
+/// done; the content equals the server's file. Before, the prefetcher
+/// skipped remote regions: prefetched_bytes stayed 0 and the wait for
+/// prefetch_done_regions timed out.
+fn remote_prefetch_case(name: &'static str, kind: Kind, pages: usize) {
+    let _w = Watchdog::new(name, 60);
+    let ps = kind.page();
+    let data = content((pages + 1) * ps, 71);
+    let (server, conn) = page_server(&data);
+    let mem = Mem::new(kind, pages);
+    let m = prefetching(&mem, kind, conn.as_raw_fd(), ps as u64, 4);
+    drop(conn);
+    let running = m.start().unwrap();
+    wait_for(name, 20, || m.stats().prefetch_done_regions == 1);
+    let st = m.stats();
+    assert_eq!(st.faults, 0, "{name}: nothing touched, no fault");
+    assert_eq!(st.prefetched_bytes, mem.len as u64, "{name}");
+    assert_eq!(st.failed, 0);
+    assert_bytes(mem.bytes(), &data[ps..], name);
+    assert_eq!(m.stats().faults, 0, "{name}: every page was there");
+    m.stop();
+    running.wait().unwrap();
+    drop(m);
+    assert_eq!(exit_code(reap(server)), 0, "{name}: page server");
+}
+
+#[test]
+fn remote_prefetch_anon() {
+    // 300 pages: five requests of 64 pages, the last one short.
+    remote_prefetch_case("remote_prefetch_anon", Kind::Anon, 300);
+}
+
+#[test]
+fn remote_prefetch_shmem() {
+    remote_prefetch_case("remote_prefetch_shmem", Kind::ShmemShared, 300);
+}
+
+#[test]
+fn remote_prefetch_hugetlb() {
+    if skip_without_hugetlb("remote_prefetch_hugetlb") {
+        return;
+    }
+    remote_prefetch_case("remote_prefetch_hugetlb", Kind::Hugetlb, 6);
+}
+
+/// Demand faults during the prefetch are served (their requests go
+/// first): 4 threads read pages from the end backwards (the prefetch goes
+/// forwards) while 32 MiB are prefetched; every byte right, no read
+/// waits anywhere near a second (a sanity bound, not a timing test).
+#[test]
+fn remote_prefetch_with_demand_faults() {
+    let name = "remote_prefetch_with_demand_faults";
+    let _w = Watchdog::new(name, 60);
+    let pages = 8192;
+    let data = content(pages * PAGE, 5);
+    let (server, conn) = page_server(&data);
+    let mem = Arc::new(Mem::new(Kind::Anon, pages));
+    let m = prefetching(&mem, Kind::Anon, conn.as_raw_fd(), 0, 4);
+    drop(conn);
+    let running = m.start().unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let mem = mem.clone();
+            std::thread::spawn(move || {
+                let mut worst = Duration::ZERO;
+                let mut got = Vec::new();
+                for i in (0..pages).rev().filter(|i| i % 4 == t).step_by(7) {
+                    let at = std::time::Instant::now();
+                    got.push((i, mem.read(i * PAGE + 9)));
+                    worst = worst.max(at.elapsed());
+                }
+                (worst, got)
+            })
+        })
+        .collect();
+    for t in threads {
+        let (worst, got) = t.join().unwrap();
+        assert!(
+            worst < Duration::from_secs(1),
+            "{name}: a read took {worst:?}"
+        );
+        for (i, b) in got {
+            assert_eq!(b, data[i * PAGE + 9], "{name}: page {i}");
+        }
+    }
+    wait_for(name, 20, || m.stats().prefetch_done_regions == 1);
+    assert_bytes(mem.bytes(), &data, name);
+    let st = m.stats();
+    assert_eq!(st.failed, 0);
+    assert!(st.faults > 0, "{name}: no demand fault");
+    // Each page placed once: by a fault (with its window) or the prefetch.
+    assert_eq!(
+        st.bytes + st.prefetched_bytes,
+        mem.len as u64,
+        "{name}: {st:?}"
+    );
+    m.stop();
+    running.wait().unwrap();
+    drop(m);
+    assert_eq!(exit_code(reap(server)), 0, "{name}: page server");
+}
+
+/// The region runs past the end of the server's file: the prefetch
+/// request that meets the end is refused (ENODATA), the rest of the region
+/// is left to its faults, and nothing is poisoned: the region counts as
+/// done, no fault failed, a page the file holds but the prefetch did not
+/// get to is served on demand, and the pages before it came without a
+/// fault.
+#[test]
+fn remote_prefetch_past_eof() {
+    let name = "remote_prefetch_past_eof";
+    let _w = Watchdog::new(name, 60);
+    let (pages, file_pages) = (160, 100);
+    let data = content(file_pages * PAGE, 12);
+    let (server, conn) = page_server(&data);
+    let mem = Mem::new(Kind::Anon, pages);
+    let m = prefetching(&mem, Kind::Anon, conn.as_raw_fd(), 0, 4);
+    drop(conn);
+    let running = m.start().unwrap();
+    wait_for(name, 20, || m.stats().prefetch_done_regions == 1);
+    let st = m.stats();
+    assert_eq!(st.failed, 0, "{name}: a prefetch failure is no fault's");
+    assert_eq!(st.faults, 0, "{name}");
+    // Chunks of 64 pages: pages 0..64 came, 64..128 was refused.
+    assert_eq!(st.prefetched_bytes, 64 * PAGE as u64, "{name}");
+    assert_bytes(&mem.bytes()[..64 * PAGE], &data[..64 * PAGE], name);
+    assert_eq!(m.stats().faults, 0, "{name}: pages 0..64 were there");
+    assert_eq!(mem.read(90 * PAGE + 3), data[90 * PAGE + 3], "{name}");
+    let st = m.stats();
+    assert_eq!((st.faults, st.failed), (1, 0), "{name}");
+    m.stop();
+    running.wait().unwrap();
+    drop(m);
+    assert_eq!(exit_code(reap(server)), 0, "{name}: page server");
+}
+
+/// A slow page server (a thread answering each request 5 ms late, over a
+/// Unix socket pair): a stop in the middle of the prefetch returns at
+/// once, and nothing more is placed after it; a second run (the region
+/// kept by `StopPolicy::Block`) finishes the prefetch, the chunk whose
+/// reply the stop dropped included.
+#[test]
+fn remote_prefetch_stop_is_prompt() {
+    let name = "remote_prefetch_stop_is_prompt";
+    let _w = Watchdog::new(name, 60);
+    let pages = 4096;
+    let data = Arc::new(content(pages * PAGE, 9));
+    let (client, server) = std::os::unix::net::UnixStream::pair().unwrap();
+    let served = data.clone();
+    let srv = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let mut answered = 0;
+        loop {
+            let mut req = [0u8; 24];
+            if (&server).read_exact(&mut req).is_err() {
+                return answered;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+            let len = u32::from_le_bytes(req[4..8].try_into().unwrap()) as usize;
+            let off = u64::from_le_bytes(req[16..24].try_into().unwrap()) as usize;
+            let mut reply = vec![0u8; 24];
+            reply[0..4].copy_from_slice(&0x5350_4655u32.to_le_bytes());
+            reply[8..16].copy_from_slice(&req[8..16]);
+            reply[16..20].copy_from_slice(&(len as u32).to_le_bytes());
+            reply.extend_from_slice(&served[off..off + len]);
+            if (&server).write_all(&reply).is_err() {
+                return answered;
+            }
+            answered += 1;
+        }
+    });
+    let mem = Mem::new(Kind::Anon, pages);
+    // Block: the stop leaves the region served (the default for a remote
+    // region, SIGBUS, poisons the pages not there and drops it).
+    let cfg = Config {
+        stop_policy: uffd::monitor::StopPolicy::Block,
+        ..Config::default()
+    };
+    let m = prefetching_with(cfg, &mem, Kind::Anon, client.as_raw_fd(), 0, 4);
+    drop(client);
+    let running = m.start().unwrap();
+    wait_for(name, 20, || m.stats().prefetched_bytes > 0);
+    let at = std::time::Instant::now();
+    m.stop();
+    running.wait().unwrap();
+    let took = at.elapsed();
+    assert!(
+        took < Duration::from_millis(500),
+        "{name}: stop took {took:?}"
+    );
+    // A reply being placed as the stop came may still land; then nothing.
+    std::thread::sleep(Duration::from_millis(20));
+    let after = m.stats().prefetched_bytes;
+    assert!(
+        after < mem.len as u64,
+        "{name}: the prefetch was done already"
+    );
+    std::thread::sleep(Duration::from_millis(50));
+    let st = m.stats();
+    assert_eq!(st.prefetched_bytes, after, "{name}: placed after the stop");
+    assert_eq!(st.prefetch_done_regions, 0);
+    // A second run goes on to the end.
+    let running = m.start().unwrap();
+    wait_for(name, 30, || m.stats().prefetch_done_regions == 1);
+    let st = m.stats();
+    assert_eq!(st.prefetched_bytes, mem.len as u64, "{name}: {st:?}");
+    assert_bytes(mem.bytes(), &data, name);
+    assert_eq!(m.stats().faults, 0, "{name}: every page was there");
+    m.stop();
+    running.wait().unwrap();
+    drop(m);
+    let answered = srv.join().unwrap();
+    // One request out at a time: at most one answered and dropped at the
+    // stop, asked again by the second run.
+    assert!(answered <= pages / 64 + 1, "{name}: {answered} answered");
+}
+
+/// A balloon drops pages of a PREFETCH region (madvise(DONTNEED): a
+/// REMOVE) while the prefetch's request is out: its reply fills the rest
+/// and leaves the dropped pages alone (they read zeros, as a local
+/// source's would), and the region still counts as one done.
+#[test]
+fn remote_prefetch_reply_after_remove() {
+    let name = "remote_prefetch_reply_after_remove";
+    let _w = Watchdog::new(name, 60);
+    let (client, server) = std::os::unix::net::UnixStream::pair().unwrap();
+    let (asked_tx, asked_rx) = std::sync::mpsc::channel::<()>();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let srv = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let mut req = [0u8; 24];
+        let mut answered = 0;
+        while (&server).read_exact(&mut req).is_ok() {
+            if answered == 0 {
+                asked_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+            }
+            let len = u32::from_le_bytes(req[4..8].try_into().unwrap()) as usize;
+            let mut reply = vec![0xABu8; 24 + len];
+            reply[0..4].copy_from_slice(&0x5350_4655u32.to_le_bytes());
+            reply[4..8].fill(0);
+            reply[8..16].copy_from_slice(&req[8..16]);
+            reply[16..20].copy_from_slice(&(len as u32).to_le_bytes());
+            reply[20..24].fill(0);
+            if (&server).write_all(&reply).is_err() {
+                break;
+            }
+            answered += 1;
+        }
+        answered
+    });
+    let mem = Mem::new(Kind::Anon, 8);
+    let u = Arc::new(open_uffd(uffd::Features::EVENT_REMOVE));
+    let m = Monitor::new(Config::default(), Box::new(DefaultHandler)).unwrap();
+    let id = m.add_uffd(u).unwrap();
+    m.add_region(
+        id,
+        handed(mem.start(), mem.len as u64),
+        RegionOptions {
+            source: Source::Remote {
+                fd: client.as_raw_fd(),
+                offset: 0,
+                max_in_flight: 4,
+            },
+            register: RegisterMode::MISSING,
+            prefetch: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    drop(client);
+    let running = m.start().unwrap();
+    asked_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the prefetch's request reached the server");
+    // SAFETY: the test's own mapping.
+    let rc = unsafe {
+        libc::madvise(
+            (mem.start() + 2 * PAGE as u64) as *mut _,
+            2 * PAGE,
+            libc::MADV_DONTNEED,
+        )
+    };
+    assert_eq!(rc, 0);
+    go_tx.send(()).unwrap();
+    wait_for(name, 20, || m.stats().prefetch_done_regions >= 1);
+    let st = m.stats();
+    assert_eq!(st.prefetch_done_regions, 1, "{name}");
+    assert_eq!(st.prefetched_bytes, 6 * PAGE as u64, "{name}");
+    for p in [0, 1, 4, 5, 6, 7] {
+        assert_eq!(mem.read(p * PAGE + 100), 0xAB, "{name}: page {p}");
+    }
+    assert_eq!(m.stats().faults, 0, "{name}: the pages kept were there");
+    for p in [2, 3] {
+        assert_eq!(mem.read(p * PAGE + 100), 0, "{name}: dropped page {p}");
+    }
+    m.stop();
+    running.wait().unwrap();
+    drop(m);
+    assert_eq!(srv.join().unwrap(), 1, "{name}: one request, no walk again");
+}

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! Dirty tracking's C ABI: libuffd_monitor_dirty_scan().
+//! Dirty tracking's C ABI: libuffd_monitor_dirty_scan(); and the budgets' write-back
+//! without eviction, libuffd_monitor_writeback().
 
 use super::boundary::guard;
 use super::monitor_api::monitor_ref;
@@ -70,6 +71,60 @@ pub unsafe extern "C" fn libuffd_monitor_dirty_scan(
             flags & LIBUFFD_DIRTY_CLEAR != 0,
             out,
         )?;
+        Ok(n as i64)
+    })
+}
+
+/// Write back the dirty resident pages of the budgeted regions
+/// (libuffd_region_opts.max_resident) of handle handle_id in
+/// [addr, addr + len) through their sinks (writeback_fd or
+/// on_writeback), without evicting them: a checkpoint of the region's
+/// file while the application runs. When this returns 0 or more, the file
+/// holds every byte written to the range before the call. The pages stay
+/// resident, clean and write-protected (a later write marks them dirty
+/// again); a write racing with its page's write-back waits for it, then
+/// lands, and is in the next write-back or eviction. Counted in
+/// libuffd_monitor_stats (writebacks, writeback_bytes,
+/// writeback_failures).
+///
+/// Thread safety: any thread but the monitor's own callbacks, while the
+/// monitor runs or not (a stopped monitor's budgeted pages are written
+/// back too).
+///
+/// Returns: the number of pages written back (>= 0), or -EINVAL (NULL
+/// monitor, unknown handle id, a bad range, no budgeted region with a
+/// write-back sink in the range), -EAGAIN (a page kept busy by faults for
+/// 2 s, not written back), or the errno of the first write-back that
+/// failed (that page stays dirty; the others are written back).
+///
+/// Pointers: m must be NULL or a live monitor.
+///
+/// Example: checkpoint a buffer pool's file, then make it durable.
+///
+/// ```c
+/// int checkpoint(libuffd_monitor *m, uint32_t id, void *pool,
+///                size_t len, int file_fd)
+/// {
+///         int64_t n = libuffd_monitor_writeback(m, id, pool, len);
+///
+///         if (n < 0)
+///                 return (int)n;
+///         return fsync(file_fd) == 0 ? 0 : -errno;
+/// }
+/// ```
+#[no_mangle]
+pub unsafe extern "C" fn libuffd_monitor_writeback(
+    m: *mut libuffd_monitor,
+    handle_id: u32,
+    addr: *mut libc::c_void,
+    len: usize,
+) -> i64 {
+    guard("libuffd_monitor_writeback", || {
+        // SAFETY: contract above.
+        let mb = unsafe { monitor_ref(m) }?;
+        let n = mb
+            .monitor
+            .writeback(handle_id, Range::new(addr as usize as u64, len as u64))?;
         Ok(n as i64)
     })
 }

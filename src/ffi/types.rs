@@ -370,9 +370,9 @@ pub const LIBUFFD_SOURCE_PAGE_CACHE: u32 = 4;
 /// A fault asks for its fault-around window (whole pages, at most 4 MiB).
 /// On a TCP socket the monitor sets TCP_NODELAY (on the socket the
 /// caller shares): a request must not wait for the ACK of an earlier one.
-/// LIBUFFD_REGION_PREFETCH does nothing for these regions (no request is
-/// sent but for a fault): to pull the pages nobody touched, touch them
-/// from a thread of your own (c-examples/postcopy.c).
+/// With LIBUFFD_REGION_PREFETCH the monitor also pulls the pages nobody
+/// touched, in the background: first-touched pages first, the rest in
+/// order (the post-copy pattern, c-examples/postcopy.c; see the flag).
 /// A refused request or a lost connection (the server died)
 /// fails the faults concerned (SIGBUS, counted in failed). Protocol, and a
 /// server: libuffd_page_server_serve().
@@ -380,11 +380,21 @@ pub const LIBUFFD_SOURCE_REMOTE: u32 = 5;
 
 /// libuffd_region_opts.flags: populate the region in the background, under
 /// libuffd_monitor_run()/start() (not libuffd_monitor_dispatch()); a region
-/// added while the monitor runs is prefetched too. Regions with a local
-/// source only (zero, buffer, fd, page cache): the flag is accepted and
-/// does nothing for LIBUFFD_SOURCE_CALLBACK and LIBUFFD_SOURCE_REMOTE
-/// regions, whose pages come only with their faults (the prefetched_bytes
-/// counter stays 0 for them).
+/// added while the monitor runs is prefetched too. Pages already present
+/// (faulted first) are skipped; the bytes placed are counted in
+/// prefetched_bytes. A LIBUFFD_SOURCE_REMOTE region is fetched in order,
+/// in requests of 256 KiB (at least a page), one at a time per
+/// connection, counted in max_in_flight and sent only when no fault's
+/// request waits: faults' requests go first. A failed prefetch request
+/// (the server refused it, e.g. ENODATA past the end of its file) is
+/// logged and leaves the rest of the region to its faults, which succeed
+/// or fail on their own. The prefetch ends with the run: a stop does not
+/// wait for it. The flag is accepted and does nothing for
+/// LIBUFFD_SOURCE_CALLBACK regions, whose pages come only with their
+/// faults. Done: the prefetch_done_regions counter
+/// (libuffd_monitor_get_stats()) counts each PREFETCH region whose
+/// prefetch ended; with no REMOVE, UNMAP or mremap splitting them, the
+/// prefetch of n regions is done when it reaches n.
 pub const LIBUFFD_REGION_PREFETCH: u32 = 0x1;
 /// libuffd_region_opts.flags, LIBUFFD_SOURCE_FD: bytes past end-of-file
 /// read as zeros (a page the file ends inside is padded with zeros, a page
@@ -576,18 +586,15 @@ pub struct libuffd_region_opts {
     /// (evictions, writebacks, writeback_bytes, writeback_failures,
     /// resident_pages).
     ///
-    /// Dirty pages are written back only when they are evicted: no call
-    /// writes back the dirty resident pages in place (a sync), and neither
-    /// a stop, libuffd_monitor_remove_region() nor libuffd_monitor_free()
-    /// writes them; their latest bytes are in the memory alone. An
-    /// application that needs the file complete (a checkpoint, a clean
-    /// shutdown) writes the resident pages (mincore(2)) itself while
-    /// nothing faults, so that nothing is evicted meanwhile, clean ones
-    /// too: the monitor still counts them dirty and writes them again when
-    /// it evicts them (c-examples/buffer-pool.c). After a stop the evicted
-    /// pages are poisoned by the default stop policy (their data is in the
-    /// source); after libuffd_monitor_remove_region() they read as the
-    /// memory does without userfaultfd (zeros for anonymous memory).
+    /// Dirty pages are written back when they are evicted, and by
+    /// libuffd_monitor_writeback() (a checkpoint: written back in place,
+    /// kept resident). Neither a stop, libuffd_monitor_remove_region() nor
+    /// libuffd_monitor_free() writes them: an application that needs the
+    /// file complete (a clean shutdown) calls libuffd_monitor_writeback()
+    /// first. After a stop the evicted pages are poisoned by the default
+    /// stop policy (their data is in the source); after
+    /// libuffd_monitor_remove_region() they read as the memory does without
+    /// userfaultfd (zeros for anonymous memory).
     pub max_resident: u64,
     /// LIBUFFD_REGION_WRITEBACK_FD: the file dirty pages are written to.
     pub writeback_fd: i32,
@@ -852,6 +859,14 @@ pub struct libuffd_monitor_stats {
     /// Pages of budgeted regions resident now, all regions together (a
     /// level, not a count; no peak is kept: sample it for one).
     pub resident_pages: u64,
+    /// LIBUFFD_REGION_PREFETCH regions whose background prefetch ended:
+    /// every page placed or found present, or the rest given up after an
+    /// error (logged; those pages come with their faults). Each region
+    /// counts once; a piece an event (REMOVE, UNMAP, mremap) split off
+    /// before the prefetch got there counts on its own, a removed piece not
+    /// at all. With no such event, the prefetch of n PREFETCH regions is
+    /// done when this reaches n.
+    pub prefetch_done_regions: u64,
 }
 
 /// A fault-handling engine over one or more handles. Create with

@@ -899,3 +899,137 @@ fn evictor_loop(weak: Weak<Inner>, ev: Arc<Evictor>) {
         }
     }
 }
+
+// Write-back without eviction (`Monitor::writeback`): a checkpoint of a
+// budgeted region's file while the application runs.
+impl Inner {
+    /// Write back every dirty resident page of the budgeted regions of
+    /// uffd `id` in `[start, end)` through their sinks, leaving the pages
+    /// resident and write-protected (clean: their next write faults and
+    /// marks them dirty again). Returns the pages written back, or the
+    /// first write-back error (that page stays dirty; the others go on).
+    ///
+    /// Per page, the order of `evict_one` without its drop: take the page
+    /// (BUSY: no placement, eviction or write fault touches it meanwhile;
+    /// a write fault waits, retried), write-protect it, write it back,
+    /// clear DIRTY, give it back. A write after the write-protect waits
+    /// for the give-back, then marks the page dirty again: it is in the
+    /// next write-back, never lost. A page a write fault is un-protecting
+    /// right now (WRITING), or that a fault or eviction owns (BUSY), is
+    /// taken at a later try (up to 2 s, EAGAIN after that).
+    pub(crate) fn budget_writeback(
+        &self,
+        id: u32,
+        start: u64,
+        end: u64,
+    ) -> Result<(u64, bool), Error> {
+        let uffd = self
+            .uffd(id)
+            .ok_or_else(|| Error::invalid(format!("write back: no userfaultfd with id {id}")))?;
+        // The budgets of the range (pieces of one region share theirs).
+        let mut budgets: Vec<Arc<Budget>> = Vec::new();
+        for r in self.regions.read_ok().iter() {
+            if r.uffd_id != id || r.end() <= start || r.start >= end {
+                continue;
+            }
+            if let Some(b) = r.budget.as_ref() {
+                if !budgets.iter().any(|x| Arc::ptr_eq(x, b)) {
+                    budgets.push(b.clone());
+                }
+            }
+        }
+        budgets.retain(|b| b.sink != Sink::None);
+        if budgets.is_empty() {
+            return Ok((0, false));
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        let mut written = 0;
+        let mut first_err: Option<Error> = None;
+        for b in &budgets {
+            let (a, z) = (start.max(b.base), end.min(b.base + b.len));
+            if a >= z {
+                continue;
+            }
+            let ps = b.page_size;
+            let (first, last) = ((a - b.base) / ps, (z - b.base).div_ceil(ps));
+            for v in first..last {
+                loop {
+                    match self.writeback_one(b, &uffd, v) {
+                        Ok(n) => {
+                            written += n;
+                            break;
+                        }
+                        Err(None) if std::time::Instant::now() < deadline => {
+                            std::thread::sleep(Duration::from_micros(200));
+                        }
+                        Err(None) => {
+                            first_err.get_or_insert_with(|| {
+                                Error::os(
+                                    "write back",
+                                    libc::EAGAIN,
+                                    format!(
+                                        "the page at {:#x} stayed busy (placed, evicted or written) for 2 s; it was not written back",
+                                        b.addr(v)
+                                    ),
+                                )
+                            });
+                            break;
+                        }
+                        Err(Some(e)) => {
+                            first_err.get_or_insert(e);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok((written, true)),
+        }
+    }
+
+    /// One page of `budget_writeback`: Ok(1) written back, Ok(0) nothing
+    /// to write (clean, not resident, dropped behind the monitor's back),
+    /// Err(None) busy now (try again), Err(Some) the write-back failed.
+    fn writeback_one(&self, b: &Budget, uffd: &Uffd, v: u64) -> Result<u64, Option<Error>> {
+        let cell = &b.pages[v as usize];
+        let s = cell.load(Acquire);
+        if s & RES == 0 || s & DIRTY == 0 {
+            return Ok(0);
+        }
+        if s & (BUSY | WRITING) != 0 {
+            return Err(None);
+        }
+        if cell.compare_exchange(s, s | BUSY, AcqRel, Acquire).is_err() {
+            return Err(None);
+        }
+        let (addr, ps) = (b.addr(v), b.page_size);
+        if s & SUSPECT != 0 && !evict::is_resident(addr, ps).unwrap_or(true) {
+            // Dropped by the application (no REMOVE events): its data is
+            // gone as it asked; its eviction forgets it.
+            cell.fetch_and(!BUSY, AcqRel);
+            return Ok(0);
+        }
+        if let Err(e) = uffd.writeprotect(Range::new(addr, ps), WriteprotectMode::WP) {
+            cell.fetch_and(!BUSY, AcqRel);
+            return match e.errno() {
+                libc::EAGAIN => Err(None),
+                libc::ENOENT => Ok(0),
+                _ => Err(Some(e)),
+            };
+        }
+        if let Err(e) = self.write_back(b, v) {
+            cell.fetch_and(!BUSY, AcqRel);
+            Stats::add(&self.stats.writeback_failures, 1);
+            self.log(format_args!(
+                "write-back of the page at {addr:#x} failed ({e}); it stays dirty"
+            ));
+            return Err(Some(e));
+        }
+        cell.fetch_and(!(DIRTY | SUSPECT | BUSY), AcqRel);
+        Stats::add(&self.stats.writebacks, 1);
+        Stats::add(&self.stats.writeback_bytes, ps);
+        Ok(1)
+    }
+}

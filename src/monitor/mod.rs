@@ -222,9 +222,12 @@ pub struct RegionOptions {
     /// Register the range with this mode first (empty: the caller already
     /// registered it).
     pub register: RegisterMode,
-    /// Populate it in the background (local sources only: nothing for
-    /// `Source::Callback` and `Source::Remote`, whose pages come only with
-    /// their faults).
+    /// Populate it in the background (nothing for `Source::Callback`,
+    /// whose pages come only with their faults). A `Source::Remote` region
+    /// is fetched in order, in requests of `remote::PREFETCH_CHUNK` bytes,
+    /// one out at a time per connection and only when no fault's request
+    /// waits. `StatsSnapshot::prefetch_done_regions` counts the regions
+    /// done.
     pub prefetch: bool,
     /// Handed back to callbacks.
     pub user_data: u64,
@@ -1101,6 +1104,8 @@ impl Monitor {
             // Not running: run() starts the prefetcher.
             return Ok(());
         }
+        // Remote regions: their connections' reply threads walk them.
+        inner.remote_prefetch_kick_all();
         let mut slot = inner.prefetcher.lock_ok();
         if slot.as_ref().is_some_and(|h| !h.is_finished()) {
             // It is running and will find the new region: it walks the
@@ -1528,6 +1533,29 @@ impl Monitor {
         self.inner
             .resolve_from_caller(token, action)
             .map_err(|failed| failed.into_error(token))
+    }
+
+    /// Write back the dirty resident pages of the budgeted regions
+    /// (`RegionOptions::max_resident`) of uffd `id` in `memory` through
+    /// their sinks, without evicting them: a checkpoint of the region's
+    /// file while the application runs (after it, the file holds every
+    /// byte written before the call). The pages stay resident, clean and
+    /// write-protected: a later write marks them dirty again. A write
+    /// racing with the write-back of its page waits for it (a few
+    /// microseconds), then lands and is in the next write-back. Returns
+    /// the pages written back. EINVAL: no such uffd, or no budgeted region
+    /// with a sink in `memory`; the first write-back error otherwise
+    /// (that page stays dirty, the others are written), EAGAIN for a page
+    /// kept busy by faults for 2 s. Not from the monitor's callbacks.
+    pub fn writeback(&self, id: u32, memory: Range) -> Result<u64> {
+        let Range { start, len } = memory;
+        crate::uffd::check_range("write back", "range", start, len)?;
+        match self.inner.budget_writeback(id, start, start + len)? {
+            (n, true) => Ok(n),
+            (_, false) => Err(Error::invalid(format!(
+                "write back: no budgeted region with a write-back sink in [{start:#x}, +{len:#x}) of userfaultfd {id}"
+            ))),
+        }
     }
 
     /// The counters now.

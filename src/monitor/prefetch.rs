@@ -4,6 +4,15 @@
 //! It takes no lock that a demand fault needs while it copies (the kernel
 //! places each page atomically; a page a fault placed first comes back as
 //! EEXIST and is skipped), so it never delays a fault behind it.
+//!
+//! Remote regions are prefetched by their connection's reply thread
+//! (remote.rs), which this thread starts going at the run's start.
+//!
+//! A region whose prefetch ended (every page placed or found present, or
+//! given up after an error, logged) has its `prefetch` flag cleared and is
+//! counted in `prefetch_done_regions`: a later run does not walk it again,
+//! and a region added while the walk is past it (it sorts before the
+//! cursor) is found when the walk wraps around.
 
 use super::region::Source;
 use super::resolve::Scratch;
@@ -17,6 +26,7 @@ const CHUNK_BYTES: u64 = 4 << 20;
 
 /// Run until every prefetch region is populated or the monitor stops.
 pub(crate) fn run(inner: Arc<Inner>) {
+    inner.remote_prefetch_kick_all();
     let mut scratch = Scratch::default();
     let mut cursor: Option<(u32, u64)> = None; // (uffd, next address)
     loop {
@@ -58,6 +68,9 @@ pub(crate) fn run(inner: Arc<Inner>) {
             found
         };
         let Some((id, from, end, ps, source, offset)) = next else {
+            if cursor.take().is_some() {
+                continue; // once more from the start
+            }
             return;
         };
         // Chunks of 4 MiB (at least one page): big enough to amortise the
@@ -89,6 +102,24 @@ pub(crate) fn run(inner: Arc<Inner>) {
                 end - from
             }
         };
+        if from + step >= end {
+            inner.prefetch_finished(id, from, end);
+        }
         cursor = Some((id, from + step));
+    }
+}
+
+impl Inner {
+    /// The prefetch of the region of `id` at `at`, ending at `end`, ended:
+    /// its flag cleared, counted in `prefetch_done_regions`.
+    fn prefetch_finished(&self, id: u32, at: u64, end: u64) {
+        let mut t = self.regions.write_ok();
+        let Some(r) = t.find_mut(id, at) else { return };
+        if !r.prefetch || r.end() != end {
+            return;
+        }
+        r.prefetch = false;
+        drop(t);
+        Stats::add(&self.stats.prefetch_done_regions, 1);
     }
 }

@@ -6,7 +6,9 @@
 //! replies and completes each fault with the bytes (`Inner::complete`,
 //! as `Monitor::complete` does). At most `max_in_flight` requests are
 //! outstanding on a connection; the others wait in a queue and are sent
-//! as replies come back.
+//! as replies come back. A PREFETCH region's other pages are asked for in
+//! the background by the same thread, a chunk at a time, behind the
+//! faults' requests (see "The background prefetch" below).
 //!
 //! Protocol (every field little-endian):
 //! - request, 24 bytes: magic `0x52504655` ("UFPR"), length (u32), id
@@ -48,6 +50,8 @@ pub const HEADER: usize = 24;
 pub const MAX_REQUEST: u32 = 4 << 20;
 /// Requests in flight per connection when the region says 0.
 pub const DEFAULT_IN_FLIGHT: u32 = 16;
+/// The background prefetch's request, at most (at least one page).
+pub const PREFETCH_CHUNK: u64 = 256 << 10;
 
 pub(crate) struct Client {
     sock: OwnedFd,
@@ -71,6 +75,35 @@ struct State {
     queued: VecDeque<(FaultToken, u64, u32)>,
     /// Why the connection is unusable (errno, text).
     dead: Option<(i32, String)>,
+    /// The background prefetch (PREFETCH regions of this connection):
+    /// where it goes on, (uffd id, address); None: from the table's start.
+    pf_cursor: Option<(u32, u64)>,
+    /// Its request out, at most one: (request id, what it asked).
+    pf_out: Option<(u64, Chunk)>,
+    /// No PREFETCH region of this connection was left at the last look:
+    /// replies do not look again until `prefetch_kick_all` (a run's start,
+    /// a region added).
+    pf_idle: bool,
+}
+
+impl State {
+    /// Requests out, the prefetch's included.
+    fn out(&self) -> usize {
+        self.in_flight.len() + self.pf_out.is_some() as usize
+    }
+}
+
+/// One background prefetch request: `len` bytes of the region of
+/// `uffd_id` from `addr`, at the server's `offset`; the region (as it was
+/// when asked) ends at `region_end`.
+#[derive(Debug, Clone, Copy)]
+struct Chunk {
+    uffd_id: u32,
+    addr: u64,
+    len: u64,
+    page_size: u64,
+    offset: u64,
+    region_end: u64,
 }
 
 /// The monitor's connections; their reply threads are told to end when
@@ -288,7 +321,7 @@ impl Client {
         if let Some((errno, why)) = &st.dead {
             return Err(Error::os("remote page source", *errno, why.clone()));
         }
-        if st.in_flight.len() >= self.max_in_flight {
+        if st.out() >= self.max_in_flight {
             st.queued.push_back((t, offset, len));
             return Ok(());
         }
@@ -296,6 +329,15 @@ impl Client {
     }
 
     fn send_locked(&self, st: &mut State, t: FaultToken, offset: u64, len: u32) -> Result<()> {
+        let id = self.send_request(st, offset, len)?;
+        st.in_flight.push((id, t, len));
+        Ok(())
+    }
+
+    /// Send one request; its id. An error: the connection is gone (the
+    /// reply thread then meets the end of the stream and fails what is
+    /// pending).
+    fn send_request(&self, st: &mut State, offset: u64, len: u32) -> Result<u64> {
         let id = st.next_id;
         st.next_id += 1;
         let req = request_bytes(id, offset, len);
@@ -305,8 +347,264 @@ impl Client {
             socket::shutdown(self.sock.as_fd());
             return Err(Error::os("remote page source", e, why));
         }
-        st.in_flight.push((id, t, len));
-        Ok(())
+        Ok(id)
+    }
+
+    /// Send the demand requests that wait, as far as `max_in_flight`
+    /// allows; a fault whose request could not be sent.
+    fn drain_locked(&self, st: &mut State) -> Option<(FaultToken, Error)> {
+        let mut err = None;
+        while st.out() < self.max_in_flight && st.dead.is_none() {
+            let Some((t, off, n)) = st.queued.pop_front() else {
+                break;
+            };
+            if let Err(e) = self.send_locked(st, t, off, n) {
+                err = Some((t, e));
+            }
+        }
+        err
+    }
+}
+
+// The background prefetch of remote regions (`RegionOptions::prefetch`).
+// Each connection walks its PREFETCH regions in (uffd, address) order, one
+// request of at most `PREFETCH_CHUNK` bytes out at a time, sent only when no
+// demand request waits in the queue and `max_in_flight` has room (the
+// prefetch's request counts): a fault's request never queues behind it.
+// The reply thread places each reply as a fault's is (under the layout
+// gate, only where the table still serves those pages from this
+// connection at the offsets asked, pages already present skipped), then
+// asks for the next chunk. A failed request leaves the rest of its region
+// to the faults (logged). The walk goes on only while a run is on: a reply
+// that comes after the stop is dropped.
+impl Inner {
+    /// Start (or go on with) the background prefetch of every connection:
+    /// at a run's start and when a PREFETCH region is added while running.
+    pub(crate) fn remote_prefetch_kick_all(&self) {
+        let list: Vec<Arc<Client>> = self.remotes.list.lock_ok().clone();
+        for c in list {
+            c.state.lock_ok().pf_idle = false;
+            self.remote_prefetch_kick(&c);
+        }
+    }
+
+    /// Send the connection's next prefetch request if it may go now.
+    fn remote_prefetch_kick(&self, c: &Client) {
+        if !self.life.running() || self.life.stop_asked() {
+            return;
+        }
+        let mut st = c.state.lock_ok();
+        if st.dead.is_some()
+            || st.pf_idle
+            || st.pf_out.is_some()
+            || !st.queued.is_empty()
+            || st.out() >= c.max_in_flight
+        {
+            return;
+        }
+        let Some(ch) = self.remote_next_chunk(c.sock.as_raw_fd(), &mut st.pf_cursor) else {
+            st.pf_idle = true;
+            return;
+        };
+        if let Ok(id) = c.send_request(&mut st, ch.offset, ch.len as u32) {
+            st.pf_out = Some((id, ch));
+        }
+    }
+
+    /// The next chunk of the connection `fd`'s PREFETCH regions from
+    /// `cursor` (moved past it), wrapping once to the table's start (a
+    /// region added before the cursor); None: none left.
+    fn remote_next_chunk(&self, fd: i32, cursor: &mut Option<(u32, u64)>) -> Option<Chunk> {
+        let t = self.regions.read_ok();
+        for _ in 0..2 {
+            let at = *cursor;
+            let found = t
+                .iter()
+                .filter(|r| {
+                    r.prefetch
+                        && r.page_size != 0
+                        && r.page_size <= MAX_REQUEST as u64
+                        && matches!(r.source, Source::Remote { fd: f, .. } if f == fd)
+                })
+                .find(|r| at.is_none_or(|(id, a)| (r.uffd_id, r.end()) > (id, a)));
+            let Some(r) = found else {
+                // Once more from the start, if not there already.
+                cursor.take()?;
+                continue;
+            };
+            let Source::Remote { offset: base, .. } = r.source else {
+                return None;
+            };
+            let from = match at {
+                Some((id, a)) if id == r.uffd_id && a > r.start => a,
+                _ => r.start,
+            };
+            let ps = r.page_size;
+            let cap = (PREFETCH_CHUNK.min(MAX_REQUEST as u64) / ps).max(1);
+            let len = ((r.end() - from) / ps).clamp(1, cap) * ps;
+            *cursor = Some((r.uffd_id, from + len));
+            return Some(Chunk {
+                uffd_id: r.uffd_id,
+                addr: from,
+                len,
+                page_size: ps,
+                offset: base
+                    .wrapping_add(r.source_offset)
+                    .wrapping_add(from - r.start),
+                region_end: r.end(),
+            });
+        }
+        None
+    }
+
+    /// A prefetch reply: place it, or give the region up.
+    fn remote_prefetch_reply(&self, c: &Client, ch: Chunk, status: i32, buf: &[u8]) {
+        // The run ended: the prefetch with it. The chunk is asked again
+        // from its start by a later run (pages placed meanwhile: EEXIST).
+        let stopped = || {
+            let mut st = c.state.lock_ok();
+            if st
+                .pf_cursor
+                .is_some_and(|(id, a)| id == ch.uffd_id && a > ch.addr)
+            {
+                st.pf_cursor = Some((ch.uffd_id, ch.addr));
+            }
+        };
+        if !self.life.running() || self.life.stop_asked() {
+            return stopped();
+        }
+        let fd = c.sock.as_raw_fd();
+        let failure = if status != 0 {
+            Some(Error::os(
+                "remote prefetch",
+                status,
+                "the page server refused the request",
+            ))
+        } else if buf.len() as u64 != ch.len {
+            Some(Error::os(
+                "remote prefetch",
+                libc::EBADMSG,
+                format!("the page server sent {} bytes for {}", buf.len(), ch.len),
+            ))
+        } else {
+            let (placed, err) = self.remote_place_chunk(fd, ch, buf);
+            Stats::add(&self.stats.prefetched_bytes, placed);
+            if err.is_none() && self.life.stop_asked() {
+                return stopped(); // maybe cut short
+            }
+            err
+        };
+        if let Some(e) = failure {
+            self.log(format_args!(
+                "remote prefetch of [{:#x}, +{:#x}) (server offset {:#x}): {e}; the rest of the region is left to its faults",
+                ch.addr, ch.len, ch.offset
+            ));
+            self.remote_prefetch_finished(fd, ch);
+            let mut st = c.state.lock_ok();
+            if st
+                .pf_cursor
+                .is_some_and(|(id, a)| id == ch.uffd_id && a <= ch.region_end)
+            {
+                st.pf_cursor = Some((ch.uffd_id, ch.region_end));
+            }
+        } else if ch.addr + ch.len >= ch.region_end {
+            self.remote_prefetch_finished(fd, ch);
+        }
+    }
+
+    /// The walk reached the end of the region of `ch` (or gave it up):
+    /// every PREFETCH piece of it from the chunk on is done (an event may
+    /// have split it while the chunk was out: the pieces kept are done
+    /// too), counted once in `prefetch_done_regions`.
+    fn remote_prefetch_finished(&self, fd: i32, ch: Chunk) {
+        let mut done = false;
+        for r in self.regions.write_ok().vec_mut().iter_mut() {
+            if r.uffd_id == ch.uffd_id
+                && r.prefetch
+                && r.end() > ch.addr
+                && r.end() <= ch.region_end
+                && matches!(r.source, Source::Remote { fd: f, .. } if f == fd)
+            {
+                r.prefetch = false;
+                done = true;
+            }
+        }
+        if done {
+            Stats::add(&self.stats.prefetch_done_regions, 1);
+        }
+    }
+
+    /// Place a prefetch reply's bytes: each piece of the chunk the table
+    /// still serves from connection `fd` at the offsets asked, under the
+    /// layout gate (as `place_reply`); pages already present are skipped.
+    /// Bytes placed, and the error that ended it early.
+    fn remote_place_chunk(&self, fd: i32, ch: Chunk, buf: &[u8]) -> (u64, Option<Error>) {
+        enum Step {
+            Skip(u64),
+            Did(std::result::Result<Applied, Failed>, u64),
+        }
+        let (ps, end) = (ch.page_size, ch.addr + ch.len);
+        let (mut at, mut placed) = (ch.addr, 0u64);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut pause = Duration::from_micros(20);
+        while at < end {
+            if self.life.stop_asked() {
+                break;
+            }
+            let step = {
+                let _gate = self.layout.read_ok();
+                let piece = self.regions.read_ok().find(ch.uffd_id, at).map(|r| {
+                    let want = ch.offset.wrapping_add(at - ch.addr);
+                    let ours = r.page_size == ps
+                        && matches!(r.source, Source::Remote { fd: f, offset: base, .. }
+                            if f == fd && base.wrapping_add(r.source_offset).wrapping_add(at - r.start) == want);
+                    (ours, r.end().min(end))
+                });
+                match piece {
+                    None => Step::Skip(at + ps),
+                    Some((false, to)) => Step::Skip(to),
+                    Some((true, to)) => {
+                        let t = FaultToken {
+                            uffd_id: ch.uffd_id,
+                            page: at,
+                            page_size: ps,
+                        };
+                        let mode = if self.dirty.protects(ch.uffd_id, at) {
+                            crate::uffd::CopyMode::WP
+                        } else {
+                            crate::uffd::CopyMode::empty()
+                        };
+                        let src = buf[(at - ch.addr) as usize..].as_ptr() as u64;
+                        let len = to - at;
+                        Step::Did(self.apply(t, Action::CopyRange { src, len, mode }), to)
+                    }
+                }
+            };
+            match step {
+                Step::Skip(to) => at = to,
+                // Partial progress: the kernel stopped at a page already
+                // there (EEXIST next time: skipped) or for an event.
+                Step::Did(Ok(Applied::Resolved(n)), _) => {
+                    placed += n;
+                    at += n.max(ps);
+                }
+                Step::Did(Ok(Applied::AlreadyResolved), _) => at += ps,
+                Step::Did(Ok(Applied::Gone), to) => at = to,
+                Step::Did(Err(Failed::Again), _) if Instant::now() < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(5));
+                }
+                Step::Did(Err(f), _) => {
+                    let t = FaultToken {
+                        uffd_id: ch.uffd_id,
+                        page: at,
+                        page_size: ps,
+                    };
+                    return (placed, Some(f.into_error(t)));
+                }
+            }
+        }
+        (placed, None)
     }
 }
 
@@ -416,6 +714,25 @@ fn replies(weak: Weak<Inner>, c: Arc<Client>) {
             }
         }
         let Some(inner) = weak.upgrade() else { return };
+        // The background prefetch's request: placed, then its slot freed
+        // for the waiting demand requests, and the next chunk asked.
+        let prefetch = {
+            let st = c.state.lock_ok();
+            st.pf_out.filter(|(i, _)| *i == id).map(|(_, ch)| ch)
+        };
+        if let Some(ch) = prefetch {
+            inner.remote_prefetch_reply(&c, ch, status, &buf);
+            let send_err = {
+                let mut st = c.state.lock_ok();
+                st.pf_out = None;
+                c.drain_locked(&mut st)
+            };
+            if let Some((t, e)) = send_err {
+                inner.remote_failed(t, &e);
+            }
+            inner.remote_prefetch_kick(&c);
+            continue;
+        }
         // The request answered, and the next queued one sent.
         let (token, send_err) = {
             let mut st = c.state.lock_ok();
@@ -427,20 +744,14 @@ fn replies(weak: Weak<Inner>, c: Arc<Client>) {
                     let (_, t, asked) = st.in_flight.swap_remove(at);
                     (t, asked)
                 });
-            let mut err = None;
-            while st.in_flight.len() < c.max_in_flight && st.dead.is_none() {
-                let Some((t, off, n)) = st.queued.pop_front() else {
-                    break;
-                };
-                if let Err(e) = c.send_locked(&mut st, t, off, n) {
-                    err = Some((t, e));
-                }
-            }
+            let err = c.drain_locked(&mut st);
             (token, err)
         };
         if let Some((t, e)) = send_err {
             inner.remote_failed(t, &e);
         }
+        // The prefetch waits while demand requests queue; they are out now.
+        inner.remote_prefetch_kick(&c);
         let Some((t, asked)) = token else {
             drop(inner);
             return lost(

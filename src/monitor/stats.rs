@@ -100,6 +100,14 @@ macro_rules! counters {
             /// Pages of budgeted regions resident now (a level, not a count
             /// of events).
             resident_pages,
+            /// PREFETCH regions whose background prefetch ended: every page
+            /// placed or found present, or the rest given up after an error
+            /// (logged; those pages come with their faults). Each region is
+            /// counted once; a piece an event split off before the walk got
+            /// there counts on its own, a piece removed (REMOVE, UNMAP)
+            /// not at all. With no such event, the prefetch of n PREFETCH
+            /// regions is done when this reaches n.
+            prefetch_done_regions,
         }
     };
 }
@@ -183,6 +191,6 @@ mod tests {
                 m
             }};
         }
-        assert_eq!(counters!(each), 30);
+        assert_eq!(counters!(each), 31);
     }
 }

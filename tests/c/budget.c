@@ -251,6 +251,22 @@ static void run_case(const struct kind *k, enum sinkkind sink)
 	}
 	CHECK_EQ(wrong, 0);
 	CHECK_MSG(resident <= pages / 4 + 1, "%zu pages resident", resident);
+	/* A checkpoint without eviction (libuffd_monitor_writeback): then the
+	 * file (or the buffer) alone holds the model, nothing was evicted. */
+	uint64_t evicted = st.evictions;
+	int64_t wb = libuffd_monitor_writeback(m, id, mem, len);
+	CHECK_MSG(wb >= 0, "libuffd_monitor_writeback: %lld (%s)", (long long)wb, libuffd_last_error());
+	if (sink == SINK_FD)
+		CHECK_EQ(pread(fd, stored, len, 0), (ssize_t)len);
+	else
+		memcpy(stored, buffer, len);
+	CHECK(memcmp(stored, model, len) == 0);
+	CHECK_OK(libuffd_monitor_get_stats(m, &st));
+	CHECK_EQ(st.evictions, evicted);
+	CHECK_EQ(libuffd_monitor_writeback(m, id, mem, len), 0); /* all clean now */
+	CHECK_FAILS(libuffd_monitor_writeback(m, id + 7, mem, len), -EINVAL, "libuffd_monitor_writeback");
+	CHECK_FAILS(libuffd_monitor_writeback(NULL, id, mem, len), -EINVAL, "libuffd_monitor_writeback");
+	CHECK_FAILS(libuffd_monitor_writeback(m, id, mem + 1, ps), -EINVAL, "libuffd_monitor_writeback");
 	/* Everything, read back through the monitor. */
 	CHECK(memcmp(mem, model, len) == 0);
 

@@ -125,7 +125,9 @@ SA(offsetof(struct libuffd_monitor_stats, dirty_writes) ==
 /* Then the budgets' counters. */
 SA(offsetof(struct libuffd_monitor_stats, evictions) ==
    offsetof(struct libuffd_monitor_stats, dirty_scans_async) + 8);
-SA(offsetof(struct libuffd_monitor_stats, resident_pages) + 8 == sizeof(struct libuffd_monitor_stats));
+SA(offsetof(struct libuffd_monitor_stats, resident_pages) + 8 ==
+   offsetof(struct libuffd_monitor_stats, prefetch_done_regions));
+SA(offsetof(struct libuffd_monitor_stats, prefetch_done_regions) + 8 == sizeof(struct libuffd_monitor_stats));
 
 /* struct libuffd_fault: addresses as void *, like every address of the API. */
 SA(sizeof(struct libuffd_fault) == 72);

@@ -3,7 +3,9 @@
  * remote.c: LIBUFFD_SOURCE_REMOTE regions from C. A page server process
  * on 127.0.0.1 (libuffd_page_server_serve) serves a file; 4 threads fault
  * a region whose pages come from it, at most 2 requests in flight, and
- * every byte must equal the file's. Bad input: negative descriptors, a
+ * every byte must equal the file's. A LIBUFFD_REGION_PREFETCH region added
+ * while the monitor runs, on the same connection, arrives whole without a
+ * fault (prefetch_done_regions says when). Bad input: negative descriptors, a
  * request that is not of the protocol, a source fd that is not a socket.
  */
 #include "harness.h"
@@ -66,7 +68,6 @@ int main(void)
 	LIBUFFD_OPTS(libuffd_region_opts, r, .source = LIBUFFD_SOURCE_REMOTE, .fd = c,
 		     .max_in_flight = 2, .register_mode = LIBUFFD_REGISTER_MISSING);
 	CHECK_OK(libuffd_monitor_add_region(m, id, mem, PAGES * PS, &r));
-	close(c); /* the monitor has its own duplicate */
 	CHECK_OK(libuffd_monitor_start(m));
 	pthread_t t[4];
 	for (long i = 0; i < 4; i++)
@@ -82,6 +83,27 @@ int main(void)
 	struct libuffd_monitor_stats st = { .sz = sizeof st };
 	CHECK_OK(libuffd_monitor_get_stats(m, &st));
 	CHECK_EQ(st.failed, 0);
+	CHECK_EQ(st.prefetched_bytes, 0);
+
+	SECTION("a PREFETCH region added while running arrives without a fault");
+	unsigned char *pre =
+		mmap(NULL, PAGES * PS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	LIBUFFD_OPTS(libuffd_region_opts, pr, .source = LIBUFFD_SOURCE_REMOTE, .fd = c,
+		     .register_mode = LIBUFFD_REGISTER_MISSING, .flags = LIBUFFD_REGION_PREFETCH);
+	CHECK_OK(libuffd_monitor_add_region(m, id, pre, PAGES * PS, &pr));
+	close(c); /* the monitor has its own duplicate */
+	for (int ms = 0; ms < 10000; ms++) {
+		CHECK_OK(libuffd_monitor_get_stats(m, &st));
+		if (st.prefetch_done_regions == 1)
+			break;
+		usleep(1000);
+	}
+	CHECK_EQ(st.prefetch_done_regions, 1);
+	CHECK_EQ(st.prefetched_bytes, PAGES * PS);
+	uint64_t faults = st.faults;
+	CHECK(memcmp(pre, buf, sizeof buf) == 0);
+	CHECK_OK(libuffd_monitor_get_stats(m, &st));
+	CHECK_EQ(st.faults, faults);
 
 	SECTION("bad input");
 	CHECK_FAILS(libuffd_page_server_serve(-1, file), -EINVAL, "libuffd_page_server_serve");
