@@ -16,7 +16,7 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 use uffd::monitor::{serve_pages, Config, DefaultHandler, Monitor, RegionOptions, Source};
-use uffd::RegisterMode;
+use uffd::{Range, RegisterMode};
 
 fn memfd_with(data: &[u8]) -> OwnedFd {
     // SAFETY: a name and flags.
@@ -822,4 +822,59 @@ fn remote_prefetch_reply_after_remove() {
     running.wait().unwrap();
     drop(m);
     assert_eq!(srv.join().unwrap(), 1, "{name}: one request, no walk again");
+}
+
+/// A dirty-tracked remote region (sync path): the pages a fault's reply
+/// places are write-protected like every source's, so the first write to
+/// each is seen. Before, the reply thread placed them writable: a write
+/// after the read went unreported (found when remote prefetch placed its
+/// pages write-protected and the faults' replies did not).
+#[test]
+fn remote_pages_of_a_tracked_region_are_placed_protected() {
+    let _w = Watchdog::new("remote_pages_of_a_tracked_region_are_placed_protected", 60);
+    let data = content(8 * PAGE, 12);
+    let (server, conn) = page_server(&data);
+    let mem = Arc::new(Mem::new(Kind::Anon, 8));
+    let u = Arc::new(open_uffd(uffd::Features::PAGEFAULT_FLAG_WP));
+    let cfg = Config {
+        window_max: 1,
+        ..Config::default()
+    };
+    let m = Monitor::new(cfg, Box::new(DefaultHandler)).unwrap();
+    let id = m.add_uffd(u).unwrap();
+    m.add_region(
+        id,
+        handed(mem.start(), mem.len as u64),
+        RegionOptions {
+            source: Source::Remote {
+                fd: conn.as_raw_fd(),
+                offset: 0,
+                max_in_flight: 2,
+            },
+            register: RegisterMode::MISSING,
+            track_dirty: true,
+            ..RegionOptions::default()
+        },
+    )
+    .unwrap();
+    let running = m.start().unwrap();
+    for p in 0..8 {
+        assert_eq!(mem.read(p * PAGE + 1), data[p * PAGE + 1], "page {p}");
+    }
+    mem.write(2 * PAGE + 5, 0x77);
+    mem.write(6 * PAGE + 5, 0x66);
+    let mut bits = [0u64; 1];
+    let n = m
+        .dirty_scan(id, Range::new(mem.start(), mem.len as u64), true, &mut bits)
+        .unwrap();
+    assert_eq!(
+        (n, bits[0]),
+        (2, (1 << 2) | (1 << 6)),
+        "written pages reported"
+    );
+    m.stop();
+    running.wait().unwrap();
+    drop(m);
+    drop(conn);
+    assert_eq!(exit_code(reap(server)), 0);
 }

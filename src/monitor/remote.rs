@@ -258,16 +258,23 @@ impl Inner {
                     let _ = self.apply(t, Action::Wake);
                     Ok(Applied::Gone)
                 } else {
-                    let window = Action::CopyRange {
-                        src: buf.as_ptr() as u64,
-                        len: buf.len() as u64,
-                        mode: crate::uffd::CopyMode::empty(),
+                    // A dirty-tracked region's pages are placed
+                    // write-protected, as every source places them.
+                    let mode = if self.dirty.protects(t.uffd_id, t.page) {
+                        crate::uffd::CopyMode::WP
+                    } else {
+                        crate::uffd::CopyMode::empty()
                     };
-                    match self.apply(t, window) {
+                    let copy = |len: u64| Action::CopyRange {
+                        src: buf.as_ptr() as u64,
+                        len,
+                        mode,
+                    };
+                    match self.apply(t, copy(buf.len() as u64)) {
                         Err(Failed::Error(e))
                             if e.errno() == libc::EINVAL && buf.len() as u64 > t.page_size =>
                         {
-                            self.apply(t, Action::Copy(buf.as_ptr() as u64))
+                            self.apply(t, copy(t.page_size))
                         }
                         r => r,
                     }
