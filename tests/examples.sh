@@ -30,12 +30,29 @@ trap 'rm -rf "$work"' EXIT
 
 only=" $* "
 
+# requires FEATURE[,FEATURE...]: the next example needs these kernel
+# features (libuffd-probe's names); where the kernel lacks one it is
+# skipped with the reason (this machine and CI have every one).
+needs=
+requires() { needs=$1; }
+
 # example NAME SECONDS 'ARGS' 'REGEX'...
 example() {
-  local name=$1 secs=$2 args=$3 re rc missing=
+  local name=$1 secs=$2 args=$3 re rc missing= req=$needs
   shift 3
+  needs=
   listed[$name]=1
   [ "$only" = "  " ] || [[ $only == *" $name "* ]] || return 0
+  if [ -n "$req" ]; then
+    "$BUILD/libuffd-probe" --require "$req" >/dev/null 2>&1
+    case $? in
+      0) ;;
+      1) echo "SKIP    $name $args: this kernel or user lacks $req (libuffd-probe --require $req)"
+         return ;;
+      *) notok "$name $args: libuffd-probe --require $req failed (a misspelt feature, or no $BUILD/libuffd-probe)"
+         return ;;
+    esac
+  fi
   if [ ! -x "$EXDIR/$name" ]; then
     if [ -f "c-examples/$name.cpp" ] && ! command -v "${CXX:-c++}" >/dev/null 2>&1; then
       echo "SKIP    $name: no C++ compiler (${CXX:-c++}; Debian: g++), so make examples did not build it"
@@ -69,11 +86,13 @@ hp_free=$(sed -n 's/^HugePages_Free: *//p' /proc/meminfo 2>/dev/null)
 example userfaultfd_demo 60 '3' \
   '^Read address 0x[0-9a-f]+ in main\(\): A$' '^Read address 0x[0-9a-f]+ in main\(\): C$' \
   'libuffd_copy copied [0-9]+ bytes'
+requires MINOR_SHMEM
 example minor-faults 60 'shmem' \
   '^minor-faults: shmem memory, 16 pages of [0-9]+ KiB' \
   'minor faults served with CONTINUE .*, 0 failed' \
   'guest writes reach the page cache: yes' '^minor-faults: verified 16 pages \(shmem\)$'
 if [ "${hp_free:-0}" -ge 16 ]; then
+  requires MINOR_HUGETLBFS
   example minor-faults 60 'hugetlb' \
     '^minor-faults: hugetlb memory, 16 pages of 2048 KiB' \
     'minor faults served with CONTINUE .*, 0 failed' '^minor-faults: verified 16 pages \(hugetlb\)$'
@@ -101,19 +120,23 @@ example postcopy 30 '' \
   '^postcopy: [1-9][0-9]* pages fetched on demand \(faults of 4 vCPU threads, median wait [0-9]+ us\), [1-9][0-9]* in the background$' \
   '^postcopy: every page arrived in [0-9.]+ ms \([0-9]+ MiB/s\); monitor: [0-9]+ faults, 32768 KiB placed, 0 failed$' \
   '^postcopy: verified 8192 pages$'
+requires SIGBUS
 example sigbus-mode 60 '' \
   '^sigbus-mode: 64 SIGBUS faults placed on the faulting threads \(4 threads' \
   '^sigbus-mode: verified 64 pages$'
+requires MOVE
 example gc-compaction 60 '' \
   '^gc-compaction: moved 256 pages \([0-9]+ on a mutator.s fault, [0-9]+ by the compactor\)' \
   '^gc-compaction: [1-9][0-9]* mutator reads, 0 torn objects$' \
   '^gc-compaction: verified [0-9]+ objects in 256 compacted pages$'
+requires WP_UNPOPULATED
 example db-snapshot 60 '' \
   '^db-snapshot: table of 262144 rows \(16 MiB\), 3 writer threads' \
   '^db-snapshot: saved ([0-9]+) of \1 pages to a temporary file in [0-9.]+ ms; writers made [1-9][0-9]* updates meanwhile' \
   '^db-snapshot: file equals the table at the snapshot instant: yes \(0 rows differ, 0 rows torn\)$' \
   '^db-snapshot: [1-9][0-9]* rows updated in memory since the snapshot, none of them in the file$' \
   '^db-snapshot: verified 262144 rows$'
+requires WP_ASYNC
 example dirty-tracking 60 '' \
   '^dirty-tracking: async \(WP_ASYNC \+ PAGEMAP_SCAN\): [0-9]+ us per checkpoint \(scan [0-9]+ us\), [1-9][0-9]* pages per round; application.s writes [0-9]+ us per round' \
   '^dirty-tracking: sync \(WP faults\): [0-9]+ us per checkpoint \(scan [0-9]+ us\), [1-9][0-9]* pages per round; application.s writes [0-9]+ us per round' \
