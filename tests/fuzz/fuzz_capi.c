@@ -55,6 +55,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <dirent.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -1126,6 +1127,144 @@ static void op_monitor_resolve_bad(struct in *in)
 	EXPECT("libuffd_monitor_*(NULL fault)", r == -EINVAL);
 }
 
+/* The engine's functions (issue 12) with fuzzed arguments: dirty scans,
+ * write-backs, range resolvers with a NULL fault, snapshots of test
+ * memory, and the hand-off's receiver fed fuzzed bytes (with or without a
+ * descriptor): every refusal a clean -errno, every received descriptor
+ * closed or handed over. */
+static void op_engine(struct in *in)
+{
+	long long r;
+	struct mon *mon = pick_mon(in);
+	libuffd_monitor *m = mon ? mon->m : NULL;
+	uint32_t id = u32(in) % 6;
+	switch (u8(in) % 6) {
+	case 0: {
+		uint64_t bits[8];
+		size_t words = u8(in) % 9;
+		int null_bits = u8(in) % 8 == 0;
+		char *a = pick_addr(in);
+		size_t len = pick_len(in);
+		CALL("libuffd_monitor_dirty_scan",
+		     libuffd_monitor_dirty_scan(m, id, a, len, u8(in) % 3, null_bits ? NULL : bits, words));
+		if (!m || null_bits)
+			EXPECT("libuffd_monitor_dirty_scan(bad)", r == -EINVAL);
+		break;
+	}
+	case 1: {
+		char *a = pick_addr(in);
+		size_t len = pick_len(in);
+		CALL("libuffd_monitor_writeback", libuffd_monitor_writeback(m, id, a, len));
+		if (!m)
+			EXPECT("libuffd_monitor_writeback(NULL)", r == -EINVAL);
+		break;
+	}
+	case 2:
+		switch (u8(in) % 4) {
+		case 0:
+			CALL("libuffd_monitor_copy_range",
+			     libuffd_monitor_copy_range(m, NULL, scratch, pick_len(in), pick_mode(in)));
+			break;
+		case 1:
+			CALL("libuffd_monitor_zero_range", libuffd_monitor_zero_range(m, NULL, pick_len(in)));
+			break;
+		case 2:
+			CALL("libuffd_monitor_continue_range",
+			     libuffd_monitor_continue_range(m, NULL, pick_len(in), pick_mode(in)));
+			break;
+		default:
+			CALL("libuffd_monitor_move_range",
+			     libuffd_monitor_move_range(m, NULL, scratch, pick_len(in), pick_mode(in)));
+			break;
+		}
+		EXPECT("libuffd_monitor_*_range(NULL fault)", r == -EINVAL);
+		break;
+	case 3: {
+		/* A snapshot of test memory into the scratch pages (or a bad
+		 * destination), waited for with a bound, then freed. */
+		char *a = pick_addr(in);
+		size_t len = pick_len(in);
+		if (!on_test_memory(a, len) || len > 16 * page)
+			len = page;
+		LIBUFFD_OPTS(libuffd_snapshot_opts, so, .dest = u8(in) % 3, .buffer = scratch,
+			     .fd = null_fd);
+		libuffd_snapshot *snap = NULL;
+		CALL("libuffd_snapshot_begin", libuffd_snapshot_begin(a, len, &so, &snap));
+		if (r == 0) {
+			CALL("libuffd_snapshot_wait", libuffd_snapshot_wait(snap, 2000));
+			if (r == -ETIMEDOUT)
+				die("libuffd_snapshot_wait: %zu bytes not copied in 2 s", len);
+			uint64_t copied = 0, total = 0;
+			CALL("libuffd_snapshot_progress", libuffd_snapshot_progress(snap, &copied, &total));
+			libuffd_snapshot_free(snap);
+		}
+		break;
+	}
+	default: {
+		/* libuffd_recv on fuzzed bytes, with a descriptor attached or
+		 * not (a pipe's, or a userfaultfd's). */
+		int sv[2];
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+			break;
+		unsigned char msg[256];
+		size_t n = u8(in) % sizeof msg;
+		for (size_t i = 0; i < n; i++)
+			msg[i] = u8(in);
+		if (n >= 8 && u8(in) % 2) { /* a plausible header now and then */
+			uint32_t magic = 0x4f484655;
+			memcpy(msg, &magic, 4);
+			msg[4] = 1;
+			msg[5] = 0;
+		}
+		int pfd[2] = { -1, -1 };
+		int attach = -1;
+		switch (u8(in) % 3) {
+		case 0:
+			if (pipe2(pfd, O_CLOEXEC) == 0)
+				attach = pfd[0];
+			break;
+		case 1:
+			attach = raw_uffd(O_CLOEXEC | 1 /* UFFD_USER_MODE_ONLY */);
+			break;
+		default:
+			break;
+		}
+		struct iovec iov = { msg, n ? n : 1 };
+		union {
+			struct cmsghdr h;
+			char buf[CMSG_SPACE(sizeof(int))];
+		} c;
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+		if (attach >= 0) {
+			mh.msg_control = c.buf;
+			mh.msg_controllen = sizeof c.buf;
+			struct cmsghdr *ch = CMSG_FIRSTHDR(&mh);
+			ch->cmsg_level = SOL_SOCKET;
+			ch->cmsg_type = SCM_RIGHTS;
+			ch->cmsg_len = CMSG_LEN(sizeof(int));
+			memcpy(CMSG_DATA(ch), &attach, sizeof(int));
+		}
+		if (sendmsg(sv[0], &mh, MSG_NOSIGNAL) >= 0) {
+			libuffd_handle *got = NULL;
+			libuffd_region_desc regions[4];
+			LIBUFFD_OPTS(libuffd_recv_opts, ro, .timeout_ms = 100);
+			CALL("libuffd_recv", libuffd_recv(sv[1], &ro, &got, regions, u8(in) % 5, NULL));
+			if (r >= 0 && got)
+				libuffd_handle_free(got);
+			else if (r >= 0)
+				die("libuffd_recv returned %lld without a handle", r);
+		}
+		if (attach >= 0)
+			close(attach);
+		if (pfd[1] >= 0)
+			close(pfd[1]);
+		close(sv[0]);
+		close(sv[1]);
+		break;
+	}
+	}
+}
+
 static void op_monitor_free(struct in *in)
 {
 	struct mon *mon = pick_mon(in);
@@ -1479,7 +1618,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			op_monitor_control(&in);
 			break;
 		case 18:
-			switch (u8(&in) % 4) {
+			switch (u8(&in) % 5) {
 			case 0:
 				op_monitor_stats(&in);
 				break;
@@ -1488,6 +1627,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				break;
 			case 2:
 				op_monitor_free(&in);
+				break;
+			case 3:
+				op_engine(&in);
 				break;
 			default:
 				op_touch(&in);
