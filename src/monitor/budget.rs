@@ -39,7 +39,7 @@
 
 use super::config::Handler;
 use super::region::Source;
-use super::resolve::{Applied, Failed, FaultToken, RegionInfo, Scratch};
+use super::resolve::{read_fully, Applied, Failed, FaultToken, RegionInfo, Scratch};
 use super::stats::Stats;
 use super::unpoisoned::{unpoisoned, LockOk, RwOk};
 use super::Inner;
@@ -158,6 +158,18 @@ struct Claim {
     prev: u8,
     /// The page was counted in `resident` by this claim.
     reserved: bool,
+}
+
+/// What `Inner::clean` did with a page.
+enum Clean {
+    /// Clean now (written back, or it was not dirty).
+    Done,
+    /// Not there any more: dropped behind the monitor's back, unmapped.
+    Gone,
+    /// An event is pending (EAGAIN): try again once it is read.
+    Again,
+    /// The write-protect or the write-back failed: still dirty.
+    Failed(Error),
 }
 
 impl Budget {
@@ -578,16 +590,19 @@ impl Inner {
                         format!("page source fd {fd}: offset {base:#x} + {offset:#x} overflows a file offset"),
                     ));
                 };
-                let got = read_page(fd, buf, off).map_err(|(e, got)| {
-                    Error::os(
-                        "pread",
-                        e,
-                        format!(
-                            "page source fd {fd} at offset {:#x} (the page at {page:#x})",
-                            off + got as u64
-                        ),
-                    )
-                })?;
+                let got = match read_fully(crate::sys::wait::borrow_fd(fd), buf, off) {
+                    (got, None) => got,
+                    (got, Some(e)) => {
+                        return Err(Error::os(
+                            "pread",
+                            e,
+                            format!(
+                                "page source fd {fd} at offset {:#x} (the page at {page:#x})",
+                                off + got as u64
+                            ),
+                        ))
+                    }
+                };
                 if got < buf.len() && !zero_past_eof {
                     return Err(Error::os(
                         "pread",
@@ -633,34 +648,22 @@ impl Inner {
     /// False when the write-protect met EAGAIN (an event is pending: the
     /// fault is retried once the reader has read it); the victim stays.
     fn evict_one(&self, b: &Arc<Budget>, uffd: &Uffd, v: u64) -> bool {
-        let (addr, ps) = (b.addr(v), b.page_size);
-        let cell = &b.pages[v as usize];
-        if cell.load(Acquire) & SUSPECT != 0 && !evict::is_resident(addr, ps).unwrap_or(true) {
-            // Dropped meanwhile (the application's madvise): its data is
-            // gone as the application asked; nothing to write back.
-            self.forgotten(b, v);
-            return true;
-        }
-        if cell.load(Acquire) & DIRTY != 0 {
-            if let Err(e) = uffd.writeprotect(Range::new(addr, ps), WriteprotectMode::WP) {
-                match e.errno() {
-                    // Unmapped or moved away: nothing left to evict.
-                    libc::ENOENT => self.forgotten(b, v),
-                    libc::EAGAIN => {
-                        b.keep(v);
-                        return false;
-                    }
-                    _ => self.writeback_failed(b, v, &e),
-                }
+        match self.clean(b, uffd, v) {
+            Clean::Done => {}
+            // Nothing left to evict: dropped meanwhile (the application's
+            // madvise, its data gone as it asked), unmapped or moved away.
+            Clean::Gone => {
+                self.forgotten(b, v);
                 return true;
             }
-            if let Err(e) = self.write_back(b, v) {
+            Clean::Again => {
+                b.keep(v);
+                return false;
+            }
+            Clean::Failed(e) => {
                 self.writeback_failed(b, v, &e);
                 return true;
             }
-            cell.fetch_and(!(DIRTY | SUSPECT), AcqRel);
-            Stats::add(&self.stats.writebacks, 1);
-            Stats::add(&self.stats.writeback_bytes, ps);
         }
         if b.async_drop {
             if !self.evictor.push(b, v) {
@@ -671,6 +674,35 @@ impl Inner {
         }
         self.drop_now(b, v);
         true
+    }
+
+    /// Steps (1)-(3) of `evict_one` for page `v` of `b`, which the caller
+    /// holds BUSY: if it is dirty, write-protect it, write it back, clear
+    /// DIRTY (counted in `writebacks`). Shared by eviction and
+    /// `budget_writeback`, which differ only in what follows.
+    fn clean(&self, b: &Budget, uffd: &Uffd, v: u64) -> Clean {
+        let (addr, ps) = (b.addr(v), b.page_size);
+        let cell = &b.pages[v as usize];
+        if cell.load(Acquire) & SUSPECT != 0 && !evict::is_resident(addr, ps).unwrap_or(true) {
+            return Clean::Gone;
+        }
+        if cell.load(Acquire) & DIRTY == 0 {
+            return Clean::Done;
+        }
+        if let Err(e) = uffd.writeprotect(Range::new(addr, ps), WriteprotectMode::WP) {
+            return match e.errno() {
+                libc::ENOENT => Clean::Gone,
+                libc::EAGAIN => Clean::Again,
+                _ => Clean::Failed(e),
+            };
+        }
+        if let Err(e) = self.write_back(b, v) {
+            return Clean::Failed(e);
+        }
+        cell.fetch_and(!(DIRTY | SUSPECT), AcqRel);
+        Stats::add(&self.stats.writebacks, 1);
+        Stats::add(&self.stats.writeback_bytes, ps);
+        Clean::Done
     }
 
     /// Drop victim `v` now (no REMOVE event will be raised, or this is the
@@ -713,34 +745,10 @@ impl Inner {
         let off = b.sink_offset + v * ps;
         match b.sink {
             Sink::Fd(fd) => {
-                let fd = crate::sys::wait::borrow_fd(fd);
-                let mut done = 0usize;
-                let mut eintr = 0;
-                while (done as u64) < ps {
-                    let left = ps as usize - done;
-                    match evict::pwrite_from(fd, addr + done as u64, left, off + done as u64) {
-                        Ok(0) => {
-                            return Err(Error::os(
-                                "pwrite",
-                                libc::EIO,
-                                format!(
-                                    "write-back sink wrote nothing at offset {:#x}",
-                                    off + done as u64
-                                ),
-                            ))
-                        }
-                        Ok(n) => done += n.min(left),
-                        Err(libc::EINTR) if eintr < 1000 => eintr += 1,
-                        Err(e) => {
-                            return Err(Error::os(
-                                "pwrite",
-                                e,
-                                format!("write-back sink at offset {:#x}", off + done as u64),
-                            ))
-                        }
-                    }
-                }
-                Ok(())
+                crate::sys::mem::pwrite_addr(crate::sys::wait::borrow_fd(fd), addr, ps, off)
+                    .map_err(|e| {
+                        Error::os("pwrite", e, format!("write-back sink at offset {off:#x}"))
+                    })
             }
             Sink::Callback => {
                 let wb = Writeback {
@@ -819,22 +827,6 @@ impl Inner {
         }
         (forgot, busy)
     }
-}
-
-/// Read one page at `off` (short reads and EINTR retried): the bytes read
-/// (fewer at end-of-file), or the errno and the bytes read before it.
-fn read_page(fd: i32, buf: &mut [u8], off: u64) -> Result<usize, (i32, usize)> {
-    let fd = crate::sys::wait::borrow_fd(fd);
-    let (mut got, mut eintr) = (0, 0);
-    while got < buf.len() {
-        match crate::sys::wait::pread(fd, &mut buf[got..], off + got as u64) {
-            Ok(0) => break,
-            Ok(n) => got += n.min(buf.len() - got),
-            Err(libc::EINTR) if eintr < 1000 => eintr += 1,
-            Err(e) => return Err((e, got)),
-        }
-    }
-    Ok(got)
 }
 
 /// The evictor thread: drop the queued pages while the monitor runs; give
@@ -1004,32 +996,22 @@ impl Inner {
         if cell.compare_exchange(s, s | BUSY, AcqRel, Acquire).is_err() {
             return Err(None);
         }
-        let (addr, ps) = (b.addr(v), b.page_size);
-        if s & SUSPECT != 0 && !evict::is_resident(addr, ps).unwrap_or(true) {
+        let r = self.clean(b, uffd, v);
+        cell.fetch_and(!BUSY, AcqRel);
+        match r {
+            Clean::Done => Ok(1),
             // Dropped by the application (no REMOVE events): its data is
-            // gone as it asked; its eviction forgets it.
-            cell.fetch_and(!BUSY, AcqRel);
-            return Ok(0);
+            // gone as it asked; its eviction forgets it. Or unmapped.
+            Clean::Gone => Ok(0),
+            Clean::Again => Err(None),
+            Clean::Failed(e) => {
+                Stats::add(&self.stats.writeback_failures, 1);
+                self.log(format_args!(
+                    "write-back of the page at {:#x} failed ({e}); it stays dirty",
+                    b.addr(v)
+                ));
+                Err(Some(e))
+            }
         }
-        if let Err(e) = uffd.writeprotect(Range::new(addr, ps), WriteprotectMode::WP) {
-            cell.fetch_and(!BUSY, AcqRel);
-            return match e.errno() {
-                libc::EAGAIN => Err(None),
-                libc::ENOENT => Ok(0),
-                _ => Err(Some(e)),
-            };
-        }
-        if let Err(e) = self.write_back(b, v) {
-            cell.fetch_and(!BUSY, AcqRel);
-            Stats::add(&self.stats.writeback_failures, 1);
-            self.log(format_args!(
-                "write-back of the page at {addr:#x} failed ({e}); it stays dirty"
-            ));
-            return Err(Some(e));
-        }
-        cell.fetch_and(!(DIRTY | SUSPECT | BUSY), AcqRel);
-        Stats::add(&self.stats.writebacks, 1);
-        Stats::add(&self.stats.writeback_bytes, ps);
-        Ok(1)
     }
 }

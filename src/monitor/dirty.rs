@@ -110,6 +110,16 @@ impl Dirty {
         self.any.load(Acquire) && self.find(uffd_id, addr).is_some()
     }
 
+    /// The mode to place a page at `addr` of `uffd_id` with: write-protected
+    /// in a tracked region (its first write must be seen), else none.
+    pub(crate) fn copy_mode(&self, uffd_id: u32, addr: u64) -> crate::uffd::CopyMode {
+        if self.protects(uffd_id, addr) {
+            crate::uffd::CopyMode::WP
+        } else {
+            crate::uffd::CopyMode::empty()
+        }
+    }
+
     /// Whether `addr` of `uffd_id` is in a synchronously tracked region
     /// (its WP faults go to `Inner::dirty_write`).
     pub(crate) fn tracks_sync(&self, uffd_id: u32, addr: u64) -> bool {

@@ -28,7 +28,7 @@
 
 use super::fault::{Handled, OnAgain, Pending};
 use super::region::Source;
-use super::resolve::{Action, Applied, Failed, FaultToken};
+use super::resolve::{Action, Applied, Backoff, Failed, FaultToken};
 use super::stats::Stats;
 use super::unpoisoned::LockOk;
 use super::unpoisoned::RwOk;
@@ -38,7 +38,7 @@ use crate::uffd::{Error, Result};
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A request's magic ("UFPR").
 pub const REQUEST_MAGIC: u32 = 0x5250_4655;
@@ -245,8 +245,7 @@ impl Inner {
         buf: &[u8],
     ) -> std::result::Result<Applied, Failed> {
         self.deferred_done(t);
-        let deadline = Instant::now() + Duration::from_secs(2);
-        let mut pause = Duration::from_micros(20);
+        let mut backoff = Backoff::new(Duration::from_secs(2));
         loop {
             let r = {
                 let _gate = self.layout.read_ok();
@@ -258,13 +257,7 @@ impl Inner {
                     let _ = self.apply(t, Action::Wake);
                     Ok(Applied::Gone)
                 } else {
-                    // A dirty-tracked region's pages are placed
-                    // write-protected, as every source places them.
-                    let mode = if self.dirty.protects(t.uffd_id, t.page) {
-                        crate::uffd::CopyMode::WP
-                    } else {
-                        crate::uffd::CopyMode::empty()
-                    };
+                    let mode = self.dirty.copy_mode(t.uffd_id, t.page);
                     let copy = |len: u64| Action::CopyRange {
                         src: buf.as_ptr() as u64,
                         len,
@@ -281,10 +274,8 @@ impl Inner {
                 }
             };
             match r {
-                Err(Failed::Again) if Instant::now() < deadline => {
+                Err(Failed::Again) if backoff.pause() => {
                     Stats::add(&self.stats.retried, 1);
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(5));
                 }
                 Ok(a) => {
                     self.count_applied(a, t.page_size);
@@ -552,8 +543,7 @@ impl Inner {
         }
         let (ps, end) = (ch.page_size, ch.addr + ch.len);
         let (mut at, mut placed) = (ch.addr, 0u64);
-        let deadline = Instant::now() + Duration::from_secs(2);
-        let mut pause = Duration::from_micros(20);
+        let mut backoff = Backoff::new(Duration::from_secs(2));
         while at < end {
             if self.life.stop_asked() {
                 break;
@@ -576,11 +566,7 @@ impl Inner {
                             page: at,
                             page_size: ps,
                         };
-                        let mode = if self.dirty.protects(ch.uffd_id, at) {
-                            crate::uffd::CopyMode::WP
-                        } else {
-                            crate::uffd::CopyMode::empty()
-                        };
+                        let mode = self.dirty.copy_mode(ch.uffd_id, at);
                         let src = buf[(at - ch.addr) as usize..].as_ptr() as u64;
                         let len = to - at;
                         Step::Did(self.apply(t, Action::CopyRange { src, len, mode }), to)
@@ -597,10 +583,7 @@ impl Inner {
                 }
                 Step::Did(Ok(Applied::AlreadyResolved), _) => at += ps,
                 Step::Did(Ok(Applied::Gone), to) => at = to,
-                Step::Did(Err(Failed::Again), _) if Instant::now() < deadline => {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(5));
-                }
+                Step::Did(Err(Failed::Again), _) if backoff.pause() => {}
                 Step::Did(Err(f), _) => {
                     let t = FaultToken {
                         uffd_id: ch.uffd_id,

@@ -421,14 +421,11 @@ impl Inner {
         action: Action,
         limit: Duration,
     ) -> Result<Applied, Failed> {
-        let deadline = Instant::now() + limit;
-        let mut pause = Duration::from_micros(20);
+        let mut backoff = Backoff::new(limit);
         loop {
             match self.apply(t, action) {
-                Err(Failed::Again) if Instant::now() < deadline => {
+                Err(Failed::Again) if backoff.pause() => {
                     super::stats::Stats::add(&self.stats.retried, 1);
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(5));
                 }
                 other => return other,
             }
@@ -760,6 +757,35 @@ struct FdRead {
     mode: CopyMode,
 }
 
+/// The pauses between tries of an operation the kernel refused with
+/// EAGAIN (an event pending, which the reader is about to read), on a
+/// thread other than the reader: 20 us, doubled after each try up to 5 ms,
+/// for `limit` in all. Bounded: the caller gives up once `pause` says so.
+pub(crate) struct Backoff {
+    deadline: Instant,
+    next: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new(limit: Duration) -> Backoff {
+        Backoff {
+            deadline: Instant::now() + limit,
+            next: Duration::from_micros(20),
+        }
+    }
+
+    /// Sleep before the next try: false (without sleeping) once the time
+    /// is up.
+    pub(crate) fn pause(&mut self) -> bool {
+        if Instant::now() >= self.deadline {
+            return false;
+        }
+        std::thread::sleep(self.next);
+        self.next = (self.next * 2).min(Duration::from_millis(5));
+        true
+    }
+}
+
 /// Most EINTRs in a row one read of a page takes before it fails with
 /// EINTR (each is a signal delivered to this thread: the bound only
 /// matters for a signal storm, which must not hold a fault for ever).
@@ -768,7 +794,11 @@ const MAX_EINTR: u32 = 1000;
 /// pread(2) into `buf` at `off` until it is full, end-of-file (a read of
 /// 0) or an error other than EINTR: the bytes read and the error, if one
 /// stopped it. Bounded: every round but an EINTR makes progress.
-fn read_fully(fd: std::os::fd::BorrowedFd<'_>, buf: &mut [u8], off: u64) -> (usize, Option<i32>) {
+pub(super) fn read_fully(
+    fd: std::os::fd::BorrowedFd<'_>,
+    buf: &mut [u8],
+    off: u64,
+) -> (usize, Option<i32>) {
     let mut got = 0;
     let mut eintr = 0;
     while got < buf.len() {

@@ -1,33 +1,9 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! What evicting a page of a budgeted region takes from the kernel: write
-//! it back (pwrite(2) from the page itself) and drop it (madvise(2)).
+//! What evicting a page of a budgeted region takes from the kernel besides
+//! its write-back (`sys::mem::pwrite_addr`): drop it (madvise(2)), tell
+//! whether it is still there (mincore(2)) and which file a sink is (fstat).
 
 use std::os::fd::{AsRawFd, BorrowedFd};
-
-/// pwrite(2) of `len` bytes at address `addr` of this process to `fd` at
-/// `offset`: the bytes written, or the errno. A bad address is an error
-/// (EFAULT), never a crash: the kernel reads the memory.
-pub fn pwrite_from(fd: BorrowedFd<'_>, addr: u64, len: usize, offset: u64) -> Result<usize, i32> {
-    #[cfg(target_pointer_width = "64")]
-    let call = libc::pwrite;
-    #[cfg(not(target_pointer_width = "64"))]
-    let call = libc::pwrite64;
-    // SAFETY: the kernel reads [addr, addr+len) of this process and fails
-    // with EFAULT where it cannot; no Rust value is read or written.
-    let n = unsafe {
-        call(
-            fd.as_raw_fd(),
-            addr as *const libc::c_void,
-            len,
-            offset as _,
-        )
-    };
-    if n < 0 {
-        Err(super::last_errno())
-    } else {
-        Ok(n as usize)
-    }
-}
 
 /// madvise(2) `advice` over `[addr, addr+len)`.
 pub fn madvise(addr: u64, len: u64, advice: i32) -> Result<(), i32> {

@@ -40,24 +40,34 @@ pub fn copy_addr(dst: u64, src: u64, len: u64) -> Result<(), i32> {
 }
 
 /// pwrite(2) `len` bytes from address `src` to `fd` at `off`, until all
-/// are written (short writes and EINTR repeated). Err(errno) otherwise
-/// (a write of 0 bytes is EIO).
+/// are written (short writes repeated). Err(errno) otherwise: a write of 0
+/// bytes is EIO; EINTR is repeated, 1000 times in a row at most (a signal
+/// storm must not hold the caller for ever). A bad address is EFAULT,
+/// never a crash: the kernel reads the memory. The snapshot's file
+/// destination and the budgets' write-back use it.
 pub fn pwrite_addr(fd: BorrowedFd<'_>, src: u64, len: u64, off: u64) -> Result<(), i32> {
-    let mut done = 0u64;
+    // `pwrite` itself where off_t is 64-bit, pwrite64 where it is 32-bit
+    // (arm, mips, x86): offsets past 2 GiB.
+    #[cfg(target_pointer_width = "64")]
+    let call = libc::pwrite;
+    #[cfg(not(target_pointer_width = "64"))]
+    let call = libc::pwrite64;
+    let (mut done, mut eintr) = (0u64, 0u32);
     while done < len {
         // SAFETY: the kernel reads from `src` with copy_from_user (a bad
         // address is EFAULT); `fd` is live for the borrow.
         let n = unsafe {
-            libc::pwrite(
+            call(
                 fd.as_raw_fd(),
                 (src + done) as *const libc::c_void,
                 (len - done) as usize,
-                (off + done) as libc::off_t,
+                (off + done) as _,
             )
         };
         if n < 0 {
             let e = super::last_errno();
-            if e == libc::EINTR {
+            if e == libc::EINTR && eintr < 1000 {
+                eintr += 1;
                 continue;
             }
             return Err(e);
