@@ -62,6 +62,45 @@ fn reap(pid: i32) -> i32 {
 
 const PAGES: usize = 16;
 
+/// A page server (a thread) that holds its first reply until told: it
+/// reports the first request on `asked`, waits for `go`, then answers
+/// every request with 0xAB bytes. Returns (the client's socket, asked, go,
+/// the thread, which returns the requests answered).
+fn held_reply_server() -> (
+    std::os::unix::net::UnixStream,
+    std::sync::mpsc::Receiver<()>,
+    std::sync::mpsc::Sender<()>,
+    std::thread::JoinHandle<usize>,
+) {
+    let (client, server) = std::os::unix::net::UnixStream::pair().unwrap();
+    let (asked_tx, asked_rx) = std::sync::mpsc::channel::<()>();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let srv = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let mut req = [0u8; 24];
+        let mut answered = 0;
+        while (&server).read_exact(&mut req).is_ok() {
+            if answered == 0 {
+                asked_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+            }
+            let len = u32::from_le_bytes(req[4..8].try_into().unwrap()) as usize;
+            let mut reply = vec![0xABu8; 24 + len];
+            reply[0..4].copy_from_slice(&0x5350_4655u32.to_le_bytes());
+            reply[4..8].fill(0);
+            reply[8..16].copy_from_slice(&req[8..16]);
+            reply[16..20].copy_from_slice(&(len as u32).to_le_bytes());
+            reply[20..24].fill(0);
+            if (&server).write_all(&reply).is_err() {
+                break;
+            }
+            answered += 1;
+        }
+        answered
+    });
+    (client, asked_rx, go_tx, srv)
+}
+
 fn remote_case(name: &'static str, kind: Kind) {
     let _w = Watchdog::new(name, 60);
     let ps = kind.page();
@@ -415,32 +454,7 @@ fn remote_tcp_replies_not_delayed() {
 #[test]
 fn remote_reply_after_remove_is_not_placed() {
     let _w = Watchdog::new("remote_reply_after_remove_is_not_placed", 60);
-    let (client, server) = std::os::unix::net::UnixStream::pair().unwrap();
-    let (asked_tx, asked_rx) = std::sync::mpsc::channel::<()>();
-    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-    let srv = std::thread::spawn(move || {
-        use std::io::{Read, Write};
-        let mut req = [0u8; 24];
-        let mut answered = 0;
-        while (&server).read_exact(&mut req).is_ok() {
-            if answered == 0 {
-                asked_tx.send(()).unwrap();
-                go_rx.recv().unwrap();
-            }
-            let len = u32::from_le_bytes(req[4..8].try_into().unwrap()) as usize;
-            let mut reply = vec![0xABu8; 24 + len];
-            reply[0..4].copy_from_slice(&0x5350_4655u32.to_le_bytes());
-            reply[4..8].fill(0);
-            reply[8..16].copy_from_slice(&req[8..16]);
-            reply[16..20].copy_from_slice(&(len as u32).to_le_bytes());
-            reply[20..24].fill(0);
-            if (&server).write_all(&reply).is_err() {
-                break;
-            }
-            answered += 1;
-        }
-        answered
-    });
+    let (client, asked_rx, go_tx, srv) = held_reply_server();
     let mem = Arc::new(Mem::new(Kind::Anon, 4));
     let u = Arc::new(open_uffd(uffd::Features::EVENT_REMOVE));
     let cfg = Config {
@@ -747,32 +761,7 @@ fn remote_prefetch_stop_is_prompt() {
 fn remote_prefetch_reply_after_remove() {
     let name = "remote_prefetch_reply_after_remove";
     let _w = Watchdog::new(name, 60);
-    let (client, server) = std::os::unix::net::UnixStream::pair().unwrap();
-    let (asked_tx, asked_rx) = std::sync::mpsc::channel::<()>();
-    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-    let srv = std::thread::spawn(move || {
-        use std::io::{Read, Write};
-        let mut req = [0u8; 24];
-        let mut answered = 0;
-        while (&server).read_exact(&mut req).is_ok() {
-            if answered == 0 {
-                asked_tx.send(()).unwrap();
-                go_rx.recv().unwrap();
-            }
-            let len = u32::from_le_bytes(req[4..8].try_into().unwrap()) as usize;
-            let mut reply = vec![0xABu8; 24 + len];
-            reply[0..4].copy_from_slice(&0x5350_4655u32.to_le_bytes());
-            reply[4..8].fill(0);
-            reply[8..16].copy_from_slice(&req[8..16]);
-            reply[16..20].copy_from_slice(&(len as u32).to_le_bytes());
-            reply[20..24].fill(0);
-            if (&server).write_all(&reply).is_err() {
-                break;
-            }
-            answered += 1;
-        }
-        answered
-    });
+    let (client, asked_rx, go_tx, srv) = held_reply_server();
     let mem = Mem::new(Kind::Anon, 8);
     let u = Arc::new(open_uffd(uffd::Features::EVENT_REMOVE));
     let m = Monitor::new(Config::default(), Box::new(DefaultHandler)).unwrap();
