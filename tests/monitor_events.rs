@@ -247,7 +247,9 @@ fn remove_race_case(policy: RemovePolicy, workers: u32) {
     let removed_len = half * PAGE;
     let seen = progress.clone();
     let remover = std::thread::spawn(move || {
+        let mut calls = 0u64;
         for i in 0..300 {
+            calls += 1;
             madvise(removed, removed_len, libc::MADV_DONTNEED);
             if i % 8 == 0 {
                 std::thread::sleep(Duration::from_micros(200));
@@ -258,11 +260,13 @@ fn remove_race_case(policy: RemovePolicy, workers: u32) {
         // thread stuck in a fault still fails the test below).
         let t0 = std::time::Instant::now();
         while seen.iter().any(|c| c.load(SeqCst) == 0) && t0.elapsed() < Duration::from_secs(10) {
+            calls += 1;
             madvise(removed, removed_len, libc::MADV_DONTNEED);
             std::thread::sleep(Duration::from_millis(1));
         }
+        calls
     });
-    remover.join().expect("madvise thread");
+    let madvise_calls = remover.join().expect("madvise thread");
     stop.store(true, SeqCst);
     for f in faulters {
         assert!(f.join().expect("faulting thread") > 0);
@@ -292,8 +296,9 @@ fn remove_race_case(policy: RemovePolicy, workers: u32) {
         .iter()
         .all(|&(i, a, b)| i == id && a == removed && b == removed + removed_len as u64));
     if policy == RemovePolicy::ZeroFill {
-        // The registration is kept: every madvise gave an event.
-        assert_eq!(s.removes, 301, "{s:?}");
+        // The registration is kept: every madvise gave an event (the
+        // remover's calls, which depend on scheduling, plus the last one).
+        assert_eq!(s.removes, madvise_calls + 1, "{s:?}");
     }
     assert_eq!(s.failed, 0, "no fault may fail: {s:?}");
     // An EAGAIN is retried once the REMOVE behind it is read: a few
