@@ -1521,8 +1521,11 @@ typedef struct libuffd_region_opts {
    * LIBUFFD_REGION_WRITEBACK_CALLBACK; or LIBUFFD_REGION_READ_ONLY),
    * then dropping them (MADV_REMOVE for shared memory, MADV_DONTNEED
    * for private and hugetlb memory); an evicted page comes back from
-   * the source at its next fault. Pages are placed write-protected (a
-   * write is seen once, to mark the page dirty): register_mode gets
+   * the source at its next fault. A full budget is brought down by a
+   * batch (1/256 of it, 1 to 16 pages) dropped in one system call.
+   * Pages faulted by a read are placed write-protected (their first
+   * write is seen once, to mark them dirty); pages faulted by a write
+   * are placed writable and counted dirty at once: register_mode gets
    * LIBUFFD_REGISTER_WP added, and a caller that registered the range
    * itself registers it MISSING|WP. Only LIBUFFD_SOURCE_BUFFER and
    * LIBUFFD_SOURCE_FD regions, without LIBUFFD_REGION_PREFETCH or MINOR

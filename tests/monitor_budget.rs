@@ -340,6 +340,114 @@ fn budget_hugetlb_shared() {
     working_set_of("budget_hugetlb_shared", Kind::Hugetlb, true, 0, 600, 8, 2);
 }
 
+// A budget of 2048 pages evicts 8 at a time (budget.rs BATCH_DIVISOR),
+// dropped together by one process_madvise: the same model checks, with the
+// victims of one fault written back one by one and dropped as a batch.
+
+#[test]
+fn budget_batches_anon_in_place() {
+    working_set_of(
+        "budget_batches_anon_in_place",
+        Kind::Anon,
+        false,
+        0,
+        12_000,
+        8192,
+        2048,
+    );
+}
+
+#[test]
+fn budget_batches_anon_workers_in_place() {
+    working_set_of(
+        "budget_batches_anon_workers_in_place",
+        Kind::Anon,
+        false,
+        2,
+        12_000,
+        8192,
+        2048,
+    );
+}
+
+#[test]
+fn budget_batches_shmem_in_place() {
+    working_set_of(
+        "budget_batches_shmem_in_place",
+        Kind::ShmemShared,
+        false,
+        0,
+        12_000,
+        8192,
+        2048,
+    );
+}
+
+#[test]
+fn budget_batches_anon_evictor_thread() {
+    working_set_of(
+        "budget_batches_anon_evictor_thread",
+        Kind::Anon,
+        true,
+        0,
+        12_000,
+        8192,
+        2048,
+    );
+}
+
+/// A write to a missing page of a budgeted region is one fault: the page
+/// is placed writable and counted dirty (before, it was placed
+/// write-protected and the write faulted a second time). A read is placed
+/// write-protected: its first write is a second fault, which marks it
+/// dirty. Both reach the file at write-back; an untouched page does not.
+fn write_fault_case(test: &'static str, kind: Kind) {
+    let _w = Watchdog::new(test, 60);
+    let Some((s, data)) = setup(test, kind, 8, 4, false, Config::default(), 73) else {
+        return;
+    };
+    let ps = kind.page();
+    let mut model = data.clone();
+    s.mem.write(ps + 5, 0xD1);
+    model[ps + 5] = 0xD1;
+    let st = s.monitor.stats();
+    assert_eq!(st.faults, 1, "{test}: a write to a missing page: {st:?}");
+    assert_eq!(s.mem.read(2 * ps + 5), data[2 * ps + 5]);
+    s.mem.write(2 * ps + 6, 0xD2);
+    model[2 * ps + 6] = 0xD2;
+    let st = s.monitor.stats();
+    assert_eq!(st.faults, 3, "{test}: a read, then a write: {st:?}");
+    assert_eq!(s.mem.read(3 * ps), data[3 * ps]);
+    let range = Range::new(s.mem.start(), s.mem.len as u64);
+    assert_eq!(s.monitor.writeback(0, range).unwrap(), 2, "{test}");
+    assert_eq!(pread_all(&s.file, s.mem.len), model, "{test}: the file");
+    // Clean and protected again: the next write faults and is written back.
+    s.mem.write(ps + 9, 0xD3);
+    model[ps + 9] = 0xD3;
+    assert_eq!(s.monitor.stats().faults, 5, "{test}");
+    assert_eq!(s.monitor.writeback(0, range).unwrap(), 1, "{test}");
+    assert_eq!(
+        pread_all(&s.file, s.mem.len),
+        model,
+        "{test}: the file again"
+    );
+}
+
+#[test]
+fn write_fault_is_one_fault_anon() {
+    write_fault_case("write_fault_is_one_fault_anon", Kind::Anon);
+}
+
+#[test]
+fn write_fault_is_one_fault_shmem() {
+    write_fault_case("write_fault_is_one_fault_shmem", Kind::ShmemShared);
+}
+
+#[test]
+fn write_fault_is_one_fault_hugetlb() {
+    write_fault_case("write_fault_is_one_fault_hugetlb", Kind::Hugetlb);
+}
+
 /// REMOVE policy Refill: after the application's madvise(DONTNEED), the
 /// next read gets the source's bytes again (ZeroFill: zeros), on a plain
 /// region and on a budgeted one.

@@ -263,8 +263,11 @@ pub struct RegionOptions {
     /// more, the least-recently-faulted resident pages are evicted, dirty
     /// ones written back through `sink` first (budget.rs). Rounded down to
     /// whole pages; at least one. Only for `Buffer` and `Fd` sources,
-    /// without `prefetch`, with a known page size. Pages are placed
-    /// write-protected (dirty tracking): with `register` set, WP is added
+    /// without `prefetch`, with a known page size. A full budget is
+    /// brought down by a batch (1/256 of it, 1 to 16 pages) dropped in one
+    /// system call. Pages faulted by a read are placed write-protected
+    /// (their first write marks them dirty), pages faulted by a write
+    /// writable and dirty: with `register` set, WP is added
     /// to it; a caller that registered the range itself registers it
     /// MISSING|WP.
     pub max_resident: u64,
