@@ -1522,7 +1522,9 @@ typedef struct libuffd_region_opts {
    * then dropping them (MADV_REMOVE for shared memory, MADV_DONTNEED
    * for private and hugetlb memory); an evicted page comes back from
    * the source at its next fault. A full budget is brought down by a
-   * batch (1/256 of it, 1 to 16 pages) dropped in one system call.
+   * batch (1/256 of it, 1 to 16 pages) dropped in one system call;
+   * faults in sequence (a scan) place the following pages too, as many
+   * as the budget has room for (fault-around within the budget).
    * Pages faulted by a read are placed write-protected (their first
    * write is seen once, to mark them dirty); pages faulted by a write
    * are placed writable and counted dirty at once: register_mode gets

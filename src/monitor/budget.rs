@@ -19,6 +19,10 @@
 //! at once. Victims are chosen by a clock over the page indexes: second
 //! chance for pages faulted (read or written) since the hand last passed,
 //! evicted a batch at a time (`BATCH_DIVISOR`) and dropped together.
+//! Faults in sequence (the region's fault-around window above one page)
+//! claim the never-placed pages after the faulting one too, within the
+//! room the budget has, and place them with it (`Budget::claim`,
+//! `Inner::place_run`).
 //!
 //! Threads. The drop is a madvise of registered memory. Without REMOVE
 //! events (`Features::EVENT_REMOVE`) the kernel tells nobody and the
@@ -174,10 +178,26 @@ impl std::fmt::Debug for Budget {
     }
 }
 
+/// What a missing-page fault of a budgeted region asks for
+/// (`Inner::serve_budgeted`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fill {
+    /// The region's source, and the faulting page's offset in it.
+    pub source: Source,
+    pub offset: u64,
+    /// A write fault (the message's WRITE flag).
+    pub write: bool,
+    /// The fault-around window (pages, from the faulting one).
+    pub window: u64,
+}
+
 /// What a fault claimed (`Budget::claim`).
 struct Claim {
     victims: [u64; MAX_VICTIMS],
     n: usize,
+    /// Pages claimed after the faulting one (fault-around: never placed,
+    /// BUSY, counted in `resident`), placed with it.
+    run: u64,
     /// The page's state before (BUSY added for the placement).
     prev: u8,
     /// The page was counted in `resident` by this claim.
@@ -245,7 +265,15 @@ impl Budget {
     /// Claim page `i` for placement (BUSY) and choose the victims that
     /// make room for it. None: the page is being placed or evicted by
     /// another thread, or un-protected by a write fault (retry later).
-    fn claim(&self, i: u64) -> Option<Claim> {
+    ///
+    /// With `want` > 1 (the fault-around window: the region is read in
+    /// sequence), the pages after `i` that were never placed or were
+    /// evicted (state 0) are claimed too, as many as the budget has room
+    /// for once the victims are dropped, up to `want` in all: a full
+    /// budget then evicts a batch of at least `want` pages (up to a
+    /// quarter of the budget and MAX_VICTIMS), so that a scan takes one
+    /// fault per batch and the budget is never exceeded.
+    fn claim(&self, i: u64, want: u64) -> Option<Claim> {
         let mut c = self.clock.lock_ok();
         let cell = &self.pages[i as usize];
         let prev = cell.load(Acquire);
@@ -261,6 +289,7 @@ impl Budget {
         let mut claim = Claim {
             victims: [0; MAX_VICTIMS],
             n: 0,
+            run: 0,
             prev,
             reserved: prev & RES == 0,
         };
@@ -272,7 +301,9 @@ impl Budget {
         let npages = self.pages.len() as u64;
         // Full: evict a batch, down to `max_pages - batch` (with the page
         // claimed, `max_pages - batch + 1`). Not full: nothing.
-        let batch = (self.max_pages / BATCH_DIVISOR).clamp(1, MAX_VICTIMS as u64);
+        let batch = (self.max_pages / BATCH_DIVISOR)
+            .max(want.min(self.max_pages / 4))
+            .clamp(1, MAX_VICTIMS as u64);
         let pending = if self.async_drop { 0 } else { c.pending };
         let low = if c.resident + pending >= self.max_pages {
             (self.max_pages + 1 - batch).saturating_sub(pending)
@@ -329,11 +360,46 @@ impl Budget {
             return None;
         }
         c.resident += 1;
+        // Fault-around: the room left once the victims are gone (they
+        // are counted in `pending`; other claims' victims are in the
+        // `pending` read at the start, this claim's are not: they are
+        // dropped before its pages are placed).
+        let room = self.max_pages.saturating_sub(c.resident + pending);
+        let extra = want.saturating_sub(1).min(room);
+        while claim.run < extra {
+            let j = i + 1 + claim.run;
+            if j >= npages
+                || self.pages[j as usize]
+                    .compare_exchange(0, BUSY, AcqRel, Acquire)
+                    .is_err()
+            {
+                break;
+            }
+            c.resident += 1;
+            claim.run += 1;
+        }
         Some(claim)
     }
 
-    /// The end of a placement that did not place: page `i` as it was.
-    fn unclaim(&self, i: u64, claim: &Claim) {
+    /// Keep the first `keep` run pages of the claim of page `i` and give
+    /// back the others (not placed): state 0 again, out of the resident
+    /// count.
+    fn release_run(&self, i: u64, claim: &mut Claim, keep: u64) {
+        if keep >= claim.run {
+            return;
+        }
+        let mut c = self.clock.lock_ok();
+        for j in i + 1 + keep..i + 1 + claim.run {
+            self.pages[j as usize].store(0, Release);
+        }
+        c.resident -= claim.run - keep;
+        claim.run = keep;
+    }
+
+    /// The end of a placement that did not place: page `i` as it was, its
+    /// run given back.
+    fn unclaim(&self, i: u64, claim: &mut Claim) {
+        self.release_run(i, claim, 0);
         let mut c = self.clock.lock_ok();
         if claim.reserved {
             c.resident -= 1;
@@ -463,6 +529,31 @@ impl Budget {
     }
 }
 
+/// The address of `len` bytes of `source` from `offset`, when the source
+/// has them all: a buffer's own bytes, or a file's read whole into
+/// `scratch`. None otherwise (short buffer, end of file, a read error,
+/// another source): the caller places the faulting page alone, and that
+/// path reports any error.
+fn run_source(scratch: &mut Scratch, source: Source, offset: u64, len: u64) -> Option<u64> {
+    match source {
+        Source::Buffer { addr, len: blen } => {
+            let end = offset.checked_add(len)?;
+            (end <= blen && addr.checked_add(end).is_some()).then(|| addr + offset)
+        }
+        Source::Fd {
+            fd, offset: base, ..
+        } => {
+            let off = base
+                .checked_add(offset)
+                .filter(|o| o.checked_add(len).is_some_and(|e| e <= i64::MAX as u64))?;
+            let buf = &mut scratch.get(len).ok()?[..len as usize];
+            let (got, err) = read_fully(crate::sys::wait::borrow_fd(fd), buf, off);
+            (err.is_none() && got == buf.len()).then_some(buf.as_ptr() as u64)
+        }
+        _ => None,
+    }
+}
+
 /// The drops waiting for the evictor thread (REMOVE events on).
 pub(crate) struct Evictor {
     queue: Mutex<VecDeque<(Arc<Budget>, u64)>>,
@@ -580,46 +671,48 @@ impl Inner {
         scratch: &mut Scratch,
         b: &Arc<Budget>,
         t: FaultToken,
-        source: Source,
-        offset: u64,
-        write: bool,
+        fill: Fill,
     ) -> Result<Applied, Failed> {
         let Some(i) = b.index(t.page) else {
             return Err(Failed::Again);
         };
-        let Some(claim) = b.claim(i) else {
+        let want = match fill.source {
+            Source::Buffer { .. } | Source::Fd { .. } => fill.window,
+            _ => 1,
+        };
+        let Some(mut claim) = b.claim(i, want) else {
             return Err(Failed::Again);
         };
         let Some(uffd) = self.uffd(t.uffd_id) else {
             for &v in &claim.victims[..claim.n] {
                 b.keep(v);
             }
-            b.unclaim(i, &claim);
+            b.unclaim(i, &mut claim);
             return Ok(Applied::Gone);
         };
         if !self.evict(b, &uffd, &claim.victims[..claim.n]) {
-            b.unclaim(i, &claim);
+            b.unclaim(i, &mut claim);
             return Err(Failed::Again);
         }
         let gate = self.layout.read_ok();
-        let same = self
+        let end = self
             .regions
             .read_ok()
             .find(t.uffd_id, t.page)
-            .and_then(|r| r.budget.as_ref())
-            .is_some_and(|rb| Arc::ptr_eq(rb, b));
-        if !same {
+            .filter(|r| r.budget.as_ref().is_some_and(|rb| Arc::ptr_eq(rb, b)))
+            .map(|r| r.end());
+        let Some(end) = end else {
             // The layout changed meanwhile: look the fault up again.
             drop(gate);
-            b.unclaim(i, &claim);
+            b.unclaim(i, &mut claim);
             return Err(Failed::Again);
-        }
-        let mode = if write {
-            CopyMode::empty()
-        } else {
-            CopyMode::WP
         };
-        let placed = self.place(scratch, &uffd, t, source, offset, mode);
+        // The run stays inside the region's piece (after an unmap or a
+        // move the budget's other pages may be elsewhere).
+        let fit = ((end - t.page) / t.page_size).saturating_sub(1);
+        b.release_run(i, &mut claim, fit);
+        let (placed, run_placed) = self.place_run(scratch, &uffd, t, fill, claim.run);
+        let write = fill.write;
         let r = super::resolve::classify(self, &uffd, t.uffd_id, t.page, t.page_size, placed);
         drop(gate);
         let cell = &b.pages[i as usize];
@@ -628,9 +721,16 @@ impl Inner {
                 // DIRTY before the page is BUSY no more: an eviction
                 // that takes it writes it back.
                 cell.store(if write { RES | REF | DIRTY } else { RES | REF }, Release);
-                if claim.reserved {
-                    Stats::add(&self.stats.resident_pages, 1);
+                // The run's pages placed (write-protected, clean), and
+                // the ones that were not given back.
+                for j in i + 1..=i + run_placed {
+                    b.pages[j as usize].store(RES | REF, Release);
                 }
+                b.release_run(i, &mut claim, run_placed);
+                Stats::add(
+                    &self.stats.resident_pages,
+                    u64::from(claim.reserved) + run_placed,
+                );
             }
             Ok(Applied::AlreadyResolved) if claim.prev & RES == 0 => {
                 // Present, but not placed by the monitor: protect it and
@@ -639,10 +739,68 @@ impl Inner {
                 let _ = uffd.writeprotect(Range::new(t.page, t.page_size), WriteprotectMode::WP);
                 cell.store(RES | REF | DIRTY | SUSPECT, Release);
                 Stats::add(&self.stats.resident_pages, 1);
+                b.release_run(i, &mut claim, 0);
             }
-            _ => b.unclaim(i, &claim),
+            _ => b.unclaim(i, &mut claim),
         }
         r
+    }
+
+    /// Place the page at `t` and the `run` pages after it (claimed by
+    /// the fault: fault-around) from `source`: the faulting page
+    /// writable for a write fault, every other page write-protected.
+    /// Returns the faulting page's result (the bytes placed in all, or its
+    /// error) and how many run pages were placed. The run is placed only
+    /// when the source has all of its bytes (a buffer long enough, a file
+    /// read whole); otherwise, and where the run crosses a mapping's
+    /// boundary (ENOENT: the kernel places within one mapping), the page
+    /// goes alone, through `place`, which handles the edge cases.
+    fn place_run(
+        &self,
+        scratch: &mut Scratch,
+        uffd: &Uffd,
+        t: FaultToken,
+        fill: Fill,
+        run: u64,
+    ) -> (Result<u64, Error>, u64) {
+        let Fill {
+            source,
+            offset,
+            write,
+            ..
+        } = fill;
+        let ps = t.page_size;
+        let mode = if write {
+            CopyMode::empty()
+        } else {
+            CopyMode::WP
+        };
+        let src = (run > 0)
+            .then(|| run_source(scratch, source, offset, (1 + run) * ps))
+            .flatten();
+        if let Some(src) = src {
+            if write {
+                return match uffd.fill_copy(Range::new(t.page, ps), src, mode) {
+                    Ok(_) => {
+                        let rest = Range::new(t.page + ps, run * ps);
+                        let n = uffd
+                            .fill_copy(rest, src + ps, CopyMode::WP)
+                            .map_or(0, |p| p.done / ps);
+                        (Ok((1 + n) * ps), n)
+                    }
+                    Err(e) => (Err(e), 0),
+                };
+            }
+            match uffd.fill_copy(Range::new(t.page, (1 + run) * ps), src, CopyMode::WP) {
+                // A partial copy stops at a page that is there already,
+                // or at an event pending: the pages before it are placed.
+                Ok(p) if p.done >= ps => return (Ok(p.done), p.done / ps - 1),
+                Ok(_) => {}
+                Err(e) if e.errno() == libc::ENOENT => {}
+                Err(e) => return (Err(e), 0),
+            }
+        }
+        (self.place(scratch, uffd, t, source, offset, mode), 0)
     }
 
     /// Place the page at `t` from `source` (one page) with `mode`
@@ -1118,11 +1276,17 @@ impl Inner {
     fn writeback_one(&self, b: &Budget, uffd: &Uffd, v: u64) -> Result<u64, Option<Error>> {
         let cell = &b.pages[v as usize];
         let s = cell.load(Acquire);
-        if s & RES == 0 || s & DIRTY == 0 {
-            return Ok(0);
-        }
+        // Busy first: a page being placed for a write fault is not RES
+        // yet, but the write that faulted may have landed already (the
+        // copy woke the writer before the page is marked RES and DIRTY).
+        // Taken for clean, its write would miss this checkpoint, though
+        // the writer saw it done before asking for it
+        // (tests/monitor_budget.rs writeback_right_after_write_faults).
         if s & (BUSY | WRITING) != 0 {
             return Err(None);
+        }
+        if s & RES == 0 || s & DIRTY == 0 {
+            return Ok(0);
         }
         if cell.compare_exchange(s, s | BUSY, AcqRel, Acquire).is_err() {
             return Err(None);
@@ -1245,7 +1409,7 @@ mod tests {
             false,
         );
         for i in 0..max {
-            let c = b.claim(i).expect("claim");
+            let c = b.claim(i, 1).expect("claim");
             assert_eq!(c.n, 0, "max {max}: page {i} evicts nothing");
             b.pages[i as usize].store(RES, Release);
         }
@@ -1262,7 +1426,7 @@ mod tests {
             (1 << 20, 16),
         ] {
             let b = full_budget(max);
-            let c = b.claim(max).expect("claim when full");
+            let c = b.claim(max, 1).expect("claim when full");
             assert_eq!(c.n, batch, "max {max}");
             let k = b.clock.lock_ok();
             assert_eq!(k.resident, max + 1 - batch as u64, "max {max}");
@@ -1279,8 +1443,8 @@ mod tests {
     fn claim_counts_victims_not_dropped_yet() {
         for (max, batch) in [(512u64, 2u64), (4096, 16)] {
             let b = full_budget(max);
-            let c1 = b.claim(max).expect("first claim");
-            let c2 = b.claim(max + 1).expect("second claim");
+            let c1 = b.claim(max, 1).expect("first claim");
+            let c2 = b.claim(max + 1, 1).expect("second claim");
             // Its own batch, and one more (up to MAX_VICTIMS): the first
             // claim's page is counted while the victims that make its
             // room are too.
@@ -1302,14 +1466,54 @@ mod tests {
         // A budget of one page: the second fault waits (None: retried)
         // until the first one's victim is dropped.
         let b = full_budget(1);
-        let c1 = b.claim(1).expect("first claim");
+        let c1 = b.claim(1, 1).expect("first claim");
         assert_eq!(c1.n, 1);
-        assert!(b.claim(2).is_none(), "second claim of a 1-page budget");
+        assert!(b.claim(2, 1).is_none(), "second claim of a 1-page budget");
         b.victims_gone(1);
         b.pages[1].store(RES, Release);
         b.pages[0].store(0, Release);
-        let c2 = b.claim(2).expect("after the drop");
+        let c2 = b.claim(2, 1).expect("after the drop");
         assert_eq!(c2.n, 1);
+    }
+
+    /// Fault-around: a claim with a window takes the never-placed pages
+    /// after the faulting one, only as many as the budget has room for
+    /// once its victims are gone, and stops at a page placed already.
+    #[test]
+    fn claim_takes_a_run_within_the_room() {
+        // Not full: the whole window.
+        let b = Budget::new(0, 1 << 30, 64 * 4096, 4096, 32, Sink::None, 0, 0, false);
+        let c = b.claim(0, 8).unwrap();
+        assert_eq!((c.n, c.run), (0, 7));
+        assert_eq!(b.clock.lock_ok().resident, 8);
+        for j in 0..8 {
+            assert_eq!(b.pages[j].load(Acquire), BUSY, "page {j}");
+        }
+        // Stops at a page placed already (page 12).
+        b.pages[12].store(RES, Release);
+        let c = b.claim(10, 8).unwrap();
+        assert_eq!(c.run, 1);
+        // Near full: only the room left (32 - 8 - 2 - 1 resident = 21).
+        let mut c = b.claim(20, 64).unwrap();
+        assert_eq!(c.n, 0);
+        assert_eq!(c.run, 21);
+        assert_eq!(b.clock.lock_ok().resident, 32);
+        // Given back: state 0, out of the count.
+        b.release_run(20, &mut c, 5);
+        assert_eq!(c.run, 5);
+        assert_eq!(b.clock.lock_ok().resident, 32 - 16);
+        assert_eq!(b.pages[26].load(Acquire), 0);
+        assert_eq!(b.pages[25].load(Acquire), BUSY);
+        b.unclaim(20, &mut c);
+        assert_eq!(b.clock.lock_ok().resident, 32 - 22);
+        assert_eq!(b.pages[21].load(Acquire), 0);
+        // Full: a batch of the window's size (up to a quarter of the
+        // budget), and the room it leaves for the run.
+        let b = full_budget(64);
+        let c = b.claim(64, 8).unwrap();
+        assert_eq!((c.n, c.run), (8, 7));
+        let k = b.clock.lock_ok();
+        assert!(k.resident <= 64, "{} resident", k.resident);
     }
 
     fn k_pending(b: &Budget) -> u64 {

@@ -182,8 +182,13 @@ impl Inner {
         } else if let Some(b) = budget.filter(|b| b.index(page).is_some()) {
             // Evicting may wait on the sink: not under the gate.
             drop(gate);
-            let write = f.flags.contains(FaultFlags::WRITE);
-            let outcome = self.serve_budgeted(scratch, &b, token, source, offset, write);
+            let fill = super::budget::Fill {
+                source,
+                offset,
+                write: f.flags.contains(FaultFlags::WRITE),
+                window,
+            };
+            let outcome = self.serve_budgeted(scratch, &b, token, fill);
             return self.finish(p, token, outcome, on_again);
         } else if f.flags.contains(FaultFlags::MINOR) && source != Source::Callback {
             self.serve_source(scratch, token, Source::PageCache, offset, window)

@@ -265,7 +265,8 @@ pub struct RegionOptions {
     /// whole pages; at least one. Only for `Buffer` and `Fd` sources,
     /// without `prefetch`, with a known page size. A full budget is
     /// brought down by a batch (1/256 of it, 1 to 16 pages) dropped in one
-    /// system call. Pages faulted by a read are placed write-protected
+    /// system call; faults in sequence place the following pages too, as
+    /// many as the budget has room for. Pages faulted by a read are placed write-protected
     /// (their first write marks them dirty), pages faulted by a write
     /// writable and dirty: with `register` set, WP is added
     /// to it; a caller that registered the range itself registers it
