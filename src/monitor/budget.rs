@@ -1077,7 +1077,7 @@ impl Inner {
     /// range is the evictor's: no REMOVE policy, no callback.
     pub(crate) fn budget_on_remove(&self, id: u32, start: u64, end: u64) -> bool {
         let (_, busy) = self.budget_forget(id, start, end);
-        // The evictor drops one page of one region at a time.
+        // The evictor drops ranges of one region's pages, each DROPPING.
         busy > 0
             && self
                 .regions
@@ -1121,6 +1121,10 @@ impl Inner {
 /// monitor (only the page's budget) while a madvise may sleep.
 fn evictor_loop(weak: Weak<Inner>, ev: Arc<Evictor>) {
     loop {
+        // The next drops: the queue's first, and those after it of the
+        // same budget (up to MAX_VICTIMS), dropped together.
+        let mut vs = [0u64; MAX_VICTIMS];
+        let mut n = 0;
         let next = {
             let q = ev.queue.lock_ok();
             let (mut q, _) = unpoisoned(ev.cv.wait_timeout_while(
@@ -1128,14 +1132,26 @@ fn evictor_loop(weak: Weak<Inner>, ev: Arc<Evictor>) {
                 Duration::from_millis(20),
                 |q| q.is_empty(),
             ));
-            q.pop_front()
+            let first = q.pop_front();
+            if let Some((b, v)) = &first {
+                vs[0] = *v;
+                n = 1;
+                while n < MAX_VICTIMS && q.front().is_some_and(|(b2, _)| Arc::ptr_eq(b2, b)) {
+                    if let Some((_, v)) = q.pop_front() {
+                        vs[n] = v;
+                        n += 1;
+                    }
+                }
+            }
+            first.map(|(b, _)| b)
         };
-        let Some((b, v)) = next else {
+        let Some(b) = next else {
             if weak.strong_count() == 0 {
                 return;
             }
             continue;
         };
+        let vs = &vs[..n];
         // Only while somebody reads the REMOVE the drop raises: not once
         // the run stops, nor for a userfaultfd no longer served (its
         // events are read by nobody: the madvise would sleep until the
@@ -1145,39 +1161,48 @@ fn evictor_loop(weak: Weak<Inner>, ev: Arc<Evictor>) {
             None => return,
         };
         if !serving {
-            b.keep(v);
+            for &v in vs {
+                b.keep(v);
+            }
             continue;
         }
-        let cell = &b.pages[v as usize];
-        cell.fetch_or(DROPPING, AcqRel);
-        let r = b.drop_page(v);
+        for &v in vs {
+            b.pages[v as usize].fetch_or(DROPPING, AcqRel);
+        }
+        // Each range dropped raises its own REMOVE, whose pages are all
+        // DROPPING: the reader takes it for the evictor's.
+        let mut errs = [0i32; MAX_VICTIMS];
+        b.drop_pages(vs, &mut errs[..n]);
         let Some(inner) = weak.upgrade() else { return };
-        match r {
-            Ok(()) => {
-                // Gone; DROPPING stays for the reader to consume (it may
-                // not have applied the event yet).
-                cell.fetch_and(DROPPING, AcqRel);
-                Stats::add(&inner.stats.evictions, 1);
-                inner.stats.resident_pages.fetch_sub(1, Relaxed);
-                b.victims_gone(1);
-            }
-            Err(libc::ENOMEM) => {
-                // Unmapped: no event was raised.
-                cell.store(0, Release);
-                Stats::add(&inner.stats.evictions, 1);
-                inner.stats.resident_pages.fetch_sub(1, Relaxed);
-                b.victims_gone(1);
-            }
-            Err(e) => {
-                cell.fetch_and(!DROPPING, AcqRel);
-                b.keep(v);
-                inner.log(format_args!(
-                    "eviction of the page at {:#x}: madvise failed ({}); it stays resident",
-                    b.addr(v),
-                    Error::os("madvise", e, "")
-                ));
+        let mut gone = 0;
+        for (&v, &e) in vs.iter().zip(&errs) {
+            let cell = &b.pages[v as usize];
+            match e {
+                0 => {
+                    // Gone; DROPPING stays for the reader to consume (it
+                    // may not have applied the event yet).
+                    cell.fetch_and(DROPPING, AcqRel);
+                    gone += 1;
+                }
+                libc::ENOMEM => {
+                    // Unmapped: no event was raised.
+                    cell.store(0, Release);
+                    gone += 1;
+                }
+                e => {
+                    cell.fetch_and(!DROPPING, AcqRel);
+                    b.keep(v);
+                    inner.log(format_args!(
+                        "eviction of the page at {:#x}: madvise failed ({}); it stays resident",
+                        b.addr(v),
+                        Error::os("madvise", e, "")
+                    ));
+                }
             }
         }
+        Stats::add(&inner.stats.evictions, gone);
+        inner.stats.resident_pages.fetch_sub(gone, Relaxed);
+        b.victims_gone(gone);
     }
 }
 

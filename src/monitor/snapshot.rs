@@ -82,8 +82,14 @@ impl Shared {
     }
 
     /// Copy page `i` unless copied (or the snapshot ended), then
-    /// un-protect it (which wakes its writers). The copy and the mark are
-    /// under the lock: a page is copied once, while still protected.
+    /// un-protect it (which wakes its writers). The copy, the mark and the
+    /// un-protect are under the lock: a page is copied once, while still
+    /// protected, and un-protected before the copier can end the snapshot
+    /// (it does so under the lock, then unregisters the range). Released
+    /// between the mark and the un-protect, a fault that copied the
+    /// copier's last pages un-protected them after the unregister: ENOENT
+    /// ended a complete snapshot with an error (tests/c/snapshot.c "exact
+    /// hugetlb fd", one run in five).
     fn copy_page(&self, i: u64) {
         let mut st = self.state.lock_ok();
         if st.phase != Phase::Copying || st.copied[i as usize] {
@@ -126,9 +132,10 @@ impl Shared {
             Ok(()) => {
                 st.copied[i as usize] = true;
                 st.count += 1;
-                drop(st);
                 let page = Range::new(self.start + off, self.page_size);
-                if let Err(e) = self.uffd.writeprotect(page, WriteprotectMode::empty()) {
+                let r = self.uffd.writeprotect(page, WriteprotectMode::empty());
+                drop(st);
+                if let Err(e) = r {
                     self.fail(e.errno(), format!("un-protecting a copied page: {e}"));
                 }
             }
@@ -422,17 +429,20 @@ fn copy_all(s: Arc<Shared>, m: Monitor) {
         }
         s.copy_page(i);
     }
-    let range = Range::new(s.start, s.len);
-    // Un-protected already (each page once copied; all at once on
-    // failure); unregistering wakes anything still waiting.
-    let _ = s.uffd.writeprotect(range, WriteprotectMode::empty());
-    let _ = s.uffd.unregister(range);
+    // Ended first, under the lock: no page is between its copy and its
+    // un-protect now, and none will be (copy_page returns at once).
     {
         let mut st = s.state.lock_ok();
         if st.phase == Phase::Copying {
             st.phase = Phase::Done;
         }
     }
+    let range = Range::new(s.start, s.len);
+    // Un-protected already (each page once copied; all at once on
+    // failure); unregistering wakes anything still waiting. `wait`
+    // returns only once this thread is joined.
+    let _ = s.uffd.writeprotect(range, WriteprotectMode::empty());
+    let _ = s.uffd.unregister(range);
     m.stop();
     s.changed.notify_all();
 }
