@@ -153,10 +153,12 @@ bench: $(BENCHES)
 	$(BUILD)/handoff_bench
 	$(BUILD)/dirty_bench
 	$(BUILD)/budget_bench
+	$(BUILD)/budget_bench --scan
 
 bench-quick: $(BENCHES)
 	timeout 120 $(BUILD)/dirty_bench --quick
 	timeout 120 $(BUILD)/budget_bench --quick
+	timeout 120 $(BUILD)/budget_bench --quick --scan
 	timeout 300 $(BUILD)/uffd_bench --quick --json $(BUILD)/bench-quick.json
 	timeout 120 $(BUILD)/handoff_bench --quick
 	python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"]; \

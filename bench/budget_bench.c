@@ -34,7 +34,13 @@
  * accesses (lower is better: less sensitive to other load on the machine
  * than elapsed time).
  *
- * Usage: budget_bench [--quick] [--pages N] [--accesses N] [--reps N] [--only hand|libuffd]
+ * --scan: the accesses go through the pages in order instead (page i % N,
+ * every other one a write; --accesses defaults to two passes): a table
+ * scan, where libuffd's fault-around within the budget places the pages
+ * after the faulting one into the room its batch eviction leaves; the
+ * hand-rolled loop, like UMap without read-ahead, takes one page per fault.
+ *
+ * Usage: budget_bench [--quick] [--scan] [--pages N] [--accesses N] [--reps N] [--only hand|libuffd]
  * (--only runs one variant, no ratio: for profiling it alone)
  */
 #define _GNU_SOURCE
@@ -108,8 +114,11 @@ static char *map_region(void)
 	return p;
 }
 
-/* The application: the same random accesses for both. */
+/* The application: the same random accesses for both (or, with --scan,
+ * the pages in order, over and over: a table scan). */
 static unsigned long long sink;
+static int scan;
+static int accesses_given;
 
 static void access_all(char *mem)
 {
@@ -119,7 +128,7 @@ static void access_all(char *mem)
 		x ^= x << 13;
 		x ^= x >> 7;
 		x ^= x << 17;
-		size_t page = (size_t)(x % pages);
+		size_t page = scan ? i % pages : (size_t)(x % pages);
 		size_t off = (size_t)((x >> 32) % PS);
 		volatile char *a = mem + page * PS + off;
 		if (i & 1)
@@ -334,16 +343,19 @@ int main(int argc, char **argv)
 			pages = 1024;
 			accesses = 20000;
 			reps = 1;
+		} else if (!strcmp(argv[i], "--scan")) {
+			scan = 1;
 		} else if (!strcmp(argv[i], "--pages") && i + 1 < argc) {
 			pages = strtoul(argv[++i], NULL, 0);
 		} else if (!strcmp(argv[i], "--accesses") && i + 1 < argc) {
 			accesses = strtoul(argv[++i], NULL, 0);
+			accesses_given = 1;
 		} else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
 			reps = atoi(argv[++i]);
 		} else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
 			only = argv[++i];
 		} else {
-			fprintf(stderr, "usage: budget_bench [--quick] [--pages N] [--accesses N] [--reps N] "
+			fprintf(stderr, "usage: budget_bench [--quick] [--scan] [--pages N] [--accesses N] [--reps N] "
 					"[--only hand|libuffd]\n");
 			return 2;
 		}
@@ -352,9 +364,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "budget_bench: --pages >= 8, --accesses >= 1, --reps >= 1\n");
 		return 2;
 	}
-	printf("budget_bench: libuffd %s, %zu pages (%zu MiB) over a file, budget %zu pages, %zu random accesses "
+	if (scan && !accesses_given)
+		accesses = 2 * pages;
+	printf("budget_bench: libuffd %s, %zu pages (%zu MiB) over a file, budget %zu pages, %zu %s accesses "
 	       "(half writes), %d repetitions, pairs interleaved\n",
-	       libuffd_version_string(), pages, pages * PS >> 20, pages / 4, accesses, reps);
+	       libuffd_version_string(), pages, pages * PS >> 20, pages / 4, accesses, scan ? "sequential" : "random",
+	       reps);
 	double *ht = calloc((size_t)reps, sizeof(double)), *lt = calloc((size_t)reps, sizeof(double));
 	double *ratio = calloc((size_t)reps, sizeof(double));
 	double *hf = calloc((size_t)reps, sizeof(double)), *lf = calloc((size_t)reps, sizeof(double));

@@ -459,7 +459,14 @@ fn write_fault_is_one_fault_hugetlb() {
 /// (before: one fault per page, `pages` faults), the budget holds, every
 /// byte read is the file's; then a second scan writes every page, a
 /// checkpoint writes them back, and file + memory equal the model.
-fn scan_case(test: &'static str, kind: Kind, pages: usize, budget: usize, max_faults: u64) {
+fn scan_case(
+    test: &'static str,
+    kind: Kind,
+    pages: usize,
+    budget: usize,
+    max_faults: u64,
+    max_mixed_faults: u64,
+) {
     let _w = Watchdog::new(test, 60);
     let Some((s, data)) = setup(test, kind, pages, budget, false, Config::default(), 79) else {
         return;
@@ -484,8 +491,27 @@ fn scan_case(test: &'static str, kind: Kind, pages: usize, budget: usize, max_fa
         n_res <= budget,
         "{test}: {n_res} pages resident, budget {budget}"
     );
-    // Written scan, checkpoint, read back.
+    // A mixed scan: every other page written. The written pages that the
+    // fault-around placed write-protected fault once more; those faults
+    // must not shrink the window (before: about one fault per page).
     let mut model = data.clone();
+    let before = s.monitor.stats().faults;
+    for p in 0..pages {
+        let off = p * ps + 3;
+        if p % 2 == 1 {
+            s.mem.write(off, (p as u8) ^ 0x3C);
+            model[off] = (p as u8) ^ 0x3C;
+        } else {
+            assert_eq!(s.mem.read(off), data[off], "{test}: mixed scan, page {p}");
+        }
+    }
+    let mixed = s.monitor.stats().faults - before;
+    eprintln!("{test}: mixed scan of {pages} pages: {mixed} faults");
+    assert!(
+        mixed <= max_mixed_faults,
+        "{test}: {mixed} faults for a mixed scan of {pages} pages (at most {max_mixed_faults})"
+    );
+    // Written scan, checkpoint, read back.
     for p in 0..pages {
         let off = p * ps + 7;
         s.mem.write(off, (p as u8) ^ 0x5A);
@@ -504,7 +530,7 @@ fn scan_case(test: &'static str, kind: Kind, pages: usize, budget: usize, max_fa
 #[test]
 fn scan_faults_around_anon() {
     // Batches of 16 (a quarter of the budget is more): about 4096/16.
-    scan_case("scan_faults_around_anon", Kind::Anon, 4096, 1024, 600);
+    scan_case("scan_faults_around_anon", Kind::Anon, 4096, 1024, 600, 2600);
 }
 
 #[test]
@@ -515,13 +541,21 @@ fn scan_faults_around_shmem() {
         4096,
         1024,
         600,
+        2600,
     );
 }
 
 #[test]
 fn scan_faults_around_hugetlb() {
     // 12 huge pages, a budget of 8: batches of 2 (a quarter).
-    scan_case("scan_faults_around_hugetlb", Kind::HugetlbPrivate, 12, 8, 9);
+    scan_case(
+        "scan_faults_around_hugetlb",
+        Kind::HugetlbPrivate,
+        12,
+        8,
+        9,
+        12,
+    );
 }
 
 /// A checkpoint asked for right after a write that faulted its page in

@@ -134,7 +134,14 @@ impl Inner {
                 let page = f.address & !(r.page_size - 1);
                 let index = (page - r.start) / r.page_size;
                 let left = (r.end() - page) / r.page_size;
-                let window = self.window_for(r, index).min(left).max(1);
+                // A write-protect fault places nothing: it neither uses
+                // nor moves the fault-around window (in a scan that writes
+                // some pages, their WP faults would each halve it).
+                let window = if f.flags.contains(FaultFlags::WP) {
+                    1
+                } else {
+                    self.window_for(r, index).min(left).max(1)
+                };
                 (
                     r.source,
                     r.page_size,
