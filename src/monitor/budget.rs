@@ -45,7 +45,7 @@
 
 use super::config::Handler;
 use super::region::Source;
-use super::resolve::{read_fully, Applied, Failed, FaultToken, RegionInfo, Scratch};
+use super::resolve::{Applied, Failed, FaultToken, RegionInfo, Scratch};
 use super::stats::Stats;
 use super::unpoisoned::{unpoisoned, LockOk, RwOk};
 use super::Inner;
@@ -529,31 +529,6 @@ impl Budget {
     }
 }
 
-/// The address of `len` bytes of `source` from `offset`, when the source
-/// has them all: a buffer's own bytes, or a file's read whole into
-/// `scratch`. None otherwise (short buffer, end of file, a read error,
-/// another source): the caller places the faulting page alone, and that
-/// path reports any error.
-fn run_source(scratch: &mut Scratch, source: Source, offset: u64, len: u64) -> Option<u64> {
-    match source {
-        Source::Buffer { addr, len: blen } => {
-            let end = offset.checked_add(len)?;
-            (end <= blen && addr.checked_add(end).is_some()).then(|| addr + offset)
-        }
-        Source::Fd {
-            fd, offset: base, ..
-        } => {
-            let off = base
-                .checked_add(offset)
-                .filter(|o| o.checked_add(len).is_some_and(|e| e <= i64::MAX as u64))?;
-            let buf = &mut scratch.get(len).ok()?[..len as usize];
-            let (got, err) = read_fully(crate::sys::wait::borrow_fd(fd), buf, off);
-            (err.is_none() && got == buf.len()).then_some(buf.as_ptr() as u64)
-        }
-        _ => None,
-    }
-}
-
 /// The drops waiting for the evictor thread (REMOVE events on).
 pub(crate) struct Evictor {
     queue: Mutex<VecDeque<(Arc<Budget>, u64)>>,
@@ -711,9 +686,8 @@ impl Inner {
         // move the budget's other pages may be elsewhere).
         let fit = ((end - t.page) / t.page_size).saturating_sub(1);
         b.release_run(i, &mut claim, fit);
-        let (placed, run_placed) = self.place_run(scratch, &uffd, t, fill, claim.run);
+        let (r, run_placed) = self.place_run(scratch, t, fill, claim.run);
         let write = fill.write;
-        let r = super::resolve::classify(self, &uffd, t.uffd_id, t.page, t.page_size, placed);
         drop(gate);
         let cell = &b.pages[i as usize];
         match r {
@@ -747,149 +721,49 @@ impl Inner {
     }
 
     /// Place the page at `t` and the `run` pages after it (claimed by
-    /// the fault: fault-around) from `source`: the faulting page
-    /// writable for a write fault, every other page write-protected.
-    /// Returns the faulting page's result (the bytes placed in all, or its
-    /// error) and how many run pages were placed. The run is placed only
-    /// when the source has all of its bytes (a buffer long enough, a file
-    /// read whole); otherwise, and where the run crosses a mapping's
-    /// boundary (ENOENT: the kernel places within one mapping), the page
-    /// goes alone, through `place`, which handles the edge cases.
+    /// the fault: fault-around) from the region's source, through the
+    /// sources' own placement (`serve_source`, `serve_window`): every page
+    /// write-protected, except the faulting page of a write fault, placed
+    /// writable by a copy of its own first. Returns the faulting page's
+    /// outcome (the bytes placed in all when resolved) and how many run
+    /// pages were placed: those the source had (a file's whole pages
+    /// before its end, a buffer's), up to where the copy stopped (a page
+    /// there already, an event pending); none where the run crosses a
+    /// mapping's boundary (`serve_source` places the page alone).
     fn place_run(
         &self,
         scratch: &mut Scratch,
-        uffd: &Uffd,
         t: FaultToken,
         fill: Fill,
         run: u64,
-    ) -> (Result<u64, Error>, u64) {
-        let Fill {
-            source,
-            offset,
-            write,
-            ..
-        } = fill;
+    ) -> (Result<Applied, Failed>, u64) {
+        let Fill { source, offset, .. } = fill;
         let ps = t.page_size;
-        let mode = if write {
-            CopyMode::empty()
-        } else {
-            CopyMode::WP
+        if !fill.write {
+            let r = self.serve_source(scratch, t, source, offset, 1 + run, CopyMode::WP);
+            let placed = match r {
+                Ok(Applied::Resolved(n)) => (n / ps).saturating_sub(1).min(run),
+                _ => 0,
+            };
+            return (r, placed);
+        }
+        let r = self.serve_window(scratch, t, source, offset, 1, CopyMode::empty());
+        if run == 0 || !matches!(r, Ok(Applied::Resolved(_))) {
+            return (r, 0);
+        }
+        let Some(next_offset) = offset.checked_add(ps) else {
+            return (r, 0);
         };
-        let src = (run > 0)
-            .then(|| run_source(scratch, source, offset, (1 + run) * ps))
-            .flatten();
-        if let Some(src) = src {
-            if write {
-                return match uffd.fill_copy(Range::new(t.page, ps), src, mode) {
-                    Ok(_) => {
-                        let rest = Range::new(t.page + ps, run * ps);
-                        let n = uffd
-                            .fill_copy(rest, src + ps, CopyMode::WP)
-                            .map_or(0, |p| p.done / ps);
-                        (Ok((1 + n) * ps), n)
-                    }
-                    Err(e) => (Err(e), 0),
-                };
-            }
-            match uffd.fill_copy(Range::new(t.page, (1 + run) * ps), src, CopyMode::WP) {
-                // A partial copy stops at a page that is there already,
-                // or at an event pending: the pages before it are placed.
-                Ok(p) if p.done >= ps => return (Ok(p.done), p.done / ps - 1),
-                Ok(_) => {}
-                Err(e) if e.errno() == libc::ENOENT => {}
-                Err(e) => return (Err(e), 0),
-            }
-        }
-        (self.place(scratch, uffd, t, source, offset, mode), 0)
-    }
-
-    /// Place the page at `t` from `source` (one page) with `mode`
-    /// (write-protected or not): the bytes placed, or the error.
-    fn place(
-        &self,
-        scratch: &mut Scratch,
-        uffd: &Uffd,
-        t: FaultToken,
-        source: Source,
-        offset: u64,
-        mode: CopyMode,
-    ) -> Result<u64, Error> {
-        let (page, ps) = (t.page, t.page_size);
-        let dst = Range::new(page, ps);
-        let copy = |src: u64| uffd.fill_copy(dst, src, mode).map(|p| p.done);
-        match source {
-            Source::Buffer { addr, len } => {
-                let avail = len.saturating_sub(offset);
-                let from = addr
-                    .checked_add(offset)
-                    .filter(|a| a.checked_add(ps).is_some());
-                match from {
-                    _ if avail == 0 => copy(self.zero_source(ps)?),
-                    None => Err(Error::os(
-                        "page source",
-                        libc::EOVERFLOW,
-                        format!(
-                            "buffer at {addr:#x} + offset {offset:#x} overflows the address space"
-                        ),
-                    )),
-                    Some(a) if avail >= ps => copy(a),
-                    Some(a) => {
-                        let buf = scratch.get(ps)?;
-                        buf[..ps as usize].fill(0);
-                        crate::sys::wait::copy_from_addr(&mut buf[..avail as usize], a);
-                        copy(buf.as_ptr() as u64)
-                    }
-                }
-            }
-            Source::Fd {
-                fd,
-                offset: base,
-                zero_past_eof,
-            } => {
-                let buf = &mut scratch.get(ps)?[..ps as usize];
-                let Some(off) = base
-                    .checked_add(offset)
-                    .filter(|o| o.checked_add(ps).is_some_and(|e| e <= i64::MAX as u64))
-                else {
-                    return Err(Error::os(
-                        "pread",
-                        libc::EOVERFLOW,
-                        format!("page source fd {fd}: offset {base:#x} + {offset:#x} overflows a file offset"),
-                    ));
-                };
-                let got = match read_fully(crate::sys::wait::borrow_fd(fd), buf, off) {
-                    (got, None) => got,
-                    (got, Some(e)) => {
-                        return Err(Error::os(
-                            "pread",
-                            e,
-                            format!(
-                                "page source fd {fd} at offset {:#x} (the page at {page:#x})",
-                                off + got as u64
-                            ),
-                        ))
-                    }
-                };
-                if got < buf.len() && !zero_past_eof {
-                    return Err(Error::os(
-                        "pread",
-                        libc::ENODATA,
-                        format!(
-                            "page source fd {fd} ends at offset {:#x}, inside the page at {page:#x}; set LIBUFFD_REGION_ZERO_PAST_EOF to read zeros past end-of-file",
-                            off + got as u64
-                        ),
-                    ));
-                }
-                buf[got..].fill(0);
-                copy(buf.as_ptr() as u64)
-            }
-            // Zeros after an application's madvise under RemovePolicy::
-            // ZeroFill (placed like any page).
-            Source::Zero => copy(self.zero_source(ps)?),
-            _ => Err(Error::invalid(
-                "a budgeted region's source is a buffer or a file",
-            )),
-        }
+        let next = FaultToken {
+            page: t.page + ps,
+            ..t
+        };
+        let placed = match self.serve_window(scratch, next, source, next_offset, run, CopyMode::WP)
+        {
+            Ok(Applied::Resolved(n)) => (n / ps).min(run),
+            _ => 0,
+        };
+        (Ok(Applied::Resolved((1 + placed) * ps)), placed)
     }
 
     /// Evict the victims `vs` of `b` (chosen BUSY by `claim`, already out

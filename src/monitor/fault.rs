@@ -198,7 +198,8 @@ impl Inner {
             let outcome = self.serve_budgeted(scratch, &b, token, fill);
             return self.finish(p, token, outcome, on_again);
         } else if f.flags.contains(FaultFlags::MINOR) && source != Source::Callback {
-            self.serve_source(scratch, token, Source::PageCache, offset, window)
+            let cm = self.dirty.copy_mode(token.uffd_id, token.page);
+            self.serve_source(scratch, token, Source::PageCache, offset, window, cm)
         } else if source == Source::Callback {
             drop(gate);
             return self.run_callback(scratch, p, token, info, on_again);
@@ -209,7 +210,8 @@ impl Inner {
             drop(gate);
             return self.remote_fault(p, token, fd, base.wrapping_add(offset), window, on_again);
         } else {
-            self.serve_source(scratch, token, source, offset, window)
+            let cm = self.dirty.copy_mode(token.uffd_id, token.page);
+            self.serve_source(scratch, token, source, offset, window, cm)
         };
         drop(gate);
         self.finish(p, token, outcome, on_again)

@@ -81,7 +81,8 @@ pub(crate) fn run(inner: Arc<Inner>) {
             page: from,
             page_size: ps,
         };
-        let served = inner.serve_source(&mut scratch, token, source, offset, pages);
+        let cm = inner.dirty.copy_mode(token.uffd_id, token.page);
+        let served = inner.serve_source(&mut scratch, token, source, offset, pages, cm);
         drop(gate);
         let step = match served {
             Ok(Applied::Resolved(n)) => {

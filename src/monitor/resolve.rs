@@ -526,29 +526,32 @@ impl Inner {
         source: Source,
         source_offset: u64,
         window: u64,
+        cm: CopyMode,
     ) -> Result<Applied, Failed> {
-        let r = self.serve_window(scratch, t, source, source_offset, window);
+        let r = self.serve_window(scratch, t, source, source_offset, window, cm);
         if window > 1 && matches!(r, Ok(Applied::Gone)) && self.uffd(t.uffd_id).is_some() {
-            return self.serve_window(scratch, t, source, source_offset, 1);
+            return self.serve_window(scratch, t, source, source_offset, 1, cm);
         }
         r
     }
 
-    fn serve_window(
+    /// Place `window` pages from the faulting one with mode `cm`
+    /// (CopyMode::WP: write-protected, for a dirty-tracked region, see
+    /// `Dirty::copy_mode`, or a budgeted one).
+    pub(crate) fn serve_window(
         &self,
         scratch: &mut Scratch,
         t: FaultToken,
         source: Source,
         source_offset: u64,
         window: u64,
+        cm: CopyMode,
     ) -> Result<Applied, Failed> {
         let Some(uffd) = self.uffd(t.uffd_id) else {
             return Ok(Applied::Gone);
         };
         let (page, ps) = (t.page, t.page_size);
-        // Dirty tracking (dirty.rs): pages placed write-protected.
-        let wp = self.dirty.protects(t.uffd_id, page);
-        let cm = if wp { CopyMode::WP } else { CopyMode::empty() };
+        let wp = cm.contains(CopyMode::WP);
         let r = match source {
             Source::Zero => self.zero_placed(&uffd, page, ps, window, wp),
             Source::PageCache => uffd
