@@ -860,15 +860,31 @@ impl Inner {
     fn drop_now(&self, b: &Budget, vs: &[u64]) {
         let mut errs = [0i32; MAX_VICTIMS];
         b.drop_pages(vs, &mut errs[..vs.len()]);
-        let mut dropped = 0;
-        for (&v, &e) in vs.iter().zip(&errs) {
+        self.settle_drops(b, vs, &errs[..vs.len()]);
+    }
+
+    /// The end of the drops of victims `vs` (`errs`: `Budget::drop_pages`'s
+    /// results), in place or on the evictor thread: a page dropped, or
+    /// found unmapped (ENOMEM), leaves the budget; one whose drop failed
+    /// stays resident (logged). A dropped page keeps only its DROPPING
+    /// bit, for the reader to consume with the REMOVE it raised (set by
+    /// the evictor thread only; in-place drops raise none).
+    fn settle_drops(&self, b: &Budget, vs: &[u64], errs: &[i32]) {
+        let mut gone = 0;
+        for (&v, &e) in vs.iter().zip(errs) {
+            let cell = &b.pages[v as usize];
             match e {
-                // ENOMEM: unmapped meanwhile, nothing left.
-                0 | libc::ENOMEM => {
-                    b.pages[v as usize].store(0, Release);
-                    dropped += 1;
+                0 => {
+                    cell.fetch_and(DROPPING, AcqRel);
+                    gone += 1;
+                }
+                libc::ENOMEM => {
+                    // Unmapped meanwhile: nothing left, no event raised.
+                    cell.store(0, Release);
+                    gone += 1;
                 }
                 e => {
+                    cell.fetch_and(!DROPPING, AcqRel);
                     b.keep(v);
                     self.log(format_args!(
                         "eviction of the page at {:#x}: madvise failed ({}); it stays resident",
@@ -878,11 +894,11 @@ impl Inner {
                 }
             }
         }
-        Stats::add(&self.stats.evictions, dropped);
+        Stats::add(&self.stats.evictions, gone);
         // The count first, then the room: a fault that takes the room
         // counts its page after these are discounted.
-        self.stats.resident_pages.fetch_sub(dropped, Relaxed);
-        b.victims_gone(dropped);
+        self.stats.resident_pages.fetch_sub(gone, Relaxed);
+        b.victims_gone(gone);
     }
 
     fn forgotten(&self, b: &Budget, v: u64) {
@@ -1048,35 +1064,7 @@ fn evictor_loop(weak: Weak<Inner>, ev: Arc<Evictor>) {
         let mut errs = [0i32; MAX_VICTIMS];
         b.drop_pages(vs, &mut errs[..n]);
         let Some(inner) = weak.upgrade() else { return };
-        let mut gone = 0;
-        for (&v, &e) in vs.iter().zip(&errs) {
-            let cell = &b.pages[v as usize];
-            match e {
-                0 => {
-                    // Gone; DROPPING stays for the reader to consume (it
-                    // may not have applied the event yet).
-                    cell.fetch_and(DROPPING, AcqRel);
-                    gone += 1;
-                }
-                libc::ENOMEM => {
-                    // Unmapped: no event was raised.
-                    cell.store(0, Release);
-                    gone += 1;
-                }
-                e => {
-                    cell.fetch_and(!DROPPING, AcqRel);
-                    b.keep(v);
-                    inner.log(format_args!(
-                        "eviction of the page at {:#x}: madvise failed ({}); it stays resident",
-                        b.addr(v),
-                        Error::os("madvise", e, "")
-                    ));
-                }
-            }
-        }
-        Stats::add(&inner.stats.evictions, gone);
-        inner.stats.resident_pages.fetch_sub(gone, Relaxed);
-        b.victims_gone(gone);
+        inner.settle_drops(&b, vs, &errs[..n]);
     }
 }
 
